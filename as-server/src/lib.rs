@@ -1,0 +1,2 @@
+//! IMS application server for IPTV.
+pub mod sip;

@@ -1,0 +1,1 @@
+//! SIP stack: codec, transactions, dialogs, SDP. Sans-IO.
