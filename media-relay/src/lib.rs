@@ -1,1 +1,3 @@
 //! RTP media relay.
+pub mod h264;
+pub mod testpattern;
