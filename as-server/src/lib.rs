@@ -1,2 +1,4 @@
 //! IMS application server for IPTV.
+pub mod config;
+pub mod service;
 pub mod sip;
