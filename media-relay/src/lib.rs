@@ -1,3 +1,44 @@
-//! RTP media relay.
+//! RTP media relay: channel ingest, unicast fan-out with per-viewer rewrite, fast channel change,
+//! RTCP, and the control API the application server drives it with.
+//!
+//! # Layout
+//!
+//! | module | role | I/O |
+//! | --- | --- | --- |
+//! | [`rtp`] | RTP header parse (over `rtp-types`), in-place header rewrite, RTP/RTCP demux | none |
+//! | [`rtcp`] | SR + SDES writing, compound RR/SR parsing (over `rtcp-types`), NTP time | none |
+//! | [`fcc`] | key-frame detection (H.264 RFC 6184, MPEG-TS RAI) and the bounded GOP cache | none |
+//! | [`relay`] | the sans-IO core: channels, viewers, fan-out, bursts, reports, liveness | none |
+//! | [`control`] | ids, requests, stats, errors, [`RelayConfig`], [`RelayHandle`] | mpsc/oneshot |
+//! | [`driver`] | tokio UDP sockets and the one task loop; [`Relay::spawn`] | tokio |
+//! | [`h264`], [`testpattern`] | H.264 packetiser and the built-in test-pattern source | none |
+//!
+//! # Run loop
+//!
+//! ```text
+//!  producer ──RTP──► ingest socket ─┐                       ┌─► output RTP socket ──► viewers
+//!  test pattern / feed (mpsc) ──────┼─► Relay::ingest ──► GOP cache + fan-out ─► poll_transmit
+//!  AS ── RelayHandle (mpsc) ────────┤   Relay::add_viewer / switch_channel (burst from cache)
+//!  viewers ──RTCP RR──► RTCP socket ┼─► Relay::handle_viewer_rtcp       ┌─► output RTCP (SR)
+//!  timer (poll_timeout) ────────────┴─► Relay::handle_timeout(now, wall)┘
+//! ```
+//!
+//! The driver task owns every socket and is the only place that reads the clock. After each
+//! input it drains [`relay::Relay::poll_transmit`] with non-blocking sends: a full socket buffer
+//! drops that datagram instead of stalling the loop, and a send error only concerns the viewer
+//! it was for.
+
+pub mod control;
+pub mod driver;
+pub mod fcc;
 pub mod h264;
+pub mod relay;
+pub mod rtcp;
+pub mod rtp;
 pub mod testpattern;
+
+pub use control::{
+    AddViewer, ChannelId, ChannelSpec, Error, IngestInfo, RelayConfig, RelayHandle, RelayStats,
+    ViewerId, ViewerInfo,
+};
+pub use relay::Relay;

@@ -1,0 +1,435 @@
+//! Relay control: the API the application server drives the relay with.
+//!
+//! How it fits: the types here (ids, requests, answers, stats, errors, [`RelayConfig`]) are
+//! shared by the sans-IO core ([`crate::relay::Relay`]), the tokio driver ([`crate::driver`]),
+//! the in-process [`RelayHandle`] the AS uses, and the JSON/HTTP API of the `media-relay`
+//! binary (every type is serde). [`RelayHandle`] sends a [`Command`] over an mpsc channel to
+//! the driver task and awaits the oneshot reply; it is cheap to clone.
+//!
+//! Names follow CONTRACTS.md, section "Relay control".
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::fcc::{CacheLimits, MediaKind};
+
+/// A channel's id (the user part of `sip:<channel>@<as-host>`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ChannelId(pub String);
+
+impl ChannelId {
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ChannelId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for ChannelId {
+    fn from(s: &str) -> Self {
+        ChannelId(s.to_owned())
+    }
+}
+
+impl From<String> for ChannelId {
+    fn from(s: String) -> Self {
+        ChannelId(s)
+    }
+}
+
+/// A viewer's id, chosen by the AS (one per media session).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ViewerId(pub u64);
+
+impl std::fmt::Display for ViewerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+fn default_clock_rate() -> u32 {
+    90_000
+}
+
+/// What to create an ingest for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelSpec {
+    /// The channel's id.
+    pub channel: ChannelId,
+    /// How to find key frames (default: by payload type, H.264 or MPEG-TS).
+    #[serde(default)]
+    pub media: MediaKind,
+    /// RTP clock rate of the stream (default 90000, video).
+    #[serde(default = "default_clock_rate")]
+    pub clock_rate: u32,
+}
+
+impl ChannelSpec {
+    /// A 90 kHz channel with automatic key-frame detection.
+    pub fn new(channel: impl Into<ChannelId>) -> Self {
+        ChannelSpec {
+            channel: channel.into(),
+            media: MediaKind::Auto,
+            clock_rate: default_clock_rate(),
+        }
+    }
+}
+
+/// Where a producer sends a channel's media.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestInfo {
+    /// The channel.
+    pub channel: ChannelId,
+    /// RTP destination for the producer.
+    pub rtp_addr: SocketAddr,
+    /// RTCP destination for the producer.
+    pub rtcp_addr: SocketAddr,
+}
+
+/// Add a viewer to a channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddViewer {
+    /// The viewer's id (chosen by the caller, unique in the relay).
+    pub viewer: ViewerId,
+    /// The channel to watch.
+    pub channel: ChannelId,
+    /// Where the viewer receives RTP.
+    pub rtp_dest: SocketAddr,
+    /// Where the viewer receives RTCP (default: RTP port + 1, RFC 3550 section 11).
+    #[serde(default)]
+    pub rtcp_dest: Option<SocketAddr>,
+    /// Payload type negotiated with the viewer; written into every packet it gets.
+    pub payload_type: u8,
+}
+
+/// What the AS puts in its SDP answer for a viewer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewerInfo {
+    /// The relay's RTP source address (`c=`/`m=` of the answer).
+    pub relay_rtp: SocketAddr,
+    /// The relay's RTCP address (`a=rtcp`; also the RTCP feedback target).
+    pub relay_rtcp: SocketAddr,
+    /// SSRC of the stream this viewer receives (stable across zaps).
+    pub ssrc: u32,
+}
+
+/// Counters of one channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelStats {
+    /// The channel.
+    pub channel: ChannelId,
+    /// RTP packets ingested.
+    pub packets_in: u64,
+    /// RTP bytes ingested.
+    pub bytes_in: u64,
+    /// Key frames seen.
+    pub key_frames: u64,
+    /// Viewers watching now.
+    pub viewers: usize,
+    /// Packets in the GOP cache now.
+    pub cached_packets: usize,
+    /// Bytes in the GOP cache now.
+    pub cached_bytes: usize,
+    /// Malformed datagrams on the ingest (RTP and RTCP).
+    pub malformed: u64,
+    /// RTCP packets from the producer.
+    pub rtcp_in: u64,
+}
+
+/// Counters of one viewer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewerStats {
+    /// The viewer.
+    pub viewer: ViewerId,
+    /// The channel it watches.
+    pub channel: ChannelId,
+    /// SSRC the relay sends it.
+    pub ssrc: u32,
+    /// RTP packets sent (burst included).
+    pub packets_out: u64,
+    /// RTP bytes sent.
+    pub bytes_out: u64,
+    /// Packets sent as fast-start bursts.
+    pub burst_packets: u64,
+    /// Channel switches.
+    pub zaps: u64,
+    /// Fraction lost of the last RR, in 1/256 (RFC 3550 section 6.4.1).
+    pub rr_fraction_lost: Option<u8>,
+    /// Cumulative lost of the last RR.
+    pub rr_cumulative_lost: Option<u32>,
+    /// Interarrival jitter of the last RR, in timestamp units.
+    pub rr_jitter: Option<u32>,
+    /// Milliseconds since the last RR.
+    pub rr_age_ms: Option<u64>,
+}
+
+/// Relay-wide counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TotalStats {
+    /// RTP packets ingested.
+    pub packets_in: u64,
+    /// RTP packets sent to viewers.
+    pub packets_out: u64,
+    /// RTP bytes sent to viewers.
+    pub bytes_out: u64,
+    /// Burst packets sent.
+    pub burst_packets: u64,
+    /// RTCP packets sent (SR).
+    pub rtcp_out: u64,
+    /// RTCP packets received from viewers.
+    pub rtcp_in: u64,
+    /// Malformed RTP datagrams dropped.
+    pub malformed_rtp: u64,
+    /// Malformed RTCP datagrams dropped.
+    pub malformed_rtcp: u64,
+    /// Datagrams for unknown channels or from unknown viewers.
+    pub unmatched: u64,
+    /// Sends that failed.
+    pub send_errors: u64,
+    /// Viewers dropped because they vanished.
+    pub viewers_dropped: u64,
+}
+
+/// A snapshot of the relay's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayStats {
+    /// Per channel.
+    pub channels: Vec<ChannelStats>,
+    /// Per viewer.
+    pub viewers: Vec<ViewerStats>,
+    /// Totals.
+    pub totals: TotalStats,
+}
+
+/// Errors of the control API.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No channel with this id.
+    #[error("unknown channel {0}")]
+    UnknownChannel(ChannelId),
+    /// No viewer with this id.
+    #[error("unknown viewer {0}")]
+    UnknownViewer(ViewerId),
+    /// The channel already has an ingest.
+    #[error("channel {0} already exists")]
+    ChannelExists(ChannelId),
+    /// The viewer id is already in use.
+    #[error("viewer {0} already exists")]
+    ViewerExists(ViewerId),
+    /// A configured limit (viewers, channels, ports) is reached.
+    #[error("relay overloaded: {0}")]
+    Overloaded(&'static str),
+    /// The request is not valid (bad payload type, ...).
+    #[error("invalid request: {0}")]
+    Invalid(&'static str),
+    /// The feature is not available in this build.
+    #[error("not supported: {0}")]
+    Unsupported(&'static str),
+    /// Socket error.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The relay task has stopped.
+    #[error("relay stopped")]
+    Stopped,
+}
+
+/// Relay configuration (the `[relay]` TOML table of the binary; every field has a default).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RelayConfig {
+    /// IP the sockets bind to.
+    pub bind_ip: IpAddr,
+    /// IP written into [`IngestInfo`] and [`ViewerInfo`] (default: `bind_ip`; set it when
+    /// binding a wildcard address).
+    pub advertise_ip: Option<IpAddr>,
+    /// First port of the ingest range (0 with `ingest_port_max` 0: ephemeral ports).
+    pub ingest_port_min: u16,
+    /// Last port of the ingest range.
+    pub ingest_port_max: u16,
+    /// Output RTP port for all viewers (0: ephemeral).
+    pub output_rtp_port: u16,
+    /// Output RTCP port (0: RTP port + 1 when the RTP port is fixed, else ephemeral).
+    pub output_rtcp_port: u16,
+    /// Most viewers at once (more: [`Error::Overloaded`]).
+    pub max_viewers: usize,
+    /// Most channels at once.
+    pub max_channels: usize,
+    /// GOP cache limits per channel.
+    pub cache: CacheLimits,
+    /// Sender report interval (RFC 3550 section 6.2; randomised by 0.5..1.5).
+    #[serde(with = "secs_f64")]
+    pub rtcp_interval: Duration,
+    /// A viewer that sent RTCP and then stays silent this long is dropped (None: never).
+    #[serde(with = "opt_secs_f64")]
+    pub viewer_timeout: Option<Duration>,
+    /// Timestamp step used for continuity across a zap, in clock ticks (3000 = one frame at 30
+    /// frames/s and 90 kHz); the wallclock gap is used when larger.
+    pub zap_timestamp_step: u32,
+    /// CNAME in the relay's SDES (RFC 3550 section 6.5.1).
+    pub cname: String,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            advertise_ip: None,
+            ingest_port_min: 0,
+            ingest_port_max: 0,
+            output_rtp_port: 0,
+            output_rtcp_port: 0,
+            max_viewers: 10_000,
+            max_channels: 1_000,
+            cache: CacheLimits::default(),
+            rtcp_interval: Duration::from_secs(5),
+            viewer_timeout: Some(Duration::from_secs(30)),
+            zap_timestamp_step: 3000,
+            cname: "media-relay".to_owned(),
+        }
+    }
+}
+
+mod secs_f64 {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let v = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(v).map_err(serde::de::Error::custom)
+    }
+}
+
+mod opt_secs_f64 {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&d.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let v = Option::<f64>::deserialize(d)?;
+        v.map(|v| Duration::try_from_secs_f64(v).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+/// Capacity of the channel that feeds packets into a channel from inside the process.
+pub const FEED_CAPACITY: usize = 1024;
+
+/// A request to the driver task, with its reply channel.
+#[derive(Debug)]
+pub enum Command {
+    /// See [`RelayHandle::create_ingest`].
+    CreateIngest(ChannelSpec, oneshot::Sender<Result<IngestInfo, Error>>),
+    /// See [`RelayHandle::delete_ingest`].
+    DeleteIngest(ChannelId, oneshot::Sender<Result<(), Error>>),
+    /// See [`RelayHandle::attach_feed`].
+    AttachFeed(
+        ChannelId,
+        oneshot::Sender<Result<mpsc::Sender<Bytes>, Error>>,
+    ),
+    /// See [`RelayHandle::start_test_pattern`].
+    StartTestPattern(ChannelId, oneshot::Sender<Result<(), Error>>),
+    /// See [`RelayHandle::add_viewer`].
+    AddViewer(AddViewer, oneshot::Sender<Result<ViewerInfo, Error>>),
+    /// See [`RelayHandle::remove_viewer`].
+    RemoveViewer(ViewerId, oneshot::Sender<Result<(), Error>>),
+    /// See [`RelayHandle::switch_channel`].
+    SwitchChannel(ViewerId, ChannelId, oneshot::Sender<Result<(), Error>>),
+    /// See [`RelayHandle::stats`].
+    Stats(oneshot::Sender<RelayStats>),
+    /// See [`RelayHandle::shutdown`].
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// The in-process handle to a running relay (clone it freely).
+#[derive(Debug, Clone)]
+pub struct RelayHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+impl RelayHandle {
+    /// A handle sending to a driver's command channel.
+    pub fn new(tx: mpsc::Sender<Command>) -> Self {
+        RelayHandle { tx }
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
+    /// Create a channel and its ingest sockets; the answer says where a producer sends RTP.
+    pub async fn create_ingest(&self, spec: ChannelSpec) -> Result<IngestInfo, Error> {
+        self.call(|r| Command::CreateIngest(spec, r)).await?
+    }
+
+    /// Delete a channel, its ingest sockets and its viewers.
+    pub async fn delete_ingest(&self, channel: &ChannelId) -> Result<(), Error> {
+        self.call(|r| Command::DeleteIngest(channel.clone(), r))
+            .await?
+    }
+
+    /// A sender that injects RTP packets into the channel as if they came from its ingest
+    /// (for the built-in test pattern and tests). Dropping it detaches the feed.
+    pub async fn attach_feed(&self, channel: &ChannelId) -> Result<mpsc::Sender<Bytes>, Error> {
+        self.call(|r| Command::AttachFeed(channel.clone(), r))
+            .await?
+    }
+
+    /// Feed the channel with the built-in H.264 test pattern (a looped clip, 25 frames/s, a key
+    /// frame every 2 s); stops when the channel is deleted. Starting it twice is harmless.
+    pub async fn start_test_pattern(&self, channel: &ChannelId) -> Result<(), Error> {
+        self.call(|r| Command::StartTestPattern(channel.clone(), r))
+            .await?
+    }
+
+    /// Add a viewer: it gets the channel's cached GOP at once, then live packets.
+    pub async fn add_viewer(&self, req: AddViewer) -> Result<ViewerInfo, Error> {
+        self.call(|r| Command::AddViewer(req, r)).await?
+    }
+
+    /// Remove a viewer; no packet is sent to it afterwards.
+    pub async fn remove_viewer(&self, viewer: ViewerId) -> Result<(), Error> {
+        self.call(|r| Command::RemoveViewer(viewer, r)).await?
+    }
+
+    /// Zap: same viewer path, new source, burst from the new channel's last key frame.
+    pub async fn switch_channel(&self, viewer: ViewerId, channel: ChannelId) -> Result<(), Error> {
+        self.call(|r| Command::SwitchChannel(viewer, channel, r))
+            .await?
+    }
+
+    /// A snapshot of the counters.
+    pub async fn stats(&self) -> Result<RelayStats, Error> {
+        self.call(Command::Stats).await
+    }
+
+    /// Stop the relay task (sockets are closed when it ends).
+    pub async fn shutdown(&self) -> Result<(), Error> {
+        self.call(Command::Shutdown).await
+    }
+}

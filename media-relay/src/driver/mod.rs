@@ -1,0 +1,410 @@
+//! The tokio driver: sockets, the clock and the one task loop around the sans-IO [`Relay`].
+//!
+//! How it fits: [`Relay::spawn`] binds the shared output RTP/RTCP sockets, spawns [`run`] and
+//! returns the [`RelayHandle`]. The task owns everything: the core, the output sockets, one
+//! RTP/RTCP socket pair per channel ingest, the in-process feeds ([`RelayHandle::attach_feed`])
+//! and the built-in test-pattern sources. Each turn it waits for the first of: a control
+//! command, a datagram on any socket or feed (polled in one `poll_fn`, rotating the start so no
+//! socket starves the others), the core's timer, a test pattern's next frame. It hands the input
+//! to the core and drains the core's transmits with non-blocking `try_send_to`: a full socket
+//! buffer drops that datagram and a send error is reported to the core for the viewer concerned,
+//! so no viewer can stall the loop or the others.
+//!
+//! [`clock`] is the only function in the crate that reads the clock.
+
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use tokio::io::ReadBuf;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use crate::control::{
+    ChannelId, ChannelSpec, Command, Error, IngestInfo, RelayConfig, RelayHandle, ViewerInfo,
+    FEED_CAPACITY,
+};
+use crate::relay::{Event, OutSocket, Relay};
+use crate::testpattern::{TestPattern, TestPatternConfig};
+
+/// Largest datagram read (UDP payloads above this are truncated by the kernel and then fail to
+/// parse, which counts them as malformed).
+const MAX_DATAGRAM: usize = 65_536;
+
+/// Socket buffer size asked for (bursts are a GOP at once).
+const SOCKET_BUFFER: usize = 4 << 20;
+
+/// Read the monotonic and the wall clock together: the one place the relay reads time.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the driver is the one place that feeds time to the core"
+)]
+pub fn clock() -> (Instant, SystemTime) {
+    (Instant::now(), SystemTime::now())
+}
+
+fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let domain = socket2::Domain::for_address(addr);
+    let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    // Best effort: the kernel caps these at its own limits.
+    let _ = s.set_send_buffer_size(SOCKET_BUFFER);
+    let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    UdpSocket::from_std(s.into())
+}
+
+struct Ingest {
+    channel: ChannelId,
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+}
+
+struct Feed {
+    channel: ChannelId,
+    rx: mpsc::Receiver<Bytes>,
+}
+
+/// What woke the loop up on the I/O side.
+enum Input {
+    /// RTCP (or RTP-muxed RTCP) from a viewer on an output socket.
+    ViewerRtcp(SocketAddr, usize),
+    IngestRtp(usize, usize),
+    IngestRtcp(usize, usize),
+    Feed(usize, Bytes),
+    FeedClosed(usize),
+    RecvError,
+}
+
+struct Io {
+    out_rtp: UdpSocket,
+    out_rtcp: UdpSocket,
+    ingests: Vec<Ingest>,
+    feeds: Vec<Feed>,
+    rotate: usize,
+}
+
+impl Io {
+    fn poll_input(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<Input> {
+        let n = 2 + 2 * self.ingests.len() + self.feeds.len();
+        self.rotate = self.rotate.wrapping_add(1);
+        for k in 0..n {
+            let i = (self.rotate + k) % n;
+            let mut rb = ReadBuf::new(buf);
+            let polled = match i {
+                0 => self.out_rtcp.poll_recv_from(cx, &mut rb),
+                1 => self.out_rtp.poll_recv_from(cx, &mut rb),
+                i if i < 2 + 2 * self.ingests.len() => {
+                    let ing = &self.ingests[(i - 2) / 2];
+                    let sock = if (i - 2) % 2 == 0 {
+                        &ing.rtp
+                    } else {
+                        &ing.rtcp
+                    };
+                    sock.poll_recv_from(cx, &mut rb)
+                }
+                i => {
+                    let f = i - 2 - 2 * self.ingests.len();
+                    match self.feeds[f].rx.poll_recv(cx) {
+                        Poll::Ready(Some(b)) => return Poll::Ready(Input::Feed(f, b)),
+                        Poll::Ready(None) => return Poll::Ready(Input::FeedClosed(f)),
+                        Poll::Pending => continue,
+                    }
+                }
+            };
+            match polled {
+                Poll::Ready(Ok(from)) => {
+                    let len = rb.filled().len();
+                    return Poll::Ready(match i {
+                        0 | 1 => Input::ViewerRtcp(from, len),
+                        i if (i - 2) % 2 == 0 => Input::IngestRtp((i - 2) / 2, len),
+                        i => Input::IngestRtcp((i - 2) / 2, len),
+                    });
+                }
+                // ICMP errors reported on receive and the like: nothing to read, go on.
+                Poll::Ready(Err(_)) => return Poll::Ready(Input::RecvError),
+                Poll::Pending => {}
+            }
+        }
+        Poll::Pending
+    }
+}
+
+struct State {
+    relay: Relay,
+    io: Io,
+    patterns: HashMap<ChannelId, TestPattern>,
+    config: RelayConfig,
+    next_port: u16,
+    send_failures: Vec<(crate::control::ViewerId, io::ErrorKind)>,
+    pattern_out: Vec<Bytes>,
+}
+
+impl Relay {
+    /// Start a relay on the current tokio runtime: bind the output sockets, spawn the driver
+    /// task, return the handle. Must be called from within a tokio runtime.
+    pub fn spawn(config: RelayConfig) -> Result<RelayHandle, Error> {
+        let ip = config.bind_ip;
+        let out_rtp = bind_udp(SocketAddr::new(ip, config.output_rtp_port))?;
+        let rtcp_port = match (config.output_rtcp_port, config.output_rtp_port) {
+            (0, 0) => 0,
+            (0, p) => p
+                .checked_add(1)
+                .ok_or(Error::Invalid("output RTP port 65535"))?,
+            (p, _) => p,
+        };
+        let out_rtcp = bind_udp(SocketAddr::new(ip, rtcp_port))?;
+        let (tx, rx) = mpsc::channel(256);
+        let state = State {
+            relay: Relay::new(config.clone(), Relay::random_seed()),
+            io: Io {
+                out_rtp,
+                out_rtcp,
+                ingests: Vec::new(),
+                feeds: Vec::new(),
+                rotate: 0,
+            },
+            patterns: HashMap::new(),
+            next_port: config.ingest_port_min,
+            config,
+            send_failures: Vec::new(),
+            pattern_out: Vec::new(),
+        };
+        tokio::spawn(run(state, rx));
+        Ok(RelayHandle::new(tx))
+    }
+}
+
+/// The driver loop; ends on [`Command::Shutdown`] or when every handle is dropped.
+async fn run(mut st: State, mut commands: mpsc::Receiver<Command>) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let deadline = [
+            st.relay.poll_timeout(),
+            st.patterns.values().map(TestPattern::next_timeout).min(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let sleep_until = deadline
+            .map(tokio::time::Instant::from_std)
+            .unwrap_or_else(|| {
+                tokio::time::Instant::from_std(clock().0 + Duration::from_secs(3600))
+            });
+        let io = &mut st.io;
+        tokio::select! {
+            cmd = commands.recv() => {
+                let Some(cmd) = cmd else { break };
+                if !handle_command(&mut st, cmd) {
+                    break;
+                }
+            }
+            input = poll_fn(|cx| io.poll_input(cx, &mut buf)) => {
+                handle_input(&mut st, input, &buf);
+            }
+            () = tokio::time::sleep_until(sleep_until) => {
+                let (now, wall) = clock();
+                st.relay.handle_timeout(now, wall);
+                run_patterns(&mut st, now);
+            }
+        }
+        flush(&mut st);
+    }
+    tracing::debug!("relay driver stopped");
+}
+
+fn run_patterns(st: &mut State, now: Instant) {
+    for (channel, pattern) in st.patterns.iter_mut() {
+        if pattern.next_timeout() > now {
+            continue;
+        }
+        st.pattern_out.clear();
+        pattern.poll_into(now, &mut st.pattern_out);
+        for p in &st.pattern_out {
+            let _ = st.relay.ingest(now, channel, p);
+        }
+    }
+}
+
+fn handle_input(st: &mut State, input: Input, buf: &[u8]) {
+    let (now, _) = clock();
+    match input {
+        Input::ViewerRtcp(from, len) => st.relay.handle_viewer_rtcp(now, from, &buf[..len]),
+        Input::IngestRtp(i, len) => {
+            if let Some(ing) = st.io.ingests.get(i) {
+                let _ = st.relay.ingest(now, &ing.channel, &buf[..len]);
+            }
+        }
+        Input::IngestRtcp(i, len) => {
+            if let Some(ing) = st.io.ingests.get(i) {
+                let _ = st.relay.handle_ingest_rtcp(now, &ing.channel, &buf[..len]);
+            }
+        }
+        Input::Feed(i, packet) => {
+            if let Some(f) = st.io.feeds.get(i) {
+                let _ = st.relay.ingest(now, &f.channel, &packet);
+            }
+        }
+        Input::FeedClosed(i) => {
+            st.io.feeds.swap_remove(i);
+        }
+        Input::RecvError => {}
+    }
+}
+
+/// Send everything the core queued; never waits.
+fn flush(st: &mut State) {
+    while let Some(t) = st.relay.poll_transmit() {
+        let sock = match t.socket {
+            OutSocket::Rtp => &st.io.out_rtp,
+            OutSocket::Rtcp => &st.io.out_rtcp,
+        };
+        if let Err(e) = sock.try_send_to(t.payload, t.dest) {
+            if let Some(v) = t.viewer {
+                st.send_failures.push((v, e.kind()));
+            }
+        }
+    }
+    if !st.send_failures.is_empty() {
+        let (now, _) = clock();
+        for (v, kind) in st.send_failures.drain(..) {
+            st.relay.handle_send_error(now, v, kind);
+        }
+        // Drop the datagrams queued for viewers that were dropped (already done by the core).
+        while let Some(t) = st.relay.poll_transmit() {
+            let sock = match t.socket {
+                OutSocket::Rtp => &st.io.out_rtp,
+                OutSocket::Rtcp => &st.io.out_rtcp,
+            };
+            let _ = sock.try_send_to(t.payload, t.dest);
+        }
+    }
+    while let Some(ev) = st.relay.poll_event() {
+        match ev {
+            Event::ViewerDropped { viewer, reason } => {
+                tracing::info!(%viewer, ?reason, "viewer dropped");
+            }
+        }
+    }
+}
+
+fn advertised(config: &RelayConfig, local: SocketAddr) -> SocketAddr {
+    let ip: IpAddr = config.advertise_ip.unwrap_or(local.ip());
+    SocketAddr::new(ip, local.port())
+}
+
+fn bind_ingest(st: &mut State) -> Result<(UdpSocket, UdpSocket), Error> {
+    let ip = st.config.bind_ip;
+    let (min, max) = (st.config.ingest_port_min, st.config.ingest_port_max);
+    if min == 0 || max <= min {
+        let rtp = bind_udp(SocketAddr::new(ip, 0))?;
+        let rtcp = bind_udp(SocketAddr::new(ip, 0))?;
+        return Ok((rtp, rtcp));
+    }
+    // RTP on even ports, RTCP on the next one (RFC 3550 section 11).
+    let first = min + (min % 2);
+    let pairs = usize::from((max - first) / 2 + 1);
+    for _ in 0..pairs {
+        let mut p = st.next_port.max(first);
+        p += p % 2;
+        if p >= max {
+            p = first;
+        }
+        st.next_port = p.saturating_add(2);
+        if let Ok(rtp) = bind_udp(SocketAddr::new(ip, p)) {
+            if let Ok(rtcp) = bind_udp(SocketAddr::new(ip, p + 1)) {
+                return Ok((rtp, rtcp));
+            }
+        }
+    }
+    Err(Error::Overloaded("no free ingest port pair"))
+}
+
+fn create_ingest(st: &mut State, spec: ChannelSpec) -> Result<IngestInfo, Error> {
+    if st.relay.has_channel(&spec.channel) {
+        return Err(Error::ChannelExists(spec.channel));
+    }
+    let (rtp, rtcp) = bind_ingest(st)?;
+    let channel = spec.channel.clone();
+    st.relay.create_channel(spec)?;
+    let info = IngestInfo {
+        channel: channel.clone(),
+        rtp_addr: advertised(&st.config, rtp.local_addr()?),
+        rtcp_addr: advertised(&st.config, rtcp.local_addr()?),
+    };
+    st.io.ingests.push(Ingest { channel, rtp, rtcp });
+    Ok(info)
+}
+
+/// Returns false when the loop must stop.
+fn handle_command(st: &mut State, cmd: Command) -> bool {
+    let (now, _) = clock();
+    match cmd {
+        Command::CreateIngest(spec, reply) => {
+            let _ = reply.send(create_ingest(st, spec));
+        }
+        Command::DeleteIngest(channel, reply) => {
+            let r = st.relay.delete_channel(&channel);
+            st.io.ingests.retain(|i| i.channel != channel);
+            st.io.feeds.retain(|f| f.channel != channel);
+            st.patterns.remove(&channel);
+            let _ = reply.send(r);
+        }
+        Command::AttachFeed(channel, reply) => {
+            let r = if st.relay.has_channel(&channel) {
+                let (tx, rx) = mpsc::channel(FEED_CAPACITY);
+                st.io.feeds.push(Feed { channel, rx });
+                Ok(tx)
+            } else {
+                Err(Error::UnknownChannel(channel))
+            };
+            let _ = reply.send(r);
+        }
+        Command::StartTestPattern(channel, reply) => {
+            let r = if st.relay.has_channel(&channel) {
+                let config = TestPatternConfig {
+                    packetizer: crate::h264::PacketizerConfig {
+                        ssrc: Relay::random_seed() as u32,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                };
+                st.patterns
+                    .entry(channel)
+                    .or_insert_with(|| TestPattern::new(config, now));
+                Ok(())
+            } else {
+                Err(Error::UnknownChannel(channel))
+            };
+            let _ = reply.send(r);
+        }
+        Command::AddViewer(req, reply) => {
+            let r = st.relay.add_viewer(now, &req).and_then(|ssrc| {
+                Ok(ViewerInfo {
+                    relay_rtp: advertised(&st.config, st.io.out_rtp.local_addr()?),
+                    relay_rtcp: advertised(&st.config, st.io.out_rtcp.local_addr()?),
+                    ssrc,
+                })
+            });
+            let _ = reply.send(r);
+        }
+        Command::RemoveViewer(viewer, reply) => {
+            let _ = reply.send(st.relay.remove_viewer(viewer));
+        }
+        Command::SwitchChannel(viewer, channel, reply) => {
+            let _ = reply.send(st.relay.switch_channel(now, viewer, &channel));
+        }
+        Command::Stats(reply) => {
+            let _ = reply.send(st.relay.stats(now));
+        }
+        Command::Shutdown(reply) => {
+            let _ = reply.send(());
+            return false;
+        }
+    }
+    true
+}

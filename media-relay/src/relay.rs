@@ -1,0 +1,885 @@
+//! The sans-IO relay core: channels, viewers, fan-out with per-viewer header rewrite, fast start,
+//! RTCP reports and viewer liveness.
+//!
+//! How it fits: the driver ([`crate::driver`]) owns the sockets and the clock; it feeds this
+//! core with datagrams ([`Relay::ingest`], [`Relay::handle_ingest_rtcp`],
+//! [`Relay::handle_viewer_rtcp`]), control calls ([`Relay::create_channel`],
+//! [`Relay::add_viewer`], [`Relay::switch_channel`], ...), send failures
+//! ([`Relay::handle_send_error`]) and timer expiries ([`Relay::handle_timeout`] when
+//! [`Relay::poll_timeout`] is due), and drains [`Relay::poll_transmit`] and
+//! [`Relay::poll_event`] after each call. The core never reads the clock and never blocks.
+//!
+//! Per viewer the relay keeps its own SSRC and a mapping from the current source's sequence
+//! numbers and timestamps to the viewer's (RFC 3550 section 7.2: a translator that changes the
+//! SSRC owns the numbering). A mapping is made when the viewer starts on a source (join, zap,
+//! or the producer restarting with a new SSRC) so that the first packet continues the viewer's
+//! stream: sequence number last + 1, timestamp last + max(one frame, wallclock gap). Gaps and
+//! reordering from the producer are kept, so the viewer's RTCP still reports real loss.
+//!
+//! Output: every datagram to send is written once into a reusable arena (the ingested packet
+//! copied, then its 12-byte header patched for the viewer) and queued with its destination;
+//! [`Relay::poll_transmit`] hands out slices of that arena. The arena and the queue keep their
+//! capacity, so a steady state forwards without allocating.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher};
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::control::{
+    AddViewer, ChannelId, ChannelSpec, ChannelStats, Error, RelayConfig, RelayStats, TotalStats,
+    ViewerId, ViewerStats,
+};
+use crate::fcc::{self, GopCache, MediaKind, PacketClass, PushOutcome};
+use crate::rtcp;
+use crate::rtp::{self, HeaderRewrite, RtpInfo};
+
+/// Which relay socket a transmit leaves from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutSocket {
+    /// The shared output RTP socket.
+    Rtp,
+    /// The shared output RTCP socket.
+    Rtcp,
+}
+
+/// A datagram to send, borrowed from the core's output arena.
+#[must_use = "a transmit must be sent (or counted as dropped)"]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit<'a> {
+    /// Socket to send from.
+    pub socket: OutSocket,
+    /// Destination.
+    pub dest: SocketAddr,
+    /// The datagram.
+    pub payload: &'a [u8],
+    /// The viewer it is for (report send errors with [`Relay::handle_send_error`]).
+    pub viewer: Option<ViewerId>,
+}
+
+/// Why a viewer was dropped without being asked to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// Sending to it failed with an unreachable error (ICMP port/host unreachable).
+    Unreachable,
+    /// It sent RTCP once, then nothing for the configured timeout.
+    RtcpTimeout,
+    /// It sent an RTCP BYE (RFC 3550 section 6.6).
+    Bye,
+    /// Its channel was deleted.
+    ChannelDeleted,
+}
+
+/// Something the driver (and through it the AS) may want to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A viewer was dropped by the relay itself.
+    ViewerDropped {
+        /// The viewer.
+        viewer: ViewerId,
+        /// Why.
+        reason: DropReason,
+    },
+}
+
+/// Named timers (one deadline each; [`Relay::poll_timeout`] is the earliest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    /// Some viewer's sender report is due (RFC 3550 section 6.2).
+    Report = 0,
+    /// Sweep for viewers whose RTCP went silent.
+    Liveness = 1,
+}
+
+const TIMER_COUNT: usize = 2;
+
+#[derive(Debug, Clone, Copy)]
+struct OutMeta {
+    socket: OutSocket,
+    dest: SocketAddr,
+    start: usize,
+    len: usize,
+    viewer: Option<ViewerId>,
+}
+
+#[derive(Debug, Default)]
+struct ChannelCounters {
+    packets_in: u64,
+    bytes_in: u64,
+    malformed: u64,
+    rtcp_in: u64,
+}
+
+#[derive(Debug)]
+struct Channel {
+    spec: ChannelSpec,
+    cache: GopCache,
+    /// Slots of the viewers watching (indices into `Relay::viewers`).
+    viewers: Vec<usize>,
+    counters: ChannelCounters,
+}
+
+impl Channel {
+    fn kind(&self, pt: u8) -> MediaKind {
+        self.spec.media.resolve(pt)
+    }
+}
+
+/// Source numbering -> viewer numbering.
+#[derive(Debug, Clone, Copy)]
+struct Mapping {
+    src_ssrc: u32,
+    seq_offset: u16,
+    ts_offset: u32,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct RrState {
+    fraction_lost: u8,
+    cumulative_lost: u32,
+    jitter: u32,
+}
+
+#[derive(Debug)]
+struct Viewer {
+    id: ViewerId,
+    channel: ChannelId,
+    rtp_dest: SocketAddr,
+    rtcp_dest: SocketAddr,
+    payload_type: u8,
+    ssrc: u32,
+    clock_rate: u32,
+    mapping: Option<Mapping>,
+    /// Live packets are held back until a key frame (joined a keyed channel with no cache).
+    awaiting_key: bool,
+    /// Last sequence number / timestamp sent, and when.
+    last_seq: u16,
+    last_ts: u32,
+    last_sent: Option<Instant>,
+    packets_out: u64,
+    bytes_out: u64,
+    payload_octets: u64,
+    burst_packets: u64,
+    zaps: u64,
+    rr: Option<RrState>,
+    last_rtcp: Option<Instant>,
+    next_report: Instant,
+}
+
+impl Viewer {
+    /// The timestamp this viewer's stream has reached at `now`.
+    fn current_ts(&self, now: Instant) -> u32 {
+        let elapsed = self
+            .last_sent
+            .map(|t| now.saturating_duration_since(t))
+            .unwrap_or_default();
+        self.last_ts.wrapping_add(ticks(elapsed, self.clock_rate))
+    }
+
+    /// Start numbering `first` (the first packet from a new source) so it continues the stream.
+    fn remap(&mut self, now: Instant, first: &RtpInfo, preceding: u16, step: u32) {
+        let (seq, ts) = if self.last_sent.is_some() {
+            let elapsed = self
+                .last_sent
+                .map(|t| ticks(now.saturating_duration_since(t), self.clock_rate))
+                .unwrap_or(0);
+            (
+                self.last_seq.wrapping_add(1),
+                self.last_ts.wrapping_add(elapsed.max(step)),
+            )
+        } else {
+            // Fresh viewer: last_seq / last_ts hold random initial values (RFC 3550 5.1).
+            (self.last_seq, self.last_ts)
+        };
+        self.mapping = Some(Mapping {
+            src_ssrc: first.ssrc,
+            seq_offset: seq.wrapping_add(preceding).wrapping_sub(first.sequence),
+            ts_offset: ts.wrapping_sub(first.timestamp),
+        });
+    }
+}
+
+fn ticks(d: Duration, clock_rate: u32) -> u32 {
+    let t = d.as_micros().saturating_mul(u128::from(clock_rate)) / 1_000_000;
+    u32::try_from(t).unwrap_or(u32::MAX)
+}
+
+/// The relay core. See the module docs.
+#[derive(Debug)]
+pub struct Relay {
+    config: RelayConfig,
+    channels: HashMap<ChannelId, Channel>,
+    viewers: Vec<Option<Viewer>>,
+    free_slots: Vec<usize>,
+    viewer_slots: HashMap<ViewerId, usize>,
+    ssrcs: HashMap<u32, usize>,
+    arena: Vec<u8>,
+    queue: VecDeque<OutMeta>,
+    events: VecDeque<Event>,
+    timers: [Option<Instant>; TIMER_COUNT],
+    rng: u64,
+    totals: TotalStats,
+    /// Scratch for RTCP report blocks (kept to avoid allocating per RTCP packet).
+    reports: Vec<rtcp::ReportInfo>,
+}
+
+impl Relay {
+    /// A relay core with no channels. `seed` feeds SSRC and initial sequence/timestamp choice
+    /// (RFC 3550 section 5.1 wants them random; tests pass a fixed seed).
+    pub fn new(config: RelayConfig, seed: u64) -> Self {
+        Relay {
+            config,
+            channels: HashMap::new(),
+            viewers: Vec::new(),
+            free_slots: Vec::new(),
+            viewer_slots: HashMap::new(),
+            ssrcs: HashMap::new(),
+            arena: Vec::new(),
+            queue: VecDeque::new(),
+            events: VecDeque::new(),
+            timers: [None; TIMER_COUNT],
+            rng: seed | 1,
+            totals: TotalStats::default(),
+            reports: Vec::new(),
+        }
+    }
+
+    /// A random seed from the process's hash keys (for drivers; no clock read).
+    pub fn random_seed() -> u64 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(0x5eed);
+        h.finish()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RelayConfig {
+        &self.config
+    }
+
+    fn next_random(&mut self) -> u64 {
+        // xorshift64*
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    // ----- control -------------------------------------------------------------------------
+
+    /// Create a channel (its ingest sockets are the driver's business).
+    pub fn create_channel(&mut self, spec: ChannelSpec) -> Result<(), Error> {
+        if self.channels.contains_key(&spec.channel) {
+            return Err(Error::ChannelExists(spec.channel));
+        }
+        if self.channels.len() >= self.config.max_channels {
+            return Err(Error::Overloaded("too many channels"));
+        }
+        if spec.clock_rate == 0 {
+            return Err(Error::Invalid("clock rate 0"));
+        }
+        let cache = GopCache::new(self.config.cache);
+        self.channels.insert(
+            spec.channel.clone(),
+            Channel {
+                spec,
+                cache,
+                viewers: Vec::new(),
+                counters: ChannelCounters::default(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Delete a channel; its viewers are dropped ([`DropReason::ChannelDeleted`]).
+    pub fn delete_channel(&mut self, channel: &ChannelId) -> Result<(), Error> {
+        let ch = self
+            .channels
+            .remove(channel)
+            .ok_or_else(|| Error::UnknownChannel(channel.clone()))?;
+        for slot in ch.viewers {
+            if let Some(v) = self.viewers.get(slot).and_then(Option::as_ref) {
+                let id = v.id;
+                self.drop_viewer(id, DropReason::ChannelDeleted);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a channel exists.
+    pub fn has_channel(&self, channel: &ChannelId) -> bool {
+        self.channels.contains_key(channel)
+    }
+
+    /// Add a viewer; returns the SSRC it will receive. The channel's cached GOP is queued at
+    /// once (parameter sets first), live packets follow.
+    pub fn add_viewer(&mut self, now: Instant, req: &AddViewer) -> Result<u32, Error> {
+        if self.viewer_slots.contains_key(&req.viewer) {
+            return Err(Error::ViewerExists(req.viewer));
+        }
+        if req.payload_type > 127 {
+            return Err(Error::Invalid("payload type above 127"));
+        }
+        let Some(ch) = self.channels.get(&req.channel) else {
+            return Err(Error::UnknownChannel(req.channel.clone()));
+        };
+        if self.viewer_slots.len() >= self.config.max_viewers {
+            return Err(Error::Overloaded("too many viewers"));
+        }
+        let clock_rate = ch.spec.clock_rate;
+        let mut ssrc = self.next_random() as u32;
+        while ssrc == 0 || self.ssrcs.contains_key(&ssrc) {
+            ssrc = self.next_random() as u32;
+        }
+        let r = self.next_random();
+        let jitter = self.report_jitter();
+        let viewer = Viewer {
+            id: req.viewer,
+            channel: req.channel.clone(),
+            rtp_dest: req.rtp_dest,
+            rtcp_dest: req.rtcp_dest.unwrap_or_else(|| {
+                SocketAddr::new(req.rtp_dest.ip(), req.rtp_dest.port().wrapping_add(1))
+            }),
+            payload_type: req.payload_type,
+            ssrc,
+            clock_rate,
+            mapping: None,
+            awaiting_key: false,
+            last_seq: r as u16,
+            last_ts: (r >> 32) as u32,
+            last_sent: None,
+            packets_out: 0,
+            bytes_out: 0,
+            payload_octets: 0,
+            burst_packets: 0,
+            zaps: 0,
+            rr: None,
+            last_rtcp: None,
+            next_report: now + jitter,
+        };
+        let slot = match self.free_slots.pop() {
+            Some(s) => {
+                self.viewers[s] = Some(viewer);
+                s
+            }
+            None => {
+                self.viewers.push(Some(viewer));
+                self.viewers.len() - 1
+            }
+        };
+        self.viewer_slots.insert(req.viewer, slot);
+        self.ssrcs.insert(ssrc, slot);
+        if let Some(ch) = self.channels.get_mut(&req.channel) {
+            ch.viewers.push(slot);
+        }
+        self.arm(Timer::Report, now + jitter);
+        if let Some(t) = self.config.viewer_timeout {
+            if self.timers[Timer::Liveness as usize].is_none() {
+                self.arm(Timer::Liveness, now + t);
+            }
+        }
+        self.start_source(now, slot);
+        Ok(ssrc)
+    }
+
+    /// Remove a viewer; queued datagrams for it are discarded, nothing more is sent.
+    pub fn remove_viewer(&mut self, viewer: ViewerId) -> Result<(), Error> {
+        let slot = *self
+            .viewer_slots
+            .get(&viewer)
+            .ok_or(Error::UnknownViewer(viewer))?;
+        self.queue.retain(|m| m.viewer != Some(viewer));
+        self.viewer_slots.remove(&viewer);
+        if let Some(v) = self.viewers[slot].take() {
+            self.ssrcs.remove(&v.ssrc);
+            if let Some(ch) = self.channels.get_mut(&v.channel) {
+                ch.viewers.retain(|&s| s != slot);
+            }
+        }
+        self.free_slots.push(slot);
+        Ok(())
+    }
+
+    /// Zap: move a viewer to another channel, keeping its SSRC and numbering continuous, and
+    /// burst the new channel's cached GOP.
+    pub fn switch_channel(
+        &mut self,
+        now: Instant,
+        viewer: ViewerId,
+        channel: &ChannelId,
+    ) -> Result<(), Error> {
+        let slot = *self
+            .viewer_slots
+            .get(&viewer)
+            .ok_or(Error::UnknownViewer(viewer))?;
+        if !self.channels.contains_key(channel) {
+            return Err(Error::UnknownChannel(channel.clone()));
+        }
+        // Packets of the old channel not sent yet would break the new numbering: drop them.
+        self.queue.retain(|m| m.viewer != Some(viewer));
+        let Some(v) = self.viewers[slot].as_mut() else {
+            return Err(Error::UnknownViewer(viewer));
+        };
+        let old = std::mem::replace(&mut v.channel, channel.clone());
+        v.mapping = None;
+        v.zaps += 1;
+        if let Some(ch) = self.channels.get_mut(&old) {
+            ch.viewers.retain(|&s| s != slot);
+        }
+        if let Some(ch) = self.channels.get_mut(channel) {
+            v.clock_rate = ch.spec.clock_rate;
+            ch.viewers.push(slot);
+        }
+        self.start_source(now, slot);
+        Ok(())
+    }
+
+    /// Queue the burst for a viewer that just (re)started on its channel.
+    fn start_source(&mut self, now: Instant, slot: usize) {
+        let step = self.config.zap_timestamp_step;
+        let Some(v) = self.viewers[slot].as_mut() else {
+            return;
+        };
+        let Some(ch) = self.channels.get(&v.channel) else {
+            return;
+        };
+        let Some(first) = ch.cache.packets().next() else {
+            // Nothing to burst: wait for a key frame when this channel is known to have them.
+            v.awaiting_key = ch.cache.key_frames() > 0;
+            return;
+        };
+        v.awaiting_key = false;
+        let first_info = first.info;
+        let param_sets: Vec<&[u8]> = ch.cache.missing_parameter_sets().collect();
+        let n_ps = param_sets.len() as u16;
+        v.remap(now, &first_info, n_ps, step);
+        let Some(m) = v.mapping else { return };
+        // Parameter sets first (RFC 6184 section 5.6 single NAL unit packets, same timestamp
+        // as the key frame), then the cached GOP.
+        for (i, ps) in param_sets.iter().enumerate() {
+            let rw = HeaderRewrite {
+                ssrc: v.ssrc,
+                sequence: first_info
+                    .sequence
+                    .wrapping_add(m.seq_offset)
+                    .wrapping_sub(n_ps - i as u16),
+                timestamp: first_info.timestamp.wrapping_add(m.ts_offset),
+                payload_type: v.payload_type,
+            };
+            let start = self.arena.len();
+            rtp::write_header(&mut self.arena, false, &rw);
+            self.arena.extend_from_slice(ps);
+            let len = self.arena.len() - start;
+            v.note_sent(now, &rw, ps.len(), len);
+            v.burst_packets += 1;
+            self.totals.burst_packets += 1;
+            self.totals.packets_out += 1;
+            self.totals.bytes_out += len as u64;
+            self.queue.push_back(OutMeta {
+                socket: OutSocket::Rtp,
+                dest: v.rtp_dest,
+                start,
+                len,
+                viewer: Some(v.id),
+            });
+        }
+        for p in ch.cache.packets() {
+            if p.info.ssrc != m.src_ssrc {
+                continue; // cannot happen: a new SSRC restarts the cache
+            }
+            if let Some(meta) = emit(&mut self.arena, &mut self.totals, v, now, &p.data, &p.info) {
+                v.burst_packets += 1;
+                self.totals.burst_packets += 1;
+                self.queue.push_back(meta);
+            }
+        }
+    }
+
+    // ----- input ---------------------------------------------------------------------------
+
+    /// An RTP datagram for `channel`, from its ingest socket or an in-process feed. Malformed
+    /// datagrams are counted and dropped; RTCP multiplexed on the RTP port (RFC 5761) is
+    /// handed to [`Relay::handle_ingest_rtcp`].
+    pub fn ingest(
+        &mut self,
+        now: Instant,
+        channel: &ChannelId,
+        datagram: &[u8],
+    ) -> Result<(), Error> {
+        if rtp::is_rtcp(datagram) {
+            return self.handle_ingest_rtcp(now, channel, datagram);
+        }
+        let Some(ch) = self.channels.get_mut(channel) else {
+            self.totals.unmatched += 1;
+            return Err(Error::UnknownChannel(channel.clone()));
+        };
+        let info = match rtp::parse(datagram) {
+            Ok(i) => i,
+            Err(_) => {
+                ch.counters.malformed += 1;
+                self.totals.malformed_rtp += 1;
+                return Ok(());
+            }
+        };
+        ch.counters.packets_in += 1;
+        ch.counters.bytes_in += datagram.len() as u64;
+        self.totals.packets_in += 1;
+        let class: PacketClass = fcc::classify(ch.kind(info.payload_type), info.payload(datagram));
+        let _outcome: PushOutcome = ch.cache.push(datagram, &info, &class);
+        let step = self.config.zap_timestamp_step;
+        for &slot in &ch.viewers {
+            let Some(v) = self.viewers.get_mut(slot).and_then(Option::as_mut) else {
+                continue;
+            };
+            if v.awaiting_key {
+                if !class.key {
+                    continue;
+                }
+                v.awaiting_key = false;
+            }
+            if v.mapping.map(|m| m.src_ssrc) != Some(info.ssrc) {
+                v.remap(now, &info, 0, step);
+            }
+            if let Some(meta) = emit(&mut self.arena, &mut self.totals, v, now, datagram, &info) {
+                self.queue.push_back(meta);
+            }
+        }
+        Ok(())
+    }
+
+    /// An RTCP datagram on a channel's ingest RTCP port (the producer's SR/SDES/BYE): counted,
+    /// content otherwise ignored in this version.
+    pub fn handle_ingest_rtcp(
+        &mut self,
+        _now: Instant,
+        channel: &ChannelId,
+        datagram: &[u8],
+    ) -> Result<(), Error> {
+        let Some(ch) = self.channels.get_mut(channel) else {
+            self.totals.unmatched += 1;
+            return Err(Error::UnknownChannel(channel.clone()));
+        };
+        match rtcp::parse_compound(datagram, |_| {}) {
+            Ok(_) => ch.counters.rtcp_in += 1,
+            Err(_) => {
+                ch.counters.malformed += 1;
+                self.totals.malformed_rtcp += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// An RTCP datagram from a viewer on the relay's RTCP socket (or multiplexed on the RTP
+    /// socket). Report blocks about a viewer's SSRC update that viewer; otherwise the source
+    /// address identifies it. A BYE drops the viewer.
+    pub fn handle_viewer_rtcp(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        let mut reports = std::mem::take(&mut self.reports);
+        reports.clear();
+        let summary = match rtcp::parse_compound(datagram, |r| {
+            if reports.len() < 64 {
+                reports.push(r)
+            }
+        }) {
+            Ok(s) => s,
+            Err(_) => {
+                self.totals.malformed_rtcp += 1;
+                self.reports = reports;
+                return;
+            }
+        };
+        self.totals.rtcp_in += 1;
+        let mut matched: Option<usize> = None;
+        for r in &reports {
+            if let Some(&slot) = self.ssrcs.get(&r.source_ssrc) {
+                if let Some(v) = self.viewers[slot].as_mut() {
+                    v.rr = Some(RrState {
+                        fraction_lost: r.fraction_lost,
+                        cumulative_lost: r.cumulative_lost,
+                        jitter: r.jitter,
+                    });
+                    v.last_rtcp = Some(now);
+                    matched = Some(slot);
+                }
+            }
+        }
+        self.reports = reports;
+        if matched.is_none() {
+            matched = self.viewers.iter().position(|v| {
+                v.as_ref()
+                    .is_some_and(|v| v.rtcp_dest == from || v.rtp_dest == from)
+            });
+            if let Some(v) = matched.and_then(|s| self.viewers[s].as_mut()) {
+                v.last_rtcp = Some(now);
+            }
+        }
+        match matched {
+            None => self.totals.unmatched += 1,
+            Some(slot) if summary.bye => {
+                if let Some(id) = self.viewers[slot].as_ref().map(|v| v.id) {
+                    self.drop_viewer(id, DropReason::Bye);
+                }
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// Sending to `viewer` failed. Unreachable errors (ICMP port/host/network unreachable)
+    /// drop the viewer; any other error is only counted. Never affects other viewers.
+    pub fn handle_send_error(&mut self, _now: Instant, viewer: ViewerId, kind: io::ErrorKind) {
+        self.totals.send_errors += 1;
+        if matches!(
+            kind,
+            io::ErrorKind::ConnectionRefused
+                | io::ErrorKind::HostUnreachable
+                | io::ErrorKind::NetworkUnreachable
+        ) && self.viewer_slots.contains_key(&viewer)
+        {
+            self.drop_viewer(viewer, DropReason::Unreachable);
+        }
+    }
+
+    fn drop_viewer(&mut self, viewer: ViewerId, reason: DropReason) {
+        if self.remove_viewer(viewer).is_ok() {
+            self.totals.viewers_dropped += 1;
+            self.events
+                .push_back(Event::ViewerDropped { viewer, reason });
+        }
+    }
+
+    // ----- timers --------------------------------------------------------------------------
+
+    fn arm(&mut self, timer: Timer, at: Instant) {
+        let t = &mut self.timers[timer as usize];
+        *t = Some(t.map_or(at, |cur| cur.min(at)));
+    }
+
+    fn report_jitter(&mut self) -> Duration {
+        // RFC 3550 section 6.3.1: interval times a random factor in [0.5, 1.5].
+        let f = 0.5 + (self.next_random() % 1000) as f64 / 1000.0;
+        self.config.rtcp_interval.mul_f64(f)
+    }
+
+    /// The earliest instant at which [`Relay::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.iter().flatten().min().copied()
+    }
+
+    /// Run the timers due at `now`: sender reports (NTP time from `wall`, the wallclock the
+    /// driver read together with `now`) and the viewer liveness sweep.
+    pub fn handle_timeout(&mut self, now: Instant, wall: SystemTime) {
+        if self.timers[Timer::Report as usize].is_some_and(|t| t <= now) {
+            self.timers[Timer::Report as usize] = None;
+            self.send_reports(now, wall);
+        }
+        if self.timers[Timer::Liveness as usize].is_some_and(|t| t <= now) {
+            self.timers[Timer::Liveness as usize] = None;
+            self.sweep_liveness(now);
+        }
+    }
+
+    fn send_reports(&mut self, now: Instant, wall: SystemTime) {
+        let ntp = rtcp::ntp_timestamp(wall);
+        let mut next: Option<Instant> = None;
+        for slot in 0..self.viewers.len() {
+            let due = match &self.viewers[slot] {
+                Some(v) => v.next_report <= now,
+                None => continue,
+            };
+            if due {
+                let jitter = self.report_jitter();
+                let Some(v) = self.viewers[slot].as_mut() else {
+                    continue;
+                };
+                v.next_report = now + jitter;
+                if v.last_sent.is_some() {
+                    let info = rtcp::SenderInfo {
+                        ssrc: v.ssrc,
+                        ntp,
+                        rtp_timestamp: v.current_ts(now),
+                        packet_count: v.packets_out as u32,
+                        octet_count: v.payload_octets as u32,
+                    };
+                    let start = self.arena.len();
+                    if rtcp::write_sender_report(&mut self.arena, &info, &self.config.cname).is_ok()
+                    {
+                        self.totals.rtcp_out += 1;
+                        self.queue.push_back(OutMeta {
+                            socket: OutSocket::Rtcp,
+                            dest: v.rtcp_dest,
+                            start,
+                            len: self.arena.len() - start,
+                            viewer: Some(v.id),
+                        });
+                    } else {
+                        self.arena.truncate(start);
+                    }
+                }
+            }
+            if let Some(v) = &self.viewers[slot] {
+                next = Some(next.map_or(v.next_report, |n| n.min(v.next_report)));
+            }
+        }
+        if let Some(n) = next {
+            self.arm(Timer::Report, n);
+        }
+    }
+
+    fn sweep_liveness(&mut self, now: Instant) {
+        let Some(timeout) = self.config.viewer_timeout else {
+            return;
+        };
+        let dead: Vec<ViewerId> = self
+            .viewers
+            .iter()
+            .flatten()
+            .filter(|v| {
+                v.last_rtcp
+                    .is_some_and(|t| now.saturating_duration_since(t) >= timeout)
+            })
+            .map(|v| v.id)
+            .collect();
+        for id in dead {
+            self.drop_viewer(id, DropReason::RtcpTimeout);
+        }
+        if !self.viewer_slots.is_empty() {
+            // Sweep often enough that a viewer is dropped within 1.25 timeouts.
+            self.arm(Timer::Liveness, now + timeout / 4);
+        }
+    }
+
+    // ----- output --------------------------------------------------------------------------
+
+    /// The next datagram to send, if any. Drain until `None` after every input.
+    pub fn poll_transmit(&mut self) -> Option<Transmit<'_>> {
+        match self.queue.pop_front() {
+            Some(m) => Some(Transmit {
+                socket: m.socket,
+                dest: m.dest,
+                payload: &self.arena[m.start..m.start + m.len],
+                viewer: m.viewer,
+            }),
+            None => {
+                self.arena.clear();
+                None
+            }
+        }
+    }
+
+    /// Datagrams queued and not yet handed out.
+    pub fn pending_transmits(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    // ----- stats ---------------------------------------------------------------------------
+
+    /// A snapshot of the counters at `now`.
+    pub fn stats(&self, now: Instant) -> RelayStats {
+        let mut channels: Vec<ChannelStats> = self
+            .channels
+            .values()
+            .map(|c| {
+                let (cached_packets, cached_bytes) = c.cache.len();
+                ChannelStats {
+                    channel: c.spec.channel.clone(),
+                    packets_in: c.counters.packets_in,
+                    bytes_in: c.counters.bytes_in,
+                    key_frames: c.cache.key_frames(),
+                    viewers: c.viewers.len(),
+                    cached_packets,
+                    cached_bytes,
+                    malformed: c.counters.malformed,
+                    rtcp_in: c.counters.rtcp_in,
+                }
+            })
+            .collect();
+        channels.sort_by(|a, b| a.channel.cmp(&b.channel));
+        let mut viewers: Vec<ViewerStats> = self
+            .viewers
+            .iter()
+            .flatten()
+            .map(|v| ViewerStats {
+                viewer: v.id,
+                channel: v.channel.clone(),
+                ssrc: v.ssrc,
+                packets_out: v.packets_out,
+                bytes_out: v.bytes_out,
+                burst_packets: v.burst_packets,
+                zaps: v.zaps,
+                rr_fraction_lost: v.rr.map(|r| r.fraction_lost),
+                rr_cumulative_lost: v.rr.map(|r| r.cumulative_lost),
+                rr_jitter: v.rr.map(|r| r.jitter),
+                rr_age_ms: v
+                    .last_rtcp
+                    .map(|t| now.saturating_duration_since(t).as_millis() as u64),
+            })
+            .collect();
+        viewers.sort_by_key(|v| v.viewer);
+        RelayStats {
+            channels,
+            viewers,
+            totals: self.totals.clone(),
+        }
+    }
+
+    /// Viewers now.
+    pub fn viewer_count(&self) -> usize {
+        self.viewer_slots.len()
+    }
+}
+
+impl Viewer {
+    fn note_sent(&mut self, now: Instant, rw: &HeaderRewrite, payload_len: usize, len: usize) {
+        self.last_seq = rw.sequence;
+        self.last_ts = rw.timestamp;
+        self.last_sent = Some(now);
+        self.packets_out += 1;
+        self.bytes_out += len as u64;
+        self.payload_octets += payload_len as u64;
+    }
+}
+
+/// Copy `datagram` into the arena rewritten for `v` under its current mapping.
+fn emit(
+    arena: &mut Vec<u8>,
+    totals: &mut TotalStats,
+    v: &mut Viewer,
+    now: Instant,
+    datagram: &[u8],
+    info: &RtpInfo,
+) -> Option<OutMeta> {
+    let m = v.mapping?;
+    let rw = HeaderRewrite {
+        ssrc: v.ssrc,
+        sequence: info.sequence.wrapping_add(m.seq_offset),
+        timestamp: info.timestamp.wrapping_add(m.ts_offset),
+        payload_type: v.payload_type,
+    };
+    let start = arena.len();
+    arena.extend_from_slice(datagram);
+    rtp::rewrite_header(&mut arena[start..], &rw);
+    // Only move "last" forward (reordered packets from the producer keep their place).
+    let forward = rw.sequence.wrapping_sub(v.last_seq) < 0x8000 || v.last_sent.is_none();
+    if forward {
+        v.note_sent(now, &rw, info.payload_len, datagram.len());
+    } else {
+        v.packets_out += 1;
+        v.bytes_out += datagram.len() as u64;
+        v.payload_octets += info.payload_len as u64;
+    }
+    totals.packets_out += 1;
+    totals.bytes_out += datagram.len() as u64;
+    Some(OutMeta {
+        socket: OutSocket::Rtp,
+        dest: v.rtp_dest,
+        start,
+        len: datagram.len(),
+        viewer: Some(v.id),
+    })
+}
