@@ -205,12 +205,12 @@ fn parameter_sets_seen_earlier_are_sent_before_an_idr_that_lacks_them() {
     let now = t0();
     let mut r = relay_with(&["news"], RelayConfig::default());
     let c = ChannelId::from("news");
-    let mut seq = feed_gop(&mut r, now, "news", SRC_SSRC, 10, 0);
+    let seq = feed_gop(&mut r, now, "news", SRC_SSRC, 10, 0);
     // Second GOP: IDR single NAL without SPS/PPS, then a P slice.
-    for (ts, payload) in [(30_000, idr_single()), (33_000, non_idr())] {
+    let second = [(seq, 30_000, idr_single()), (seq + 1, 33_000, non_idr())];
+    for (seq, ts, payload) in second {
         r.ingest(now, &c, &rtp_packet(96, seq, ts, SRC_SSRC, true, &payload))
             .unwrap();
-        seq += 1;
     }
     let ssrc = r.add_viewer(now, &viewer(1, "news", 5000, 96)).unwrap();
     let burst = drain(&mut r);
