@@ -1,1 +1,2 @@
 //! SIP stack: codec, transactions, dialogs, SDP. Sans-IO.
+pub mod sdp;
