@@ -2,3 +2,4 @@
 pub mod config;
 pub mod service;
 pub mod sip;
+pub mod store;

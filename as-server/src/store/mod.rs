@@ -1,0 +1,526 @@
+//! Channel catalogue and viewing sessions in SQL, through sqlx.
+//!
+//! One code path serves SQLite (the embedded default: `sqlite://as.db?mode=rwc` creates the
+//! file on first run, `sqlite::memory:` for tests) and PostgreSQL (`postgres://...`, how
+//! several AS instances share one catalogue): [`Store`] holds an [`sqlx::AnyPool`], queries
+//! are plain `sqlx::query` with `.bind` and `$n` placeholders (which both back ends read),
+//! and the schema is one set of portable migrations in `as-server/migrations/`
+//! (TEXT, BIGINT, times as integer epoch milliseconds), embedded at compile time and run
+//! by [`Store::connect`].
+//!
+//! The store never reads the clock: every time is an argument in milliseconds since the
+//! Unix epoch, given by the caller (the service layer's driver).
+//!
+//! Errors are [`Error`]: `Duplicate` and `NotFound` / `Ended` for the caller's mistakes,
+//! `InvalidData` for rows this version cannot read, `Db` / `Migrate` for the database.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+/// Errors of the catalogue store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A row with this key already exists (channel id, session id).
+    #[error("{0} already exists")]
+    Duplicate(String),
+    /// No such row (channel, session).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The session has already ended.
+    #[error("session {0} has already ended")]
+    Ended(String),
+    /// A stored value this code cannot read (for example an unknown channel kind).
+    #[error("invalid stored data: {0}")]
+    InvalidData(String),
+    /// The URL names a database this build does not support.
+    #[error("unsupported database URL {0:?} (expected sqlite:... or postgres://...)")]
+    UnsupportedUrl(String),
+    /// Schema migration failed.
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Any other database error.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+/// The database behind a [`Store`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite (file or memory).
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// What a channel is (the `kind` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChannelKind {
+    /// A producer-fed live channel (file, camera, encoder).
+    Producer,
+    /// A UE's personal channel, created by INVITE to the creation URI.
+    Personal,
+    /// A schedule or rule over other channels, spliced by the relay.
+    Personalized,
+}
+
+impl ChannelKind {
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Producer => "producer",
+            Self::Personal => "personal",
+            Self::Personalized => "personalized",
+        }
+    }
+}
+
+impl fmt::Display for ChannelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ChannelKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "producer" => Ok(Self::Producer),
+            "personal" => Ok(Self::Personal),
+            "personalized" => Ok(Self::Personalized),
+            other => Err(Error::InvalidData(format!("channel kind {other:?}"))),
+        }
+    }
+}
+
+/// A catalogue entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Channel {
+    /// Channel id (the user part of `sip:<id>@domain`).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Kind.
+    pub kind: ChannelKind,
+    /// Owner's AoR for personal channels.
+    pub owner: Option<String>,
+    /// Creation time, ms since the Unix epoch.
+    pub created_ms: i64,
+    /// Where the producer sends RTP (the relay's ingest address), if allocated.
+    pub ingest_addr: Option<SocketAddr>,
+    /// Relay holding the channel's ingest, if any.
+    pub relay: Option<String>,
+}
+
+/// A viewer's session (one INVITE dialog watching a channel).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// Session id (chosen by the service, unique).
+    pub id: String,
+    /// Channel being watched now.
+    pub channel_id: String,
+    /// Viewer's AoR / From URI.
+    pub viewer_uri: String,
+    /// SIP Call-ID of the dialog.
+    pub call_id: String,
+    /// Relay serving the viewer.
+    pub relay: Option<String>,
+    /// Start time, ms since the Unix epoch.
+    pub started_ms: i64,
+    /// Time of the last channel switch, if any.
+    pub switched_ms: Option<i64>,
+    /// Number of channel switches.
+    pub zaps: i64,
+    /// End time; `None` while active.
+    pub ended_ms: Option<i64>,
+}
+
+impl Session {
+    /// A new active session.
+    pub fn new(
+        id: impl Into<String>,
+        channel_id: impl Into<String>,
+        viewer_uri: impl Into<String>,
+        call_id: impl Into<String>,
+        relay: Option<String>,
+        started_ms: i64,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            channel_id: channel_id.into(),
+            viewer_uri: viewer_uri.into(),
+            call_id: call_id.into(),
+            relay,
+            started_ms,
+            switched_ms: None,
+            zaps: 0,
+            ended_ms: None,
+        }
+    }
+
+    /// Whether the session is still running.
+    pub fn is_active(&self) -> bool {
+        self.ended_ms.is_none()
+    }
+
+    /// Duration in ms, once ended (for the Rf ACR STOP).
+    pub fn duration_ms(&self) -> Option<i64> {
+        self.ended_ms.map(|e| e - self.started_ms)
+    }
+}
+
+/// The schema migrations of `as-server/migrations/`, embedded at compile time:
+/// `(version, description, sql)`, in version order. A test checks that every file in the
+/// directory is listed here. (This is what `sqlx::migrate!` generates; listing them by hand
+/// spares the workspace the sqlx `macros` feature.)
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    20250101000001,
+    "catalogue",
+    include_str!("../../migrations/20250101000001_catalogue.sql"),
+)];
+
+/// [`MIGRATIONS`] as an sqlx migration source.
+#[derive(Debug, Clone, Copy)]
+struct Embedded;
+
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+impl<'s> sqlx::migrate::MigrationSource<'s> for Embedded {
+    fn resolve(
+        self,
+    ) -> BoxFuture<'s, Result<Vec<sqlx::migrate::Migration>, sqlx::error::BoxDynError>> {
+        Box::pin(async move {
+            Ok(MIGRATIONS
+                .iter()
+                .map(|&(version, description, sql)| {
+                    sqlx::migrate::Migration::new(
+                        version,
+                        description.into(),
+                        sqlx::migrate::MigrationType::Simple,
+                        sql.into(),
+                        false,
+                    )
+                })
+                .collect())
+        })
+    }
+}
+
+const CHANNEL_COLS: &str = "id, name, kind, owner, created_ms, ingest_addr, relay";
+const SESSION_COLS: &str =
+    "id, channel_id, viewer_uri, call_id, relay, started_ms, switched_ms, zaps, ended_ms";
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+fn channel_from_row(row: &AnyRow) -> Result<Channel, Error> {
+    let kind: String = row.try_get("kind")?;
+    let ingest: Option<String> = row.try_get("ingest_addr")?;
+    let ingest_addr = ingest
+        .map(|s| {
+            s.parse::<SocketAddr>()
+                .map_err(|_| Error::InvalidData(format!("ingest address {s:?}")))
+        })
+        .transpose()?;
+    Ok(Channel {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        kind: kind.parse()?,
+        owner: row.try_get("owner")?,
+        created_ms: row.try_get("created_ms")?,
+        ingest_addr,
+        relay: row.try_get("relay")?,
+    })
+}
+
+fn session_from_row(row: &AnyRow) -> Result<Session, Error> {
+    Ok(Session {
+        id: row.try_get("id")?,
+        channel_id: row.try_get("channel_id")?,
+        viewer_uri: row.try_get("viewer_uri")?,
+        call_id: row.try_get("call_id")?,
+        relay: row.try_get("relay")?,
+        started_ms: row.try_get("started_ms")?,
+        switched_ms: row.try_get("switched_ms")?,
+        zaps: row.try_get("zaps")?,
+        ended_ms: row.try_get("ended_ms")?,
+    })
+}
+
+/// The catalogue store: a connection pool over SQLite or PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects and brings the schema up to date.
+    ///
+    /// `url` is `sqlite://path?mode=rwc` (file created if missing), `sqlite::memory:`, or
+    /// `postgres://user:pass@host/db`.
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(Error::UnsupportedUrl(url.to_owned()));
+        };
+        let in_memory =
+            backend == Backend::Sqlite && (url.contains(":memory:") || url.contains("mode=memory"));
+        let opts = if in_memory {
+            // An in-memory SQLite database lives as long as its last connection: keep
+            // exactly one, forever.
+            AnyPoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+        } else {
+            AnyPoolOptions::new().max_connections(8)
+        };
+        let pool = opts.connect(url).await?;
+        sqlx::migrate::Migrator::new(Embedded)
+            .await?
+            .run(&pool)
+            .await?;
+        Ok(Self { pool, backend })
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes the pool (waits for connections to be returned).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Adds a channel. `Duplicate` if the id is taken.
+    pub async fn create_channel(&self, ch: &Channel) -> Result<(), Error> {
+        let r = sqlx::query(
+            "INSERT INTO channels (id, name, kind, owner, created_ms, ingest_addr, relay) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&ch.id)
+        .bind(&ch.name)
+        .bind(ch.kind.as_str())
+        .bind(ch.owner.as_deref())
+        .bind(ch.created_ms)
+        .bind(ch.ingest_addr.map(|a| a.to_string()))
+        .bind(ch.relay.as_deref())
+        .execute(&self.pool)
+        .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => {
+                Err(Error::Duplicate(format!("channel {}", ch.id)))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Reads one channel.
+    pub async fn get_channel(&self, id: &str) -> Result<Channel, Error> {
+        let sql = format!("SELECT {CHANNEL_COLS} FROM channels WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("channel {id}")))?;
+        channel_from_row(&row)
+    }
+
+    /// All channels, oldest first.
+    pub async fn list_channels(&self) -> Result<Vec<Channel>, Error> {
+        let sql = format!("SELECT {CHANNEL_COLS} FROM channels ORDER BY created_ms, id");
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        rows.iter().map(channel_from_row).collect()
+    }
+
+    /// Sets where a channel's producer sends (after the relay allocated ingest).
+    pub async fn set_channel_ingest(
+        &self,
+        id: &str,
+        ingest_addr: Option<SocketAddr>,
+        relay: Option<&str>,
+    ) -> Result<(), Error> {
+        let r = sqlx::query("UPDATE channels SET ingest_addr = $1, relay = $2 WHERE id = $3")
+            .bind(ingest_addr.map(|a| a.to_string()))
+            .bind(relay)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Err(Error::NotFound(format!("channel {id}")));
+        }
+        Ok(())
+    }
+
+    /// Removes a channel. Its sessions stay (history for accounting).
+    pub async fn delete_channel(&self, id: &str) -> Result<(), Error> {
+        let r = sqlx::query("DELETE FROM channels WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Err(Error::NotFound(format!("channel {id}")));
+        }
+        Ok(())
+    }
+
+    /// Records a new session. `NotFound` if its channel does not exist, `Duplicate` if
+    /// the session id is taken.
+    pub async fn start_session(&self, s: &Session) -> Result<(), Error> {
+        let mut tx = self.pool.begin().await?;
+        let exists = sqlx::query("SELECT id FROM channels WHERE id = $1")
+            .bind(&s.channel_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Err(Error::NotFound(format!("channel {}", s.channel_id)));
+        }
+        let r = sqlx::query(
+            "INSERT INTO sessions \
+             (id, channel_id, viewer_uri, call_id, relay, started_ms, switched_ms, zaps, ended_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&s.id)
+        .bind(&s.channel_id)
+        .bind(&s.viewer_uri)
+        .bind(&s.call_id)
+        .bind(s.relay.as_deref())
+        .bind(s.started_ms)
+        .bind(s.switched_ms)
+        .bind(s.zaps)
+        .bind(s.ended_ms)
+        .execute(&mut *tx)
+        .await;
+        match r {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => {
+                return Err(Error::Duplicate(format!("session {}", s.id)))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Reads one session.
+    pub async fn get_session(&self, id: &str) -> Result<Session, Error> {
+        let sql = format!("SELECT {SESSION_COLS} FROM sessions WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("session {id}")))?;
+        session_from_row(&row)
+    }
+
+    /// The active session of a dialog, by SIP Call-ID.
+    pub async fn active_session_by_call_id(&self, call_id: &str) -> Result<Session, Error> {
+        let sql = format!(
+            "SELECT {SESSION_COLS} FROM sessions WHERE call_id = $1 AND ended_ms IS NULL \
+             ORDER BY started_ms DESC"
+        );
+        let row = sqlx::query(&sql)
+            .bind(call_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("active session with Call-ID {call_id}")))?;
+        session_from_row(&row)
+    }
+
+    /// Moves an active session to another channel (a zap) at `now_ms`.
+    /// `NotFound` for an unknown session or channel, `Ended` for an ended session.
+    pub async fn switch_session_channel(
+        &self,
+        id: &str,
+        channel_id: &str,
+        now_ms: i64,
+    ) -> Result<Session, Error> {
+        let mut tx = self.pool.begin().await?;
+        let exists = sqlx::query("SELECT id FROM channels WHERE id = $1")
+            .bind(channel_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Err(Error::NotFound(format!("channel {channel_id}")));
+        }
+        let r = sqlx::query(
+            "UPDATE sessions SET channel_id = $1, switched_ms = $2, zaps = zaps + 1 \
+             WHERE id = $3 AND ended_ms IS NULL",
+        )
+        .bind(channel_id)
+        .bind(now_ms)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let sql = format!("SELECT {SESSION_COLS} FROM sessions WHERE id = $1");
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&mut *tx).await?;
+        let Some(row) = row else {
+            return Err(Error::NotFound(format!("session {id}")));
+        };
+        if r.rows_affected() == 0 {
+            return Err(Error::Ended(id.to_owned()));
+        }
+        let s = session_from_row(&row)?;
+        tx.commit().await?;
+        Ok(s)
+    }
+
+    /// Ends an active session at `now_ms` and returns it (with its duration).
+    /// `NotFound` for an unknown session, `Ended` if it already ended.
+    pub async fn end_session(&self, id: &str, now_ms: i64) -> Result<Session, Error> {
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query("UPDATE sessions SET ended_ms = $1 WHERE id = $2 AND ended_ms IS NULL")
+            .bind(now_ms)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let sql = format!("SELECT {SESSION_COLS} FROM sessions WHERE id = $1");
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&mut *tx).await?;
+        let Some(row) = row else {
+            return Err(Error::NotFound(format!("session {id}")));
+        };
+        if r.rows_affected() == 0 {
+            return Err(Error::Ended(id.to_owned()));
+        }
+        let s = session_from_row(&row)?;
+        tx.commit().await?;
+        Ok(s)
+    }
+
+    /// Sessions, oldest first; only the running ones if `active_only`.
+    pub async fn list_sessions(&self, active_only: bool) -> Result<Vec<Session>, Error> {
+        let filter = if active_only {
+            "WHERE ended_ms IS NULL "
+        } else {
+            ""
+        };
+        let sql = format!("SELECT {SESSION_COLS} FROM sessions {filter}ORDER BY started_ms, id");
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        rows.iter().map(session_from_row).collect()
+    }
+
+    /// Number of active sessions per channel id, for the channel list and relay ref-counts.
+    pub async fn viewer_counts(&self) -> Result<Vec<(String, i64)>, Error> {
+        let rows = sqlx::query(
+            "SELECT channel_id, COUNT(*) AS n FROM sessions WHERE ended_ms IS NULL \
+             GROUP BY channel_id ORDER BY channel_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("channel_id")?, r.try_get("n")?)))
+            .collect()
+    }
+}
