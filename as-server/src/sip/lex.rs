@@ -1,0 +1,452 @@
+//! Character classes and small scanners of the RFC 3261 section 25.1 grammar.
+//!
+//! Everything here works on already-unfolded header values (the header parser replaced every
+//! `CRLF 1*WSP` fold with one SP), so LWS is just `*WSP`. Scanners return the consumed length
+//! and never allocate.
+
+/// Bit flags of the character-class table.
+const ALNUM: u8 = 1;
+/// `mark` of RFC 3261 25.1 (`unreserved = alphanum / mark`).
+const MARK: u8 = 2;
+/// `token` characters (besides alphanum).
+const TOKEN: u8 = 4;
+/// `user-unreserved`.
+const USER: u8 = 8;
+/// `param-unreserved`.
+const PARAM: u8 = 16;
+/// `hnv-unreserved`.
+const HNV: u8 = 32;
+/// `word` extra characters (Call-ID).
+const WORD: u8 = 64;
+/// `reserved`.
+const RESERVED: u8 = 128;
+
+const fn table() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        let mut f = 0;
+        if b.is_ascii_alphanumeric() {
+            f |= ALNUM;
+        }
+        if matches!(
+            b,
+            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
+        ) {
+            f |= MARK;
+        }
+        if matches!(
+            b,
+            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+        ) {
+            f |= TOKEN;
+        }
+        if matches!(b, b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/') {
+            f |= USER;
+        }
+        if matches!(b, b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$') {
+            f |= PARAM;
+        }
+        if matches!(b, b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$') {
+            f |= HNV;
+        }
+        if matches!(
+            b,
+            b'-' | b'.'
+                | b'!'
+                | b'%'
+                | b'*'
+                | b'_'
+                | b'+'
+                | b'`'
+                | b'\''
+                | b'~'
+                | b'('
+                | b')'
+                | b'<'
+                | b'>'
+                | b':'
+                | b'\\'
+                | b'"'
+                | b'/'
+                | b'['
+                | b']'
+                | b'?'
+                | b'{'
+                | b'}'
+        ) {
+            f |= WORD;
+        }
+        if matches!(
+            b,
+            b';' | b'/' | b'?' | b':' | b'@' | b'&' | b'=' | b'+' | b'$' | b','
+        ) {
+            f |= RESERVED;
+        }
+        t[c] = f;
+        c += 1;
+    }
+    t
+}
+
+static CLASS: [u8; 256] = table();
+
+#[inline]
+pub(crate) fn is_token(b: u8) -> bool {
+    CLASS[b as usize] & (ALNUM | TOKEN) != 0
+}
+#[inline]
+pub(crate) fn is_unreserved(b: u8) -> bool {
+    CLASS[b as usize] & (ALNUM | MARK) != 0
+}
+#[inline]
+pub(crate) fn is_user_char(b: u8) -> bool {
+    CLASS[b as usize] & (ALNUM | MARK | USER) != 0
+}
+#[inline]
+pub(crate) fn is_password_char(b: u8) -> bool {
+    is_unreserved(b) || matches!(b, b'&' | b'=' | b'+' | b'$' | b',')
+}
+#[inline]
+pub(crate) fn is_param_char(b: u8) -> bool {
+    CLASS[b as usize] & (ALNUM | MARK | PARAM) != 0
+}
+#[inline]
+pub(crate) fn is_hnv_char(b: u8) -> bool {
+    CLASS[b as usize] & (ALNUM | MARK | HNV) != 0
+}
+#[inline]
+pub(crate) fn is_word(b: u8) -> bool {
+    CLASS[b as usize] & (ALNUM | WORD) != 0
+}
+/// `uric` = reserved / unreserved / escaped ('%' handled by the caller).
+#[inline]
+pub(crate) fn is_uric(b: u8) -> bool {
+    CLASS[b as usize] & (ALNUM | MARK | RESERVED) != 0
+}
+#[inline]
+pub(crate) fn is_wsp(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+/// Whether the whole string is a non-empty token.
+pub(crate) fn all_token(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|&b| is_token(b))
+}
+
+/// Checks `1*(allowed / escaped)` (or `*` when `allow_empty`), escaped = "%" HEXDIG HEXDIG.
+pub(crate) fn check_escaped(s: &[u8], allow_empty: bool, allowed: fn(u8) -> bool) -> bool {
+    if s.is_empty() {
+        return allow_empty;
+    }
+    let mut i = 0;
+    while i < s.len() {
+        let b = s[i];
+        if b == b'%' {
+            if i + 2 >= s.len() {
+                return false;
+            }
+            if !(s[i + 1].is_ascii_hexdigit() && s[i + 2].is_ascii_hexdigit()) {
+                return false;
+            }
+            i += 3;
+        } else if allowed(b) {
+            i += 1;
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+/// Skips `*WSP` from `i`.
+#[inline]
+pub(crate) fn skip_ws(s: &[u8], mut i: usize) -> usize {
+    while i < s.len() && is_wsp(s[i]) {
+        i += 1;
+    }
+    i
+}
+
+/// Trims leading and trailing WSP.
+pub(crate) fn trim_ws(s: &str) -> &str {
+    s.trim_matches(|c| c == ' ' || c == '\t')
+}
+
+/// Scans a quoted-string starting at `s[i] == '"'`; returns the index just past the closing
+/// quote, or `None` if unterminated or holding a character the grammar forbids
+/// (`qdtext = LWS / %x21 / %x23-5B / %x5D-7E / UTF8-NONASCII`, `quoted-pair = "\" (%x00-09 /
+/// %x0B-0C / %x0E-7F)`).
+pub(crate) fn scan_quoted(s: &[u8], i: usize) -> Option<usize> {
+    debug_assert_eq!(s.get(i), Some(&b'"'));
+    let mut j = i + 1;
+    while j < s.len() {
+        match s[j] {
+            b'"' => return Some(j + 1),
+            b'\\' => {
+                let n = *s.get(j + 1)?;
+                if n == b'\r' || n == b'\n' || n >= 0x80 {
+                    return None;
+                }
+                j += 2;
+            }
+            b' ' | b'\t' | 0x21 | 0x23..=0x5b | 0x5d..=0x7e | 0x80..=0xff => j += 1,
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// Unquotes a quoted-string body (without the surrounding quotes), resolving quoted-pairs.
+pub(crate) fn unquote(inner: &str) -> String {
+    let mut out = String::with_capacity(inner.len());
+    let mut it = inner.chars();
+    while let Some(c) = it.next() {
+        if c == '\\' {
+            if let Some(n) = it.next() {
+                out.push(n);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Splits a header value at top-level commas (not inside quoted strings or `<...>`), as the
+/// `#element` list rule of RFC 3261 section 7.3.1 allows. Yields trimmed elements, including
+/// empty ones (the caller decides whether they are legal). Returns `None` when a quote or
+/// angle bracket is unbalanced.
+pub(crate) fn split_commas(v: &str, mut f: impl FnMut(usize, usize)) -> Option<()> {
+    let s = v.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    let mut in_angle = false;
+    while i < s.len() {
+        match s[i] {
+            b'"' if !in_angle => {
+                i = scan_quoted(s, i)?;
+                continue;
+            }
+            b'<' if !in_angle => in_angle = true,
+            b'>' if in_angle => in_angle = false,
+            b',' if !in_angle => {
+                let (a, b) = trim_range(s, start, i);
+                f(a, b);
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if in_angle {
+        return None;
+    }
+    let (a, b) = trim_range(s, start, s.len());
+    f(a, b);
+    Some(())
+}
+
+fn trim_range(s: &[u8], mut a: usize, mut b: usize) -> (usize, usize) {
+    while a < b && is_wsp(s[a]) {
+        a += 1;
+    }
+    while b > a && is_wsp(s[b - 1]) {
+        b -= 1;
+    }
+    (a, b)
+}
+
+/// Parses `1*DIGIT` into a u32, refusing overflow (RFC 4475 3.1.2.4 overlarge scalars).
+pub(crate) fn parse_u32(s: &str) -> Option<u32> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let t = s.trim_start_matches('0');
+    if t.len() > 10 {
+        return None;
+    }
+    if t.is_empty() {
+        return Some(0);
+    }
+    t.parse().ok()
+}
+
+/// A `;name[=value]` parameter list as found after a Via, name-addr or media type. Each
+/// parameter is returned as raw `(name, value)`; `value` keeps quotes if it was quoted.
+/// `SEMI = SWS ";" SWS`, `EQUAL = SWS "=" SWS`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Params(pub Vec<(String, Option<String>)>);
+
+impl Params {
+    /// The value of parameter `name` (case-insensitive); `Some(None)` for a flag parameter.
+    #[must_use]
+    pub fn get(&self, name: &str) -> Option<Option<&str>> {
+        self.0
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_deref())
+    }
+    /// Whether parameter `name` is present.
+    #[must_use]
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+    /// Sets (replaces) parameter `name`.
+    pub fn set(&mut self, name: &str, value: Option<&str>) {
+        let v = value.map(str::to_owned);
+        if let Some(e) = self
+            .0
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
+            e.1 = v;
+        } else {
+            self.0.push((name.to_owned(), v));
+        }
+    }
+    /// Removes parameter `name`.
+    pub fn remove(&mut self, name: &str) {
+        self.0.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+    }
+}
+
+impl std::fmt::Display for Params {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (n, v) in &self.0 {
+            match v {
+                Some(v) => write!(f, ";{n}={v}")?,
+                None => write!(f, ";{n}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Scans `*( SEMI generic-param )` from `s[i..]` to the end of `s`, where
+/// `generic-param = token [ EQUAL gen-value ]`, `gen-value = token / host / quoted-string`.
+/// Calls `f(name, value)` for each. Returns `false` on a grammar error (empty parameter,
+/// bad character, trailing garbage).
+pub(crate) fn scan_generic_params(
+    s: &str,
+    mut i: usize,
+    mut f: impl FnMut(&str, Option<&str>) -> bool,
+) -> bool {
+    let b = s.as_bytes();
+    loop {
+        i = skip_ws(b, i);
+        if i == b.len() {
+            return true;
+        }
+        if b[i] != b';' {
+            return false;
+        }
+        i = skip_ws(b, i + 1);
+        let ns = i;
+        while i < b.len() && is_token(b[i]) {
+            i += 1;
+        }
+        if ns == i {
+            return false;
+        }
+        let name = &s[ns..i];
+        let j = skip_ws(b, i);
+        if j < b.len() && b[j] == b'=' {
+            i = skip_ws(b, j + 1);
+            let vs = i;
+            if i < b.len() && b[i] == b'"' {
+                match scan_quoted(b, i) {
+                    Some(e) => i = e,
+                    None => return false,
+                }
+            } else if i < b.len() && b[i] == b'[' {
+                // IPv6reference as gen-value (host)
+                while i < b.len() && b[i] != b']' {
+                    if !(b[i].is_ascii_hexdigit() || b[i] == b':' || b[i] == b'.' || b[i] == b'[') {
+                        return false;
+                    }
+                    i += 1;
+                }
+                if i == b.len() {
+                    return false;
+                }
+                i += 1;
+            } else {
+                while i < b.len() && (is_token(b[i]) || b[i] == b':') {
+                    i += 1;
+                }
+            }
+            if vs == i {
+                return false;
+            }
+            if !f(name, Some(&s[vs..i])) {
+                return false;
+            }
+        } else {
+            i = j;
+            if !f(name, None) {
+                return false;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_strings() {
+        assert_eq!(scan_quoted(br#""a\"b" x"#, 0), Some(6));
+        assert_eq!(scan_quoted(br#""abc"#, 0), None);
+        assert_eq!(scan_quoted(b"\"a\x01\"", 0), None);
+        assert_eq!(scan_quoted(b"\"a\\\x00\"", 0), Some(5));
+        assert_eq!(unquote(r#"J Rosenberg \\\""#), r#"J Rosenberg \""#);
+    }
+
+    #[test]
+    fn escapes() {
+        assert!(check_escaped(b"%75se%72", false, is_user_char));
+        assert!(!check_escaped(b"%7", false, is_user_char));
+        assert!(!check_escaped(b"%zz", false, is_user_char));
+        assert!(!check_escaped(b"a b", false, is_user_char));
+        assert!(!check_escaped(b"", false, is_user_char));
+    }
+
+    #[test]
+    fn commas() {
+        let v = r#""a,b" <sip:x@y;p=1,2>, <sip:z>,"#;
+        let mut parts = Vec::new();
+        split_commas(v, |a, b| parts.push(&v[a..b])).unwrap();
+        assert_eq!(parts, vec![r#""a,b" <sip:x@y;p=1,2>"#, "<sip:z>", ""]);
+        assert!(split_commas("<sip:a", |_, _| {}).is_none());
+    }
+
+    #[test]
+    fn scalars() {
+        assert_eq!(parse_u32("0068"), Some(68));
+        assert_eq!(parse_u32("4294967295"), Some(u32::MAX));
+        assert_eq!(parse_u32("4294967296"), None);
+        assert_eq!(parse_u32("36893488147419103232"), None);
+        assert_eq!(parse_u32("-1"), None);
+        assert_eq!(parse_u32(""), None);
+    }
+
+    #[test]
+    fn generic_params() {
+        let mut got = Vec::new();
+        assert!(scan_generic_params(
+            " ; tag = 98asjd8 ;lr; x=\"q;v\"",
+            0,
+            |n, v| {
+                got.push((n.to_owned(), v.map(str::to_owned)));
+                true
+            }
+        ));
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0], ("tag".into(), Some("98asjd8".into())));
+        assert!(!scan_generic_params(";;", 0, |_, _| true));
+        assert!(!scan_generic_params(";a=", 0, |_, _| true));
+    }
+}

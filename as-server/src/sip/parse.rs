@@ -1,0 +1,620 @@
+//! The strict message parser (RFC 3261 section 7 and 25).
+//!
+//! One pass over the input: skip leading CRLFs (section 7.5), find the end of the header
+//! section, check it is UTF-8, parse the start line, then each header line (unfolding
+//! continuation lines, mapping compact names, splitting list headers at top-level commas) and
+//! check the value of every header the stack knows against its grammar
+//! ([`crate::sip::typed::check_value`]) without building it. The header section is copied
+//! once into the [`Headers`] buffer; values are ranges into it. The body is a byte-exact slice
+//! (zero-copy when the input is [`Bytes`]).
+//!
+//! Content-Length follows section 18.3: on a datagram a longer body is truncated, a shorter one
+//! is an error, a missing header means "the rest of the datagram"; on a stream it is required.
+//! After parsing, the message has exactly one Content-Length equal to the body length, so
+//! encode/re-parse is stable.
+//!
+//! Errors found after the request line do not stop the scan: the rest of the headers is still
+//! read so that [`ParseError::error_response`] can answer with a 400 that copies Via, From, To,
+//! Call-ID and CSeq.
+
+use bytes::Bytes;
+
+use super::error::{ErrorKind, ParseError};
+use super::header::{HeaderName, Headers};
+use super::lex::{is_token, split_commas};
+use super::message::{Message, Method, Request, Response, StatusCode};
+use super::typed::check_value;
+use super::uri::{Host, Uri};
+
+/// Size and count limits that keep hostile input from allocating without bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Start line plus header section, bytes.
+    pub max_head: usize,
+    /// Header fields (list elements count one each).
+    pub max_headers: usize,
+    /// Body bytes.
+    pub max_body: usize,
+}
+
+/// The limits the codec applies.
+pub const LIMITS: Limits = Limits {
+    max_head: 32 * 1024,
+    max_headers: 512,
+    max_body: 1024 * 1024,
+};
+
+/// Where the head ends: `(start, head_end, body_start)`; `head_end` points at the CRLF that
+/// ends the last header line (so `head = data[start..head_end + 2]`).
+pub(crate) fn find_head(data: &[u8]) -> Result<Option<(usize, usize, usize)>, ParseError> {
+    let mut start = 0;
+    while data.len() >= start + 2 && &data[start..start + 2] == b"\r\n" {
+        start += 2;
+    }
+    let search = &data[start..data.len().min(start + LIMITS.max_head + 4)];
+    match memchr::memmem::find(search, b"\r\n\r\n") {
+        Some(p) => Ok(Some((start, start + p, start + p + 4))),
+        None => {
+            if search.len() >= LIMITS.max_head + 4 {
+                Err(ErrorKind::TooLarge.into())
+            } else {
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// The value of the (first) Content-Length header in a head, if any; used by stream framing.
+/// `Err` when it is malformed or there are several.
+pub(crate) fn scan_content_length(head: &[u8]) -> Result<Option<usize>, ParseError> {
+    let mut found = None;
+    let mut lines = head.split(|&b| b == b'\n').skip(1);
+    let mut pending: Option<Vec<u8>> = None;
+    let finish = |v: &[u8], found: &mut Option<usize>| -> Result<(), ParseError> {
+        let v: Vec<u8> = v
+            .iter()
+            .copied()
+            .filter(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+            .collect();
+        if found.is_some() {
+            return Err(ErrorKind::DuplicateHeader(HeaderName::CONTENT_LENGTH).into());
+        }
+        if v.is_empty() || v.len() > 12 || !v.iter().all(u8::is_ascii_digit) {
+            return Err(ErrorKind::BadHeader(HeaderName::CONTENT_LENGTH).into());
+        }
+        let n: usize = std::str::from_utf8(&v)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or(ErrorKind::BadHeader(HeaderName::CONTENT_LENGTH))?;
+        *found = Some(n);
+        Ok(())
+    };
+    for line in &mut lines {
+        if line.first().is_some_and(|&b| b == b' ' || b == b'\t') {
+            if let Some(p) = pending.as_mut() {
+                p.extend_from_slice(line);
+            }
+            continue;
+        }
+        if let Some(p) = pending.take() {
+            finish(&p, &mut found)?;
+        }
+        let Some(colon) = memchr::memchr(b':', line) else {
+            continue;
+        };
+        let name = trim_bytes(&line[..colon]);
+        if name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"l") {
+            pending = Some(line[colon + 1..].to_vec());
+        }
+    }
+    if let Some(p) = pending.take() {
+        finish(&p, &mut found)?;
+    }
+    Ok(found)
+}
+
+fn trim_bytes(b: &[u8]) -> &[u8] {
+    let s = b
+        .iter()
+        .position(|&c| c != b' ' && c != b'\t')
+        .unwrap_or(b.len());
+    let e = b
+        .iter()
+        .rposition(|&c| c != b' ' && c != b'\t')
+        .map_or(s, |p| p + 1);
+    &b[s..e]
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    Datagram,
+    Stream,
+}
+
+pub(crate) fn parse_datagram(data: &[u8], shared: Option<&Bytes>) -> Result<Message, ParseError> {
+    parse_inner(data, shared, Transport::Datagram)
+}
+
+pub(crate) fn parse_stream(data: &[u8]) -> Result<Message, ParseError> {
+    parse_inner(data, None, Transport::Stream)
+}
+
+enum StartLine {
+    Request(Method, Uri),
+    Response(StatusCode, String),
+}
+
+fn placeholder_uri() -> Uri {
+    Uri::sip(None, Host::Domain("invalid".into()))
+}
+
+/// Parses the request line; on error still returns a best-effort method/URI for the partial
+/// request (`Err((kind, Some(...)))`) when the line looks like a request at all.
+fn parse_request_line(line: &str) -> Result<(Method, Uri), (ErrorKind, Option<(Method, Uri)>)> {
+    let b = line.as_bytes();
+    let mut i = 0;
+    while i < b.len() && is_token(b[i]) {
+        i += 1;
+    }
+    let guess_method = |i: usize| -> Option<Method> {
+        let m = &line[..i];
+        (!m.is_empty()).then(|| Method::new(m))
+    };
+    if i == 0 || i == b.len() || b[i] != b' ' {
+        let kind = if i == 0 || b.get(i).is_some_and(|&c| c != b' ') {
+            ErrorKind::BadMethod
+        } else {
+            ErrorKind::BadRequestLine
+        };
+        return Err((kind, guess_method(i).map(|m| (m, placeholder_uri()))));
+    }
+    let method = Method::new(&line[..i]);
+    let rest = &line[i + 1..];
+    let Some(sp) = memchr::memchr(b' ', rest.as_bytes()) else {
+        return Err((ErrorKind::BadRequestLine, Some((method, placeholder_uri()))));
+    };
+    let uri_text = &rest[..sp];
+    let version = &rest[sp + 1..];
+    let uri = match Uri::parse(uri_text) {
+        Ok(u) => u,
+        Err(_) => {
+            return Err((ErrorKind::BadRequestUri, Some((method, placeholder_uri()))));
+        }
+    };
+    if !version.eq_ignore_ascii_case("SIP/2.0") {
+        let kind = if is_sip_version(version) {
+            ErrorKind::VersionNotSupported
+        } else {
+            ErrorKind::BadRequestLine
+        };
+        return Err((kind, Some((method, uri))));
+    }
+    if !uri.headers.is_empty() {
+        return Err((ErrorKind::RequestUriHeaders, Some((method, uri))));
+    }
+    Ok((method, uri))
+}
+
+/// `SIP-Version = "SIP" "/" 1*DIGIT "." 1*DIGIT`.
+fn is_sip_version(v: &str) -> bool {
+    let Some(rest) = v
+        .get(..4)
+        .filter(|p| p.eq_ignore_ascii_case("SIP/"))
+        .map(|_| &v[4..])
+    else {
+        return false;
+    };
+    match rest.split_once('.') {
+        Some((a, b)) => {
+            !a.is_empty()
+                && !b.is_empty()
+                && a.bytes().all(|c| c.is_ascii_digit())
+                && b.bytes().all(|c| c.is_ascii_digit())
+        }
+        None => false,
+    }
+}
+
+fn parse_status_line(line: &str) -> Result<(StatusCode, String), ErrorKind> {
+    let rest = &line[4..];
+    let Some(sp) = memchr::memchr(b' ', rest.as_bytes()) else {
+        return Err(ErrorKind::BadStatusLine);
+    };
+    let version = &line[..4 + sp];
+    if !version.eq_ignore_ascii_case("SIP/2.0") {
+        return Err(if is_sip_version(version) {
+            ErrorKind::VersionNotSupported
+        } else {
+            ErrorKind::BadStatusLine
+        });
+    }
+    let rest = &rest[sp + 1..];
+    let b = rest.as_bytes();
+    if b.len() < 4 || b[3] != b' ' {
+        return Err(if b.len() >= 3 && !b[..3].iter().all(u8::is_ascii_digit) {
+            ErrorKind::BadStatusCode
+        } else if b.len() > 3 && b[..3].iter().all(u8::is_ascii_digit) {
+            ErrorKind::BadStatusCode
+        } else {
+            ErrorKind::BadStatusLine
+        });
+    }
+    if !b[..3].iter().all(u8::is_ascii_digit) {
+        return Err(ErrorKind::BadStatusCode);
+    }
+    let code: u16 = rest[..3].parse().map_err(|_| ErrorKind::BadStatusCode)?;
+    if !(100..=699).contains(&code) {
+        return Err(ErrorKind::BadStatusCode);
+    }
+    let reason = &rest[4..];
+    if !valid_reason(reason.as_bytes()) {
+        return Err(ErrorKind::BadReason);
+    }
+    Ok((StatusCode(code), reason.to_owned()))
+}
+
+/// `Reason-Phrase = *(reserved / unreserved / escaped / UTF8-NONASCII / UTF8-CONT / SP / HTAB)`.
+fn valid_reason(b: &[u8]) -> bool {
+    use super::lex::{is_unreserved, is_wsp};
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'%' {
+            if i + 2 >= b.len() || !b[i + 1].is_ascii_hexdigit() || !b[i + 2].is_ascii_hexdigit() {
+                return false;
+            }
+            i += 3;
+            continue;
+        }
+        let ok = is_unreserved(c)
+            || is_wsp(c)
+            || c >= 0x80
+            || matches!(
+                c,
+                b';' | b'/' | b'?' | b':' | b'@' | b'&' | b'=' | b'+' | b'$' | b','
+            );
+        if !ok {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Whether a header value holds a control character the grammar forbids: CTLs other than HT
+/// are only legal as the second octet of a quoted-pair.
+fn has_bad_ctl(v: &[u8], folded: bool) -> bool {
+    let mut prev_backslash = false;
+    for &c in v {
+        if folded && (c == b'\r' || c == b'\n') {
+            prev_backslash = false;
+            continue;
+        }
+        if (c < 0x20 && c != b'\t') || c == 0x7f {
+            if !prev_backslash {
+                return true;
+            }
+            prev_backslash = false;
+            continue;
+        }
+        prev_backslash = c == b'\\' && !prev_backslash;
+    }
+    false
+}
+
+fn parse_inner(
+    data: &[u8],
+    shared: Option<&Bytes>,
+    transport: Transport,
+) -> Result<Message, ParseError> {
+    let Some((start, head_end, body_start)) = find_head(data)? else {
+        if data.len() > LIMITS.max_head {
+            return Err(ErrorKind::TooLarge.into());
+        }
+        return Err(ErrorKind::Truncated.into());
+    };
+    let head = std::str::from_utf8(&data[start..head_end + 2])
+        .map_err(|_| ParseError::new(ErrorKind::NotUtf8))?;
+    let first_end = memchr::memmem::find(head.as_bytes(), b"\r\n").unwrap_or(head.len());
+    let first = &head[..first_end];
+    if first.as_bytes().contains(&b'\n') || first.as_bytes().contains(&b'\r') {
+        return Err(ErrorKind::BadRequestLine.into());
+    }
+
+    let mut first_err: Option<ErrorKind> = None;
+    let start_line = if first.len() >= 4 && first[..4].eq_ignore_ascii_case("SIP/") {
+        match parse_status_line(first) {
+            Ok((s, r)) => StartLine::Response(s, r),
+            Err(k) => return Err(k.into()),
+        }
+    } else {
+        match parse_request_line(first) {
+            Ok((m, u)) => StartLine::Request(m, u),
+            Err((k, Some((m, u)))) => {
+                first_err = Some(k);
+                StartLine::Request(m, u)
+            }
+            Err((k, None)) => return Err(k.into()),
+        }
+    };
+
+    // Header section (each line ends with CRLF).
+    let section = &head[(first_end + 2).min(head.len())..];
+    let mut buf = String::with_capacity(section.len() + 16);
+    buf.push_str(section);
+    let mut headers = Headers::with_buffer(buf, 24);
+    let sb = section.as_bytes();
+    let mut pos = 0;
+    let mut folded_tmp = String::new();
+    while pos < sb.len() {
+        // Logical line: this physical line plus continuation lines starting with WSP.
+        let line_start = pos;
+        let mut folded = false;
+        let mut line_end;
+        loop {
+            let Some(nl) = memchr::memchr(b'\n', &sb[pos..]) else {
+                // unreachable for a head that ends in CRLF; treat as malformed
+                first_err.get_or_insert(ErrorKind::BadHeaderLine);
+                line_end = sb.len();
+                pos = sb.len();
+                break;
+            };
+            let nl = pos + nl;
+            if nl == 0 || sb[nl - 1] != b'\r' {
+                first_err.get_or_insert(ErrorKind::BadHeaderLine);
+            }
+            line_end = nl.saturating_sub(1);
+            pos = nl + 1;
+            if pos < sb.len() && (sb[pos] == b' ' || sb[pos] == b'\t') {
+                folded = true;
+                continue;
+            }
+            break;
+        }
+        let line = &section[line_start..line_end.max(line_start)];
+        if line_start == 0
+            && line
+                .as_bytes()
+                .first()
+                .is_some_and(|&c| c == b' ' || c == b'\t')
+        {
+            // a continuation line with nothing to continue
+            first_err.get_or_insert(ErrorKind::BadHeaderLine);
+            continue;
+        }
+        // name HCOLON value
+        let lb = line.as_bytes();
+        let mut i = 0;
+        while i < lb.len() && is_token(lb[i]) {
+            i += 1;
+        }
+        let name_end = i;
+        while i < lb.len() && (lb[i] == b' ' || lb[i] == b'\t') {
+            i += 1;
+        }
+        if name_end == 0 || i >= lb.len() || lb[i] != b':' {
+            first_err.get_or_insert(ErrorKind::BadHeaderLine);
+            continue;
+        }
+        let name = HeaderName::new(&line[..name_end]);
+        let raw_value = &line[i + 1..];
+        if has_bad_ctl(raw_value.as_bytes(), folded) {
+            first_err.get_or_insert(ErrorKind::BadHeader(name.clone()));
+            continue;
+        }
+        // value range in the buffer
+        let (vs, ve) = if folded {
+            folded_tmp.clear();
+            unfold(raw_value, &mut folded_tmp);
+            let b = headers.buf_mut();
+            let s = b.len();
+            b.push_str(folded_tmp.trim_matches(|c| c == ' ' || c == '\t'));
+            (s, b.len())
+        } else {
+            let off = line_start + i + 1;
+            let t = raw_value.trim_start_matches([' ', '\t']);
+            let s = off + (raw_value.len() - t.len());
+            let t = t.trim_end_matches([' ', '\t']);
+            (s, s + t.len())
+        };
+        if name.is_list() {
+            let mut elems = smallvec_lite::Elems::new();
+            let ok = {
+                let value = headers.value_at_range(vs, ve);
+                if value.is_empty() {
+                    elems.push((0, 0));
+                    check_value(&name, "")
+                } else {
+                    split_commas(value, |a, b| elems.push((a, b))).is_some()
+                        && elems
+                            .iter()
+                            .all(|&(a, b)| a != b && check_value(&name, &value[a..b]))
+                }
+            };
+            if !ok {
+                first_err.get_or_insert(ErrorKind::BadHeader(name.clone()));
+                continue;
+            }
+            for &(a, b) in elems.iter() {
+                headers.push_range(name.clone(), vs + a, vs + b);
+            }
+        } else {
+            if !check_value(&name, headers.value_at_range(vs, ve)) {
+                first_err.get_or_insert(ErrorKind::BadHeader(name.clone()));
+                // keep unusable values out of the partial request
+                continue;
+            }
+            headers.push_range(name, vs, ve);
+        }
+        if headers.len() > LIMITS.max_headers {
+            return Err(ErrorKind::TooManyHeaders.into());
+        }
+    }
+
+    // Message-level rules.
+    let is_request = matches!(start_line, StartLine::Request(..));
+    if first_err.is_none() {
+        for h in [
+            &HeaderName::FROM,
+            &HeaderName::TO,
+            &HeaderName::CALL_ID,
+            &HeaderName::CSEQ,
+            &HeaderName::MAX_FORWARDS,
+            &HeaderName::CONTENT_LENGTH,
+            &HeaderName::CONTENT_TYPE,
+            &HeaderName::EXPIRES,
+            &HeaderName::DATE,
+            &HeaderName::RETRY_AFTER,
+        ] {
+            if headers.count(h) > 1 {
+                first_err = Some(ErrorKind::DuplicateHeader(h.clone()));
+                break;
+            }
+        }
+    }
+    if first_err.is_none() {
+        for h in [
+            &HeaderName::VIA,
+            &HeaderName::FROM,
+            &HeaderName::TO,
+            &HeaderName::CALL_ID,
+            &HeaderName::CSEQ,
+        ] {
+            if !headers.contains(h) {
+                first_err = Some(ErrorKind::MissingHeader(h.clone()));
+                break;
+            }
+        }
+    }
+    if first_err.is_none() {
+        if let StartLine::Request(m, _) = &start_line {
+            let cseq_method = headers
+                .get(&HeaderName::CSEQ)
+                .and_then(|v| v.rsplit([' ', '\t']).next());
+            if cseq_method != Some(m.as_str()) {
+                first_err = Some(ErrorKind::CSeqMethodMismatch);
+            }
+        }
+    }
+
+    // Body (section 18.3).
+    let available = data.len() - body_start.min(data.len());
+    let cl = match headers.get(&HeaderName::CONTENT_LENGTH) {
+        None => None,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                first_err.get_or_insert(ErrorKind::BadHeader(HeaderName::CONTENT_LENGTH));
+                None
+            }
+        },
+    };
+    let body_len = match (cl, transport) {
+        (Some(n), _) if n > LIMITS.max_body => {
+            first_err.get_or_insert(ErrorKind::TooLarge);
+            0
+        }
+        (Some(n), _) if n > available => {
+            first_err.get_or_insert(ErrorKind::BodyTooShort);
+            0
+        }
+        (Some(n), _) => n,
+        (None, Transport::Datagram) => available.min(LIMITS.max_body),
+        (None, Transport::Stream) => {
+            first_err.get_or_insert(ErrorKind::MissingContentLength);
+            0
+        }
+    };
+
+    if let Some(kind) = first_err {
+        return Err(match start_line {
+            StartLine::Request(method, uri) => ParseError::new(kind).with_partial(Request {
+                method,
+                uri,
+                headers,
+                body: Bytes::new(),
+            }),
+            StartLine::Response(..) => ParseError::new(kind),
+        });
+    }
+    let _ = is_request;
+
+    let body = match shared {
+        Some(b) => b.slice(body_start..body_start + body_len),
+        None => Bytes::copy_from_slice(&data[body_start..body_start + body_len]),
+    };
+    // Exactly one Content-Length, equal to the body length.
+    let mut itoa = [0u8; 20];
+    let canon = fmt_usize(body_len, &mut itoa);
+    if headers.get(&HeaderName::CONTENT_LENGTH) != Some(canon) {
+        headers.set(HeaderName::CONTENT_LENGTH, canon);
+    }
+
+    Ok(match start_line {
+        StartLine::Request(method, uri) => Message::Request(Request {
+            method,
+            uri,
+            headers,
+            body,
+        }),
+        StartLine::Response(status, reason) => Message::Response(Response {
+            status,
+            reason,
+            headers,
+            body,
+        }),
+    })
+}
+
+fn fmt_usize(mut n: usize, buf: &mut [u8; 20]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).unwrap_or("0")
+}
+
+/// Replaces every fold (`*WSP CRLF 1*WSP`) by one SP (section 7.3.1).
+fn unfold(v: &str, out: &mut String) {
+    let mut rest = v;
+    while let Some(p) = rest.find("\r\n") {
+        out.push_str(rest[..p].trim_end_matches([' ', '\t']));
+        out.push(' ');
+        rest = rest[p + 2..].trim_start_matches([' ', '\t']);
+    }
+    out.push_str(rest);
+}
+
+mod smallvec_lite {
+    /// A small list of ranges kept on the stack for the common case.
+    pub(super) struct Elems {
+        inline: [(usize, usize); 8],
+        n: usize,
+        spill: Vec<(usize, usize)>,
+    }
+    impl Elems {
+        pub(super) fn new() -> Self {
+            Elems {
+                inline: [(0, 0); 8],
+                n: 0,
+                spill: Vec::new(),
+            }
+        }
+        pub(super) fn push(&mut self, r: (usize, usize)) {
+            if self.n < 8 {
+                self.inline[self.n] = r;
+                self.n += 1;
+            } else {
+                self.spill.push(r);
+            }
+        }
+        pub(super) fn iter(&self) -> impl Iterator<Item = &(usize, usize)> {
+            self.inline[..self.n].iter().chain(self.spill.iter())
+        }
+    }
+}

@@ -1,0 +1,659 @@
+//! SIP, SIPS, tel and other URIs (RFC 3261 section 19.1 and 25.1, RFC 3966 for tel).
+//!
+//! [`Uri::parse`] checks the full section 25.1 grammar (user, password, host, port, uri
+//! parameters, headers, `%HH` escapes) and keeps every part as written (still escaped), so
+//! `Display` gives back an equivalent URI and a parse/print round trip is exact.
+//! [`Uri::equivalent`] compares the section 19.1.4 way (escapes decoded, host case-folded,
+//! significant parameters). Non-SIP schemes are kept opaque.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use super::lex::{
+    check_escaped, is_hnv_char, is_param_char, is_password_char, is_token, is_uric, is_user_char,
+};
+
+/// The URI scheme.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    /// `sip:`
+    Sip,
+    /// `sips:` (TLS all the way, section 19.1)
+    Sips,
+    /// `tel:` (RFC 3966)
+    Tel,
+    /// Any other absolute URI scheme (RFC 4475 3.3.2 / 3.3.4 show they must parse).
+    Other(String),
+}
+
+impl Scheme {
+    /// The scheme name, lower case for the known ones.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        match self {
+            Scheme::Sip => "sip",
+            Scheme::Sips => "sips",
+            Scheme::Tel => "tel",
+            Scheme::Other(s) => s,
+        }
+    }
+}
+
+/// The host part of a URI or Via sent-by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Host {
+    /// A host name, as written.
+    Domain(String),
+    /// An IPv4 address.
+    Ipv4(Ipv4Addr),
+    /// An IPv6 address (written as an `[IPv6reference]`).
+    Ipv6(Ipv6Addr),
+}
+
+impl Host {
+    /// Parses `hostname / IPv4address / IPv6reference` (section 25.1).
+    pub fn parse(s: &str) -> Option<Host> {
+        parse_host_ref(s).map(HostRef::to_owned_host)
+    }
+
+    /// Whether this is `host` ignoring case (domain names) or equal addresses.
+    #[must_use]
+    pub fn eq_ignore_case(&self, other: &Host) -> bool {
+        match (self, other) {
+            (Host::Domain(a), Host::Domain(b)) => a.eq_ignore_ascii_case(b),
+            _ => self == other,
+        }
+    }
+}
+
+/// `hostname = *( domainlabel "." ) toplabel [ "." ]`; labels are alphanum with inner '-'
+/// and the top label starts with a letter.
+pub(crate) fn valid_hostname(b: &[u8]) -> bool {
+    if b.is_empty() || b.len() > 255 {
+        return false;
+    }
+    let b = b.strip_suffix(b".").unwrap_or(b);
+    let mut last_start = 0u8;
+    for label in b.split(|&c| c == b'.') {
+        let (Some(&f), Some(&l)) = (label.first(), label.last()) else {
+            return false;
+        };
+        if !f.is_ascii_alphanumeric() || !l.is_ascii_alphanumeric() {
+            return false;
+        }
+        if !label
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || c == b'-')
+        {
+            return false;
+        }
+        last_start = f;
+    }
+    last_start.is_ascii_alphabetic()
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Domain(d) => f.write_str(d),
+            Host::Ipv4(a) => write!(f, "{a}"),
+            Host::Ipv6(a) => write!(f, "[{a}]"),
+        }
+    }
+}
+
+/// A URI. For `sip:`/`sips:` every field is filled; for `tel:` and other schemes the text
+/// after the colon is in `opaque` (for `tel:` `user` also holds the number and `params` its
+/// parameters) and `host` is an empty domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uri {
+    /// Scheme.
+    pub scheme: Scheme,
+    /// User part, still `%`-escaped as written (see [`Uri::user_unescaped`]).
+    pub user: Option<String>,
+    /// Password (deprecated, section 19.1.1), escaped as written.
+    pub password: Option<String>,
+    /// Host.
+    pub host: Host,
+    /// Port.
+    pub port: Option<u16>,
+    /// `;name[=value]` uri-parameters in order, escaped as written.
+    pub params: Vec<(String, Option<String>)>,
+    /// `?name=value&...` headers in order, escaped as written.
+    pub headers: Vec<(String, String)>,
+    /// Everything after `scheme:` for non-SIP schemes.
+    pub opaque: Option<String>,
+}
+
+/// A URI that does not follow the grammar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("malformed URI")]
+pub struct UriError;
+
+impl Uri {
+    /// A `sip:` URI with the given user and host and nothing else.
+    #[must_use]
+    pub fn sip(user: Option<&str>, host: Host) -> Uri {
+        Uri {
+            scheme: Scheme::Sip,
+            user: user.map(str::to_owned),
+            password: None,
+            host,
+            port: None,
+            params: Vec::new(),
+            headers: Vec::new(),
+            opaque: None,
+        }
+    }
+
+    /// Parses a URI (SIP-URI / SIPS-URI / absoluteURI of section 25.1).
+    pub fn parse(s: &str) -> Result<Uri, UriError> {
+        let colon = s.find(':').ok_or(UriError)?;
+        let scheme = &s[..colon];
+        let rest = &s[colon + 1..];
+        check_scheme(scheme)?;
+        let scheme = if scheme.eq_ignore_ascii_case("sip") {
+            Scheme::Sip
+        } else if scheme.eq_ignore_ascii_case("sips") {
+            Scheme::Sips
+        } else if scheme.eq_ignore_ascii_case("tel") {
+            Scheme::Tel
+        } else {
+            Scheme::Other(scheme.to_owned())
+        };
+        match scheme {
+            Scheme::Sip | Scheme::Sips => parse_sip(scheme, rest),
+            _ => parse_absolute(scheme, rest),
+        }
+    }
+
+    /// The user part with `%HH` escapes decoded (section 19.1.2; may hold any octet, even NUL,
+    /// RFC 4475 3.1.1.4).
+    #[must_use]
+    pub fn user_unescaped(&self) -> Option<Cow<'_, [u8]>> {
+        self.user.as_deref().map(unescape)
+    }
+
+    /// The value of uri-parameter `name` (case-insensitive); `Some(None)` for a flag.
+    #[must_use]
+    pub fn param(&self, name: &str) -> Option<Option<&str>> {
+        self.params
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_deref())
+    }
+
+    /// Whether the uri-parameter `name` is present (e.g. `lr`).
+    #[must_use]
+    pub fn has_param(&self, name: &str) -> bool {
+        self.param(name).is_some()
+    }
+
+    /// Whether this is a sip: or sips: URI.
+    #[must_use]
+    pub fn is_sip(&self) -> bool {
+        matches!(self.scheme, Scheme::Sip | Scheme::Sips)
+    }
+
+    /// URI comparison of RFC 3261 section 19.1.4: scheme, user and password (escapes decoded,
+    /// case-sensitive), host (case-insensitive), port; `user`, `ttl`, `method`, `maddr` and
+    /// `transport` parameters must match when either side has them, other parameters when
+    /// both do; headers must match.
+    #[must_use]
+    pub fn equivalent(&self, other: &Uri) -> bool {
+        if self.scheme != other.scheme {
+            return false;
+        }
+        if !self.is_sip() {
+            return self.opaque == other.opaque;
+        }
+        if self.user_unescaped() != other.user_unescaped()
+            || self.password.as_deref().map(unescape) != other.password.as_deref().map(unescape)
+            || !self.host.eq_ignore_case(&other.host)
+            || self.port != other.port
+        {
+            return false;
+        }
+        let decoded = |v: Option<&str>| v.map(|v| unescape(v).to_ascii_lowercase());
+        for (n, v) in &self.params {
+            match other.param(n) {
+                Some(ov) => {
+                    if decoded(v.as_deref()) != decoded(ov) {
+                        return false;
+                    }
+                }
+                None => {
+                    if is_significant(n) {
+                        return false;
+                    }
+                }
+            }
+        }
+        for (n, _) in &other.params {
+            if is_significant(n) && self.param(n).is_none() {
+                return false;
+            }
+        }
+        let mut a: Vec<_> = self
+            .headers
+            .iter()
+            .map(|(n, v)| (unescape(n).to_ascii_lowercase(), unescape(v).into_owned()))
+            .collect();
+        let mut b: Vec<_> = other
+            .headers
+            .iter()
+            .map(|(n, v)| (unescape(n).to_ascii_lowercase(), unescape(v).into_owned()))
+            .collect();
+        a.sort();
+        b.sort();
+        a == b
+    }
+}
+
+fn is_significant(name: &str) -> bool {
+    ["user", "ttl", "method", "maddr", "transport"]
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case(name))
+}
+
+/// Decodes `%HH` escapes (invalid escapes are kept as written).
+#[must_use]
+pub fn unescape(s: &str) -> Cow<'_, [u8]> {
+    let b = s.as_bytes();
+    if !b.contains(&b'%') {
+        return Cow::Borrowed(b);
+    }
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let h = |c: u8| (c as char).to_digit(16);
+            if let (Some(x), Some(y)) = (h(b[i + 1]), h(b[i + 2])) {
+                out.push((x * 16 + y) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    Cow::Owned(out)
+}
+
+/// A SIP URI scanned in place (no allocation); see [`validate`].
+struct SipRef<'a> {
+    user: Option<&'a str>,
+    password: Option<&'a str>,
+    host: HostRef<'a>,
+    port: Option<u16>,
+    /// Raw `;p;q=v` text (with the leading ';') or empty.
+    params: &'a str,
+    /// Raw `?h=v&...` text (with the leading '?') or empty.
+    headers: &'a str,
+}
+
+#[derive(Clone, Copy)]
+pub(crate) enum HostRef<'a> {
+    Domain(&'a str),
+    V4(Ipv4Addr),
+    V6(Ipv6Addr),
+}
+
+impl HostRef<'_> {
+    pub(crate) fn to_owned_host(self) -> Host {
+        match self {
+            HostRef::Domain(d) => Host::Domain(d.to_owned()),
+            HostRef::V4(a) => Host::Ipv4(a),
+            HostRef::V6(a) => Host::Ipv6(a),
+        }
+    }
+}
+
+pub(crate) fn parse_host_ref(s: &str) -> Option<HostRef<'_>> {
+    let b = s.as_bytes();
+    if b.first() == Some(&b'[') {
+        let inner = s.strip_prefix('[')?.strip_suffix(']')?;
+        return inner.parse().ok().map(HostRef::V6);
+    }
+    if b.first().is_some_and(u8::is_ascii_digit) {
+        if let Ok(a) = s.parse::<Ipv4Addr>() {
+            return Some(HostRef::V4(a));
+        }
+    }
+    valid_hostname(b).then_some(HostRef::Domain(s))
+}
+
+fn scan_sip(rest: &str) -> Result<SipRef<'_>, UriError> {
+    // userinfo: everything before the first '@' (user and password cannot hold a raw '@').
+    let (userinfo, hostpart) = match memchr::memchr(b'@', rest.as_bytes()) {
+        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        None => (None, rest),
+    };
+    let (user, password) = match userinfo {
+        None => (None, None),
+        Some(ui) => {
+            let (u, p) = match ui.find(':') {
+                Some(c) => (&ui[..c], Some(&ui[c + 1..])),
+                None => (ui, None),
+            };
+            if !check_escaped(u.as_bytes(), false, is_user_char) {
+                return Err(UriError);
+            }
+            if let Some(p) = p {
+                if !check_escaped(p.as_bytes(), true, is_password_char) {
+                    return Err(UriError);
+                }
+            }
+            (Some(u), p)
+        }
+    };
+    // hostport ends at ';' (params) or '?' (headers).
+    let hp_end = memchr::memchr2(b';', b'?', hostpart.as_bytes()).unwrap_or(hostpart.len());
+    let (host, port) = split_hostport_ref(&hostpart[..hp_end]).ok_or(UriError)?;
+    let tail = &hostpart[hp_end..];
+    let q = memchr::memchr(b'?', tail.as_bytes()).unwrap_or(tail.len());
+    let params = &tail[..q];
+    if !params.is_empty() {
+        for p in params[1..].split(';') {
+            let (n, v) = match p.find('=') {
+                Some(e) => (&p[..e], Some(&p[e + 1..])),
+                None => (p, None),
+            };
+            if !check_escaped(n.as_bytes(), false, is_param_char) {
+                return Err(UriError);
+            }
+            if let Some(v) = v {
+                if !check_escaped(v.as_bytes(), false, is_param_char) {
+                    return Err(UriError);
+                }
+            }
+        }
+    }
+    let headers = &tail[q..];
+    if !headers.is_empty() {
+        for h in headers[1..].split('&') {
+            let e = h.find('=').ok_or(UriError)?;
+            let (n, v) = (&h[..e], &h[e + 1..]);
+            if !check_escaped(n.as_bytes(), false, is_hnv_char)
+                || !check_escaped(v.as_bytes(), true, is_hnv_char)
+            {
+                return Err(UriError);
+            }
+        }
+    }
+    Ok(SipRef {
+        user,
+        password,
+        host,
+        port,
+        params,
+        headers,
+    })
+}
+
+fn parse_sip(scheme: Scheme, rest: &str) -> Result<Uri, UriError> {
+    let r = scan_sip(rest)?;
+    let params = if r.params.is_empty() {
+        Vec::new()
+    } else {
+        r.params[1..]
+            .split(';')
+            .map(|p| match p.find('=') {
+                Some(e) => (p[..e].to_owned(), Some(p[e + 1..].to_owned())),
+                None => (p.to_owned(), None),
+            })
+            .collect()
+    };
+    let headers = if r.headers.is_empty() {
+        Vec::new()
+    } else {
+        r.headers[1..]
+            .split('&')
+            .map(|h| {
+                let e = h.find('=').unwrap_or(h.len());
+                (h[..e].to_owned(), h[(e + 1).min(h.len())..].to_owned())
+            })
+            .collect()
+    };
+    Ok(Uri {
+        scheme,
+        user: r.user.map(str::to_owned),
+        password: r.password.map(str::to_owned),
+        host: r.host.to_owned_host(),
+        port: r.port,
+        params,
+        headers,
+        opaque: None,
+    })
+}
+
+/// What [`validate`] found out about a URI without building it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct UriShape {
+    pub is_sip: bool,
+    pub has_headers: bool,
+}
+
+/// Checks the grammar of a URI without allocating (used by the strict message parser; the
+/// typed views build a [`Uri`] later, on demand).
+pub(crate) fn validate(s: &str) -> Result<UriShape, UriError> {
+    let colon = memchr::memchr(b':', s.as_bytes()).ok_or(UriError)?;
+    let scheme = &s[..colon];
+    check_scheme(scheme)?;
+    let rest = &s[colon + 1..];
+    if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
+        let r = scan_sip(rest)?;
+        Ok(UriShape {
+            is_sip: true,
+            has_headers: !r.headers.is_empty(),
+        })
+    } else {
+        check_absolute(rest)?;
+        Ok(UriShape {
+            is_sip: false,
+            has_headers: false,
+        })
+    }
+}
+
+fn check_scheme(sb: &str) -> Result<(), UriError> {
+    let sb = sb.as_bytes();
+    // scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
+    if sb.is_empty()
+        || !sb[0].is_ascii_alphabetic()
+        || !sb
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
+    {
+        return Err(UriError);
+    }
+    Ok(())
+}
+
+fn check_absolute(rest: &str) -> Result<(), UriError> {
+    // absoluteURI = scheme ":" ( hier-part / opaque-part ): 1*( uric / escaped ).
+    if rest.is_empty() || !check_escaped(rest.as_bytes(), false, is_uric) {
+        return Err(UriError);
+    }
+    Ok(())
+}
+
+pub(crate) fn split_hostport_ref(s: &str) -> Option<(HostRef<'_>, Option<u16>)> {
+    let (h, p) = if s.starts_with('[') {
+        let close = s.find(']')?;
+        let after = &s[close + 1..];
+        let port = if after.is_empty() {
+            None
+        } else {
+            Some(after.strip_prefix(':')?)
+        };
+        (&s[..=close], port)
+    } else {
+        match s.find(':') {
+            Some(c) => (&s[..c], Some(&s[c + 1..])),
+            None => (s, None),
+        }
+    };
+    let port = match p {
+        None => None,
+        Some(p) => Some(parse_port(p)?),
+    };
+    Some((parse_host_ref(h)?, port))
+}
+
+pub(crate) fn parse_port(p: &str) -> Option<u16> {
+    if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    p.parse::<u16>().ok()
+}
+
+fn parse_absolute(scheme: Scheme, rest: &str) -> Result<Uri, UriError> {
+    check_absolute(rest)?;
+    let mut uri = Uri {
+        scheme,
+        user: None,
+        password: None,
+        host: Host::Domain(String::new()),
+        port: None,
+        params: Vec::new(),
+        headers: Vec::new(),
+        opaque: Some(rest.to_owned()),
+    };
+    if uri.scheme == Scheme::Tel {
+        let mut parts = rest.split(';');
+        let number = parts.next().unwrap_or_default();
+        if number.is_empty() {
+            return Err(UriError);
+        }
+        uri.user = Some(number.to_owned());
+        for p in parts {
+            let (n, v) = match p.find('=') {
+                Some(e) => (&p[..e], Some(&p[e + 1..])),
+                None => (p, None),
+            };
+            if n.is_empty() || !n.bytes().all(|b| is_token(b)) {
+                return Err(UriError);
+            }
+            uri.params.push((n.to_owned(), v.map(str::to_owned)));
+        }
+    }
+    Ok(uri)
+}
+
+impl fmt::Display for Uri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.scheme.as_str())?;
+        f.write_str(":")?;
+        if let Some(o) = &self.opaque {
+            return f.write_str(o);
+        }
+        if let Some(u) = &self.user {
+            f.write_str(u)?;
+            if let Some(p) = &self.password {
+                write!(f, ":{p}")?;
+            }
+            f.write_str("@")?;
+        }
+        write!(f, "{}", self.host)?;
+        if let Some(p) = self.port {
+            write!(f, ":{p}")?;
+        }
+        for (n, v) in &self.params {
+            match v {
+                Some(v) => write!(f, ";{n}={v}")?,
+                None => write!(f, ";{n}")?,
+            }
+        }
+        for (i, (n, v)) in self.headers.iter().enumerate() {
+            write!(f, "{}{n}={v}", if i == 0 { '?' } else { '&' })?;
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for Uri {
+    type Err = UriError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uri::parse(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sip_uri_parts() {
+        let u =
+            Uri::parse("sip:alice:pw@[2001:db8::10]:5070;transport=tcp;lr?Subject=hi&X=").unwrap();
+        assert_eq!(u.scheme, Scheme::Sip);
+        assert_eq!(u.user.as_deref(), Some("alice"));
+        assert_eq!(u.password.as_deref(), Some("pw"));
+        assert_eq!(u.host, Host::Ipv6("2001:db8::10".parse().unwrap()));
+        assert_eq!(u.port, Some(5070));
+        assert_eq!(u.param("TRANSPORT"), Some(Some("tcp")));
+        assert!(u.has_param("lr"));
+        assert_eq!(u.headers.len(), 2);
+        assert_eq!(
+            u.to_string(),
+            "sip:alice:pw@[2001:db8::10]:5070;transport=tcp;lr?Subject=hi&X="
+        );
+    }
+
+    #[test]
+    fn escapes_and_equivalence() {
+        let a = Uri::parse("sip:%75se%72@example.com").unwrap();
+        let b = Uri::parse("SIP:user@EXAMPLE.com").unwrap();
+        assert!(a.equivalent(&b));
+        assert_eq!(a.user_unescaped().unwrap().as_ref(), b"user");
+        let n = Uri::parse("sip:null-%00-null@example.com").unwrap();
+        assert_eq!(n.user_unescaped().unwrap().as_ref(), b"null-\0-null");
+        let c = Uri::parse("sip:user@example.com;transport=tcp").unwrap();
+        assert!(!c.equivalent(&b));
+        let d = Uri::parse("sip:user@example.com;foo=bar").unwrap();
+        assert!(d.equivalent(&b));
+    }
+
+    #[test]
+    fn odd_but_valid() {
+        let u = Uri::parse("sip:user;par=u%40example.net@example.com").unwrap();
+        assert_eq!(u.user.as_deref(), Some("user;par=u%40example.net"));
+        assert!(u.params.is_empty());
+        let t = Uri::parse("tel:+1-201-555-0123;phone-context=example.com").unwrap();
+        assert_eq!(t.scheme, Scheme::Tel);
+        assert_eq!(t.user.as_deref(), Some("+1-201-555-0123"));
+        assert_eq!(
+            t.to_string(),
+            "tel:+1-201-555-0123;phone-context=example.com"
+        );
+        let o = Uri::parse("urn:service:sos").unwrap();
+        assert_eq!(o.scheme, Scheme::Other("urn".into()));
+        assert_eq!(o.to_string(), "urn:service:sos");
+        assert!(Uri::parse("soap.beep://192.0.2.103:3002").is_ok());
+    }
+
+    #[test]
+    fn malformed() {
+        for bad in [
+            "sip:",
+            "sip:user@",
+            "sip:user@host:",
+            "sip:user@host:99999",
+            "sip:user@host;",
+            "sip:user@host;a=",
+            "sip:us er@host",
+            "sip:user@ho st",
+            "sip:user@[::1",
+            "sip:user@-host",
+            "sip:%zz@host",
+            "<sip:user@host>",
+            "sip:user@host?x",
+            "1abc:x",
+            "nocolon",
+        ] {
+            assert!(Uri::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
