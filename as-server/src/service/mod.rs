@@ -48,8 +48,116 @@
 //! viewer path). A relay-direct zap within an authorised package (ETSI TS 183 063 style) is
 //! not offered by this version.
 
+pub mod catalogue;
 pub mod channel_list;
+pub mod metrics;
 pub mod overload;
 pub mod personal;
 pub mod registrar;
 pub mod rules;
+pub mod sipmsg;
+mod tu;
+
+pub use tu::{NewChannel, Service, ServiceConfig, SessionView};
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::sip::transaction::Transport;
+use crate::sip::{Request, Response};
+
+/// A request handed to the service by the SIP endpoint, with the way to answer it.
+/// The endpoint adapter (in `app`) fills it from the endpoint's incoming request.
+pub struct TuRequest {
+    request: Request,
+    source: SocketAddr,
+    transport: Transport,
+    respond: Box<dyn FnOnce(Response) + Send>,
+}
+
+impl fmt::Debug for TuRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TuRequest")
+            .field("method", &self.request.method)
+            .field("source", &self.source)
+            .field("transport", &self.transport)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TuRequest {
+    /// A request from `source` over `transport`; `respond` sends the final response.
+    pub fn new(
+        request: Request,
+        source: SocketAddr,
+        transport: Transport,
+        respond: impl FnOnce(Response) + Send + 'static,
+    ) -> Self {
+        Self {
+            request,
+            source,
+            transport,
+            respond: Box::new(respond),
+        }
+    }
+
+    /// The request.
+    pub fn request(&self) -> &Request {
+        &self.request
+    }
+
+    /// Where it came from.
+    pub fn source(&self) -> SocketAddr {
+        self.source
+    }
+
+    /// The transport it came on.
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    /// Sends the response (consumes the request).
+    pub fn respond(self, response: Response) {
+        (self.respond)(response);
+    }
+}
+
+/// Future returned by a [`SipClient`] send.
+pub type SendFuture = Pin<Box<dyn Future<Output = Result<Response, String>> + Send>>;
+
+/// How the service sends its own requests (NOTIFY, BYE): a client transaction of the
+/// endpoint, resolving to the final response (or a transport/timeout error).
+#[derive(Clone)]
+pub struct SipClient {
+    send: Arc<dyn Fn(Request, SocketAddr, Transport) -> SendFuture + Send + Sync>,
+}
+
+impl fmt::Debug for SipClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SipClient")
+    }
+}
+
+impl SipClient {
+    /// A client from a send function.
+    pub fn new(
+        send: impl Fn(Request, SocketAddr, Transport) -> SendFuture + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            send: Arc::new(send),
+        }
+    }
+
+    /// Sends `request` to `dest` over `transport`; resolves to the final response.
+    pub async fn send_request(
+        &self,
+        request: Request,
+        dest: SocketAddr,
+        transport: Transport,
+    ) -> Result<Response, String> {
+        (self.send)(request, dest, transport).await
+    }
+}

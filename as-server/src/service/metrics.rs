@@ -1,0 +1,239 @@
+//! Service counters, rendered in the Prometheus text exposition format (version 0.0.4) at
+//! `GET /metrics` of the operator API. Plain atomics: counting never blocks a request.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use media_relay::control::RelayStats;
+
+/// The counters of one AS instance.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Successful joins (200 to an initial INVITE for a channel).
+    pub joins: AtomicU64,
+    /// Successful zaps (re-INVITE to another channel).
+    pub zaps: AtomicU64,
+    /// Leaves (BYE from a viewer).
+    pub leaves: AtomicU64,
+    /// Personal channels created over SIP.
+    pub personal_created: AtomicU64,
+    /// REGISTER requests answered 200.
+    pub registers: AtomicU64,
+    /// SUBSCRIBE requests answered 200.
+    pub subscribes: AtomicU64,
+    /// NOTIFY requests sent.
+    pub notifies_sent: AtomicU64,
+    /// Final failure responses sent by the service, by status code.
+    failures: Mutex<BTreeMap<u16, u64>>,
+}
+
+/// Gauges sampled when rendering.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Gauges {
+    /// Live sessions (viewers + personal channels).
+    pub sessions_active: usize,
+    /// Live `iptv-channels` subscriptions.
+    pub subscriptions: usize,
+    /// AoRs with a registration.
+    pub registrations: usize,
+    /// Channels in the catalogue.
+    pub channels: usize,
+}
+
+impl Metrics {
+    /// Adds one to a counter.
+    pub fn inc(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a failure response.
+    pub fn failure(&self, status: u16) {
+        if let Ok(mut m) = self.failures.lock() {
+            *m.entry(status).or_default() += 1;
+        }
+    }
+
+    /// Failures counted for one status code.
+    pub fn failures_for(&self, status: u16) -> u64 {
+        self.failures
+            .lock()
+            .map(|m| m.get(&status).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    /// Prometheus text for these counters, the gauges and (if available) the relay's stats.
+    pub fn render(&self, g: Gauges, relay: Option<&RelayStats>) -> String {
+        let mut o = String::with_capacity(2048);
+        let mut metric = |name: &str, kind: &str, help: &str, v: u64| {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        };
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        metric(
+            "as_sessions_active",
+            "gauge",
+            "Live sessions (viewers and personal channels).",
+            g.sessions_active as u64,
+        );
+        metric(
+            "as_subscriptions_active",
+            "gauge",
+            "Live iptv-channels subscriptions.",
+            g.subscriptions as u64,
+        );
+        metric(
+            "as_registrations_active",
+            "gauge",
+            "Addresses-of-record with a binding.",
+            g.registrations as u64,
+        );
+        metric(
+            "as_channels",
+            "gauge",
+            "Channels in the catalogue.",
+            g.channels as u64,
+        );
+        metric(
+            "as_joins_total",
+            "counter",
+            "Successful joins.",
+            get(&self.joins),
+        );
+        metric(
+            "as_zaps_total",
+            "counter",
+            "Successful in-dialog zaps.",
+            get(&self.zaps),
+        );
+        metric(
+            "as_leaves_total",
+            "counter",
+            "Viewer leaves (BYE).",
+            get(&self.leaves),
+        );
+        metric(
+            "as_personal_channels_created_total",
+            "counter",
+            "Personal channels created over SIP.",
+            get(&self.personal_created),
+        );
+        metric(
+            "as_registers_total",
+            "counter",
+            "REGISTER answered 200.",
+            get(&self.registers),
+        );
+        metric(
+            "as_subscribes_total",
+            "counter",
+            "SUBSCRIBE answered 200.",
+            get(&self.subscribes),
+        );
+        metric(
+            "as_notifies_sent_total",
+            "counter",
+            "NOTIFY sent.",
+            get(&self.notifies_sent),
+        );
+        let _ = writeln!(
+            o,
+            "# HELP as_failures_total Failure responses sent, by status code.\n\
+             # TYPE as_failures_total counter"
+        );
+        if let Ok(m) = self.failures.lock() {
+            for (code, n) in m.iter() {
+                let _ = writeln!(o, "as_failures_total{{code=\"{code}\"}} {n}");
+            }
+        }
+        if let Some(r) = relay {
+            let t = &r.totals;
+            for (name, help, v) in [
+                (
+                    "relay_packets_in_total",
+                    "RTP packets received.",
+                    t.packets_in,
+                ),
+                (
+                    "relay_packets_out_total",
+                    "RTP packets sent.",
+                    t.packets_out,
+                ),
+                ("relay_bytes_out_total", "RTP bytes sent.", t.bytes_out),
+                (
+                    "relay_burst_packets_total",
+                    "Packets sent in key-frame bursts.",
+                    t.burst_packets,
+                ),
+                ("relay_rtcp_in_total", "RTCP packets received.", t.rtcp_in),
+                ("relay_rtcp_out_total", "RTCP packets sent.", t.rtcp_out),
+                (
+                    "relay_malformed_rtp_total",
+                    "Malformed RTP dropped.",
+                    t.malformed_rtp,
+                ),
+                ("relay_send_errors_total", "Send errors.", t.send_errors),
+                (
+                    "relay_viewers_dropped_total",
+                    "Viewers dropped.",
+                    t.viewers_dropped,
+                ),
+            ] {
+                let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+            }
+            let _ = writeln!(
+                o,
+                "# HELP relay_viewers Viewers per channel.\n# TYPE relay_viewers gauge"
+            );
+            for c in &r.channels {
+                let _ = writeln!(
+                    o,
+                    "relay_viewers{{channel=\"{}\"}} {}",
+                    escape_label(c.channel.as_str()),
+                    c.viewers
+                );
+            }
+        }
+        o
+    }
+}
+
+/// Escapes a label value (backslash, double quote, newline).
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_failures() {
+        let m = Metrics::default();
+        Metrics::inc(&m.joins);
+        Metrics::inc(&m.joins);
+        m.failure(404);
+        m.failure(404);
+        m.failure(488);
+        let text = m.render(
+            Gauges {
+                sessions_active: 3,
+                ..Gauges::default()
+            },
+            None,
+        );
+        assert!(text.contains("\nas_joins_total 2\n"), "{text}");
+        assert!(text.contains("as_sessions_active 3\n"));
+        assert!(text.contains("as_failures_total{code=\"404\"} 2\n"));
+        assert!(text.contains("as_failures_total{code=\"488\"} 1\n"));
+        assert_eq!(m.failures_for(404), 2);
+        assert!(text.contains("# TYPE as_zaps_total counter"));
+    }
+
+    #[test]
+    fn label_escaping() {
+        assert_eq!(escape_label("a\"b\\c\n"), "a\\\"b\\\\c\\n");
+    }
+}

@@ -1,0 +1,1180 @@
+//! [`Service`]: the async transaction user that ties the pure rules to the store, the relay and
+//! the SIP endpoint. One task per request; the in-memory state (dialogs, subscriptions,
+//! registrar) is behind a std mutex never held across an await. This is a driver-level module:
+//! it reads the clock in [`now`] and feeds it to the sans-IO cores.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use media_relay::control::{
+    AddViewer, ChannelId, ChannelSpec, Error as RelayError, IngestInfo, RelayHandle, ViewerId,
+};
+use serde::Serialize;
+use tracing::{debug, info, warn};
+
+use crate::config::{ExpiryBounds, Limits};
+use crate::error::{Error, Result};
+use crate::sip::sdp::{
+    AnswerTransport, Capabilities, CodecSpec, Direction, MediaKind, MediaTransport, RtcpAttr,
+    SdpOffer,
+};
+use crate::sip::{HeaderName, Method, Request, Response};
+
+use super::catalogue::{Catalogue, SessionRow};
+use super::channel_list::{self, ChannelEntry, NotifyOrder, Subscriptions};
+use super::metrics::{Gauges, Metrics};
+use super::overload::Admission;
+use super::personal;
+use super::registrar::{self, Contacts, RegisterRequest, Registrar};
+use super::rules::{self, InviteTarget, ReinviteKind, Reject};
+use super::sipmsg::{self, DialogKey, PeerDialog};
+use super::{SipClient, TuRequest};
+
+/// Reads the wall clock and the monotonic clock: the one place the service does.
+#[expect(clippy::disallowed_methods)]
+fn now() -> (Instant, i64) {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    (Instant::now(), ms)
+}
+
+/// What the service needs to know about itself.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// SIP domain (host of channel URIs, Warning agent).
+    pub domain: String,
+    /// `host:port` written in Contact headers.
+    pub contact_hostport: String,
+    /// Admission limits.
+    pub limits: Limits,
+    /// Subscription expiry bounds.
+    pub subscriptions: ExpiryBounds,
+    /// Registrar expiry bounds.
+    pub registrar: ExpiryBounds,
+}
+
+/// A channel to create (operator API or personal channel).
+#[derive(Debug, Clone)]
+pub struct NewChannel {
+    /// Id; a unique slug of `name` when `None`.
+    pub id: Option<String>,
+    /// Name.
+    pub name: String,
+    /// `producer`, `personal` or `personalized`.
+    pub kind: String,
+    /// Owner AoR (personal channels).
+    pub owner: Option<String>,
+    /// Feed with the relay's test pattern.
+    pub test_pattern: bool,
+}
+
+/// A live session as shown by `GET /api/sessions`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SessionView {
+    /// Call-ID of the dialog.
+    pub call_id: String,
+    /// Channel watched (viewer) or fed (personal channel owner).
+    pub channel: String,
+    /// `viewer` or `owner`.
+    pub kind: &'static str,
+    /// Relay viewer id (viewers).
+    pub viewer: Option<u64>,
+    /// Peer's AoR.
+    pub peer: String,
+    /// Peer's signalling address.
+    pub remote: SocketAddr,
+    /// Start, ms since the Unix epoch.
+    pub started_ms: i64,
+    /// ACK received.
+    pub confirmed: bool,
+}
+
+#[derive(Debug, Clone)]
+enum Role {
+    Viewer {
+        viewer: ViewerId,
+        channel: String,
+        payload_type: u8,
+        rtp_dest: SocketAddr,
+    },
+    Owner {
+        channel: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Session {
+    role: Role,
+    dialog: PeerDialog,
+    peer_aor: String,
+    answer: Vec<u8>,
+    started_ms: i64,
+    confirmed: bool,
+    store_id: Option<String>,
+}
+
+impl Session {
+    fn channel(&self) -> &str {
+        match &self.role {
+            Role::Viewer { channel, .. } | Role::Owner { channel } => channel,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    sessions: HashMap<DialogKey, Session>,
+    subs: Subscriptions<DialogKey, PeerDialog>,
+    registrar: Registrar,
+}
+
+#[derive(Debug)]
+struct Inner {
+    cfg: ServiceConfig,
+    catalogue: Catalogue,
+    relay: RelayHandle,
+    sip: SipClient,
+    admission: Admission,
+    metrics: Metrics,
+    state: Mutex<State>,
+    next_viewer: AtomicU64,
+    next_tag: AtomicU64,
+    sdp_session: u64,
+}
+
+/// The channel service (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+fn relay_err(e: RelayError, retry_after: u32) -> Error {
+    match e {
+        RelayError::Overloaded(_) => Error::Overloaded { retry_after },
+        RelayError::UnknownChannel(c) => Error::NotFound(format!("channel {c} not on the relay")),
+        e => Error::Relay(e),
+    }
+}
+
+fn error_reject(e: &Error) -> Reject {
+    match e {
+        Error::Overloaded { retry_after } => rules::overloaded(*retry_after),
+        Error::NotFound(_) => Reject::new(404, "Not Found"),
+        Error::Conflict(_) => Reject::new(409, "Conflict"),
+        Error::Invalid(m) => Reject::new(400, m.clone()),
+        Error::Relay(_) | Error::Store(_) => Reject::new(500, "Server Internal Error"),
+    }
+}
+
+impl Service {
+    /// A service over a catalogue, a relay and the endpoint's request sender.
+    pub fn new(
+        cfg: ServiceConfig,
+        catalogue: Catalogue,
+        relay: RelayHandle,
+        sip: SipClient,
+    ) -> Self {
+        let (t, ms) = now();
+        let _ = t;
+        let seed = u64::try_from(ms).unwrap_or(0) ^ rand::random::<u64>();
+        Self {
+            inner: Arc::new(Inner {
+                admission: Admission::new(cfg.limits.max_sessions, cfg.limits.retry_after_secs),
+                state: Mutex::new(State {
+                    sessions: HashMap::new(),
+                    subs: Subscriptions::new(cfg.subscriptions),
+                    registrar: Registrar::new(cfg.registrar),
+                }),
+                cfg,
+                catalogue,
+                relay,
+                sip,
+                metrics: Metrics::default(),
+                next_viewer: AtomicU64::new(1),
+                next_tag: AtomicU64::new(seed),
+                sdp_session: (seed >> 1) & 0x7fff_ffff_ffff,
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn tag(&self) -> String {
+        let n = self
+            .inner
+            .next_tag
+            .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
+        format!("{n:016x}")
+    }
+
+    fn contact_for(&self, user: &str) -> String {
+        format!("<sip:{user}@{}>", self.inner.cfg.contact_hostport)
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    // ------------------------------------------------------------------ catalogue / API
+
+    /// The channel list (sorted by id).
+    pub async fn list_channels(&self) -> Result<Vec<ChannelEntry>> {
+        let mut l = self.inner.catalogue.list().await?;
+        l.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(l)
+    }
+
+    /// One channel.
+    pub async fn get_channel(&self, id: &str) -> Result<Option<ChannelEntry>> {
+        self.inner.catalogue.get(id).await
+    }
+
+    /// Creates a channel: catalogue row, relay ingest, test pattern if asked. Subscribers get
+    /// a NOTIFY.
+    pub async fn create_channel(&self, req: NewChannel) -> Result<(ChannelEntry, IngestInfo)> {
+        if req.name.trim().is_empty() || req.name.len() > 200 {
+            return Err(Error::Invalid("name must be 1 to 200 bytes".into()));
+        }
+        if !matches!(req.kind.as_str(), "producer" | "personal" | "personalized") {
+            return Err(Error::Invalid(format!("unknown kind {:?}", req.kind)));
+        }
+        let id = match req.id {
+            Some(id) => {
+                if !personal::is_valid_channel_id(&id) {
+                    return Err(Error::Invalid(format!(
+                        "channel id {id:?}: use 1-64 of a-z 0-9 - _ ."
+                    )));
+                }
+                if self.inner.catalogue.get(&id).await?.is_some() {
+                    return Err(Error::Conflict(format!("channel {id}")));
+                }
+                id
+            }
+            None => {
+                let taken: Vec<String> = self
+                    .inner
+                    .catalogue
+                    .list()
+                    .await?
+                    .into_iter()
+                    .map(|c| c.id)
+                    .collect();
+                personal::unique_id(&req.name, |c| taken.iter().any(|t| t == c))
+                    .ok_or_else(|| Error::Conflict("no free id for this name".into()))?
+            }
+        };
+        let retry = self.inner.cfg.limits.retry_after_secs;
+        let ingest = self
+            .inner
+            .relay
+            .create_ingest(ChannelSpec::new(id.as_str()))
+            .await
+            .map_err(|e| relay_err(e, retry))?;
+        if req.test_pattern {
+            if let Err(e) = self
+                .inner
+                .relay
+                .start_test_pattern(&ChannelId::from(id.as_str()))
+                .await
+            {
+                let _ = self
+                    .inner
+                    .relay
+                    .delete_ingest(&ChannelId::from(id.as_str()))
+                    .await;
+                return Err(relay_err(e, retry));
+            }
+        }
+        let entry = ChannelEntry {
+            id: id.clone(),
+            name: req.name.trim().to_owned(),
+            kind: req.kind,
+            owner: req.owner,
+            created_ms: now().1,
+        };
+        if let Err(e) = self
+            .inner
+            .catalogue
+            .insert(&entry, Some(ingest.rtp_addr))
+            .await
+        {
+            let _ = self
+                .inner
+                .relay
+                .delete_ingest(&ChannelId::from(id.as_str()))
+                .await;
+            return Err(e);
+        }
+        info!(channel = %id, rtp = %ingest.rtp_addr, "channel created");
+        self.list_changed().await;
+        Ok((entry, ingest))
+    }
+
+    /// Makes sure a catalogue channel exists on the relay (start-up of a seeded/persisted
+    /// channel): creates its ingest and starts the test pattern when asked.
+    pub async fn ensure_channel(&self, seed: &crate::config::ChannelSeed) -> Result<IngestInfo> {
+        let id = ChannelId::from(seed.id.as_str());
+        let retry = self.inner.cfg.limits.retry_after_secs;
+        let ingest = match self
+            .inner
+            .relay
+            .create_ingest(ChannelSpec::new(id.clone()))
+            .await
+        {
+            Ok(i) => i,
+            Err(e) => return Err(relay_err(e, retry)),
+        };
+        if seed.test_pattern {
+            self.inner
+                .relay
+                .start_test_pattern(&id)
+                .await
+                .map_err(|e| relay_err(e, retry))?;
+        }
+        if self.inner.catalogue.get(&seed.id).await?.is_none() {
+            self.inner
+                .catalogue
+                .insert(
+                    &ChannelEntry {
+                        id: seed.id.clone(),
+                        name: seed.name.clone(),
+                        kind: "producer".into(),
+                        owner: None,
+                        created_ms: now().1,
+                    },
+                    Some(ingest.rtp_addr),
+                )
+                .await?;
+        } else {
+            self.inner
+                .catalogue
+                .set_ingest(&seed.id, ingest.rtp_addr)
+                .await?;
+        }
+        Ok(ingest)
+    }
+
+    /// Deletes a channel: its viewers get a BYE, the relay ingest and the catalogue row go,
+    /// subscribers get a NOTIFY.
+    pub async fn delete_channel(&self, id: &str) -> Result<()> {
+        if self.inner.catalogue.get(id).await?.is_none() {
+            return Err(Error::NotFound(format!("channel {id}")));
+        }
+        self.teardown_channel(id, None).await;
+        Ok(())
+    }
+
+    /// BYE to every viewer of `id` (and the owner unless `except` is its dialog), relay ingest
+    /// and catalogue row removed, NOTIFY to subscribers.
+    async fn teardown_channel(&self, id: &str, except: Option<&DialogKey>) {
+        let ended: Vec<Session> = {
+            let mut st = self.state();
+            let keys: Vec<DialogKey> = st
+                .sessions
+                .iter()
+                .filter(|(k, s)| s.channel() == id && Some(*k) != except)
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.iter().filter_map(|k| st.sessions.remove(k)).collect()
+        };
+        for s in ended {
+            self.inner.admission.release();
+            if let Role::Viewer { viewer, .. } = s.role {
+                let _ = self.inner.relay.remove_viewer(viewer).await;
+            }
+            self.end_row(s.store_id).await;
+            self.send_bye(s.dialog, id);
+        }
+        if let Err(e) = self.inner.relay.delete_ingest(&ChannelId::from(id)).await {
+            debug!(channel = id, error = %e, "delete_ingest");
+        }
+        if let Err(e) = self.inner.catalogue.delete(id).await {
+            warn!(channel = id, error = %e, "catalogue delete failed");
+        }
+        info!(channel = id, "channel removed");
+        self.list_changed().await;
+    }
+
+    /// Live sessions.
+    pub fn sessions(&self) -> Vec<SessionView> {
+        let st = self.state();
+        let mut v: Vec<SessionView> = st
+            .sessions
+            .values()
+            .map(|s| SessionView {
+                call_id: s.dialog.key.call_id.clone(),
+                channel: s.channel().to_owned(),
+                kind: match s.role {
+                    Role::Viewer { .. } => "viewer",
+                    Role::Owner { .. } => "owner",
+                },
+                viewer: match s.role {
+                    Role::Viewer { viewer, .. } => Some(viewer.0),
+                    Role::Owner { .. } => None,
+                },
+                peer: s.peer_aor.clone(),
+                remote: s.dialog.dest,
+                started_ms: s.started_ms,
+                confirmed: s.confirmed,
+            })
+            .collect();
+        v.sort_by(|a, b| {
+            a.started_ms
+                .cmp(&b.started_ms)
+                .then(a.call_id.cmp(&b.call_id))
+        });
+        v
+    }
+
+    /// Prometheus text.
+    pub async fn metrics_text(&self) -> String {
+        let relay = self.inner.relay.stats().await.ok();
+        let channels = self.inner.catalogue.list().await.map_or(0, |l| l.len());
+        let g = {
+            let st = self.state();
+            Gauges {
+                sessions_active: st.sessions.len(),
+                subscriptions: st.subs.len(),
+                registrations: st.registrar.aor_count(),
+                channels,
+            }
+        };
+        self.inner.metrics.render(g, relay.as_ref())
+    }
+
+    // ------------------------------------------------------------------ SIP
+
+    /// Handles one request from the endpoint and answers it.
+    pub async fn handle(&self, req: TuRequest) {
+        let resp = self.dispatch(&req).await;
+        if let Some(resp) = resp {
+            let status = resp.status.0;
+            if status >= 300 {
+                self.inner.metrics.failure(status);
+            }
+            req.respond(resp);
+        }
+    }
+
+    async fn dispatch(&self, tr: &TuRequest) -> Option<Response> {
+        let req = tr.request();
+        let method = req.method.as_str().to_ascii_uppercase();
+        let mf = req
+            .headers
+            .get(&HeaderName::MAX_FORWARDS)
+            .and_then(|v| v.trim().parse().ok());
+        let require = HeaderName::new("Require");
+        if let Err(r) = rules::precheck(&method, mf, req.headers.get_all(&require)) {
+            if method == "ACK" {
+                return None;
+            }
+            return Some(sipmsg::reject(req, &r, Some(&self.tag())));
+        }
+        let in_dialog = req.to().ok().and_then(|t| t.tag().map(str::to_owned));
+        match method.as_str() {
+            "ACK" => {
+                self.on_ack(req);
+                None
+            }
+            "OPTIONS" => Some(self.options(req)),
+            "REGISTER" => Some(self.register(req)),
+            "SUBSCRIBE" => Some(self.subscribe(tr).await),
+            "BYE" => Some(self.bye(req).await),
+            "INVITE" if in_dialog.is_some() => Some(self.reinvite(req).await),
+            "INVITE" => Some(self.invite(tr).await),
+            // CANCEL is answered by the transaction layer.
+            _ => None,
+        }
+    }
+
+    fn options(&self, req: &Request) -> Response {
+        let mut r = sipmsg::response(req, 200, "OK", Some(&self.tag()));
+        r.headers.push(HeaderName::ALLOW, rules::allow_value());
+        r.headers.push(
+            HeaderName::ACCEPT,
+            format!("{}, {}", rules::ACCEPT, channel_list::CONTENT_TYPE),
+        );
+        r.headers
+            .push(HeaderName::SUPPORTED, rules::SUPPORTED.join(", "));
+        r.headers
+            .push(HeaderName::new("Allow-Events"), channel_list::EVENT);
+        r
+    }
+
+    fn register(&self, req: &Request) -> Response {
+        let to_tag = self.tag();
+        let bad = |m: &str| sipmsg::reject(req, &Reject::new(400, m), Some(&to_tag));
+        let Ok(to) = req.to() else {
+            return bad("Bad To");
+        };
+        let Ok(cseq) = req.cseq() else {
+            return bad("Bad CSeq");
+        };
+        let Some(contacts) = registrar::parse_contacts(req.headers.get_all(&HeaderName::CONTACT))
+        else {
+            return bad("Bad Contact");
+        };
+        let expires_header = match req.headers.get(&HeaderName::EXPIRES) {
+            None => None,
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(n) => Some(u32::try_from(n).unwrap_or(u32::MAX)),
+                Err(_) => return bad("Bad Expires"),
+            },
+        };
+        let rr = RegisterRequest {
+            aor: sipmsg::aor(&to.uri),
+            call_id: req.call_id().unwrap_or_default().to_owned(),
+            cseq: cseq.seq,
+            expires_header,
+            contacts,
+        };
+        let (t, _) = now();
+        let result = self.state().registrar.register(t, &rr);
+        match result {
+            Ok(bindings) => {
+                Metrics::inc(&self.inner.metrics.registers);
+                let mut r = sipmsg::response(req, 200, "OK", Some(&to_tag));
+                for b in bindings {
+                    r.headers.push(
+                        HeaderName::CONTACT,
+                        format!("<{}>;expires={}", b.uri, b.expires),
+                    );
+                }
+                r
+            }
+            Err(e) => {
+                let mut rej = Reject::new(e.status(), e.to_string());
+                if let registrar::RegisterError::IntervalTooBrief(min) = e {
+                    rej =
+                        Reject::new(423, "Interval Too Brief").with("Min-Expires", min.to_string());
+                }
+                if matches!(rr.contacts, Contacts::Star) && e.status() == 400 {
+                    rej.reason = "Contact * needs Expires: 0".into();
+                }
+                sipmsg::reject(req, &rej, Some(&to_tag))
+            }
+        }
+    }
+
+    async fn subscribe(&self, tr: &TuRequest) -> Response {
+        let req = tr.request();
+        let event = req.headers.get(&HeaderName::EVENT).unwrap_or("");
+        if !channel_list::is_our_event(event) {
+            let r = Reject::new(489, "Bad Event").with("Allow-Events", channel_list::EVENT);
+            return sipmsg::reject(req, &r, Some(&self.tag()));
+        }
+        if let Some(acc) = req.headers.get(&HeaderName::ACCEPT) {
+            if !channel_list::accepts(acc) {
+                let r =
+                    Reject::new(406, "Not Acceptable").with("Accept", channel_list::CONTENT_TYPE);
+                return sipmsg::reject(req, &r, Some(&self.tag()));
+            }
+        }
+        let requested = match req.headers.get(&HeaderName::EXPIRES) {
+            None => None,
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(n) => Some(u32::try_from(n).unwrap_or(u32::MAX)),
+                Err(_) => {
+                    return sipmsg::reject(req, &Reject::new(400, "Bad Expires"), Some(&self.tag()))
+                }
+            },
+        };
+        let existing_tag = req.to().ok().and_then(|t| t.tag().map(str::to_owned));
+        let local_tag = existing_tag.clone().unwrap_or_else(|| self.tag());
+        let dialog = match PeerDialog::from_request(req, tr.source(), tr.transport(), &local_tag) {
+            Ok(d) => d,
+            Err(r) => return sipmsg::reject(req, &r, Some(&local_tag)),
+        };
+        let key = dialog.key.clone();
+        let (t, _) = now();
+        let result = self
+            .state()
+            .subs
+            .subscribe(t, key, existing_tag.is_some(), requested, dialog);
+        match result {
+            Ok((granted, order)) => {
+                Metrics::inc(&self.inner.metrics.subscribes);
+                let mut r = sipmsg::response(req, 200, "OK", Some(&local_tag));
+                r.headers.push(HeaderName::EXPIRES, granted.to_string());
+                r.headers
+                    .push(HeaderName::CONTACT, self.contact_for("channels"));
+                // The NOTIFY goes out after the 200 (spawned: the 200 is sent first by
+                // `handle`); RFC 6665 section 4.2.1.2.
+                let svc = self.clone();
+                tokio::spawn(async move {
+                    tokio::task::yield_now().await;
+                    svc.send_notifies(vec![order]).await;
+                });
+                r
+            }
+            Err(e) => {
+                let mut rej = Reject::new(e.status(), e.to_string());
+                if let channel_list::SubscribeError::IntervalTooBrief(min) = e {
+                    rej =
+                        Reject::new(423, "Interval Too Brief").with("Min-Expires", min.to_string());
+                }
+                sipmsg::reject(req, &rej, Some(&local_tag))
+            }
+        }
+    }
+
+    /// The channel list changed: NOTIFY every subscriber.
+    async fn list_changed(&self) {
+        let orders = {
+            let (t, _) = now();
+            self.state().subs.changed(t)
+        };
+        if !orders.is_empty() {
+            self.send_notifies(orders).await;
+        }
+    }
+
+    async fn send_notifies(&self, orders: Vec<NotifyOrder<DialogKey, PeerDialog>>) {
+        let body = match self.list_channels().await {
+            Ok(l) => channel_list::encode_body(&l),
+            Err(e) => {
+                warn!(error = %e, "cannot list channels for NOTIFY");
+                return;
+            }
+        };
+        let contact = self.contact_for("channels");
+        for order in orders {
+            // Build from the stored dialog so the NOTIFYs of one subscription count CSeq up;
+            // a terminated subscription is no longer stored: its order carries the dialog.
+            let built = {
+                let mut st = self.state();
+                st.subs
+                    .dialog_mut(&order.key)
+                    .map(|d| (d.request(Method::NOTIFY, &contact), d.dest, d.transport))
+            };
+            let (mut n, dest, transport) = built.unwrap_or_else(|| {
+                let mut d = order.dialog.clone();
+                (d.request(Method::NOTIFY, &contact), d.dest, d.transport)
+            });
+            n.headers.push(HeaderName::EVENT, channel_list::EVENT);
+            n.headers
+                .push(HeaderName::SUBSCRIPTION_STATE, order.state.header_value());
+            n.headers
+                .push(HeaderName::CONTENT_TYPE, channel_list::CONTENT_TYPE);
+            n.body = bytes::Bytes::from(body.clone());
+            Metrics::inc(&self.inner.metrics.notifies_sent);
+            let svc = self.clone();
+            let key = order.key.clone();
+            tokio::spawn(async move {
+                match svc.inner.sip.send_request(n, dest, transport).await {
+                    Ok(resp) if resp.status.0 == 481 || resp.status.0 == 408 => {
+                        // RFC 6665 section 4.1.2.1 / 4.2.2: the subscription is gone.
+                        svc.state().subs.remove(&key);
+                    }
+                    Ok(_) => {}
+                    Err(e) => debug!(error = %e, "NOTIFY failed"),
+                }
+            });
+        }
+    }
+
+    fn on_ack(&self, req: &Request) {
+        if let Some(key) = dialog_key_of(req) {
+            if let Some(s) = self.state().sessions.get_mut(&key) {
+                s.confirmed = true;
+            }
+        }
+    }
+
+    async fn bye(&self, req: &Request) -> Response {
+        let Some(key) = dialog_key_of(req) else {
+            return sipmsg::reject(
+                req,
+                &Reject::new(481, "Call/Transaction Does Not Exist"),
+                None,
+            );
+        };
+        let session = self.state().sessions.remove(&key);
+        let Some(s) = session else {
+            return sipmsg::reject(
+                req,
+                &Reject::new(481, "Call/Transaction Does Not Exist"),
+                None,
+            );
+        };
+        self.inner.admission.release();
+        match &s.role {
+            Role::Viewer {
+                viewer, channel, ..
+            } => {
+                if let Err(e) = self.inner.relay.remove_viewer(*viewer).await {
+                    debug!(%viewer, error = %e, "remove_viewer");
+                }
+                Metrics::inc(&self.inner.metrics.leaves);
+                info!(%channel, call_id = %key.call_id, "leave");
+                self.end_row(s.store_id).await;
+            }
+            Role::Owner { channel } => {
+                self.end_row(s.store_id).await;
+                let channel = channel.clone();
+                // Answer first; the teardown BYEs viewers and NOTIFYs subscribers.
+                let svc = self.clone();
+                tokio::spawn(async move { svc.teardown_channel(&channel, Some(&key)).await });
+            }
+        }
+        sipmsg::response(req, 200, "OK", None)
+    }
+
+    async fn end_row(&self, id: Option<String>) {
+        if let Some(id) = id {
+            if let Err(e) = self.inner.catalogue.end_session(&id, now().1).await {
+                warn!(error = %e, "session end not stored");
+            }
+        }
+    }
+
+    fn send_bye(&self, mut dialog: PeerDialog, channel: &str) {
+        let bye = dialog.request(Method::BYE, &self.contact_for(channel));
+        let svc = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = svc
+                .inner
+                .sip
+                .send_request(bye, dialog.dest, dialog.transport)
+                .await
+            {
+                debug!(error = %e, "BYE failed");
+            }
+        });
+    }
+
+    fn answer_caps(direction: Direction) -> Capabilities {
+        Capabilities {
+            direction,
+            codecs: vec![CodecSpec::h264(), CodecSpec::mp2t()],
+            single_codec: true,
+        }
+    }
+
+    fn sdp_reject(&self, e: &crate::sip::sdp::NegotiationError) -> Reject {
+        use crate::sip::sdp::NegotiationError as N;
+        match e {
+            N::Malformed(m) => Reject::new(400, format!("Bad SDP: {m}")),
+            other => {
+                let (code, text) = other.warning().unwrap_or((399, "Miscellaneous warning"));
+                Reject::new(488, "Not Acceptable Here").with(
+                    "Warning",
+                    format!("{code} {} \"{text}\"", self.inner.cfg.domain),
+                )
+            }
+        }
+    }
+
+    fn offer_of(req: &Request) -> std::result::Result<SdpOffer, Reject> {
+        if req.body.is_empty() {
+            return Err(Reject::new(400, "Missing SDP offer"));
+        }
+        let ct = req.headers.get(&HeaderName::CONTENT_TYPE).unwrap_or("");
+        let mime = ct.split(';').next().unwrap_or("").trim();
+        if !mime.eq_ignore_ascii_case("application/sdp") {
+            return Err(Reject::new(415, "Unsupported Media Type").with("Accept", rules::ACCEPT));
+        }
+        SdpOffer::parse(&req.body).map_err(|e| Reject::new(400, format!("Bad SDP: {e}")))
+    }
+
+    async fn invite(&self, tr: &TuRequest) -> Response {
+        let req = tr.request();
+        let tag = self.tag();
+        let res = match rules::invite_target(req.uri.user.as_deref()) {
+            Err(r) => Err(r),
+            Ok(InviteTarget::Join(ch)) => self.join(tr, &ch, &tag).await,
+            Ok(InviteTarget::Create) => self.create_personal(tr, &tag).await,
+        };
+        match res {
+            Ok(r) => r,
+            Err(r) => sipmsg::reject(req, &r, Some(&tag)),
+        }
+    }
+
+    async fn join(
+        &self,
+        tr: &TuRequest,
+        channel: &str,
+        tag: &str,
+    ) -> std::result::Result<Response, Reject> {
+        let req = tr.request();
+        let dialog = PeerDialog::from_request(req, tr.source(), tr.transport(), tag)?;
+        let offer = Self::offer_of(req)?;
+        let slot = self
+            .inner
+            .admission
+            .try_admit()
+            .map_err(|o| rules::overloaded(o.retry_after))?;
+        match self.inner.catalogue.get(channel).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return Err(Reject::new(404, "Not Found")),
+            Err(e) => return Err(error_reject(&e)),
+        }
+        let negotiation = offer
+            .negotiate(&Self::answer_caps(Direction::SendOnly))
+            .map_err(|e| self.sdp_reject(&e))?;
+        let Some(video) = negotiation
+            .accepted()
+            .find(|n| n.kind == MediaKind::Video)
+            .cloned()
+        else {
+            return Err(self.sdp_reject(&crate::sip::sdp::NegotiationError::UnsupportedMedia));
+        };
+        let Some(rtp_dest) = video.offerer_rtp else {
+            return Err(Reject::new(400, "Bad SDP: no RTP address for video"));
+        };
+        if rtp_dest.ip().is_unspecified() || rtp_dest.port() == 0 {
+            return Err(Reject::new(488, "Not Acceptable Here").with(
+                "Warning",
+                format!("399 {} \"No RTP address\"", self.inner.cfg.domain),
+            ));
+        }
+        let viewer = ViewerId(self.inner.next_viewer.fetch_add(1, Ordering::Relaxed));
+        let retry = self.inner.cfg.limits.retry_after_secs;
+        let info = self
+            .inner
+            .relay
+            .add_viewer(AddViewer {
+                viewer,
+                channel: ChannelId::from(channel),
+                rtp_dest,
+                rtcp_dest: video.offerer_rtcp,
+                payload_type: video.codec.payload_type,
+            })
+            .await
+            .map_err(|e| error_reject(&relay_err(e, retry)))?;
+        let answer = negotiation.answer(&AnswerTransport {
+            addresses: vec![info.relay_rtp.ip()],
+            video: Some(MediaTransport {
+                rtp_port: info.relay_rtp.port(),
+                rtcp: Some(RtcpAttr {
+                    port: info.relay_rtcp.port(),
+                    addr: None,
+                }),
+            }),
+            audio: None,
+            feedback_target: Some(info.relay_rtcp),
+            session_id: self.inner.sdp_session + viewer.0,
+            session_version: 1,
+            session_name: "iptv".into(),
+        });
+        let answer = match answer {
+            Ok(a) => a.to_bytes(),
+            Err(e) => {
+                let _ = self.inner.relay.remove_viewer(viewer).await;
+                return Err(self.sdp_reject(&e));
+            }
+        };
+        let (_, ms) = now();
+        let peer_aor = req.from().map(|f| sipmsg::aor(&f.uri)).unwrap_or_default();
+        let store_id = self
+            .inner
+            .catalogue
+            .start_session(
+                &SessionRow {
+                    call_id: dialog.key.call_id.clone(),
+                    channel: channel.to_owned(),
+                    peer: peer_aor.clone(),
+                    started_ms: ms,
+                },
+                &format!("{}/{}", dialog.key.call_id, dialog.key.local_tag),
+            )
+            .await
+            .map_err(|e| warn!(error = %e, "session row not stored"))
+            .ok();
+        slot.commit();
+        let key = dialog.key.clone();
+        self.state().sessions.insert(
+            key.clone(),
+            Session {
+                role: Role::Viewer {
+                    viewer,
+                    channel: channel.to_owned(),
+                    payload_type: video.codec.payload_type,
+                    rtp_dest,
+                },
+                dialog,
+                peer_aor,
+                answer: answer.clone(),
+                started_ms: ms,
+                confirmed: false,
+                store_id,
+            },
+        );
+        Metrics::inc(&self.inner.metrics.joins);
+        info!(%channel, call_id = %key.call_id, %viewer, dest = %rtp_dest, "join");
+        Ok(self.ok_with_sdp(req, tag, channel, answer))
+    }
+
+    fn ok_with_sdp(&self, req: &Request, tag: &str, channel: &str, sdp: Vec<u8>) -> Response {
+        let mut r = sipmsg::response(req, 200, "OK", Some(tag));
+        r.headers
+            .push(HeaderName::CONTACT, self.contact_for(channel));
+        r.headers.push(HeaderName::ALLOW, rules::allow_value());
+        r.headers.push(HeaderName::CONTENT_TYPE, "application/sdp");
+        r.body = bytes::Bytes::from(sdp);
+        r
+    }
+
+    async fn create_personal(
+        &self,
+        tr: &TuRequest,
+        tag: &str,
+    ) -> std::result::Result<Response, Reject> {
+        let req = tr.request();
+        let dialog = PeerDialog::from_request(req, tr.source(), tr.transport(), tag)?;
+        let subject = req
+            .headers
+            .get(&HeaderName::SUBJECT)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| Reject::new(400, "Missing Subject (the channel name)"))?
+            .to_owned();
+        let offer = Self::offer_of(req)?;
+        let negotiation = offer
+            .negotiate(&Self::answer_caps(Direction::RecvOnly))
+            .map_err(|e| self.sdp_reject(&e))?;
+        if !negotiation.accepted().any(|n| n.kind == MediaKind::Video) {
+            return Err(self.sdp_reject(&crate::sip::sdp::NegotiationError::UnsupportedMedia));
+        }
+        let slot = self
+            .inner
+            .admission
+            .try_admit()
+            .map_err(|o| rules::overloaded(o.retry_after))?;
+        let owner = req.from().map(|f| sipmsg::aor(&f.uri)).ok();
+        let (entry, ingest) = self
+            .create_channel(NewChannel {
+                id: None,
+                name: subject,
+                kind: "personal".into(),
+                owner: owner.clone(),
+                test_pattern: false,
+            })
+            .await
+            .map_err(|e| error_reject(&e))?;
+        let answer = negotiation.answer(&AnswerTransport {
+            addresses: vec![ingest.rtp_addr.ip()],
+            video: Some(MediaTransport {
+                rtp_port: ingest.rtp_addr.port(),
+                rtcp: Some(RtcpAttr {
+                    port: ingest.rtcp_addr.port(),
+                    addr: None,
+                }),
+            }),
+            audio: None,
+            feedback_target: None,
+            session_id: self.inner.sdp_session ^ 0x5a5a,
+            session_version: 1,
+            session_name: "iptv".into(),
+        });
+        let answer = match answer {
+            Ok(a) => a.to_bytes(),
+            Err(e) => {
+                self.teardown_channel(&entry.id, None).await;
+                return Err(self.sdp_reject(&e));
+            }
+        };
+        let (_, ms) = now();
+        let store_id = self
+            .inner
+            .catalogue
+            .start_session(
+                &SessionRow {
+                    call_id: dialog.key.call_id.clone(),
+                    channel: entry.id.clone(),
+                    peer: owner.clone().unwrap_or_default(),
+                    started_ms: ms,
+                },
+                &format!("{}/{}", dialog.key.call_id, dialog.key.local_tag),
+            )
+            .await
+            .ok();
+        slot.commit();
+        self.state().sessions.insert(
+            dialog.key.clone(),
+            Session {
+                role: Role::Owner {
+                    channel: entry.id.clone(),
+                },
+                dialog,
+                peer_aor: owner.unwrap_or_default(),
+                answer: answer.clone(),
+                started_ms: ms,
+                confirmed: false,
+                store_id,
+            },
+        );
+        Metrics::inc(&self.inner.metrics.personal_created);
+        info!(channel = %entry.id, ingest = %ingest.rtp_addr, "personal channel created");
+        Ok(self.ok_with_sdp(req, tag, &entry.id, answer))
+    }
+
+    async fn reinvite(&self, req: &Request) -> Response {
+        let no_dialog = || Reject::new(481, "Call/Transaction Does Not Exist");
+        let Some(key) = dialog_key_of(req) else {
+            return sipmsg::reject(req, &no_dialog(), None);
+        };
+        let session = self.state().sessions.get(&key).cloned();
+        let Some(session) = session else {
+            return sipmsg::reject(req, &no_dialog(), None);
+        };
+        match self.reinvite_inner(req, &key, session).await {
+            Ok(r) => r,
+            Err(r) => sipmsg::reject(req, &r, None),
+        }
+    }
+
+    async fn reinvite_inner(
+        &self,
+        req: &Request,
+        key: &DialogKey,
+        session: Session,
+    ) -> std::result::Result<Response, Reject> {
+        // Target refresh (RFC 3261 section 12.2.2): a new Contact updates the remote target.
+        let new_target = req.contact().ok().flatten().map(|c| c.uri.to_string());
+        let Role::Viewer {
+            viewer,
+            channel: current,
+            payload_type,
+            rtp_dest,
+        } = session.role.clone()
+        else {
+            // A personal channel's owner: refresh only.
+            self.refresh_target(key, new_target);
+            let channel = session.channel().to_owned();
+            return Ok(self.ok_with_sdp(req, &key.local_tag, &channel, session.answer));
+        };
+        let kind = rules::reinvite_kind(&current, req.uri.user.as_deref())?;
+        // Re-negotiate the offer if there is one (the UE may repeat its offer; a changed
+        // address or payload type re-adds the viewer on the relay).
+        if !req.body.is_empty() {
+            let offer = Self::offer_of(req)?;
+            let negotiation = offer
+                .negotiate(&Self::answer_caps(Direction::SendOnly))
+                .map_err(|e| self.sdp_reject(&e))?;
+            let video = negotiation
+                .accepted()
+                .find(|n| n.kind == MediaKind::Video)
+                .cloned()
+                .ok_or_else(|| {
+                    self.sdp_reject(&crate::sip::sdp::NegotiationError::UnsupportedMedia)
+                })?;
+            if video.offerer_rtp != Some(rtp_dest) || video.codec.payload_type != payload_type {
+                return Err(Reject::new(488, "Not Acceptable Here").with(
+                    "Warning",
+                    format!(
+                        "399 {} \"Changing media address in a re-INVITE is not supported; BYE and INVITE\"",
+                        self.inner.cfg.domain
+                    ),
+                ));
+            }
+        }
+        let new_channel = match kind {
+            ReinviteKind::Refresh => current.clone(),
+            ReinviteKind::Zap(to) => {
+                match self.inner.catalogue.get(&to).await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => return Err(Reject::new(404, "Not Found")),
+                    Err(e) => return Err(error_reject(&e)),
+                }
+                let retry = self.inner.cfg.limits.retry_after_secs;
+                self.inner
+                    .relay
+                    .switch_channel(viewer, ChannelId::from(to.as_str()))
+                    .await
+                    .map_err(|e| error_reject(&relay_err(e, retry)))?;
+                {
+                    let mut st = self.state();
+                    if let Some(s) = st.sessions.get_mut(key) {
+                        if let Role::Viewer { channel, .. } = &mut s.role {
+                            channel.clone_from(&to);
+                        }
+                    }
+                }
+                if let Some(id) = &session.store_id {
+                    if let Err(e) = self.inner.catalogue.zap_session(id, &to, now().1).await {
+                        warn!(error = %e, "session zap not stored");
+                    }
+                }
+                Metrics::inc(&self.inner.metrics.zaps);
+                info!(from = %current, to = %to, call_id = %key.call_id, "zap");
+                to
+            }
+        };
+        self.refresh_target(key, new_target);
+        // Same relay path, same ports, same SSRC: the answer is unchanged, so its o= version
+        // stays (RFC 3264 section 8: the version is bumped only when the content changes).
+        Ok(self.ok_with_sdp(req, &key.local_tag, &new_channel, session.answer))
+    }
+
+    fn refresh_target(&self, key: &DialogKey, target: Option<String>) {
+        if let Some(t) = target {
+            if let Some(s) = self.state().sessions.get_mut(key) {
+                s.dialog.remote_target = t;
+            }
+        }
+    }
+
+    /// Periodic housekeeping: expired registrations and subscriptions (final NOTIFYs).
+    pub async fn tick(&self) {
+        let (t, _) = now();
+        let ended = {
+            let mut st = self.state();
+            st.registrar.expire(t);
+            st.subs.expire(t)
+        };
+        if !ended.is_empty() {
+            self.send_notifies(ended).await;
+        }
+    }
+
+    /// Shutdown: BYE to every session, final NOTIFY to every subscriber, personal channels
+    /// removed. Best effort, bounded by `limit`.
+    pub async fn shutdown(&self, limit: Duration) {
+        let (sessions, subs) = {
+            let mut st = self.state();
+            let s: Vec<Session> = st.sessions.drain().map(|(_, s)| s).collect();
+            (s, st.subs.terminate_all())
+        };
+        let work = async {
+            for s in sessions {
+                self.inner.admission.release();
+                match &s.role {
+                    Role::Viewer { viewer, .. } => {
+                        let _ = self.inner.relay.remove_viewer(*viewer).await;
+                    }
+                    Role::Owner { channel } => {
+                        let _ = self.inner.catalogue.delete(channel).await;
+                    }
+                }
+                let ch = s.channel().to_owned();
+                self.end_row(s.store_id).await;
+                self.send_bye(s.dialog, &ch);
+            }
+            self.send_notifies(subs).await;
+        };
+        let _ = tokio::time::timeout(limit, work).await;
+        // Give the spawned BYE/NOTIFY transactions a moment to leave.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The dialog key of an in-dialog request we answer as UAS.
+fn dialog_key_of(req: &Request) -> Option<DialogKey> {
+    Some(DialogKey {
+        call_id: req.call_id().ok()?.to_owned(),
+        remote_tag: req.from().ok()?.tag()?.to_owned(),
+        local_tag: req.to().ok()?.tag()?.to_owned(),
+    })
+}
