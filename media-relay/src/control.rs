@@ -212,6 +212,110 @@ pub struct RelayStats {
     pub totals: TotalStats,
 }
 
+/// Name, Prometheus type, help text and getter of one per-channel metric.
+type ChannelMetric = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&ChannelStats) -> u64,
+);
+
+impl RelayStats {
+    /// The counters in the Prometheus text exposition format (version 0.0.4).
+    pub fn to_prometheus(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let t = &self.totals;
+        let totals: [(&str, &str, u64); 11] = [
+            ("packets_in", "RTP packets ingested", t.packets_in),
+            ("packets_out", "RTP packets sent to viewers", t.packets_out),
+            ("bytes_out", "RTP bytes sent to viewers", t.bytes_out),
+            (
+                "burst_packets",
+                "fast-start burst packets sent",
+                t.burst_packets,
+            ),
+            ("rtcp_out", "RTCP packets sent", t.rtcp_out),
+            ("rtcp_in", "RTCP packets received from viewers", t.rtcp_in),
+            (
+                "malformed_rtp",
+                "malformed RTP datagrams dropped",
+                t.malformed_rtp,
+            ),
+            (
+                "malformed_rtcp",
+                "malformed RTCP datagrams dropped",
+                t.malformed_rtcp,
+            ),
+            (
+                "unmatched",
+                "datagrams for unknown channels or viewers",
+                t.unmatched,
+            ),
+            ("send_errors", "failed sends", t.send_errors),
+            (
+                "viewers_dropped",
+                "viewers dropped as vanished",
+                t.viewers_dropped,
+            ),
+        ];
+        for (name, help, v) in totals {
+            let _ = writeln!(out, "# HELP media_relay_{name}_total {help}");
+            let _ = writeln!(out, "# TYPE media_relay_{name}_total counter");
+            let _ = writeln!(out, "media_relay_{name}_total {v}");
+        }
+        let _ = writeln!(out, "# HELP media_relay_channels channels with an ingest");
+        let _ = writeln!(out, "# TYPE media_relay_channels gauge");
+        let _ = writeln!(out, "media_relay_channels {}", self.channels.len());
+        let _ = writeln!(out, "# HELP media_relay_viewers viewers");
+        let _ = writeln!(out, "# TYPE media_relay_viewers gauge");
+        let _ = writeln!(out, "media_relay_viewers {}", self.viewers.len());
+        let per_channel: [ChannelMetric; 4] = [
+            (
+                "channel_packets_in_total",
+                "counter",
+                "RTP packets ingested per channel",
+                |c| c.packets_in,
+            ),
+            (
+                "channel_key_frames_total",
+                "counter",
+                "key frames seen per channel",
+                |c| c.key_frames,
+            ),
+            ("channel_viewers", "gauge", "viewers per channel", |c| {
+                c.viewers as u64
+            }),
+            (
+                "channel_cached_bytes",
+                "gauge",
+                "GOP cache bytes per channel",
+                |c| c.cached_bytes as u64,
+            ),
+        ];
+        for (name, kind, help, get) in per_channel {
+            let _ = writeln!(out, "# HELP media_relay_{name} {help}");
+            let _ = writeln!(out, "# TYPE media_relay_{name} {kind}");
+            for c in &self.channels {
+                let _ = writeln!(
+                    out,
+                    "media_relay_{name}{{channel=\"{}\"}} {}",
+                    escape_label(c.channel.as_str()),
+                    get(c)
+                );
+            }
+        }
+        out
+    }
+}
+
+/// Escape a Prometheus label value (backslash, quote, newline).
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 /// Errors of the control API.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

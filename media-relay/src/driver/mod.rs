@@ -31,6 +31,8 @@ use crate::control::{
 use crate::relay::{Event, OutSocket, Relay};
 use crate::testpattern::{TestPattern, TestPatternConfig};
 
+pub mod http;
+
 /// Largest datagram read (UDP payloads above this are truncated by the kernel and then fail to
 /// parse, which counts them as malformed).
 const MAX_DATAGRAM: usize = 65_536;

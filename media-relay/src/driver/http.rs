@@ -1,0 +1,125 @@
+//! The relay's control API as JSON over HTTP (axum), plus `/metrics` and `/healthz`.
+//!
+//! How it fits: a thin layer over [`RelayHandle`]: each route calls one handle method and maps
+//! [`Error`] to a status code. The `media-relay` binary serves [`router`]; the AS can use the
+//! in-process handle directly instead.
+//!
+//! | method | path | body | answer |
+//! | --- | --- | --- | --- |
+//! | POST | `/channels` | [`ChannelSpec`] | 201 [`crate::control::IngestInfo`] |
+//! | DELETE | `/channels/{id}` | | 204 |
+//! | POST | `/channels/{id}/test-pattern` | | 204 |
+//! | POST | `/viewers` | [`AddViewer`] | 201 [`crate::control::ViewerInfo`] |
+//! | DELETE | `/viewers/{id}` | | 204 |
+//! | POST | `/viewers/{id}/switch` | `{"channel": "<id>"}` | 204 |
+//! | GET | `/stats` | | [`crate::control::RelayStats`] |
+//! | GET | `/metrics` | | Prometheus text format 0.0.4 |
+//! | GET | `/healthz` | | `ok` |
+//!
+//! Errors: 404 unknown channel/viewer, 409 already exists, 400 invalid, 503 overloaded, 501 not
+//! supported, 500 otherwise; the body is `{"error": "<message>"}`.
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use crate::control::{AddViewer, ChannelId, ChannelSpec, Error, RelayHandle, ViewerId};
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            Error::UnknownChannel(_) | Error::UnknownViewer(_) => StatusCode::NOT_FOUND,
+            Error::ChannelExists(_) | Error::ViewerExists(_) => StatusCode::CONFLICT,
+            Error::Invalid(_) => StatusCode::BAD_REQUEST,
+            Error::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
+            Error::Io(_) | Error::Stopped => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        (
+            status,
+            Json(serde_json::json!({ "error": self.to_string() })),
+        )
+            .into_response()
+    }
+}
+
+/// Body of `POST /viewers/{id}/switch`.
+#[derive(Debug, Deserialize)]
+pub struct SwitchBody {
+    /// The channel to switch to.
+    pub channel: ChannelId,
+}
+
+/// The HTTP routes over a relay handle.
+pub fn router(handle: RelayHandle) -> Router {
+    Router::new()
+        .route("/channels", post(create_channel))
+        .route("/channels/{id}", delete(delete_channel))
+        .route("/channels/{id}/test-pattern", post(test_pattern))
+        .route("/viewers", post(add_viewer))
+        .route("/viewers/{id}", delete(remove_viewer))
+        .route("/viewers/{id}/switch", post(switch_channel))
+        .route("/stats", get(stats))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(handle)
+}
+
+async fn create_channel(
+    State(h): State<RelayHandle>,
+    Json(spec): Json<ChannelSpec>,
+) -> Result<impl IntoResponse, Error> {
+    Ok((StatusCode::CREATED, Json(h.create_ingest(spec).await?)))
+}
+
+async fn delete_channel(
+    State(h): State<RelayHandle>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Error> {
+    h.delete_ingest(&ChannelId(id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn test_pattern(
+    State(h): State<RelayHandle>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Error> {
+    h.start_test_pattern(&ChannelId(id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn add_viewer(
+    State(h): State<RelayHandle>,
+    Json(req): Json<AddViewer>,
+) -> Result<impl IntoResponse, Error> {
+    Ok((StatusCode::CREATED, Json(h.add_viewer(req).await?)))
+}
+
+async fn remove_viewer(
+    State(h): State<RelayHandle>,
+    Path(id): Path<u64>,
+) -> Result<StatusCode, Error> {
+    h.remove_viewer(ViewerId(id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn switch_channel(
+    State(h): State<RelayHandle>,
+    Path(id): Path<u64>,
+    Json(body): Json<SwitchBody>,
+) -> Result<StatusCode, Error> {
+    h.switch_channel(ViewerId(id), body.channel).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn stats(State(h): State<RelayHandle>) -> Result<impl IntoResponse, Error> {
+    Ok(Json(h.stats().await?))
+}
+
+async fn metrics(State(h): State<RelayHandle>) -> Result<impl IntoResponse, Error> {
+    let text = h.stats().await?.to_prometheus();
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
+}
