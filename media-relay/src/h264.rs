@@ -279,6 +279,9 @@ impl Packetizer {
 
     /// Packetise one access unit with RTP timestamp `timestamp`, appending whole RTP packets
     /// (header + payload) to `out`. The last packet carries the marker bit (RFC 6184 5.1).
+    ///
+    /// NAL units of types 0 and 24 to 31 (unspecified in H.264, reserved or used by the payload
+    /// format itself in RFC 6184 Table 1) cannot be carried and are left out.
     pub fn packetize(&mut self, au: &AccessUnit, timestamp: u32, out: &mut Vec<Bytes>) {
         let max = self.config.max_payload;
         // Payloads first, then headers, so the marker bit goes on the true last packet.
@@ -286,6 +289,10 @@ impl Packetizer {
         let mut i = 0;
         while i < au.nals.len() {
             let nal = &au.nals[i];
+            if !is_carried(nal) {
+                i += 1;
+                continue;
+            }
             if self.config.stap_a {
                 let run = stap_run(&au.nals[i..], max);
                 if run >= 2 {
@@ -332,6 +339,12 @@ impl Packetizer {
     }
 }
 
+/// Whether RFC 6184 can carry this NAL unit (types 1 to 23).
+fn is_carried(nal: &[u8]) -> bool {
+    nal.first()
+        .is_some_and(|&b| (1..=23).contains(&NalType::from_header(b).0))
+}
+
 /// How many leading NAL units of `nals` fit in one STAP-A: non-slice units only, each with a
 /// 2-byte size, after the 1-byte STAP-A header.
 fn stap_run(nals: &[Bytes], max: usize) -> usize {
@@ -339,7 +352,11 @@ fn stap_run(nals: &[Bytes], max: usize) -> usize {
     let mut n = 0;
     for nal in nals {
         let t = NalType::from_header(nal[0]);
-        if t.is_vcl() || nal.len() > usize::from(u16::MAX) || size + 2 + nal.len() > max {
+        if !is_carried(nal)
+            || t.is_vcl()
+            || nal.len() > usize::from(u16::MAX)
+            || size + 2 + nal.len() > max
+        {
             break;
         }
         size += 2 + nal.len();
@@ -690,6 +707,64 @@ mod tests {
             d.push(&parse(pkt).3, &mut nals).unwrap();
         }
         assert_eq!(nals, vec![sps, pps, idr]);
+    }
+
+    /// Deterministic xorshift bytes.
+    fn noise(seed: u64, len: usize) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // Bias towards 0 and 1 so start codes and small headers show up.
+                match x % 4 {
+                    0 => 0,
+                    1 => 1,
+                    _ => (x >> 8) as u8,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn garbage_never_panics_and_stays_bounded() {
+        for seed in 1..2000u64 {
+            let data = noise(seed, (seed % 97) as usize);
+            if let Ok(aus) = access_units(&data) {
+                let total: usize = aus.iter().flat_map(|a| &a.nals).map(|n| n.len()).sum();
+                assert!(total <= data.len());
+                let mut p = Packetizer::new(PacketizerConfig {
+                    max_payload: (seed % 40) as usize,
+                    stap_a: seed % 2 == 0,
+                    ..PacketizerConfig::default()
+                });
+                let mut out = Vec::new();
+                let mut d = Depacketizer::default();
+                let mut nals = Vec::new();
+                for au in &aus {
+                    out.clear();
+                    p.packetize(au, 0, &mut out);
+                    for pkt in &out {
+                        assert!(pkt.len() <= RTP_HEADER_LEN + p.config().max_payload);
+                        d.push(&pkt[RTP_HEADER_LEN..], &mut nals).unwrap();
+                    }
+                }
+                let expected: Vec<Bytes> = aus
+                    .into_iter()
+                    .flat_map(|a| a.nals)
+                    .filter(|n| is_carried(n))
+                    .collect();
+                assert_eq!(nals, expected, "seed {seed}");
+            }
+            let mut d = Depacketizer::new(64);
+            let mut nals = Vec::new();
+            for chunk in data.chunks(7) {
+                let _ = d.push(chunk, &mut nals);
+                let _ = payload_nal_types(chunk);
+            }
+            assert!(nals.iter().all(|n| n.len() <= 64));
+        }
     }
 
     #[test]
