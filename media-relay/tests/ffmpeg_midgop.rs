@@ -92,6 +92,9 @@ fn mid_gop_join(name: &str, producer: Producer) {
     if !ffmpeg_util::ffmpeg_or_skip(name) {
         return;
     }
+    if matches!(producer, Producer::Ffmpeg) && !ffmpeg_util::encoder_or_skip(name, "libx264") {
+        return;
+    }
     let start = now();
     let deadline = start + BOUND;
     let rt = tokio::runtime::Builder::new_multi_thread()

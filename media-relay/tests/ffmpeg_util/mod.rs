@@ -43,6 +43,28 @@ pub fn ffmpeg_or_skip(test: &str) -> bool {
     ok
 }
 
+/// `true` when ffmpeg has the encoder `name` (e.g. `libx264`); otherwise as
+/// [`ffmpeg_or_skip`]: a failure in CI, a skip line elsewhere.
+pub fn encoder_or_skip(test: &str, name: &str) -> bool {
+    let ok = Command::new("ffmpeg")
+        .args(["-hide_banner", "-encoders"])
+        .stderr(Stdio::null())
+        .output()
+        .is_ok_and(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.split_whitespace().nth(1) == Some(name))
+        });
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test}: ffmpeg encoder {name} is required in CI but was not found"
+        );
+        eprintln!("SKIP {test}: ffmpeg has no {name} encoder");
+    }
+    ok
+}
+
 /// The time source of the test harness (the one place these tests read the clock).
 #[expect(clippy::disallowed_methods)]
 pub fn now() -> Instant {
