@@ -174,10 +174,16 @@ pub struct RelaySection {
     pub mode: RelayMode,
     /// IP the relay binds its RTP/RTCP sockets to (and writes in SDP).
     pub bind_ip: IpAddr,
-    /// First port of the relay's RTP/RTCP range.
+    /// IP written in SDP and ingest answers when `bind_ip` is a wildcard.
+    pub advertise_ip: Option<IpAddr>,
+    /// First port of the relay's ingest range (0 and 0: ephemeral ports).
     pub port_min: u16,
-    /// Last port of the relay's RTP/RTCP range (inclusive).
+    /// Last port of the relay's ingest range (inclusive).
     pub port_max: u16,
+    /// The relay's output RTP port, shared by all viewers (0: ephemeral); RTCP is the next.
+    pub output_rtp_port: u16,
+    /// Most viewers on the relay (more: 503).
+    pub max_viewers: usize,
 }
 
 impl Default for RelaySection {
@@ -185,8 +191,27 @@ impl Default for RelaySection {
         Self {
             mode: RelayMode::InProcess,
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            advertise_ip: None,
             port_min: 20000,
             port_max: 29999,
+            output_rtp_port: 19000,
+            max_viewers: 10_000,
+        }
+    }
+}
+
+impl RelaySection {
+    /// The in-process relay's configuration.
+    pub fn relay_config(&self) -> media_relay::RelayConfig {
+        media_relay::RelayConfig {
+            bind_ip: self.bind_ip,
+            advertise_ip: self.advertise_ip,
+            ingest_port_min: self.port_min,
+            ingest_port_max: self.port_max,
+            output_rtp_port: self.output_rtp_port,
+            output_rtcp_port: 0,
+            max_viewers: self.max_viewers,
+            ..media_relay::RelayConfig::default()
         }
     }
 }
@@ -343,6 +368,9 @@ impl Config {
         }
         if self.sip.domain.trim().is_empty() {
             return bad("sip.domain is empty".into());
+        }
+        if (self.relay.port_min == 0) != (self.relay.port_max == 0) {
+            return bad("relay.port_min and relay.port_max: both 0 (ephemeral) or a range".into());
         }
         if self.relay.port_min > self.relay.port_max {
             return bad(format!(

@@ -480,6 +480,19 @@ impl Service {
             }
             return Some(sipmsg::reject(req, &r, Some(&self.tag())));
         }
+        // RFC 3261 section 8.2 checks the codec offers (416, 415, 406...).
+        let policy = crate::sip::Policy {
+            supported: rules::SUPPORTED,
+            accepted_types: &["application/sdp"],
+            answer_type: Some("application/sdp"),
+            forwarding: false,
+        };
+        if let Err(rej) = crate::sip::validate_request(req, &policy) {
+            if method == "ACK" {
+                return None;
+            }
+            return Some(rej.response(req).with_to_tag(&self.tag()));
+        }
         let in_dialog = req.to().ok().and_then(|t| t.tag().map(str::to_owned));
         match method.as_str() {
             "ACK" => {

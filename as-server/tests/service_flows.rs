@@ -1,0 +1,523 @@
+//! The channel service against a real store (in-memory SQLite) and a real in-process relay on
+//! loopback, without the SIP transport: requests are handed to `Service::handle` as the
+//! endpoint would, responses are captured, and the service's own requests (NOTIFY, BYE) go to
+//! a recording `SipClient`. RTP is checked at real UDP sockets.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use as_server::service::channel_list::ChannelEntry;
+use as_server::service::{NewChannel, Service, ServiceConfig, SipClient, TuRequest};
+use as_server::sip::transaction::Transport;
+use as_server::sip::{HeaderName, Message, Request, Response, StatusCode};
+use media_relay::{Relay, RelayConfig};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+const UE: &str = "127.0.0.1:5099";
+
+struct Harness {
+    svc: Service,
+    sent: mpsc::UnboundedReceiver<Request>,
+}
+
+async fn harness(max_sessions: usize) -> Harness {
+    let store = as_server::store::Store::connect("sqlite::memory:")
+        .await
+        .unwrap();
+    let relay = Relay::spawn(RelayConfig::default()).unwrap();
+    let (tx, sent) = mpsc::unbounded_channel();
+    let client = SipClient::new(move |req: Request, _dest, _t| {
+        let resp = Response::for_request(&req, StatusCode::OK, "OK");
+        let _ = tx.send(req);
+        Box::pin(async move { Ok(resp) })
+    });
+    let cfg = as_server::config::Config::default();
+    let mut limits = cfg.limits.clone();
+    limits.max_sessions = max_sessions;
+    let svc = Service::new(
+        ServiceConfig {
+            domain: "127.0.0.1".into(),
+            contact_hostport: "127.0.0.1:5060".into(),
+            limits,
+            subscriptions: cfg.subscriptions,
+            registrar: cfg.registrar,
+        },
+        as_server::service::catalogue::Catalogue::new(store, "test"),
+        relay,
+        client,
+    );
+    for (id, tp) in [("news", true), ("sport", true)] {
+        svc.ensure_channel(&as_server::config::ChannelSeed {
+            id: id.into(),
+            name: id.to_uppercase(),
+            test_pattern: tp,
+        })
+        .await
+        .unwrap();
+    }
+    Harness { svc, sent }
+}
+
+fn parse(text: &str) -> Request {
+    match Message::parse(text.replace('\n', "\r\n").as_bytes()).unwrap() {
+        Message::Request(r) => r,
+        Message::Response(_) => panic!("not a request"),
+    }
+}
+
+async fn call(svc: &Service, req: Request) -> Response {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let src: SocketAddr = UE.parse().unwrap();
+    svc.handle(TuRequest::new(req, src, Transport::Udp, move |r| {
+        let _ = tx.send(r);
+    }))
+    .await;
+    timeout(Duration::from_secs(5), rx).await.unwrap().unwrap()
+}
+
+fn sdp(rtp_port: u16, codec: &str) -> String {
+    let (pt, map) = match codec {
+        "h264" => (
+            96,
+            "a=rtpmap:96 H264/90000\na=fmtp:96 packetization-mode=1\n",
+        ),
+        _ => (98, "a=rtpmap:98 VP8/90000\n"),
+    };
+    format!(
+        "v=0\no=ue 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\n\
+         m=video {rtp_port} RTP/AVP {pt}\n{map}a=recvonly\n"
+    )
+}
+
+fn invite(
+    user: &str,
+    call_id: &str,
+    cseq: u32,
+    to_tag: Option<&str>,
+    body: &str,
+    extra: &str,
+) -> Request {
+    let to_tag = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
+    let len = body.replace('\n', "\r\n").len();
+    parse(&format!(
+        "INVITE sip:{user}@127.0.0.1 SIP/2.0\n\
+         Via: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bK{call_id}{cseq}\n\
+         Max-Forwards: 70\n\
+         From: <sip:alice@127.0.0.1>;tag=ue1\n\
+         To: <sip:{user}@127.0.0.1>{to_tag}\n\
+         Call-ID: {call_id}\n\
+         CSeq: {cseq} INVITE\n\
+         Contact: <sip:alice@127.0.0.1:5099>\n\
+         {extra}Content-Type: application/sdp\n\
+         Content-Length: {len}\n\n{body}"
+    ))
+}
+
+fn bye(call_id: &str, to_tag: &str, cseq: u32) -> Request {
+    parse(&format!(
+        "BYE sip:news@127.0.0.1 SIP/2.0\n\
+         Via: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bKbye{call_id}{cseq}\n\
+         Max-Forwards: 70\n\
+         From: <sip:alice@127.0.0.1>;tag=ue1\n\
+         To: <sip:news@127.0.0.1>;tag={to_tag}\n\
+         Call-ID: {call_id}\n\
+         CSeq: {cseq} BYE\n\
+         Content-Length: 0\n\n"
+    ))
+}
+
+fn to_tag(r: &Response) -> String {
+    r.to().unwrap().tag().unwrap().to_owned()
+}
+
+/// (sequence number, ssrc) of an RTP packet.
+fn rtp_seq(p: &[u8]) -> (u16, u32) {
+    assert!(p.len() >= 12 && p[0] >> 6 == 2, "not RTP");
+    (
+        u16::from_be_bytes([p[2], p[3]]),
+        u32::from_be_bytes([p[8], p[9], p[10], p[11]]),
+    )
+}
+
+async fn recv_rtp(sock: &UdpSocket) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 2048];
+    match timeout(Duration::from_secs(3), sock.recv(&mut buf)).await {
+        Ok(Ok(n)) => Some(buf[..n].to_vec()),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn join_zap_leave_with_rtp() {
+    let mut h = harness(100).await;
+    let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = rtp.local_addr().unwrap().port();
+
+    let ok = call(
+        &h.svc,
+        invite("news", "c1", 1, None, &sdp(port, "h264"), ""),
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::OK, "{ok:?}");
+    let tag = to_tag(&ok);
+    assert!(ok
+        .headers
+        .get(&HeaderName::CONTACT)
+        .unwrap()
+        .contains("sip:news@127.0.0.1:5060"));
+    let answer = String::from_utf8(ok.body.to_vec()).unwrap();
+    assert!(answer.contains("a=sendonly"), "{answer}");
+    assert!(answer.contains("a=rtcp-unicast:rsi"), "{answer}");
+    assert!(answer.contains("a=rtcp:"), "{answer}");
+    assert!(answer.contains("c=IN IP4 127.0.0.1"), "{answer}");
+
+    // RTP arrives from the test pattern (burst from the last key frame first).
+    let first = recv_rtp(&rtp).await.expect("RTP after join");
+    let (mut last_seq, ssrc) = rtp_seq(&first);
+    for _ in 0..20 {
+        let p = recv_rtp(&rtp).await.expect("RTP keeps coming");
+        let (s, x) = rtp_seq(&p);
+        assert_eq!(x, ssrc);
+        last_seq = s;
+    }
+
+    // Zap by re-INVITE naming the other channel: 200, same SDP, new Contact.
+    let zap = call(
+        &h.svc,
+        invite("sport", "c1", 2, Some(&tag), &sdp(port, "h264"), ""),
+    )
+    .await;
+    assert_eq!(zap.status, StatusCode::OK, "{zap:?}");
+    assert_eq!(
+        zap.body, ok.body,
+        "zap keeps the same SDP (same relay path)"
+    );
+    assert!(zap
+        .headers
+        .get(&HeaderName::CONTACT)
+        .unwrap()
+        .contains("sip:sport@"));
+    let sessions = h.svc.sessions();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0].channel, "sport");
+    // Sequence numbers continue across the zap, same SSRC.
+    let mut prev = last_seq;
+    for _ in 0..30 {
+        let p = recv_rtp(&rtp).await.expect("RTP after zap");
+        let (s, x) = rtp_seq(&p);
+        assert_eq!(x, ssrc, "same SSRC after zap");
+        assert_eq!(s, prev.wrapping_add(1), "contiguous sequence numbers");
+        prev = s;
+    }
+
+    // Unknown channel in a re-INVITE: 404, session stays on sport.
+    let nf = call(
+        &h.svc,
+        invite("nosuch", "c1", 3, Some(&tag), &sdp(port, "h264"), ""),
+    )
+    .await;
+    assert_eq!(nf.status.0, 404);
+    assert_eq!(h.svc.sessions()[0].channel, "sport");
+
+    // BYE: 200 and RTP stops.
+    let r = call(&h.svc, bye("c1", &tag, 4)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(h.svc.sessions().is_empty());
+    // Drain what was in flight, then nothing more.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut buf = [0u8; 2048];
+    while rtp.try_recv(&mut buf).is_ok() {}
+    assert!(
+        timeout(Duration::from_millis(700), rtp.recv(&mut buf))
+            .await
+            .is_err(),
+        "RTP stopped after BYE"
+    );
+    // A second BYE: no such dialog.
+    assert_eq!(call(&h.svc, bye("c1", &tag, 5)).await.status.0, 481);
+    assert!(h.sent.try_recv().is_err(), "the AS sent nothing of its own");
+    let m = h.svc.metrics_text().await;
+    assert!(m.contains("as_joins_total 1"), "{m}");
+    assert!(m.contains("as_zaps_total 1"));
+    assert!(m.contains("as_leaves_total 1"));
+}
+
+#[tokio::test]
+async fn join_failures() {
+    let h = harness(1).await;
+    let unknown = call(
+        &h.svc,
+        invite("nosuch", "f1", 1, None, &sdp(4000, "h264"), ""),
+    )
+    .await;
+    assert_eq!(unknown.status.0, 404);
+
+    let vp8 = call(&h.svc, invite("news", "f2", 1, None, &sdp(4000, "vp8"), "")).await;
+    assert_eq!(vp8.status.0, 488);
+    let w = vp8.headers.get(&HeaderName::WARNING).unwrap();
+    assert!(w.starts_with("305 127.0.0.1 \""), "{w}");
+
+    let no_body = call(&h.svc, invite("news", "f3", 1, None, "", "")).await;
+    assert_eq!(no_body.status.0, 400);
+
+    let garbage = call(
+        &h.svc,
+        invite("news", "f4", 1, None, "this is not sdp\n", ""),
+    )
+    .await;
+    assert_eq!(garbage.status.0, 400);
+    assert!(garbage.reason.contains("SDP"), "{}", garbage.reason);
+
+    let req = call(
+        &h.svc,
+        invite("news", "f5", 1, None, &sdp(4000, "h264"), "Require: foo\n"),
+    )
+    .await;
+    assert_eq!(req.status.0, 420);
+    assert_eq!(
+        req.headers.get(&HeaderName::new("Unsupported")),
+        Some("foo")
+    );
+
+    let mf = call(
+        &h.svc,
+        parse(
+            "INVITE sip:news@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bKmf\n\
+             Max-Forwards: 0\nFrom: <sip:a@b>;tag=1\nTo: <sip:news@127.0.0.1>\nCall-ID: mf\n\
+             CSeq: 1 INVITE\nContent-Length: 0\n\n",
+        ),
+    )
+    .await;
+    assert_eq!(mf.status.0, 483);
+
+    let publish = call(
+        &h.svc,
+        parse(
+            "PUBLISH sip:news@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bKpub\n\
+             Max-Forwards: 70\nFrom: <sip:a@b>;tag=1\nTo: <sip:news@127.0.0.1>\nCall-ID: pub\n\
+             CSeq: 1 PUBLISH\nContent-Length: 0\n\n",
+        ),
+    )
+    .await;
+    assert_eq!(publish.status.0, 405);
+    assert!(publish
+        .headers
+        .get(&HeaderName::ALLOW)
+        .unwrap()
+        .contains("INVITE"));
+
+    // Overload: max_sessions = 1.
+    let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = rtp.local_addr().unwrap().port();
+    let one = call(
+        &h.svc,
+        invite("news", "o1", 1, None, &sdp(port, "h264"), ""),
+    )
+    .await;
+    assert_eq!(one.status.0, 200);
+    let two = call(
+        &h.svc,
+        invite("news", "o2", 1, None, &sdp(port + 1, "h264"), ""),
+    )
+    .await;
+    assert_eq!(two.status.0, 503);
+    assert_eq!(two.headers.get(&HeaderName::RETRY_AFTER), Some("5"));
+    let m = h.svc.metrics_text().await;
+    assert!(m.contains("as_failures_total{code=\"404\"} 1"), "{m}");
+    assert!(m.contains("as_failures_total{code=\"503\"} 1"), "{m}");
+}
+
+fn subscribe(call_id: &str, expires: u32) -> Request {
+    parse(&format!(
+        "SUBSCRIBE sip:channels@127.0.0.1 SIP/2.0\n\
+         Via: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bKsub{call_id}{expires}\n\
+         Max-Forwards: 70\n\
+         From: <sip:bob@127.0.0.1>;tag=bob1\n\
+         To: <sip:channels@127.0.0.1>\n\
+         Call-ID: {call_id}\n\
+         CSeq: 1 SUBSCRIBE\n\
+         Contact: <sip:bob@127.0.0.1:5098>\n\
+         Event: iptv-channels\n\
+         Expires: {expires}\n\
+         Content-Length: 0\n\n"
+    ))
+}
+
+async fn next_notify(rx: &mut mpsc::UnboundedReceiver<Request>) -> (Vec<ChannelEntry>, String) {
+    let n = timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n.method.as_str(), "NOTIFY");
+    assert_eq!(n.headers.get(&HeaderName::EVENT), Some("iptv-channels"));
+    assert_eq!(
+        n.headers.get(&HeaderName::CONTENT_TYPE),
+        Some("application/vnd.iptv.channels+json")
+    );
+    let state = n
+        .headers
+        .get(&HeaderName::SUBSCRIPTION_STATE)
+        .unwrap()
+        .to_owned();
+    (serde_json::from_slice(&n.body).unwrap(), state)
+}
+
+#[tokio::test]
+async fn personal_channel_listed_joined_and_removed() {
+    let mut h = harness(100).await;
+    // Subscribe to the channel list.
+    let ok = call(&h.svc, subscribe("s1", 600)).await;
+    assert_eq!(ok.status.0, 200);
+    assert_eq!(ok.headers.get(&HeaderName::EXPIRES), Some("600"));
+    let (list, state) = next_notify(&mut h.sent).await;
+    assert!(state.starts_with("active;expires="), "{state}");
+    assert_eq!(
+        list.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        ["news", "sport"]
+    );
+
+    // Create a personal channel.
+    let offer = "v=0\no=cam 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\n\
+                 m=video 6000 RTP/AVP 96\na=rtpmap:96 H264/90000\na=fmtp:96 packetization-mode=1\na=sendonly\n";
+    let created = call(
+        &h.svc,
+        invite(
+            "new-channel",
+            "p1",
+            1,
+            None,
+            offer,
+            "Subject: Alice's Cam\n",
+        ),
+    )
+    .await;
+    assert_eq!(created.status.0, 200, "{created:?}");
+    let owner_tag = to_tag(&created);
+    let answer = String::from_utf8(created.body.to_vec()).unwrap();
+    assert!(answer.contains("a=recvonly"), "{answer}");
+    assert!(created
+        .headers
+        .get(&HeaderName::CONTACT)
+        .unwrap()
+        .contains("sip:alice-s-cam@"));
+    let (list, _) = next_notify(&mut h.sent).await;
+    let cam = list.iter().find(|c| c.id == "alice-s-cam").expect("listed");
+    assert_eq!(cam.kind, "personal");
+    assert_eq!(cam.owner.as_deref(), Some("sip:alice@127.0.0.1"));
+
+    // Someone joins it.
+    let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = rtp.local_addr().unwrap().port();
+    let mut viewer = invite("alice-s-cam", "v1", 1, None, &sdp(port, "h264"), "");
+    viewer
+        .headers
+        .set(HeaderName::FROM, "<sip:carol@127.0.0.1>;tag=c1");
+    let joined = call(&h.svc, viewer).await;
+    assert_eq!(joined.status.0, 200, "{joined:?}");
+
+    // The owner hangs up: the channel goes, the viewer gets a BYE, subscribers a NOTIFY.
+    let mut b = bye("p1", &owner_tag, 2);
+    b.uri = as_server::sip::Uri::parse("sip:alice-s-cam@127.0.0.1:5060").unwrap();
+    assert_eq!(call(&h.svc, b).await.status.0, 200);
+    let mut saw_bye = false;
+    let mut saw_notify = false;
+    for _ in 0..2 {
+        let r = timeout(Duration::from_secs(5), h.sent.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        match r.method.as_str() {
+            "BYE" => {
+                assert_eq!(r.call_id().unwrap(), "v1");
+                assert_eq!(r.uri.to_string(), "sip:alice@127.0.0.1:5099");
+                saw_bye = true;
+            }
+            "NOTIFY" => {
+                let list: Vec<ChannelEntry> = serde_json::from_slice(&r.body).unwrap();
+                assert!(list.iter().all(|c| c.id != "alice-s-cam"));
+                saw_notify = true;
+            }
+            m => panic!("unexpected {m}"),
+        }
+    }
+    assert!(saw_bye && saw_notify);
+    assert!(h.svc.get_channel("alice-s-cam").await.unwrap().is_none());
+    assert!(h.svc.sessions().is_empty());
+
+    // Unsubscribe: terminated NOTIFY.
+    let mut unsub = subscribe("s1", 0);
+    unsub.headers.set(
+        HeaderName::TO,
+        format!("<sip:channels@127.0.0.1>;tag={}", to_tag(&ok)),
+    );
+    unsub.headers.set(HeaderName::CSEQ, "2 SUBSCRIBE");
+    assert_eq!(call(&h.svc, unsub).await.status.0, 200);
+    let (_, state) = next_notify(&mut h.sent).await;
+    assert_eq!(state, "terminated;reason=timeout");
+}
+
+#[tokio::test]
+async fn api_created_channel_is_notified_and_bad_event_refused() {
+    let mut h = harness(100).await;
+    let mut bad = subscribe("e1", 600);
+    bad.headers.set(HeaderName::EVENT, "presence");
+    let r = call(&h.svc, bad).await;
+    assert_eq!(r.status.0, 489);
+    assert_eq!(call(&h.svc, subscribe("e2", 600)).await.status.0, 200);
+    let _ = next_notify(&mut h.sent).await;
+    let (entry, ingest) = h
+        .svc
+        .create_channel(NewChannel {
+            id: Some("movies".into()),
+            name: "Movies".into(),
+            kind: "producer".into(),
+            owner: None,
+            test_pattern: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(entry.id, "movies");
+    assert!(ingest.rtp_addr.ip().is_loopback());
+    let (list, _) = next_notify(&mut h.sent).await;
+    assert!(list.iter().any(|c| c.id == "movies"));
+    h.svc.delete_channel("movies").await.unwrap();
+    let (list, _) = next_notify(&mut h.sent).await;
+    assert!(!list.iter().any(|c| c.id == "movies"));
+}
+
+#[tokio::test]
+async fn register_and_options() {
+    let h = harness(100).await;
+    let reg = parse(
+        "REGISTER sip:127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bKreg1\n\
+         Max-Forwards: 70\nFrom: <sip:alice@127.0.0.1>;tag=r1\nTo: <sip:alice@127.0.0.1>\n\
+         Call-ID: reg1\nCSeq: 1 REGISTER\nContact: <sip:alice@127.0.0.1:5099>\nExpires: 300\n\
+         Content-Length: 0\n\n",
+    );
+    let r = call(&h.svc, reg).await;
+    assert_eq!(r.status.0, 200);
+    assert_eq!(
+        r.headers.get(&HeaderName::CONTACT),
+        Some("<sip:alice@127.0.0.1:5099>;expires=300")
+    );
+    let opt = parse(
+        "OPTIONS sip:127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bKopt\n\
+         Max-Forwards: 70\nFrom: <sip:lb@127.0.0.1>;tag=o1\nTo: <sip:127.0.0.1>\n\
+         Call-ID: opt1\nCSeq: 1 OPTIONS\nContent-Length: 0\n\n",
+    );
+    let r = call(&h.svc, opt).await;
+    assert_eq!(r.status.0, 200);
+    assert!(r
+        .headers
+        .get(&HeaderName::ALLOW)
+        .unwrap()
+        .contains("SUBSCRIBE"));
+    assert!(r
+        .headers
+        .get(&HeaderName::ACCEPT)
+        .unwrap()
+        .contains("application/sdp"));
+    assert!(r.headers.contains(&HeaderName::SUPPORTED));
+}
