@@ -505,3 +505,6 @@ pub fn uas_response(
     resp.headers.push(HeaderName::CONTACT, contact);
     resp
 }
+
+#[cfg(test)]
+mod tests;
