@@ -521,3 +521,99 @@ async fn register_and_options() {
         .contains("application/sdp"));
     assert!(r.headers.contains(&HeaderName::SUPPORTED));
 }
+
+/// One HTTP/1.1 request over a fresh connection; returns (status, body).
+async fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let body = body.unwrap_or("");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text[9..12].parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test]
+async fn operator_api() {
+    let h = harness(100).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = as_server::api::router(h.svc.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+
+    let (st, body) = http(addr, "GET", "/healthz", None).await;
+    assert_eq!((st, body.trim()), (200, "ok"));
+
+    let (st, body) = http(addr, "GET", "/api/channels", None).await;
+    assert_eq!(st, 200);
+    let list: Vec<ChannelEntry> = serde_json::from_str(body.trim()).unwrap_or_else(|_| {
+        // chunked transfer: take the JSON between the chunk size lines
+        let start = body.find('[').unwrap();
+        let end = body.rfind(']').unwrap();
+        serde_json::from_str(&body[start..=end]).unwrap()
+    });
+    assert_eq!(list.len(), 2);
+
+    let (st, body) = http(
+        addr,
+        "POST",
+        "/api/channels",
+        Some(r#"{"name":"Cooking Show","kind":"producer"}"#),
+    )
+    .await;
+    assert_eq!(st, 201, "{body}");
+    assert!(body.contains(r#""id":"cooking-show""#), "{body}");
+    assert!(body.contains(r#""rtp":"127.0.0.1:"#), "{body}");
+
+    let (st, _) = http(
+        addr,
+        "POST",
+        "/api/channels",
+        Some(r#"{"id":"cooking-show","name":"x"}"#),
+    )
+    .await;
+    assert_eq!(st, 409);
+    let (st, body) = http(
+        addr,
+        "POST",
+        "/api/channels",
+        Some(r#"{"id":"Bad Id","name":"x"}"#),
+    )
+    .await;
+    assert_eq!(st, 400);
+    assert!(body.contains("error"), "{body}");
+    let (st, _) = http(addr, "POST", "/api/channels", Some("not json")).await;
+    assert_eq!(st, 400);
+
+    let (st, body) = http(addr, "GET", "/api/channels/cooking-show", None).await;
+    assert_eq!(st, 200);
+    assert!(body.contains("Cooking Show"));
+    let (st, _) = http(addr, "DELETE", "/api/channels/cooking-show", None).await;
+    assert_eq!(st, 204);
+    let (st, body) = http(addr, "GET", "/api/channels/cooking-show", None).await;
+    assert_eq!(st, 404);
+    assert!(body.contains("error"));
+    let (st, _) = http(addr, "DELETE", "/api/channels/cooking-show", None).await;
+    assert_eq!(st, 404);
+
+    let (st, body) = http(addr, "GET", "/api/sessions", None).await;
+    assert_eq!((st, body.contains('[')), (200, true));
+    let (st, body) = http(addr, "GET", "/metrics", None).await;
+    assert_eq!(st, 200);
+    assert!(body.contains("as_sessions_active 0"), "{body}");
+    assert!(body.contains("relay_packets_in_total"), "{body}");
+}
