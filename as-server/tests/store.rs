@@ -219,7 +219,10 @@ async fn suite(store: &Store, p: &str) {
             .map(|s| s.id)
             .collect()
     };
-    assert_eq!(mine(store.list_sessions(true).await.unwrap()), std::slice::from_ref(&s2));
+    assert_eq!(
+        mine(store.list_sessions(true).await.unwrap()),
+        std::slice::from_ref(&s2)
+    );
     assert_eq!(
         mine(store.list_sessions(false).await.unwrap()),
         [s1.clone(), s2.clone()]
@@ -262,6 +265,28 @@ async fn concurrent_creates(store: &Store, p: &str) {
         .filter(|c| c.id.starts_with(&format!("{p}-conc-")))
         .count();
     assert_eq!(n, 16);
+
+    // Read-then-write transactions (start, zap, end) racing each other.
+    let mut tasks = Vec::new();
+    for i in 0..16i64 {
+        let store = store.clone();
+        let (sid, ch, next) = (
+            format!("{p}-sess-{i:02}"),
+            format!("{p}-conc-{i:02}"),
+            format!("{p}-conc-{:02}", (i + 1) % 16),
+        );
+        tasks.push(tokio::spawn(async move {
+            store
+                .start_session(&Session::new(&sid, &ch, "sip:v@x", &sid, None, i))
+                .await?;
+            store.switch_session_channel(&sid, &next, i + 1).await?;
+            store.end_session(&sid, i + 2).await
+        }));
+    }
+    for t in tasks {
+        let s = t.await.unwrap().unwrap();
+        assert_eq!((s.zaps, s.duration_ms()), (1, Some(2)));
+    }
 }
 
 fn temp_db_url(tag: &str) -> (std::path::PathBuf, String) {

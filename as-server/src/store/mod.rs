@@ -286,11 +286,27 @@ impl Store {
             AnyPoolOptions::new().max_connections(8)
         };
         let pool = opts.connect(url).await?;
+        if backend == Backend::Sqlite && !in_memory {
+            // Write-ahead logging: readers do not block the writer (persistent in the file).
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .fetch_optional(&pool)
+                .await?;
+        }
         sqlx::migrate::Migrator::new(Embedded)
             .await?
             .run(&pool)
             .await?;
         Ok(Self { pool, backend })
+    }
+
+    /// Starts a transaction that will write. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads and then writes can fail with
+    /// `SQLITE_BUSY` against a concurrent writer instead of waiting.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, Error> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
     }
 
     /// Which database this is.
@@ -379,7 +395,7 @@ impl Store {
     /// Records a new session. `NotFound` if its channel does not exist, `Duplicate` if
     /// the session id is taken.
     pub async fn start_session(&self, s: &Session) -> Result<(), Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let exists = sqlx::query("SELECT id FROM channels WHERE id = $1")
             .bind(&s.channel_id)
             .fetch_optional(&mut *tx)
@@ -447,7 +463,7 @@ impl Store {
         channel_id: &str,
         now_ms: i64,
     ) -> Result<Session, Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let exists = sqlx::query("SELECT id FROM channels WHERE id = $1")
             .bind(channel_id)
             .fetch_optional(&mut *tx)
@@ -480,7 +496,7 @@ impl Store {
     /// Ends an active session at `now_ms` and returns it (with its duration).
     /// `NotFound` for an unknown session, `Ended` if it already ended.
     pub async fn end_session(&self, id: &str, now_ms: i64) -> Result<Session, Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let r = sqlx::query("UPDATE sessions SET ended_ms = $1 WHERE id = $2 AND ended_ms IS NULL")
             .bind(now_ms)
             .bind(id)
