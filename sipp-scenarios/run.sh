@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# sipp-scenarios/run.sh [SCENARIO.xml[@tcp] ...]
+#
+# Boots the standalone testbed on loopback (the AS with the standalone config, a SQLite file in a
+# temporary directory, the in-process relay with its test-pattern channel `news`), runs SIPp
+# scenarios against it and exits non-zero if any scenario fails. With no arguments it runs every
+# `sipp-scenarios/*.xml` (over UDP) plus join.xml over TCP. `X.xml@tcp` runs X over TCP.
+#
+# Each scenario runs as
+#   sipp 127.0.0.1:5060 -sf X.xml -s news -m CALLS -r RATE -d HOLD_MS -timeout 30s
+#        -timeout_error -trace_err -nostdin ...
+# (`[service]` in a scenario is the channel id; scenarios that declare the global `zap_to` get
+# `-set zap_to sport`; a scenario may add SIPp flags in a comment line `run.sh-args: ...`.)
+# The second test-pattern channel `sport` is created through the HTTP API when the config has
+# none.
+#
+# Runs inside a private network namespace when it can (`unshare -n`, so nothing else on the
+# machine sees or disturbs ports 5060/8080), else on the plain loopback.
+#
+# Environment:
+#   SIPP_CALLS (10)          calls per scenario (-m)          SIPP_RATE (10)   calls/s (-r)
+#   SIPP_HOLD_MS (1000)      how long a viewer watches (-d)   SIPP_CHANNEL (news)
+#   SIPP_ZAP_TO (sport)      channel zapped to                SIPP_EXTRA_ARGS  more SIPp flags
+#   SIPP_ARTIFACTS (ci-artifacts/sipp)  logs, SIPp error traces, the AS log
+#   AS_BIN                   AS binary to use (default: cargo build --release -p as-server)
+#   AS_CONFIG_FILE           config (default: as-server/examples/standalone.toml)
+#   SIPP_NETNS (auto)        auto | no: run in a private network namespace when possible
+#   SIPP_KEEP_RUNNING_CMD    a command run (with `sh -c`) while the AS is up, after the
+#                            scenarios (used by scripts/pcap-check.sh)
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/.." && pwd)
+
+calls=${SIPP_CALLS:-10}
+rate=${SIPP_RATE:-10}
+hold_ms=${SIPP_HOLD_MS:-1000}
+channel=${SIPP_CHANNEL:-news}
+zap_to=${SIPP_ZAP_TO:-sport}
+artifacts=${SIPP_ARTIFACTS:-$root/ci-artifacts/sipp}
+config=${AS_CONFIG_FILE:-$root/as-server/examples/standalone.toml}
+sip_port=5060
+http=127.0.0.1:8080
+
+log() { printf '[run.sh] %s\n' "$*" >&2; }
+
+# --- 1. Build (outside the namespace: cargo may need the network), then enter the namespace.
+if [[ -z "${SIPP_RUN_INNER:-}" ]]; then
+    command -v sipp >/dev/null || { log "sipp not found (apt-get install sip-tester)"; exit 2; }
+    command -v curl >/dev/null || { log "curl not found"; exit 2; }
+    if [[ -z "${AS_BIN:-}" ]]; then
+        log "cargo build --release -p as-server"
+        (cd "$root" && cargo build --release -q -p as-server)
+        export AS_BIN=$root/target/release/as-server
+    fi
+    [[ -x "$AS_BIN" ]] || { log "no AS binary at $AS_BIN"; exit 2; }
+    export SIPP_RUN_INNER=1
+    if [[ "${SIPP_NETNS:-auto}" != no ]] && unshare -n true 2>/dev/null; then
+        log "running in a private network namespace (unshare -n)"
+        exec unshare -n bash -c 'ip link set lo up && exec bash "$0" "$@"' "${BASH_SOURCE[0]}" "$@"
+    fi
+    log "running on the host loopback (no private network namespace)"
+fi
+
+# --- 2. Scenarios to run.
+scenarios=()
+if [[ $# -eq 0 ]]; then
+    for f in "$here"/*.xml; do scenarios+=("$(basename "$f")"); done
+    scenarios+=("join.xml@tcp")
+else
+    for a in "$@"; do scenarios+=("$a"); done
+fi
+
+mkdir -p "$artifacts"
+artifacts=$(cd "$artifacts" && pwd)
+work=$(mktemp -d /tmp/sipp-run.XXXXXX)
+as_pid=""
+sipp_pid=""
+
+cleanup() {
+    local rc=$?
+    if [[ -n "$sipp_pid" ]] && kill -0 "$sipp_pid" 2>/dev/null; then kill "$sipp_pid" 2>/dev/null || true; fi
+    if [[ -n "$as_pid" ]] && kill -0 "$as_pid" 2>/dev/null; then
+        kill -TERM "$as_pid" 2>/dev/null || true
+        for _ in $(seq 1 50); do kill -0 "$as_pid" 2>/dev/null || break; sleep 0.1; done
+        kill -0 "$as_pid" 2>/dev/null && kill -KILL "$as_pid" 2>/dev/null || true
+        wait "$as_pid" 2>/dev/null || true
+    fi
+    [[ -f "$work/as.log" ]] && cp "$work/as.log" "$artifacts/as-server.log"
+    rm -rf "$work"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- 3. Boot the AS: its SQLite file lives in the temporary directory.
+log "starting $AS_BIN --config $config (SQLite in $work)"
+(
+    cd "$work"
+    export AS_DATABASE_URL="sqlite://$work/as.db?mode=rwc"
+    export RUST_LOG=${RUST_LOG:-info}
+    exec "$AS_BIN" --config "$config"
+) >"$work/as.log" 2>&1 &
+as_pid=$!
+
+ready=""
+for _ in $(seq 1 300); do # 30 s at most
+    if ! kill -0 "$as_pid" 2>/dev/null; then
+        log "the AS exited during start-up; its log:"
+        tail -n 40 "$work/as.log" >&2 || true
+        exit 1
+    fi
+    if curl -fsS --max-time 1 "http://$http/healthz" >/dev/null 2>&1; then ready=1; break; fi
+    sleep 0.1
+done
+[[ -n "$ready" ]] || { log "the AS did not answer /healthz within 30 s"; tail -n 40 "$work/as.log" >&2; exit 1; }
+log "AS ready (pid $as_pid)"
+
+# The zap target: seed it as a test-pattern channel when the config does not.
+if ! curl -fsS --max-time 5 "http://$http/api/channels/$zap_to" >/dev/null 2>&1; then
+    log "creating test-pattern channel '$zap_to' through POST /api/channels"
+    curl -fsS --max-time 5 -H 'content-type: application/json' \
+        -d "{\"id\":\"$zap_to\",\"name\":\"$zap_to (test pattern)\",\"test_pattern\":true}" \
+        "http://$http/api/channels" >/dev/null || log "could not create '$zap_to' (zap scenarios will fail)"
+fi
+
+# --- 4. Run the scenarios one after the other.
+summary="$work/summary.txt"
+printf '%-28s %9s %7s %4s %7s\n' scenario "calls ok" failed rc seconds >"$summary"
+failures=0
+local_port=5070
+media_port=16000
+for spec in "${scenarios[@]}"; do
+    name=${spec%@*}
+    transport=u1
+    label=${name%.xml}
+    if [[ "$spec" == *@tcp ]]; then transport=t1; label="$label@tcp"; fi
+    file=$here/$(basename "$name")
+    if [[ ! -f "$file" ]]; then
+        printf '%-28s %9s %7s %4s %7s\n' "$label" - - missing - >>"$summary"
+        failures=$((failures + 1))
+        continue
+    fi
+    args=(127.0.0.1:$sip_port -sf "$file" -s "$channel" -t "$transport"
+        -i 127.0.0.1 -p "$local_port" -mp "$media_port"
+        -m "$calls" -r "$rate" -l "$((calls * 2))" -d "$hold_ms"
+        -timeout 60s -timeout_error -recv_timeout 10s -max_recv_loops 1000 -buff_size 1048576
+        -nostdin -trace_err -error_file "$artifacts/$label.errors.log"
+        -trace_stat -stf "$artifacts/$label.stat.csv")
+    if grep -q '<Global variables="[^"]*zap_to' "$file"; then args+=(-set zap_to "$zap_to"); fi
+    # Extra flags a scenario asks for: a line "run.sh-args: ..." in an XML comment.
+    extra=$(sed -n 's/^.*run\.sh-args: *//p' "$file" | head -n 1)
+    # shellcheck disable=SC2206
+    [[ -n "$extra" ]] && args+=($extra)
+    # shellcheck disable=SC2206
+    [[ -n "${SIPP_EXTRA_ARGS:-}" ]] && args+=($SIPP_EXTRA_ARGS)
+    rm -f "$artifacts/$label.errors.log"
+    start=$(date +%s.%N)
+    rc=0
+    (cd "$work" && exec sipp "${args[@]}") >"$artifacts/$label.out" 2>&1 &
+    sipp_pid=$!
+    wait "$sipp_pid" || rc=$?
+    sipp_pid=""
+    secs=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+    ok=$(awk -F'|' '/Successful call/ { gsub(/ /, "", $3); print $3 }' "$artifacts/$label.out" | tail -n 1)
+    failed=$(awk -F'|' '/Failed call/ { gsub(/ /, "", $3); print $3 }' "$artifacts/$label.out" | tail -n 1)
+    ok=${ok:--}
+    failed=${failed:--}
+    printf '%-28s %9s %7s %4s %7s\n' "$label" "$ok" "$failed" "$rc" "$secs" >>"$summary"
+    if [[ $rc -ne 0 || "$ok" != "$calls" || "$failed" != 0 ]]; then
+        failures=$((failures + 1))
+        log "$label FAILED (rc $rc); SIPp output and errors:"
+        grep -v '^ *$' "$artifacts/$label.out" | tail -n 15 >&2 || true
+        [[ -f "$artifacts/$label.errors.log" ]] && head -n 40 "$artifacts/$label.errors.log" >&2
+    fi
+    if ! kill -0 "$as_pid" 2>/dev/null; then
+        log "the AS died during $label; its log:"
+        tail -n 40 "$work/as.log" >&2 || true
+        failures=$((failures + 1))
+        break
+    fi
+done
+
+if [[ -n "${SIPP_KEEP_RUNNING_CMD:-}" ]]; then
+    log "running: $SIPP_KEEP_RUNNING_CMD"
+    sh -c "$SIPP_KEEP_RUNNING_CMD" || failures=$((failures + 1))
+fi
+
+cp "$summary" "$artifacts/summary.txt"
+echo
+cat "$summary"
+echo
+if [[ $failures -ne 0 ]]; then
+    log "$failures scenario(s) failed; logs in $artifacts"
+    exit 1
+fi
+log "all ${#scenarios[@]} scenario(s) passed"
