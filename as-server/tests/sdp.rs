@@ -90,6 +90,16 @@ fn sipp_style_offer_static_payload_without_rtpmap() {
         m.rtcp_addr(),
         Some(SocketAddr::from(([127, 0, 0, 1], 6001)))
     );
+    // `sipp -sd uac` writes the same with `a=rtpmap:0 PCMU/8000`: same view.
+    let with_map = SdpOffer::parse(
+        b"v=0\no=user1 53655765 2353687637 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\nm=audio 6000 RTP/AVP 0\na=rtpmap:0 PCMU/8000\n",
+    )
+    .unwrap();
+    assert_eq!(with_map.media()[0].codecs, m.codecs);
+    // A viewer policy with PCMU answers it (SIPp's uac against the AS).
+    let answer = offer.answer(&viewer_policy()).unwrap();
+    assert_eq!(answer.negotiated()[0].codec.payload_type, 0);
+    assert!(lines(&answer.to_bytes()).contains(&"m=audio 40002 RTP/AVP 0".to_string()));
 }
 
 const BARESIP: &str = "

@@ -646,6 +646,7 @@ impl SessionDescription {
         session_connection: Option<ConnectionAddr>,
         session_unicast: Option<&RtcpUnicast>,
     ) -> Result<MediaSection, SdpError> {
+        let kind = MediaKind::from_token(&m.media);
         let proto = Proto(m.proto.clone());
         let formats: Vec<String> = m.fmt.split_ascii_whitespace().map(str::to_owned).collect();
         if formats.len() > MAX_FORMATS {
@@ -673,6 +674,14 @@ impl SessionDescription {
                     .cloned()
                     .or_else(|| Codec::static_payload(pt))
                     .unwrap_or_else(|| Codec::new(pt, "", 0, None));
+                // RFC 8866 section 6.6: for audio, omitted encoding parameters mean one
+                // channel; normalised so `PCMU/8000` and static PT 0 compare equal.
+                if kind == MediaKind::Audio
+                    && codec.channels.is_none()
+                    && !codec.encoding.is_empty()
+                {
+                    codec.channels = Some(1);
+                }
                 if let Some((_, params)) = m
                     .get_attribute_values("fmtp")
                     .filter_map(|v| v.and_then(parse_fmtp))
@@ -701,7 +710,7 @@ impl SessionDescription {
         let direction_attr = direction_of(&m.attributes);
         Ok(MediaSection {
             index,
-            kind: MediaKind::from_token(&m.media),
+            kind,
             port: m.port,
             num_ports: m.num_ports,
             proto,
