@@ -1,4 +1,5 @@
 //! SIP stack: codec, transactions, dialogs, SDP. Sans-IO.
+pub mod dialog;
 pub mod error;
 pub mod framing;
 pub mod header;
@@ -6,6 +7,7 @@ mod lex;
 pub mod message;
 pub mod parse;
 pub mod sdp;
+pub mod transaction;
 pub mod typed;
 pub mod uri;
 pub mod validate;
