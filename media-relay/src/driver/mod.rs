@@ -10,6 +10,11 @@
 //! buffer drops that datagram and a send error is reported to the core for the viewer concerned,
 //! so no viewer can stall the loop or the others.
 //!
+//! The output sockets are shared and unconnected, so Linux does not report ICMP port unreachable
+//! for them (only connected UDP sockets get those errors): a viewer that vanishes is found by
+//! RTCP silence ([`RelayConfig::viewer_timeout`]) or by errors a send reports at once (no route
+//! to host), and until then it costs one `sendto` per packet and nothing else.
+//!
 //! [`clock`] is the only function in the crate that reads the clock.
 
 use std::collections::HashMap;
@@ -275,14 +280,6 @@ fn flush(st: &mut State) {
         let (now, _) = clock();
         for (v, kind) in st.send_failures.drain(..) {
             st.relay.handle_send_error(now, v, kind);
-        }
-        // Drop the datagrams queued for viewers that were dropped (already done by the core).
-        while let Some(t) = st.relay.poll_transmit() {
-            let sock = match t.socket {
-                OutSocket::Rtp => &st.io.out_rtp,
-                OutSocket::Rtcp => &st.io.out_rtcp,
-            };
-            let _ = sock.try_send_to(t.payload, t.dest);
         }
     }
     while let Some(ev) = st.relay.poll_event() {
