@@ -1,6 +1,6 @@
 //! The tokio driver: sockets, the clock and the one task loop around the sans-IO [`Relay`].
 //!
-//! How it fits: [`Relay::spawn`] binds the shared output RTP/RTCP sockets, spawns [`run`] and
+//! How it fits: [`Relay::spawn`] binds the shared output RTP/RTCP sockets, spawns the driver task and
 //! returns the [`RelayHandle`]. The task owns everything: the core, the output sockets, one
 //! RTP/RTCP socket pair per channel ingest, the in-process feeds ([`RelayHandle::attach_feed`])
 //! and the built-in test-pattern sources. Each turn it waits for the first of: a control
