@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # sipp-scenarios/run.sh [SCENARIO.xml[@tcp] ...]
+# sipp-scenarios/run.sh --exec CMD     (boot the testbed, run `bash -c CMD` with AS_PID set, stop)
 #
 # Boots the standalone testbed on loopback (the AS with the standalone config, a SQLite file in a
 # temporary directory, the in-process relay with its test-pattern channel `news`), runs SIPp
@@ -25,8 +26,6 @@
 #   AS_BIN                   AS binary to use (default: cargo build --release -p as-server)
 #   AS_CONFIG_FILE           config (default: as-server/examples/standalone.toml)
 #   SIPP_NETNS (auto)        auto | no: run in a private network namespace when possible
-#   SIPP_KEEP_RUNNING_CMD    a command run (with `sh -c`) while the AS is up, after the
-#                            scenarios (used by scripts/pcap-check.sh)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -64,7 +63,10 @@ fi
 
 # --- 2. Scenarios to run.
 scenarios=()
-if [[ $# -eq 0 ]]; then
+exec_cmd=""
+if [[ "${1:-}" == --exec ]]; then
+    exec_cmd=${2:?--exec needs a command}
+elif [[ $# -eq 0 ]]; then
     for f in "$here"/*.xml; do scenarios+=("$(basename "$f")"); done
     scenarios+=("join.xml@tcp")
 else
@@ -124,6 +126,13 @@ if ! curl -fsS --max-time 5 "http://$http/api/channels/$zap_to" >/dev/null 2>&1;
         "http://$http/api/channels" >/dev/null || log "could not create '$zap_to' (zap scenarios will fail)"
 fi
 
+if [[ -n "$exec_cmd" ]]; then
+    log "running: $exec_cmd"
+    rc=0
+    AS_PID=$as_pid bash -c "$exec_cmd" || rc=$?
+    exit "$rc"
+fi
+
 # --- 4. Run the scenarios one after the other.
 summary="$work/summary.txt"
 printf '%-28s %9s %7s %4s %7s\n' scenario "calls ok" failed rc seconds >"$summary"
@@ -181,10 +190,6 @@ for spec in "${scenarios[@]}"; do
     fi
 done
 
-if [[ -n "${SIPP_KEEP_RUNNING_CMD:-}" ]]; then
-    log "running: $SIPP_KEEP_RUNNING_CMD"
-    sh -c "$SIPP_KEEP_RUNNING_CMD" || failures=$((failures + 1))
-fi
 
 cp "$summary" "$artifacts/summary.txt"
 echo
