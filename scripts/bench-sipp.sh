@@ -24,6 +24,7 @@ uas_rates=${UAS_RATES:-2000 5000 10000 20000 30000 40000}
 as_rates=${AS_RATES:-100 200 500 1000 2000 3000 5000 8000}
 buf=4194304
 hz=$(getconf CLK_TCK)
+load_before=$(cut -d" " -f1-3 /proc/loadavg)
 
 log() { printf '[bench-sipp] %s\n' "$*" >&2; }
 
@@ -91,6 +92,7 @@ fi
 
 {
     echo "SIPp $(sipp -v 2>&1 | grep -o 'v[0-9.]*[^ ]*' | head -n 1), $(nproc) cores, $(date -u +%Y-%m-%d)"
+    echo "load average before: $load_before (other work on the machine competes for the 2 cores)"
     echo
     echo "$header"
     cat "$out"/rows-sipp-uas "$out"/rows-as-server 2>/dev/null || true
