@@ -111,6 +111,9 @@ fn run_alone(
     sent
 }
 
+/// Decides whether to drop a datagram: (to_uas, message) -> drop.
+type DropFilter = Box<dyn FnMut(bool, &Message) -> bool>;
+
 /// Two layers joined by an in-memory network with latency and a drop filter.
 struct Net {
     now: Instant,
@@ -120,7 +123,7 @@ struct Net {
     /// (arrival, to_uas, source, transport, bytes)
     queue: VecDeque<(Instant, bool, SocketAddr, Transport, Vec<u8>)>,
     /// Returns true to drop a datagram: (to_uas, message).
-    drop: Box<dyn FnMut(bool, &Message) -> bool>,
+    drop: DropFilter,
     uac_events: Vec<Event>,
     uas_events: Vec<Event>,
     /// Every datagram put on the wire: (time offset, to_uas, message).
