@@ -15,6 +15,7 @@
 #
 # Environment: CI; CI_ARTIFACTS (default ci-artifacts/): step logs, SIPp traces, the pcap.
 #              TEST_ALL_PROFILE (release | debug, default release): the profile of `cargo test`.
+#              TEST_ALL_ONLY="step step": run only these steps (names as printed), for debugging.
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -39,6 +40,7 @@ step() {
     local name=$1 limit=$2
     shift 2
     local t0 rc=0 secs
+    if [[ -n "${TEST_ALL_ONLY:-}" && " $TEST_ALL_ONLY " != *" $name "* ]]; then return 0; fi
     t0=$(date +%s)
     log "== $name: $*"
     if declare -F "$1" >/dev/null; then
