@@ -1080,7 +1080,7 @@ fn cancel_gets_200_the_invite_487_and_the_tu_is_told() {
         .uas_events
         .iter()
         .filter_map(|e| match e {
-            Event::Cancelled { id, cancel } => Some((*id, cancel.method.clone())),
+            Event::Cancelled { id, cancel, .. } => Some((*id, cancel.method.clone())),
             _ => None,
         })
         .collect();

@@ -570,3 +570,57 @@ async fn many_concurrent_udp_clients_are_served() {
     }
     assert_eq!(ok.load(std::sync::atomic::Ordering::Relaxed), 50);
 }
+
+#[tokio::test]
+async fn cancel_over_udp_gets_200_and_487_and_the_tu_sees_it() {
+    let (ep, mut rx) = SipEndpoint::bind(loopback_config()).await.unwrap();
+    let server = ep.local_addrs().udp.unwrap();
+    // A TU that never answers the INVITE by itself but reports what it gets.
+    let (seen_tx, mut seen) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Some(inc) = rx.recv().await {
+            let _ = seen_tx.send((
+                inc.request.method.clone(),
+                inc.cancels.is_some(),
+                inc.transaction(),
+            ));
+            held.push(inc);
+        }
+    });
+    let (sock, local) = udp_client().await;
+    let invite = request_text("INVITE", "UDP", local, "can1", "c-can");
+    sock.send_to(invite.as_bytes(), server).await.unwrap();
+    assert_eq!(recv_response(&sock).await.status.0, 100);
+    let cancel = invite
+        .replacen("INVITE sip:", "CANCEL sip:", 1)
+        .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    sock.send_to(cancel.as_bytes(), server).await.unwrap();
+    let mut got = vec![recv_response(&sock).await, recv_response(&sock).await];
+    got.sort_by_key(|r| r.status.0);
+    assert_eq!(got[0].status.0, 200);
+    assert_eq!(got[0].cseq().unwrap().method, Method::CANCEL);
+    assert_eq!(got[1].status.0, 487);
+    assert_eq!(got[1].cseq().unwrap().method, Method::INVITE);
+    let (m1, c1, t1) = timeout(WAIT, seen.recv()).await.unwrap().unwrap();
+    let (m2, c2, t2) = timeout(WAIT, seen.recv()).await.unwrap().unwrap();
+    assert_eq!((m1, c1), (Method::INVITE, false));
+    assert!(t1.is_some());
+    assert_eq!((m2, c2, t2), (Method::CANCEL, true, None));
+}
+
+#[tokio::test]
+async fn shutdown_stops_serving() {
+    let (ep, rx) = SipEndpoint::bind(loopback_config()).await.unwrap();
+    let _seen = spawn_tu(rx);
+    ep.shutdown();
+    let (silent, silent_addr) = udp_client().await;
+    let r = timeout(
+        WAIT,
+        ep.send_request(notify_to(silent_addr), silent_addr, Transport::Udp),
+    )
+    .await
+    .unwrap();
+    assert!(r.is_err(), "stopped endpoint refuses to send");
+    drop(silent);
+}

@@ -424,6 +424,12 @@ impl SipEndpoint {
         rx.await.map_err(|_| EndpointError::Stopped)?
     }
 
+    /// Stops the endpoint loop and its listeners now (otherwise it stops when the last
+    /// handle is dropped). Pending `send_request` calls fail with [`EndpointError::Stopped`].
+    pub fn shutdown(&self) {
+        let _ = self.shared.cmd.send(Command::Shutdown);
+    }
+
     /// Sends a message outside any transaction (the ACK of a 2xx, RFC 3261 13.2.2.4). A
     /// request without Via gets one.
     pub fn send_stateless(
@@ -716,10 +722,13 @@ impl Loop {
                 source,
                 transport,
             } => self.deliver_to_tu(id, request, source, transport, None),
-            Event::Cancelled { id, cancel } => {
-                // The CANCEL's own source is not kept; the TU matches by Call-ID / CSeq.
-                let source = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
-                self.deliver_to_tu(None, cancel, source, Transport::Udp, Some(id));
+            Event::Cancelled {
+                id,
+                cancel,
+                source,
+                transport,
+            } => {
+                self.deliver_to_tu(None, cancel, source, transport, Some(id));
             }
             Event::Response { id, response } => {
                 if response.status.is_final() {

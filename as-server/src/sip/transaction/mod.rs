@@ -146,6 +146,10 @@ pub enum Event {
         id: TransactionId,
         /// The CANCEL request.
         cancel: Request,
+        /// Where the CANCEL came from.
+        source: SocketAddr,
+        /// The transport it came on.
+        transport: Transport,
     },
     /// A response to a client transaction (provisional or final; 2xx retransmissions of an
     /// INVITE too, RFC 6026).
@@ -776,6 +780,8 @@ impl TransactionLayer {
                     self.out.event(Event::Cancelled {
                         id: inv,
                         cancel: request,
+                        source,
+                        transport,
                     });
                 }
             }
