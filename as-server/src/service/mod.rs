@@ -48,8 +48,10 @@
 //! viewer path). A relay-direct zap within an authorised package (ETSI TS 183 063 style) is
 //! not offered by this version.
 
+pub mod app;
 pub mod catalogue;
 pub mod channel_list;
+pub mod endpoint;
 pub mod metrics;
 pub mod overload;
 pub mod personal;
@@ -75,7 +77,7 @@ pub struct TuRequest {
     request: Request,
     source: SocketAddr,
     transport: Transport,
-    respond: Box<dyn FnOnce(Response) + Send>,
+    respond: Box<dyn FnOnce(Response) + Send + Sync>,
 }
 
 impl fmt::Debug for TuRequest {
@@ -94,7 +96,7 @@ impl TuRequest {
         request: Request,
         source: SocketAddr,
         transport: Transport,
-        respond: impl FnOnce(Response) + Send + 'static,
+        respond: impl FnOnce(Response) + Send + Sync + 'static,
     ) -> Self {
         Self {
             request,

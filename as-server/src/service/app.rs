@@ -1,0 +1,234 @@
+//! Boots a whole AS in the current tokio runtime: store (with migrations), in-process relay,
+//! SIP endpoint, channel service, operator HTTP API, housekeeping timer. `main` and the
+//! end-to-end tests both use [`App::start`], so the tests run exactly what the binary runs.
+//!
+//! Start-up reconciles the catalogue with the fresh relay: personal channels left over from a
+//! previous run are removed (their dialogs died with it), every other channel gets a new
+//! ingest, and the configured seeds are created (test-pattern ones fed by the relay).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use media_relay::{Relay, RelayHandle};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::config::{ChannelSeed, Config};
+use crate::sip::transaction::Transport;
+use crate::store::{ChannelKind, Store};
+
+use super::catalogue::Catalogue;
+use super::{Service, ServiceConfig};
+
+/// Why the AS could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database could not be opened or migrated.
+    #[error("store: {0}")]
+    Store(#[from] crate::store::Error),
+    /// The relay could not start (sockets).
+    #[error("relay: {0}")]
+    Relay(#[from] media_relay::Error),
+    /// A listener could not be bound.
+    #[error("bind {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The SIP endpoint could not start.
+    #[error("SIP endpoint: {0}")]
+    Sip(String),
+    /// A seeded channel could not be created.
+    #[error("seed channel {id}: {source}")]
+    Seed {
+        /// Channel id.
+        id: String,
+        /// Cause.
+        source: crate::error::Error,
+    },
+}
+
+/// A running AS.
+#[derive(Debug)]
+pub struct App {
+    /// The channel service.
+    pub service: Service,
+    /// The in-process relay.
+    pub relay: RelayHandle,
+    /// Bound SIP listeners.
+    pub sip: Vec<(Transport, SocketAddr)>,
+    /// Bound HTTP API address.
+    pub http: Option<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    endpoint: super::endpoint::Endpoint,
+}
+
+impl App {
+    /// Starts everything `cfg` describes.
+    pub async fn start(cfg: &Config) -> Result<App, StartError> {
+        let store = Store::connect(&cfg.database.url).await?;
+        let relay = Relay::spawn(cfg.relay.relay_config())?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+
+        let (endpoint, incoming, client) = super::endpoint::Endpoint::start(cfg).await?;
+        let sip = endpoint.local_addrs();
+        let contact_ip = cfg.sip.contact_host.clone().unwrap_or_else(|| {
+            sip.first()
+                .map(|(_, a)| a.ip().to_string())
+                .unwrap_or_else(|| cfg.sip.domain.clone())
+        });
+        let contact_port = sip
+            .iter()
+            .find(|(t, _)| *t == Transport::Udp)
+            .or(sip.first())
+            .map_or(5060, |(_, a)| a.port());
+        let contact_hostport = if contact_ip.contains(':') && !contact_ip.starts_with('[') {
+            format!("[{contact_ip}]:{contact_port}")
+        } else {
+            format!("{contact_ip}:{contact_port}")
+        };
+
+        let service = Service::new(
+            ServiceConfig {
+                domain: cfg.sip.domain.clone(),
+                contact_hostport,
+                limits: cfg.limits.clone(),
+                subscriptions: cfg.subscriptions,
+                registrar: cfg.registrar,
+            },
+            Catalogue::new(store.clone(), "in-process"),
+            relay.clone(),
+            client,
+        );
+        reconcile(&service, &store, &cfg.channels).await?;
+
+        let mut tasks = Vec::new();
+        // The TU loop: one task per request.
+        {
+            let svc = service.clone();
+            let mut rx = shutdown_rx.clone();
+            let mut incoming = incoming;
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        req = incoming.recv() => match req {
+                            Some(req) => {
+                                let svc = svc.clone();
+                                let req = super::endpoint::to_tu(req);
+                                tokio::spawn(async move { svc.handle(req).await });
+                            }
+                            None => break,
+                        },
+                        _ = rx.changed() => break,
+                    }
+                }
+            }));
+        }
+        // Housekeeping: registrations and subscriptions expire.
+        {
+            let svc = service.clone();
+            let mut rx = shutdown_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tokio::select! {
+                        _ = every.tick() => svc.tick().await,
+                        _ = rx.changed() => break,
+                    }
+                }
+            }));
+        }
+        // Operator API.
+        let mut http = None;
+        if let Some(addr) = cfg.http.listen {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })?;
+            let bound = listener
+                .local_addr()
+                .map_err(|source| StartError::Bind { addr, source })?;
+            http = Some(bound);
+            let router = crate::api::router(service.clone());
+            let mut rx = shutdown_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                let r = axum::serve(listener, router)
+                    .with_graceful_shutdown(async move {
+                        let _ = rx.changed().await;
+                    })
+                    .await;
+                if let Err(e) = r {
+                    warn!(error = %e, "HTTP server ended");
+                }
+            }));
+        }
+        info!("AS started");
+        Ok(App {
+            service,
+            relay,
+            sip,
+            http,
+            shutdown,
+            tasks,
+            endpoint,
+        })
+    }
+
+    /// The bound address of a SIP transport.
+    pub fn sip_addr(&self, t: Transport) -> Option<SocketAddr> {
+        self.sip.iter().find(|(x, _)| *x == t).map(|(_, a)| *a)
+    }
+
+    /// Clean shutdown: BYE/NOTIFY to peers, listeners closed, relay stopped.
+    pub async fn shutdown(self) {
+        self.service.shutdown(Duration::from_secs(2)).await;
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+        }
+        self.endpoint.shutdown().await;
+        let _ = self.relay.shutdown().await;
+        info!("AS stopped");
+    }
+}
+
+/// Brings the catalogue and the fresh relay in line (module docs).
+async fn reconcile(
+    service: &Service,
+    store: &Store,
+    seeds: &[ChannelSeed],
+) -> Result<(), StartError> {
+    for ch in store.list_channels().await? {
+        if seeds.iter().any(|s| s.id == ch.id) {
+            continue;
+        }
+        if ch.kind == ChannelKind::Personal {
+            let _ = store.delete_channel(&ch.id).await;
+            info!(channel = %ch.id, "stale personal channel removed");
+            continue;
+        }
+        let seed = ChannelSeed {
+            id: ch.id.clone(),
+            name: ch.name.clone(),
+            test_pattern: false,
+        };
+        match service.ensure_channel(&seed).await {
+            Ok(i) => info!(channel = %ch.id, ingest = %i.rtp_addr, "channel restored"),
+            Err(e) => warn!(channel = %ch.id, error = %e, "channel not restored"),
+        }
+    }
+    for seed in seeds {
+        let ingest = service
+            .ensure_channel(seed)
+            .await
+            .map_err(|source| StartError::Seed {
+                id: seed.id.clone(),
+                source,
+            })?;
+        info!(channel = %seed.id, ingest = %ingest.rtp_addr, test_pattern = seed.test_pattern, "channel ready");
+    }
+    Ok(())
+}

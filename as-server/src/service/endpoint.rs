@@ -1,0 +1,68 @@
+//! Adapter between the SIP endpoint ([`crate::driver::sip::SipEndpoint`]) and the service:
+//! binds the listeners from the `[sip]` configuration (with the service's `Allow`, `Accept`
+//! and `Supported` for the endpoint's own answers), turns each
+//! [`IncomingRequest`] into a [`TuRequest`], and wraps `send_request` as the service's
+//! [`SipClient`].
+
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::driver::sip::{EndpointConfig, IncomingRequest, SipEndpoint};
+use crate::sip::transaction::Transport;
+
+use super::app::StartError;
+use super::{channel_list, rules, SipClient, TuRequest};
+
+/// The running endpoint.
+#[derive(Debug)]
+pub struct Endpoint {
+    ep: SipEndpoint,
+}
+
+impl Endpoint {
+    /// Binds the listeners; returns the endpoint, its request queue and the client the
+    /// service sends NOTIFY/BYE with.
+    pub async fn start(
+        cfg: &Config,
+    ) -> Result<(Self, mpsc::Receiver<IncomingRequest>, SipClient), StartError> {
+        let mut ec = EndpointConfig::from_sip_config(&cfg.sip);
+        ec.allow = rules::allow_value();
+        ec.accept = format!("{}, {}", rules::ACCEPT, channel_list::CONTENT_TYPE);
+        ec.supported = rules::SUPPORTED.join(", ");
+        ec.server = super::sipmsg::AGENT.to_owned();
+        let (ep, rx) = SipEndpoint::bind(ec)
+            .await
+            .map_err(|e| StartError::Sip(e.to_string()))?;
+        let sender = ep.clone();
+        let client = SipClient::new(move |req, dest, transport| {
+            let ep = sender.clone();
+            Box::pin(async move {
+                ep.send_request(req, dest, transport)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        });
+        Ok((Self { ep }, rx, client))
+    }
+
+    /// The bound listeners.
+    pub fn local_addrs(&self) -> Vec<(Transport, std::net::SocketAddr)> {
+        let l = self.ep.local_addrs();
+        [Transport::Udp, Transport::Tcp, Transport::Tls]
+            .into_iter()
+            .filter_map(|t| l.get(t).map(|a| (t, a)))
+            .collect()
+    }
+
+    /// Stops the endpoint (its loop ends when the last handle is gone; the service's
+    /// client holds one until the service is dropped).
+    pub async fn shutdown(self) {
+        drop(self.ep);
+    }
+}
+
+/// The service's view of an endpoint request.
+pub fn to_tu(inc: IncomingRequest) -> TuRequest {
+    let (request, source, transport, responder) = inc.into_parts();
+    TuRequest::new(request, source, transport, move |r| responder.respond(r))
+}

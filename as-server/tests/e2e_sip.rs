@@ -1,0 +1,445 @@
+//! End to end: the whole AS (`App::start`, as the binary runs it) on 127.0.0.1 with ephemeral
+//! ports and an in-memory SQLite, driven over real UDP by UEs written with our SIP codec.
+//! RTP is checked at the UEs' sockets.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use as_server::config::{ChannelSeed, Config};
+use as_server::service::app::App;
+use as_server::service::channel_list::ChannelEntry;
+use as_server::sip::transaction::Transport;
+use as_server::sip::{HeaderName, Message, Request, Response};
+use tokio::net::UdpSocket;
+use tokio::time::{timeout, Instant};
+
+fn config() -> Config {
+    let mut c = Config::default();
+    c.sip.udp = Some("127.0.0.1:0".parse().unwrap());
+    c.sip.tcp = Some("127.0.0.1:0".parse().unwrap());
+    c.sip.tls = None;
+    c.http.listen = Some("127.0.0.1:0".parse().unwrap());
+    c.database.url = "sqlite::memory:".into();
+    c.relay.port_min = 0;
+    c.relay.port_max = 0;
+    c.relay.output_rtp_port = 0;
+    c.channels = vec![
+        ChannelSeed {
+            id: "news".into(),
+            name: "News".into(),
+            test_pattern: true,
+        },
+        ChannelSeed {
+            id: "sport".into(),
+            name: "Sport".into(),
+            test_pattern: true,
+        },
+    ];
+    c
+}
+
+/// A UE: one UDP socket for SIP, requests from the AS queued apart from responses.
+struct Ue {
+    sock: UdpSocket,
+    addr: SocketAddr,
+    as_addr: SocketAddr,
+    user: &'static str,
+    requests: VecDeque<Request>,
+    branch: u32,
+}
+
+impl Ue {
+    async fn new(user: &'static str, as_addr: SocketAddr) -> Self {
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = sock.local_addr().unwrap();
+        Self {
+            sock,
+            addr,
+            as_addr,
+            user,
+            requests: VecDeque::new(),
+            branch: 0,
+        }
+    }
+
+    /// Sends a request; `\n` become CRLF, `{via}` / `{contact}` / `{from}` are filled in.
+    async fn send(&mut self, text: &str, body: &str) {
+        self.branch += 1;
+        let body = body.replace('\n', "\r\n");
+        let text = text
+            .replace(
+                "{via}",
+                &format!(
+                    "Via: SIP/2.0/UDP {};branch=z9hG4bK{}x{}",
+                    self.addr, self.user, self.branch
+                ),
+            )
+            .replace(
+                "{contact}",
+                &format!("Contact: <sip:{}@{}>", self.user, self.addr),
+            )
+            .replace(
+                "{from}",
+                &format!("From: <sip:{}@127.0.0.1>;tag={}-tag", self.user, self.user),
+            );
+        let mut msg = text.trim_start().replace('\n', "\r\n");
+        msg.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+        self.sock
+            .send_to(msg.as_bytes(), self.as_addr)
+            .await
+            .unwrap();
+    }
+
+    async fn send_raw(&self, bytes: &[u8]) {
+        self.sock.send_to(bytes, self.as_addr).await.unwrap();
+    }
+
+    async fn recv(&mut self, wait: Duration) -> Option<Message> {
+        let mut buf = vec![0u8; 65536];
+        let (n, _) = timeout(wait, self.sock.recv_from(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        Some(Message::parse(&buf[..n]).expect("the AS sends valid SIP"))
+    }
+
+    /// The final response for `call_id`/`method` (provisionals and unrelated retransmissions
+    /// skipped, requests from the AS queued).
+    async fn response(&mut self, call_id: &str, method: &str) -> Response {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let m = self
+                .recv(left)
+                .await
+                .unwrap_or_else(|| panic!("no response to {method} {call_id}"));
+            match m {
+                Message::Response(r) => {
+                    let cseq = r.cseq().unwrap();
+                    if r.call_id().unwrap() == call_id
+                        && cseq.method.as_str() == method
+                        && r.status.is_final()
+                    {
+                        return r;
+                    }
+                }
+                Message::Request(q) => self.requests.push_back(q),
+            }
+        }
+    }
+
+    /// The next request from the AS with `method` (answered 200 OK).
+    async fn request(&mut self, method: &str) -> Request {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(i) = self
+                .requests
+                .iter()
+                .position(|r| r.method.as_str() == method)
+            {
+                let r = self.requests.remove(i).unwrap();
+                self.answer(&r).await;
+                return r;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self
+                .recv(left)
+                .await
+                .unwrap_or_else(|| panic!("no {method} from the AS"))
+            {
+                Message::Request(q) => self.requests.push_back(q),
+                Message::Response(_) => {}
+            }
+        }
+    }
+
+    async fn answer(&self, req: &Request) {
+        let resp = Response::for_request(req, as_server::sip::StatusCode::OK, "OK");
+        self.sock
+            .send_to(&resp.to_bytes(), self.as_addr)
+            .await
+            .unwrap();
+    }
+
+    async fn ack(&mut self, target: &str, call_id: &str, cseq: u32, to_tag: &str) {
+        self.send(
+            &format!(
+                "ACK {target} SIP/2.0\n{{via}}\nMax-Forwards: 70\n{{from}}\n\
+                 To: <{target}>;tag={to_tag}\nCall-ID: {call_id}\nCSeq: {cseq} ACK\n"
+            ),
+            "",
+        )
+        .await;
+    }
+}
+
+fn offer(rtp_port: u16, codec: &str, direction: &str) -> String {
+    let (pt, map) = match codec {
+        "h264" => (
+            96,
+            "a=rtpmap:96 H264/90000\na=fmtp:96 packetization-mode=1\n",
+        ),
+        _ => (98, "a=rtpmap:98 VP8/90000\n"),
+    };
+    format!(
+        "v=0\no=ue 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\n\
+         m=video {rtp_port} RTP/AVP {pt}\n{map}a={direction}\n"
+    )
+}
+
+fn invite_text(
+    target: &str,
+    call_id: &str,
+    cseq: u32,
+    to_tag: Option<&str>,
+    extra: &str,
+) -> String {
+    let to_tag = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
+    format!(
+        "INVITE {target} SIP/2.0\n{{via}}\nMax-Forwards: 70\n{{from}}\nTo: <{target}>{to_tag}\n\
+         Call-ID: {call_id}\nCSeq: {cseq} INVITE\n{{contact}}\n{extra}Content-Type: application/sdp\n"
+    )
+}
+
+fn bye_text(target: &str, call_id: &str, cseq: u32, to_tag: &str) -> String {
+    format!(
+        "BYE {target} SIP/2.0\n{{via}}\nMax-Forwards: 70\n{{from}}\nTo: <{target}>;tag={to_tag}\n\
+         Call-ID: {call_id}\nCSeq: {cseq} BYE\n"
+    )
+}
+
+fn tag_of(r: &Response) -> String {
+    r.to().unwrap().tag().unwrap().to_owned()
+}
+
+/// (sequence number, SSRC) of the next RTP packet within `wait`.
+async fn rtp(sock: &UdpSocket, wait: Duration) -> Option<(u16, u32)> {
+    let mut buf = vec![0u8; 2048];
+    let n = timeout(wait, sock.recv(&mut buf)).await.ok()?.ok()?;
+    assert!(n >= 12 && buf[0] >> 6 == 2, "RTP version 2");
+    Some((
+        u16::from_be_bytes([buf[2], buf[3]]),
+        u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]),
+    ))
+}
+
+fn notify_list(n: &Request) -> Vec<String> {
+    assert_eq!(n.headers.get(&HeaderName::EVENT), Some("iptv-channels"));
+    let l: Vec<ChannelEntry> = serde_json::from_slice(&n.body).unwrap();
+    l.into_iter().map(|c| c.id).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_sip() {
+    let app = App::start(&config()).await.expect("AS starts");
+    let as_addr = app.sip_addr(Transport::Udp).unwrap();
+    let dom = "127.0.0.1";
+
+    // OPTIONS -> 200 with Allow.
+    let mut alice = Ue::new("alice", as_addr).await;
+    alice
+        .send(
+            &format!("OPTIONS sip:{dom} SIP/2.0\n{{via}}\nMax-Forwards: 70\n{{from}}\nTo: <sip:{dom}>\nCall-ID: o1\nCSeq: 1 OPTIONS\n"),
+            "",
+        )
+        .await;
+    let r = alice.response("o1", "OPTIONS").await;
+    assert_eq!(r.status.0, 200);
+    assert!(r
+        .headers
+        .get(&HeaderName::ALLOW)
+        .unwrap()
+        .contains("INVITE"));
+
+    // REGISTER -> 200 listing the contact.
+    alice
+        .send(
+            &format!("REGISTER sip:{dom} SIP/2.0\n{{via}}\nMax-Forwards: 70\n{{from}}\nTo: <sip:alice@{dom}>\nCall-ID: r1\nCSeq: 1 REGISTER\n{{contact}}\nExpires: 600\n"),
+            "",
+        )
+        .await;
+    let r = alice.response("r1", "REGISTER").await;
+    assert_eq!(r.status.0, 200);
+    let c = r.headers.get(&HeaderName::CONTACT).unwrap();
+    assert!(
+        c.contains(&alice.addr.to_string()) && c.contains("expires=600"),
+        "{c}"
+    );
+
+    // SUBSCRIBE -> 200 + NOTIFY listing news.
+    let mut bob = Ue::new("bob", as_addr).await;
+    bob.send(
+        &format!("SUBSCRIBE sip:channels@{dom} SIP/2.0\n{{via}}\nMax-Forwards: 70\n{{from}}\nTo: <sip:channels@{dom}>\nCall-ID: s1\nCSeq: 1 SUBSCRIBE\n{{contact}}\nEvent: iptv-channels\nExpires: 600\n"),
+        "",
+    )
+    .await;
+    let r = bob.response("s1", "SUBSCRIBE").await;
+    assert_eq!(r.status.0, 200);
+    let n = bob.request("NOTIFY").await;
+    assert!(n
+        .headers
+        .get(&HeaderName::SUBSCRIPTION_STATE)
+        .unwrap()
+        .starts_with("active"));
+    assert_eq!(notify_list(&n), ["news", "sport"]);
+
+    // INVITE news -> 200 with SDP at the relay; RTP arrives.
+    let media = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = media.local_addr().unwrap().port();
+    let news = format!("sip:news@{dom}");
+    alice
+        .send(
+            &invite_text(&news, "c1", 1, None, ""),
+            &offer(port, "h264", "recvonly"),
+        )
+        .await;
+    let ok = alice.response("c1", "INVITE").await;
+    assert_eq!(ok.status.0, 200, "{ok:?}");
+    let tag = tag_of(&ok);
+    let sdp = String::from_utf8(ok.body.to_vec()).unwrap();
+    assert!(
+        sdp.contains("a=sendonly") && sdp.contains("a=rtcp-unicast:rsi"),
+        "{sdp}"
+    );
+    let contact = ok.contact().unwrap().unwrap().uri;
+    assert_eq!(contact.user.as_deref(), Some("news"));
+    alice.ack(&contact.to_string(), "c1", 1, &tag).await;
+    let (mut seq, ssrc) = rtp(&media, Duration::from_secs(3))
+        .await
+        .expect("RTP after join");
+    for _ in 0..10 {
+        seq = rtp(&media, Duration::from_secs(3))
+            .await
+            .expect("RTP flows")
+            .0;
+    }
+
+    // Zap: re-INVITE to sip:sport@<AS contact host:port> in the same dialog.
+    let mut sport = contact.clone();
+    sport.user = Some("sport".into());
+    alice
+        .send(
+            &invite_text(&sport.to_string(), "c1", 2, Some(&tag), ""),
+            &offer(port, "h264", "recvonly"),
+        )
+        .await;
+    let z = alice.response("c1", "INVITE").await;
+    assert_eq!(z.status.0, 200, "{z:?}");
+    assert_eq!(z.body, ok.body, "same SDP after the zap");
+    assert_eq!(
+        z.contact().unwrap().unwrap().uri.user.as_deref(),
+        Some("sport")
+    );
+    alice.ack(&sport.to_string(), "c1", 2, &tag).await;
+    for _ in 0..30 {
+        let (s, x) = rtp(&media, Duration::from_secs(3))
+            .await
+            .expect("RTP after the zap");
+        assert_eq!(x, ssrc, "same SSRC across the zap");
+        assert_eq!(
+            s,
+            seq.wrapping_add(1),
+            "contiguous sequence numbers across the zap"
+        );
+        seq = s;
+    }
+
+    // BYE -> 200, RTP stops.
+    alice
+        .send(&bye_text(&sport.to_string(), "c1", 3, &tag), "")
+        .await;
+    assert_eq!(alice.response("c1", "BYE").await.status.0, 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut buf = [0u8; 2048];
+    while media.try_recv(&mut buf).is_ok() {}
+    assert!(
+        rtp(&media, Duration::from_millis(700)).await.is_none(),
+        "RTP stopped after BYE"
+    );
+
+    // Unknown channel -> 404.
+    alice
+        .send(
+            &invite_text(&format!("sip:nosuch@{dom}"), "c2", 1, None, ""),
+            &offer(port, "h264", "recvonly"),
+        )
+        .await;
+    assert_eq!(alice.response("c2", "INVITE").await.status.0, 404);
+
+    // Only an unsupported codec -> 488 with Warning.
+    alice
+        .send(
+            &invite_text(&news, "c3", 1, None, ""),
+            &offer(port, "vp8", "recvonly"),
+        )
+        .await;
+    let r = alice.response("c3", "INVITE").await;
+    assert_eq!(r.status.0, 488);
+    assert!(r
+        .headers
+        .get(&HeaderName::WARNING)
+        .unwrap()
+        .starts_with("305 "));
+
+    // Garbage: answered 400 or dropped; the next request is still served.
+    alice.send_raw(b"this is not SIP\r\n\r\n").await;
+    alice
+        .send_raw(b"INVITE sip:news@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bKg\r\nCall-ID: g\r\nCSeq: x INVITE\r\nContent-Length: 0\r\n\r\n")
+        .await;
+    alice
+        .send(
+            &format!("OPTIONS sip:{dom} SIP/2.0\n{{via}}\nMax-Forwards: 70\n{{from}}\nTo: <sip:{dom}>\nCall-ID: o2\nCSeq: 1 OPTIONS\n"),
+            "",
+        )
+        .await;
+    assert_eq!(alice.response("o2", "OPTIONS").await.status.0, 200);
+
+    // Personal channel: carol creates it, bob's subscription lists it, dave joins it, carol's
+    // BYE removes it: dave gets a BYE, bob a NOTIFY without it.
+    let mut carol = Ue::new("carol", as_addr).await;
+    let create = format!("sip:new-channel@{dom}");
+    carol
+        .send(
+            &invite_text(&create, "p1", 1, None, "Subject: Carol Live\n"),
+            &offer(7000, "h264", "sendonly"),
+        )
+        .await;
+    let created = carol.response("p1", "INVITE").await;
+    assert_eq!(created.status.0, 200, "{created:?}");
+    let ctag = tag_of(&created);
+    let csdp = String::from_utf8(created.body.to_vec()).unwrap();
+    assert!(csdp.contains("a=recvonly"), "{csdp}");
+    let ccontact = created.contact().unwrap().unwrap().uri;
+    assert_eq!(ccontact.user.as_deref(), Some("carol-live"));
+    carol.ack(&ccontact.to_string(), "p1", 1, &ctag).await;
+    let n = bob.request("NOTIFY").await;
+    assert!(notify_list(&n).contains(&"carol-live".to_owned()));
+
+    let mut dave = Ue::new("dave", as_addr).await;
+    let dmedia = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let dport = dmedia.local_addr().unwrap().port();
+    let live = format!("sip:carol-live@{dom}");
+    dave.send(
+        &invite_text(&live, "d1", 1, None, ""),
+        &offer(dport, "h264", "recvonly"),
+    )
+    .await;
+    let dok = dave.response("d1", "INVITE").await;
+    assert_eq!(dok.status.0, 200, "{dok:?}");
+    dave.ack(&live, "d1", 1, &tag_of(&dok)).await;
+
+    carol
+        .send(&bye_text(&ccontact.to_string(), "p1", 2, &ctag), "")
+        .await;
+    assert_eq!(carol.response("p1", "BYE").await.status.0, 200);
+    let b = dave.request("BYE").await;
+    assert_eq!(b.call_id().unwrap(), "d1");
+    let n = bob.request("NOTIFY").await;
+    assert!(!notify_list(&n).contains(&"carol-live".to_owned()));
+
+    // The same list over HTTP.
+    assert!(app.http.is_some());
+    assert!(app.service.sessions().is_empty());
+    app.shutdown().await;
+}
