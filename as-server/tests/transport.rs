@@ -624,3 +624,25 @@ async fn shutdown_stops_serving() {
     assert!(r.is_err(), "stopped endpoint refuses to send");
     drop(silent);
 }
+
+/// Timer E/F through the real driver in paused tokio time: 32 s of retransmissions take no
+/// wall-clock time.
+#[tokio::test(start_paused = true)]
+async fn paused_time_timer_f_with_default_timers() {
+    let (ep, _rx) = SipEndpoint::bind(loopback_config()).await.unwrap();
+    let (silent, silent_addr) = udp_client().await;
+    let start = tokio::time::Instant::now();
+    let resp = ep
+        .send_request(notify_to(silent_addr), silent_addr, Transport::Udp)
+        .await
+        .unwrap();
+    assert_eq!(resp.status.0, 408);
+    assert_eq!(tokio::time::Instant::now() - start, Duration::from_secs(32));
+    // E fired at 0.5, 1.5, 3.5, 7.5, 11.5 ... 31.5: 11 copies reached the silent peer.
+    let mut buf = vec![0u8; 65_535];
+    let mut copies = 0;
+    while silent.try_recv_from(&mut buf).is_ok() {
+        copies += 1;
+    }
+    assert_eq!(copies, 11);
+}

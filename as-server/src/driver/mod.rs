@@ -21,8 +21,12 @@ pub mod transport;
 use std::time::Instant;
 
 /// The current time, fed to the sans-IO cores. The one place the SIP driver reads the clock.
+///
+/// It reads tokio's clock (the system's monotonic clock, unless a test paused tokio time), so
+/// the deadlines the layer computes and the `sleep_until` that waits for them share one clock
+/// and driver tests can run a 32 s timer in paused time.
 #[expect(clippy::disallowed_methods)]
 #[must_use]
 pub fn now() -> Instant {
-    Instant::now()
+    tokio::time::Instant::now().into_std()
 }
