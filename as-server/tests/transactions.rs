@@ -1220,3 +1220,56 @@ fn many_transactions_keep_timeouts_ordered() {
     assert!(l.is_empty());
     assert_eq!(l.poll_timeout(), None);
 }
+
+#[test]
+fn timer_d_is_zero_on_tcp() {
+    let start = t0();
+    let mut l = TransactionLayer::default();
+    let req = request(Method::INVITE, Transport::Tcp);
+    let id = l
+        .send_request(start, req.clone(), addr(UAS), Transport::Tcp)
+        .unwrap();
+    let _ = drain_tx(&mut l);
+    l.handle_message(
+        start + ms(5),
+        addr(UAS),
+        Transport::Tcp,
+        Message::Response(response(&req, 404, "Not Found")),
+    );
+    assert_eq!(
+        drain_tx(&mut l)
+            .iter()
+            .filter_map(method_of)
+            .collect::<Vec<_>>(),
+        vec![Method::ACK]
+    );
+    assert_eq!(l.poll_timeout(), Some(start + ms(5)));
+    l.handle_timeout(start + ms(5));
+    assert!(l.state(id).is_none(), "timer D is zero on TCP");
+}
+
+#[test]
+fn zero_t1_is_clamped_and_cannot_hang() {
+    let cfg = TimerConfig {
+        t1: Duration::ZERO,
+        t2: Duration::ZERO,
+        ..TimerConfig::default()
+    };
+    let start = t0();
+    let mut l = TransactionLayer::new(cfg);
+    assert_eq!(l.config().t1, ms(1));
+    l.send_request(
+        start,
+        request(Method::OPTIONS, Transport::Udp),
+        addr(UAS),
+        Transport::Udp,
+    )
+    .unwrap();
+    let sent = run_alone(&mut l, start, start + Duration::from_secs(1));
+    // E capped at T2 = T1 = 1 ms until F = 64 ms.
+    assert!(sent.len() < 100, "{}", sent.len());
+    assert!(matches!(
+        drain_ev(&mut l).as_slice(),
+        [Event::Timeout { .. }]
+    ));
+}

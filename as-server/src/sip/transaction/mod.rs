@@ -345,11 +345,12 @@ impl Default for TransactionLayer {
 }
 
 impl TransactionLayer {
-    /// A layer with these timer values.
+    /// A layer with these timer values (T1 of at least 1 ms, T2 >= T1, T4 >= 0: a zero T1
+    /// would re-arm timers at the same instant forever).
     #[must_use]
     pub fn new(config: TimerConfig) -> Self {
         Self {
-            config,
+            config: config.sanitized(),
             next_id: 1,
             transactions: HashMap::new(),
             server_keys: HashMap::new(),

@@ -148,6 +148,17 @@ impl Default for TimerConfig {
 }
 
 impl TimerConfig {
+    /// The configuration with T1 of at least 1 ms and T2 at least T1.
+    #[must_use]
+    pub fn sanitized(self) -> Self {
+        let t1 = self.t1.max(Duration::from_millis(1));
+        Self {
+            t1,
+            t2: self.t2.max(t1),
+            ..self
+        }
+    }
+
     /// 64*T1: timers B, F, H, J, L, M.
     #[must_use]
     pub fn t1x64(&self) -> Duration {
