@@ -12,7 +12,7 @@ use as_server::service::channel_list::ChannelEntry;
 use as_server::sip::transaction::Transport;
 use as_server::sip::{HeaderName, Message, Request, Response};
 use tokio::net::UdpSocket;
-use tokio::time::{timeout, Instant};
+use tokio::time::timeout;
 
 fn config() -> Config {
     let mut c = Config::default();
@@ -107,51 +107,54 @@ impl Ue {
     /// The final response for `call_id`/`method` (provisionals and unrelated retransmissions
     /// skipped, requests from the AS queued).
     async fn response(&mut self, call_id: &str, method: &str) -> Response {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let m = self
-                .recv(left)
-                .await
-                .unwrap_or_else(|| panic!("no response to {method} {call_id}"));
-            match m {
-                Message::Response(r) => {
-                    let cseq = r.cseq().unwrap();
-                    if r.call_id().unwrap() == call_id
-                        && cseq.method.as_str() == method
-                        && r.status.is_final()
-                    {
-                        return r;
+        let wait = async {
+            loop {
+                let m = self.recv(Duration::from_secs(5)).await?;
+                match m {
+                    Message::Response(r) => {
+                        let cseq = r.cseq().unwrap();
+                        if r.call_id().unwrap() == call_id
+                            && cseq.method.as_str() == method
+                            && r.status.is_final()
+                        {
+                            return Some(r);
+                        }
                     }
+                    Message::Request(q) => self.requests.push_back(q),
                 }
-                Message::Request(q) => self.requests.push_back(q),
             }
-        }
+        };
+        timeout(Duration::from_secs(5), wait)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("no response to {method} {call_id}"))
     }
 
     /// The next request from the AS with `method` (answered 200 OK).
     async fn request(&mut self, method: &str) -> Request {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Some(i) = self
-                .requests
-                .iter()
-                .position(|r| r.method.as_str() == method)
-            {
-                let r = self.requests.remove(i).unwrap();
-                self.answer(&r).await;
-                return r;
+        let wait = async {
+            loop {
+                if let Some(i) = self
+                    .requests
+                    .iter()
+                    .position(|r| r.method.as_str() == method)
+                {
+                    return self.requests.remove(i);
+                }
+                match self.recv(Duration::from_secs(5)).await? {
+                    Message::Request(q) => self.requests.push_back(q),
+                    Message::Response(_) => {}
+                }
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self
-                .recv(left)
-                .await
-                .unwrap_or_else(|| panic!("no {method} from the AS"))
-            {
-                Message::Request(q) => self.requests.push_back(q),
-                Message::Response(_) => {}
-            }
-        }
+        };
+        let r = timeout(Duration::from_secs(5), wait)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("no {method} from the AS"));
+        self.answer(&r).await;
+        r
     }
 
     async fn answer(&self, req: &Request) {
