@@ -646,3 +646,31 @@ async fn paused_time_timer_f_with_default_timers() {
     }
     assert_eq!(copies, 11);
 }
+
+#[tokio::test]
+async fn tcp_response_after_the_connection_closed_goes_to_received_and_sent_by_port() {
+    let (ep, mut rx) = SipEndpoint::bind(loopback_config()).await.unwrap();
+    let server = ep.local_addrs().tcp.unwrap();
+    let (held_tx, mut held) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(inc) = rx.recv().await {
+            let _ = held_tx.send(inc);
+        }
+    });
+    // The UE's own listener: its Via sent-by port (RFC 3261 18.2.2).
+    let ue_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sent_by = ue_listener.local_addr().unwrap();
+    let mut conn = TcpStream::connect(server).await.unwrap();
+    conn.write_all(request_text("MESSAGE", "TCP", sent_by, "rc1", "c-rc").as_bytes())
+        .await
+        .unwrap();
+    let inc = timeout(WAIT, held.recv()).await.unwrap().unwrap();
+    drop(conn);
+    // Let the endpoint see the close (not a timing assertion: only a head start).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let busy = Response::for_request(&inc.request, StatusCode(486), "Busy Here").with_to_tag("x");
+    inc.respond(busy);
+    let (mut back, _) = timeout(WAIT, ue_listener.accept()).await.unwrap().unwrap();
+    let got = read_messages(&mut back, 1).await;
+    assert_eq!(statuses(&got), vec![486]);
+}

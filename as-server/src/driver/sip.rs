@@ -661,9 +661,16 @@ impl Loop {
                 }
             }
             Transport::Tcp | Transport::Tls => {
-                let key = (t.transport, t.destination);
+                let mut key = (t.transport, t.destination);
                 if !self.conns.contains_key(&key) {
-                    self.open_connection(t.transport, t.destination);
+                    //= RFC 3261 18.2.2: the request's connection is gone: connect to the
+                    //= received address and sent-by port instead.
+                    if let Some(alt) = t.reconnect {
+                        key = (t.transport, alt);
+                    }
+                    if !self.conns.contains_key(&key) {
+                        self.open_connection(key.0, key.1);
+                    }
                 }
                 let Some(conn) = self.conns.get(&key) else {
                     if let Some(id) = t.transaction {

@@ -64,7 +64,7 @@ pub(crate) struct Wire {
 
 impl Wire {
     fn send(&self, id: TransactionId, bytes: Bytes, out: &mut Outbox) {
-        out.transmit(id, self.transport, self.destination, bytes);
+        out.transmit(id, self.transport, self.destination, bytes, None);
     }
 }
 

@@ -43,7 +43,7 @@ use bytes::Bytes;
 pub use client::{build_cancel, build_non_2xx_ack, InviteClientState, NonInviteClientState};
 pub use server::{InviteServerState, NonInviteServerState};
 pub use timer::{Timer, TimerConfig, TimerTable};
-pub use via::{response_destination, TopVia};
+pub use via::{reconnect_destination, response_destination, TopVia};
 
 use client::{CancelState, InviteClient, NonInviteClient, Wire};
 use server::{InviteServer, NonInviteServer, ReplyPath};
@@ -121,6 +121,10 @@ pub struct Transmit {
     pub contents: Bytes,
     /// The transaction that sent it, to report a transport error back; `None` for stateless.
     pub transaction: Option<TransactionId>,
+    /// For a response on TCP/TLS: where to open a new connection when the one to
+    /// `destination` has closed (RFC 3261 18.2.2: the `received` address and the sent-by
+    /// port). `None` otherwise.
+    pub reconnect: Option<SocketAddr>,
 }
 
 /// What the layer tells the transaction user.
@@ -226,12 +230,14 @@ impl Outbox {
         transport: Transport,
         destination: SocketAddr,
         contents: Bytes,
+        reconnect: Option<SocketAddr>,
     ) {
         self.transmits.push_back(Transmit {
             transport,
             destination,
             contents,
             transaction: Some(id),
+            reconnect,
         });
     }
 
@@ -511,6 +517,7 @@ impl TransactionLayer {
             destination,
             contents: Bytes::from(message.to_bytes()),
             transaction: None,
+            reconnect: None,
         });
     }
 
@@ -686,6 +693,7 @@ impl TransactionLayer {
         let reply = ReplyPath {
             destination: response_destination(&via, source, transport),
             transport,
+            reconnect: via::reconnect_destination(&via, source, transport),
         };
         let key = server_key(&request, &via);
         let cfg = self.config;

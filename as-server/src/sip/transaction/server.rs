@@ -48,11 +48,12 @@ pub enum NonInviteServerState {
 pub(crate) struct ReplyPath {
     pub(crate) destination: SocketAddr,
     pub(crate) transport: Transport,
+    pub(crate) reconnect: Option<SocketAddr>,
 }
 
 impl ReplyPath {
     fn send(&self, id: TransactionId, bytes: Bytes, out: &mut Outbox) {
-        out.transmit(id, self.transport, self.destination, bytes);
+        out.transmit(id, self.transport, self.destination, bytes, self.reconnect);
     }
 }
 

@@ -232,6 +232,27 @@ pub fn response_destination(via: &TopVia, source: SocketAddr, transport: Transpo
     SocketAddr::new(ip, port)
 }
 
+/// On TCP/TLS, where to open a new connection for a response when the request's connection
+/// has closed (RFC 3261 18.2.2): the `received` address (or the source) and the sent-by port
+/// (default 5060, 5061 for TLS). `None` on UDP or when that is the source address itself.
+#[must_use]
+pub fn reconnect_destination(
+    via: &TopVia,
+    source: SocketAddr,
+    transport: Transport,
+) -> Option<SocketAddr> {
+    if !transport.is_reliable() {
+        return None;
+    }
+    let ip = via
+        .received
+        .as_deref()
+        .and_then(|r| r.parse::<IpAddr>().ok())
+        .unwrap_or(source.ip());
+    let addr = SocketAddr::new(ip, via.port.unwrap_or(transport.default_port()));
+    (addr != source).then_some(addr)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,5 +286,10 @@ mod tests {
         v.received = Some("198.51.100.7".into());
         assert_eq!(response_destination(&v, src, Transport::Udp), src);
         assert_eq!(response_destination(&v, src, Transport::Tcp), src);
+        assert_eq!(reconnect_destination(&v, src, Transport::Udp), None);
+        assert_eq!(
+            reconnect_destination(&v, src, Transport::Tcp),
+            Some("198.51.100.7:5062".parse().unwrap())
+        );
     }
 }
