@@ -23,10 +23,14 @@ struct Harness {
 }
 
 async fn harness(max_sessions: usize) -> Harness {
+    harness_with(max_sessions, RelayConfig::default()).await
+}
+
+async fn harness_with(max_sessions: usize, relay: RelayConfig) -> Harness {
     let store = as_server::store::Store::connect("sqlite::memory:")
         .await
         .unwrap();
-    let relay = Relay::spawn(RelayConfig::default()).unwrap();
+    let relay = Relay::spawn(relay).unwrap();
     let (tx, sent) = mpsc::unbounded_channel();
     let client = SipClient::new(move |req: Request, _dest, _t| {
         let resp = Response::for_request(&req, StatusCode::OK, "OK");
@@ -616,4 +620,54 @@ async fn operator_api() {
     assert_eq!(st, 200);
     assert!(body.contains("as_sessions_active 0"), "{body}");
     assert!(body.contains("relay_packets_in_total"), "{body}");
+}
+
+#[tokio::test]
+async fn vanished_viewer_session_is_reaped() {
+    let relay = RelayConfig {
+        viewer_timeout: Some(Duration::from_millis(500)),
+        ..RelayConfig::default()
+    };
+    let mut h = harness_with(100, relay).await;
+    let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = rtp.local_addr().unwrap().port();
+    let ok = call(
+        &h.svc,
+        invite("news", "gone", 1, None, &sdp(port, "h264"), ""),
+    )
+    .await;
+    assert_eq!(ok.status.0, 200);
+    let first = recv_rtp(&rtp).await.unwrap();
+    let (_, ssrc) = rtp_seq(&first);
+    // One RTCP RR about the stream to the relay's RTCP port (the `a=rtcp` of the answer)...
+    let answer = String::from_utf8(ok.body.to_vec()).unwrap();
+    let rtcp_port: u16 = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("a=rtcp:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .expect("a=rtcp in the answer");
+    let mut rr = vec![0x81, 201, 0, 7, 0, 0, 0, 42];
+    rr.extend_from_slice(&ssrc.to_be_bytes());
+    rr.extend_from_slice(&[0; 20]);
+    rtp.send_to(&rr, ("127.0.0.1", rtcp_port)).await.unwrap();
+    // ...then the viewer vanishes without BYE: the relay drops it after its RTCP timeout.
+    drop(rtp);
+    assert_eq!(h.svc.sessions().len(), 1);
+    let mut reaped = 0;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        reaped += h.svc.reap_dropped_viewers().await;
+        if reaped > 0 {
+            break;
+        }
+    }
+    assert_eq!(reaped, 1, "the session of the vanished viewer ends");
+    assert!(h.svc.sessions().is_empty());
+    let bye = timeout(Duration::from_secs(5), h.sent.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(bye.method.as_str(), "BYE");
+    assert_eq!(bye.call_id().unwrap(), "gone");
 }

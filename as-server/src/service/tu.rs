@@ -143,6 +143,7 @@ struct Inner {
     state: Mutex<State>,
     next_viewer: AtomicU64,
     next_tag: AtomicU64,
+    ticks: AtomicU64,
     sdp_session: u64,
 }
 
@@ -196,6 +197,7 @@ impl Service {
                 metrics: Metrics::default(),
                 next_viewer: AtomicU64::new(1),
                 next_tag: AtomicU64::new(seed),
+                ticks: AtomicU64::new(0),
                 sdp_session: (seed >> 1) & 0x7fff_ffff_ffff,
             }),
         }
@@ -1139,8 +1141,51 @@ impl Service {
         }
     }
 
-    /// Periodic housekeeping: expired registrations and subscriptions (final NOTIFYs).
+    /// Ends the sessions whose viewer the relay dropped by itself (it vanished: ICMP
+    /// unreachable, RTCP silence, RTCP BYE): the session row ends, the slot is freed and the
+    /// UE gets a BYE. Returns how many.
+    pub async fn reap_dropped_viewers(&self) -> usize {
+        let snapshot: Vec<(DialogKey, ViewerId)> = self
+            .state()
+            .sessions
+            .iter()
+            .filter_map(|(k, s)| match s.role {
+                Role::Viewer { viewer, .. } => Some((k.clone(), viewer)),
+                Role::Owner { .. } => None,
+            })
+            .collect();
+        if snapshot.is_empty() {
+            return 0;
+        }
+        let Ok(stats) = self.inner.relay.stats().await else {
+            return 0;
+        };
+        let live: std::collections::HashSet<ViewerId> =
+            stats.viewers.iter().map(|v| v.viewer).collect();
+        let mut n = 0;
+        for (key, viewer) in snapshot {
+            if live.contains(&viewer) {
+                continue;
+            }
+            let removed = self.state().sessions.remove(&key);
+            if let Some(s) = removed {
+                n += 1;
+                self.inner.admission.release();
+                let channel = s.channel().to_owned();
+                info!(%viewer, %channel, call_id = %key.call_id, "viewer dropped by the relay: session ended");
+                self.end_row(s.store_id).await;
+                self.send_bye(s.dialog, &channel);
+            }
+        }
+        n
+    }
+
+    /// Periodic housekeeping (call about once a second): expired registrations and
+    /// subscriptions (final NOTIFYs); every 5th call, sessions of viewers the relay dropped.
     pub async fn tick(&self) {
+        if self.inner.ticks.fetch_add(1, Ordering::Relaxed) % 5 == 4 {
+            self.reap_dropped_viewers().await;
+        }
         let (t, _) = now();
         let ended = {
             let mut st = self.state();
