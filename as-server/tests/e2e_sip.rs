@@ -442,7 +442,63 @@ async fn e2e_sip() {
     assert!(!notify_list(&n).contains(&"carol-live".to_owned()));
 
     // The same list over HTTP.
-    assert!(app.http.is_some());
+    let (status, body) = http_get(app.http.unwrap(), "/api/channels").await;
+    assert_eq!(status, 200);
+    let start = body.find('[').unwrap();
+    let end = body.rfind(']').unwrap();
+    let list: Vec<ChannelEntry> = serde_json::from_str(&body[start..=end]).unwrap();
+    assert_eq!(
+        list.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        ["news", "sport"]
+    );
+
+    // OPTIONS over TCP too.
+    let tcp = app.sip_addr(Transport::Tcp).unwrap();
+    let mut s = tokio::net::TcpStream::connect(tcp).await.unwrap();
+    let local = s.local_addr().unwrap();
+    let opt = format!(
+        "OPTIONS sip:{dom} SIP/2.0\r\nVia: SIP/2.0/TCP {local};branch=z9hG4bKtcp1\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:t@{dom}>;tag=t1\r\nTo: <sip:{dom}>\r\n\
+         Call-ID: tcp1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    );
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        s.write_all(opt.as_bytes()).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let mut got = Vec::new();
+        let resp = loop {
+            let n = timeout(Duration::from_secs(5), s.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0, "connection closed");
+            got.extend_from_slice(&buf[..n]);
+            if let Ok(Some(len)) = as_server::sip::frame_len(&got) {
+                break Message::parse_stream(&got[..len]).unwrap();
+            }
+        };
+        assert_eq!(resp.as_response().unwrap().status.0, 200);
+    }
     assert!(app.service.sessions().is_empty());
     app.shutdown().await;
+}
+
+/// `GET path` over HTTP/1.1; (status, raw body).
+async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text[9..12].parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
 }
