@@ -1273,3 +1273,56 @@ fn zero_t1_is_clamped_and_cannot_hang() {
         [Event::Timeout { .. }]
     ));
 }
+
+/// Throughput of the layer alone (no sockets): `cargo test --release --test transactions --
+/// --ignored --nocapture throughput`. Prints numbers, asserts only correctness.
+#[test]
+#[ignore = "measurement; run by hand in release"]
+fn throughput() {
+    const N: usize = 100_000;
+    let invites: Vec<Request> = (0..N)
+        .map(|_| request(Method::INVITE, Transport::Udp))
+        .collect();
+    let bytes: Vec<Vec<u8>> = invites.iter().map(Request::to_bytes).collect();
+    let start = t0();
+    let mut l = TransactionLayer::default();
+    let mut sent = 0usize;
+    for (i, b) in bytes.iter().enumerate() {
+        let now = start + Duration::from_micros(i as u64);
+        let Message::Request(req) = Message::parse(b).unwrap() else {
+            unreachable!()
+        };
+        l.handle_message(now, addr(UAC), Transport::Udp, Message::Request(req));
+        while let Some(ev) = l.poll_event() {
+            if let Event::Request {
+                id: Some(id),
+                request,
+                ..
+            } = ev
+            {
+                let ok =
+                    Response::for_request(&request, StatusCode(486), "Busy Here").with_to_tag("t");
+                l.respond(now, id, ok).unwrap();
+            }
+        }
+        while l.poll_transmit().is_some() {
+            sent += 1;
+        }
+    }
+    l.handle_timeout(start + Duration::from_secs(100));
+    while l.poll_transmit().is_some() {
+        sent += 1;
+    }
+    let elapsed = wall_elapsed(start);
+    assert!(l.is_empty());
+    assert!(sent >= 2 * N);
+    println!(
+        "{N} INVITE server transactions (parse + 100 + 486 + G retransmits + H) in {elapsed:?}: {:.0}/s",
+        N as f64 / elapsed.as_secs_f64()
+    );
+}
+
+#[expect(clippy::disallowed_methods)]
+fn wall_elapsed(since: Instant) -> Duration {
+    Instant::now() - since
+}

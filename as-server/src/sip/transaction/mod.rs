@@ -337,6 +337,8 @@ pub struct TransactionLayer {
     transactions: HashMap<TransactionId, Transaction>,
     server_keys: HashMap<ServerKey, TransactionId>,
     client_keys: HashMap<ClientKey, TransactionId>,
+    /// The key of each client transaction, to unfile it in O(1).
+    client_ids: HashMap<TransactionId, ClientKey>,
     accepted: HashMap<DialogAckKey, TransactionId>,
     /// (deadline, transaction) for every transaction with an armed timer.
     deadlines: BTreeSet<(Instant, TransactionId)>,
@@ -361,6 +363,7 @@ impl TransactionLayer {
             transactions: HashMap::new(),
             server_keys: HashMap::new(),
             client_keys: HashMap::new(),
+            client_ids: HashMap::new(),
             accepted: HashMap::new(),
             deadlines: BTreeSet::new(),
             scheduled: HashMap::new(),
@@ -442,11 +445,10 @@ impl TransactionLayer {
             self.deadlines.remove(&(old, id));
         }
         match self.transactions.remove(&id) {
-            Some(Transaction::InviteClient(t)) => {
-                self.client_keys.retain(|_, v| *v != t.id);
-            }
-            Some(Transaction::NonInviteClient(t)) => {
-                self.client_keys.retain(|_, v| *v != t.id);
+            Some(Transaction::InviteClient(_) | Transaction::NonInviteClient(_)) => {
+                if let Some(key) = self.client_ids.remove(&id) {
+                    self.client_keys.remove(&key);
+                }
             }
             Some(Transaction::InviteServer { key, ack_key, .. }) => {
                 self.server_keys.remove(&key);
@@ -563,7 +565,8 @@ impl TransactionLayer {
             Transaction::NonInviteClient(NonInviteClient::start(id, wire, now, &cfg, &mut self.out))
         };
         self.transactions.insert(id, tx);
-        self.client_keys.insert(key, id);
+        self.client_keys.insert(key.clone(), id);
+        self.client_ids.insert(id, key);
         self.reschedule(id);
         Ok(id)
     }
