@@ -674,3 +674,100 @@ async fn tcp_response_after_the_connection_closed_goes_to_received_and_sent_by_p
     let got = read_messages(&mut back, 1).await;
     assert_eq!(statuses(&got), vec![486]);
 }
+
+/// Two endpoints over UDP: B (a UE built on the same stack) INVITEs A (the AS); A makes a UAS
+/// dialog and answers 200; B ACKs end to end; A later sends BYE from its dialog, B answers.
+#[tokio::test]
+async fn endpoint_to_endpoint_dialog_invite_ack_and_uas_bye() {
+    use as_server::sip::dialog::{self, Dialog};
+
+    let (as_ep, mut as_rx) = SipEndpoint::bind(loopback_config()).await.unwrap();
+    let (ue_ep, mut ue_rx) = SipEndpoint::bind(loopback_config()).await.unwrap();
+    let as_addr = as_ep.local_addrs().udp.unwrap();
+    let ue_addr = ue_ep.local_addrs().udp.unwrap();
+
+    // AS: answers the INVITE with a dialog, reports the dialog and the ACK.
+    let (dlg_tx, mut dlg_rx) = mpsc::unbounded_channel();
+    let (ack_tx, mut ack_rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(inc) = as_rx.recv().await {
+            if inc.request.method == Method::INVITE {
+                let ok = dialog::uas_response(
+                    &inc.request,
+                    StatusCode(200),
+                    "OK",
+                    &dialog::new_tag(),
+                    &format!("<sip:news@{as_addr}>"),
+                );
+                let d = Dialog::uas(&inc.request, &ok, false).unwrap();
+                inc.respond(ok);
+                let _ = dlg_tx.send(d);
+            } else if inc.request.method == Method::ACK {
+                let _ = ack_tx.send(inc.request.clone());
+            }
+        }
+    });
+    // UE: answers BYE 200.
+    let (bye_tx, mut bye_rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(inc) = ue_rx.recv().await {
+            if inc.request.method == Method::BYE {
+                let _ = bye_tx.send(inc.request.clone());
+                let ok = Response::for_request(&inc.request, StatusCode(200), "OK");
+                inc.respond(ok);
+            }
+        }
+    });
+
+    let mut invite = Request::new(
+        Method::INVITE,
+        Uri::parse(&format!("sip:news@{as_addr}")).unwrap(),
+    );
+    invite
+        .headers
+        .push(HeaderName::FROM, "<sip:ue@127.0.0.1>;tag=ue-tag");
+    invite.headers.push(HeaderName::TO, "<sip:news@127.0.0.1>");
+    invite.headers.push(HeaderName::CALL_ID, "e2e-dialog-1");
+    invite.headers.push(HeaderName::CSEQ, "7 INVITE");
+    invite
+        .headers
+        .push(HeaderName::CONTACT, format!("<sip:ue@{ue_addr}>"));
+    let ok = timeout(
+        WAIT,
+        ue_ep.send_request(invite.clone(), as_addr, Transport::Udp),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(ok.status.0, 200);
+
+    // UE side: UAC dialog, ACK to the remote target (the AS's Contact).
+    let Dialog::Confirmed(ue_dialog) = Dialog::uac(&invite, &ok, false).unwrap() else {
+        panic!("2xx confirms")
+    };
+    let (ack_dest, ack_transport) = ue_dialog.core.next_hop().unwrap();
+    assert_eq!(ack_dest, as_addr);
+    ue_ep
+        .send_stateless(Message::Request(ue_dialog.ack(7)), ack_dest, ack_transport)
+        .unwrap();
+    let ack = timeout(WAIT, ack_rx.recv()).await.unwrap().unwrap();
+    assert_eq!(ack.cseq().unwrap().seq, 7);
+
+    // AS side: BYE from the UAS dialog to the UE's Contact.
+    let Dialog::Confirmed(as_dialog) = timeout(WAIT, dlg_rx.recv()).await.unwrap().unwrap() else {
+        panic!("2xx confirms")
+    };
+    assert_eq!(as_dialog.core.id.remote_tag, "ue-tag");
+    let (dest, transport) = as_dialog.core.next_hop().unwrap();
+    assert_eq!(dest, ue_addr);
+    let (bye, ended) = as_dialog.bye();
+    let resp = timeout(WAIT, as_ep.send_request(bye, dest, transport))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status.0, 200);
+    assert_eq!(ended.id.call_id, "e2e-dialog-1");
+    let got = timeout(WAIT, bye_rx.recv()).await.unwrap().unwrap();
+    assert_eq!(got.to().unwrap().tag(), Some("ue-tag"));
+    assert_eq!(got.call_id().unwrap(), "e2e-dialog-1");
+}

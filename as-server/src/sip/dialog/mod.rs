@@ -13,7 +13,10 @@
 //! The transaction layer does not know dialogs: the TU (the service) keeps them, fed by the
 //! requests the endpoint hands it. Via is added by the endpoint when it sends.
 
-use crate::sip::{HeaderName, Method, Request, Response, StatusCode, Uri};
+use std::net::{IpAddr, SocketAddr};
+
+use crate::sip::transaction::Transport;
+use crate::sip::{HeaderName, Host, Method, Request, Response, Scheme, StatusCode, Uri};
 
 /// Errors of dialog handling (peer misbehaviour or caller misuse).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -220,6 +223,17 @@ impl DialogCore {
         })
     }
 
+    /// The next hop of an in-dialog request (RFC 3261 12.2.1.1 with 8.1.2): the first route
+    /// when there is a route set, else the remote target; `None` when that host is not an IP
+    /// literal.
+    #[must_use]
+    pub fn next_hop(&self) -> Option<(SocketAddr, Transport)> {
+        match self.route_set.first() {
+            Some(r) => uri_destination(&route_uri(r)?),
+            None => uri_destination(&self.remote_target),
+        }
+    }
+
     /// Whether `request` belongs to this dialog (Call-ID and both tags, 12.2.2).
     #[must_use]
     pub fn matches(&self, request: &Request) -> bool {
@@ -294,6 +308,25 @@ impl DialogCore {
         }
         req
     }
+}
+
+/// Where a request to `uri` goes when its host is an IP literal (RFC 3263 resolution of
+/// host names is not done here): the address (port from the URI, else 5060 / 5061 for TLS)
+/// and the transport (`;transport=` parameter, `sips:` meaning TLS, else UDP).
+#[must_use]
+pub fn uri_destination(uri: &Uri) -> Option<(SocketAddr, Transport)> {
+    let ip: IpAddr = match &uri.host {
+        Host::Ipv4(a) => (*a).into(),
+        Host::Ipv6(a) => (*a).into(),
+        Host::Domain(d) => d.parse().ok()?,
+    };
+    let transport = match uri.param("transport").flatten() {
+        _ if uri.scheme == Scheme::Sips => Transport::Tls,
+        Some(t) => Transport::from_via_token(t)?,
+        None => Transport::Udp,
+    };
+    let port = uri.port.unwrap_or(transport.default_port());
+    Some((SocketAddr::new(ip, port), transport))
 }
 
 /// Target refresh requests (RFC 3261 12.2, RFC 3311, RFC 6665 4.1.2.4 / 4.2.1.2).

@@ -313,3 +313,25 @@ fn uac_dialog_reverses_record_route_and_acks_2xx() {
     assert_eq!(ack.uri.to_string(), "sip:peer@203.0.113.4");
     assert_eq!(d.core.local_seq, Some(4711), "ACK does not consume a CSeq");
 }
+
+#[test]
+fn next_hop_from_route_set_or_remote_target() {
+    let mut d = confirmed();
+    // First route is a host name: no resolution here.
+    assert_eq!(d.core.next_hop(), None);
+    d.core.route_set.clear();
+    assert_eq!(
+        d.core.next_hop(),
+        Some(("192.0.2.10:5062".parse().unwrap(), Transport::Udp))
+    );
+    d.core.route_set = vec!["<sip:198.51.100.1:5070;lr;transport=tcp>".into()];
+    assert_eq!(
+        d.core.next_hop(),
+        Some(("198.51.100.1:5070".parse().unwrap(), Transport::Tcp))
+    );
+    let sips = Uri::parse("sips:bob@[2001:db8::1]").unwrap();
+    assert_eq!(
+        uri_destination(&sips),
+        Some(("[2001:db8::1]:5061".parse().unwrap(), Transport::Tls))
+    );
+}
