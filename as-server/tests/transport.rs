@@ -771,3 +771,33 @@ async fn endpoint_to_endpoint_dialog_invite_ack_and_uas_bye() {
     assert_eq!(got.to().unwrap().tag(), Some("ue-tag"));
     assert_eq!(got.call_id().unwrap(), "e2e-dialog-1");
 }
+
+#[tokio::test]
+async fn send_request_reconnects_after_the_peer_closed_the_connection() {
+    let (ep, _rx) = SipEndpoint::bind(loopback_config()).await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ue_addr = listener.local_addr().unwrap();
+    let ue = tokio::spawn(async move {
+        // One request per connection, then close.
+        for _ in 0..2 {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let Message::Request(req) = read_messages(&mut s, 1).await.remove(0) else {
+                panic!()
+            };
+            let resp = Response::for_request(&req, StatusCode(200), "OK");
+            s.write_all(&resp.to_bytes()).await.unwrap();
+            s.shutdown().await.unwrap();
+        }
+    });
+    for _ in 0..2 {
+        let resp = timeout(
+            WAIT,
+            ep.send_request(notify_to(ue_addr), ue_addr, Transport::Tcp),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(resp.status.0, 200);
+    }
+    timeout(WAIT, ue).await.unwrap().unwrap();
+}

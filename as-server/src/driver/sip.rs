@@ -661,32 +661,54 @@ impl Loop {
                 }
             }
             Transport::Tcp | Transport::Tls => {
-                let mut key = (t.transport, t.destination);
-                if !self.conns.contains_key(&key) {
-                    //= RFC 3261 18.2.2: the request's connection is gone: connect to the
-                    //= received address and sent-by port instead.
-                    if let Some(alt) = t.reconnect {
-                        key = (t.transport, alt);
-                    }
-                    if !self.conns.contains_key(&key) {
-                        self.open_connection(key.0, key.1);
+                let mut item = (t.contents, t.transaction);
+                // Two tries: a connection whose task just ended (its Closed event not yet
+                // seen) is replaced by a new one.
+                for _ in 0..2 {
+                    let Some(key) = self.stream_for(t.transport, t.destination, t.reconnect) else {
+                        break;
+                    };
+                    let Some(conn) = self.conns.get(&key) else {
+                        break;
+                    };
+                    match conn.writer.try_send(item) {
+                        Ok(()) => return,
+                        Err(mpsc::error::TrySendError::Closed(back)) => {
+                            self.conns.remove(&key);
+                            item = back;
+                        }
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            // A stalled peer: never block the loop on one connection.
+                            tracing::debug!(dest = %t.destination, "connection queue full");
+                            break;
+                        }
                     }
                 }
-                let Some(conn) = self.conns.get(&key) else {
-                    if let Some(id) = t.transaction {
-                        self.layer.handle_transport_error(id);
-                    }
-                    return;
-                };
-                if conn.writer.try_send((t.contents, t.transaction)).is_err() {
-                    // Full (a stalled peer) or closed: never block the loop on one peer.
-                    tracing::debug!(dest = %t.destination, "connection queue full or closed");
-                    if let Some(id) = t.transaction {
-                        self.layer.handle_transport_error(id);
-                    }
+                if let Some(id) = t.transaction {
+                    self.layer.handle_transport_error(id);
                 }
             }
         }
+    }
+
+    /// The connection to use for `destination`, opened if needed. For a response whose
+    /// request connection is gone, RFC 3261 18.2.2: connect to the received address and
+    /// sent-by port (`reconnect`) instead.
+    fn stream_for(
+        &mut self,
+        transport: Transport,
+        destination: SocketAddr,
+        reconnect: Option<SocketAddr>,
+    ) -> Option<ConnKey> {
+        let key = (transport, destination);
+        if self.conns.contains_key(&key) {
+            return Some(key);
+        }
+        let key = (transport, reconnect.unwrap_or(destination));
+        if !self.conns.contains_key(&key) {
+            self.open_connection(key.0, key.1);
+        }
+        self.conns.contains_key(&key).then_some(key)
     }
 
     fn open_connection(&mut self, transport: Transport, peer: SocketAddr) {
