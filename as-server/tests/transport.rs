@@ -801,3 +801,46 @@ async fn send_request_reconnects_after_the_peer_closed_the_connection() {
     }
     timeout(WAIT, ue).await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn ipv6_udp_options_and_notify() {
+    let any6: SocketAddr = "[::1]:0".parse().unwrap();
+    let cfg = EndpointConfig {
+        udp: Some(any6),
+        tcp: None,
+        tls: None,
+        ..EndpointConfig::default()
+    };
+    let Ok((ep, rx)) = SipEndpoint::bind(cfg).await else {
+        eprintln!("no IPv6 loopback here: skipped");
+        return;
+    };
+    let _seen = spawn_tu(rx);
+    let server = ep.local_addrs().udp.unwrap();
+    let sock = UdpSocket::bind(any6).await.unwrap();
+    let local = sock.local_addr().unwrap();
+    sock.send_to(
+        request_text("OPTIONS", "UDP", local, "v6", "c-v6").as_bytes(),
+        server,
+    )
+    .await
+    .unwrap();
+    let r = recv_response(&sock).await;
+    assert_eq!(r.status.0, 200);
+    // And a request from the endpoint to an IPv6 peer: its Via names [::1].
+    let mut seen = spawn_udp_ue(sock, 200, 0);
+    let resp = timeout(
+        WAIT,
+        ep.send_request(notify_to(local), local, Transport::Udp),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(resp.status.0, 200);
+    let notify = seen.recv().await.unwrap();
+    assert!(notify
+        .headers
+        .get(&HeaderName::VIA)
+        .unwrap()
+        .contains("[::1]:"));
+}
