@@ -2,7 +2,7 @@
 //! loops, one task per stream connection (inbound or outbound).
 //!
 //! Every task turns bytes into parsed [`Message`]s and sends them to the endpoint loop as
-//! [`NetEvent`]s. Bad input never stops a task: an unparsable request that can be answered
+//! `NetEvent`s. Bad input never stops a task: an unparsable request that can be answered
 //! gets a stateless 400 (the codec's reason phrase) from the task that read it; anything else
 //! is dropped with a log line. A stream that cannot be framed any more (garbage where a
 //! message should start) is answered if possible and closed.

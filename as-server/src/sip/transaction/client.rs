@@ -3,7 +3,7 @@
 //!
 //! Each machine is driven by the [`TransactionLayer`](super::TransactionLayer): `start` sends
 //! the request, `on_response` feeds a matched response, `on_timer` an expired timer. Outputs
-//! (datagrams and TU events) go into the layer's [`Outbox`].
+//! (datagrams and TU events) go into the layer's outbox.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
