@@ -844,3 +844,41 @@ async fn ipv6_udp_options_and_notify() {
         .unwrap()
         .contains("[::1]:"));
 }
+
+/// An INVITE answered 200 whose ACK never comes: after 64*T1 (paused time) the endpoint
+/// reports it so the TU can end the dialog (RFC 3261 13.3.1.4).
+#[tokio::test(start_paused = true)]
+async fn unacknowledged_2xx_is_reported() {
+    let (ep, rx) = SipEndpoint::bind(loopback_config()).await.unwrap();
+    let mut events = ep.events();
+    let _seen = spawn_tu(rx);
+    let server = ep.local_addrs().udp.unwrap();
+    let (sock, local) = udp_client().await;
+    sock.send_to(
+        request_text("INVITE", "UDP", local, "noack", "c-noack").as_bytes(),
+        server,
+    )
+    .await
+    .unwrap();
+    let ev = timeout(Duration::from_secs(60), events.recv())
+        .await
+        .expect("reported within 64*T1")
+        .unwrap();
+    match ev {
+        as_server::driver::sip::EndpointEvent::AckTimeout { invite } => {
+            assert_eq!(invite.call_id().unwrap(), "c-noack");
+        }
+        other => panic!("{other:?}"),
+    }
+    // 100, the 200, and its retransmissions (T1 doubling to T2) reached the UE.
+    let mut buf = vec![0u8; 65_535];
+    let mut oks = 0;
+    while let Ok((n, _)) = sock.try_recv_from(&mut buf) {
+        if let Ok(Message::Response(r)) = Message::parse(&buf[..n]) {
+            if r.status.0 == 200 {
+                oks += 1;
+            }
+        }
+    }
+    assert!(oks >= 5, "2xx retransmitted: {oks}");
+}

@@ -168,7 +168,20 @@ enum Command {
         dest: SocketAddr,
         transport: Transport,
     },
+    Subscribe(mpsc::UnboundedSender<EndpointEvent>),
     Shutdown,
+}
+
+/// What the endpoint reports besides requests (see [`SipEndpoint::events`]).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum EndpointEvent {
+    /// A 2xx to this INVITE was retransmitted for 64*T1 and never ACKed (RFC 3261
+    /// 13.3.1.4): the TU should end the dialog (send BYE, release its resources).
+    AckTimeout {
+        /// The INVITE; its Call-ID, From tag and CSeq name the dialog.
+        invite: Request,
+    },
 }
 
 /// Answers one server transaction; answers by itself when dropped unanswered.
@@ -186,6 +199,7 @@ impl std::fmt::Debug for Command {
             Command::Respond { .. } => "Respond",
             Command::Send { .. } => "Send",
             Command::SendStateless { .. } => "SendStateless",
+            Command::Subscribe(_) => "Subscribe",
             Command::Shutdown => "Shutdown",
         })
     }
@@ -375,6 +389,7 @@ impl SipEndpoint {
             connector,
             local,
             config,
+            events: None,
         };
         tokio::spawn(state.run());
         Ok((
@@ -422,6 +437,14 @@ impl SipEndpoint {
             })
             .map_err(|_| EndpointError::Stopped)?;
         rx.await.map_err(|_| EndpointError::Stopped)?
+    }
+
+    /// Events besides requests (unacknowledged 2xx, ...). A new call replaces the previous
+    /// subscriber.
+    pub fn events(&self) -> mpsc::UnboundedReceiver<EndpointEvent> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let _ = self.shared.cmd.send(Command::Subscribe(tx));
+        rx
     }
 
     /// Stops the endpoint loop and its listeners now (otherwise it stops when the last
@@ -472,6 +495,7 @@ struct Loop {
     connector: Option<TlsConnector>,
     local: LocalAddrs,
     config: EndpointConfig,
+    events: Option<mpsc::UnboundedSender<EndpointEvent>>,
 }
 
 impl Loop {
@@ -569,6 +593,7 @@ impl Loop {
                 }
                 self.layer.send_stateless(&message, dest, transport);
             }
+            Command::Subscribe(tx) => self.events = Some(tx),
             Command::Shutdown => {}
         }
     }
@@ -771,8 +796,13 @@ impl Loop {
                     let _ = reply.send(Ok(response));
                 }
             }
-            Event::AckTimeout { id } => {
-                tracing::warn!(?id, "final response never acknowledged");
+            Event::AckTimeout { id, invite, status } => {
+                tracing::info!(?id, status = status.0, "final response never acknowledged");
+                if status.is_success() {
+                    if let Some(events) = &self.events {
+                        let _ = events.send(EndpointEvent::AckTimeout { invite });
+                    }
+                }
             }
             Event::ServerTransportError { id } => {
                 tracing::debug!(?id, "response could not be sent");

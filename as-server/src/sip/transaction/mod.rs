@@ -182,6 +182,10 @@ pub enum Event {
     AckTimeout {
         /// The server transaction.
         id: TransactionId,
+        /// The INVITE (its Call-ID, tags and CSeq name the dialog).
+        invite: Request,
+        /// The status of the unacknowledged final response.
+        status: StatusCode,
     },
     /// The transport failed while a server transaction sent a response.
     ServerTransportError {

@@ -67,6 +67,8 @@ pub(crate) struct InviteServer {
     pub(crate) timers: TimerTable,
     /// The last response sent (provisional in Proceeding, final afterwards).
     last: Option<Bytes>,
+    /// Status of the final response sent.
+    final_status: Option<StatusCode>,
     /// Current timer G (or 2xx retransmit) interval.
     interval: Duration,
     /// The end-to-end ACK for our 2xx arrived.
@@ -89,6 +91,7 @@ impl InviteServer {
             request,
             timers: TimerTable::default(),
             last: None,
+            final_status: None,
             interval: cfg.t1,
             acked: false,
         };
@@ -176,6 +179,9 @@ impl InviteServer {
         self.reply.send(self.id, bytes.clone(), out);
         self.last = Some(bytes);
         let unreliable = !self.reply.transport.is_reliable();
+        if response.status.is_final() {
+            self.final_status = Some(response.status);
+        }
         if response.status.is_provisional() {
             self.timers.stop(Timer::Trying);
         } else if response.status.is_success() {
@@ -235,7 +241,7 @@ impl InviteServer {
             (InviteServerState::Completed, Timer::H) => {
                 //= RFC 3261 17.2.1: no ACK -> Terminated, inform the TU.
                 self.terminate();
-                out.event(Event::AckTimeout { id: self.id });
+                out.event(self.ack_timeout());
             }
             (InviteServerState::Confirmed, Timer::I) => self.terminate(),
             (InviteServerState::Accepted, Timer::Retransmit2xx) if !self.acked => {
@@ -249,10 +255,18 @@ impl InviteServer {
                 self.terminate();
                 //= RFC 3261 13.3.1.4: no ACK within 64*T1 -> the TU should end the dialog.
                 if !self.acked {
-                    out.event(Event::AckTimeout { id: self.id });
+                    out.event(self.ack_timeout());
                 }
             }
             _ => {}
+        }
+    }
+
+    fn ack_timeout(&self) -> Event {
+        Event::AckTimeout {
+            id: self.id,
+            invite: self.request.clone(),
+            status: self.final_status.unwrap_or(StatusCode(200)),
         }
     }
 
