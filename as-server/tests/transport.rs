@@ -882,3 +882,67 @@ async fn unacknowledged_2xx_is_reported() {
     }
     assert!(oks >= 5, "2xx retransmitted: {oks}");
 }
+
+/// RFC 3261 13.2.2.4: every 2xx retransmission gets the ACK again (the endpoint resends the
+/// TU's ACK; the TU never sees the retransmission).
+#[tokio::test]
+async fn retransmitted_2xx_is_acked_again() {
+    use as_server::sip::dialog::Dialog;
+
+    let (ep, _rx) = SipEndpoint::bind(loopback_config()).await.unwrap();
+    let (uas, uas_addr) = udp_client().await;
+    let peer = tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_535];
+        let (n, from) = uas.recv_from(&mut buf).await.unwrap();
+        let Ok(Message::Request(invite)) = Message::parse(&buf[..n]) else {
+            panic!("INVITE expected")
+        };
+        let mut ok = Response::for_request(&invite, StatusCode(200), "OK").with_to_tag("uas");
+        ok.headers
+            .push(HeaderName::CONTACT, format!("<sip:uas@{uas_addr}>"));
+        let mut acks = 0;
+        for _ in 0..2 {
+            uas.send_to(&ok.to_bytes(), from).await.unwrap();
+            loop {
+                let (n, _) = uas.recv_from(&mut buf).await.unwrap();
+                if let Ok(Message::Request(r)) = Message::parse(&buf[..n]) {
+                    if r.method == Method::ACK {
+                        acks += 1;
+                        break;
+                    }
+                }
+            }
+        }
+        acks
+    });
+    let mut invite = Request::new(
+        Method::INVITE,
+        Uri::parse(&format!("sip:uas@{uas_addr}")).unwrap(),
+    );
+    invite
+        .headers
+        .push(HeaderName::FROM, "<sip:as@127.0.0.1>;tag=as-tag");
+    invite
+        .headers
+        .push(HeaderName::TO, format!("<sip:uas@{uas_addr}>"));
+    invite.headers.push(HeaderName::CALL_ID, "reack-1");
+    invite.headers.push(HeaderName::CSEQ, "1 INVITE");
+    invite
+        .headers
+        .push(HeaderName::CONTACT, "<sip:as@127.0.0.1>");
+    let ok = timeout(
+        WAIT,
+        ep.send_request(invite.clone(), uas_addr, Transport::Udp),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let Dialog::Confirmed(d) = Dialog::uac(&invite, &ok, false).unwrap() else {
+        panic!()
+    };
+    let (dest, transport) = d.core.next_hop().unwrap();
+    ep.send_stateless(Message::Request(d.ack(1)), dest, transport)
+        .unwrap();
+    let acks = timeout(WAIT, peer).await.unwrap().unwrap();
+    assert_eq!(acks, 2);
+}

@@ -17,10 +17,11 @@
 //! Responses follow RFC 3261 18.2.2 / RFC 3581: on TCP/TLS the connection the request came on
 //! (connections are kept by peer address and reused), on UDP `received`/`rport`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
 use rustls::pki_types::CertificateDer;
 use tokio::net::{TcpListener, UdpSocket};
@@ -390,6 +391,8 @@ impl SipEndpoint {
             local,
             config,
             events: None,
+            acks: HashMap::new(),
+            acks_order: VecDeque::new(),
         };
         tokio::spawn(state.run());
         Ok((
@@ -496,6 +499,10 @@ struct Loop {
     local: LocalAddrs,
     config: EndpointConfig,
     events: Option<mpsc::UnboundedSender<EndpointEvent>>,
+    /// ACKs of 2xx responses sent by the TU, by (Call-ID, CSeq), to resend on 2xx
+    /// retransmissions; with their send times for expiry.
+    acks: HashMap<(String, u32), (Message, SocketAddr, Transport)>,
+    acks_order: VecDeque<(Instant, (String, u32))>,
 }
 
 impl Loop {
@@ -590,11 +597,50 @@ impl Loop {
                     if !r.headers.contains(&HeaderName::VIA) {
                         self.prepare_request(r, transport);
                     }
+                    if r.method == Method::ACK {
+                        self.remember_ack(r, dest, transport);
+                    }
                 }
                 self.layer.send_stateless(&message, dest, transport);
             }
             Command::Subscribe(tx) => self.events = Some(tx),
             Command::Shutdown => {}
+        }
+    }
+
+    /// Keeps the ACK of a 2xx (by Call-ID and CSeq number) for 64*T1, to answer the
+    /// 2xx's retransmissions (which the TU never sees) with it again.
+    fn remember_ack(&mut self, ack: &Request, dest: SocketAddr, transport: Transport) {
+        let (Ok(call_id), Ok(cseq)) = (ack.call_id(), ack.cseq()) else {
+            return;
+        };
+        let now = now();
+        let keep = self.layer.config().t1x64();
+        while let Some((t, _)) = self.acks_order.front() {
+            if now.duration_since(*t) < keep {
+                break;
+            }
+            if let Some((_, key)) = self.acks_order.pop_front() {
+                self.acks.remove(&key);
+            }
+        }
+        let key = (call_id.to_owned(), cseq.seq);
+        let message = Message::Request(ack.clone());
+        if self
+            .acks
+            .insert(key.clone(), (message, dest, transport))
+            .is_none()
+        {
+            self.acks_order.push_back((now, key));
+        }
+    }
+
+    fn resend_ack(&mut self, response: &Response) {
+        let (Ok(call_id), Ok(cseq)) = (response.call_id(), response.cseq()) else {
+            return;
+        };
+        if let Some((ack, dest, transport)) = self.acks.get(&(call_id.to_owned(), cseq.seq)) {
+            self.layer.send_stateless(ack, *dest, *transport);
         }
     }
 
@@ -788,6 +834,9 @@ impl Loop {
                 if response.status.is_final() {
                     if let Some(reply) = self.pending.remove(&id) {
                         let _ = reply.send(Ok(response));
+                    } else if response.status.is_success() {
+                        //= RFC 3261 13.2.2.4: an ACK for every 2xx, retransmissions included.
+                        self.resend_ack(&response);
                     }
                 }
             }
