@@ -8,6 +8,24 @@
 //! [`SipEndpoint::send_request`], which runs a client transaction and resolves to the final
 //! response (a synthesized 408 on timeout, 503 on transport failure, RFC 3261 8.1.3.1).
 //!
+//! Dialog-level duties the endpoint takes on: the INVITE server transaction retransmits a
+//! 2xx until its ACK (the layer, RFC 3261 13.3.1.4); a 2xx never ACKed is reported on
+//! [`SipEndpoint::events`]; the ACK the TU sends for a 2xx ([`SipEndpoint::send_stateless`])
+//! is kept for 64*T1 and resent on every retransmission of that 2xx (13.2.2.4).
+//!
+//! How the service uses it:
+//! ```ignore
+//! let (ep, mut requests) = SipEndpoint::bind(EndpointConfig::from_sip_config(&cfg.sip)).await?;
+//! while let Some(inc) = requests.recv().await {
+//!     let (request, source, transport, responder) = inc.into_parts();
+//!     // ... decide, maybe in another task ...
+//!     responder.respond(Response::for_request(&request, StatusCode::OK, "OK"));
+//! }
+//! // NOTIFY / BYE from a dialog (sip::dialog): Via, Max-Forwards and the transaction are ours.
+//! let (dest, transport) = dialog.core.next_hop().unwrap();
+//! let response = ep.send_request(dialog.notify(event, state, ctype, body), dest, transport).await?;
+//! ```
+//!
 //! Fallbacks so that a peer always gets an answer:
 //! - an `IncomingRequest` dropped unanswered is answered by the endpoint: OPTIONS with 200 and
 //!   `Allow`/`Accept`/`Supported` (load balancers ping with it), anything else with 500;
