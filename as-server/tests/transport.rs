@@ -946,3 +946,23 @@ async fn retransmitted_2xx_is_acked_again() {
     let acks = timeout(WAIT, peer).await.unwrap().unwrap();
     assert_eq!(acks, 2);
 }
+
+/// Idle stream connections are closed after 15 minutes without traffic (paused time).
+#[tokio::test(start_paused = true)]
+async fn idle_tcp_connection_is_closed() {
+    let (ep, rx) = SipEndpoint::bind(loopback_config()).await.unwrap();
+    let _seen = spawn_tu(rx);
+    let server = ep.local_addrs().tcp.unwrap();
+    let mut s = TcpStream::connect(server).await.unwrap();
+    let local = s.local_addr().unwrap();
+    s.write_all(request_text("OPTIONS", "TCP", local, "idle1", "c-idle").as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(statuses(&read_messages(&mut s, 1).await), vec![200]);
+    let mut rest = Vec::new();
+    let n = timeout(Duration::from_secs(1000), s.read_to_end(&mut rest))
+        .await
+        .expect("closed by the endpoint within 1000 s of virtual time")
+        .unwrap();
+    assert_eq!(n, 0);
+}

@@ -26,6 +26,9 @@ use crate::sip::{Frame, Message, ParseError, StreamFramer};
 const MAX_DATAGRAM: usize = 65_535;
 /// Queue depth of one connection's writer.
 pub(crate) const CONN_QUEUE: usize = 256;
+/// A stream connection with no traffic either way for this long is closed (keep-alive
+/// pings, RFC 5626, count as traffic). Long enough for NATed UEs that only listen.
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(900);
 /// Time allowed for a TCP connect or a TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -311,9 +314,16 @@ pub(crate) async fn run_stream<S>(
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut framer = StreamFramer::new();
     let mut buf = vec![0u8; 16 * 1024];
+    let idle = tokio::time::sleep(IDLE_TIMEOUT);
+    tokio::pin!(idle);
     'conn: loop {
         tokio::select! {
+            () = &mut idle => {
+                tracing::debug!(%peer, %transport, "idle connection closed");
+                break 'conn;
+            }
             read = rd.read(&mut buf) => {
+                idle.as_mut().reset(tokio::time::Instant::from_std(super::now() + IDLE_TIMEOUT));
                 let n = match read {
                     Ok(0) => break 'conn,
                     Ok(n) => n,
@@ -361,6 +371,7 @@ pub(crate) async fn run_stream<S>(
             }
             out = rx.recv() => match out {
                 Some((bytes, id)) => {
+                    idle.as_mut().reset(tokio::time::Instant::from_std(super::now() + IDLE_TIMEOUT));
                     if let Err(e) = wr.write_all(&bytes).await {
                         tracing::debug!(%peer, error = %e, "stream write error");
                         if let Some(transaction) = id {
