@@ -232,11 +232,17 @@ impl Responder {
         }
     }
 
-    /// Sends the final response (a 1xx here is sent and the fallback stays armed).
+    /// Sends the final response. Giving it a 1xx is a TU bug: the 1xx is sent, and since
+    /// the responder is consumed without a final answer, the fallback (500) follows it.
     pub fn respond(mut self, response: Response) {
         if let Some(id) = self.id {
             if response.status.is_final() {
                 self.fallback = None;
+            } else {
+                tracing::warn!(
+                    status = response.status.0,
+                    "respond() given a provisional response"
+                );
             }
             let _ = self.cmd.send(Command::Respond { id, response });
         }
