@@ -32,6 +32,10 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, ParseError> {
 /// What [`StreamFramer::next_frame`] found.
 #[derive(Debug)]
 #[must_use]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "frames are moved once to the caller; boxing would cost an allocation per message"
+)]
 pub enum Frame {
     /// A complete, parsed message.
     Message(Message),

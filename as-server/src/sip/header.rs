@@ -13,9 +13,299 @@
 
 use std::fmt;
 
+/// The header names the stack knows (index into the tables below).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub(crate) enum Std {
+    Via,
+    From,
+    To,
+    CallId,
+    Cseq,
+    Contact,
+    MaxForwards,
+    ContentType,
+    ContentLength,
+    ContentEncoding,
+    ContentDisposition,
+    ContentLanguage,
+    Expires,
+    Subject,
+    Event,
+    AllowEvents,
+    SubscriptionState,
+    Allow,
+    Supported,
+    Require,
+    ProxyRequire,
+    Unsupported,
+    Warning,
+    RetryAfter,
+    Route,
+    RecordRoute,
+    Path,
+    ServiceRoute,
+    Accept,
+    AcceptEncoding,
+    AcceptLanguage,
+    UserAgent,
+    Server,
+    Date,
+    Authorization,
+    ProxyAuthorization,
+    WwwAuthenticate,
+    ProxyAuthenticate,
+    ReferTo,
+    ReferredBy,
+    ReplyTo,
+    InReplyTo,
+    Organization,
+    Priority,
+    MinExpires,
+    MimeVersion,
+    Timestamp,
+    AlertInfo,
+    CallInfo,
+    ErrorInfo,
+    Rseq,
+    Rack,
+    SessionExpires,
+    MinSe,
+    PAssertedIdentity,
+    Identity,
+    ContentTransferEncoding,
+}
+
+impl Std {
+    pub(crate) const fn name(self) -> &'static str {
+        match self {
+            Std::Via => "Via",
+            Std::From => "From",
+            Std::To => "To",
+            Std::CallId => "Call-ID",
+            Std::Cseq => "CSeq",
+            Std::Contact => "Contact",
+            Std::MaxForwards => "Max-Forwards",
+            Std::ContentType => "Content-Type",
+            Std::ContentLength => "Content-Length",
+            Std::ContentEncoding => "Content-Encoding",
+            Std::ContentDisposition => "Content-Disposition",
+            Std::ContentLanguage => "Content-Language",
+            Std::Expires => "Expires",
+            Std::Subject => "Subject",
+            Std::Event => "Event",
+            Std::AllowEvents => "Allow-Events",
+            Std::SubscriptionState => "Subscription-State",
+            Std::Allow => "Allow",
+            Std::Supported => "Supported",
+            Std::Require => "Require",
+            Std::ProxyRequire => "Proxy-Require",
+            Std::Unsupported => "Unsupported",
+            Std::Warning => "Warning",
+            Std::RetryAfter => "Retry-After",
+            Std::Route => "Route",
+            Std::RecordRoute => "Record-Route",
+            Std::Path => "Path",
+            Std::ServiceRoute => "Service-Route",
+            Std::Accept => "Accept",
+            Std::AcceptEncoding => "Accept-Encoding",
+            Std::AcceptLanguage => "Accept-Language",
+            Std::UserAgent => "User-Agent",
+            Std::Server => "Server",
+            Std::Date => "Date",
+            Std::Authorization => "Authorization",
+            Std::ProxyAuthorization => "Proxy-Authorization",
+            Std::WwwAuthenticate => "WWW-Authenticate",
+            Std::ProxyAuthenticate => "Proxy-Authenticate",
+            Std::ReferTo => "Refer-To",
+            Std::ReferredBy => "Referred-By",
+            Std::ReplyTo => "Reply-To",
+            Std::InReplyTo => "In-Reply-To",
+            Std::Organization => "Organization",
+            Std::Priority => "Priority",
+            Std::MinExpires => "Min-Expires",
+            Std::MimeVersion => "MIME-Version",
+            Std::Timestamp => "Timestamp",
+            Std::AlertInfo => "Alert-Info",
+            Std::CallInfo => "Call-Info",
+            Std::ErrorInfo => "Error-Info",
+            Std::Rseq => "RSeq",
+            Std::Rack => "RAck",
+            Std::SessionExpires => "Session-Expires",
+            Std::MinSe => "Min-SE",
+            Std::PAssertedIdentity => "P-Asserted-Identity",
+            Std::Identity => "Identity",
+            Std::ContentTransferEncoding => "Content-Transfer-Encoding",
+        }
+    }
+
+    pub(crate) const fn is_list(self) -> bool {
+        matches!(
+            self,
+            Std::Via
+                | Std::Contact
+                | Std::ContentEncoding
+                | Std::ContentLanguage
+                | Std::AllowEvents
+                | Std::Allow
+                | Std::Supported
+                | Std::Require
+                | Std::ProxyRequire
+                | Std::Unsupported
+                | Std::Warning
+                | Std::Route
+                | Std::RecordRoute
+                | Std::Path
+                | Std::ServiceRoute
+                | Std::Accept
+                | Std::AcceptEncoding
+                | Std::AcceptLanguage
+                | Std::InReplyTo
+                | Std::AlertInfo
+                | Std::CallInfo
+                | Std::ErrorInfo
+        )
+    }
+
+    pub(crate) const fn is_single(self) -> bool {
+        matches!(
+            self,
+            Std::From
+                | Std::To
+                | Std::CallId
+                | Std::Cseq
+                | Std::MaxForwards
+                | Std::ContentType
+                | Std::ContentLength
+                | Std::Expires
+                | Std::Event
+                | Std::SubscriptionState
+                | Std::RetryAfter
+                | Std::Date
+                | Std::ReferTo
+                | Std::MinExpires
+                | Std::MimeVersion
+                | Std::Rseq
+                | Std::Rack
+        )
+    }
+
+    /// Maps a lower-cased name (full or compact form, RFC 3261 section 7.3.3) to its id:
+    /// dispatch on length and first octet, then one comparison.
+    fn from_lower(lower: &[u8]) -> Option<Std> {
+        let first = *lower.first()?;
+        let found = match (lower.len(), first) {
+            (1, b'b') => Std::ReferredBy,
+            (1, b'c') => Std::ContentType,
+            (1, b'e') => Std::ContentEncoding,
+            (1, b'f') => Std::From,
+            (1, b'i') => Std::CallId,
+            (1, b'k') => Std::Supported,
+            (1, b'l') => Std::ContentLength,
+            (1, b'm') => Std::Contact,
+            (1, b'o') => Std::Event,
+            (1, b'r') => Std::ReferTo,
+            (1, b's') => Std::Subject,
+            (1, b't') => Std::To,
+            (1, b'u') => Std::AllowEvents,
+            (1, b'v') => Std::Via,
+            (1, b'x') => Std::SessionExpires,
+            (1, b'y') => Std::Identity,
+            (2, b't') if lower == b"to" => Std::To,
+            (3, b'v') if lower == b"via" => Std::Via,
+            (4, b'c') if lower == b"cseq" => Std::Cseq,
+            (4, b'd') if lower == b"date" => Std::Date,
+            (4, b'f') if lower == b"from" => Std::From,
+            (4, b'p') if lower == b"path" => Std::Path,
+            (4, b'r') => match lower {
+                b"rseq" => Std::Rseq,
+                b"rack" => Std::Rack,
+                _ => return None,
+            },
+            (5, b'a') if lower == b"allow" => Std::Allow,
+            (5, b'e') if lower == b"event" => Std::Event,
+            (5, b'r') if lower == b"route" => Std::Route,
+            (6, b'a') if lower == b"accept" => Std::Accept,
+            (6, b'm') if lower == b"min-se" => Std::MinSe,
+            (6, b's') if lower == b"server" => Std::Server,
+            (7, b'c') => match lower {
+                b"call-id" => Std::CallId,
+                b"contact" => Std::Contact,
+                _ => return None,
+            },
+            (7, b'e') if lower == b"expires" => Std::Expires,
+            (7, b'r') if lower == b"require" => Std::Require,
+            (7, b's') if lower == b"subject" => Std::Subject,
+            (7, b'w') if lower == b"warning" => Std::Warning,
+            (8, b'i') if lower == b"identity" => Std::Identity,
+            (8, b'p') if lower == b"priority" => Std::Priority,
+            (8, b'r') => match lower {
+                b"refer-to" => Std::ReferTo,
+                b"reply-to" => Std::ReplyTo,
+                _ => return None,
+            },
+            (9, b'c') if lower == b"call-info" => Std::CallInfo,
+            (9, b's') if lower == b"supported" => Std::Supported,
+            (9, b't') if lower == b"timestamp" => Std::Timestamp,
+            (10, b'a') if lower == b"alert-info" => Std::AlertInfo,
+            (10, b'e') if lower == b"error-info" => Std::ErrorInfo,
+            (10, b'u') if lower == b"user-agent" => Std::UserAgent,
+            (11, b'i') if lower == b"in-reply-to" => Std::InReplyTo,
+            (11, b'm') if lower == b"min-expires" => Std::MinExpires,
+            (11, b'r') => match lower {
+                b"retry-after" => Std::RetryAfter,
+                b"referred-by" => Std::ReferredBy,
+                _ => return None,
+            },
+            (11, b'u') if lower == b"unsupported" => Std::Unsupported,
+            (12, b'a') if lower == b"allow-events" => Std::AllowEvents,
+            (12, b'c') if lower == b"content-type" => Std::ContentType,
+            (12, b'm') => match lower {
+                b"max-forwards" => Std::MaxForwards,
+                b"mime-version" => Std::MimeVersion,
+                _ => return None,
+            },
+            (12, b'o') if lower == b"organization" => Std::Organization,
+            (12, b'r') if lower == b"record-route" => Std::RecordRoute,
+            (13, b'a') if lower == b"authorization" => Std::Authorization,
+            (13, b'p') if lower == b"proxy-require" => Std::ProxyRequire,
+            (13, b's') if lower == b"service-route" => Std::ServiceRoute,
+            (14, b'c') if lower == b"content-length" => Std::ContentLength,
+            (15, b'a') => match lower {
+                b"accept-encoding" => Std::AcceptEncoding,
+                b"accept-language" => Std::AcceptLanguage,
+                _ => return None,
+            },
+            (15, b's') if lower == b"session-expires" => Std::SessionExpires,
+            (16, b'c') => match lower {
+                b"content-encoding" => Std::ContentEncoding,
+                b"content-language" => Std::ContentLanguage,
+                _ => return None,
+            },
+            (16, b'w') if lower == b"www-authenticate" => Std::WwwAuthenticate,
+            (18, b'p') if lower == b"proxy-authenticate" => Std::ProxyAuthenticate,
+            (18, b's') if lower == b"subscription-state" => Std::SubscriptionState,
+            (19, b'c') if lower == b"content-disposition" => Std::ContentDisposition,
+            (19, b'p') => match lower {
+                b"proxy-authorization" => Std::ProxyAuthorization,
+                b"p-asserted-identity" => Std::PAssertedIdentity,
+                _ => return None,
+            },
+            (25, b'c') if lower == b"content-transfer-encoding" => Std::ContentTransferEncoding,
+            _ => return None,
+        };
+        Some(found)
+    }
+}
+
+const _: () = assert!(
+    (Std::ContentTransferEncoding as usize) < 64,
+    "parse.rs `seen` table"
+);
+
 #[derive(Clone)]
 enum Repr {
-    Static(&'static str),
+    Std(Std),
     Custom(Box<str>),
 }
 
@@ -23,124 +313,152 @@ enum Repr {
 #[derive(Clone)]
 pub struct HeaderName(Repr);
 
-macro_rules! std_headers {
-    ($( $konst:ident = $full:literal $(, $compact:literal)? ; )*) => {
-        impl HeaderName {
-            $(
-                #[doc = concat!("`", $full, "`")]
-                pub const $konst: HeaderName = HeaderName(Repr::Static($full));
-            )*
-        }
-
-        /// Maps a lower-cased name (full or compact) to its constant.
-        fn lookup_lower(lower: &[u8]) -> Option<HeaderName> {
-            const fn lower_of(s: &str) -> [u8; 40] {
-                let b = s.as_bytes();
-                let mut out = [0u8; 40];
-                let mut i = 0;
-                while i < b.len() {
-                    out[i] = b[i].to_ascii_lowercase();
-                    i += 1;
-                }
-                out
-            }
-            $(
-                {
-                    const L: [u8; 40] = lower_of($full);
-                    if lower.len() == $full.len() && lower == &L[..$full.len()] {
-                        return Some(HeaderName::$konst);
-                    }
-                    $( if lower == $compact.as_bytes() { return Some(HeaderName::$konst); } )?
-                }
-            )*
-            None
-        }
-    };
-}
-
-std_headers! {
-    VIA = "Via", "v";
-    FROM = "From", "f";
-    TO = "To", "t";
-    CALL_ID = "Call-ID", "i";
-    CSEQ = "CSeq";
-    CONTACT = "Contact", "m";
-    MAX_FORWARDS = "Max-Forwards";
-    CONTENT_TYPE = "Content-Type", "c";
-    CONTENT_LENGTH = "Content-Length", "l";
-    CONTENT_ENCODING = "Content-Encoding", "e";
-    CONTENT_DISPOSITION = "Content-Disposition";
-    CONTENT_LANGUAGE = "Content-Language";
-    EXPIRES = "Expires";
-    SUBJECT = "Subject", "s";
-    EVENT = "Event", "o";
-    ALLOW_EVENTS = "Allow-Events", "u";
-    SUBSCRIPTION_STATE = "Subscription-State";
-    ALLOW = "Allow";
-    SUPPORTED = "Supported", "k";
-    REQUIRE = "Require";
-    PROXY_REQUIRE = "Proxy-Require";
-    UNSUPPORTED = "Unsupported";
-    WARNING = "Warning";
-    RETRY_AFTER = "Retry-After";
-    ROUTE = "Route";
-    RECORD_ROUTE = "Record-Route";
-    PATH = "Path";
-    SERVICE_ROUTE = "Service-Route";
-    ACCEPT = "Accept";
-    ACCEPT_ENCODING = "Accept-Encoding";
-    ACCEPT_LANGUAGE = "Accept-Language";
-    USER_AGENT = "User-Agent";
-    SERVER = "Server";
-    DATE = "Date";
-    AUTHORIZATION = "Authorization";
-    PROXY_AUTHORIZATION = "Proxy-Authorization";
-    WWW_AUTHENTICATE = "WWW-Authenticate";
-    PROXY_AUTHENTICATE = "Proxy-Authenticate";
-    REFER_TO = "Refer-To", "r";
-    REFERRED_BY = "Referred-By", "b";
-    REPLY_TO = "Reply-To";
-    IN_REPLY_TO = "In-Reply-To";
-    ORGANIZATION = "Organization";
-    PRIORITY = "Priority";
-    MIN_EXPIRES = "Min-Expires";
-    MIME_VERSION = "MIME-Version";
-    TIMESTAMP = "Timestamp";
-    ALERT_INFO = "Alert-Info";
-    CALL_INFO = "Call-Info";
-    ERROR_INFO = "Error-Info";
-    RSEQ = "RSeq";
-    RACK = "RAck";
-    SESSION_EXPIRES = "Session-Expires", "x";
-    MIN_SE = "Min-SE";
-    P_ASSERTED_IDENTITY = "P-Asserted-Identity";
-    IDENTITY = "Identity", "y";
-    CONTENT_TRANSFER_ENCODING = "Content-Transfer-Encoding";
-}
-
 impl HeaderName {
+    #[doc = "`Via`"]
+    pub const VIA: HeaderName = HeaderName(Repr::Std(Std::Via));
+    #[doc = "`From`"]
+    pub const FROM: HeaderName = HeaderName(Repr::Std(Std::From));
+    #[doc = "`To`"]
+    pub const TO: HeaderName = HeaderName(Repr::Std(Std::To));
+    #[doc = "`Call-ID`"]
+    pub const CALL_ID: HeaderName = HeaderName(Repr::Std(Std::CallId));
+    #[doc = "`CSeq`"]
+    pub const CSEQ: HeaderName = HeaderName(Repr::Std(Std::Cseq));
+    #[doc = "`Contact`"]
+    pub const CONTACT: HeaderName = HeaderName(Repr::Std(Std::Contact));
+    #[doc = "`Max-Forwards`"]
+    pub const MAX_FORWARDS: HeaderName = HeaderName(Repr::Std(Std::MaxForwards));
+    #[doc = "`Content-Type`"]
+    pub const CONTENT_TYPE: HeaderName = HeaderName(Repr::Std(Std::ContentType));
+    #[doc = "`Content-Length`"]
+    pub const CONTENT_LENGTH: HeaderName = HeaderName(Repr::Std(Std::ContentLength));
+    #[doc = "`Content-Encoding`"]
+    pub const CONTENT_ENCODING: HeaderName = HeaderName(Repr::Std(Std::ContentEncoding));
+    #[doc = "`Content-Disposition`"]
+    pub const CONTENT_DISPOSITION: HeaderName = HeaderName(Repr::Std(Std::ContentDisposition));
+    #[doc = "`Content-Language`"]
+    pub const CONTENT_LANGUAGE: HeaderName = HeaderName(Repr::Std(Std::ContentLanguage));
+    #[doc = "`Expires`"]
+    pub const EXPIRES: HeaderName = HeaderName(Repr::Std(Std::Expires));
+    #[doc = "`Subject`"]
+    pub const SUBJECT: HeaderName = HeaderName(Repr::Std(Std::Subject));
+    #[doc = "`Event`"]
+    pub const EVENT: HeaderName = HeaderName(Repr::Std(Std::Event));
+    #[doc = "`Allow-Events`"]
+    pub const ALLOW_EVENTS: HeaderName = HeaderName(Repr::Std(Std::AllowEvents));
+    #[doc = "`Subscription-State`"]
+    pub const SUBSCRIPTION_STATE: HeaderName = HeaderName(Repr::Std(Std::SubscriptionState));
+    #[doc = "`Allow`"]
+    pub const ALLOW: HeaderName = HeaderName(Repr::Std(Std::Allow));
+    #[doc = "`Supported`"]
+    pub const SUPPORTED: HeaderName = HeaderName(Repr::Std(Std::Supported));
+    #[doc = "`Require`"]
+    pub const REQUIRE: HeaderName = HeaderName(Repr::Std(Std::Require));
+    #[doc = "`Proxy-Require`"]
+    pub const PROXY_REQUIRE: HeaderName = HeaderName(Repr::Std(Std::ProxyRequire));
+    #[doc = "`Unsupported`"]
+    pub const UNSUPPORTED: HeaderName = HeaderName(Repr::Std(Std::Unsupported));
+    #[doc = "`Warning`"]
+    pub const WARNING: HeaderName = HeaderName(Repr::Std(Std::Warning));
+    #[doc = "`Retry-After`"]
+    pub const RETRY_AFTER: HeaderName = HeaderName(Repr::Std(Std::RetryAfter));
+    #[doc = "`Route`"]
+    pub const ROUTE: HeaderName = HeaderName(Repr::Std(Std::Route));
+    #[doc = "`Record-Route`"]
+    pub const RECORD_ROUTE: HeaderName = HeaderName(Repr::Std(Std::RecordRoute));
+    #[doc = "`Path`"]
+    pub const PATH: HeaderName = HeaderName(Repr::Std(Std::Path));
+    #[doc = "`Service-Route`"]
+    pub const SERVICE_ROUTE: HeaderName = HeaderName(Repr::Std(Std::ServiceRoute));
+    #[doc = "`Accept`"]
+    pub const ACCEPT: HeaderName = HeaderName(Repr::Std(Std::Accept));
+    #[doc = "`Accept-Encoding`"]
+    pub const ACCEPT_ENCODING: HeaderName = HeaderName(Repr::Std(Std::AcceptEncoding));
+    #[doc = "`Accept-Language`"]
+    pub const ACCEPT_LANGUAGE: HeaderName = HeaderName(Repr::Std(Std::AcceptLanguage));
+    #[doc = "`User-Agent`"]
+    pub const USER_AGENT: HeaderName = HeaderName(Repr::Std(Std::UserAgent));
+    #[doc = "`Server`"]
+    pub const SERVER: HeaderName = HeaderName(Repr::Std(Std::Server));
+    #[doc = "`Date`"]
+    pub const DATE: HeaderName = HeaderName(Repr::Std(Std::Date));
+    #[doc = "`Authorization`"]
+    pub const AUTHORIZATION: HeaderName = HeaderName(Repr::Std(Std::Authorization));
+    #[doc = "`Proxy-Authorization`"]
+    pub const PROXY_AUTHORIZATION: HeaderName = HeaderName(Repr::Std(Std::ProxyAuthorization));
+    #[doc = "`WWW-Authenticate`"]
+    pub const WWW_AUTHENTICATE: HeaderName = HeaderName(Repr::Std(Std::WwwAuthenticate));
+    #[doc = "`Proxy-Authenticate`"]
+    pub const PROXY_AUTHENTICATE: HeaderName = HeaderName(Repr::Std(Std::ProxyAuthenticate));
+    #[doc = "`Refer-To`"]
+    pub const REFER_TO: HeaderName = HeaderName(Repr::Std(Std::ReferTo));
+    #[doc = "`Referred-By`"]
+    pub const REFERRED_BY: HeaderName = HeaderName(Repr::Std(Std::ReferredBy));
+    #[doc = "`Reply-To`"]
+    pub const REPLY_TO: HeaderName = HeaderName(Repr::Std(Std::ReplyTo));
+    #[doc = "`In-Reply-To`"]
+    pub const IN_REPLY_TO: HeaderName = HeaderName(Repr::Std(Std::InReplyTo));
+    #[doc = "`Organization`"]
+    pub const ORGANIZATION: HeaderName = HeaderName(Repr::Std(Std::Organization));
+    #[doc = "`Priority`"]
+    pub const PRIORITY: HeaderName = HeaderName(Repr::Std(Std::Priority));
+    #[doc = "`Min-Expires`"]
+    pub const MIN_EXPIRES: HeaderName = HeaderName(Repr::Std(Std::MinExpires));
+    #[doc = "`MIME-Version`"]
+    pub const MIME_VERSION: HeaderName = HeaderName(Repr::Std(Std::MimeVersion));
+    #[doc = "`Timestamp`"]
+    pub const TIMESTAMP: HeaderName = HeaderName(Repr::Std(Std::Timestamp));
+    #[doc = "`Alert-Info`"]
+    pub const ALERT_INFO: HeaderName = HeaderName(Repr::Std(Std::AlertInfo));
+    #[doc = "`Call-Info`"]
+    pub const CALL_INFO: HeaderName = HeaderName(Repr::Std(Std::CallInfo));
+    #[doc = "`Error-Info`"]
+    pub const ERROR_INFO: HeaderName = HeaderName(Repr::Std(Std::ErrorInfo));
+    #[doc = "`RSeq`"]
+    pub const RSEQ: HeaderName = HeaderName(Repr::Std(Std::Rseq));
+    #[doc = "`RAck`"]
+    pub const RACK: HeaderName = HeaderName(Repr::Std(Std::Rack));
+    #[doc = "`Session-Expires`"]
+    pub const SESSION_EXPIRES: HeaderName = HeaderName(Repr::Std(Std::SessionExpires));
+    #[doc = "`Min-SE`"]
+    pub const MIN_SE: HeaderName = HeaderName(Repr::Std(Std::MinSe));
+    #[doc = "`P-Asserted-Identity`"]
+    pub const P_ASSERTED_IDENTITY: HeaderName = HeaderName(Repr::Std(Std::PAssertedIdentity));
+    #[doc = "`Identity`"]
+    pub const IDENTITY: HeaderName = HeaderName(Repr::Std(Std::Identity));
+    #[doc = "`Content-Transfer-Encoding`"]
+    pub const CONTENT_TRANSFER_ENCODING: HeaderName =
+        HeaderName(Repr::Std(Std::ContentTransferEncoding));
+
     /// A header name from its text: known names (full or compact, any case) become the
     /// constant, others are kept as written. The caller checks it is a token.
     #[must_use]
     pub fn new(name: &str) -> HeaderName {
         let b = name.as_bytes();
-        if b.len() <= 40 {
-            let mut buf = [0u8; 40];
+        if b.len() <= 32 {
+            let mut buf = [0u8; 32];
             for (d, s) in buf.iter_mut().zip(b) {
                 *d = s.to_ascii_lowercase();
             }
-            if let Some(h) = lookup_lower(&buf[..b.len()]) {
-                return h;
+            if let Some(h) = Std::from_lower(&buf[..b.len()]) {
+                return HeaderName(Repr::Std(h));
             }
         }
         HeaderName(Repr::Custom(name.into()))
+    }
+
+    pub(crate) fn std(&self) -> Option<Std> {
+        match self.0 {
+            Repr::Std(s) => Some(s),
+            Repr::Custom(_) => None,
+        }
     }
 
     /// The name as it is written on the wire (full form for known names).
     #[must_use]
     pub fn as_str(&self) -> &str {
         match &self.0 {
-            Repr::Static(s) => s,
+            Repr::Std(s) => s.name(),
             Repr::Custom(s) => s,
         }
     }
@@ -149,65 +467,20 @@ impl HeaderName {
     /// element at parse time (RFC 3261 section 7.3.1).
     #[must_use]
     pub fn is_list(&self) -> bool {
-        matches!(&self.0, Repr::Static(s) if LIST_HEADERS.contains(s))
+        self.std().is_some_and(Std::is_list)
     }
 
     /// Whether the header may appear at most once (RFC 3261 section 20 table; RFC 4475 3.3.8).
     #[must_use]
     pub fn is_single(&self) -> bool {
-        matches!(&self.0, Repr::Static(s) if SINGLE_HEADERS.contains(s))
+        self.std().is_some_and(Std::is_single)
     }
 }
-
-const LIST_HEADERS: &[&str] = &[
-    "Via",
-    "Contact",
-    "Route",
-    "Record-Route",
-    "Path",
-    "Service-Route",
-    "Allow",
-    "Supported",
-    "Require",
-    "Proxy-Require",
-    "Unsupported",
-    "Accept",
-    "Accept-Encoding",
-    "Accept-Language",
-    "Allow-Events",
-    "Content-Encoding",
-    "Content-Language",
-    "Alert-Info",
-    "Call-Info",
-    "Error-Info",
-    "In-Reply-To",
-    "Warning",
-];
-
-const SINGLE_HEADERS: &[&str] = &[
-    "From",
-    "To",
-    "Call-ID",
-    "CSeq",
-    "Max-Forwards",
-    "Content-Type",
-    "Content-Length",
-    "Expires",
-    "Date",
-    "Min-Expires",
-    "Retry-After",
-    "Subscription-State",
-    "Event",
-    "Refer-To",
-    "RSeq",
-    "RAck",
-    "MIME-Version",
-];
 
 impl PartialEq for HeaderName {
     fn eq(&self, other: &Self) -> bool {
         match (&self.0, &other.0) {
-            (Repr::Static(a), Repr::Static(b)) => std::ptr::eq(*a, *b) || a == b,
+            (Repr::Std(a), Repr::Std(b)) => a == b,
             (Repr::Custom(a), Repr::Custom(b)) => a.eq_ignore_ascii_case(b),
             _ => false,
         }
@@ -337,8 +610,8 @@ impl Headers {
             self.buf.push(if c == '\r' || c == '\n' { ' ' } else { c });
         }
         let v = &self.buf[start..];
-        let trimmed = v.trim_matches(|c| c == ' ' || c == '\t');
-        let off = v.len() - v.trim_start_matches(|c| c == ' ' || c == '\t').len();
+        let trimmed = v.trim_matches([' ', '\t']);
+        let off = v.len() - v.trim_start_matches([' ', '\t']).len();
         let (s, e) = (start + off, start + off + trimmed.len());
         (s as u32, e as u32)
     }

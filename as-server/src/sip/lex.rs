@@ -136,7 +136,8 @@ pub(crate) fn all_token(s: &[u8]) -> bool {
 }
 
 /// Checks `1*(allowed / escaped)` (or `*` when `allow_empty`), escaped = "%" HEXDIG HEXDIG.
-pub(crate) fn check_escaped(s: &[u8], allow_empty: bool, allowed: fn(u8) -> bool) -> bool {
+#[inline]
+pub(crate) fn check_escaped(s: &[u8], allow_empty: bool, allowed: impl Fn(u8) -> bool) -> bool {
     if s.is_empty() {
         return allow_empty;
     }
@@ -158,6 +159,30 @@ pub(crate) fn check_escaped(s: &[u8], allow_empty: bool, allowed: fn(u8) -> bool
         }
     }
     true
+}
+
+/// Whether `v` holds a control character (CTL other than HT, or DEL). Eight octets at a
+/// time: values are mostly printable.
+#[inline]
+pub(crate) fn has_ctl(v: &[u8]) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = v.chunks_exact(8);
+    for c in &mut chunks {
+        let x = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        let below_space = x.wrapping_sub(0x20 * LO) & !x & HI;
+        let y = x ^ (0x7f * LO);
+        let del = y.wrapping_sub(LO) & !y & HI;
+        if (below_space | del) != 0 && c.iter().any(|&b| is_ctl(b)) {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| is_ctl(b))
+}
+
+#[inline]
+fn is_ctl(b: u8) -> bool {
+    (b < 0x20 && b != b'\t') || b == 0x7f
 }
 
 /// Skips `*WSP` from `i`.
@@ -220,6 +245,12 @@ pub(crate) fn unquote(inner: &str) -> String {
 /// angle bracket is unbalanced.
 pub(crate) fn split_commas(v: &str, mut f: impl FnMut(usize, usize)) -> Option<()> {
     let s = v.as_bytes();
+    if memchr::memchr(b',', s).is_none() {
+        // one element (quotes and brackets are checked by the element's grammar)
+        let (a, b) = trim_range(s, 0, s.len());
+        f(a, b);
+        return Some(());
+    }
     let mut start = 0;
     let mut i = 0;
     let mut in_angle = false;
@@ -403,6 +434,18 @@ mod tests {
         assert_eq!(scan_quoted(b"\"a\x01\"", 0), None);
         assert_eq!(scan_quoted(b"\"a\\\x00\"", 0), Some(5));
         assert_eq!(unquote(r#"J Rosenberg \\\""#), r#"J Rosenberg \""#);
+    }
+
+    #[test]
+    fn control_chars() {
+        assert!(!has_ctl(
+            b"plain value with tabs\tand UTF-8 \xc3\xa9 and more text"
+        ));
+        assert!(has_ctl(b"0123456789abcdef\x01"));
+        assert!(has_ctl(b"01234567\x7f"));
+        assert!(has_ctl(b"\x00"));
+        assert!(has_ctl(b"abcdefgh\rijklmnop"));
+        assert!(!has_ctl(b""));
     }
 
     #[test]

@@ -55,32 +55,26 @@ impl Method {
     /// PUBLISH (RFC 3903)
     pub const PUBLISH: Method = Method(MRepr::Static("PUBLISH"));
 
-    const KNOWN: [Method; 14] = [
-        Method::INVITE,
-        Method::ACK,
-        Method::BYE,
-        Method::CANCEL,
-        Method::OPTIONS,
-        Method::REGISTER,
-        Method::SUBSCRIBE,
-        Method::NOTIFY,
-        Method::MESSAGE,
-        Method::INFO,
-        Method::UPDATE,
-        Method::PRACK,
-        Method::REFER,
-        Method::PUBLISH,
-    ];
-
     /// A method from its name (the caller checks it is a token).
     #[must_use]
     pub fn new(name: &str) -> Method {
-        for m in &Method::KNOWN {
-            if m.as_str() == name {
-                return m.clone();
-            }
+        match name {
+            "INVITE" => Method::INVITE,
+            "ACK" => Method::ACK,
+            "BYE" => Method::BYE,
+            "CANCEL" => Method::CANCEL,
+            "OPTIONS" => Method::OPTIONS,
+            "REGISTER" => Method::REGISTER,
+            "SUBSCRIBE" => Method::SUBSCRIBE,
+            "NOTIFY" => Method::NOTIFY,
+            "MESSAGE" => Method::MESSAGE,
+            "INFO" => Method::INFO,
+            "UPDATE" => Method::UPDATE,
+            "PRACK" => Method::PRACK,
+            "REFER" => Method::REFER,
+            "PUBLISH" => Method::PUBLISH,
+            _ => Method(MRepr::Ext(name.into())),
         }
-        Method(MRepr::Ext(name.into()))
     }
 
     /// The method name.

@@ -21,7 +21,7 @@ use bytes::Bytes;
 
 use super::error::{ErrorKind, ParseError};
 use super::header::{HeaderName, Headers};
-use super::lex::{is_token, split_commas};
+use super::lex::{has_ctl, is_token, split_commas};
 use super::message::{Message, Method, Request, Response, StatusCode};
 use super::typed::check_value;
 use super::uri::{Host, Uri};
@@ -52,7 +52,10 @@ pub(crate) fn find_head(data: &[u8]) -> Result<Option<(usize, usize, usize)>, Pa
         start += 2;
     }
     let search = &data[start..data.len().min(start + LIMITS.max_head + 4)];
-    match memchr::memmem::find(search, b"\r\n\r\n") {
+    static FINDER: std::sync::OnceLock<memchr::memmem::Finder<'static>> =
+        std::sync::OnceLock::new();
+    let finder = FINDER.get_or_init(|| memchr::memmem::Finder::new(b"\r\n\r\n"));
+    match finder.find(search) {
         Some(p) => Ok(Some((start, start + p, start + p + 4))),
         None => {
             if search.len() >= LIMITS.max_head + 4 {
@@ -148,9 +151,12 @@ fn placeholder_uri() -> Uri {
     Uri::sip(None, Host::Domain("invalid".into()))
 }
 
-/// Parses the request line; on error still returns a best-effort method/URI for the partial
-/// request (`Err((kind, Some(...)))`) when the line looks like a request at all.
-fn parse_request_line(line: &str) -> Result<(Method, Uri), (ErrorKind, Option<(Method, Uri)>)> {
+/// A request-line error and, when the line looks like a request at all, a best-effort method
+/// and URI for the partial request.
+type RequestLineError = Box<(ErrorKind, Option<(Method, Uri)>)>;
+
+/// Parses the request line (section 7.1).
+fn parse_request_line(line: &str) -> Result<(Method, Uri), RequestLineError> {
     let b = line.as_bytes();
     let mut i = 0;
     while i < b.len() && is_token(b[i]) {
@@ -166,19 +172,28 @@ fn parse_request_line(line: &str) -> Result<(Method, Uri), (ErrorKind, Option<(M
         } else {
             ErrorKind::BadRequestLine
         };
-        return Err((kind, guess_method(i).map(|m| (m, placeholder_uri()))));
+        return Err(Box::new((
+            kind,
+            guess_method(i).map(|m| (m, placeholder_uri())),
+        )));
     }
     let method = Method::new(&line[..i]);
     let rest = &line[i + 1..];
     let Some(sp) = memchr::memchr(b' ', rest.as_bytes()) else {
-        return Err((ErrorKind::BadRequestLine, Some((method, placeholder_uri()))));
+        return Err(Box::new((
+            ErrorKind::BadRequestLine,
+            Some((method, placeholder_uri())),
+        )));
     };
     let uri_text = &rest[..sp];
     let version = &rest[sp + 1..];
     let uri = match Uri::parse(uri_text) {
         Ok(u) => u,
         Err(_) => {
-            return Err((ErrorKind::BadRequestUri, Some((method, placeholder_uri()))));
+            return Err(Box::new((
+                ErrorKind::BadRequestUri,
+                Some((method, placeholder_uri())),
+            )));
         }
     };
     if !version.eq_ignore_ascii_case("SIP/2.0") {
@@ -187,10 +202,13 @@ fn parse_request_line(line: &str) -> Result<(Method, Uri), (ErrorKind, Option<(M
         } else {
             ErrorKind::BadRequestLine
         };
-        return Err((kind, Some((method, uri))));
+        return Err(Box::new((kind, Some((method, uri)))));
     }
     if !uri.headers.is_empty() {
-        return Err((ErrorKind::RequestUriHeaders, Some((method, uri))));
+        return Err(Box::new((
+            ErrorKind::RequestUriHeaders,
+            Some((method, uri)),
+        )));
     }
     Ok((method, uri))
 }
@@ -231,9 +249,8 @@ fn parse_status_line(line: &str) -> Result<(StatusCode, String), ErrorKind> {
     let rest = &rest[sp + 1..];
     let b = rest.as_bytes();
     if b.len() < 4 || b[3] != b' ' {
-        return Err(if b.len() >= 3 && !b[..3].iter().all(u8::is_ascii_digit) {
-            ErrorKind::BadStatusCode
-        } else if b.len() > 3 && b[..3].iter().all(u8::is_ascii_digit) {
+        // "SIP/2.0 4294967301 x" is a bad code; "SIP/2.0 200" a bad line
+        return Err(if b.len() > 3 {
             ErrorKind::BadStatusCode
         } else {
             ErrorKind::BadStatusLine
@@ -307,15 +324,26 @@ fn parse_inner(
     shared: Option<&Bytes>,
     transport: Transport,
 ) -> Result<Message, ParseError> {
-    let Some((start, head_end, body_start)) = find_head(data)? else {
-        if data.len() > LIMITS.max_head {
-            return Err(ErrorKind::TooLarge.into());
+    let (start, head_end, body_start) = match find_head(data)? {
+        Some(h) => h,
+        // A datagram is complete by definition: one whose last header line ends in CRLF but
+        // lacks the empty line is read as having no body (lenient on a missing final CRLF).
+        None if transport == Transport::Datagram
+            && data.ends_with(b"\r\n")
+            && data.len() <= LIMITS.max_head =>
+        {
+            (0, data.len() - 2, data.len())
         }
-        return Err(ErrorKind::Truncated.into());
+        None => {
+            if data.len() > LIMITS.max_head {
+                return Err(ErrorKind::TooLarge.into());
+            }
+            return Err(ErrorKind::Truncated.into());
+        }
     };
     let head = std::str::from_utf8(&data[start..head_end + 2])
         .map_err(|_| ParseError::new(ErrorKind::NotUtf8))?;
-    let first_end = memchr::memmem::find(head.as_bytes(), b"\r\n").unwrap_or(head.len());
+    let first_end = memchr::memchr(b'\r', head.as_bytes()).unwrap_or(head.len());
     let first = &head[..first_end];
     if first.as_bytes().contains(&b'\n') || first.as_bytes().contains(&b'\r') {
         return Err(ErrorKind::BadRequestLine.into());
@@ -330,11 +358,13 @@ fn parse_inner(
     } else {
         match parse_request_line(first) {
             Ok((m, u)) => StartLine::Request(m, u),
-            Err((k, Some((m, u)))) => {
-                first_err = Some(k);
-                StartLine::Request(m, u)
-            }
-            Err((k, None)) => return Err(k.into()),
+            Err(e) => match *e {
+                (k, Some((m, u))) => {
+                    first_err = Some(k);
+                    StartLine::Request(m, u)
+                }
+                (k, None) => return Err(k.into()),
+            },
         }
     };
 
@@ -352,18 +382,24 @@ fn parse_inner(
         let mut folded = false;
         let mut line_end;
         loop {
-            let Some(nl) = memchr::memchr(b'\n', &sb[pos..]) else {
+            let Some(nl) = memchr::memchr2(b'\r', b'\n', &sb[pos..]) else {
                 // unreachable for a head that ends in CRLF; treat as malformed
                 first_err.get_or_insert(ErrorKind::BadHeaderLine);
                 line_end = sb.len();
                 pos = sb.len();
                 break;
             };
-            let nl = pos + nl;
-            if nl == 0 || sb[nl - 1] != b'\r' {
+            let cr = pos + nl;
+            // a line ends with CRLF; a bare CR or LF is malformed
+            if sb[cr] != b'\r' || sb.get(cr + 1) != Some(&b'\n') {
                 first_err.get_or_insert(ErrorKind::BadHeaderLine);
             }
-            line_end = nl.saturating_sub(1);
+            let nl = if sb[cr] == b'\r' && sb.get(cr + 1) == Some(&b'\n') {
+                cr + 1
+            } else {
+                cr
+            };
+            line_end = cr;
             pos = nl + 1;
             if pos < sb.len() && (sb[pos] == b' ' || sb[pos] == b'\t') {
                 folded = true;
@@ -398,7 +434,7 @@ fn parse_inner(
         }
         let name = HeaderName::new(&line[..name_end]);
         let raw_value = &line[i + 1..];
-        if has_bad_ctl(raw_value.as_bytes(), folded) {
+        if (folded || has_ctl(raw_value.as_bytes())) && has_bad_ctl(raw_value.as_bytes(), folded) {
             first_err.get_or_insert(ErrorKind::BadHeader(name.clone()));
             continue;
         }
@@ -432,7 +468,9 @@ fn parse_inner(
                 }
             };
             if !ok {
+                // kept whole in the partial request: a 400 copies what was received
                 first_err.get_or_insert(ErrorKind::BadHeader(name.clone()));
+                headers.push_range(name, vs, ve);
                 continue;
             }
             for &(a, b) in elems.iter() {
@@ -440,9 +478,8 @@ fn parse_inner(
             }
         } else {
             if !check_value(&name, headers.value_at_range(vs, ve)) {
+                // kept in the partial request: a 400 copies what was received
                 first_err.get_or_insert(ErrorKind::BadHeader(name.clone()));
-                // keep unusable values out of the partial request
-                continue;
             }
             headers.push_range(name, vs, ve);
         }
@@ -454,35 +491,30 @@ fn parse_inner(
     // Message-level rules.
     let is_request = matches!(start_line, StartLine::Request(..));
     if first_err.is_none() {
-        for h in [
-            &HeaderName::FROM,
-            &HeaderName::TO,
-            &HeaderName::CALL_ID,
-            &HeaderName::CSEQ,
-            &HeaderName::MAX_FORWARDS,
-            &HeaderName::CONTENT_LENGTH,
-            &HeaderName::CONTENT_TYPE,
-            &HeaderName::EXPIRES,
-            &HeaderName::DATE,
-            &HeaderName::RETRY_AFTER,
-        ] {
-            if headers.count(h) > 1 {
-                first_err = Some(ErrorKind::DuplicateHeader(h.clone()));
-                break;
+        // single-valued headers appearing twice (RFC 4475 3.3.8, 3.3.9); required ones absent
+        let mut seen = [0u8; 64];
+        for (n, _) in headers.iter() {
+            if let Some(id) = n.std() {
+                let c = &mut seen[id as usize];
+                *c = c.saturating_add(1);
+                if *c > 1 && id.is_single() {
+                    first_err = Some(ErrorKind::DuplicateHeader(n.clone()));
+                    break;
+                }
             }
         }
-    }
-    if first_err.is_none() {
-        for h in [
-            &HeaderName::VIA,
-            &HeaderName::FROM,
-            &HeaderName::TO,
-            &HeaderName::CALL_ID,
-            &HeaderName::CSEQ,
-        ] {
-            if !headers.contains(h) {
-                first_err = Some(ErrorKind::MissingHeader(h.clone()));
-                break;
+        if first_err.is_none() {
+            for h in [
+                HeaderName::VIA,
+                HeaderName::FROM,
+                HeaderName::TO,
+                HeaderName::CALL_ID,
+                HeaderName::CSEQ,
+            ] {
+                if h.std().is_some_and(|id| seen[id as usize] == 0) {
+                    first_err = Some(ErrorKind::MissingHeader(h));
+                    break;
+                }
             }
         }
     }

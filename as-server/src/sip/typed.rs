@@ -324,7 +324,7 @@ fn scan_name_addr(v: &str, allow_addr_spec: bool) -> Option<NameAddrRef<'_>> {
         }
     } else if b.get(i) != Some(&b'<') {
         // *(token LWS) followed by '<', or an addr-spec.
-        let lt = memchr::memchr(b'<', &b[i..]).map(|p| p + i);
+        let lt = b[i..].iter().position(|&c| c == b'<').map(|p| p + i);
         match lt {
             Some(lt) if b[i..lt].iter().all(|&c| is_token(c) || is_wsp(c)) => {
                 let d = trim_ws(&v[i..lt]);
@@ -357,7 +357,7 @@ fn scan_name_addr(v: &str, allow_addr_spec: bool) -> Option<NameAddrRef<'_>> {
     }
     // at '<'
     let s = i + 1;
-    let e = memchr::memchr(b'>', &b[s..])? + s;
+    let e = b[s..].iter().position(|&c| c == b'>')? + s;
     Some(NameAddrRef {
         display,
         uri: &v[s..e],
@@ -515,24 +515,18 @@ fn check_call_id(v: &str) -> bool {
     !last_at
 }
 
-/// `m-type SLASH m-subtype *(SEMI m-parameter)` (section 20.15); `allow_wild` for Accept.
-fn check_media_type(v: &str, allow_wild: bool) -> bool {
+/// `m-type SLASH m-subtype *(SEMI m-parameter)` (section 20.15; also Accept's media-range,
+/// whose `*` is a token character).
+fn check_media_type(v: &str) -> bool {
     let b = v.as_bytes();
-    let Some((s, e, i)) = scan_token_slash(b, 0) else {
+    let Some((_, _, i)) = scan_token_slash(b, 0) else {
         return false;
     };
-    let _ = (s, e);
     let mut j = i;
     while j < b.len() && is_token(b[j]) {
         j += 1;
     }
-    if j == i {
-        return false;
-    }
-    if !allow_wild && (v[i..j].contains('*') || v[s..e].contains('*')) {
-        // '*' is a token char; in Content-Type a wildcard is meaningless but legal syntax.
-    }
-    scan_generic_params(v, j, |_, _| true)
+    j > i && scan_generic_params(v, j, |_, _| true)
 }
 
 /// `token *(SEMI generic-param)` (Event, Subscription-State, Content-Disposition...).
@@ -631,46 +625,33 @@ fn check_retry_after(v: &str) -> bool {
 /// Checks a (single, unfolded, trimmed) value of a known header against its grammar without
 /// allocating. Unknown headers are only checked by the line parser (UTF-8, no control chars).
 pub(crate) fn check_value(name: &HeaderName, v: &str) -> bool {
-    use HeaderName as H;
-    let n = name;
-    if *n == H::VIA {
-        check_via(v)
-    } else if *n == H::FROM || *n == H::TO {
-        check_name_addr(v, true, from_to_param_ok)
-    } else if *n == H::CONTACT {
-        v == "*" || check_name_addr(v, true, contact_param_ok)
-    } else if *n == H::ROUTE || *n == H::RECORD_ROUTE || *n == H::PATH || *n == H::SERVICE_ROUTE {
-        check_name_addr(v, false, any_param)
-    } else if *n == H::REPLY_TO || *n == H::REFER_TO || *n == H::P_ASSERTED_IDENTITY {
-        check_name_addr(v, true, any_param)
-    } else if *n == H::CALL_ID {
-        check_call_id(v)
-    } else if *n == H::CSEQ {
-        scan_cseq(v).is_some()
-    } else if *n == H::MAX_FORWARDS {
-        parse_u32(v).is_some_and(|x| x <= 255)
-    } else if *n == H::CONTENT_LENGTH {
-        !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())
-    } else if *n == H::EXPIRES || *n == H::MIN_EXPIRES {
-        !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())
-    } else if *n == H::CONTENT_TYPE {
-        check_media_type(v, false)
-    } else if *n == H::ACCEPT {
-        v.is_empty() || check_media_type(v, true)
-    } else if *n == H::DATE {
-        check_date(v)
-    } else if *n == H::WARNING {
-        check_warning(v)
-    } else if *n == H::RETRY_AFTER {
-        check_retry_after(v)
-    } else if *n == H::REQUIRE || *n == H::PROXY_REQUIRE || *n == H::UNSUPPORTED {
-        all_token(v.as_bytes())
-    } else if *n == H::SUPPORTED || *n == H::ALLOW || *n == H::ALLOW_EVENTS {
-        v.is_empty() || all_token(v.as_bytes())
-    } else if *n == H::EVENT || *n == H::SUBSCRIPTION_STATE || *n == H::CONTENT_DISPOSITION {
-        check_token_params(v)
-    } else {
-        true
+    use super::header::Std;
+    let Some(id) = name.std() else {
+        return true;
+    };
+    match id {
+        Std::Via => check_via(v),
+        Std::From | Std::To => check_name_addr(v, true, from_to_param_ok),
+        Std::Contact => v == "*" || check_name_addr(v, true, contact_param_ok),
+        Std::Route | Std::RecordRoute | Std::Path | Std::ServiceRoute => {
+            check_name_addr(v, false, any_param)
+        }
+        Std::ReplyTo | Std::ReferTo | Std::PAssertedIdentity => check_name_addr(v, true, any_param),
+        Std::CallId => check_call_id(v),
+        Std::Cseq => scan_cseq(v).is_some(),
+        Std::MaxForwards => parse_u32(v).is_some_and(|x| x <= 255),
+        Std::ContentLength | Std::Expires | Std::MinExpires => {
+            !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())
+        }
+        Std::ContentType => check_media_type(v),
+        Std::Accept => v.is_empty() || check_media_type(v),
+        Std::Date => check_date(v),
+        Std::Warning => check_warning(v),
+        Std::RetryAfter => check_retry_after(v),
+        Std::Require | Std::ProxyRequire | Std::Unsupported => all_token(v.as_bytes()),
+        Std::Supported | Std::Allow | Std::AllowEvents => v.is_empty() || all_token(v.as_bytes()),
+        Std::Event | Std::SubscriptionState | Std::ContentDisposition => check_token_params(v),
+        _ => true,
     }
 }
 

@@ -74,23 +74,31 @@ pub(crate) fn valid_hostname(b: &[u8]) -> bool {
         return false;
     }
     let b = b.strip_suffix(b".").unwrap_or(b);
-    let mut last_start = 0u8;
-    for label in b.split(|&c| c == b'.') {
-        let (Some(&f), Some(&l)) = (label.first(), label.last()) else {
-            return false;
-        };
-        if !f.is_ascii_alphanumeric() || !l.is_ascii_alphanumeric() {
+    // one pass: each label starts and ends alphanumeric; the last starts with a letter
+    let mut label_start = true;
+    let mut last_first = 0u8;
+    let mut prev = b'.';
+    for &c in b {
+        if c == b'.' {
+            if label_start || prev == b'-' {
+                return false;
+            }
+            label_start = true;
+        } else if c.is_ascii_alphanumeric() {
+            if label_start {
+                last_first = c;
+                label_start = false;
+            }
+        } else if c == b'-' {
+            if label_start {
+                return false;
+            }
+        } else {
             return false;
         }
-        if !label
-            .iter()
-            .all(|&c| c.is_ascii_alphanumeric() || c == b'-')
-        {
-            return false;
-        }
-        last_start = f;
+        prev = c;
     }
-    last_start.is_ascii_alphabetic()
+    !label_start && prev != b'-' && last_first.is_ascii_alphabetic()
 }
 
 impl fmt::Display for Host {
@@ -149,7 +157,7 @@ impl Uri {
 
     /// Parses a URI (SIP-URI / SIPS-URI / absoluteURI of section 25.1).
     pub fn parse(s: &str) -> Result<Uri, UriError> {
-        let colon = s.find(':').ok_or(UriError)?;
+        let colon = find_byte(s, b':').ok_or(UriError)?;
         let scheme = &s[..colon];
         let rest = &s[colon + 1..];
         check_scheme(scheme)?;
@@ -324,16 +332,22 @@ pub(crate) fn parse_host_ref(s: &str) -> Option<HostRef<'_>> {
     valid_hostname(b).then_some(HostRef::Domain(s))
 }
 
+/// Position of `b` in a short string (a plain loop beats memchr's dispatch here).
+#[inline]
+fn find_byte(s: &str, b: u8) -> Option<usize> {
+    s.bytes().position(|c| c == b)
+}
+
 fn scan_sip(rest: &str) -> Result<SipRef<'_>, UriError> {
     // userinfo: everything before the first '@' (user and password cannot hold a raw '@').
-    let (userinfo, hostpart) = match memchr::memchr(b'@', rest.as_bytes()) {
+    let (userinfo, hostpart) = match find_byte(rest, b'@') {
         Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
         None => (None, rest),
     };
     let (user, password) = match userinfo {
         None => (None, None),
         Some(ui) => {
-            let (u, p) = match ui.find(':') {
+            let (u, p) = match find_byte(ui, b':') {
                 Some(c) => (&ui[..c], Some(&ui[c + 1..])),
                 None => (ui, None),
             };
@@ -349,14 +363,17 @@ fn scan_sip(rest: &str) -> Result<SipRef<'_>, UriError> {
         }
     };
     // hostport ends at ';' (params) or '?' (headers).
-    let hp_end = memchr::memchr2(b';', b'?', hostpart.as_bytes()).unwrap_or(hostpart.len());
+    let hp_end = hostpart
+        .bytes()
+        .position(|c| c == b';' || c == b'?')
+        .unwrap_or(hostpart.len());
     let (host, port) = split_hostport_ref(&hostpart[..hp_end]).ok_or(UriError)?;
     let tail = &hostpart[hp_end..];
-    let q = memchr::memchr(b'?', tail.as_bytes()).unwrap_or(tail.len());
+    let q = find_byte(tail, b'?').unwrap_or(tail.len());
     let params = &tail[..q];
     if !params.is_empty() {
         for p in params[1..].split(';') {
-            let (n, v) = match p.find('=') {
+            let (n, v) = match find_byte(p, b'=') {
                 Some(e) => (&p[..e], Some(&p[e + 1..])),
                 None => (p, None),
             };
@@ -373,7 +390,7 @@ fn scan_sip(rest: &str) -> Result<SipRef<'_>, UriError> {
     let headers = &tail[q..];
     if !headers.is_empty() {
         for h in headers[1..].split('&') {
-            let e = h.find('=').ok_or(UriError)?;
+            let e = find_byte(h, b'=').ok_or(UriError)?;
             let (n, v) = (&h[..e], &h[e + 1..]);
             if !check_escaped(n.as_bytes(), false, is_hnv_char)
                 || !check_escaped(v.as_bytes(), true, is_hnv_char)
@@ -438,7 +455,7 @@ pub(crate) struct UriShape {
 /// Checks the grammar of a URI without allocating (used by the strict message parser; the
 /// typed views build a [`Uri`] later, on demand).
 pub(crate) fn validate(s: &str) -> Result<UriShape, UriError> {
-    let colon = memchr::memchr(b':', s.as_bytes()).ok_or(UriError)?;
+    let colon = find_byte(s, b':').ok_or(UriError)?;
     let scheme = &s[..colon];
     check_scheme(scheme)?;
     let rest = &s[colon + 1..];
@@ -481,7 +498,7 @@ fn check_absolute(rest: &str) -> Result<(), UriError> {
 
 pub(crate) fn split_hostport_ref(s: &str) -> Option<(HostRef<'_>, Option<u16>)> {
     let (h, p) = if s.starts_with('[') {
-        let close = s.find(']')?;
+        let close = find_byte(s, b']')?;
         let after = &s[close + 1..];
         let port = if after.is_empty() {
             None
@@ -490,7 +507,7 @@ pub(crate) fn split_hostport_ref(s: &str) -> Option<(HostRef<'_>, Option<u16>)> 
         };
         (&s[..=close], port)
     } else {
-        match s.find(':') {
+        match find_byte(s, b':') {
             Some(c) => (&s[..c], Some(&s[c + 1..])),
             None => (s, None),
         }
@@ -533,7 +550,7 @@ fn parse_absolute(scheme: Scheme, rest: &str) -> Result<Uri, UriError> {
                 Some(e) => (&p[..e], Some(&p[e + 1..])),
                 None => (p, None),
             };
-            if n.is_empty() || !n.bytes().all(|b| is_token(b)) {
+            if n.is_empty() || !n.bytes().all(is_token) {
                 return Err(UriError);
             }
             uri.params.push((n.to_owned(), v.map(str::to_owned)));

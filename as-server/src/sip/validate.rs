@@ -38,7 +38,13 @@ impl Default for Policy<'_> {
     fn default() -> Self {
         Policy {
             supported: &[],
-            accepted_types: &["application/sdp", "text/plain", "application/json"],
+            accepted_types: &[
+                "application/sdp",
+                "text/plain",
+                "application/json",
+                "multipart/mixed",
+                "message/sipfrag",
+            ],
             answer_type: Some("application/sdp"),
             forwarding: false,
         }
