@@ -2,7 +2,7 @@
 # scripts/test-all.sh: THE test command (README "Run every test"; CI runs it through .ci/run).
 #
 # 1. installs what the tests need when it is missing (SIPp = Debian sip-tester, tshark, ffmpeg,
-#    curl, python3; PostgreSQL through as-server/tests/pg-setup.sh);
+#    curl, openssl, python3; PostgreSQL through as-server/tests/pg-setup.sh);
 # 2. cargo fmt --check; cargo clippy -D warnings; cargo build --release;
 # 3. cargo test --workspace --release (unit, integration, RFC 4475 vectors, fuzz-corpus replay,
 #    ffmpeg mid-GOP decode, SQLite and PostgreSQL store);
@@ -83,6 +83,7 @@ need_tools() {
     { command -v tshark >/dev/null && command -v dumpcap >/dev/null; } || missing+=(tshark)
     { command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null; } || missing+=(ffmpeg)
     command -v curl >/dev/null || missing+=(curl)
+    command -v openssl >/dev/null || missing+=(openssl)
     command -v python3 >/dev/null || missing+=(python3)
     command -v unshare >/dev/null || missing+=(util-linux)
     command -v ip >/dev/null || missing+=(iproute2)

@@ -5,7 +5,9 @@
 # Boots the standalone testbed on loopback (the AS with the standalone config, a SQLite file in a
 # temporary directory, the in-process relay with its test-pattern channel `news`), runs SIPp
 # scenarios against it and exits non-zero if any scenario fails. With no arguments it runs every
-# `sipp-scenarios/*.xml` (over UDP) plus join.xml over TCP. `X.xml@tcp` runs X over TCP.
+# `sipp-scenarios/*.xml` (over UDP) plus join.xml over TCP and an OPTIONS over TLS.
+# `X.xml@tcp` runs X over TCP. `options.xml@tls` is not SIPp (this SIPp build has no TLS): an
+# OPTIONS sent through `openssl s_client` to port 5061 must get a 200.
 #
 # Each scenario runs as
 #   sipp 127.0.0.1:5060 -sf X.xml -s news -m CALLS -r RATE -d HOLD_MS -timeout 30s
@@ -47,6 +49,7 @@ log() { printf '[run.sh] %s\n' "$*" >&2; }
 if [[ -z "${SIPP_RUN_INNER:-}" ]]; then
     command -v sipp >/dev/null || { log "sipp not found (apt-get install sip-tester)"; exit 2; }
     command -v curl >/dev/null || { log "curl not found"; exit 2; }
+    command -v openssl >/dev/null || { log "openssl not found"; exit 2; }
     if [[ -z "${AS_BIN:-}" ]]; then
         log "cargo build --release -p as-server"
         (cd "$root" && cargo build --release -q -p as-server)
@@ -68,7 +71,7 @@ if [[ "${1:-}" == --exec ]]; then
     exec_cmd=${2:?--exec needs a command}
 elif [[ $# -eq 0 ]]; then
     for f in "$here"/*.xml; do scenarios+=("$(basename "$f")"); done
-    scenarios+=("join.xml@tcp")
+    scenarios+=("join.xml@tcp" "options.xml@tls")
 else
     for a in "$@"; do scenarios+=("$a"); done
 fi
@@ -145,6 +148,29 @@ for spec in "${scenarios[@]}"; do
     label=${name%.xml}
     if [[ "$spec" == *@tcp ]]; then transport=t1; label="$label@tcp"; fi
     file=$here/$(basename "$name")
+    if [[ "$spec" == options.xml@tls ]]; then
+        label=options@tls
+        start=$(date +%s.%N)
+        # stdin stays open 1 s after the request so that the answer arrives before EOF.
+        tls_reply=$( (printf '%s\r\n' "OPTIONS sip:127.0.0.1:5061;transport=tls SIP/2.0" \
+            "Via: SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bK-tls-probe-$$" \
+            "From: <sip:ping@127.0.0.1>;tag=tls$$" "To: <sip:127.0.0.1:5061>" \
+            "Call-ID: tls-probe-$$@127.0.0.1" "CSeq: 1 OPTIONS" "Max-Forwards: 70" \
+            "Content-Length: 0" ""
+            sleep 1) |
+            timeout 10 openssl s_client -connect 127.0.0.1:5061 -quiet -no_ign_eof 2>/dev/null |
+            head -n 1 | tr -d '\r') || true
+        echo "$tls_reply" >"$artifacts/$label.out"
+        secs=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+        if [[ "$tls_reply" == "SIP/2.0 200 "* ]]; then
+            printf '%-28s %9s %7s %4s %7s\n' "$label" 1 0 0 "$secs" >>"$summary"
+        else
+            printf '%-28s %9s %7s %4s %7s\n' "$label" 0 1 1 "$secs" >>"$summary"
+            log "$label FAILED: the TLS OPTIONS got '${tls_reply:-nothing}'"
+            failures=$((failures + 1))
+        fi
+        continue
+    fi
     if [[ ! -f "$file" ]]; then
         printf '%-28s %9s %7s %4s %7s\n' "$label" - - missing - >>"$summary"
         failures=$((failures + 1))
