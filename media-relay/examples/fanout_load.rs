@@ -1,0 +1,618 @@
+//! Relay fan-out load test with real UDP sockets on loopback.
+//!
+//! What it measures: the relay's output RTP packets per CPU-second of the relay itself when one
+//! channel fans out to N viewers, and where the relay saturates. How: the relay runs in this
+//! process ([`Relay::spawn`]) on a dedicated thread with its own current-thread tokio runtime, so
+//! the relay (core + driver + the kernel's loopback send path its `sendto` calls execute) is
+//! exactly one OS thread whose CPU time is read from `/proc/self/task/TID/stat` (utime + stime).
+//! A sender thread feeds one channel's ingest socket at a fixed rate with H.264-sized RTP
+//! packets (12-byte header + 1200-byte payload, an IDR every `--gop-packets` packets so the
+//! GOP cache cycles as in a live stream); N viewers are UDP sinks bound on 127.0.1.x, counted by
+//! a separate sink thread. Sender and sinks are not counted.
+//!
+//! For each N (default 1, 10, 100) the input rate climbs a ladder (default 1k .. 100k pps) for
+//! `--duration` seconds per step; the ladder stops for that N at the first step that is
+//! saturated: any loss (input not read by the relay, sends that failed, or datagrams that never
+//! reached a sink), relay CPU at or above `--cpu-limit`, or a sender that could not reach 95 %
+//! of the target rate. Results: a table on stdout and JSON in `--out`.
+//!
+//! Run (release!): `cargo run --release -p media-relay --example fanout_load -- --help`, or
+//! `scripts/bench-relay.sh`.
+
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket as StdUdpSocket};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use clap::Parser;
+use media_relay::control::{AddViewer, ChannelId, ChannelSpec, RelayConfig, ViewerId};
+use media_relay::{RelayHandle, RelayStats};
+use serde::Serialize;
+
+/// Relay fan-out load test (real UDP sockets on loopback).
+#[derive(Debug, Parser)]
+struct Args {
+    /// Viewer counts to measure, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,10,100")]
+    viewers: Vec<usize>,
+    /// Input rate ladder in RTP packets per second, comma separated, ascending.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1000,2000,5000,10000,20000,50000,100000"
+    )]
+    rates: Vec<u32>,
+    /// Seconds per step.
+    #[arg(long, default_value_t = 3.0)]
+    duration: f64,
+    /// RTP payload bytes per packet (the RTP header adds 12).
+    #[arg(long, default_value_t = 1200)]
+    payload: usize,
+    /// An IDR packet every this many packets.
+    #[arg(long, default_value_t = 1000)]
+    gop_packets: u64,
+    /// Stop the ladder when the relay thread uses this fraction of a core or more.
+    #[arg(long, default_value_t = 0.95)]
+    cpu_limit: f64,
+    /// Largest loss fraction a step may have and still count as below saturation.
+    #[arg(long, default_value_t = 0.0)]
+    max_loss: f64,
+    /// Keep climbing after a saturated step (to see the whole curve).
+    #[arg(long)]
+    no_stop: bool,
+    /// Write the JSON results here.
+    #[arg(long, default_value = "ci-artifacts/bench/relay-fanout.json")]
+    out: PathBuf,
+}
+
+/// Socket buffer asked for on sinks and the sender (the kernel caps it at net.core.rmem_max).
+const SINK_BUFFER: usize = 8 << 20;
+
+#[expect(
+    clippy::disallowed_methods,
+    reason = "a load generator paces by the wall clock; the one clock read of this tool"
+)]
+fn now() -> Instant {
+    Instant::now()
+}
+
+// ----- per-thread CPU time ---------------------------------------------------------------------
+
+/// Clock ticks per second of /proc times (USER_HZ; 100 on every Linux this runs on).
+const CLK_TCK: f64 = 100.0;
+
+/// The calling thread's id, from `/proc/thread-self` -> `PID/task/TID`.
+fn current_tid() -> anyhow::Result<u32> {
+    let link = std::fs::read_link("/proc/thread-self").context("reading /proc/thread-self")?;
+    let tid = link
+        .file_name()
+        .and_then(|s| s.to_str())
+        .context("odd /proc/thread-self link")?;
+    Ok(tid.parse()?)
+}
+
+/// utime + stime of one thread of this process, in seconds.
+fn thread_cpu_secs(tid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat"))?;
+    // Fields after the `(comm)`: state is field 3, utime 14, stime 15 (proc(5)).
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("odd stat line")?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = f.get(11).context("no utime")?.parse()?;
+    let stime: u64 = f.get(12).context("no stime")?.parse()?;
+    Ok((utime + stime) as f64 / CLK_TCK)
+}
+
+// ----- the relay on its own thread -------------------------------------------------------------
+
+struct RelayThread {
+    handle: RelayHandle,
+    tid: u32,
+    /// Dropping it ends the relay thread's runtime.
+    done: tokio::sync::oneshot::Sender<()>,
+    join: thread::JoinHandle<()>,
+}
+
+fn start_relay() -> anyhow::Result<RelayThread> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let join = thread::Builder::new().name("relay".into()).spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                let _ = tx.send(Err(anyhow::anyhow!(e)));
+                return;
+            }
+        };
+        rt.block_on(async move {
+            let config = RelayConfig {
+                // No sender reports during the run: the sinks count RTP only.
+                rtcp_interval: Duration::from_secs(3600),
+                viewer_timeout: None,
+                ..RelayConfig::default()
+            };
+            let handle = match media_relay::Relay::spawn(config) {
+                Ok(h) => h,
+                Err(e) => {
+                    let _ = tx.send(Err(anyhow::anyhow!(e)));
+                    return;
+                }
+            };
+            let tid = current_tid();
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+            let _ = tx.send(tid.map(|tid| (handle.clone(), tid, done_tx)));
+            // The relay task runs on this runtime until the handle owner says stop.
+            let _ = done_rx.await;
+        });
+    })?;
+    let (handle, tid, done) = rx.recv().context("relay thread died")??;
+    Ok(RelayThread {
+        handle,
+        tid,
+        done,
+        join,
+    })
+}
+
+// ----- sinks -----------------------------------------------------------------------------------
+
+struct Sinks {
+    addrs: Vec<SocketAddr>,
+    counts: Arc<Vec<AtomicU64>>,
+    stop: Arc<AtomicBool>,
+    join: thread::JoinHandle<()>,
+}
+
+impl Sinks {
+    /// `n` UDP sinks on 127.0.1.1, 127.0.1.2, ... (ephemeral ports), read by one thread.
+    fn start(n: usize) -> anyhow::Result<Sinks> {
+        let mut socks = Vec::with_capacity(n);
+        let mut addrs = Vec::with_capacity(n);
+        for i in 0..n {
+            let ip = Ipv4Addr::new(127, 0, 1 + (i / 250) as u8, 1 + (i % 250) as u8);
+            let s = socket2::Socket::new(
+                socket2::Domain::IPV4,
+                socket2::Type::DGRAM,
+                Some(socket2::Protocol::UDP),
+            )?;
+            let _ = s.set_recv_buffer_size(SINK_BUFFER);
+            s.set_nonblocking(true)?;
+            s.bind(&SocketAddr::from((ip, 0)).into())
+                .with_context(|| format!("binding a sink on {ip}"))?;
+            let s: StdUdpSocket = s.into();
+            addrs.push(s.local_addr()?);
+            socks.push(s);
+        }
+        let counts: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (c, st) = (counts.clone(), stop.clone());
+        let join = thread::Builder::new().name("sinks".into()).spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                let mut tasks = Vec::new();
+                for (i, s) in socks.into_iter().enumerate() {
+                    let Ok(s) = tokio::net::UdpSocket::from_std(s) else {
+                        continue;
+                    };
+                    let c = c.clone();
+                    tasks.push(tokio::spawn(async move {
+                        let mut buf = vec![0u8; 2048];
+                        while let Ok(len) = s.recv(&mut buf).await {
+                            // RTP only: RTCP payload types 200..=204 show as 72..=76 here.
+                            if len >= 12 && !(72..=76).contains(&(buf[1] & 0x7f)) {
+                                c[i].fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }));
+                }
+                while !st.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                for t in tasks {
+                    t.abort();
+                }
+            });
+        })?;
+        Ok(Sinks {
+            addrs,
+            counts,
+            stop,
+            join,
+        })
+    }
+
+    fn total(&self) -> u64 {
+        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.join.join();
+    }
+}
+
+// ----- sender ----------------------------------------------------------------------------------
+
+/// Builds the `seq`-th packet of the stream into `buf`.
+fn packet(buf: &mut [u8], seq: u64, gop_packets: u64) {
+    let key = seq % gop_packets == 0;
+    // A "frame" every 10 packets at 30 frames/s: timestamp step 3000.
+    let ts = (seq / 10).wrapping_mul(3000) as u32;
+    buf[0] = 0x80;
+    buf[1] = 96 | if seq % 10 == 9 { 0x80 } else { 0 };
+    buf[2..4].copy_from_slice(&(seq as u16).to_be_bytes());
+    buf[4..8].copy_from_slice(&ts.to_be_bytes());
+    buf[8..12].copy_from_slice(&0x5eed_f00du32.to_be_bytes());
+    // H.264 NAL header: IDR slice (type 5) or non-IDR slice (type 1), RFC 6184 single NAL.
+    buf[12] = if key { 0x65 } else { 0x41 };
+}
+
+/// Sends `total` packets to `dest` at `rate` per second; returns (sent, seconds taken).
+fn send_step(
+    sock: &StdUdpSocket,
+    dest: SocketAddr,
+    rate: u32,
+    total: u64,
+    first_seq: u64,
+    args: &Args,
+) -> (u64, f64) {
+    let mut buf = vec![0xabu8; 12 + args.payload];
+    let start = now();
+    let mut sent = 0u64;
+    let mut failed = 0u64;
+    // Bounded: at most `total` sends, and a step never takes more than twice its time + 1 s.
+    let limit = Duration::from_secs_f64(2.0 * total as f64 / f64::from(rate) + 1.0);
+    while sent + failed < total {
+        let elapsed = now().duration_since(start);
+        if elapsed > limit {
+            break;
+        }
+        let due = ((elapsed.as_secs_f64() * f64::from(rate)) as u64 + 1).min(total);
+        while sent + failed < due {
+            packet(&mut buf, first_seq + sent + failed, args.gop_packets);
+            match sock.send_to(&buf, dest) {
+                Ok(_) => sent += 1,
+                Err(_) => failed += 1,
+            }
+        }
+        thread::sleep(Duration::from_micros(200));
+    }
+    (sent, now().duration_since(start).as_secs_f64())
+}
+
+// ----- the ladder ------------------------------------------------------------------------------
+
+#[derive(Debug, Serialize)]
+struct Step {
+    viewers: usize,
+    target_input_pps: u32,
+    seconds: f64,
+    input_packets: u64,
+    input_pps: f64,
+    relay_packets_in: u64,
+    relay_packets_out: u64,
+    relay_send_errors: u64,
+    received_packets: u64,
+    output_pps: f64,
+    relay_cpu_seconds: f64,
+    relay_cpu_percent: f64,
+    output_packets_per_cpu_second: f64,
+    lost_before_relay: u64,
+    lost_at_send: u64,
+    lost_after_send: u64,
+    loss_fraction: f64,
+    saturated: bool,
+    saturated_because: Vec<&'static str>,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    tool: &'static str,
+    packet_bytes: usize,
+    gop_packets: u64,
+    step_seconds: f64,
+    cpu_limit: f64,
+    max_loss: f64,
+    loadavg_start: String,
+    loadavg_end: String,
+    rmem_max: String,
+    steps: Vec<Step>,
+    /// Per viewer count: the highest step below saturation.
+    best: Vec<Best>,
+}
+
+#[derive(Debug, Serialize)]
+struct Best {
+    viewers: usize,
+    input_pps: f64,
+    output_pps: f64,
+    relay_cpu_percent: f64,
+    output_packets_per_cpu_second: f64,
+    first_saturated_input_pps: Option<u32>,
+}
+
+fn totals(rt: &tokio::runtime::Runtime, h: &RelayHandle) -> anyhow::Result<(u64, u64, u64)> {
+    let s: RelayStats = rt.block_on(h.stats())?;
+    Ok((
+        s.totals.packets_in,
+        s.totals.packets_out,
+        s.totals.send_errors,
+    ))
+}
+
+fn run_n(
+    args: &Args,
+    rt: &tokio::runtime::Runtime,
+    relay: &RelayThread,
+    n: usize,
+    steps: &mut Vec<Step>,
+) -> anyhow::Result<()> {
+    let channel = ChannelId::from(format!("fanout-{n}"));
+    let ingest = rt.block_on(
+        relay
+            .handle
+            .create_ingest(ChannelSpec::new(channel.clone())),
+    )?;
+    let sinks = Sinks::start(n)?;
+    for (i, addr) in sinks.addrs.iter().enumerate() {
+        rt.block_on(relay.handle.add_viewer(AddViewer {
+            viewer: ViewerId((n * 1000 + i) as u64),
+            channel: channel.clone(),
+            rtp_dest: *addr,
+            rtcp_dest: None,
+            payload_type: 96,
+        }))?;
+    }
+    let sender = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    let _ = sender.set_send_buffer_size(SINK_BUFFER);
+    sender.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
+    let sender: StdUdpSocket = sender.into();
+    let mut seq = 0u64;
+    println!(
+        "== {n} viewer(s): channel {channel}, ingest {}, sinks {}..{}",
+        ingest.rtp_addr,
+        sinks.addrs[0],
+        sinks.addrs[n - 1]
+    );
+    for &rate in &args.rates {
+        let total = (f64::from(rate) * args.duration).round() as u64;
+        let (in0, out0, err0) = totals(rt, &relay.handle)?;
+        let recv0 = sinks.total();
+        let cpu0 = thread_cpu_secs(relay.tid)?;
+        let t0 = now();
+        // Send in one-second slices so progress can be printed while it runs.
+        let mut sent = 0u64;
+        let mut slice = 0u64;
+        while slice * u64::from(rate) < total {
+            let this = (total - slice * u64::from(rate)).min(u64::from(rate));
+            let (s, _) = send_step(&sender, ingest.rtp_addr, rate, this, seq, args);
+            seq += this;
+            sent += s;
+            slice += 1;
+            let el = now().duration_since(t0).as_secs_f64();
+            let cpu = thread_cpu_secs(relay.tid)? - cpu0;
+            println!(
+                "   [{n} viewers, {rate} pps] t={el:.1}s sent={sent} received={} relay cpu={:.0}%",
+                sinks.total() - recv0,
+                100.0 * cpu / el
+            );
+        }
+        let send_secs = now().duration_since(t0).as_secs_f64();
+        // Let the queues drain: wait until the sinks stop counting (at most 2 s).
+        let mut last = sinks.total();
+        for _ in 0..20 {
+            thread::sleep(Duration::from_millis(100));
+            let c = sinks.total();
+            if c == last {
+                break;
+            }
+            last = c;
+        }
+        let cpu = thread_cpu_secs(relay.tid)? - cpu0;
+        let received = sinks.total() - recv0;
+        let (in1, out1, err1) = totals(rt, &relay.handle)?;
+        let (pin, pout, perr) = (in1 - in0, out1 - out0, err1 - err0);
+        let expected = sent * n as u64;
+        let lost_before_relay = sent.saturating_sub(pin);
+        let lost_at_send = perr;
+        let lost_after_send = pout.saturating_sub(perr).saturating_sub(received);
+        let loss_fraction = if expected == 0 {
+            0.0
+        } else {
+            expected.saturating_sub(received) as f64 / expected as f64
+        };
+        let cpu_frac = cpu / send_secs;
+        let input_pps = sent as f64 / send_secs;
+        let mut why = Vec::new();
+        if loss_fraction > args.max_loss {
+            why.push("loss");
+        }
+        if cpu_frac >= args.cpu_limit {
+            why.push("relay cpu");
+        }
+        if input_pps < 0.95 * f64::from(rate) {
+            why.push("sender below target");
+        }
+        let step = Step {
+            viewers: n,
+            target_input_pps: rate,
+            seconds: send_secs,
+            input_packets: sent,
+            input_pps,
+            relay_packets_in: pin,
+            relay_packets_out: pout,
+            relay_send_errors: perr,
+            received_packets: received,
+            output_pps: received as f64 / send_secs,
+            relay_cpu_seconds: cpu,
+            relay_cpu_percent: 100.0 * cpu_frac,
+            output_packets_per_cpu_second: if cpu > 0.0 {
+                received as f64 / cpu
+            } else {
+                0.0
+            },
+            lost_before_relay,
+            lost_at_send,
+            lost_after_send,
+            loss_fraction,
+            saturated: !why.is_empty(),
+            saturated_because: why,
+        };
+        println!(
+            "   -> in {:.0} pps, out {:.0} pps, relay cpu {:.2} s ({:.0}%), {:.0} out pkts/cpu-s, loss {:.4}% (before relay {}, at send {}, after send {}){}",
+            step.input_pps,
+            step.output_pps,
+            step.relay_cpu_seconds,
+            step.relay_cpu_percent,
+            step.output_packets_per_cpu_second,
+            100.0 * step.loss_fraction,
+            lost_before_relay,
+            lost_at_send,
+            lost_after_send,
+            if step.saturated {
+                format!("  SATURATED ({})", step.saturated_because.join(", "))
+            } else {
+                String::new()
+            }
+        );
+        let saturated = step.saturated;
+        steps.push(step);
+        if saturated && !args.no_stop {
+            break;
+        }
+    }
+    rt.block_on(relay.handle.delete_ingest(&channel))?;
+    sinks.stop();
+    Ok(())
+}
+
+fn read_trim(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.viewers.is_empty() || args.rates.is_empty() || args.viewers.contains(&0) {
+        bail!("need at least one viewer count (> 0) and one rate");
+    }
+    if args.viewers.iter().any(|&n| n > 10_000) || args.rates.contains(&0) {
+        bail!("viewers at most 10000, rates above 0");
+    }
+    if !(0.1..=60.0).contains(&args.duration) || args.payload < 1 || args.payload > 8000 {
+        bail!("duration 0.1..60 s, payload 1..8000 bytes");
+    }
+    let loadavg_start = read_trim("/proc/loadavg");
+    println!(
+        "relay fan-out load: {} byte RTP packets, {} s per step, load average {loadavg_start}",
+        12 + args.payload,
+        args.duration
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let relay = start_relay()?;
+    let mut steps = Vec::new();
+    for &n in &args.viewers {
+        run_n(&args, &rt, &relay, n, &mut steps)?;
+    }
+    let _ = rt.block_on(relay.handle.shutdown());
+    drop(relay.done);
+    let _ = relay.join.join();
+
+    let best: Vec<Best> = args
+        .viewers
+        .iter()
+        .map(|&n| {
+            let ok = steps
+                .iter()
+                .filter(|s| s.viewers == n && !s.saturated)
+                .max_by(|a, b| a.output_pps.total_cmp(&b.output_pps));
+            let sat = steps
+                .iter()
+                .find(|s| s.viewers == n && s.saturated)
+                .map(|s| s.target_input_pps);
+            Best {
+                viewers: n,
+                input_pps: ok.map_or(0.0, |s| s.input_pps),
+                output_pps: ok.map_or(0.0, |s| s.output_pps),
+                relay_cpu_percent: ok.map_or(0.0, |s| s.relay_cpu_percent),
+                output_packets_per_cpu_second: ok.map_or(0.0, |s| s.output_packets_per_cpu_second),
+                first_saturated_input_pps: sat,
+            }
+        })
+        .collect();
+    let report = Report {
+        tool: "media-relay/examples/fanout_load.rs",
+        packet_bytes: 12 + args.payload,
+        gop_packets: args.gop_packets,
+        step_seconds: args.duration,
+        cpu_limit: args.cpu_limit,
+        max_loss: args.max_loss,
+        loadavg_start,
+        loadavg_end: read_trim("/proc/loadavg"),
+        rmem_max: read_trim("/proc/sys/net/core/rmem_max"),
+        steps,
+        best,
+    };
+
+    println!();
+    println!("| viewers | input pps | output pps | relay CPU s | relay CPU % | output pkts per relay CPU-s | loss % | saturated |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    for s in &report.steps {
+        println!(
+            "| {} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} | {:.3} | {} |",
+            s.viewers,
+            s.input_pps,
+            s.output_pps,
+            s.relay_cpu_seconds,
+            s.relay_cpu_percent,
+            s.output_packets_per_cpu_second,
+            100.0 * s.loss_fraction,
+            if s.saturated {
+                s.saturated_because.join(", ")
+            } else {
+                "no".to_owned()
+            }
+        );
+    }
+    println!();
+    for b in &report.best {
+        println!(
+            "{} viewer(s): highest step below saturation {:.0} pps in -> {:.0} pps out, {:.0} out pkts per relay CPU-s ({:.0}% CPU); first saturated at {}",
+            b.viewers,
+            b.input_pps,
+            b.output_pps,
+            b.output_packets_per_cpu_second,
+            b.relay_cpu_percent,
+            b.first_saturated_input_pps
+                .map_or("none of the rates".to_owned(), |r| format!("{r} pps in"))
+        );
+    }
+    if let Some(dir) = args.out.parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir)?;
+        }
+    }
+    std::fs::write(&args.out, serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    println!("JSON: {}", args.out.display());
+    Ok(())
+}
