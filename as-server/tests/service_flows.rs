@@ -671,3 +671,65 @@ async fn vanished_viewer_session_is_reaped() {
     assert_eq!(bye.method.as_str(), "BYE");
     assert_eq!(bye.call_id().unwrap(), "gone");
 }
+
+/// The sessions and subscriptions are `sip::dialog` dialogs: in-dialog requests are checked
+/// (RFC 3261 12.2.2: a lower CSeq gets 500 and changes nothing), the AS's own requests count
+/// their CSeq up, and carry the dialog's tags.
+#[tokio::test]
+async fn dialogs_check_cseq_order() {
+    let mut h = harness(100).await;
+    let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = rtp.local_addr().unwrap().port();
+    let ok = call(
+        &h.svc,
+        invite("news", "q1", 5, None, &sdp(port, "h264"), ""),
+    )
+    .await;
+    assert_eq!(ok.status.0, 200);
+    let tag = to_tag(&ok);
+    // A re-INVITE that repeats the INVITE's CSeq: out of order, the session stays on news.
+    let stale = call(
+        &h.svc,
+        invite("sport", "q1", 5, Some(&tag), &sdp(port, "h264"), ""),
+    )
+    .await;
+    assert_eq!(stale.status.0, 500, "{stale:?}");
+    assert_eq!(h.svc.sessions()[0].channel, "news");
+    // A BYE with a lower CSeq: 500, the session stays.
+    assert_eq!(call(&h.svc, bye("q1", &tag, 4)).await.status.0, 500);
+    assert_eq!(h.svc.sessions().len(), 1);
+    // A BYE with a wrong tag: 481.
+    assert_eq!(call(&h.svc, bye("q1", "not-ours", 9)).await.status.0, 481);
+    assert_eq!(call(&h.svc, bye("q1", &tag, 6)).await.status.0, 200);
+    assert!(h.svc.sessions().is_empty());
+
+    // Subscription: NOTIFYs count CSeq up from one dialog; a stale refresh gets 500.
+    let sub = call(&h.svc, subscribe("q2", 600)).await;
+    assert_eq!(sub.status.0, 200);
+    let stag = to_tag(&sub);
+    let first = timeout(Duration::from_secs(5), h.sent.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.method.as_str(), "NOTIFY");
+    assert_eq!(first.from().unwrap().tag(), Some(stag.as_str()));
+    assert_eq!(first.to().unwrap().tag(), Some("bob1"));
+    assert_eq!(first.uri.to_string(), "sip:bob@127.0.0.1:5098");
+    let mut refresh = subscribe("q2", 600);
+    refresh.headers.set(
+        HeaderName::TO,
+        format!("<sip:channels@127.0.0.1>;tag={stag}"),
+    );
+    assert_eq!(call(&h.svc, refresh.clone()).await.status.0, 500);
+    refresh.headers.set(HeaderName::CSEQ, "2 SUBSCRIBE");
+    assert_eq!(call(&h.svc, refresh).await.status.0, 200);
+    let second = timeout(Duration::from_secs(5), h.sent.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        second.cseq().unwrap().seq,
+        first.cseq().unwrap().seq + 1,
+        "NOTIFYs of one dialog count CSeq up"
+    );
+}

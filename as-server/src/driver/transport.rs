@@ -254,23 +254,8 @@ pub(crate) async fn connect_and_run(
             None
         }
     };
-    let fail = |mut rx: mpsc::Receiver<Outgoing>, net: mpsc::Sender<NetEvent>| async move {
-        rx.close();
-        while let Some((_, id)) = rx.recv().await {
-            if let Some(transaction) = id {
-                let _ = net.send(NetEvent::SendFailed { transaction }).await;
-            }
-        }
-        let _ = net
-            .send(NetEvent::Closed {
-                transport,
-                peer,
-                conn,
-            })
-            .await;
-    };
     let Some(tcp) = tcp else {
-        return fail(rx, net).await;
+        return close_conn(rx, &net, transport, peer, conn).await;
     };
     let _ = tcp.set_nodelay(true);
     match kind {
@@ -284,17 +269,17 @@ pub(crate) async fn connect_and_run(
                 Ok(Ok(tls)) => run_stream(tls, transport, peer, conn, net, rx).await,
                 Ok(Err(e)) => {
                     tracing::info!(%peer, error = %e, "TLS client handshake failed");
-                    fail(rx, net).await;
+                    close_conn(rx, &net, transport, peer, conn).await;
                 }
                 Err(_) => {
                     tracing::info!(%peer, "TLS client handshake timed out");
-                    fail(rx, net).await;
+                    close_conn(rx, &net, transport, peer, conn).await;
                 }
             }
         }
         StreamKind::Tls {
             connector: None, ..
-        } => fail(rx, net).await,
+        } => close_conn(rx, &net, transport, peer, conn).await,
     }
 }
 
@@ -385,7 +370,18 @@ pub(crate) async fn run_stream<S>(
         }
     }
     let _ = wr.shutdown().await;
-    // Whatever was still queued cannot go out.
+    close_conn(rx, &net, transport, peer, conn).await;
+}
+
+/// A connection ends: whatever was still queued on it cannot go out (each queued request's
+/// transaction gets a transport error), then the loop learns it is closed.
+async fn close_conn(
+    mut rx: mpsc::Receiver<Outgoing>,
+    net: &mpsc::Sender<NetEvent>,
+    transport: Transport,
+    peer: SocketAddr,
+    conn: u64,
+) {
     rx.close();
     while let Some((_, id)) = rx.recv().await {
         if let Some(transaction) = id {

@@ -1,125 +1,80 @@
 //! SIP message helpers of the service (UAS side of RFC 3261 sections 8.2 and 12): responses
-//! from a [`Reject`], the UAS dialog state kept per session/subscription, and in-dialog
-//! requests (NOTIFY, BYE) built from it (section 12.2.1.1). Pure functions over codec types.
+//! from a [`Reject`], and [`PeerDialog`], the [`sip::dialog`](crate::sip::dialog) state the
+//! service keeps per session and subscription with the flow to send its in-dialog requests
+//! (NOTIFY, BYE) on. Pure functions over codec types.
 
 use std::net::SocketAddr;
 
+use crate::sip::dialog::{self, ConfirmedDialog, Dialog, DialogError, DialogId};
 use crate::sip::transaction::Transport;
-use crate::sip::{HeaderName, Method, Request, Response, StatusCode, Uri};
+use crate::sip::{HeaderName, Request, Response, Scheme, StatusCode, Uri};
 
 use super::rules::Reject;
 
 /// `Server` / `User-Agent` header value.
 pub const AGENT: &str = concat!("iptv-as/", env!("CARGO_PKG_VERSION"));
 
-/// Identifies a dialog at the UAS: Call-ID, the UAC's tag, our tag (section 12).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct DialogKey {
-    /// Call-ID.
-    pub call_id: String,
-    /// The peer's tag (From tag of its requests).
-    pub remote_tag: String,
-    /// Our tag (To tag of its requests).
-    pub local_tag: String,
-}
-
-/// What the AS keeps of a dialog it accepted, to send requests within it.
+/// A dialog the AS accepted as UAS: the [`sip::dialog`](crate::sip::dialog) state (Call-ID,
+/// tags, CSeq numbers, remote target, route set; RFC 3261 section 12.1.1) and the flow the
+/// peer's requests came on. In-dialog requests (BYE, NOTIFY) are built by the dialog
+/// (section 12.2.1.1) and sent back on that flow (the source address and transport of the
+/// dialog-creating request), which also reaches a UE behind a NAT or a load balancer that
+/// does not record-route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerDialog {
-    /// The dialog's id.
-    pub key: DialogKey,
-    /// The peer's From header value (with its tag): our To.
-    pub remote: String,
-    /// The peer's To header value without tag: our From (our tag is added).
-    pub local: String,
-    /// The peer's Contact URI (remote target, section 12.1.1).
-    pub remote_target: String,
-    /// Record-Route values in order: the route set of the UAS (section 12.1.1).
-    pub route_set: Vec<String>,
-    /// Where requests go: the address the peer's requests came from (its transport flow).
+    /// The dialog (confirmed: the AS sent, or is sending, the 2xx).
+    pub dialog: ConfirmedDialog,
+    /// Where requests go: the address the peer's requests came from.
     pub dest: SocketAddr,
     /// Transport the peer used.
     pub transport: Transport,
-    /// Our CSeq (incremented before each request we send).
-    pub local_cseq: u32,
 }
 
 impl PeerDialog {
-    /// Dialog state from a dialog-creating request (INVITE, SUBSCRIBE) we answer with a 2xx
-    /// carrying `local_tag`. `Err` when the request has no Contact or From tag (400).
-    pub fn from_request(
+    /// The dialog a 2xx with our tag `local_tag` and `Contact: contact` to the dialog-creating
+    /// request `req` (INVITE, SUBSCRIBE) sets up (RFC 3261 section 12.1.1). `Err` (a 400)
+    /// when the request lacks what a dialog needs (From tag, Contact, Call-ID, CSeq).
+    pub fn accept(
         req: &Request,
         source: SocketAddr,
         transport: Transport,
         local_tag: &str,
+        contact: &str,
     ) -> Result<Self, Reject> {
-        let call_id = req
-            .headers
-            .get(&HeaderName::CALL_ID)
-            .ok_or_else(|| Reject::new(400, "Missing Call-ID"))?;
-        let from = req
-            .headers
-            .get(&HeaderName::FROM)
-            .ok_or_else(|| Reject::new(400, "Missing From"))?;
-        let to = req
-            .headers
-            .get(&HeaderName::TO)
-            .ok_or_else(|| Reject::new(400, "Missing To"))?;
-        let from_na = req.from().map_err(|_| Reject::new(400, "Bad From"))?;
-        let remote_tag = from_na
-            .tag()
-            .ok_or_else(|| Reject::new(400, "Missing From tag"))?
-            .to_owned();
-        let contact = req
-            .contact()
-            .map_err(|_| Reject::new(400, "Bad Contact"))?
-            .ok_or_else(|| Reject::new(400, "Missing Contact"))?;
-        Ok(Self {
-            key: DialogKey {
-                call_id: call_id.to_owned(),
-                remote_tag,
-                local_tag: local_tag.to_owned(),
-            },
-            remote: from.to_owned(),
-            local: to.to_owned(),
-            remote_target: contact.uri.to_string(),
-            route_set: req
-                .headers
-                .get_all(&HeaderName::RECORD_ROUTE)
-                .map(str::to_owned)
-                .collect(),
-            dest: source,
-            transport,
-            local_cseq: 0,
-        })
+        let ok = dialog::uas_response(req, StatusCode::OK, "OK", local_tag, contact);
+        //= RFC 3261 12.1.1: the dialog is secure for a sips Request-URI over TLS.
+        let secure = req.uri.scheme == Scheme::Sips && transport == Transport::Tls;
+        match Dialog::uas(req, &ok, secure) {
+            Ok(Dialog::Confirmed(dialog)) => Ok(Self {
+                dialog,
+                dest: source,
+                transport,
+            }),
+            Ok(_) => Err(Reject::new(500, "Server Internal Error")),
+            Err(DialogError::Missing(what)) => Err(Reject::new(400, format!("Missing {what}"))),
+            Err(e) => Err(Reject::new(400, e.to_string())),
+        }
     }
 
-    /// A request within the dialog (section 12.2.1.1): Request-URI the remote target, To the
-    /// peer with its tag, From us with our tag, the dialog's Call-ID, the next CSeq, Route the
-    /// route set, Max-Forwards 70, our Contact. The endpoint adds the Via.
-    pub fn request(&mut self, method: Method, contact: &str) -> Request {
-        self.local_cseq = self.local_cseq.wrapping_add(1).max(1);
-        let uri = Uri::parse(&self.remote_target)
-            .unwrap_or_else(|_| Uri::sip(None, crate::sip::Host::Domain("invalid".into())));
-        let mut r = Request::new(method.clone(), uri);
-        let h = &mut r.headers;
-        h.push(HeaderName::MAX_FORWARDS, "70");
-        h.push(
-            HeaderName::FROM,
-            format!("{};tag={}", self.local, self.key.local_tag),
-        );
-        h.push(HeaderName::TO, self.remote.clone());
-        h.push(HeaderName::CALL_ID, self.key.call_id.clone());
-        h.push(
-            HeaderName::CSEQ,
-            format!("{} {}", self.local_cseq, method.as_str()),
-        );
-        for route in &self.route_set {
-            h.push(HeaderName::ROUTE, route.clone());
-        }
-        h.push(HeaderName::CONTACT, contact.to_owned());
-        h.push(HeaderName::USER_AGENT, AGENT);
-        r
+    /// The dialog's id.
+    pub fn id(&self) -> &DialogId {
+        &self.dialog.core.id
+    }
+
+    /// Our BYE ending the dialog (RFC 3261 section 15.1.1).
+    pub fn bye(self) -> (Request, SocketAddr, Transport) {
+        let (bye, _ended) = self.dialog.bye();
+        (bye, self.dest, self.transport)
+    }
+}
+
+/// The answer to an in-dialog request the dialog refuses (RFC 3261 section 12.2.2): `481`
+/// when it is not ours, `500` for a CSeq out of order, `400` when it lacks a CSeq.
+pub fn dialog_reject(e: &DialogError) -> Reject {
+    match e {
+        DialogError::OutOfOrder { .. } => Reject::new(500, "CSeq Out of Order"),
+        DialogError::Missing(what) => Reject::new(400, format!("Missing {what}")),
+        _ => Reject::new(481, "Call/Transaction Does Not Exist"),
     }
 }
 

@@ -21,7 +21,7 @@ use crate::sip::sdp::{
     AnswerTransport, Capabilities, CodecSpec, Direction, MediaKind, MediaTransport, RtcpAttr,
     SdpOffer,
 };
-use crate::sip::{HeaderName, Method, Request, Response};
+use crate::sip::{HeaderName, Request, Response};
 
 use super::catalogue::{Catalogue, SessionRow};
 use super::channel_list::{self, ChannelEntry, NotifyOrder, Subscriptions};
@@ -30,8 +30,9 @@ use super::overload::Admission;
 use super::personal;
 use super::registrar::{self, Contacts, RegisterRequest, Registrar};
 use super::rules::{self, InviteTarget, ReinviteKind, Reject};
-use super::sipmsg::{self, DialogKey, PeerDialog};
+use super::sipmsg::{self, PeerDialog};
 use super::{SipClient, TuRequest};
+use crate::sip::dialog::DialogId;
 
 /// Reads the wall clock and the monotonic clock: the one place the service does.
 #[expect(clippy::disallowed_methods)]
@@ -127,8 +128,8 @@ impl Session {
 
 #[derive(Debug)]
 struct State {
-    sessions: HashMap<DialogKey, Session>,
-    subs: Subscriptions<DialogKey, PeerDialog>,
+    sessions: HashMap<DialogId, Session>,
+    subs: Subscriptions<DialogId, PeerDialog>,
     registrar: Registrar,
 }
 
@@ -289,11 +290,7 @@ impl Service {
                 .start_test_pattern(&ChannelId::from(id.as_str()))
                 .await
             {
-                let _ = self
-                    .inner
-                    .relay
-                    .delete_ingest(&ChannelId::from(id.as_str()))
-                    .await;
+                self.drop_ingest(&id).await;
                 return Err(relay_err(e, retry));
             }
         }
@@ -310,11 +307,7 @@ impl Service {
             .insert(&entry, Some(ingest.rtp_addr))
             .await
         {
-            let _ = self
-                .inner
-                .relay
-                .delete_ingest(&ChannelId::from(id.as_str()))
-                .await;
+            self.drop_ingest(&id).await;
             return Err(e);
         }
         info!(channel = %id, rtp = %ingest.rtp_addr, "channel created");
@@ -378,10 +371,10 @@ impl Service {
 
     /// BYE to every viewer of `id` (and the owner unless `except` is its dialog), relay ingest
     /// and catalogue row removed, NOTIFY to subscribers.
-    async fn teardown_channel(&self, id: &str, except: Option<&DialogKey>) {
+    async fn teardown_channel(&self, id: &str, except: Option<&DialogId>) {
         let ended: Vec<Session> = {
             let mut st = self.state();
-            let keys: Vec<DialogKey> = st
+            let keys: Vec<DialogId> = st
                 .sessions
                 .iter()
                 .filter(|(k, s)| s.channel() == id && Some(*k) != except)
@@ -395,16 +388,21 @@ impl Service {
                 let _ = self.inner.relay.remove_viewer(viewer).await;
             }
             self.end_row(s.store_id).await;
-            self.send_bye(s.dialog, id);
+            self.send_bye(s.dialog);
         }
-        if let Err(e) = self.inner.relay.delete_ingest(&ChannelId::from(id)).await {
-            debug!(channel = id, error = %e, "delete_ingest");
-        }
+        self.drop_ingest(id).await;
         if let Err(e) = self.inner.catalogue.delete(id).await {
             warn!(channel = id, error = %e, "catalogue delete failed");
         }
         info!(channel = id, "channel removed");
         self.list_changed().await;
+    }
+
+    /// Removes a channel's ingest from the relay (best effort: it may be gone already).
+    async fn drop_ingest(&self, id: &str) {
+        if let Err(e) = self.inner.relay.delete_ingest(&ChannelId::from(id)).await {
+            debug!(channel = id, error = %e, "delete_ingest");
+        }
     }
 
     /// Live sessions.
@@ -414,7 +412,7 @@ impl Service {
             .sessions
             .values()
             .map(|s| SessionView {
-                call_id: s.dialog.key.call_id.clone(),
+                call_id: s.dialog.id().call_id.clone(),
                 channel: s.channel().to_owned(),
                 kind: match s.role {
                     Role::Viewer { .. } => "viewer",
@@ -606,23 +604,46 @@ impl Service {
         };
         let existing_tag = req.to().ok().and_then(|t| t.tag().map(str::to_owned));
         let local_tag = existing_tag.clone().unwrap_or_else(|| self.tag());
-        let dialog = match PeerDialog::from_request(req, tr.source(), tr.transport(), &local_tag) {
-            Ok(d) => d,
-            Err(r) => return sipmsg::reject(req, &r, Some(&local_tag)),
-        };
-        let key = dialog.key.clone();
+        let contact = self.contact_for("channels");
         let (t, _) = now();
-        let result = self
-            .state()
-            .subs
-            .subscribe(t, key, existing_tag.is_some(), requested, dialog);
+        let result = if existing_tag.is_some() {
+            // A refresh (or `Expires: 0`) inside the subscription's dialog: RFC 3261 12.2.2
+            // checks by the dialog, then the subscription table.
+            let Some(key) = DialogId::of_incoming(req) else {
+                return sipmsg::reject(req, &Reject::new(400, "Missing From tag"), None);
+            };
+            let mut st = self.state();
+            let checked = match st.subs.dialog_mut(&key) {
+                None => Ok(None),
+                Some(d) => d
+                    .dialog
+                    .core
+                    .on_request(req)
+                    .map(|()| Some(d.clone()))
+                    .map_err(|e| sipmsg::dialog_reject(&e)),
+            };
+            match checked {
+                Err(r) => return sipmsg::reject(req, &r, None),
+                Ok(None) => Err(channel_list::SubscribeError::NoSuchSubscription),
+                Ok(Some(d)) => st.subs.subscribe(t, key, true, requested, d),
+            }
+        } else {
+            let dialog =
+                match PeerDialog::accept(req, tr.source(), tr.transport(), &local_tag, &contact) {
+                    Ok(d) => d,
+                    Err(r) => return sipmsg::reject(req, &r, Some(&local_tag)),
+                };
+            let key = dialog.id().clone();
+            self.state()
+                .subs
+                .subscribe(t, key, false, requested, dialog)
+        };
         match result {
             Ok((granted, order)) => {
                 Metrics::inc(&self.inner.metrics.subscribes);
                 let mut r = sipmsg::response(req, 200, "OK", Some(&local_tag));
                 r.headers.push(HeaderName::EXPIRES, granted.to_string());
-                r.headers
-                    .push(HeaderName::CONTACT, self.contact_for("channels"));
+                r.headers.push(HeaderName::CONTACT, contact);
                 // The NOTIFY goes out after the 200 (spawned: the 200 is sent first by
                 // `handle`); RFC 6665 section 4.2.1.2.
                 let svc = self.clone();
@@ -654,7 +675,7 @@ impl Service {
         }
     }
 
-    async fn send_notifies(&self, orders: Vec<NotifyOrder<DialogKey, PeerDialog>>) {
+    async fn send_notifies(&self, orders: Vec<NotifyOrder<DialogId, PeerDialog>>) {
         let body = match self.list_channels().await {
             Ok(l) => channel_list::encode_body(&l),
             Err(e) => {
@@ -662,26 +683,22 @@ impl Service {
                 return;
             }
         };
-        let contact = self.contact_for("channels");
+        let body = bytes::Bytes::from(body);
         for order in orders {
-            // Build from the stored dialog so the NOTIFYs of one subscription count CSeq up;
+            // Built from the stored dialog so the NOTIFYs of one subscription count CSeq up;
             // a terminated subscription is no longer stored: its order carries the dialog.
-            let built = {
-                let mut st = self.state();
-                st.subs
-                    .dialog_mut(&order.key)
-                    .map(|d| (d.request(Method::NOTIFY, &contact), d.dest, d.transport))
+            let state = order.state.header_value();
+            let notify = |d: &mut PeerDialog| {
+                let n = d.dialog.notify(
+                    channel_list::EVENT,
+                    &state,
+                    channel_list::CONTENT_TYPE,
+                    body.clone(),
+                );
+                (n, d.dest, d.transport)
             };
-            let (mut n, dest, transport) = built.unwrap_or_else(|| {
-                let mut d = order.dialog.clone();
-                (d.request(Method::NOTIFY, &contact), d.dest, d.transport)
-            });
-            n.headers.push(HeaderName::EVENT, channel_list::EVENT);
-            n.headers
-                .push(HeaderName::SUBSCRIPTION_STATE, order.state.header_value());
-            n.headers
-                .push(HeaderName::CONTENT_TYPE, channel_list::CONTENT_TYPE);
-            n.body = bytes::Bytes::from(body.clone());
+            let built = self.state().subs.dialog_mut(&order.key).map(notify);
+            let (n, dest, transport) = built.unwrap_or_else(|| notify(&mut order.dialog.clone()));
             Metrics::inc(&self.inner.metrics.notifies_sent);
             let svc = self.clone();
             let key = order.key.clone();
@@ -699,7 +716,7 @@ impl Service {
     }
 
     fn on_ack(&self, req: &Request) {
-        if let Some(key) = dialog_key_of(req) {
+        if let Some(key) = DialogId::of_incoming(req) {
             if let Some(s) = self.state().sessions.get_mut(&key) {
                 s.confirmed = true;
             }
@@ -707,20 +724,29 @@ impl Service {
     }
 
     async fn bye(&self, req: &Request) -> Response {
-        let Some(key) = dialog_key_of(req) else {
-            return sipmsg::reject(
-                req,
-                &Reject::new(481, "Call/Transaction Does Not Exist"),
-                None,
-            );
+        let no_dialog = Reject::new(481, "Call/Transaction Does Not Exist");
+        let Some(key) = DialogId::of_incoming(req) else {
+            return sipmsg::reject(req, &no_dialog, None);
         };
-        let session = self.state().sessions.remove(&key);
-        let Some(s) = session else {
-            return sipmsg::reject(
-                req,
-                &Reject::new(481, "Call/Transaction Does Not Exist"),
-                None,
-            );
+        // RFC 3261 15.1.2: the BYE must belong to the dialog, CSeq in order (else 500).
+        let session = {
+            let mut st = self.state();
+            match st.sessions.remove(&key) {
+                None => Err(no_dialog),
+                Some(mut s) => match s.dialog.dialog.clone().on_bye(req) {
+                    Ok(_ended) => Ok(s),
+                    Err(e) => {
+                        let (dialog, err) = *e;
+                        s.dialog.dialog = dialog;
+                        st.sessions.insert(key.clone(), s);
+                        Err(sipmsg::dialog_reject(&err))
+                    }
+                },
+            }
+        };
+        let s = match session {
+            Ok(s) => s,
+            Err(r) => return sipmsg::reject(req, &r, None),
         };
         self.inner.admission.release();
         match &s.role {
@@ -753,16 +779,11 @@ impl Service {
         }
     }
 
-    fn send_bye(&self, mut dialog: PeerDialog, channel: &str) {
-        let bye = dialog.request(Method::BYE, &self.contact_for(channel));
+    fn send_bye(&self, dialog: PeerDialog) {
+        let (bye, dest, transport) = dialog.bye();
         let svc = self.clone();
         tokio::spawn(async move {
-            if let Err(e) = svc
-                .inner
-                .sip
-                .send_request(bye, dialog.dest, dialog.transport)
-                .await
-            {
+            if let Err(e) = svc.inner.sip.send_request(bye, dest, transport).await {
                 debug!(error = %e, "BYE failed");
             }
         });
@@ -823,7 +844,13 @@ impl Service {
         tag: &str,
     ) -> std::result::Result<Response, Reject> {
         let req = tr.request();
-        let dialog = PeerDialog::from_request(req, tr.source(), tr.transport(), tag)?;
+        let dialog = PeerDialog::accept(
+            req,
+            tr.source(),
+            tr.transport(),
+            tag,
+            &self.contact_for(channel),
+        )?;
         let offer = Self::offer_of(req)?;
         let slot = self
             .inner
@@ -897,18 +924,18 @@ impl Service {
             .catalogue
             .start_session(
                 &SessionRow {
-                    call_id: dialog.key.call_id.clone(),
+                    call_id: dialog.id().call_id.clone(),
                     channel: channel.to_owned(),
                     peer: peer_aor.clone(),
                     started_ms: ms,
                 },
-                &format!("{}/{}", dialog.key.call_id, dialog.key.local_tag),
+                &format!("{}/{}", dialog.id().call_id, dialog.id().local_tag),
             )
             .await
             .map_err(|e| warn!(error = %e, "session row not stored"))
             .ok();
         slot.commit();
-        let key = dialog.key.clone();
+        let key = dialog.id().clone();
         self.state().sessions.insert(
             key.clone(),
             Session {
@@ -947,7 +974,14 @@ impl Service {
         tag: &str,
     ) -> std::result::Result<Response, Reject> {
         let req = tr.request();
-        let dialog = PeerDialog::from_request(req, tr.source(), tr.transport(), tag)?;
+        // The Contact names the channel, whose id is known once it is created (set below).
+        let mut dialog = PeerDialog::accept(
+            req,
+            tr.source(),
+            tr.transport(),
+            tag,
+            &self.contact_for(personal::CREATION_USER),
+        )?;
         let subject = req
             .headers
             .get(&HeaderName::SUBJECT)
@@ -1006,18 +1040,19 @@ impl Service {
             .catalogue
             .start_session(
                 &SessionRow {
-                    call_id: dialog.key.call_id.clone(),
+                    call_id: dialog.id().call_id.clone(),
                     channel: entry.id.clone(),
                     peer: owner.clone().unwrap_or_default(),
                     started_ms: ms,
                 },
-                &format!("{}/{}", dialog.key.call_id, dialog.key.local_tag),
+                &format!("{}/{}", dialog.id().call_id, dialog.id().local_tag),
             )
             .await
             .ok();
         slot.commit();
+        dialog.dialog.core.local_contact = Some(self.contact_for(&entry.id));
         self.state().sessions.insert(
-            dialog.key.clone(),
+            dialog.id().clone(),
             Session {
                 role: Role::Owner {
                     channel: entry.id.clone(),
@@ -1037,27 +1072,45 @@ impl Service {
 
     async fn reinvite(&self, req: &Request) -> Response {
         let no_dialog = || Reject::new(481, "Call/Transaction Does Not Exist");
-        let Some(key) = dialog_key_of(req) else {
+        let Some(key) = DialogId::of_incoming(req) else {
             return sipmsg::reject(req, &no_dialog(), None);
         };
-        let session = self.state().sessions.get(&key).cloned();
-        let Some(session) = session else {
-            return sipmsg::reject(req, &no_dialog(), None);
+        // RFC 3261 12.2.2: CSeq order and target refresh, checked by the dialog.
+        let checked = {
+            let mut st = self.state();
+            match st.sessions.get_mut(&key) {
+                None => Err(no_dialog()),
+                Some(s) => {
+                    let target = s.dialog.dialog.core.remote_target.clone();
+                    match s.dialog.dialog.core.on_request(req) {
+                        Ok(()) => Ok((s.clone(), target)),
+                        Err(e) => Err(sipmsg::dialog_reject(&e)),
+                    }
+                }
+            }
+        };
+        let (session, old_target) = match checked {
+            Ok(x) => x,
+            Err(r) => return sipmsg::reject(req, &r, None),
         };
         match self.reinvite_inner(req, &key, session).await {
             Ok(r) => r,
-            Err(r) => sipmsg::reject(req, &r, None),
+            Err(r) => {
+                // RFC 6141 section 3.4: a refused re-INVITE does not refresh the target.
+                if let Some(s) = self.state().sessions.get_mut(&key) {
+                    s.dialog.dialog.core.remote_target = old_target;
+                }
+                sipmsg::reject(req, &r, None)
+            }
         }
     }
 
     async fn reinvite_inner(
         &self,
         req: &Request,
-        key: &DialogKey,
+        key: &DialogId,
         session: Session,
     ) -> std::result::Result<Response, Reject> {
-        // Target refresh (RFC 3261 section 12.2.2): a new Contact updates the remote target.
-        let new_target = req.contact().ok().flatten().map(|c| c.uri.to_string());
         let Role::Viewer {
             viewer,
             channel: current,
@@ -1066,7 +1119,6 @@ impl Service {
         } = session.role.clone()
         else {
             // A personal channel's owner: refresh only.
-            self.refresh_target(key, new_target);
             let channel = session.channel().to_owned();
             return Ok(self.ok_with_sdp(req, &key.local_tag, &channel, session.answer));
         };
@@ -1127,25 +1179,19 @@ impl Service {
                 to
             }
         };
-        self.refresh_target(key, new_target);
+        if let Some(s) = self.state().sessions.get_mut(key) {
+            s.dialog.dialog.core.local_contact = Some(self.contact_for(&new_channel));
+        }
         // Same relay path, same ports, same SSRC: the answer is unchanged, so its o= version
         // stays (RFC 3264 section 8: the version is bumped only when the content changes).
         Ok(self.ok_with_sdp(req, &key.local_tag, &new_channel, session.answer))
-    }
-
-    fn refresh_target(&self, key: &DialogKey, target: Option<String>) {
-        if let Some(t) = target {
-            if let Some(s) = self.state().sessions.get_mut(key) {
-                s.dialog.remote_target = t;
-            }
-        }
     }
 
     /// Ends the sessions whose viewer the relay dropped by itself (it vanished: ICMP
     /// unreachable, RTCP silence, RTCP BYE): the session row ends, the slot is freed and the
     /// UE gets a BYE. Returns how many.
     pub async fn reap_dropped_viewers(&self) -> usize {
-        let snapshot: Vec<(DialogKey, ViewerId)> = self
+        let snapshot: Vec<(DialogId, ViewerId)> = self
             .state()
             .sessions
             .iter()
@@ -1174,7 +1220,7 @@ impl Service {
                 let channel = s.channel().to_owned();
                 info!(%viewer, %channel, call_id = %key.call_id, "viewer dropped by the relay: session ended");
                 self.end_row(s.store_id).await;
-                self.send_bye(s.dialog, &channel);
+                self.send_bye(s.dialog);
             }
         }
         n
@@ -1216,9 +1262,8 @@ impl Service {
                         let _ = self.inner.catalogue.delete(channel).await;
                     }
                 }
-                let ch = s.channel().to_owned();
                 self.end_row(s.store_id).await;
-                self.send_bye(s.dialog, &ch);
+                self.send_bye(s.dialog);
             }
             self.send_notifies(subs).await;
         };
@@ -1226,13 +1271,4 @@ impl Service {
         // Give the spawned BYE/NOTIFY transactions a moment to leave.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// The dialog key of an in-dialog request we answer as UAS.
-fn dialog_key_of(req: &Request) -> Option<DialogKey> {
-    Some(DialogKey {
-        call_id: req.call_id().ok()?.to_owned(),
-        remote_tag: req.from().ok()?.tag()?.to_owned(),
-        local_tag: req.to().ok()?.tag()?.to_owned(),
-    })
 }

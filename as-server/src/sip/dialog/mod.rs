@@ -108,30 +108,18 @@ impl DialogCore {
     /// UAS side (RFC 3261 12.1.1): from the dialog-creating request and our response (which
     /// carries our To tag and Contact).
     pub fn uas(request: &Request, response: &Response, secure: bool) -> Result<Self, DialogError> {
-        let local_tag = response
-            .to()
-            .ok()
-            .and_then(|t| t.tag().map(str::to_owned))
-            .ok_or(DialogError::Missing("To tag on the response"))?;
-        let remote_tag = request
-            .from()
-            .ok()
-            .and_then(|f| f.tag().map(str::to_owned))
-            .ok_or(DialogError::Missing("From tag"))?;
-        let call_id = request
-            .call_id()
-            .map_err(|_| DialogError::Missing("Call-ID"))?
-            .to_owned();
+        let Creating {
+            call_id,
+            from_tag: remote_tag,
+            to_tag: local_tag,
+            seq,
+        } = Creating::of(request, response)?;
         let remote_target = request
             .contact()
             .ok()
             .flatten()
             .map(|c| c.uri)
             .ok_or(DialogError::Missing("Contact"))?;
-        let seq = request
-            .cseq()
-            .map_err(|_| DialogError::Missing("CSeq"))?
-            .seq;
         Ok(DialogCore {
             id: DialogId {
                 call_id,
@@ -167,30 +155,18 @@ impl DialogCore {
 
     /// UAC side (RFC 3261 12.1.2): from our request and the peer's 1xx/2xx with a To tag.
     pub fn uac(request: &Request, response: &Response, secure: bool) -> Result<Self, DialogError> {
-        let remote_tag = response
-            .to()
-            .ok()
-            .and_then(|t| t.tag().map(str::to_owned))
-            .ok_or(DialogError::Missing("To tag on the response"))?;
-        let local_tag = request
-            .from()
-            .ok()
-            .and_then(|f| f.tag().map(str::to_owned))
-            .ok_or(DialogError::Missing("From tag"))?;
-        let call_id = request
-            .call_id()
-            .map_err(|_| DialogError::Missing("Call-ID"))?
-            .to_owned();
+        let Creating {
+            call_id,
+            from_tag: local_tag,
+            to_tag: remote_tag,
+            seq,
+        } = Creating::of(request, response)?;
         let remote_target = response
             .contact()
             .ok()
             .flatten()
             .map(|c| c.uri)
             .ok_or(DialogError::Missing("Contact"))?;
-        let seq = request
-            .cseq()
-            .map_err(|_| DialogError::Missing("CSeq"))?
-            .seq;
         let mut route_set: Vec<String> = response
             .headers
             .get_all(&HeaderName::RECORD_ROUTE)
@@ -307,6 +283,41 @@ impl DialogCore {
             }
         }
         req
+    }
+}
+
+/// What both sides read from a dialog-creating request and its response (RFC 3261 12.1.1 and
+/// 12.1.2): the Call-ID and CSeq of the request, the From tag of the request, the To tag the
+/// response added.
+struct Creating {
+    call_id: String,
+    from_tag: String,
+    to_tag: String,
+    seq: u32,
+}
+
+impl Creating {
+    fn of(request: &Request, response: &Response) -> Result<Self, DialogError> {
+        Ok(Creating {
+            to_tag: response
+                .to()
+                .ok()
+                .and_then(|t| t.tag().map(str::to_owned))
+                .ok_or(DialogError::Missing("To tag on the response"))?,
+            from_tag: request
+                .from()
+                .ok()
+                .and_then(|f| f.tag().map(str::to_owned))
+                .ok_or(DialogError::Missing("From tag"))?,
+            call_id: request
+                .call_id()
+                .map_err(|_| DialogError::Missing("Call-ID"))?
+                .to_owned(),
+            seq: request
+                .cseq()
+                .map_err(|_| DialogError::Missing("CSeq"))?
+                .seq,
+        })
     }
 }
 
