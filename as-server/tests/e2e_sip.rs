@@ -502,3 +502,36 @@ async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
+
+/// RFC 3261 13.3.1.4 end to end: a UE that never ACKs the 200 OK of its INVITE gets a BYE
+/// after 64*T1 (T1 = 20 ms here), and the relay no longer has its viewer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unacked_invite_is_ended_with_bye() {
+    let timers = as_server::sip::transaction::TimerConfig {
+        t1: Duration::from_millis(20),
+        t2: Duration::from_millis(80),
+        ..Default::default()
+    };
+    let app = App::start_with_timers(&config(), timers)
+        .await
+        .expect("AS starts");
+    let as_addr = app.sip_addr(Transport::Udp).unwrap();
+    let mut ue = Ue::new("erin", as_addr).await;
+    let media = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = media.local_addr().unwrap().port();
+    ue.send(
+        &invite_text("sip:news@127.0.0.1", "na1", 1, None, ""),
+        &offer(port, "h264", "recvonly"),
+    )
+    .await;
+    let ok = ue.response("na1", "INVITE").await;
+    assert_eq!(ok.status.0, 200, "{ok:?}");
+    assert_eq!(app.relay.stats().await.unwrap().viewers.len(), 1);
+    // No ACK: the AS retransmits the 200 for 64*T1, then hangs up.
+    let bye = ue.request("BYE").await;
+    assert_eq!(bye.call_id().unwrap(), "na1");
+    assert_eq!(bye.from().unwrap().tag(), Some(tag_of(&ok).as_str()));
+    assert!(app.service.sessions().is_empty());
+    assert!(app.relay.stats().await.unwrap().viewers.is_empty());
+    app.shutdown().await;
+}

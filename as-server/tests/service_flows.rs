@@ -20,6 +20,8 @@ const UE: &str = "127.0.0.1:5099";
 struct Harness {
     svc: Service,
     sent: mpsc::UnboundedReceiver<Request>,
+    relay: media_relay::RelayHandle,
+    store: as_server::store::Store,
 }
 
 async fn harness(max_sessions: usize) -> Harness {
@@ -48,8 +50,8 @@ async fn harness_with(max_sessions: usize, relay: RelayConfig) -> Harness {
             subscriptions: cfg.subscriptions,
             registrar: cfg.registrar,
         },
-        as_server::service::catalogue::Catalogue::new(store, "test"),
-        relay,
+        as_server::service::catalogue::Catalogue::new(store.clone(), "test"),
+        relay.clone(),
         client,
     );
     for (id, tp) in [("news", true), ("sport", true)] {
@@ -61,7 +63,12 @@ async fn harness_with(max_sessions: usize, relay: RelayConfig) -> Harness {
         .await
         .unwrap();
     }
-    Harness { svc, sent }
+    Harness {
+        svc,
+        sent,
+        relay,
+        store,
+    }
 }
 
 fn parse(text: &str) -> Request {
@@ -732,4 +739,72 @@ async fn dialogs_check_cseq_order() {
         first.cseq().unwrap().seq + 1,
         "NOTIFYs of one dialog count CSeq up"
     );
+}
+
+fn ack(call_id: &str, to_tag: &str, cseq: u32) -> Request {
+    parse(&format!(
+        "ACK sip:news@127.0.0.1:5060 SIP/2.0\n\
+         Via: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bKack{call_id}{cseq}\n\
+         Max-Forwards: 70\n\
+         From: <sip:alice@127.0.0.1>;tag=ue1\n\
+         To: <sip:news@127.0.0.1>;tag={to_tag}\n\
+         Call-ID: {call_id}\n\
+         CSeq: {cseq} ACK\n\
+         Content-Length: 0\n\n"
+    ))
+}
+
+/// Hands a request that gets no response (ACK, CANCEL) to the service.
+async fn deliver(svc: &Service, req: Request) {
+    let src: SocketAddr = UE.parse().unwrap();
+    svc.handle(TuRequest::new(req, src, Transport::Udp, |r| {
+        panic!("no response expected, got {r:?}")
+    }))
+    .await;
+}
+
+/// RFC 3261 13.3.1.4: a 2xx never ACKed (the endpoint's `AckTimeout`) ends the session: the
+/// relay drops the viewer, the session row ends, the slot is freed, the UE gets a BYE. A
+/// session whose 2xx was ACKed is left alone.
+#[tokio::test]
+async fn unacknowledged_2xx_ends_the_session() {
+    use as_server::driver::sip::EndpointEvent;
+    let mut h = harness(1).await;
+    let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = rtp.local_addr().unwrap().port();
+    let inv = invite("news", "na1", 1, None, &sdp(port, "h264"), "");
+    let ok = call(&h.svc, inv.clone()).await;
+    assert_eq!(ok.status.0, 200);
+    assert_eq!(h.relay.stats().await.unwrap().viewers.len(), 1);
+    assert_eq!(h.store.list_sessions(true).await.unwrap().len(), 1);
+
+    h.svc
+        .on_endpoint_event(EndpointEvent::AckTimeout { invite: inv })
+        .await;
+    assert!(h.svc.sessions().is_empty(), "the session ended");
+    assert!(
+        h.relay.stats().await.unwrap().viewers.is_empty(),
+        "the relay dropped the viewer"
+    );
+    assert!(
+        h.store.list_sessions(true).await.unwrap().is_empty(),
+        "the session row ended"
+    );
+    let bye = timeout(Duration::from_secs(5), h.sent.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(bye.method.as_str(), "BYE");
+    assert_eq!(bye.call_id().unwrap(), "na1");
+    assert_eq!(bye.from().unwrap().tag(), Some(to_tag(&ok).as_str()));
+
+    // The slot is free again (max_sessions = 1): the next join works; once ACKed, a stray
+    // AckTimeout for its INVITE changes nothing.
+    let inv = invite("news", "na2", 1, None, &sdp(port, "h264"), "");
+    let ok = call(&h.svc, inv.clone()).await;
+    assert_eq!(ok.status.0, 200, "{ok:?}");
+    deliver(&h.svc, ack("na2", &to_tag(&ok), 1)).await;
+    assert!(h.svc.sessions()[0].confirmed);
+    assert!(!h.svc.ack_timeout(&inv).await);
+    assert_eq!(h.svc.sessions().len(), 1);
 }

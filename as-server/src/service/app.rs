@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::config::{ChannelSeed, Config};
-use crate::sip::transaction::Transport;
+use crate::sip::transaction::{TimerConfig, Transport};
 use crate::store::{ChannelKind, Store};
 
 use super::catalogue::Catalogue;
@@ -70,11 +70,22 @@ pub struct App {
 impl App {
     /// Starts everything `cfg` describes.
     pub async fn start(cfg: &Config) -> Result<App, StartError> {
+        Self::start_with_timers(cfg, TimerConfig::default()).await
+    }
+
+    /// [`App::start`] with other SIP transaction timers (tests use a short T1 so that
+    /// 64*T1 timeouts, e.g. a 2xx never ACKed, come in a second).
+    pub async fn start_with_timers(cfg: &Config, timers: TimerConfig) -> Result<App, StartError> {
         let store = Store::connect(&cfg.database.url).await?;
         let relay = Relay::spawn(cfg.relay.relay_config())?;
         let (shutdown, shutdown_rx) = watch::channel(false);
 
-        let (endpoint, incoming, client) = super::endpoint::Endpoint::start(cfg).await?;
+        let super::endpoint::Started {
+            endpoint,
+            requests: incoming,
+            events: mut endpoint_events,
+            client,
+        } = super::endpoint::Endpoint::start(cfg, timers).await?;
         let sip = endpoint.local_addrs();
         let contact_ip = cfg.sip.contact_host.clone().unwrap_or_else(|| {
             sip.first()
@@ -121,6 +132,22 @@ impl App {
                                 let req = super::endpoint::to_tu(req);
                                 tokio::spawn(async move { svc.handle(req).await });
                             }
+                            None => break,
+                        },
+                        _ = rx.changed() => break,
+                    }
+                }
+            }));
+        }
+        // Endpoint events: a 2xx never ACKed ends its session (RFC 3261 13.3.1.4).
+        {
+            let svc = service.clone();
+            let mut rx = shutdown_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        ev = endpoint_events.recv() => match ev {
+                            Some(ev) => svc.on_endpoint_event(ev).await,
                             None => break,
                         },
                         _ = rx.changed() => break,

@@ -1,17 +1,30 @@
 //! Adapter between the SIP endpoint ([`crate::driver::sip::SipEndpoint`]) and the service:
 //! binds the listeners from the `[sip]` configuration (with the service's `Allow`, `Accept`
 //! and `Supported` for the endpoint's own answers), turns each
-//! [`IncomingRequest`] into a [`TuRequest`], and wraps `send_request` as the service's
-//! [`SipClient`].
+//! [`IncomingRequest`] into a [`TuRequest`], wraps `send_request` as the service's
+//! [`SipClient`], and hands over the endpoint's [`EndpointEvent`]s (a 2xx never ACKed).
 
 use tokio::sync::mpsc;
 
 use crate::config::Config;
-use crate::driver::sip::{EndpointConfig, IncomingRequest, SipEndpoint};
-use crate::sip::transaction::Transport;
+use crate::driver::sip::{EndpointConfig, EndpointEvent, IncomingRequest, SipEndpoint};
+use crate::sip::transaction::{TimerConfig, Transport};
 
 use super::app::StartError;
 use super::{channel_list, rules, SipClient, TuRequest};
+
+/// What [`Endpoint::start`] returns.
+#[derive(Debug)]
+pub struct Started {
+    /// The endpoint.
+    pub endpoint: Endpoint,
+    /// Requests for the service.
+    pub requests: mpsc::Receiver<IncomingRequest>,
+    /// Events for the service.
+    pub events: mpsc::UnboundedReceiver<EndpointEvent>,
+    /// How the service sends its own requests.
+    pub client: SipClient,
+}
 
 /// The running endpoint.
 #[derive(Debug)]
@@ -20,12 +33,11 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// Binds the listeners; returns the endpoint, its request queue and the client the
-    /// service sends NOTIFY/BYE with.
-    pub async fn start(
-        cfg: &Config,
-    ) -> Result<(Self, mpsc::Receiver<IncomingRequest>, SipClient), StartError> {
+    /// Binds the listeners with transaction timers `timers`; returns the endpoint, its
+    /// request queue, its event stream and the client the service sends NOTIFY/BYE with.
+    pub async fn start(cfg: &Config, timers: TimerConfig) -> Result<Started, StartError> {
         let mut ec = EndpointConfig::from_sip_config(&cfg.sip);
+        ec.timers = timers;
         ec.allow = rules::allow_value();
         ec.accept = format!("{}, {}", rules::ACCEPT, channel_list::CONTENT_TYPE);
         ec.supported = rules::SUPPORTED.join(", ");
@@ -33,6 +45,7 @@ impl Endpoint {
         let (ep, rx) = SipEndpoint::bind(ec)
             .await
             .map_err(|e| StartError::Sip(e.to_string()))?;
+        let events = ep.events();
         let sender = ep.clone();
         let client = SipClient::new(move |req, dest, transport| {
             let ep = sender.clone();
@@ -42,7 +55,12 @@ impl Endpoint {
                     .map_err(|e| e.to_string())
             })
         });
-        Ok((Self { ep }, rx, client))
+        Ok(Started {
+            endpoint: Self { ep },
+            requests: rx,
+            events,
+            client,
+        })
     }
 
     /// The bound listeners.

@@ -16,6 +16,7 @@ use serde::Serialize;
 use tracing::{debug, info, warn};
 
 use crate::config::{ExpiryBounds, Limits};
+use crate::driver::sip::EndpointEvent;
 use crate::error::{Error, Result};
 use crate::sip::sdp::{
     AnswerTransport, Capabilities, CodecSpec, Direction, MediaKind, MediaTransport, RtcpAttr,
@@ -115,6 +116,8 @@ struct Session {
     answer: Vec<u8>,
     started_ms: i64,
     confirmed: bool,
+    /// CSeq of the INVITE whose 2xx still waits for its ACK (RFC 3261 13.3.1.4).
+    unacked: Option<u32>,
     store_id: Option<String>,
 }
 
@@ -719,7 +722,75 @@ impl Service {
         if let Some(key) = DialogId::of_incoming(req) {
             if let Some(s) = self.state().sessions.get_mut(&key) {
                 s.confirmed = true;
+                if s.unacked == cseq_of(req) {
+                    s.unacked = None;
+                }
             }
+        }
+    }
+
+    /// An event of the SIP endpoint (see [`crate::driver::sip::EndpointEvent`]).
+    pub async fn on_endpoint_event(&self, event: EndpointEvent) {
+        match event {
+            EndpointEvent::AckTimeout { invite } => {
+                self.ack_timeout(&invite).await;
+            }
+        }
+    }
+
+    /// The 2xx to `invite` was retransmitted for 64*T1 and never ACKed: RFC 3261 13.3.1.4
+    /// says the session SHOULD end, with a BYE. The viewer leaves the relay (a personal
+    /// channel is removed), the session row ends, the slot is freed. Returns whether a
+    /// session ended.
+    pub async fn ack_timeout(&self, invite: &Request) -> bool {
+        let (Ok(call_id), Ok(from), Some(seq)) = (invite.call_id(), invite.from(), cseq_of(invite))
+        else {
+            return false;
+        };
+        let to_tag = invite.to().ok().and_then(|t| t.tag().map(str::to_owned));
+        let ended = {
+            let mut st = self.state();
+            let key = st
+                .sessions
+                .iter()
+                .find(|(k, s)| {
+                    k.call_id == call_id
+                        && Some(k.remote_tag.as_str()) == from.tag()
+                        && to_tag.as_ref().is_none_or(|t| *t == k.local_tag)
+                        && s.unacked == Some(seq)
+                })
+                .map(|(k, _)| k.clone());
+            key.and_then(|k| st.sessions.remove(&k).map(|s| (k, s)))
+        };
+        let Some((key, s)) = ended else {
+            return false;
+        };
+        info!(call_id = %key.call_id, channel = %s.channel(), "2xx never acknowledged: session ended");
+        self.finish(key, s, true).await;
+        true
+    }
+
+    /// Ends a session already taken out of the state: slot freed, viewer removed from the
+    /// relay (a personal channel torn down), session row ended, and a BYE when `bye`.
+    async fn finish(&self, key: DialogId, s: Session, bye: bool) {
+        self.inner.admission.release();
+        match &s.role {
+            Role::Viewer { viewer, .. } => {
+                if let Err(e) = self.inner.relay.remove_viewer(*viewer).await {
+                    debug!(%viewer, error = %e, "remove_viewer");
+                }
+            }
+            Role::Owner { channel } => {
+                let channel = channel.clone();
+                // The teardown BYEs viewers and NOTIFYs subscribers; not awaited so the
+                // caller (a BYE's 200) is not held up.
+                let svc = self.clone();
+                tokio::spawn(async move { svc.teardown_channel(&channel, Some(&key)).await });
+            }
+        }
+        self.end_row(s.store_id).await;
+        if bye {
+            self.send_bye(s.dialog);
         }
     }
 
@@ -748,26 +819,11 @@ impl Service {
             Ok(s) => s,
             Err(r) => return sipmsg::reject(req, &r, None),
         };
-        self.inner.admission.release();
-        match &s.role {
-            Role::Viewer {
-                viewer, channel, ..
-            } => {
-                if let Err(e) = self.inner.relay.remove_viewer(*viewer).await {
-                    debug!(%viewer, error = %e, "remove_viewer");
-                }
-                Metrics::inc(&self.inner.metrics.leaves);
-                info!(%channel, call_id = %key.call_id, "leave");
-                self.end_row(s.store_id).await;
-            }
-            Role::Owner { channel } => {
-                self.end_row(s.store_id).await;
-                let channel = channel.clone();
-                // Answer first; the teardown BYEs viewers and NOTIFYs subscribers.
-                let svc = self.clone();
-                tokio::spawn(async move { svc.teardown_channel(&channel, Some(&key)).await });
-            }
+        if let Role::Viewer { .. } = s.role {
+            Metrics::inc(&self.inner.metrics.leaves);
         }
+        info!(channel = %s.channel(), call_id = %key.call_id, "leave");
+        self.finish(key, s, false).await;
         sipmsg::response(req, 200, "OK", None)
     }
 
@@ -950,6 +1006,7 @@ impl Service {
                 answer: answer.clone(),
                 started_ms: ms,
                 confirmed: false,
+                unacked: cseq_of(req),
                 store_id,
             },
         );
@@ -1062,6 +1119,7 @@ impl Service {
                 answer: answer.clone(),
                 started_ms: ms,
                 confirmed: false,
+                unacked: cseq_of(req),
                 store_id,
             },
         );
@@ -1094,7 +1152,12 @@ impl Service {
             Err(r) => return sipmsg::reject(req, &r, None),
         };
         match self.reinvite_inner(req, &key, session).await {
-            Ok(r) => r,
+            Ok(r) => {
+                if let Some(s) = self.state().sessions.get_mut(&key) {
+                    s.unacked = cseq_of(req);
+                }
+                r
+            }
             Err(r) => {
                 // RFC 6141 section 3.4: a refused re-INVITE does not refresh the target.
                 if let Some(s) = self.state().sessions.get_mut(&key) {
@@ -1216,11 +1279,8 @@ impl Service {
             let removed = self.state().sessions.remove(&key);
             if let Some(s) = removed {
                 n += 1;
-                self.inner.admission.release();
-                let channel = s.channel().to_owned();
-                info!(%viewer, %channel, call_id = %key.call_id, "viewer dropped by the relay: session ended");
-                self.end_row(s.store_id).await;
-                self.send_bye(s.dialog);
+                info!(%viewer, channel = %s.channel(), call_id = %key.call_id, "viewer dropped by the relay: session ended");
+                self.finish(key, s, true).await;
             }
         }
         n
@@ -1271,4 +1331,9 @@ impl Service {
         // Give the spawned BYE/NOTIFY transactions a moment to leave.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The CSeq number of a request.
+fn cseq_of(req: &Request) -> Option<u32> {
+    req.cseq().ok().map(|c| c.seq)
 }
