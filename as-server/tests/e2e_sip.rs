@@ -535,3 +535,58 @@ async fn unacked_invite_is_ended_with_bye() {
     assert!(app.relay.stats().await.unwrap().viewers.is_empty());
     app.shutdown().await;
 }
+
+/// CANCEL through the real endpoint: the CANCEL gets 200, the INVITE 487 (RFC 3261 9.2),
+/// and no viewer or session is left behind. (Should the join win the race, the INVITE gets
+/// its 200 and the CANCEL changes nothing; the UE then hangs up.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_during_join() {
+    let app = App::start(&config()).await.expect("AS starts");
+    let as_addr = app.sip_addr(Transport::Udp).unwrap();
+    let mut ue = Ue::new("fred", as_addr).await;
+    let media = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = media.local_addr().unwrap().port();
+    let target = "sip:news@127.0.0.1";
+    ue.send(
+        &invite_text(target, "cx1", 1, None, ""),
+        &offer(port, "h264", "recvonly"),
+    )
+    .await;
+    // Same branch as the INVITE (RFC 3261 9.1): `send` numbers branches, so reuse it.
+    let branch = ue.branch;
+    ue.branch = branch - 1;
+    ue.send(
+        &format!(
+            "CANCEL {target} SIP/2.0\n{{via}}\nMax-Forwards: 70\n{{from}}\nTo: <{target}>\n\
+             Call-ID: cx1\nCSeq: 1 CANCEL\n"
+        ),
+        "",
+    )
+    .await;
+    assert_eq!(ue.response("cx1", "CANCEL").await.status.0, 200);
+    let r = ue.response("cx1", "INVITE").await;
+    match r.status.0 {
+        487 => {}
+        200 => {
+            let tag = tag_of(&r);
+            ue.ack(target, "cx1", 1, &tag).await;
+            ue.send(&bye_text(target, "cx1", 2, &tag), "").await;
+            assert_eq!(ue.response("cx1", "BYE").await.status.0, 200);
+        }
+        s => panic!("unexpected {s}"),
+    }
+    // The service handles the CANCEL in its own task: give it a bounded moment.
+    for _ in 0..50 {
+        if app.relay.stats().await.unwrap().viewers.is_empty() && app.service.sessions().is_empty()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(app.service.sessions().is_empty(), "no session left");
+    assert!(
+        app.relay.stats().await.unwrap().viewers.is_empty(),
+        "no viewer left on the relay"
+    );
+    app.shutdown().await;
+}

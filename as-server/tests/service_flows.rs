@@ -808,3 +808,74 @@ async fn unacknowledged_2xx_ends_the_session() {
     assert!(!h.svc.ack_timeout(&inv).await);
     assert_eq!(h.svc.sessions().len(), 1);
 }
+
+fn cancel_of(invite: &Request) -> Request {
+    let mut c = invite.clone();
+    c.method = as_server::sip::Method::CANCEL;
+    let seq = invite.cseq().unwrap().seq;
+    c.headers.set(HeaderName::CSEQ, format!("{seq} CANCEL"));
+    c.headers.remove(&HeaderName::CONTENT_TYPE);
+    c.body = bytes::Bytes::new();
+    c
+}
+
+async fn nothing_left(h: &Harness) {
+    assert!(h.svc.sessions().is_empty(), "no session");
+    assert!(
+        h.relay.stats().await.unwrap().viewers.is_empty(),
+        "no viewer on the relay"
+    );
+    assert!(
+        h.store.list_sessions(true).await.unwrap().is_empty(),
+        "no active session row"
+    );
+}
+
+/// RFC 3261 9.2: a CANCEL the layer matched (it answered the INVITE 487) leaves nothing of
+/// the join, whether it reaches the service before the INVITE's task, while the join is in
+/// progress, or after the session was committed (the 200 lost the race). No BYE is sent: the
+/// UE got 487 and has no dialog.
+#[tokio::test]
+async fn cancel_leaves_no_viewer_and_no_session() {
+    let mut h = harness(1).await;
+    let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = rtp.local_addr().unwrap().port();
+
+    // CANCEL handled first.
+    let inv = invite("news", "cx1", 1, None, &sdp(port, "h264"), "");
+    deliver(&h.svc, cancel_of(&inv)).await;
+    assert_eq!(call(&h.svc, inv).await.status.0, 487);
+    nothing_left(&h).await;
+
+    // CANCEL while the join awaits the store and the relay.
+    let inv = invite("news", "cx2", 1, None, &sdp(port, "h264"), "");
+    let svc = h.svc.clone();
+    let pending = tokio::spawn({
+        let inv = inv.clone();
+        async move { call(&svc, inv).await }
+    });
+    tokio::task::yield_now().await;
+    deliver(&h.svc, cancel_of(&inv)).await;
+    let r = pending.await.unwrap();
+    assert!(
+        matches!(r.status.0, 487 | 200),
+        "487, or a 200 the layer drops: {r:?}"
+    );
+    nothing_left(&h).await;
+
+    // CANCEL after the session was committed (its 200 never left: the layer sent 487).
+    let inv = invite("news", "cx3", 1, None, &sdp(port, "h264"), "");
+    assert_eq!(call(&h.svc, inv.clone()).await.status.0, 200);
+    assert_eq!(h.relay.stats().await.unwrap().viewers.len(), 1);
+    deliver(&h.svc, cancel_of(&inv)).await;
+    nothing_left(&h).await;
+    assert!(h.sent.try_recv().is_err(), "no BYE after a CANCEL");
+
+    // The slot (max_sessions = 1) was given back every time.
+    let ok = call(
+        &h.svc,
+        invite("news", "cx4", 1, None, &sdp(port, "h264"), ""),
+    )
+    .await;
+    assert_eq!(ok.status.0, 200, "{ok:?}");
+}

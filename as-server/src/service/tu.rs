@@ -129,9 +129,24 @@ impl Session {
     }
 }
 
+/// An INVITE as its CANCEL names it (RFC 3261 9.1: same Call-ID, From tag and CSeq number).
+type InviteKey = (String, String, u32);
+
+#[derive(Debug, Clone, Copy)]
+struct PendingInvite {
+    /// A CANCEL came: the layer answered the INVITE 487, whatever the TU does.
+    cancelled: bool,
+    since: Instant,
+}
+
+/// How long a CANCEL waits for its INVITE's task (64*T1 with the default T1).
+const CANCEL_MEMORY: Duration = Duration::from_secs(32);
+
 #[derive(Debug)]
 struct State {
     sessions: HashMap<DialogId, Session>,
+    /// Initial INVITEs being handled, and CANCELs that came before their INVITE's task.
+    invites: HashMap<InviteKey, PendingInvite>,
     subs: Subscriptions<DialogId, PeerDialog>,
     registrar: Registrar,
 }
@@ -191,6 +206,7 @@ impl Service {
                 admission: Admission::new(cfg.limits.max_sessions, cfg.limits.retry_after_secs),
                 state: Mutex::new(State {
                     sessions: HashMap::new(),
+                    invites: HashMap::new(),
                     subs: Subscriptions::new(cfg.subscriptions),
                     registrar: Registrar::new(cfg.registrar),
                 }),
@@ -508,8 +524,17 @@ impl Service {
             "BYE" => Some(self.bye(req).await),
             "INVITE" if in_dialog.is_some() => Some(self.reinvite(req).await),
             "INVITE" => Some(self.invite(tr).await),
-            // CANCEL is answered by the transaction layer.
-            _ => None,
+            "CANCEL" => {
+                // Answered by the transaction layer (200, and 487 to the INVITE).
+                self.cancel(req).await;
+                None
+            }
+            // Every method `rules::precheck` lets through is handled above.
+            _ => Some(sipmsg::reject(
+                req,
+                &Reject::new(405, "Method Not Allowed").with("Allow", rules::allow_value()),
+                Some(&self.tag()),
+            )),
         }
     }
 
@@ -882,14 +907,124 @@ impl Service {
     async fn invite(&self, tr: &TuRequest) -> Response {
         let req = tr.request();
         let tag = self.tag();
+        let terminated = || sipmsg::reject(req, &request_terminated(), Some(&tag));
+        // Registered so that a CANCEL arriving while the join is in progress is seen at the
+        // commit point ([`Self::commit`]); a CANCEL that came first ends it here.
+        let ikey = invite_key(req);
+        if let Some(k) = &ikey {
+            let (t, _) = now();
+            let mut st = self.state();
+            if st.invites.get(k).is_some_and(|p| p.cancelled) {
+                st.invites.remove(k);
+                return terminated();
+            }
+            st.invites.insert(
+                k.clone(),
+                PendingInvite {
+                    cancelled: false,
+                    since: t,
+                },
+            );
+        }
         let res = match rules::invite_target(req.uri.user.as_deref()) {
             Err(r) => Err(r),
             Ok(InviteTarget::Join(ch)) => self.join(tr, &ch, &tag).await,
             Ok(InviteTarget::Create) => self.create_personal(tr, &tag).await,
         };
+        // Still registered when the request failed before its commit point.
+        if let Some(k) = &ikey {
+            if self.state().invites.remove(k).is_some_and(|p| p.cancelled) {
+                return terminated();
+            }
+        }
         match res {
             Ok(r) => r,
             Err(r) => sipmsg::reject(req, &r, Some(&tag)),
+        }
+    }
+
+    /// The commit point of an initial INVITE: the session goes into the state and its slot
+    /// is taken, unless a CANCEL came meanwhile (the layer has answered the INVITE 487,
+    /// RFC 3261 9.2): then what was set up is undone (relay viewer or personal channel,
+    /// session row) and the answer is 487.
+    async fn commit(
+        &self,
+        req: &Request,
+        slot: super::overload::Slot,
+        session: Session,
+    ) -> std::result::Result<(), Reject> {
+        let key = session.dialog.id().clone();
+        let cancelled = {
+            let mut st = self.state();
+            let cancelled = invite_key(req)
+                .and_then(|k| st.invites.remove(&k))
+                .is_some_and(|p| p.cancelled);
+            if cancelled {
+                Some(session)
+            } else {
+                st.sessions.insert(key.clone(), session);
+                None
+            }
+        };
+        slot.commit();
+        match cancelled {
+            None => Ok(()),
+            Some(s) => {
+                info!(call_id = %key.call_id, channel = %s.channel(), "INVITE cancelled during set-up");
+                self.finish(key, s, false).await;
+                Err(request_terminated())
+            }
+        }
+    }
+
+    /// A CANCEL the transaction layer matched to an INVITE it has answered 487 (RFC 3261
+    /// 9.2): the INVITE's set-up must not survive. In progress: marked, undone at its commit
+    /// point. Already committed (its 200 lost the race to the CANCEL): the session ends, with
+    /// no BYE (the UAC got 487, it has no dialog). Not started yet: remembered for its task.
+    async fn cancel(&self, req: &Request) {
+        let Some(k) = invite_key(req) else {
+            return;
+        };
+        if req.to().ok().is_some_and(|t| t.tag().is_some()) {
+            // A re-INVITE's CANCEL: the session stays as it was before the re-INVITE.
+            debug!(call_id = %k.0, "CANCEL of a re-INVITE ignored");
+            return;
+        }
+        let (t, _) = now();
+        let ended = {
+            let mut st = self.state();
+            if let Some(p) = st.invites.get_mut(&k) {
+                p.cancelled = true;
+                None
+            } else {
+                let found = st
+                    .sessions
+                    .iter()
+                    .find(|(d, s)| {
+                        d.call_id == k.0
+                            && d.remote_tag == k.1
+                            && !s.confirmed
+                            && s.unacked == Some(k.2)
+                    })
+                    .map(|(d, _)| d.clone());
+                match found {
+                    Some(d) => st.sessions.remove(&d).map(|s| (d, s)),
+                    None => {
+                        st.invites.insert(
+                            k.clone(),
+                            PendingInvite {
+                                cancelled: true,
+                                since: t,
+                            },
+                        );
+                        None
+                    }
+                }
+            }
+        };
+        if let Some((key, s)) = ended {
+            info!(call_id = %key.call_id, channel = %s.channel(), "INVITE cancelled after set-up");
+            self.finish(key, s, false).await;
         }
     }
 
@@ -990,10 +1125,10 @@ impl Service {
             .await
             .map_err(|e| warn!(error = %e, "session row not stored"))
             .ok();
-        slot.commit();
         let key = dialog.id().clone();
-        self.state().sessions.insert(
-            key.clone(),
+        self.commit(
+            req,
+            slot,
             Session {
                 role: Role::Viewer {
                     viewer,
@@ -1009,7 +1144,8 @@ impl Service {
                 unacked: cseq_of(req),
                 store_id,
             },
-        );
+        )
+        .await?;
         Metrics::inc(&self.inner.metrics.joins);
         info!(%channel, call_id = %key.call_id, %viewer, dest = %rtp_dest, "join");
         Ok(self.ok_with_sdp(req, tag, channel, answer))
@@ -1106,10 +1242,10 @@ impl Service {
             )
             .await
             .ok();
-        slot.commit();
         dialog.dialog.core.local_contact = Some(self.contact_for(&entry.id));
-        self.state().sessions.insert(
-            dialog.id().clone(),
+        self.commit(
+            req,
+            slot,
             Session {
                 role: Role::Owner {
                     channel: entry.id.clone(),
@@ -1122,7 +1258,8 @@ impl Service {
                 unacked: cseq_of(req),
                 store_id,
             },
-        );
+        )
+        .await?;
         Metrics::inc(&self.inner.metrics.personal_created);
         info!(channel = %entry.id, ingest = %ingest.rtp_addr, "personal channel created");
         Ok(self.ok_with_sdp(req, tag, &entry.id, answer))
@@ -1295,6 +1432,8 @@ impl Service {
         let (t, _) = now();
         let ended = {
             let mut st = self.state();
+            st.invites
+                .retain(|_, p| t.saturating_duration_since(p.since) < CANCEL_MEMORY);
             st.registrar.expire(t);
             st.subs.expire(t)
         };
@@ -1336,4 +1475,18 @@ impl Service {
 /// The CSeq number of a request.
 fn cseq_of(req: &Request) -> Option<u32> {
     req.cseq().ok().map(|c| c.seq)
+}
+
+/// The INVITE a request (the INVITE itself or its CANCEL) names.
+fn invite_key(req: &Request) -> Option<InviteKey> {
+    Some((
+        req.call_id().ok()?.to_owned(),
+        req.from().ok()?.tag()?.to_owned(),
+        cseq_of(req)?,
+    ))
+}
+
+/// `487 Request Terminated` (RFC 3261 9.2).
+fn request_terminated() -> Reject {
+    Reject::new(487, "Request Terminated")
 }
