@@ -4,7 +4,10 @@
 //! shared by the sans-IO core ([`crate::relay::Relay`]), the tokio driver ([`crate::driver`]),
 //! the in-process [`RelayHandle`] the AS uses, and the JSON/HTTP API of the `media-relay`
 //! binary (every type is serde). [`RelayHandle`] sends a [`Command`] over an mpsc channel to
-//! the driver task and awaits the oneshot reply; it is cheap to clone.
+//! the driver task and awaits the oneshot reply; it is cheap to clone. What the relay does by
+//! itself (a viewer dropped because it vanished) is published as [`RelayEvent`]s on a
+//! broadcast channel ([`RelayHandle::events`]), so the AS ends the session at once instead of
+//! polling [`RelayHandle::stats`].
 //!
 //! Names follow CONTRACTS.md, section "Relay control".
 
@@ -13,7 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::fcc::{CacheLimits, MediaKind};
 
@@ -465,16 +468,47 @@ pub enum Command {
     Shutdown(oneshot::Sender<()>),
 }
 
+/// Events the driver keeps for a subscriber that is slow; beyond, the subscriber gets
+/// `RecvError::Lagged` and should resynchronise from [`RelayHandle::stats`].
+pub const EVENT_CAPACITY: usize = 1024;
+
+/// Something the relay did by itself (see [`RelayHandle::events`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RelayEvent {
+    /// The relay dropped a viewer without being asked: it vanished (unreachable, RTCP
+    /// silence), left (RTCP BYE, RFC 3550 section 6.6), or its channel was deleted.
+    ViewerDropped {
+        /// The viewer.
+        viewer: ViewerId,
+        /// Why.
+        reason: crate::relay::DropReason,
+    },
+}
+
 /// The in-process handle to a running relay (clone it freely).
 #[derive(Debug, Clone)]
 pub struct RelayHandle {
     tx: mpsc::Sender<Command>,
+    events: broadcast::Sender<RelayEvent>,
 }
 
 impl RelayHandle {
-    /// A handle sending to a driver's command channel.
+    /// A handle sending to a driver's command channel, with no event source (its
+    /// [`events`](Self::events) stay silent).
     pub fn new(tx: mpsc::Sender<Command>) -> Self {
-        RelayHandle { tx }
+        Self::with_events(tx, broadcast::channel(1).0)
+    }
+
+    /// A handle sending to a driver's command channel whose driver publishes on `events`.
+    pub fn with_events(tx: mpsc::Sender<Command>, events: broadcast::Sender<RelayEvent>) -> Self {
+        RelayHandle { tx, events }
+    }
+
+    /// The relay's events from now on (each call is a new subscriber). A subscriber that
+    /// falls more than [`EVENT_CAPACITY`] events behind gets `Lagged` once and goes on.
+    pub fn events(&self) -> broadcast::Receiver<RelayEvent> {
+        self.events.subscribe()
     }
 
     async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Error> {

@@ -9,7 +9,7 @@
 //! | [`rtcp`] | SR + SDES writing, compound RR/SR parsing (over `rtcp-types`), NTP time | none |
 //! | [`fcc`] | key-frame detection (H.264 RFC 6184, MPEG-TS RAI) and the bounded GOP cache | none |
 //! | [`relay`] | the sans-IO core: channels, viewers, fan-out, bursts, reports, liveness | none |
-//! | [`control`] | ids, requests, stats, errors, [`RelayConfig`], [`RelayHandle`] | mpsc/oneshot |
+//! | [`control`] | ids, requests, stats, errors, [`RelayConfig`], [`RelayHandle`], [`RelayEvent`] | mpsc/oneshot/broadcast |
 //! | [`driver`] | tokio UDP sockets and the one task loop; [`Relay::spawn`] | tokio |
 //! | [`h264`], [`testpattern`] | H.264 packetiser and the built-in test-pattern source | none |
 //!
@@ -21,6 +21,7 @@
 //!  AS ── RelayHandle (mpsc) ────────┤   Relay::add_viewer / switch_channel (burst from cache)
 //!  viewers ──RTCP RR──► RTCP socket ┼─► Relay::handle_viewer_rtcp       ┌─► output RTCP (SR)
 //!  timer (poll_timeout) ────────────┴─► Relay::handle_timeout(now, wall)┘
+//!  Relay::poll_event (viewer dropped) ──► broadcast ──► RelayHandle::events() ──► AS
 //! ```
 //!
 //! The driver task owns every socket and is the only place that reads the clock. After each
@@ -38,7 +39,7 @@ pub mod rtp;
 pub mod testpattern;
 
 pub use control::{
-    AddViewer, ChannelId, ChannelSpec, Error, IngestInfo, RelayConfig, RelayHandle, RelayStats,
-    ViewerId, ViewerInfo,
+    AddViewer, ChannelId, ChannelSpec, Error, IngestInfo, RelayConfig, RelayEvent, RelayHandle,
+    RelayStats, ViewerId, ViewerInfo,
 };
 pub use relay::Relay;

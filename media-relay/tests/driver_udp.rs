@@ -178,3 +178,48 @@ async fn test_pattern_viewer_starts_on_parameter_sets() {
     relay.delete_ingest(&ch).await.unwrap();
     assert!(relay.stats().await.unwrap().viewers.is_empty());
 }
+
+/// `RelayHandle::events()`: a viewer the relay drops by itself (here its RTCP BYE) is
+/// published at once, with the reason; a viewer the controller removes is not.
+#[tokio::test]
+async fn dropped_viewer_is_published_on_events() {
+    use media_relay::relay::DropReason;
+    use media_relay::RelayEvent;
+    let relay = Relay::spawn(RelayConfig::default()).unwrap();
+    let mut events = relay.events();
+    relay.create_ingest(ChannelSpec::new("news")).await.unwrap();
+    let (a, b) = (udp().await, udp().await);
+    let mut rtcp_addr = None;
+    for (id, sock) in [(1, &a), (2, &b)] {
+        let info = relay
+            .add_viewer(AddViewer {
+                viewer: ViewerId(id),
+                channel: ChannelId::from("news"),
+                rtp_dest: sock.local_addr().unwrap(),
+                rtcp_dest: None,
+                payload_type: 96,
+            })
+            .await
+            .unwrap();
+        rtcp_addr = Some(info.relay_rtcp);
+    }
+    relay.remove_viewer(ViewerId(2)).await.unwrap();
+    // Viewer 1 leaves with a compound RR (no blocks) + BYE from its own address.
+    let mut bye = vec![0x80, 201, 0, 1, 0, 0, 0, 9];
+    bye.extend_from_slice(&[0x81, 203, 0, 1, 0, 0, 0, 9]);
+    a.send_to(&bye, rtcp_addr.unwrap()).await.unwrap();
+    let ev = timeout(Duration::from_secs(5), events.recv())
+        .await
+        .expect("an event within 5 s")
+        .unwrap();
+    assert_eq!(
+        ev,
+        RelayEvent::ViewerDropped {
+            viewer: ViewerId(1),
+            reason: DropReason::Bye
+        }
+    );
+    assert!(events.try_recv().is_err(), "the removed viewer is no event");
+    assert!(relay.stats().await.unwrap().viewers.is_empty());
+    relay.shutdown().await.unwrap();
+}

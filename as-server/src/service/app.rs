@@ -78,6 +78,8 @@ impl App {
     pub async fn start_with_timers(cfg: &Config, timers: TimerConfig) -> Result<App, StartError> {
         let store = Store::connect(&cfg.database.url).await?;
         let relay = Relay::spawn(cfg.relay.relay_config())?;
+        // Subscribed before any viewer exists, so no drop goes unseen.
+        let relay_events = relay.events();
         let (shutdown, shutdown_rx) = watch::channel(false);
 
         let super::endpoint::Started {
@@ -136,6 +138,17 @@ impl App {
                         },
                         _ = rx.changed() => break,
                     }
+                }
+            }));
+        }
+        // Relay events: a viewer the relay dropped (vanished, RTCP BYE) ends its session.
+        {
+            let svc = service.clone();
+            let mut rx = shutdown_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                tokio::select! {
+                    () = svc.run_relay_events(relay_events) => {}
+                    _ = rx.changed() => {}
                 }
             }));
         }

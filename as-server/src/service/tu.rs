@@ -10,9 +10,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use media_relay::control::{
-    AddViewer, ChannelId, ChannelSpec, Error as RelayError, IngestInfo, RelayHandle, ViewerId,
+    AddViewer, ChannelId, ChannelSpec, Error as RelayError, IngestInfo, RelayEvent, RelayHandle,
+    ViewerId,
 };
 use serde::Serialize;
+use tokio::sync::broadcast;
 use tracing::{debug, info, warn};
 
 use crate::config::{ExpiryBounds, Limits};
@@ -162,7 +164,6 @@ struct Inner {
     state: Mutex<State>,
     next_viewer: AtomicU64,
     next_tag: AtomicU64,
-    ticks: AtomicU64,
     sdp_session: u64,
 }
 
@@ -217,7 +218,6 @@ impl Service {
                 metrics: Metrics::default(),
                 next_viewer: AtomicU64::new(1),
                 next_tag: AtomicU64::new(seed),
-                ticks: AtomicU64::new(0),
                 sdp_session: (seed >> 1) & 0x7fff_ffff_ffff,
             }),
         }
@@ -1389,7 +1389,8 @@ impl Service {
 
     /// Ends the sessions whose viewer the relay dropped by itself (it vanished: ICMP
     /// unreachable, RTCP silence, RTCP BYE): the session row ends, the slot is freed and the
-    /// UE gets a BYE. Returns how many.
+    /// UE gets a BYE. Returns how many. [`Self::run_relay_events`] does this per event; this
+    /// sweep over the relay's stats is its fallback when events were missed.
     pub async fn reap_dropped_viewers(&self) -> usize {
         let snapshot: Vec<(DialogId, ViewerId)> = self
             .state()
@@ -1423,12 +1424,53 @@ impl Service {
         n
     }
 
-    /// Periodic housekeeping (call about once a second): expired registrations and
-    /// subscriptions (final NOTIFYs); every 5th call, sessions of viewers the relay dropped.
-    pub async fn tick(&self) {
-        if self.inner.ticks.fetch_add(1, Ordering::Relaxed) % 5 == 4 {
-            self.reap_dropped_viewers().await;
+    /// Follows the relay's events ([`RelayHandle::events`]; subscribe before the first
+    /// join): a viewer the relay dropped by itself ends its session at once (BYE, slot freed,
+    /// row ended). After a lag, the sessions are checked against the relay's stats. Returns
+    /// when the relay is gone.
+    pub async fn run_relay_events(&self, mut events: broadcast::Receiver<RelayEvent>) {
+        loop {
+            match events.recv().await {
+                Ok(RelayEvent::ViewerDropped { viewer, reason }) => {
+                    debug!(%viewer, ?reason, "relay dropped a viewer");
+                    self.viewer_dropped(viewer).await;
+                }
+                Ok(other) => debug!(?other, "relay event ignored"),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    warn!(
+                        missed = n,
+                        "relay events lagged: checking sessions against its stats"
+                    );
+                    self.reap_dropped_viewers().await;
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
         }
+    }
+
+    /// Ends the session of `viewer`, which the relay dropped (module docs of
+    /// [`Self::reap_dropped_viewers`]). Returns whether there was one.
+    pub async fn viewer_dropped(&self, viewer: ViewerId) -> bool {
+        let ended = {
+            let mut st = self.state();
+            let key = st
+                .sessions
+                .iter()
+                .find(|(_, s)| matches!(s.role, Role::Viewer { viewer: v, .. } if v == viewer))
+                .map(|(k, _)| k.clone());
+            key.and_then(|k| st.sessions.remove(&k).map(|s| (k, s)))
+        };
+        let Some((key, s)) = ended else {
+            return false;
+        };
+        info!(%viewer, channel = %s.channel(), call_id = %key.call_id, "viewer dropped by the relay: session ended");
+        self.finish(key, s, true).await;
+        true
+    }
+
+    /// Periodic housekeeping (call about once a second): expired registrations and
+    /// subscriptions (final NOTIFYs), forgotten CANCELs.
+    pub async fn tick(&self) {
         let (t, _) = now();
         let ended = {
             let mut st = self.state();

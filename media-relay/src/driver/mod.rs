@@ -30,8 +30,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use crate::control::{
-    ChannelId, ChannelSpec, Command, Error, IngestInfo, RelayConfig, RelayHandle, ViewerInfo,
-    FEED_CAPACITY,
+    ChannelId, ChannelSpec, Command, Error, IngestInfo, RelayConfig, RelayEvent, RelayHandle,
+    ViewerInfo, EVENT_CAPACITY, FEED_CAPACITY,
 };
 use crate::relay::{Event, OutSocket, Relay};
 use crate::testpattern::{TestPattern, TestPatternConfig};
@@ -149,6 +149,8 @@ struct State {
     next_port: u16,
     send_failures: Vec<(crate::control::ViewerId, io::ErrorKind)>,
     pattern_out: Vec<Bytes>,
+    /// Where the core's events go ([`RelayHandle::events`]).
+    events: tokio::sync::broadcast::Sender<RelayEvent>,
 }
 
 impl Relay {
@@ -166,6 +168,7 @@ impl Relay {
         };
         let out_rtcp = bind_udp(SocketAddr::new(ip, rtcp_port))?;
         let (tx, rx) = mpsc::channel(256);
+        let (events, _) = tokio::sync::broadcast::channel(EVENT_CAPACITY);
         let state = State {
             relay: Relay::new(config.clone(), Relay::random_seed()),
             io: Io {
@@ -180,9 +183,10 @@ impl Relay {
             config,
             send_failures: Vec::new(),
             pattern_out: Vec::new(),
+            events: events.clone(),
         };
         tokio::spawn(run(state, rx));
-        Ok(RelayHandle::new(tx))
+        Ok(RelayHandle::with_events(tx, events))
     }
 }
 
@@ -286,6 +290,8 @@ fn flush(st: &mut State) {
         match ev {
             Event::ViewerDropped { viewer, reason } => {
                 tracing::info!(%viewer, ?reason, "viewer dropped");
+                // No subscriber is fine: nobody asked.
+                let _ = st.events.send(RelayEvent::ViewerDropped { viewer, reason });
             }
         }
     }
