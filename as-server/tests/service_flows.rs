@@ -881,3 +881,174 @@ async fn cancel_leaves_no_viewer_and_no_session() {
     .await;
     assert_eq!(ok.status.0, 200, "{ok:?}");
 }
+
+/// Every request that needs an answer gets a final response from the service itself (none is
+/// left to the endpoint's drop fallback): INVITE, BYE, SUBSCRIBE, NOTIFY, MESSAGE and
+/// REGISTER, well-formed or missing what the method needs, in or out of a dialog, and
+/// methods that only differ from ACK/CANCEL by case (RFC 3261 7.1: case-sensitive, so
+/// extension methods: 405).
+#[tokio::test]
+async fn every_request_gets_a_final_response() {
+    let h = harness(100).await;
+    let req = |method: &str, uri: &str, extra: &str, body: &str| {
+        let len = body.replace('\n', "\r\n").len();
+        parse(&format!(
+            "{method} {uri} SIP/2.0\n\
+             Via: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bKaudit{method}{len}{}\n\
+             Max-Forwards: 70\n\
+             Call-ID: audit-{method}\n\
+             CSeq: 1 {method}\n\
+             {extra}Content-Length: {len}\n\n{body}",
+            extra.len()
+        ))
+    };
+    let from = "From: <sip:alice@127.0.0.1>;tag=a1\n";
+    let no_tag = "From: <sip:alice@127.0.0.1>\n";
+    let to = "To: <sip:news@127.0.0.1>\n";
+    let in_dialog = "To: <sip:news@127.0.0.1>;tag=unknown\n";
+    let contact = "Contact: <sip:alice@127.0.0.1:5099>\n";
+    let offer = sdp(4000, "h264");
+    let sdp_ct = "Content-Type: application/sdp\n";
+    let cases: Vec<(&str, Request, u16)> = vec![
+        (
+            "INVITE without From tag",
+            req(
+                "INVITE",
+                "sip:news@127.0.0.1",
+                &format!("{no_tag}{to}{contact}{sdp_ct}"),
+                &offer,
+            ),
+            400,
+        ),
+        (
+            "INVITE without Contact",
+            req(
+                "INVITE",
+                "sip:news@127.0.0.1",
+                &format!("{from}{to}{sdp_ct}"),
+                &offer,
+            ),
+            400,
+        ),
+        (
+            "INVITE to no channel",
+            req(
+                "INVITE",
+                "sip:127.0.0.1",
+                &format!("{from}{to}{contact}"),
+                "",
+            ),
+            404,
+        ),
+        (
+            "re-INVITE of no dialog",
+            req(
+                "INVITE",
+                "sip:news@127.0.0.1",
+                &format!("{from}{in_dialog}{contact}{sdp_ct}"),
+                &offer,
+            ),
+            481,
+        ),
+        (
+            "BYE out of dialog",
+            req("BYE", "sip:news@127.0.0.1", &format!("{from}{to}"), ""),
+            481,
+        ),
+        (
+            "BYE of no dialog",
+            req(
+                "BYE",
+                "sip:news@127.0.0.1",
+                &format!("{from}{in_dialog}"),
+                "",
+            ),
+            481,
+        ),
+        (
+            "SUBSCRIBE without Event",
+            req(
+                "SUBSCRIBE",
+                "sip:channels@127.0.0.1",
+                &format!("{from}{to}{contact}"),
+                "",
+            ),
+            489,
+        ),
+        (
+            "SUBSCRIBE without Contact",
+            req(
+                "SUBSCRIBE",
+                "sip:channels@127.0.0.1",
+                &format!("{from}{to}Event: iptv-channels\n"),
+                "",
+            ),
+            400,
+        ),
+        (
+            "SUBSCRIBE refresh of no subscription",
+            req(
+                "SUBSCRIBE",
+                "sip:channels@127.0.0.1",
+                &format!("{from}{in_dialog}{contact}Event: iptv-channels\n"),
+                "",
+            ),
+            481,
+        ),
+        (
+            "NOTIFY",
+            req(
+                "NOTIFY",
+                "sip:127.0.0.1",
+                &format!("{from}{in_dialog}Event: x\n"),
+                "",
+            ),
+            405,
+        ),
+        (
+            "MESSAGE",
+            req(
+                "MESSAGE",
+                "sip:news@127.0.0.1",
+                &format!("{from}{to}Content-Type: text/plain\n"),
+                "hi",
+            ),
+            405,
+        ),
+        (
+            "REGISTER of Contact * without Expires: 0",
+            req(
+                "REGISTER",
+                "sip:127.0.0.1",
+                &format!("{from}{to}Contact: *\nExpires: 300\n"),
+                "",
+            ),
+            400,
+        ),
+        (
+            "lower-case ack",
+            req("ack", "sip:news@127.0.0.1", &format!("{from}{to}"), ""),
+            405,
+        ),
+        (
+            "lower-case cancel",
+            req("cancel", "sip:news@127.0.0.1", &format!("{from}{to}"), ""),
+            405,
+        ),
+    ];
+    for (what, request, want) in cases {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let src: SocketAddr = UE.parse().unwrap();
+        h.svc
+            .handle(TuRequest::new(request, src, Transport::Udp, move |r| {
+                let _ = tx.send(r);
+            }))
+            .await;
+        let r = rx
+            .await
+            .unwrap_or_else(|_| panic!("{what}: dropped without a response"));
+        assert!(r.status.is_final(), "{what}: {r:?}");
+        assert_eq!(r.status.0, want, "{what}: {r:?}");
+    }
+    assert!(h.svc.sessions().is_empty());
+}

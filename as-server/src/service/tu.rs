@@ -487,13 +487,15 @@ impl Service {
 
     async fn dispatch(&self, tr: &TuRequest) -> Option<Response> {
         let req = tr.request();
-        let method = req.method.as_str().to_ascii_uppercase();
+        // RFC 3261 7.1: method names are case-sensitive; `ack` or `invite` are extension
+        // methods (405), and only a real ACK/CANCEL goes unanswered here.
+        let method = req.method.as_str();
         let mf = req
             .headers
             .get(&HeaderName::MAX_FORWARDS)
             .and_then(|v| v.trim().parse().ok());
         let require = HeaderName::new("Require");
-        if let Err(r) = rules::precheck(&method, mf, req.headers.get_all(&require)) {
+        if let Err(r) = rules::precheck(method, mf, req.headers.get_all(&require)) {
             if method == "ACK" {
                 return None;
             }
@@ -513,7 +515,7 @@ impl Service {
             return Some(rej.response(req).with_to_tag(&self.tag()));
         }
         let in_dialog = req.to().ok().and_then(|t| t.tag().map(str::to_owned));
-        match method.as_str() {
+        match method {
             "ACK" => {
                 self.on_ack(req);
                 None
