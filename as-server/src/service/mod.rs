@@ -17,6 +17,16 @@
 //!   `Contact: <sip:<channel>@<as-host:port>>`, and a session row is written. ACK confirms.
 //! * **Zap** (channel change inside the dialog, see below).
 //! * **Leave**: `BYE` → relay `remove_viewer` at once, session ended in the store, `200`.
+//! * **Set-up that does not complete**: a `CANCEL` the endpoint matched (it answered the
+//!   INVITE `487`) undoes the join wherever it stands (RFC 3261 section 9.2); a `2xx` never
+//!   ACKed (the endpoint's `AckTimeout` event) ends the session with a BYE (section
+//!   13.3.1.4). A viewer the relay drops by itself (vanished, RTCP BYE: its
+//!   `RelayHandle::events()`) ends the session with a BYE.
+//!
+//! Sessions and subscriptions are [`crate::sip::dialog`] dialogs ([`sipmsg::PeerDialog`]):
+//! in-dialog requests are checked there (CSeq order → `500`, unknown dialog → `481`) and the
+//! AS's BYE and NOTIFY are built by them. Every request that needs an answer gets a final
+//! response from the service (methods it does not implement: `405`); ACK and CANCEL get none.
 //! * **Personal channel**: see [`personal`].
 //! * **Channel list**: `SUBSCRIBE` with `Event: iptv-channels`, see [`channel_list`] for the
 //!   event package.

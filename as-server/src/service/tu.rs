@@ -153,6 +153,21 @@ struct State {
     registrar: Registrar,
 }
 
+impl State {
+    /// Takes out the first session `pred` picks.
+    fn take_session(
+        &mut self,
+        pred: impl Fn(&DialogId, &Session) -> bool,
+    ) -> Option<(DialogId, Session)> {
+        let key = self
+            .sessions
+            .iter()
+            .find(|(k, s)| pred(k, s))
+            .map(|(k, _)| k.clone())?;
+        self.sessions.remove(&key).map(|s| (key, s))
+    }
+}
+
 #[derive(Debug)]
 struct Inner {
     cfg: ServiceConfig,
@@ -775,20 +790,12 @@ impl Service {
             return false;
         };
         let to_tag = invite.to().ok().and_then(|t| t.tag().map(str::to_owned));
-        let ended = {
-            let mut st = self.state();
-            let key = st
-                .sessions
-                .iter()
-                .find(|(k, s)| {
-                    k.call_id == call_id
-                        && Some(k.remote_tag.as_str()) == from.tag()
-                        && to_tag.as_ref().is_none_or(|t| *t == k.local_tag)
-                        && s.unacked == Some(seq)
-                })
-                .map(|(k, _)| k.clone());
-            key.and_then(|k| st.sessions.remove(&k).map(|s| (k, s)))
-        };
+        let ended = self.state().take_session(|k, s| {
+            k.call_id == call_id
+                && Some(k.remote_tag.as_str()) == from.tag()
+                && to_tag.as_ref().is_none_or(|t| *t == k.local_tag)
+                && s.unacked == Some(seq)
+        });
         let Some((key, s)) = ended else {
             return false;
         };
@@ -999,18 +1006,14 @@ impl Service {
                 p.cancelled = true;
                 None
             } else {
-                let found = st
-                    .sessions
-                    .iter()
-                    .find(|(d, s)| {
-                        d.call_id == k.0
-                            && d.remote_tag == k.1
-                            && !s.confirmed
-                            && s.unacked == Some(k.2)
-                    })
-                    .map(|(d, _)| d.clone());
+                let found = st.take_session(|d, s| {
+                    d.call_id == k.0
+                        && d.remote_tag == k.1
+                        && !s.confirmed
+                        && s.unacked == Some(k.2)
+                });
                 match found {
-                    Some(d) => st.sessions.remove(&d).map(|s| (d, s)),
+                    Some(found) => Some(found),
                     None => {
                         st.invites.insert(
                             k.clone(),
@@ -1450,18 +1453,12 @@ impl Service {
         }
     }
 
-    /// Ends the session of `viewer`, which the relay dropped (module docs of
-    /// [`Self::reap_dropped_viewers`]). Returns whether there was one.
+    /// Ends the session of `viewer`, which the relay dropped by itself: BYE to the UE, slot
+    /// freed, row ended. Returns whether there was one.
     pub async fn viewer_dropped(&self, viewer: ViewerId) -> bool {
-        let ended = {
-            let mut st = self.state();
-            let key = st
-                .sessions
-                .iter()
-                .find(|(_, s)| matches!(s.role, Role::Viewer { viewer: v, .. } if v == viewer))
-                .map(|(k, _)| k.clone());
-            key.and_then(|k| st.sessions.remove(&k).map(|s| (k, s)))
-        };
+        let ended = self
+            .state()
+            .take_session(|_, s| matches!(s.role, Role::Viewer { viewer: v, .. } if v == viewer));
         let Some((key, s)) = ended else {
             return false;
         };
