@@ -463,7 +463,7 @@ mod tests {
         let mut parts = Vec::new();
         split_commas(v, |a, b| parts.push(&v[a..b])).unwrap();
         assert_eq!(parts, vec![r#""a,b" <sip:x@y;p=1,2>"#, "<sip:z>", ""]);
-        assert!(split_commas("<sip:a", |_, _| {}).is_none());
+        assert!(split_commas("<sip:a,b", |_, _| {}).is_none());
     }
 
     #[test]

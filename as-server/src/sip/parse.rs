@@ -343,14 +343,16 @@ fn parse_inner(
     };
     let head = std::str::from_utf8(&data[start..head_end + 2])
         .map_err(|_| ParseError::new(ErrorKind::NotUtf8))?;
-    let first_end = memchr::memchr(b'\r', head.as_bytes()).unwrap_or(head.len());
-    let first = &head[..first_end];
-    if first.as_bytes().contains(&b'\n') || first.as_bytes().contains(&b'\r') {
+    // The start line ends at the first CRLF; a bare CR or LF in it is malformed.
+    let hb = head.as_bytes();
+    let first_end = memchr::memchr2(b'\r', b'\n', hb).unwrap_or(hb.len());
+    if hb.get(first_end) == Some(&b'\n') || hb.get(first_end + 1).is_some_and(|&c| c != b'\n') {
         return Err(ErrorKind::BadRequestLine.into());
     }
+    let first = &head[..first_end];
 
     let mut first_err: Option<ErrorKind> = None;
-    let start_line = if first.len() >= 4 && first[..4].eq_ignore_ascii_case("SIP/") {
+    let start_line = if first.len() >= 4 && first.as_bytes()[..4].eq_ignore_ascii_case(b"SIP/") {
         match parse_status_line(first) {
             Ok((s, r)) => StartLine::Response(s, r),
             Err(k) => return Err(k.into()),
