@@ -309,9 +309,14 @@ struct Step {
     relay_cpu_seconds: f64,
     relay_cpu_percent: f64,
     output_packets_per_cpu_second: f64,
+    /// Input datagrams the relay never read (its ingest socket overflowed: the relay thread
+    /// was too slow or not scheduled).
     lost_before_relay: u64,
+    /// Sends the relay itself reported as failed (its output socket buffer was full).
     lost_at_send: u64,
+    /// Sent by the relay but not counted by a sink (a sink socket overflowed).
     lost_after_send: u64,
+    /// 1 - received / (input packets x viewers).
     loss_fraction: f64,
     saturated: bool,
     saturated_because: Vec<&'static str>,
@@ -574,11 +579,11 @@ fn main() -> anyhow::Result<()> {
     };
 
     println!();
-    println!("| viewers | input pps | output pps | relay CPU s | relay CPU % | output pkts per relay CPU-s | loss % | saturated |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| viewers | input pps | output pps | relay CPU s | relay CPU % | output pkts per relay CPU-s | loss % | lost before relay / at send / after send | saturated |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for s in &report.steps {
         println!(
-            "| {} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} | {:.3} | {} |",
+            "| {} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} | {:.3} | {} / {} / {} | {} |",
             s.viewers,
             s.input_pps,
             s.output_pps,
@@ -586,6 +591,9 @@ fn main() -> anyhow::Result<()> {
             s.relay_cpu_percent,
             s.output_packets_per_cpu_second,
             100.0 * s.loss_fraction,
+            s.lost_before_relay,
+            s.lost_at_send,
+            s.lost_after_send,
             if s.saturated {
                 s.saturated_because.join(", ")
             } else {
