@@ -28,7 +28,7 @@ done
 if [[ -z "${PCAP_CHECK_INNER:-}" ]]; then
     if [[ -z "${AS_BIN:-}" ]]; then
         (cd "$root" && cargo build --release -q -p as-server)
-        export AS_BIN=$root/target/release/as-server
+        export AS_BIN=${CARGO_TARGET_DIR:-$root/target}/release/as-server
     fi
     export PCAP_CHECK_INNER=1
     if [[ "${SIPP_NETNS:-auto}" != no ]] && unshare -n true 2>/dev/null; then

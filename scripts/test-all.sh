@@ -137,8 +137,9 @@ step test 2400 cargo test --workspace "${profile_flag[@]}"
 # ---- 4-6. SIPp and tshark against the booted testbed.
 if [[ -n "$tools_ok" ]]; then
     step sipp-selftest 300 bash sipp-scenarios/standin/selftest.sh
-    if [[ -x target/release/as-server ]]; then
-        export AS_BIN=$root/target/release/as-server
+    as_bin=${CARGO_TARGET_DIR:-$root/target}/release/as-server
+    if [[ -x "$as_bin" ]]; then
+        export AS_BIN=$as_bin
         step sipp-scenarios 900 env SIPP_ARTIFACTS="$CI_ARTIFACTS/sipp" bash sipp-scenarios/run.sh
         step pcap-tshark 600 bash scripts/pcap-check.sh
     else

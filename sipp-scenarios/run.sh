@@ -53,7 +53,7 @@ if [[ -z "${SIPP_RUN_INNER:-}" ]]; then
     if [[ -z "${AS_BIN:-}" ]]; then
         log "cargo build --release -p as-server"
         (cd "$root" && cargo build --release -q -p as-server)
-        export AS_BIN=$root/target/release/as-server
+        export AS_BIN=${CARGO_TARGET_DIR:-$root/target}/release/as-server
     fi
     [[ -x "$AS_BIN" ]] || { log "no AS binary at $AS_BIN"; exit 2; }
     export SIPP_RUN_INNER=1
