@@ -42,7 +42,7 @@ pub enum ErrorKind {
     /// Request-URI carries `?headers`, forbidden there (section 19.1.1 table, RFC 4475 3.1.2.11).
     #[error("headers not allowed in Request-URI")]
     RequestUriHeaders,
-    /// A well-formed SIP-Version that is not 2.0: answered with 505 (section 8.2.2... 21.5.6).
+    /// A well-formed SIP-Version that is not 2.0: answered with 505 (section 21.5.6).
     #[error("SIP version not supported")]
     VersionNotSupported,
     /// Status code outside 100..=699 or not 3 digits (section 7.2).
@@ -150,10 +150,10 @@ impl ParseError {
     pub fn error_response(&self) -> Option<Response> {
         let req = self.partial.as_deref()?;
         req.top_via().ok()?;
-        let mut resp = Response::for_request(req, self.status(), self.reason_phrase());
-        if self.kind == ErrorKind::TooLarge {
-            resp.status = StatusCode::MESSAGE_TOO_LARGE;
-        }
-        Some(resp)
+        Some(Response::for_request(
+            req,
+            self.status(),
+            self.reason_phrase(),
+        ))
     }
 }

@@ -524,7 +524,8 @@ impl Message {
     }
 
     /// Parses one message framed from a stream (TCP/TLS, section 18.3): Content-Length is
-    /// required and must match the bytes given exactly (use [`crate::sip::framing`] first).
+    /// required; give it exactly one frame as cut by [`crate::sip::framing`] (bytes past
+    /// Content-Length are not part of the message).
     pub fn parse_stream(frame: &[u8]) -> Result<Message, ParseError> {
         super::parse::parse_stream(frame)
     }
