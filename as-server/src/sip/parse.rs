@@ -652,3 +652,136 @@ mod smallvec_lite {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::message::Message;
+
+    const HEAD: &str = "INVITE sip:news@tv.example.org SIP/2.0\r\nv: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1, SIP/2.0/TCP [2001:db8::1]:5070;branch=z9hG4bK0\r\nf: <sip:a@b.example.com>;tag=1\r\nt: <sip:news@tv.example.org>\r\ni: c1@h\r\nCSeq: 1 INVITE\r\nm: <sip:a@192.0.2.1>\r\nX-Custom: kept as written\r\n";
+
+    fn with_body(cl: Option<&str>, body: &str) -> Vec<u8> {
+        let mut s = HEAD.to_owned();
+        if let Some(cl) = cl {
+            s.push_str(&format!("l: {cl}\r\n"));
+        }
+        s.push_str("\r\n");
+        s.push_str(body);
+        s.into_bytes()
+    }
+
+    #[test]
+    fn udp_content_length_rules() {
+        // longer body: truncated to Content-Length (RFC 3261 18.3)
+        let m = Message::parse(&with_body(Some("3"), "abcdef")).unwrap();
+        assert_eq!(&m.body()[..], b"abc");
+        // shorter body: refused
+        let e = Message::parse(&with_body(Some("10"), "abc")).unwrap_err();
+        assert_eq!(e.kind(), &ErrorKind::BodyTooShort);
+        assert!(e.error_response().is_some());
+        // missing: the rest of the datagram, and the header is added
+        let m = Message::parse(&with_body(None, "abcdef")).unwrap();
+        assert_eq!(&m.body()[..], b"abcdef");
+        assert_eq!(m.headers().get(&HeaderName::CONTENT_LENGTH), Some("6"));
+        // leading zeros are normalised
+        let m = Message::parse(&with_body(Some("0003"), "abc")).unwrap();
+        assert_eq!(m.headers().get(&HeaderName::CONTENT_LENGTH), Some("3"));
+    }
+
+    #[test]
+    fn stream_requires_content_length() {
+        let e = Message::parse_stream(&with_body(None, "")).unwrap_err();
+        assert_eq!(e.kind(), &ErrorKind::MissingContentLength);
+        assert!(Message::parse_stream(&with_body(Some("2"), "ab")).is_ok());
+    }
+
+    #[test]
+    fn compact_forms_lists_and_canonical_encoding() {
+        let m = Message::parse(&with_body(Some("0"), "")).unwrap();
+        let r = m.as_request().unwrap();
+        assert_eq!(r.headers.count(&HeaderName::VIA), 2);
+        assert_eq!(r.vias().unwrap()[1].port, Some(5070));
+        assert_eq!(r.call_id().unwrap(), "c1@h");
+        let enc = String::from_utf8(m.to_bytes()).unwrap();
+        assert_eq!(
+            enc,
+            "INVITE sip:news@tv.example.org SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
+             Via: SIP/2.0/TCP [2001:db8::1]:5070;branch=z9hG4bK0\r\n\
+             From: <sip:a@b.example.com>;tag=1\r\n\
+             To: <sip:news@tv.example.org>\r\n\
+             Call-ID: c1@h\r\n\
+             CSeq: 1 INVITE\r\n\
+             Contact: <sip:a@192.0.2.1>\r\n\
+             X-Custom: kept as written\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        assert_eq!(Message::parse(enc.as_bytes()).unwrap(), m);
+    }
+
+    #[test]
+    fn leading_crlf_and_bare_line_ends() {
+        let mut d = b"\r\n\r\n".to_vec();
+        d.extend_from_slice(&with_body(Some("0"), ""));
+        assert!(Message::parse(&d).is_ok());
+        let bare_lf = String::from_utf8(with_body(Some("0"), ""))
+            .unwrap()
+            .replace("X-Custom: kept as written\r\n", "X-Custom: a\nX-B: b\r\n");
+        assert_eq!(
+            Message::parse(bare_lf.as_bytes()).unwrap_err().kind(),
+            &ErrorKind::BadHeaderLine
+        );
+        let bare_cr = String::from_utf8(with_body(Some("0"), ""))
+            .unwrap()
+            .replace("kept as", "kept\ras");
+        assert!(Message::parse(bare_cr.as_bytes()).is_err());
+        let ctl = String::from_utf8(with_body(Some("0"), ""))
+            .unwrap()
+            .replace("kept as", "kept\u{1}as");
+        assert!(Message::parse(ctl.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn limits_bound_hostile_input() {
+        let mut many = HEAD.to_owned();
+        for i in 0..LIMITS.max_headers {
+            many.push_str(&format!("X-{i}: {i}\r\n"));
+        }
+        many.push_str("\r\n");
+        assert_eq!(
+            Message::parse(many.as_bytes()).unwrap_err().kind(),
+            &ErrorKind::TooManyHeaders
+        );
+        let mut big = HEAD.to_owned();
+        big.push_str(&format!("X-Big: {}\r\n\r\n", "a".repeat(LIMITS.max_head)));
+        assert_eq!(
+            Message::parse(big.as_bytes()).unwrap_err().kind(),
+            &ErrorKind::TooLarge
+        );
+        let e = Message::parse(&with_body(Some("99999999999999999999"), "")).unwrap_err();
+        assert_eq!(e.kind(), &ErrorKind::BadHeader(HeaderName::CONTENT_LENGTH));
+        let e = Message::parse(&with_body(Some("2000000"), "")).unwrap_err();
+        assert_eq!(e.kind(), &ErrorKind::TooLarge);
+        assert_eq!(e.status(), StatusCode::MESSAGE_TOO_LARGE);
+    }
+
+    #[test]
+    fn responses_for_requests() {
+        let m = Message::parse(&with_body(Some("0"), "")).unwrap();
+        let req = m.as_request().unwrap();
+        let resp = Response::for_request(req, StatusCode::OK, "").with_to_tag("as1");
+        assert_eq!(resp.reason, "OK");
+        assert_eq!(resp.headers.count(&HeaderName::VIA), 2);
+        assert_eq!(resp.to().unwrap().tag(), Some("as1"));
+        assert_eq!(resp.from().unwrap().tag(), Some("1"));
+        assert!(resp.headers.get(&HeaderName::CONTACT).is_none());
+        let again = Message::parse(&resp.to_bytes()).unwrap();
+        let mut again = again.as_response().unwrap().clone();
+        // the parser adds Content-Length; with_to_tag keeps an existing tag
+        assert_eq!(again.headers.remove(&HeaderName::CONTENT_LENGTH), 1);
+        assert_eq!(again, resp.clone().with_to_tag("x"));
+        let b = Message::parse(b"SIP/2.0 700 Nope\r\n\r\n").unwrap_err();
+        assert_eq!(b.kind(), &ErrorKind::BadStatusCode);
+        assert!(b.error_response().is_none());
+    }
+}
