@@ -8,7 +8,7 @@
 # the first saturated step (any loss, relay CPU >= 95 %, or the sender below 95 % of target).
 # Progress lines while it runs; a table on stdout; JSON in $out/relay-fanout.json.
 #
-# Environment: VIEWERS ("1,10,100"), RATES ("1000,2000,5000,10000,20000,50000,100000"),
+# Environment: VIEWERS ("1,10,100"), RATES (input pps ladder, default 1000 .. 100000, see --help),
 #              STEP_S (3), EXTRA_ARGS (more flags, see --help), CI_ARTIFACTS (ci-artifacts).
 # With CRITERION=1 it also runs the criterion core bench (no sockets) afterwards.
 set -euo pipefail
@@ -27,7 +27,7 @@ log "load average before: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores"
 # shellcheck disable=SC2086 # EXTRA_ARGS is a list of flags
 "$root/target/release/examples/fanout_load" \
     --viewers "${VIEWERS:-1,10,100}" \
-    --rates "${RATES:-1000,2000,5000,10000,20000,50000,100000}" \
+    --rates "${RATES:-1000,2000,3000,5000,7000,10000,15000,20000,30000,50000,75000,100000}" \
     --duration "${STEP_S:-3}" \
     --out "$out/relay-fanout.json" ${EXTRA_ARGS:-} | tee "$out/relay-fanout.txt"
 log "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

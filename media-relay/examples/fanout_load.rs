@@ -42,7 +42,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "1000,2000,5000,10000,20000,50000,100000"
+        default_value = "1000,2000,3000,5000,7000,10000,15000,20000,30000,50000,75000,100000"
     )]
     rates: Vec<u32>,
     /// Seconds per step.
@@ -92,6 +92,20 @@ fn current_tid() -> anyhow::Result<u32> {
         .and_then(|s| s.to_str())
         .context("odd /proc/thread-self link")?;
     Ok(tid.parse()?)
+}
+
+/// Busy seconds of all CPUs together since boot, from the first line of `/proc/stat`
+/// (user + nice + system + irq + softirq + steal).
+fn box_busy_secs() -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let line = stat.lines().next().context("empty /proc/stat")?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    let busy: u64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| f.get(i)).sum();
+    Ok(busy as f64 / CLK_TCK)
 }
 
 /// utime + stime of one thread of this process, in seconds.
@@ -167,6 +181,8 @@ struct Sinks {
     addrs: Vec<SocketAddr>,
     counts: Arc<Vec<AtomicU64>>,
     stop: Arc<AtomicBool>,
+    /// The sink thread's id (for its CPU time).
+    tid: u32,
     join: thread::JoinHandle<()>,
 }
 
@@ -193,7 +209,9 @@ impl Sinks {
         let counts: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
         let stop = Arc::new(AtomicBool::new(false));
         let (c, st) = (counts.clone(), stop.clone());
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
         let join = thread::Builder::new().name("sinks".into()).spawn(move || {
+            let _ = tid_tx.send(current_tid());
             let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -225,10 +243,12 @@ impl Sinks {
                 }
             });
         })?;
+        let tid = tid_rx.recv().context("sink thread died")??;
         Ok(Sinks {
             addrs,
             counts,
             stop,
+            tid,
             join,
         })
     }
@@ -318,6 +338,13 @@ struct Step {
     lost_after_send: u64,
     /// 1 - received / (input packets x viewers).
     loss_fraction: f64,
+    /// The sink thread's CPU (not counted for the relay), % of one core.
+    sinks_cpu_percent: f64,
+    /// The sender thread's CPU (not counted for the relay), % of one core.
+    sender_cpu_percent: f64,
+    /// The whole machine's busy CPU, % of one core (200 % = both cores of a 2-core box busy):
+    /// shows when other work left the relay short of CPU.
+    box_cpu_percent: f64,
     saturated: bool,
     saturated_because: Vec<&'static str>,
 }
@@ -389,6 +416,7 @@ fn run_n(
     sender.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
     let sender: StdUdpSocket = sender.into();
     let mut seq = 0u64;
+    let sender_tid = current_tid()?;
     println!(
         "== {n} viewer(s): channel {channel}, ingest {}, sinks {}..{}",
         ingest.rtp_addr,
@@ -400,6 +428,9 @@ fn run_n(
         let (in0, out0, err0) = totals(rt, &relay.handle)?;
         let recv0 = sinks.total();
         let cpu0 = thread_cpu_secs(relay.tid)?;
+        let sink_cpu0 = thread_cpu_secs(sinks.tid)?;
+        let sender_cpu0 = thread_cpu_secs(sender_tid)?;
+        let box0 = box_busy_secs()?;
         let t0 = now();
         // Send in one-second slices so progress can be printed while it runs.
         let mut sent = 0u64;
@@ -413,9 +444,10 @@ fn run_n(
             let el = now().duration_since(t0).as_secs_f64();
             let cpu = thread_cpu_secs(relay.tid)? - cpu0;
             println!(
-                "   [{n} viewers, {rate} pps] t={el:.1}s sent={sent} received={} relay cpu={:.0}%",
+                "   [{n} viewers, {rate} pps] t={el:.1}s sent={sent} received={} relay cpu={:.0}% machine cpu={:.0}%",
                 sinks.total() - recv0,
-                100.0 * cpu / el
+                100.0 * cpu / el,
+                100.0 * (box_busy_secs()? - box0) / el
             );
         }
         let send_secs = now().duration_since(t0).as_secs_f64();
@@ -430,6 +462,9 @@ fn run_n(
             last = c;
         }
         let cpu = thread_cpu_secs(relay.tid)? - cpu0;
+        let sink_cpu = thread_cpu_secs(sinks.tid)? - sink_cpu0;
+        let sender_cpu = thread_cpu_secs(sender_tid)? - sender_cpu0;
+        let box_busy = box_busy_secs()? - box0;
         let received = sinks.total() - recv0;
         let (in1, out1, err1) = totals(rt, &relay.handle)?;
         let (pin, pout, perr) = (in1 - in0, out1 - out0, err1 - err0);
@@ -476,6 +511,9 @@ fn run_n(
             lost_at_send,
             lost_after_send,
             loss_fraction,
+            sinks_cpu_percent: 100.0 * sink_cpu / send_secs,
+            sender_cpu_percent: 100.0 * sender_cpu / send_secs,
+            box_cpu_percent: 100.0 * box_busy / send_secs,
             saturated: !why.is_empty(),
             saturated_because: why,
         };
@@ -579,11 +617,11 @@ fn main() -> anyhow::Result<()> {
     };
 
     println!();
-    println!("| viewers | input pps | output pps | relay CPU s | relay CPU % | output pkts per relay CPU-s | loss % | lost before relay / at send / after send | saturated |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| viewers | input pps | output pps | relay CPU s | relay CPU % | output pkts per relay CPU-s | loss % | lost before relay / at send / after send | sinks / sender / machine CPU % | saturated |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for s in &report.steps {
         println!(
-            "| {} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} | {:.3} | {} / {} / {} | {} |",
+            "| {} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} | {:.3} | {} / {} / {} | {:.0} / {:.0} / {:.0} | {} |",
             s.viewers,
             s.input_pps,
             s.output_pps,
@@ -594,6 +632,9 @@ fn main() -> anyhow::Result<()> {
             s.lost_before_relay,
             s.lost_at_send,
             s.lost_after_send,
+            s.sinks_cpu_percent,
+            s.sender_cpu_percent,
+            s.box_cpu_percent,
             if s.saturated {
                 s.saturated_because.join(", ")
             } else {
