@@ -63,8 +63,11 @@ while True:
 ' "$((media_port + 1))" &
 sink_pid=$!
 
-# Capture everything on lo but the HTTP API (readiness polls).
-dumpcap -q -i lo -f "not tcp port 8080" -w "$pcap" 2>"$art/dumpcap.txt" &
+# Capture SIP (5060), the viewer's media ports and the relay's output ports only: the HTTP
+# readiness polls stay out, and on the host loopback (no namespace) so does other traffic.
+filter="port 5060 or udp portrange $media_port-$((media_port + 3))"
+filter="$filter or udp portrange $relay_rtp_port-$((relay_rtp_port + 1))"
+dumpcap -q -i lo -f "$filter" -w "$pcap" 2>"$art/dumpcap.txt" &
 cap_pid=$!
 for _ in $(seq 1 50); do
     [[ -s "$pcap" ]] && break
