@@ -562,6 +562,8 @@ struct Method2 {
     failed: usize,
     to_200: Option<Summary>,
     to_key_frame: Option<Summary>,
+    /// BYE + INVITE only: BYE to its 200.
+    bye_200: Option<Summary>,
 }
 
 #[derive(Debug, Serialize)]
@@ -580,11 +582,13 @@ fn finish(method: &'static str, samples: Vec<ZapSample>) -> Method2 {
     let ok: Vec<&ZapSample> = samples.iter().filter(|s| s.error.is_none()).collect();
     let to_200: Vec<f64> = ok.iter().filter_map(|s| s.to_200_ms).collect();
     let to_key: Vec<f64> = ok.iter().filter_map(|s| s.to_key_frame_ms).collect();
+    let bye: Vec<f64> = ok.iter().filter_map(|s| s.bye_200_ms).collect();
     Method2 {
         method,
         failed: samples.len() - ok.len(),
         to_200: summary(&to_200),
         to_key_frame: summary(&to_key),
+        bye_200: summary(&bye),
         samples,
     }
 }
@@ -840,6 +844,12 @@ async fn main() -> anyhow::Result<()> {
         r.failed,
     );
     let b = &report.bye_invite;
+    row(
+        "BYE + INVITE",
+        "BYE to its 200 OK",
+        b.bye_200.as_ref(),
+        b.failed,
+    );
     row(
         "BYE + INVITE",
         "to the new INVITE's 200 OK",

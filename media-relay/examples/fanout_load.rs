@@ -95,7 +95,7 @@ fn current_tid() -> anyhow::Result<u32> {
 }
 
 /// Busy seconds of all CPUs together since boot, from the first line of `/proc/stat`
-/// (user + nice + system + irq + softirq + steal).
+/// (user + nice + system + irq + softirq; not steal, the hypervisor's).
 fn box_busy_secs() -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string("/proc/stat")?;
     let line = stat.lines().next().context("empty /proc/stat")?;
@@ -104,7 +104,7 @@ fn box_busy_secs() -> anyhow::Result<f64> {
         .skip(1)
         .map(|v| v.parse().unwrap_or(0))
         .collect();
-    let busy: u64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| f.get(i)).sum();
+    let busy: u64 = [0, 1, 2, 5, 6].iter().filter_map(|&i| f.get(i)).sum();
     Ok(busy as f64 / CLK_TCK)
 }
 
@@ -451,6 +451,8 @@ fn run_n(
             );
         }
         let send_secs = now().duration_since(t0).as_secs_f64();
+        // The machine over the sending time only (other work goes on while the queues drain).
+        let box_busy = box_busy_secs()? - box0;
         // Let the queues drain: wait until the sinks stop counting (at most 2 s).
         let mut last = sinks.total();
         for _ in 0..20 {
@@ -464,7 +466,6 @@ fn run_n(
         let cpu = thread_cpu_secs(relay.tid)? - cpu0;
         let sink_cpu = thread_cpu_secs(sinks.tid)? - sink_cpu0;
         let sender_cpu = thread_cpu_secs(sender_tid)? - sender_cpu0;
-        let box_busy = box_busy_secs()? - box0;
         let received = sinks.total() - recv0;
         let (in1, out1, err1) = totals(rt, &relay.handle)?;
         let (pin, pout, perr) = (in1 - in0, out1 - out0, err1 - err0);
