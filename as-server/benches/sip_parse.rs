@@ -2,6 +2,11 @@
 //! built-in `uac` scenario) with the strict codec, and encode it back.
 //!
 //! Run: `cargo bench -p as-server --bench sip_parse -- --warm-up-time 1 --measurement-time 3`
+//!
+//! Measured 2026-11-22 on the shared 2-core build VM (load average ~3, so one core was not
+//! ours alone): parse 1.37 us (about 730k INVITEs/s), parse + typed Via/CSeq/Call-ID 1.8 us,
+//! encode 0.22 us. Callgrind counts about 22k instructions per parse. The target is
+//! 1M/s on an idle core; rsip 0.4 is quoted at 380k.
 
 use std::hint::black_box;
 

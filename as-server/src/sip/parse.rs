@@ -4,7 +4,7 @@
 //! section, check it is UTF-8, parse the start line, then each header line (unfolding
 //! continuation lines, mapping compact names, splitting list headers at top-level commas) and
 //! check the value of every header the stack knows against its grammar
-//! ([`crate::sip::typed::check_value`]) without building it. The header section is copied
+//! (`typed::check_value`) without building it. The header section is copied
 //! once into the [`Headers`] buffer; values are ranges into it. The body is a byte-exact slice
 //! (zero-copy when the input is [`Bytes`]).
 //!

@@ -1,7 +1,7 @@
 //! Typed views of header values: [`Via`], [`CSeq`], [`NameAddr`] and the scalar headers.
 //!
 //! Each header grammar of RFC 3261 section 25.1 that the stack relies on has a checker here
-//! that runs without allocating ([`check_value`], called by the strict parser for every known
+//! that runs without allocating (`check_value`, called by the strict parser for every known
 //! header) and a typed parser that builds the owned value on demand (`Via::parse`,
 //! `NameAddr::parse`...). Values given to these functions are unfolded single list elements,
 //! as [`crate::sip::header::Headers`] stores them.
