@@ -435,6 +435,22 @@ impl HeaderName {
     #[must_use]
     pub fn new(name: &str) -> HeaderName {
         let b = name.as_bytes();
+        // fast path: the canonical spelling most senders use
+        let exact = match b {
+            b"Via" => Some(Std::Via),
+            b"From" => Some(Std::From),
+            b"To" => Some(Std::To),
+            b"Call-ID" => Some(Std::CallId),
+            b"CSeq" => Some(Std::Cseq),
+            b"Contact" => Some(Std::Contact),
+            b"Max-Forwards" => Some(Std::MaxForwards),
+            b"Content-Type" => Some(Std::ContentType),
+            b"Content-Length" => Some(Std::ContentLength),
+            _ => None,
+        };
+        if let Some(h) = exact {
+            return HeaderName(Repr::Std(h));
+        }
         if b.len() <= 32 {
             let mut buf = [0u8; 32];
             for (d, s) in buf.iter_mut().zip(b) {

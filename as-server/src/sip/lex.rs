@@ -255,6 +255,13 @@ pub(crate) fn split_commas(v: &str, mut f: impl FnMut(usize, usize)) -> Option<(
     let mut i = 0;
     let mut in_angle = false;
     while i < s.len() {
+        // skip ordinary octets quickly
+        while i < s.len() && !matches!(s[i], b'"' | b'<' | b'>' | b',') {
+            i += 1;
+        }
+        if i == s.len() {
+            break;
+        }
         match s[i] {
             b'"' if !in_angle => {
                 i = scan_quoted(s, i)?;
