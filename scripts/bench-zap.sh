@@ -34,6 +34,8 @@ if [[ -z "${ZAP_BENCH_INNER:-}" ]]; then
         cargo build --release -q -p as-server --example zap_bench
     fi
     [[ -x "$AS_BIN" ]] || { log "no AS binary at $AS_BIN"; exit 2; }
+    AS_BIN=$(realpath "$AS_BIN")
+    export AS_BIN
     mkdir -p "$out"
     export ZAP_BENCH_INNER=1
     if [[ "${ZAP_NETNS:-auto}" != no ]] && unshare -n true 2>/dev/null; then

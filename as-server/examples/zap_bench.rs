@@ -76,6 +76,9 @@ fn now() -> Instant {
     Instant::now()
 }
 
+/// A re-INVITE zap whose key frame comes later than this is not counted (see `settle`).
+const LATE_KEY_MS: f64 = 1000.0;
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -650,8 +653,14 @@ async fn run_reinvite(c: &mut Client, args: &Args) -> anyhow::Result<Vec<ZapSamp
                 }
                 d.channel = to.clone();
                 c.ack(&d, d.cseq).await?;
-                if s.to_key_frame_ms.is_none() {
-                    s.error = Some("no key frame within the timeout".into());
+                match s.to_key_frame_ms {
+                    None => s.error = Some("no key frame within the timeout".into()),
+                    // The old channel's next IDR is ~1.8 s away (see `settle`): a key frame this
+                    // late may be that one rather than the new channel's burst.
+                    Some(t) if t > LATE_KEY_MS => {
+                        s.error = Some(format!("key frame after {t:.0} ms: not surely the burst"));
+                    }
+                    Some(_) => {}
                 }
             }
             Some((resp, _)) => {
