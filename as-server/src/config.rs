@@ -467,6 +467,12 @@ mod tests {
             .channels
             .iter()
             .any(|ch| ch.id == "news" && ch.test_pattern));
+        assert!(
+            c.channels
+                .iter()
+                .any(|ch| ch.id == "sport" && ch.test_pattern),
+            "a second channel to zap to"
+        );
     }
 
     #[test]
