@@ -11,6 +11,21 @@
 //! The store never reads the clock: every time is an argument in milliseconds since the
 //! Unix epoch, given by the caller (the service layer's driver).
 //!
+//! Durability and cost (SQLite file): every connection runs in WAL mode with
+//! `synchronous = NORMAL` (set by [`Store::connect`] on each new connection), the standard
+//! choice for WAL: a commit appends to the WAL file without an `fsync`; the WAL is synced at
+//! checkpoints. A committed row survives a crash or kill of the AS process (the data is in
+//! the OS page cache, and SQLite recovers the WAL on the next open); an OS crash or power
+//! loss may lose the last transactions committed before it (never corrupting the file).
+//! PostgreSQL keeps its own server-side durability settings.
+//!
+//! The per-call writes are single statements in autocommit mode (one round trip to sqlx's
+//! SQLite worker thread each, no `BEGIN`/`COMMIT`): [`Store::start_session`] is an
+//! `INSERT ... SELECT ... WHERE EXISTS` (the channel check and the insert in one atomic
+//! statement) and [`Store::end_session`] / [`Store::switch_session_channel`] are an
+//! `UPDATE ... RETURNING` (PostgreSQL, SQLite 3.35+); only their error paths read again to
+//! tell `NotFound` from `Ended`.
+//!
 //! Errors are [`Error`]: `Duplicate` and `NotFound` / `Ended` for the caller's mistakes,
 //! `InvalidData` for rows this version cannot read, `Db` / `Migrate` for the database.
 
@@ -282,31 +297,35 @@ impl Store {
                 .min_connections(1)
                 .idle_timeout(None)
                 .max_lifetime(None)
+        } else if backend == Backend::Sqlite {
+            // Write-ahead logging (readers do not block the writer; persistent in the file)
+            // and `synchronous = NORMAL` (per connection): no fsync per commit, see the
+            // module docs for what that means for durability.
+            AnyPoolOptions::new()
+                .max_connections(8)
+                .after_connect(|conn, _meta| {
+                    Box::pin(async move {
+                        sqlx::query("PRAGMA journal_mode = WAL")
+                            .fetch_optional(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA synchronous = NORMAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(())
+                    })
+                })
         } else {
             AnyPoolOptions::new().max_connections(8)
         };
+        // A SQLite connection is a file handle in this process: it cannot go stale, so the
+        // pool does not ping it (one worker-thread round trip) before every query.
+        let opts = opts.test_before_acquire(backend != Backend::Sqlite);
         let pool = opts.connect(url).await?;
-        if backend == Backend::Sqlite && !in_memory {
-            // Write-ahead logging: readers do not block the writer (persistent in the file).
-            sqlx::query("PRAGMA journal_mode = WAL")
-                .fetch_optional(&pool)
-                .await?;
-        }
         sqlx::migrate::Migrator::new(Embedded)
             .await?
             .run(&pool)
             .await?;
         Ok(Self { pool, backend })
-    }
-
-    /// Starts a transaction that will write. On SQLite it takes the write lock at once
-    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads and then writes can fail with
-    /// `SQLITE_BUSY` against a concurrent writer instead of waiting.
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, Error> {
-        Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
-        })
     }
 
     /// Which database this is.
@@ -394,19 +413,15 @@ impl Store {
 
     /// Records a new session. `NotFound` if its channel does not exist, `Duplicate` if
     /// the session id is taken.
+    ///
+    /// One statement (autocommit): the row is inserted only if the channel exists, so the
+    /// check and the insert are atomic without an explicit transaction.
     pub async fn start_session(&self, s: &Session) -> Result<(), Error> {
-        let mut tx = self.begin_write().await?;
-        let exists = sqlx::query("SELECT id FROM channels WHERE id = $1")
-            .bind(&s.channel_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if exists.is_none() {
-            return Err(Error::NotFound(format!("channel {}", s.channel_id)));
-        }
         let r = sqlx::query(
             "INSERT INTO sessions \
              (id, channel_id, viewer_uri, call_id, relay, started_ms, switched_ms, zaps, ended_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 \
+             WHERE EXISTS (SELECT 1 FROM channels WHERE id = $2)",
         )
         .bind(&s.id)
         .bind(&s.channel_id)
@@ -417,17 +432,16 @@ impl Store {
         .bind(s.switched_ms)
         .bind(s.zaps)
         .bind(s.ended_ms)
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await;
         match r {
-            Ok(_) => {}
-            Err(e) if is_unique_violation(&e) => {
-                return Err(Error::Duplicate(format!("session {}", s.id)))
+            Ok(r) if r.rows_affected() == 0 => {
+                Err(Error::NotFound(format!("channel {}", s.channel_id)))
             }
-            Err(e) => return Err(e.into()),
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(Error::Duplicate(format!("session {}", s.id))),
+            Err(e) => Err(e.into()),
         }
-        tx.commit().await?;
-        Ok(())
     }
 
     /// Reads one session.
@@ -463,56 +477,57 @@ impl Store {
         channel_id: &str,
         now_ms: i64,
     ) -> Result<Session, Error> {
-        let mut tx = self.begin_write().await?;
-        let exists = sqlx::query("SELECT id FROM channels WHERE id = $1")
+        let sql = format!(
+            "UPDATE sessions SET channel_id = $1, switched_ms = $2, zaps = zaps + 1 \
+             WHERE id = $3 AND ended_ms IS NULL \
+             AND EXISTS (SELECT 1 FROM channels WHERE id = $1) \
+             RETURNING {SESSION_COLS}"
+        );
+        let rows = sqlx::query(&sql)
             .bind(channel_id)
-            .fetch_optional(&mut *tx)
+            .bind(now_ms)
+            .bind(id)
+            .fetch_all(&self.pool)
             .await?;
-        if exists.is_none() {
+        if let Some(row) = rows.first() {
+            return session_from_row(row);
+        }
+        // Nothing changed: say why (unknown channel first, as the zap names it).
+        let channel = sqlx::query("SELECT id FROM channels WHERE id = $1")
+            .bind(channel_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        if channel.is_none() {
             return Err(Error::NotFound(format!("channel {channel_id}")));
         }
-        let r = sqlx::query(
-            "UPDATE sessions SET channel_id = $1, switched_ms = $2, zaps = zaps + 1 \
-             WHERE id = $3 AND ended_ms IS NULL",
-        )
-        .bind(channel_id)
-        .bind(now_ms)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        let sql = format!("SELECT {SESSION_COLS} FROM sessions WHERE id = $1");
-        let row = sqlx::query(&sql).bind(id).fetch_optional(&mut *tx).await?;
-        let Some(row) = row else {
-            return Err(Error::NotFound(format!("session {id}")));
-        };
-        if r.rows_affected() == 0 {
-            return Err(Error::Ended(id.to_owned()));
-        }
-        let s = session_from_row(&row)?;
-        tx.commit().await?;
-        Ok(s)
+        Err(self.not_active(id).await)
     }
 
     /// Ends an active session at `now_ms` and returns it (with its duration).
     /// `NotFound` for an unknown session, `Ended` if it already ended.
     pub async fn end_session(&self, id: &str, now_ms: i64) -> Result<Session, Error> {
-        let mut tx = self.begin_write().await?;
-        let r = sqlx::query("UPDATE sessions SET ended_ms = $1 WHERE id = $2 AND ended_ms IS NULL")
+        let sql = format!(
+            "UPDATE sessions SET ended_ms = $1 WHERE id = $2 AND ended_ms IS NULL \
+             RETURNING {SESSION_COLS}"
+        );
+        let rows = sqlx::query(&sql)
             .bind(now_ms)
             .bind(id)
-            .execute(&mut *tx)
+            .fetch_all(&self.pool)
             .await?;
-        let sql = format!("SELECT {SESSION_COLS} FROM sessions WHERE id = $1");
-        let row = sqlx::query(&sql).bind(id).fetch_optional(&mut *tx).await?;
-        let Some(row) = row else {
-            return Err(Error::NotFound(format!("session {id}")));
-        };
-        if r.rows_affected() == 0 {
-            return Err(Error::Ended(id.to_owned()));
+        match rows.first() {
+            Some(row) => session_from_row(row),
+            None => Err(self.not_active(id).await),
         }
-        let s = session_from_row(&row)?;
-        tx.commit().await?;
-        Ok(s)
+    }
+
+    /// Why an `UPDATE ... WHERE id = $ AND ended_ms IS NULL` matched nothing: `NotFound`
+    /// or `Ended` (or the database error met while looking).
+    async fn not_active(&self, id: &str) -> Error {
+        match self.get_session(id).await {
+            Ok(_) => Error::Ended(id.to_owned()),
+            Err(e) => e,
+        }
     }
 
     /// Sessions, oldest first; only the running ones if `active_only`.
@@ -538,5 +553,44 @@ impl Store {
         rows.iter()
             .map(|r| Ok((r.try_get("channel_id")?, r.try_get("n")?)))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every pooled connection of a SQLite file store runs WAL with `synchronous = NORMAL`
+    /// (the durability the module docs promise), not SQLite's default FULL.
+    #[tokio::test]
+    async fn sqlite_file_connections_use_wal_and_synchronous_normal() {
+        let dir = std::env::temp_dir().join(format!("as-store-pragma-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}/t.db?mode=rwc", dir.display());
+        let store = Store::connect(&url).await.unwrap();
+        // Hold several connections at once so that more than one is checked.
+        let mut conns = Vec::new();
+        for _ in 0..3 {
+            conns.push(store.pool.acquire().await.unwrap());
+        }
+        for c in &mut conns {
+            let sync: i64 = sqlx::query("PRAGMA synchronous")
+                .fetch_one(&mut **c)
+                .await
+                .unwrap()
+                .try_get(0)
+                .unwrap();
+            assert_eq!(sync, 1, "synchronous = NORMAL");
+            let mode: String = sqlx::query("PRAGMA journal_mode")
+                .fetch_one(&mut **c)
+                .await
+                .unwrap()
+                .try_get(0)
+                .unwrap();
+            assert_eq!(mode, "wal");
+        }
+        drop(conns);
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
