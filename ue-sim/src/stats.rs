@@ -1,0 +1,126 @@
+//! Run statistics: what one `ue-sim` run measured, in the shape the report writes as JSON.
+//!
+//! [`RunStats`] is filled by [`crate::run`] from the UEs' events (joins, zaps, media
+//! measurements) and read by the report module. Latencies are in milliseconds as `f64` samples;
+//! [`percentile`] summarises them (nearest-rank).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything one run measured.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunStats {
+    /// Scenario name.
+    pub scenario: String,
+    /// Number of simulated UEs.
+    pub ues: usize,
+    /// Wall-clock length of the run, seconds.
+    pub duration_s: f64,
+    /// Joins answered 2xx.
+    pub joins_ok: u64,
+    /// Joins that failed (error response or timeout).
+    pub joins_failed: u64,
+    /// Zaps that reached the first decodable frame of the new channel.
+    pub zaps_ok: u64,
+    /// Zaps that failed (error response, timeout, or no key frame in time).
+    pub zaps_failed: u64,
+    /// REGISTERs answered 2xx.
+    pub registrations_ok: u64,
+    /// REGISTERs that failed.
+    pub registrations_failed: u64,
+    /// INVITE sent -> 200 OK, ms.
+    pub join_ms: Vec<f64>,
+    /// Zap request sent -> first decodable frame of the new channel, ms.
+    pub zap_ms: Vec<f64>,
+    /// Join INVITE -> first RTP packet, ms.
+    pub first_packet_ms: Vec<f64>,
+    /// Join INVITE -> first packet starting a key frame, ms.
+    pub first_frame_ms: Vec<f64>,
+    /// Per-viewer media figures.
+    pub viewers: Vec<ViewerStats>,
+    /// One point per second of the run.
+    pub timeline: Vec<TimelinePoint>,
+    /// Failures by reason, e.g. `"404"`, `"timeout"`.
+    pub failures: BTreeMap<String, u64>,
+}
+
+/// Media figures of one viewer over the whole run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ViewerStats {
+    /// UE index.
+    pub ue: usize,
+    /// RTP packets received.
+    pub packets: u64,
+    /// Packets lost (sequence gaps, RFC 3550 A.3 style, per stream segment).
+    pub lost: u64,
+    /// Interarrival jitter (RFC 3550 A.8), ms.
+    pub jitter_ms: f64,
+    /// Longest time without media while in a session, ms.
+    pub gap_ms_max: f64,
+}
+
+/// Counters for one second of the run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TimelinePoint {
+    /// Seconds since the run started (end of the interval).
+    pub t_s: f64,
+    /// Joins completed in this interval.
+    pub joins: u64,
+    /// Zaps completed in this interval.
+    pub zaps: u64,
+    /// Leaves (BYE) in this interval.
+    pub leaves: u64,
+    /// Sessions active at the end of the interval.
+    pub active: u64,
+}
+
+/// Nearest-rank percentile (`p` in 0..=100) of `samples`, on a sorted copy.
+///
+/// `None` for no samples or a non-finite `p`. NaN samples sort last.
+#[must_use]
+pub fn percentile(samples: &[f64], p: f64) -> Option<f64> {
+    if samples.is_empty() || !p.is_finite() {
+        return None;
+    }
+    let mut v = samples.to_vec();
+    v.sort_by(f64::total_cmp);
+    let p = p.clamp(0.0, 100.0);
+    // Nearest rank: ceil(p/100 * n), at least 1.
+    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    let idx = rank.clamp(1, v.len()) - 1;
+    v.get(idx).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentile_nearest_rank() {
+        let s = [15.0, 20.0, 35.0, 40.0, 50.0];
+        assert_eq!(percentile(&s, 5.0), Some(15.0));
+        assert_eq!(percentile(&s, 30.0), Some(20.0));
+        assert_eq!(percentile(&s, 40.0), Some(20.0));
+        assert_eq!(percentile(&s, 50.0), Some(35.0));
+        assert_eq!(percentile(&s, 100.0), Some(50.0));
+        assert_eq!(percentile(&s, 0.0), Some(15.0));
+        assert_eq!(percentile(&[], 50.0), None);
+        assert_eq!(percentile(&[3.0, 1.0, 2.0], 99.0), Some(3.0));
+    }
+
+    #[test]
+    fn stats_round_trip_json() {
+        let mut s = RunStats {
+            scenario: "x".into(),
+            ues: 2,
+            join_ms: vec![1.5],
+            ..RunStats::default()
+        };
+        s.failures.insert("404".into(), 1);
+        let j = serde_json::to_string(&s).unwrap();
+        let back: RunStats = serde_json::from_str(&j).unwrap();
+        assert_eq!(back.ues, 2);
+        assert_eq!(back.failures.get("404"), Some(&1));
+    }
+}
