@@ -184,6 +184,10 @@ pub struct RelaySection {
     pub output_rtp_port: u16,
     /// Most viewers on the relay (more: 503).
     pub max_viewers: usize,
+    /// Milliseconds a session whose viewer the relay dropped by itself (RTCP BYE, RTCP
+    /// silence, unreachable) waits for the UE's own SIP BYE before the AS ends it with a BYE.
+    /// A phone sends its SIP BYE and its RTCP BYE together, in either order.
+    pub dropped_viewer_grace_ms: u64,
 }
 
 impl Default for RelaySection {
@@ -196,6 +200,7 @@ impl Default for RelaySection {
             port_max: 29999,
             output_rtp_port: 19000,
             max_viewers: 10_000,
+            dropped_viewer_grace_ms: 2000,
         }
     }
 }

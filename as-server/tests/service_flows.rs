@@ -49,6 +49,7 @@ async fn harness_with(max_sessions: usize, relay: RelayConfig) -> Harness {
             limits,
             subscriptions: cfg.subscriptions,
             registrar: cfg.registrar,
+            dropped_viewer_grace: Duration::from_millis(100),
         },
         as_server::service::catalogue::Catalogue::new(store.clone(), "test"),
         relay.clone(),
@@ -636,11 +637,20 @@ async fn vanished_viewer_session_is_reaped() {
         ..RelayConfig::default()
     };
     let mut h = harness_with(100, relay).await;
-    // The service follows the relay's events (as `App` wires it).
+    // The service follows the relay's events and ticks (as `App` wires it).
     let watcher = tokio::spawn({
         let svc = h.svc.clone();
         let events = h.relay.events();
         async move { svc.run_relay_events(events).await }
+    });
+    let ticker = tokio::spawn({
+        let svc = h.svc.clone();
+        async move {
+            loop {
+                svc.tick().await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
     });
     let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let port = rtp.local_addr().unwrap().port();
@@ -667,7 +677,8 @@ async fn vanished_viewer_session_is_reaped() {
     // ...then the viewer vanishes without BYE: the relay drops it after its RTCP timeout.
     drop(rtp);
     assert_eq!(h.svc.sessions().len(), 1);
-    // No polling: the relay's ViewerDropped event ends the session, and the UE gets a BYE.
+    // No polling: the relay's ViewerDropped event starts the session's grace (the UE may
+    // still send its BYE); after it the session ends and the UE gets a BYE.
     let bye = timeout(Duration::from_secs(5), h.sent.recv())
         .await
         .expect("a BYE once the relay dropped the viewer")
@@ -679,6 +690,7 @@ async fn vanished_viewer_session_is_reaped() {
     // The stats sweep (the fallback after a lag) finds nothing left to do.
     assert_eq!(h.svc.reap_dropped_viewers().await, 0);
     watcher.abort();
+    ticker.abort();
 }
 
 /// The sessions and subscriptions are `sip::dialog` dialogs: in-dialog requests are checked

@@ -112,6 +112,7 @@ impl App {
                 limits: cfg.limits.clone(),
                 subscriptions: cfg.subscriptions,
                 registrar: cfg.registrar,
+                dropped_viewer_grace: Duration::from_millis(cfg.relay.dropped_viewer_grace_ms),
             },
             Catalogue::new(store.clone(), "in-process"),
             relay.clone(),
@@ -168,12 +169,16 @@ impl App {
                 }
             }));
         }
-        // Housekeeping: registrations and subscriptions expire.
+        // Housekeeping: registrations and subscriptions expire; sessions whose viewer the
+        // relay dropped end after their grace (ticks at least twice per grace, at most every
+        // second).
         {
             let svc = service.clone();
             let mut rx = shutdown_rx.clone();
+            let period = (Duration::from_millis(cfg.relay.dropped_viewer_grace_ms) / 2)
+                .clamp(Duration::from_millis(20), Duration::from_secs(1));
             tasks.push(tokio::spawn(async move {
-                let mut every = tokio::time::interval(Duration::from_secs(1));
+                let mut every = tokio::time::interval(period);
                 loop {
                     tokio::select! {
                         _ = every.tick() => svc.tick().await,

@@ -13,6 +13,7 @@ use media_relay::control::{
     AddViewer, ChannelId, ChannelSpec, Error as RelayError, IngestInfo, RelayEvent, RelayHandle,
     ViewerId,
 };
+use media_relay::relay::DropReason;
 use serde::Serialize;
 use tokio::sync::broadcast;
 use tracing::{debug, info, warn};
@@ -59,6 +60,10 @@ pub struct ServiceConfig {
     pub subscriptions: ExpiryBounds,
     /// Registrar expiry bounds.
     pub registrar: ExpiryBounds,
+    /// How long a session whose viewer the relay dropped by itself (RTCP BYE, RTCP silence,
+    /// unreachable) waits for the UE's own BYE before the AS ends it with a BYE of its own
+    /// (see [`Service::viewer_dropped`]).
+    pub dropped_viewer_grace: Duration,
 }
 
 /// A channel to create (operator API or personal channel).
@@ -144,6 +149,14 @@ struct PendingInvite {
 /// How long a CANCEL waits for its INVITE's task (64*T1 with the default T1).
 const CANCEL_MEMORY: Duration = Duration::from_secs(32);
 
+/// How long a dialog the AS ended with its own BYE is remembered, so that the UE's BYE
+/// crossing it gets 200 rather than 481 (64*T1 with the default T1, the lifetime of the UE's
+/// BYE transaction).
+const ENDED_MEMORY: Duration = Duration::from_secs(32);
+
+/// Most dialogs remembered as recently ended; beyond, the oldest is forgotten.
+const ENDED_MAX: usize = 16_384;
+
 #[derive(Debug)]
 struct State {
     sessions: HashMap<DialogId, Session>,
@@ -151,6 +164,11 @@ struct State {
     invites: HashMap<InviteKey, PendingInvite>,
     subs: Subscriptions<DialogId, PeerDialog>,
     registrar: Registrar,
+    /// Sessions whose viewer the relay dropped by itself, with the time at which the AS ends
+    /// them unless the UE's BYE comes first ([`Service::viewer_dropped`]).
+    dropped: HashMap<DialogId, Instant>,
+    /// Dialogs the AS ended with its own BYE, and when ([`ENDED_MEMORY`], [`ENDED_MAX`]).
+    ended: HashMap<DialogId, Instant>,
 }
 
 impl State {
@@ -165,6 +183,25 @@ impl State {
             .find(|(k, s)| pred(k, s))
             .map(|(k, _)| k.clone())?;
         self.sessions.remove(&key).map(|s| (key, s))
+    }
+
+    /// Remembers a dialog the AS has just ended with a BYE (bounded: the oldest goes first).
+    fn remember_ended(&mut self, key: DialogId, now: Instant) {
+        if self.ended.len() >= ENDED_MAX {
+            self.ended
+                .retain(|_, t| now.saturating_duration_since(*t) < ENDED_MEMORY);
+        }
+        if self.ended.len() >= ENDED_MAX {
+            let oldest = self
+                .ended
+                .iter()
+                .min_by_key(|(_, t)| **t)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                self.ended.remove(&k);
+            }
+        }
+        self.ended.insert(key, now);
     }
 }
 
@@ -225,6 +262,8 @@ impl Service {
                     invites: HashMap::new(),
                     subs: Subscriptions::new(cfg.subscriptions),
                     registrar: Registrar::new(cfg.registrar),
+                    dropped: HashMap::new(),
+                    ended: HashMap::new(),
                 }),
                 cfg,
                 catalogue,
@@ -837,9 +876,20 @@ impl Service {
         let session = {
             let mut st = self.state();
             match st.sessions.remove(&key) {
+                // RFC 3261 15.1.2 says a BYE matching no dialog SHOULD get 481. A dialog the
+                // AS ended with its own BYE a moment ago (the UE's BYE crossed ours) is
+                // answered 200: it did exist, and it has ended as the UE asked.
+                None if st.ended.contains_key(&key) => {
+                    drop(st);
+                    debug!(call_id = %key.call_id, "BYE for a dialog the AS just ended: 200");
+                    return sipmsg::response(req, 200, "OK", None);
+                }
                 None => Err(no_dialog),
                 Some(mut s) => match s.dialog.dialog.clone().on_bye(req) {
-                    Ok(_ended) => Ok(s),
+                    Ok(_ended) => {
+                        st.dropped.remove(&key);
+                        Ok(s)
+                    }
                     Err(e) => {
                         let (dialog, err) = *e;
                         s.dialog.dialog = dialog;
@@ -869,7 +919,10 @@ impl Service {
         }
     }
 
+    /// Sends a BYE in `dialog` (not awaited) and remembers the dialog as ended by the AS.
     fn send_bye(&self, dialog: PeerDialog) {
+        let (t, _) = now();
+        self.state().remember_ended(dialog.id().clone(), t);
         let (bye, dest, transport) = dialog.bye();
         let svc = self.clone();
         tokio::spawn(async move {
@@ -1392,20 +1445,23 @@ impl Service {
         Ok(self.ok_with_sdp(req, &key.local_tag, &new_channel, session.answer))
     }
 
-    /// Ends the sessions whose viewer the relay dropped by itself (it vanished: ICMP
-    /// unreachable, RTCP silence, RTCP BYE): the session row ends, the slot is freed and the
-    /// UE gets a BYE. Returns how many. [`Self::run_relay_events`] does this per event; this
-    /// sweep over the relay's stats is its fallback when events were missed.
+    /// Finds the sessions whose viewer the relay dropped by itself (it vanished: ICMP
+    /// unreachable, RTCP silence, RTCP BYE) and starts their grace period, as
+    /// [`Self::viewer_dropped`] does. Returns how many were newly found.
+    /// [`Self::run_relay_events`] does this per event; this sweep over the relay's stats is
+    /// its fallback when events were missed.
     pub async fn reap_dropped_viewers(&self) -> usize {
-        let snapshot: Vec<(DialogId, ViewerId)> = self
-            .state()
-            .sessions
-            .iter()
-            .filter_map(|(k, s)| match s.role {
-                Role::Viewer { viewer, .. } => Some((k.clone(), viewer)),
-                Role::Owner { .. } => None,
-            })
-            .collect();
+        let snapshot: Vec<(DialogId, ViewerId)> = {
+            let st = self.state();
+            st.sessions
+                .iter()
+                .filter(|(k, _)| !st.dropped.contains_key(*k))
+                .filter_map(|(k, s)| match s.role {
+                    Role::Viewer { viewer, .. } => Some((k.clone(), viewer)),
+                    Role::Owner { .. } => None,
+                })
+                .collect()
+        };
         if snapshot.is_empty() {
             return 0;
         }
@@ -1419,26 +1475,37 @@ impl Service {
             if live.contains(&viewer) {
                 continue;
             }
-            let removed = self.state().sessions.remove(&key);
-            if let Some(s) = removed {
+            if self.start_grace(&key) {
                 n += 1;
-                info!(%viewer, channel = %s.channel(), call_id = %key.call_id, "viewer dropped by the relay: session ended");
-                self.finish(key, s, true).await;
+                info!(%viewer, call_id = %key.call_id, "viewer gone from the relay: waiting for the UE's BYE");
             }
         }
         n
     }
 
+    /// Starts the grace period of a session whose viewer left the relay; false when the
+    /// session is gone or already in its grace.
+    fn start_grace(&self, key: &DialogId) -> bool {
+        let (t, _) = now();
+        let until = t + self.inner.cfg.dropped_viewer_grace;
+        let mut st = self.state();
+        if !st.sessions.contains_key(key) || st.dropped.contains_key(key) {
+            return false;
+        }
+        st.dropped.insert(key.clone(), until);
+        true
+    }
+
     /// Follows the relay's events ([`RelayHandle::events`]; subscribe before the first
-    /// join): a viewer the relay dropped by itself ends its session at once (BYE, slot freed,
-    /// row ended). After a lag, the sessions are checked against the relay's stats. Returns
-    /// when the relay is gone.
+    /// join): a viewer the relay dropped by itself is handed to [`Self::viewer_dropped`].
+    /// After a lag, the sessions are checked against the relay's stats. Returns when the
+    /// relay is gone.
     pub async fn run_relay_events(&self, mut events: broadcast::Receiver<RelayEvent>) {
         loop {
             match events.recv().await {
                 Ok(RelayEvent::ViewerDropped { viewer, reason }) => {
                     debug!(%viewer, ?reason, "relay dropped a viewer");
-                    self.viewer_dropped(viewer).await;
+                    self.viewer_dropped(viewer, reason).await;
                 }
                 Ok(other) => debug!(?other, "relay event ignored"),
                 Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -1453,28 +1520,83 @@ impl Service {
         }
     }
 
-    /// Ends the session of `viewer`, which the relay dropped by itself: BYE to the UE, slot
-    /// freed, row ended. Returns whether there was one.
-    pub async fn viewer_dropped(&self, viewer: ViewerId) -> bool {
-        let ended = self
+    /// The relay dropped `viewer` by itself. Returns whether it had a session here.
+    ///
+    /// An RTCP BYE (RFC 3550 section 6.6), RTCP silence or an unreachable port does not end
+    /// the SIP session at once: a phone hanging up sends its SIP BYE and its RTCP BYE within
+    /// a millisecond, in either order (baresip does), and ending the dialog on the RTCP BYE
+    /// would answer the UE's BYE 481 and cross it with a BYE of ours. The relay has stopped
+    /// sending already; the session waits [`ServiceConfig::dropped_viewer_grace`] for the
+    /// UE's BYE, and [`Self::tick`] ends it after that with a BYE from the AS (slot freed,
+    /// row ended). A viewer dropped because its channel was deleted ends at once: the UE
+    /// knows nothing of it.
+    pub async fn viewer_dropped(&self, viewer: ViewerId, reason: DropReason) -> bool {
+        let is_viewer =
+            |s: &Session| matches!(s.role, Role::Viewer { viewer: v, .. } if v == viewer);
+        if reason == DropReason::ChannelDeleted {
+            let ended = self.state().take_session(|_, s| is_viewer(s));
+            let Some((key, s)) = ended else {
+                return false;
+            };
+            info!(%viewer, channel = %s.channel(), call_id = %key.call_id, "viewer's channel deleted: session ended");
+            self.finish(key, s, true).await;
+            return true;
+        }
+        let key = self
             .state()
-            .take_session(|_, s| matches!(s.role, Role::Viewer { viewer: v, .. } if v == viewer));
-        let Some((key, s)) = ended else {
+            .sessions
+            .iter()
+            .find(|(_, s)| is_viewer(s))
+            .map(|(k, _)| k.clone());
+        let Some(key) = key else {
             return false;
         };
-        info!(%viewer, channel = %s.channel(), call_id = %key.call_id, "viewer dropped by the relay: session ended");
-        self.finish(key, s, true).await;
+        if self.start_grace(&key) {
+            info!(%viewer, ?reason, call_id = %key.call_id, "viewer dropped by the relay: waiting for the UE's BYE");
+        }
         true
     }
 
-    /// Periodic housekeeping (call about once a second): expired registrations and
-    /// subscriptions (final NOTIFYs), forgotten CANCELs.
+    /// Ends the sessions whose grace after a relay drop is over, with a BYE from the AS.
+    async fn end_dropped(&self, t: Instant) {
+        let due: Vec<(DialogId, Session)> = {
+            let mut st = self.state();
+            let keys: Vec<DialogId> = st
+                .dropped
+                .iter()
+                .filter(|(_, until)| **until <= t)
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.into_iter()
+                .filter_map(|k| {
+                    st.dropped.remove(&k);
+                    st.sessions.remove(&k).map(|s| (k, s))
+                })
+                .collect()
+        };
+        for (key, s) in due {
+            info!(channel = %s.channel(), call_id = %key.call_id, "no BYE from the UE after the relay dropped its viewer: session ended");
+            self.finish(key, s, true).await;
+        }
+    }
+
+    /// Periodic housekeeping (call about once a second, or more often for a short
+    /// [`ServiceConfig::dropped_viewer_grace`]): expired registrations and subscriptions
+    /// (final NOTIFYs), forgotten CANCELs and ended dialogs, sessions whose viewer the relay
+    /// dropped and whose UE sent no BYE within the grace.
     pub async fn tick(&self) {
         let (t, _) = now();
+        self.end_dropped(t).await;
         let ended = {
             let mut st = self.state();
             st.invites
                 .retain(|_, p| t.saturating_duration_since(p.since) < CANCEL_MEMORY);
+            st.ended
+                .retain(|_, e| t.saturating_duration_since(*e) < ENDED_MEMORY);
+            let State {
+                sessions, dropped, ..
+            } = &mut *st;
+            dropped.retain(|k, _| sessions.contains_key(k));
             st.registrar.expire(t);
             st.subs.expire(t)
         };
