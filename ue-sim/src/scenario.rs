@@ -1,0 +1,434 @@
+//! Scenarios: what a run does, read from TOML.
+//!
+//! A [`Scenario`] names the population (`ues`), the arrival rate of first joins, the channels
+//! and their Zipf popularity, how long a viewer stays on a channel (dwell), what it does next
+//! (zap with some probability and method, else leave), the run length, and the thresholds that
+//! make the run fail ([`Scenario::check`]). Every field has a default, so a scenario file only
+//! says what differs. Sampling ([`Scenario::pick_channel`], [`Scenario::dwell`]) takes the
+//! caller's RNG so runs are reproducible from a seed.
+//!
+//! ```toml
+//! name = "default"
+//! ues = 50
+//! duration_s = 40
+//! arrival_rate = 10.0
+//! [channels]
+//! list = ["news", "sport"]
+//! zipf_s = 1.0
+//! [dwell]
+//! distribution = "exponential"
+//! mean_s = 5.0
+//! [zap]
+//! probability = 0.8
+//! method = "mixed"
+//! [thresholds]
+//! max_joins_failed = 0
+//! ```
+
+use std::time::Duration;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::stats::{percentile, RunStats};
+use crate::ue::ZapMethod;
+
+/// Errors loading a scenario.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// Path.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has unknown fields.
+    #[error("bad scenario: {0}")]
+    Toml(#[from] toml::de::Error),
+    /// Values out of range.
+    #[error("bad scenario: {0}")]
+    Invalid(String),
+}
+
+/// A load scenario.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Scenario {
+    /// Name shown in the report.
+    pub name: String,
+    /// Number of UEs.
+    pub ues: usize,
+    /// Run length in seconds (then every UE leaves).
+    pub duration_s: f64,
+    /// First joins per second (UE `i` starts at `i / arrival_rate`).
+    pub arrival_rate: f64,
+    /// Each UE sends REGISTER before it joins.
+    pub register: bool,
+    /// Share of UEs (0..=1) that SUBSCRIBE to the channel list.
+    pub subscribe_share: f64,
+    /// RNG seed (reproducible runs).
+    pub seed: u64,
+    /// Channels and popularity.
+    pub channels: Channels,
+    /// Time on a channel before the next action.
+    pub dwell: Dwell,
+    /// Zap behaviour.
+    pub zap: Zap,
+    /// Pass/fail limits.
+    pub thresholds: Thresholds,
+    /// UDP sockets for SIP shared by the UEs.
+    pub sip_sockets: usize,
+    /// UDP sockets for RTP shared by the UEs (told apart by the relay's per-viewer SSRC).
+    pub rtp_sockets: usize,
+}
+
+/// Channel list and Zipf popularity.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Channels {
+    /// Channel ids, most popular first.
+    pub list: Vec<String>,
+    /// Zipf exponent `s`: channel of rank `k` has weight `1 / k^s` (0 = uniform).
+    pub zipf_s: f64,
+}
+
+/// Dwell time distribution.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Dwell {
+    /// `fixed` (always `mean_s`) or `exponential` (mean `mean_s`).
+    pub distribution: DwellKind,
+    /// Mean seconds.
+    pub mean_s: f64,
+    /// Lower bound, seconds.
+    pub min_s: f64,
+    /// Upper bound, seconds.
+    pub max_s: f64,
+}
+
+/// Dwell distribution kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DwellKind {
+    /// Always the mean.
+    Fixed,
+    /// Exponential with the mean.
+    Exponential,
+}
+
+/// What a viewer does after a dwell.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Zap {
+    /// Probability of zapping (else the viewer leaves).
+    pub probability: f64,
+    /// `reinvite`, `bye_invite` or `mixed` (alternating per zap).
+    pub method: ZapChoice,
+    /// Seconds a zap may take to reach a key frame before it counts as failed.
+    pub timeout_s: f64,
+}
+
+/// Zap method choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ZapChoice {
+    /// re-INVITE naming the channel.
+    Reinvite,
+    /// BYE + INVITE.
+    ByeInvite,
+    /// Both, alternating.
+    Mixed,
+}
+
+/// Limits that make the run fail. `None` = no limit.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Thresholds {
+    /// Most failed joins allowed.
+    pub max_joins_failed: Option<u64>,
+    /// Most failed zaps allowed.
+    pub max_zaps_failed: Option<u64>,
+    /// Most failed registrations allowed.
+    pub max_registrations_failed: Option<u64>,
+    /// Highest zap p99, ms.
+    pub max_zap_ms_p99: Option<f64>,
+    /// Highest join p99, ms.
+    pub max_join_ms_p99: Option<f64>,
+    /// Highest first-frame p99, ms.
+    pub max_first_frame_ms_p99: Option<f64>,
+    /// Highest per-viewer gap, ms.
+    pub max_gap_ms: Option<f64>,
+    /// Fewest successful zaps.
+    pub min_zaps_ok: Option<u64>,
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Scenario {
+            name: "unnamed".into(),
+            ues: 10,
+            duration_s: 10.0,
+            arrival_rate: 10.0,
+            register: true,
+            subscribe_share: 0.2,
+            seed: 1,
+            channels: Channels::default(),
+            dwell: Dwell::default(),
+            zap: Zap::default(),
+            thresholds: Thresholds::default(),
+            sip_sockets: 4,
+            rtp_sockets: 64,
+        }
+    }
+}
+
+impl Default for Channels {
+    fn default() -> Self {
+        Channels {
+            list: vec!["news".into(), "sport".into()],
+            zipf_s: 1.0,
+        }
+    }
+}
+
+impl Default for Dwell {
+    fn default() -> Self {
+        Dwell {
+            distribution: DwellKind::Exponential,
+            mean_s: 4.0,
+            min_s: 0.5,
+            max_s: 60.0,
+        }
+    }
+}
+
+impl Default for Zap {
+    fn default() -> Self {
+        Zap {
+            probability: 0.8,
+            method: ZapChoice::Mixed,
+            timeout_s: 3.0,
+        }
+    }
+}
+
+impl Scenario {
+    /// Parses and validates TOML.
+    pub fn from_toml(text: &str) -> Result<Self, ScenarioError> {
+        let s: Scenario = toml::from_str(text)?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// Reads, parses and validates a file.
+    pub fn load(path: &std::path::Path) -> Result<Self, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&text)
+    }
+
+    /// Range checks.
+    pub fn validate(&self) -> Result<(), ScenarioError> {
+        let bad = |m: &str| Err(ScenarioError::Invalid(m.into()));
+        if self.ues == 0 || self.ues > 200_000 {
+            return bad("ues must be 1..=200000");
+        }
+        if !(self.duration_s > 0.0 && self.duration_s <= 86_400.0) {
+            return bad("duration_s must be in (0, 86400]");
+        }
+        if !(self.arrival_rate > 0.0 && self.arrival_rate.is_finite()) {
+            return bad("arrival_rate must be > 0");
+        }
+        if self.channels.list.is_empty() {
+            return bad("channels.list is empty");
+        }
+        if !(self.channels.zipf_s >= 0.0 && self.channels.zipf_s.is_finite()) {
+            return bad("channels.zipf_s must be >= 0");
+        }
+        if !(0.0..=1.0).contains(&self.zap.probability)
+            || !(0.0..=1.0).contains(&self.subscribe_share)
+        {
+            return bad("probabilities must be in [0, 1]");
+        }
+        if !(self.dwell.mean_s > 0.0
+            && self.dwell.min_s >= 0.0
+            && self.dwell.max_s >= self.dwell.min_s)
+        {
+            return bad("dwell: need mean_s > 0 and 0 <= min_s <= max_s");
+        }
+        if !(self.zap.timeout_s > 0.0 && self.zap.timeout_s <= 60.0) {
+            return bad("zap.timeout_s must be in (0, 60]");
+        }
+        if self.sip_sockets == 0 || self.rtp_sockets == 0 || self.rtp_sockets > 4096 {
+            return bad("sip_sockets and rtp_sockets must be >= 1 (rtp_sockets <= 4096)");
+        }
+        Ok(())
+    }
+
+    /// A channel by Zipf popularity, different from `avoid` when there is another one.
+    pub fn pick_channel<R: Rng>(&self, rng: &mut R, avoid: Option<&str>) -> &str {
+        let list = &self.channels.list;
+        let weights: Vec<f64> = (1..=list.len())
+            .map(|k| 1.0 / (k as f64).powf(self.channels.zipf_s))
+            .collect();
+        let total: f64 = weights
+            .iter()
+            .zip(list)
+            .filter(|(_, c)| Some(c.as_str()) != avoid || list.len() == 1)
+            .map(|(w, _)| w)
+            .sum();
+        let mut x = rng.gen::<f64>() * total;
+        for (w, c) in weights.iter().zip(list) {
+            if Some(c.as_str()) == avoid && list.len() > 1 {
+                continue;
+            }
+            if x < *w {
+                return c;
+            }
+            x -= w;
+        }
+        list.iter()
+            .rfind(|c| Some(c.as_str()) != avoid)
+            .unwrap_or(&list[0])
+    }
+
+    /// A dwell time.
+    pub fn dwell<R: Rng>(&self, rng: &mut R) -> Duration {
+        let s = match self.dwell.distribution {
+            DwellKind::Fixed => self.dwell.mean_s,
+            DwellKind::Exponential => {
+                let u: f64 = rng.gen_range(f64::EPSILON..1.0);
+                -self.dwell.mean_s * u.ln()
+            }
+        };
+        Duration::from_secs_f64(s.clamp(self.dwell.min_s, self.dwell.max_s))
+    }
+
+    /// The method of a UE's `n`-th zap.
+    #[must_use]
+    pub fn zap_method(&self, n: u64) -> ZapMethod {
+        match self.zap.method {
+            ZapChoice::Reinvite => ZapMethod::Reinvite,
+            ZapChoice::ByeInvite => ZapMethod::ByeInvite,
+            ZapChoice::Mixed if n % 2 == 0 => ZapMethod::Reinvite,
+            ZapChoice::Mixed => ZapMethod::ByeInvite,
+        }
+    }
+
+    /// The thresholds `stats` breaks, one line each (empty: the run passes).
+    #[must_use]
+    pub fn check(&self, stats: &RunStats) -> Vec<String> {
+        let t = &self.thresholds;
+        let mut v = Vec::new();
+        let mut max_u = |name: &str, got: u64, lim: Option<u64>| {
+            if let Some(l) = lim {
+                if got > l {
+                    v.push(format!("{name} = {got} > {l}"));
+                }
+            }
+        };
+        max_u("joins_failed", stats.joins_failed, t.max_joins_failed);
+        max_u("zaps_failed", stats.zaps_failed, t.max_zaps_failed);
+        max_u(
+            "registrations_failed",
+            stats.registrations_failed,
+            t.max_registrations_failed,
+        );
+        let mut max_p = |name: &str, s: &[f64], lim: Option<f64>| {
+            if let (Some(l), Some(p)) = (lim, percentile(s, 99.0)) {
+                if p > l {
+                    v.push(format!("{name} p99 = {p:.1} ms > {l} ms"));
+                }
+            }
+        };
+        max_p("zap_ms", &stats.zap_ms, t.max_zap_ms_p99);
+        max_p("join_ms", &stats.join_ms, t.max_join_ms_p99);
+        max_p(
+            "first_frame_ms",
+            &stats.first_frame_ms,
+            t.max_first_frame_ms_p99,
+        );
+        if let Some(l) = t.max_gap_ms {
+            let g = stats
+                .viewers
+                .iter()
+                .map(|x| x.gap_ms_max)
+                .fold(0.0, f64::max);
+            if g > l {
+                v.push(format!("gap_ms max = {g:.1} ms > {l} ms"));
+            }
+        }
+        if let Some(l) = t.min_zaps_ok {
+            if stats.zaps_ok < l {
+                v.push(format!("zaps_ok = {} < {l}", stats.zaps_ok));
+            }
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn parses_and_defaults() {
+        let s =
+            Scenario::from_toml("name = \"x\"\nues = 5\n[zap]\nmethod = \"reinvite\"\n").unwrap();
+        assert_eq!(s.ues, 5);
+        assert_eq!(s.zap.method, ZapChoice::Reinvite);
+        assert_eq!(s.channels.list, ["news", "sport"]);
+        assert!(Scenario::from_toml("bogus = 1").is_err());
+        assert!(Scenario::from_toml("ues = 0").is_err());
+    }
+
+    #[test]
+    fn zipf_prefers_first_and_avoids() {
+        let s = Scenario {
+            channels: Channels {
+                list: vec!["a".into(), "b".into(), "c".into()],
+                zipf_s: 1.5,
+            },
+            ..Scenario::default()
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut n = [0u32; 3];
+        for _ in 0..3000 {
+            let c = s.pick_channel(&mut rng, None);
+            n[(c.as_bytes()[0] - b'a') as usize] += 1;
+        }
+        assert!(n[0] > n[1] && n[1] > n[2], "{n:?}");
+        for _ in 0..200 {
+            assert_ne!(s.pick_channel(&mut rng, Some("a")), "a");
+        }
+    }
+
+    #[test]
+    fn thresholds_fail() {
+        let s = Scenario::from_toml(
+            "[thresholds]\nmax_joins_failed = 0\nmax_zap_ms_p99 = 100.0\nmin_zaps_ok = 1\n",
+        )
+        .unwrap();
+        let mut st = RunStats::default();
+        st.zaps_ok = 1;
+        assert!(s.check(&st).is_empty());
+        st.joins_failed = 1;
+        st.zap_ms = vec![50.0, 150.0];
+        assert_eq!(s.check(&st).len(), 2);
+    }
+
+    #[test]
+    fn shipped_scenarios_parse() {
+        for f in ["default.toml", "smoke.toml"] {
+            let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("scenarios")
+                .join(f);
+            Scenario::load(&p).unwrap();
+        }
+    }
+}

@@ -1,0 +1,1024 @@
+//! The sans-IO UE: one simulated viewer's SIP user agent and media meter.
+//!
+//! A [`Ue`] is a state machine. The driver ([`crate::run`]) feeds it SIP datagrams
+//! ([`Ue::handle_sip`]), RTP/RTCP datagrams ([`Ue::handle_media`]) and the time
+//! ([`Ue::handle_timeout`]); the scenario calls the actions ([`Ue::register`],
+//! [`Ue::subscribe`], [`Ue::join`], [`Ue::zap`], [`Ue::leave`]); the driver drains
+//! [`Ue::poll_transmit`] (datagrams to send), [`Ue::poll_timeout`] (next deadline) and
+//! [`Ue::poll_event`] (what happened, with latencies). The UE never reads the clock and never
+//! touches a socket, so unit tests drive it with hand-made responses and a virtual clock.
+//!
+//! SIP is `as-server`'s: the codec, the transaction layer (RFC 3261 section 17: timers A/B/E/F
+//! retransmit and time out our requests; NOTIFY and BYE from the AS are answered through server
+//! transactions), dialogs (section 12) and the SDP [`OfferBuilder`] /
+//! [`SdpOffer::accept_answer`] (RFC 3264).
+//!
+//! Flows (README "What a UE sends"): REGISTER; SUBSCRIBE `Event: iptv-channels` (the NOTIFY
+//! body is the JSON channel list); INVITE `sip:<channel>@<domain>` with a `recvonly` H.264
+//! offer, ACK; zap by re-INVITE whose Request-URI user part names the new channel
+//! ([`ZapMethod::Reinvite`]) or by BYE + INVITE ([`ZapMethod::ByeInvite`]); BYE.
+//!
+//! Media: every RTP packet of the current path (its SSRC, learnt from the first packet after a
+//! new INVITE) updates the loss count (sequence gaps), the RFC 3550 A.8 interarrival jitter and
+//! the longest gap without media; the first packet and the first packet starting a key frame
+//! (`media_relay::h264::payload_starts_key_frame`) after a join or a zap are reported as
+//! events. A zap by re-INVITE keeps the SSRC (the relay swaps the source on the same path), so
+//! its first frame is the first key-frame packet that arrives after the re-INVITE's 2xx (the
+//! relay has switched when the AS answers). RTCP receiver reports (RFC 3550 6.4.2) go to the
+//! relay's RTCP address from the answer every [`RR_INTERVAL`].
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use as_server::sip::dialog::{new_tag, ConfirmedDialog, Dialog};
+use as_server::sip::sdp::{Direction, RtcpAttr, SdpOffer};
+use as_server::sip::sdp::{OfferBuilder, OfferedMedia};
+use as_server::sip::transaction::{
+    Event as TxEvent, TimerConfig, TransactionId, TransactionLayer, Transport,
+};
+use as_server::sip::{HeaderName, Host, Message, Method, Request, Response, StatusCode, Uri};
+use bytes::Bytes;
+
+/// How often a viewer sends an RTCP receiver report.
+pub const RR_INTERVAL: Duration = Duration::from_secs(2);
+
+/// How a UE changes channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ZapMethod {
+    /// re-INVITE in the dialog, Request-URI user part = the new channel (README).
+    Reinvite,
+    /// BYE, then a new INVITE to the new channel.
+    ByeInvite,
+}
+
+/// Static identity of one UE.
+#[derive(Debug, Clone)]
+pub struct UeConfig {
+    /// Index of the UE in the run (encoded in every Call-ID so the driver can route).
+    pub index: usize,
+    /// User part of the AoR (`sip:<user>@<domain>`).
+    pub user: String,
+    /// Host part of request URIs (the AS's domain or IP).
+    pub domain: String,
+    /// Where SIP requests go (the AS).
+    pub target: SocketAddr,
+    /// The SIP socket address this UE sends from (Via sent-by and Contact).
+    pub local_sip: SocketAddr,
+    /// The address written in SDP `c=`.
+    pub media_ip: IpAddr,
+}
+
+/// A datagram the UE wants sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "a transmit that is dropped is a message never sent"]
+pub enum Transmit {
+    /// SIP, from the UE's SIP socket.
+    Sip {
+        /// Destination.
+        to: SocketAddr,
+        /// Encoded message.
+        bytes: Bytes,
+    },
+    /// RTCP, from the UE's RTP socket.
+    Rtcp {
+        /// Destination (the relay's RTCP address).
+        to: SocketAddr,
+        /// Encoded compound packet.
+        bytes: Bytes,
+    },
+}
+
+/// Why an operation failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// A final non-2xx status.
+    Status(u16),
+    /// No final response (timer B/F) or no key frame in time.
+    Timeout,
+    /// The answer could not be used (bad SDP, missing dialog headers).
+    BadAnswer,
+}
+
+impl Failure {
+    /// The key used in [`crate::stats::RunStats::failures`].
+    #[must_use]
+    pub fn reason(&self) -> String {
+        match self {
+            Failure::Status(s) => s.to_string(),
+            Failure::Timeout => "timeout".into(),
+            Failure::BadAnswer => "bad_answer".into(),
+        }
+    }
+}
+
+/// What happened, for the driver's statistics.
+#[derive(Debug, Clone, PartialEq)]
+#[must_use]
+pub enum UeEvent {
+    /// REGISTER answered.
+    Registered(Result<(), Failure>),
+    /// SUBSCRIBE answered.
+    Subscribed(Result<(), Failure>),
+    /// A NOTIFY brought the channel list (ids).
+    ChannelList(Vec<String>),
+    /// The join INVITE got its 2xx (`join_ms`) or failed.
+    Joined {
+        /// Channel.
+        channel: String,
+        /// INVITE sent -> 2xx, or why it failed.
+        result: Result<Duration, Failure>,
+    },
+    /// First RTP packet after a join.
+    FirstPacket(Duration),
+    /// First key-frame packet after a join.
+    FirstFrame(Duration),
+    /// A zap reached the first key frame of the new channel (`zap_ms`) or failed.
+    Zapped {
+        /// How.
+        method: ZapMethod,
+        /// New channel.
+        channel: String,
+        /// Zap request sent -> first key-frame packet, or why it failed.
+        result: Result<Duration, Failure>,
+    },
+    /// Our BYE was answered (or timed out): the session is over.
+    Left,
+    /// The AS ended the session with a BYE.
+    RemoteBye,
+}
+
+/// Errors of the UE's actions (caller misuse).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UeError {
+    /// The action needs a confirmed session.
+    #[error("no session")]
+    NoSession,
+    /// Another session operation is in progress.
+    #[error("busy")]
+    Busy,
+    /// The offer could not be built.
+    #[error("bad offer: {0}")]
+    Offer(String),
+}
+
+/// Media figures of the UE so far.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MediaStats {
+    /// RTP packets counted.
+    pub packets: u64,
+    /// Lost packets (forward sequence gaps).
+    pub lost: u64,
+    /// Interarrival jitter in timestamp units (RFC 3550 A.8), as a float.
+    pub jitter_ts: f64,
+    /// Longest time between two packets of a session.
+    pub gap_max: Duration,
+}
+
+impl MediaStats {
+    /// Jitter in ms for a 90 kHz clock.
+    #[must_use]
+    pub fn jitter_ms(&self) -> f64 {
+        self.jitter_ts / 90.0
+    }
+}
+
+/// What a client transaction was for.
+#[derive(Debug, Clone)]
+enum Op {
+    Register,
+    Subscribe(Request),
+    Join { invite: Request, offer: SdpOffer },
+    Reinvite { channel: String, seq: u32 },
+    Bye { then_join: Option<String> },
+}
+
+/// A join or zap waiting for its first packet / key frame.
+#[derive(Debug, Clone)]
+struct Pending {
+    started: Instant,
+    /// Zap: which; `None` for a plain join.
+    zap: Option<(ZapMethod, String)>,
+    /// Key frames only count from this point (2xx of a re-INVITE).
+    armed: bool,
+    got_packet: bool,
+}
+
+/// The session (INVITE dialog) state.
+#[derive(Debug, Clone)]
+enum Session {
+    Idle,
+    Inviting {
+        channel: String,
+    },
+    Active {
+        dialog: Box<ConfirmedDialog>,
+        channel: String,
+        invite_seq: u32,
+    },
+    Leaving,
+}
+
+/// RTP receive state of the current path (RFC 3550 A.1/A.8).
+#[derive(Debug, Clone, Default)]
+struct RtpPath {
+    ssrc: Option<u32>,
+    last_seq: Option<u16>,
+    /// Transit time of the previous packet, in timestamp units.
+    last_transit: Option<f64>,
+    received: u64,
+    lost: u64,
+}
+
+/// One simulated UE.
+#[derive(Debug)]
+pub struct Ue {
+    cfg: UeConfig,
+    tl: TransactionLayer,
+    /// The UE's own clock origin for jitter arrival times.
+    epoch: Option<Instant>,
+    ops: HashMap<TransactionId, (Op, Instant)>,
+    session: Session,
+    sub_dialog: Option<Box<ConfirmedDialog>>,
+    call_seq: u32,
+    rtp_port: u16,
+    offer_version: u64,
+    pending: Option<Pending>,
+    path: RtpPath,
+    media: MediaStats,
+    last_packet: Option<Instant>,
+    relay_rtcp: Option<SocketAddr>,
+    rtcp_ssrc: u32,
+    next_rr: Option<Instant>,
+    zap_timeout: Duration,
+    out: VecDeque<Transmit>,
+    events: VecDeque<UeEvent>,
+}
+
+impl Ue {
+    /// A new idle UE.
+    #[must_use]
+    pub fn new(cfg: UeConfig) -> Self {
+        Self::with_timers(cfg, TimerConfig::default())
+    }
+
+    /// A new idle UE with given SIP timer values.
+    #[must_use]
+    pub fn with_timers(cfg: UeConfig, timers: TimerConfig) -> Self {
+        Ue {
+            rtcp_ssrc: (rand::random::<u32>() | 1),
+            cfg,
+            tl: TransactionLayer::new(timers),
+            epoch: None,
+            ops: HashMap::new(),
+            session: Session::Idle,
+            sub_dialog: None,
+            call_seq: 0,
+            rtp_port: 0,
+            offer_version: 1,
+            pending: None,
+            path: RtpPath::default(),
+            media: MediaStats::default(),
+            last_packet: None,
+            relay_rtcp: None,
+            next_rr: None,
+            zap_timeout: Duration::from_secs(3),
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The UE's configuration.
+    #[must_use]
+    pub fn config(&self) -> &UeConfig {
+        &self.cfg
+    }
+
+    /// Media figures so far.
+    #[must_use]
+    pub fn media(&self) -> &MediaStats {
+        &self.media
+    }
+
+    /// The channel of the current session, if one is active.
+    #[must_use]
+    pub fn channel(&self) -> Option<&str> {
+        match &self.session {
+            Session::Active { channel, .. } => Some(channel),
+            _ => None,
+        }
+    }
+
+    /// Whether a session is confirmed and no session operation is in progress.
+    #[must_use]
+    pub fn is_watching(&self) -> bool {
+        matches!(self.session, Session::Active { .. })
+            && !self
+                .ops
+                .values()
+                .any(|(op, _)| matches!(op, Op::Reinvite { .. } | Op::Bye { .. }))
+    }
+
+    /// Whether nothing session-related is going on (no session, no operation in progress).
+    #[must_use]
+    pub fn is_idle(&self) -> bool {
+        matches!(self.session, Session::Idle)
+    }
+
+    /// The SSRC of the current RTP path, once learnt.
+    #[must_use]
+    pub fn rtp_ssrc(&self) -> Option<u32> {
+        self.path.ssrc
+    }
+
+    /// Whether the UE waits for the first packet of a new path (SSRC not known yet).
+    #[must_use]
+    pub fn awaiting_new_path(&self) -> bool {
+        self.path.ssrc.is_none() && !matches!(self.session, Session::Idle | Session::Leaving)
+    }
+
+    /// Sets how long a zap may wait for its key frame (default 3 s).
+    pub fn set_zap_timeout(&mut self, d: Duration) {
+        self.zap_timeout = d;
+    }
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        while let Some(t) = self.tl.poll_transmit() {
+            self.out.push_back(Transmit::Sip {
+                to: t.destination,
+                bytes: t.contents,
+            });
+        }
+        self.out.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<UeEvent> {
+        self.events.pop_front()
+    }
+
+    /// The earliest deadline (SIP timers, receiver report, zap timeout).
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let zap = self
+            .pending
+            .as_ref()
+            .filter(|p| p.zap.is_some())
+            .map(|p| p.started + self.zap_timeout);
+        [self.tl.poll_timeout(), self.next_rr, zap]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn call_id(&mut self) -> String {
+        self.call_seq += 1;
+        format!(
+            "ue{}-{}-{:08x}@ue-sim",
+            self.cfg.index,
+            self.call_seq,
+            rand::random::<u32>()
+        )
+    }
+
+    fn aor(&self) -> String {
+        format!("sip:{}@{}", self.cfg.user, self.cfg.domain)
+    }
+
+    fn contact(&self) -> String {
+        format!("<sip:{}@{}>", self.cfg.user, self.cfg.local_sip)
+    }
+
+    fn uri(&self, user: &str) -> Uri {
+        let host = Host::parse(&self.cfg.domain).unwrap_or(Host::Domain(self.cfg.domain.clone()));
+        let mut u = Uri::sip(Some(user), host);
+        if self.cfg.target.port() != 5060 {
+            u.port = Some(self.cfg.target.port());
+        }
+        u
+    }
+
+    fn via(&self) -> String {
+        format!(
+            "SIP/2.0/UDP {};branch=z9hG4bK{:016x};rport",
+            self.cfg.local_sip,
+            rand::random::<u64>()
+        )
+    }
+
+    /// A new out-of-dialog request with fresh Call-ID and From tag.
+    fn new_request(&mut self, method: Method, to_user: &str) -> Request {
+        let call_id = self.call_id();
+        let mut r = Request::new(method.clone(), self.uri(to_user));
+        r.headers.push(HeaderName::VIA, self.via());
+        r.headers.push(HeaderName::MAX_FORWARDS, "70");
+        r.headers.push(
+            HeaderName::FROM,
+            format!("<{}>;tag={}", self.aor(), new_tag()),
+        );
+        let to = if method == Method::REGISTER {
+            format!("<{}>", self.aor())
+        } else {
+            format!("<{}>", self.uri(to_user))
+        };
+        r.headers.push(HeaderName::TO, to);
+        r.headers.push(HeaderName::CALL_ID, call_id);
+        r.headers
+            .push(HeaderName::CSEQ, format!("1 {}", method.as_str()));
+        r.headers.push(HeaderName::CONTACT, self.contact());
+        r
+    }
+
+    fn start(&mut self, now: Instant, request: Request, op: Op) {
+        self.epoch.get_or_insert(now);
+        match self
+            .tl
+            .send_request(now, request, self.cfg.target, Transport::Udp)
+        {
+            Ok(id) => {
+                self.ops.insert(id, (op, now));
+            }
+            Err(e) => tracing::warn!(error = %e, "request not started"),
+        }
+    }
+
+    /// Sends REGISTER (RFC 3261 section 10).
+    pub fn register(&mut self, now: Instant) {
+        let mut r = self.new_request(Method::REGISTER, &self.cfg.user.clone());
+        r.uri = {
+            let mut u = self.uri("x");
+            u.user = None;
+            u
+        };
+        r.headers.push(HeaderName::EXPIRES, "600");
+        self.start(now, r, Op::Register);
+    }
+
+    /// Sends SUBSCRIBE to the `iptv-channels` event package (RFC 6665).
+    pub fn subscribe(&mut self, now: Instant) {
+        let mut r = self.new_request(Method::SUBSCRIBE, "channels");
+        r.headers.push(HeaderName::EVENT, "iptv-channels");
+        r.headers
+            .push(HeaderName::ACCEPT, "application/vnd.iptv.channels+json");
+        r.headers.push(HeaderName::EXPIRES, "600");
+        self.start(now, r.clone(), Op::Subscribe(r));
+    }
+
+    fn offer(&mut self) -> Result<SdpOffer, UeError> {
+        self.offer_version += 1;
+        OfferBuilder::new(self.cfg.media_ip, u64::from(self.rtcp_ssrc))
+            .session_version(self.offer_version)
+            .session_name("ue-sim")
+            .media(
+                OfferedMedia::video(self.rtp_port, Direction::RecvOnly).with_rtcp(RtcpAttr {
+                    port: self.rtp_port,
+                    addr: None,
+                }),
+            )
+            .build()
+            .map_err(|e| UeError::Offer(e.to_string()))
+    }
+
+    /// Joins `channel` with an INVITE offering `recvonly` H.264 on `rtp_port` (RTCP on the same
+    /// port, so the driver's RTP socket also takes the relay's sender reports).
+    pub fn join(&mut self, now: Instant, channel: &str, rtp_port: u16) -> Result<(), UeError> {
+        if !matches!(self.session, Session::Idle) {
+            return Err(UeError::Busy);
+        }
+        self.send_invite(now, channel, rtp_port, None)
+    }
+
+    fn send_invite(
+        &mut self,
+        now: Instant,
+        channel: &str,
+        rtp_port: u16,
+        zap: Option<(ZapMethod, String, Instant)>,
+    ) -> Result<(), UeError> {
+        self.rtp_port = rtp_port;
+        let offer = self.offer()?;
+        let mut r = self.new_request(Method::INVITE, channel);
+        r.headers.push(HeaderName::CONTENT_TYPE, "application/sdp");
+        r.body = Bytes::from(offer.to_bytes());
+        self.session = Session::Inviting {
+            channel: channel.to_owned(),
+        };
+        self.path = RtpPath::default();
+        self.pending = Some(match zap {
+            Some((m, c, started)) => Pending {
+                started,
+                zap: Some((m, c)),
+                armed: true,
+                got_packet: false,
+            },
+            None => Pending {
+                started: now,
+                zap: None,
+                armed: true,
+                got_packet: false,
+            },
+        });
+        self.start(
+            now,
+            r.clone(),
+            Op::Join {
+                invite: r,
+                offer: offer.clone(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Changes channel. `rtp_port` is used by [`ZapMethod::ByeInvite`] for the new INVITE.
+    pub fn zap(
+        &mut self,
+        now: Instant,
+        channel: &str,
+        method: ZapMethod,
+        rtp_port: u16,
+    ) -> Result<(), UeError> {
+        if !self.is_watching() {
+            return Err(UeError::NoSession);
+        }
+        match method {
+            ZapMethod::Reinvite => {
+                let offer = self.offer()?;
+                let new_uri = self.uri(channel);
+                let Session::Active { dialog, .. } = &mut self.session else {
+                    return Err(UeError::NoSession);
+                };
+                //= README "Zap": the re-INVITE's Request-URI user part names the new channel.
+                dialog.core.remote_target = new_uri;
+                let mut r = dialog.reinvite(offer.to_bytes());
+                r.headers.push_front(HeaderName::VIA, self.via());
+                let seq = r.cseq().map(|c| c.seq).unwrap_or(0);
+                self.pending = Some(Pending {
+                    started: now,
+                    zap: Some((method, channel.to_owned())),
+                    armed: false,
+                    got_packet: false,
+                });
+                self.start(
+                    now,
+                    r,
+                    Op::Reinvite {
+                        channel: channel.to_owned(),
+                        seq,
+                    },
+                );
+            }
+            ZapMethod::ByeInvite => {
+                self.rtp_port = rtp_port;
+                self.pending = Some(Pending {
+                    started: now,
+                    zap: Some((method, channel.to_owned())),
+                    armed: false,
+                    got_packet: false,
+                });
+                self.send_bye(now, Some(channel.to_owned()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Leaves the session with a BYE.
+    pub fn leave(&mut self, now: Instant) -> Result<(), UeError> {
+        if !matches!(self.session, Session::Active { .. }) {
+            return Err(UeError::NoSession);
+        }
+        self.pending = None;
+        self.send_bye(now, None);
+        Ok(())
+    }
+
+    fn send_bye(&mut self, now: Instant, then_join: Option<String>) {
+        let Session::Active { dialog, .. } = std::mem::replace(&mut self.session, Session::Leaving)
+        else {
+            return;
+        };
+        let (mut bye, _ended) = dialog.bye();
+        bye.headers.push_front(HeaderName::VIA, self.via());
+        self.relay_rtcp = None;
+        self.next_rr = None;
+        self.last_packet = None;
+        self.start(now, bye, Op::Bye { then_join });
+    }
+
+    /// A SIP datagram from `from`.
+    pub fn handle_sip(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        let Ok(msg) = Message::parse(bytes) else {
+            tracing::debug!(ue = self.cfg.index, "unparsable SIP datagram dropped");
+            return;
+        };
+        self.tl.handle_message(now, from, Transport::Udp, msg);
+        self.drain_tx_events(now);
+    }
+
+    /// Fires due timers.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.tl.handle_timeout(now);
+        self.drain_tx_events(now);
+        if let Some(p) = &self.pending {
+            if p.zap.is_some() && now >= p.started + self.zap_timeout {
+                let p = self.pending.take().expect("checked");
+                if let Some((method, channel)) = p.zap {
+                    self.events.push_back(UeEvent::Zapped {
+                        method,
+                        channel,
+                        result: Err(Failure::Timeout),
+                    });
+                }
+            }
+        }
+        if self.next_rr.is_some_and(|t| now >= t) {
+            self.next_rr = Some(now + RR_INTERVAL);
+            self.send_rr();
+        }
+    }
+
+    fn drain_tx_events(&mut self, now: Instant) {
+        while let Some(ev) = self.tl.poll_event() {
+            match ev {
+                TxEvent::Request {
+                    id: Some(id),
+                    request,
+                    ..
+                } => self.on_request(now, id, &request),
+                TxEvent::Request { id: None, .. } => {} // ACK: nothing to do for a UAC
+                TxEvent::Response { id, response }
+                | TxEvent::Timeout { id, response }
+                | TxEvent::TransportError { id, response } => self.on_response(now, id, &response),
+                _ => {}
+            }
+        }
+    }
+
+    fn respond(&mut self, now: Instant, id: TransactionId, req: &Request, status: StatusCode) {
+        let mut resp = Response::for_request(req, status, "");
+        if req
+            .to()
+            .ok()
+            .and_then(|t| t.tag().map(str::to_owned))
+            .is_none()
+        {
+            resp = resp.with_to_tag(&new_tag());
+        }
+        if let Err(e) = self.tl.respond(now, id, resp) {
+            tracing::debug!(error = %e, "response not sent");
+        }
+    }
+
+    fn on_request(&mut self, now: Instant, id: TransactionId, req: &Request) {
+        if req.method == Method::NOTIFY {
+            self.respond(now, id, req, StatusCode::OK);
+            if let Some(list) = parse_channel_list(&req.body) {
+                self.events.push_back(UeEvent::ChannelList(list));
+            }
+        } else if req.method == Method::BYE {
+            let ours = match &self.session {
+                Session::Active { dialog, .. } => dialog.core.matches(req),
+                _ => false,
+            };
+            if ours {
+                self.respond(now, id, req, StatusCode::OK);
+                self.session = Session::Idle;
+                self.end_media();
+                if let Some(p) = self.pending.take() {
+                    if let Some((method, channel)) = p.zap {
+                        self.events.push_back(UeEvent::Zapped {
+                            method,
+                            channel,
+                            result: Err(Failure::Status(481)),
+                        });
+                    }
+                }
+                self.events.push_back(UeEvent::RemoteBye);
+            } else {
+                self.respond(now, id, req, StatusCode(481));
+            }
+        } else if req.method == Method::OPTIONS {
+            self.respond(now, id, req, StatusCode::OK);
+        } else {
+            self.respond(now, id, req, StatusCode(405));
+        }
+    }
+
+    fn end_media(&mut self) {
+        self.relay_rtcp = None;
+        self.next_rr = None;
+        self.last_packet = None;
+        self.path = RtpPath::default();
+    }
+
+    fn on_response(&mut self, now: Instant, id: TransactionId, resp: &Response) {
+        let status = resp.status;
+        if status.is_provisional() {
+            return;
+        }
+        // 2xx retransmissions of an INVITE (RFC 6026) arrive after the op is gone: ACK again.
+        let Some((op, started)) = self.ops.remove(&id) else {
+            if status.is_success() {
+                self.reack(resp);
+            }
+            return;
+        };
+        let failure = if status.is_success() {
+            None
+        } else if status.0 == 408 {
+            Some(Failure::Timeout)
+        } else {
+            Some(Failure::Status(status.0))
+        };
+        match op {
+            Op::Register => self.events.push_back(UeEvent::Registered(match failure {
+                None => Ok(()),
+                Some(f) => Err(f),
+            })),
+            Op::Subscribe(req) => {
+                if failure.is_none() {
+                    if let Ok(Dialog::Confirmed(d)) = Dialog::uac(&req, resp, false) {
+                        self.sub_dialog = Some(Box::new(d));
+                    }
+                }
+                self.events.push_back(UeEvent::Subscribed(match failure {
+                    None => Ok(()),
+                    Some(f) => Err(f),
+                }));
+            }
+            Op::Join { invite, offer } => {
+                self.on_invite_final(now, started, invite, &offer, resp, failure)
+            }
+            Op::Reinvite { channel, seq } => {
+                match failure {
+                    None => {
+                        if let Session::Active {
+                            dialog,
+                            channel: ch,
+                            invite_seq,
+                        } = &mut self.session
+                        {
+                            if let Some(c) = resp.contact().ok().flatten() {
+                                dialog.core.remote_target = c.uri;
+                            }
+                            *ch = channel;
+                            *invite_seq = seq;
+                            let mut ack = dialog.ack(seq);
+                            ack.headers.push_front(HeaderName::VIA, self.via_for_ack());
+                            self.send_sip(&Message::Request(ack));
+                        }
+                        if let Some(p) = &mut self.pending {
+                            p.armed = true;
+                        }
+                    }
+                    Some(f) => {
+                        // 404 etc.: the session stays where it was (RFC 3261 14.2).
+                        if let Session::Active {
+                            dialog, channel, ..
+                        } = &mut self.session
+                        {
+                            dialog.core.remote_target = self_uri(&self.cfg, channel);
+                        }
+                        if let Some(p) = self.pending.take() {
+                            if let Some((method, channel)) = p.zap {
+                                self.events.push_back(UeEvent::Zapped {
+                                    method,
+                                    channel,
+                                    result: Err(f),
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+            Op::Bye { then_join } => {
+                self.session = Session::Idle;
+                self.end_media();
+                match then_join {
+                    Some(channel) => {
+                        let started = self.pending.as_ref().map_or(now, |p| p.started);
+                        let port = self.rtp_port;
+                        if let Err(e) = self.send_invite(
+                            now,
+                            &channel,
+                            port,
+                            Some((ZapMethod::ByeInvite, channel.clone(), started)),
+                        ) {
+                            tracing::warn!(error = %e, "zap INVITE not sent");
+                        }
+                    }
+                    None => self.events.push_back(UeEvent::Left),
+                }
+            }
+        }
+    }
+
+    fn via_for_ack(&self) -> String {
+        self.via()
+    }
+
+    fn send_sip(&mut self, msg: &Message) {
+        self.out.push_back(Transmit::Sip {
+            to: self.cfg.target,
+            bytes: Bytes::from(msg.to_bytes()),
+        });
+    }
+
+    fn reack(&mut self, resp: &Response) {
+        if let Session::Active {
+            dialog, invite_seq, ..
+        } = &self.session
+        {
+            let seq = resp.cseq().map(|c| c.seq).unwrap_or(0);
+            if seq == *invite_seq && resp.call_id().ok() == Some(dialog.core.id.call_id.as_str()) {
+                let mut ack = dialog.ack(seq);
+                ack.headers.push_front(HeaderName::VIA, self.via());
+                self.send_sip(&Message::Request(ack));
+            }
+        }
+    }
+
+    fn on_invite_final(
+        &mut self,
+        now: Instant,
+        started: Instant,
+        invite: Request,
+        offer: &SdpOffer,
+        resp: &Response,
+        failure: Option<Failure>,
+    ) {
+        let channel = match &self.session {
+            Session::Inviting { channel } => channel.clone(),
+            _ => String::new(),
+        };
+        let zap = self.pending.as_ref().and_then(|p| p.zap.clone());
+        let result = match failure {
+            Some(f) => Err(f),
+            None => match (
+                Dialog::uac(&invite, resp, false),
+                offer.accept_answer(&resp.body),
+            ) {
+                (Ok(Dialog::Confirmed(d)), Ok(answer)) => {
+                    let seq = invite.cseq().map(|c| c.seq).unwrap_or(1);
+                    let mut ack = d.ack(seq);
+                    ack.headers.push_front(HeaderName::VIA, self.via());
+                    self.send_sip(&Message::Request(ack));
+                    self.relay_rtcp = answer.media().first().and_then(|m| m.rtcp_addr());
+                    self.next_rr = Some(now + RR_INTERVAL);
+                    self.session = Session::Active {
+                        dialog: Box::new(d),
+                        channel: channel.clone(),
+                        invite_seq: seq,
+                    };
+                    Ok(now - started)
+                }
+                _ => Err(Failure::BadAnswer),
+            },
+        };
+        if result.is_err() {
+            self.session = Session::Idle;
+            self.end_media();
+            self.pending = None;
+        }
+        match zap {
+            None => self.events.push_back(UeEvent::Joined { channel, result }),
+            Some((method, ch)) => {
+                if let Err(f) = result {
+                    self.events.push_back(UeEvent::Zapped {
+                        method,
+                        channel: ch,
+                        result: Err(f),
+                    });
+                } else if let Some(p) = &mut self.pending {
+                    p.armed = true;
+                }
+            }
+        }
+    }
+
+    /// An RTP (or RTCP, ignored) datagram that the driver routed to this UE.
+    pub fn handle_media(&mut self, now: Instant, bytes: &[u8]) {
+        if media_relay::rtp::is_rtcp(bytes) {
+            return;
+        }
+        let Ok(info) = media_relay::rtp::parse(bytes) else {
+            return;
+        };
+        if matches!(self.session, Session::Idle | Session::Leaving) {
+            return;
+        }
+        match self.path.ssrc {
+            None => self.path.ssrc = Some(info.ssrc),
+            Some(s) if s != info.ssrc => return, // stale packet of an old path
+            Some(_) => {}
+        }
+        // Loss: forward sequence gaps (RFC 3550 A.1 style, no probation).
+        if let Some(last) = self.path.last_seq {
+            let d = info.sequence.wrapping_sub(last);
+            if d == 0 || d > 0x8000 {
+                return; // duplicate or late (reordered) packet
+            }
+            self.path.lost += u64::from(d - 1);
+            self.media.lost += u64::from(d - 1);
+        }
+        self.path.last_seq = Some(info.sequence);
+        self.path.received += 1;
+        self.media.packets += 1;
+        // Jitter, RFC 3550 A.8: arrival in timestamp units (90 kHz).
+        let epoch = *self.epoch.get_or_insert(now);
+        let arrival = now.duration_since(epoch).as_secs_f64() * 90_000.0;
+        let transit = arrival - f64::from(info.timestamp);
+        if let Some(prev) = self.path.last_transit {
+            let mut d = (transit - prev).abs();
+            // A timestamp wrap or source jump is not jitter.
+            if d > 90_000.0 * 10.0 {
+                d = self.media.jitter_ts;
+            }
+            self.media.jitter_ts += (d - self.media.jitter_ts) / 16.0;
+        }
+        self.path.last_transit = Some(transit);
+        if let Some(last) = self.last_packet {
+            self.media.gap_max = self.media.gap_max.max(now - last);
+        }
+        self.last_packet = Some(now);
+        let key = media_relay::h264::payload_starts_key_frame(info.payload(bytes));
+        if let Some(p) = &mut self.pending {
+            if p.zap.is_none() && !p.got_packet {
+                p.got_packet = true;
+                self.events.push_back(UeEvent::FirstPacket(now - p.started));
+            }
+            if key && p.armed {
+                let p = self.pending.take().expect("checked");
+                let d = now - p.started;
+                match p.zap {
+                    None => self.events.push_back(UeEvent::FirstFrame(d)),
+                    Some((method, channel)) => self.events.push_back(UeEvent::Zapped {
+                        method,
+                        channel,
+                        result: Ok(d),
+                    }),
+                }
+            }
+        }
+    }
+
+    fn send_rr(&mut self) {
+        let (Some(to), Some(src)) = (self.relay_rtcp, self.path.ssrc) else {
+            return;
+        };
+        let lost = u32::try_from(self.path.lost.min(0x7f_ffff)).unwrap_or(0);
+        let expected = self.path.received + self.path.lost;
+        let fraction = if expected == 0 {
+            0
+        } else {
+            u8::try_from((self.path.lost * 256 / expected).min(255)).unwrap_or(255)
+        };
+        let rr = rtcp_types::ReceiverReport::builder(self.rtcp_ssrc).add_report_block(
+            rtcp_types::ReportBlock::builder(src)
+                .fraction_lost(fraction)
+                .cumulative_lost(lost)
+                .extended_sequence_number(u32::from(self.path.last_seq.unwrap_or(0)))
+                .interarrival_jitter(self.media.jitter_ts as u32),
+        );
+        let sdes = rtcp_types::Sdes::builder().add_chunk(
+            rtcp_types::SdesChunk::builder(self.rtcp_ssrc)
+                .add_item(rtcp_types::SdesItem::builder(1, "ue-sim")),
+        );
+        let compound = rtcp_types::Compound::builder()
+            .add_packet(rr)
+            .add_packet(sdes);
+        use rtcp_types::{RtcpPacketWriter, RtcpPacketWriterExt};
+        let Ok(size) = compound.calculate_size() else {
+            return;
+        };
+        let mut buf = vec![0u8; size];
+        if compound.write_into(&mut buf).is_ok() {
+            self.out.push_back(Transmit::Rtcp {
+                to,
+                bytes: Bytes::from(buf),
+            });
+        }
+    }
+}
+
+fn self_uri(cfg: &UeConfig, user: &str) -> Uri {
+    let host = Host::parse(&cfg.domain).unwrap_or(Host::Domain(cfg.domain.clone()));
+    let mut u = Uri::sip(Some(user), host);
+    if cfg.target.port() != 5060 {
+        u.port = Some(cfg.target.port());
+    }
+    u
+}
+
+/// The channel ids of an `iptv-channels` NOTIFY body (README: a JSON array of objects with
+/// `id`); `None` when the body is not such an array.
+#[must_use]
+pub fn parse_channel_list(body: &[u8]) -> Option<Vec<String>> {
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        id: String,
+    }
+    let v: Vec<Entry> = serde_json::from_slice(body).ok()?;
+    Some(v.into_iter().map(|e| e.id).collect())
+}
