@@ -190,11 +190,12 @@ impl Std {
         )
     }
 
-    /// Maps a lower-cased name (full or compact form, RFC 3261 section 7.3.3) to its id:
-    /// dispatch on length and first octet, then one comparison.
-    fn from_lower(lower: &[u8]) -> Option<Std> {
-        let first = *lower.first()?;
-        let found = match (lower.len(), first) {
+    /// Maps a name in any case (full or compact form, RFC 3261 section 7.3.3) to its id:
+    /// dispatch on length and first octet, then one case-insensitive comparison. `name` is
+    /// a token, so OR-ing 0x20 into each octet folds exactly the letters (see [`eq_lc`]).
+    pub(crate) fn lookup(name: &[u8]) -> Option<Std> {
+        let first = *name.first()? | 0x20;
+        let found = match (name.len(), first) {
             (1, b'b') => Std::ReferredBy,
             (1, b'c') => Std::ContentType,
             (1, b'e') => Std::ContentEncoding,
@@ -211,91 +212,160 @@ impl Std {
             (1, b'v') => Std::Via,
             (1, b'x') => Std::SessionExpires,
             (1, b'y') => Std::Identity,
-            (2, b't') if lower == b"to" => Std::To,
-            (3, b'v') if lower == b"via" => Std::Via,
-            (4, b'c') if lower == b"cseq" => Std::Cseq,
-            (4, b'd') if lower == b"date" => Std::Date,
-            (4, b'f') if lower == b"from" => Std::From,
-            (4, b'p') if lower == b"path" => Std::Path,
-            (4, b'r') => match lower {
-                b"rseq" => Std::Rseq,
-                b"rack" => Std::Rack,
-                _ => return None,
-            },
-            (5, b'a') if lower == b"allow" => Std::Allow,
-            (5, b'e') if lower == b"event" => Std::Event,
-            (5, b'r') if lower == b"route" => Std::Route,
-            (6, b'a') if lower == b"accept" => Std::Accept,
-            (6, b'm') if lower == b"min-se" => Std::MinSe,
-            (6, b's') if lower == b"server" => Std::Server,
-            (7, b'c') => match lower {
-                b"call-id" => Std::CallId,
-                b"contact" => Std::Contact,
-                _ => return None,
-            },
-            (7, b'e') if lower == b"expires" => Std::Expires,
-            (7, b'r') if lower == b"require" => Std::Require,
-            (7, b's') if lower == b"subject" => Std::Subject,
-            (7, b'w') if lower == b"warning" => Std::Warning,
-            (8, b'i') if lower == b"identity" => Std::Identity,
-            (8, b'p') if lower == b"priority" => Std::Priority,
-            (8, b'r') => match lower {
-                b"refer-to" => Std::ReferTo,
-                b"reply-to" => Std::ReplyTo,
-                _ => return None,
-            },
-            (9, b'c') if lower == b"call-info" => Std::CallInfo,
-            (9, b's') if lower == b"supported" => Std::Supported,
-            (9, b't') if lower == b"timestamp" => Std::Timestamp,
-            (10, b'a') if lower == b"alert-info" => Std::AlertInfo,
-            (10, b'e') if lower == b"error-info" => Std::ErrorInfo,
-            (10, b'u') if lower == b"user-agent" => Std::UserAgent,
-            (11, b'i') if lower == b"in-reply-to" => Std::InReplyTo,
-            (11, b'm') if lower == b"min-expires" => Std::MinExpires,
-            (11, b'r') => match lower {
-                b"retry-after" => Std::RetryAfter,
-                b"referred-by" => Std::ReferredBy,
-                _ => return None,
-            },
-            (11, b'u') if lower == b"unsupported" => Std::Unsupported,
-            (12, b'a') if lower == b"allow-events" => Std::AllowEvents,
-            (12, b'c') if lower == b"content-type" => Std::ContentType,
-            (12, b'm') => match lower {
-                b"max-forwards" => Std::MaxForwards,
-                b"mime-version" => Std::MimeVersion,
-                _ => return None,
-            },
-            (12, b'o') if lower == b"organization" => Std::Organization,
-            (12, b'r') if lower == b"record-route" => Std::RecordRoute,
-            (13, b'a') if lower == b"authorization" => Std::Authorization,
-            (13, b'p') if lower == b"proxy-require" => Std::ProxyRequire,
-            (13, b's') if lower == b"service-route" => Std::ServiceRoute,
-            (14, b'c') if lower == b"content-length" => Std::ContentLength,
-            (15, b'a') => match lower {
-                b"accept-encoding" => Std::AcceptEncoding,
-                b"accept-language" => Std::AcceptLanguage,
-                _ => return None,
-            },
-            (15, b's') if lower == b"session-expires" => Std::SessionExpires,
-            (16, b'c') => match lower {
-                b"content-encoding" => Std::ContentEncoding,
-                b"content-language" => Std::ContentLanguage,
-                _ => return None,
-            },
-            (16, b'w') if lower == b"www-authenticate" => Std::WwwAuthenticate,
-            (18, b'p') if lower == b"proxy-authenticate" => Std::ProxyAuthenticate,
-            (18, b's') if lower == b"subscription-state" => Std::SubscriptionState,
-            (19, b'c') if lower == b"content-disposition" => Std::ContentDisposition,
-            (19, b'p') => match lower {
-                b"proxy-authorization" => Std::ProxyAuthorization,
-                b"p-asserted-identity" => Std::PAssertedIdentity,
-                _ => return None,
-            },
-            (25, b'c') if lower == b"content-transfer-encoding" => Std::ContentTransferEncoding,
+            (2, b't') if eq_lc(name, b"to") => Std::To,
+            (3, b'v') if eq_lc(name, b"via") => Std::Via,
+            (4, b'c') if eq_lc(name, b"cseq") => Std::Cseq,
+            (4, b'd') if eq_lc(name, b"date") => Std::Date,
+            (4, b'f') if eq_lc(name, b"from") => Std::From,
+            (4, b'p') if eq_lc(name, b"path") => Std::Path,
+            (4, b'r') => {
+                if eq_lc(name, b"rseq") {
+                    Std::Rseq
+                } else if eq_lc(name, b"rack") {
+                    Std::Rack
+                } else {
+                    return None;
+                }
+            }
+            (5, b'a') if eq_lc(name, b"allow") => Std::Allow,
+            (5, b'e') if eq_lc(name, b"event") => Std::Event,
+            (5, b'r') if eq_lc(name, b"route") => Std::Route,
+            (6, b'a') if eq_lc(name, b"accept") => Std::Accept,
+            (6, b'm') if eq_lc(name, b"min-se") => Std::MinSe,
+            (6, b's') if eq_lc(name, b"server") => Std::Server,
+            (7, b'c') => {
+                if eq_lc(name, b"call-id") {
+                    Std::CallId
+                } else if eq_lc(name, b"contact") {
+                    Std::Contact
+                } else {
+                    return None;
+                }
+            }
+            (7, b'e') if eq_lc(name, b"expires") => Std::Expires,
+            (7, b'r') if eq_lc(name, b"require") => Std::Require,
+            (7, b's') if eq_lc(name, b"subject") => Std::Subject,
+            (7, b'w') if eq_lc(name, b"warning") => Std::Warning,
+            (8, b'i') if eq_lc(name, b"identity") => Std::Identity,
+            (8, b'p') if eq_lc(name, b"priority") => Std::Priority,
+            (8, b'r') => {
+                if eq_lc(name, b"refer-to") {
+                    Std::ReferTo
+                } else if eq_lc(name, b"reply-to") {
+                    Std::ReplyTo
+                } else {
+                    return None;
+                }
+            }
+            (9, b'c') if eq_lc(name, b"call-info") => Std::CallInfo,
+            (9, b's') if eq_lc(name, b"supported") => Std::Supported,
+            (9, b't') if eq_lc(name, b"timestamp") => Std::Timestamp,
+            (10, b'a') if eq_lc(name, b"alert-info") => Std::AlertInfo,
+            (10, b'e') if eq_lc(name, b"error-info") => Std::ErrorInfo,
+            (10, b'u') if eq_lc(name, b"user-agent") => Std::UserAgent,
+            (11, b'i') if eq_lc(name, b"in-reply-to") => Std::InReplyTo,
+            (11, b'm') if eq_lc(name, b"min-expires") => Std::MinExpires,
+            (11, b'r') => {
+                if eq_lc(name, b"retry-after") {
+                    Std::RetryAfter
+                } else if eq_lc(name, b"referred-by") {
+                    Std::ReferredBy
+                } else {
+                    return None;
+                }
+            }
+            (11, b'u') if eq_lc(name, b"unsupported") => Std::Unsupported,
+            (12, b'a') if eq_lc(name, b"allow-events") => Std::AllowEvents,
+            (12, b'c') if eq_lc(name, b"content-type") => Std::ContentType,
+            (12, b'm') => {
+                if eq_lc(name, b"max-forwards") {
+                    Std::MaxForwards
+                } else if eq_lc(name, b"mime-version") {
+                    Std::MimeVersion
+                } else {
+                    return None;
+                }
+            }
+            (12, b'o') if eq_lc(name, b"organization") => Std::Organization,
+            (12, b'r') if eq_lc(name, b"record-route") => Std::RecordRoute,
+            (13, b'a') if eq_lc(name, b"authorization") => Std::Authorization,
+            (13, b'p') if eq_lc(name, b"proxy-require") => Std::ProxyRequire,
+            (13, b's') if eq_lc(name, b"service-route") => Std::ServiceRoute,
+            (14, b'c') if eq_lc(name, b"content-length") => Std::ContentLength,
+            (15, b'a') => {
+                if eq_lc(name, b"accept-encoding") {
+                    Std::AcceptEncoding
+                } else if eq_lc(name, b"accept-language") {
+                    Std::AcceptLanguage
+                } else {
+                    return None;
+                }
+            }
+            (15, b's') if eq_lc(name, b"session-expires") => Std::SessionExpires,
+            (16, b'c') => {
+                if eq_lc(name, b"content-encoding") {
+                    Std::ContentEncoding
+                } else if eq_lc(name, b"content-language") {
+                    Std::ContentLanguage
+                } else {
+                    return None;
+                }
+            }
+            (16, b'w') if eq_lc(name, b"www-authenticate") => Std::WwwAuthenticate,
+            (18, b'p') if eq_lc(name, b"proxy-authenticate") => Std::ProxyAuthenticate,
+            (18, b's') if eq_lc(name, b"subscription-state") => Std::SubscriptionState,
+            (19, b'c') if eq_lc(name, b"content-disposition") => Std::ContentDisposition,
+            (19, b'p') => {
+                if eq_lc(name, b"proxy-authorization") {
+                    Std::ProxyAuthorization
+                } else if eq_lc(name, b"p-asserted-identity") {
+                    Std::PAssertedIdentity
+                } else {
+                    return None;
+                }
+            }
+            (25, b'c') if eq_lc(name, b"content-transfer-encoding") => Std::ContentTransferEncoding,
             _ => return None,
         };
         Some(found)
     }
+}
+
+/// Whether token `name` equals the lower-case `lower` ignoring ASCII case. For token octets
+/// `c | 0x20` maps a letter to its lower case and leaves `-`, digits and the other token
+/// marks on values no letter maps to, so the word-wise OR-compare is exact.
+#[inline]
+fn eq_lc(name: &[u8], lower: &[u8]) -> bool {
+    let n = name.len();
+    if n != lower.len() {
+        return false;
+    }
+    if n >= 8 {
+        const M: u64 = 0x2020_2020_2020_2020;
+        let ld = |s: &[u8], i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&s[i..i + 8]);
+            u64::from_le_bytes(w)
+        };
+        let mut i = 0;
+        while i + 8 < n {
+            if ld(name, i) | M != ld(lower, i) {
+                return false;
+            }
+            i += 8;
+        }
+        return ld(name, n - 8) | M == ld(lower, n - 8);
+    }
+    if n >= 4 {
+        const M: u32 = 0x2020_2020;
+        let ld = |s: &[u8], i: usize| {
+            let mut w = [0u8; 4];
+            w.copy_from_slice(&s[i..i + 4]);
+            u32::from_le_bytes(w)
+        };
+        return ld(name, 0) | M == ld(lower, 0) && ld(name, n - 4) | M == ld(lower, n - 4);
+    }
+    name.iter().zip(lower).all(|(&c, &l)| c | 0x20 == l)
 }
 
 const _: () = assert!(
@@ -435,32 +505,19 @@ impl HeaderName {
     #[must_use]
     pub fn new(name: &str) -> HeaderName {
         let b = name.as_bytes();
-        // fast path: the canonical spelling most senders use
-        let exact = match b {
-            b"Via" => Some(Std::Via),
-            b"From" => Some(Std::From),
-            b"To" => Some(Std::To),
-            b"Call-ID" => Some(Std::CallId),
-            b"CSeq" => Some(Std::Cseq),
-            b"Contact" => Some(Std::Contact),
-            b"Max-Forwards" => Some(Std::MaxForwards),
-            b"Content-Type" => Some(Std::ContentType),
-            b"Content-Length" => Some(Std::ContentLength),
-            _ => None,
-        };
-        if let Some(h) = exact {
-            return HeaderName(Repr::Std(h));
-        }
-        if b.len() <= 32 {
-            let mut buf = [0u8; 32];
-            for (d, s) in buf.iter_mut().zip(b) {
-                *d = s.to_ascii_lowercase();
-            }
-            if let Some(h) = Std::from_lower(&buf[..b.len()]) {
+        // `Std::lookup` folds case by OR-ing 0x20, exact for token octets; a CR would fold to
+        // '-', so names with control octets (never tokens) are kept as written.
+        if !b.iter().any(|&c| c < 0x20) {
+            if let Some(h) = Std::lookup(b) {
                 return HeaderName(Repr::Std(h));
             }
         }
         HeaderName(Repr::Custom(name.into()))
+    }
+
+    /// The constant for a known id.
+    pub(crate) const fn from_std(id: Std) -> HeaderName {
+        HeaderName(Repr::Std(id))
     }
 
     pub(crate) fn std(&self) -> Option<Std> {

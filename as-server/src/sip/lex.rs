@@ -5,24 +5,37 @@
 //! and never allocate.
 
 /// Bit flags of the character-class table.
-const ALNUM: u8 = 1;
+const ALNUM: u16 = 1;
 /// `mark` of RFC 3261 25.1 (`unreserved = alphanum / mark`).
-const MARK: u8 = 2;
+const MARK: u16 = 2;
 /// `token` characters (besides alphanum).
-const TOKEN: u8 = 4;
+const TOKEN: u16 = 4;
 /// `user-unreserved`.
-const USER: u8 = 8;
+const USER: u16 = 8;
 /// `param-unreserved`.
-const PARAM: u8 = 16;
+const PARAM: u16 = 16;
 /// `hnv-unreserved`.
-const HNV: u8 = 32;
+const HNV: u16 = 32;
 /// `word` extra characters (Call-ID).
-const WORD: u8 = 64;
+const WORD: u16 = 64;
 /// `reserved`.
-const RESERVED: u8 = 128;
+const RESERVED: u16 = 128;
+/// The extra characters of `password` (`"&" / "=" / "+" / "$" / ","`).
+const PASSWORD: u16 = 256;
+/// Octets that need a look in [`split_commas`] (`"`, `<`, `>`, `,`).
+const COMMA_SPECIAL: u16 = 512;
 
-const fn table() -> [u8; 256] {
-    let mut t = [0u8; 256];
+/// `user = 1*( unreserved / escaped / user-unreserved )` (besides `%`).
+pub(crate) const C_USER: u16 = ALNUM | MARK | USER;
+/// `password = *( unreserved / escaped / "&" / "=" / "+" / "$" / "," )` (besides `%`).
+pub(crate) const C_PASSWORD: u16 = ALNUM | MARK | PASSWORD;
+/// `paramchar` (besides `%`).
+pub(crate) const C_PARAM: u16 = ALNUM | MARK | PARAM;
+/// `hnv-unreserved / unreserved` (besides `%`).
+pub(crate) const C_HNV: u16 = ALNUM | MARK | HNV;
+
+const fn table() -> [u16; 256] {
+    let mut t = [0u16; 256];
     let mut c = 0;
     while c < 256 {
         let b = c as u8;
@@ -84,13 +97,19 @@ const fn table() -> [u8; 256] {
         ) {
             f |= RESERVED;
         }
+        if matches!(b, b'&' | b'=' | b'+' | b'$' | b',') {
+            f |= PASSWORD;
+        }
+        if matches!(b, b'"' | b'<' | b'>' | b',') {
+            f |= COMMA_SPECIAL;
+        }
         t[c] = f;
         c += 1;
     }
     t
 }
 
-static CLASS: [u8; 256] = table();
+static CLASS: [u16; 256] = table();
 
 #[inline]
 pub(crate) fn is_token(b: u8) -> bool {
@@ -99,22 +118,6 @@ pub(crate) fn is_token(b: u8) -> bool {
 #[inline]
 pub(crate) fn is_unreserved(b: u8) -> bool {
     CLASS[b as usize] & (ALNUM | MARK) != 0
-}
-#[inline]
-pub(crate) fn is_user_char(b: u8) -> bool {
-    CLASS[b as usize] & (ALNUM | MARK | USER) != 0
-}
-#[inline]
-pub(crate) fn is_password_char(b: u8) -> bool {
-    is_unreserved(b) || matches!(b, b'&' | b'=' | b'+' | b'$' | b',')
-}
-#[inline]
-pub(crate) fn is_param_char(b: u8) -> bool {
-    CLASS[b as usize] & (ALNUM | MARK | PARAM) != 0
-}
-#[inline]
-pub(crate) fn is_hnv_char(b: u8) -> bool {
-    CLASS[b as usize] & (ALNUM | MARK | HNV) != 0
 }
 #[inline]
 pub(crate) fn is_word(b: u8) -> bool {
@@ -128,6 +131,25 @@ pub(crate) fn is_uric(b: u8) -> bool {
 #[inline]
 pub(crate) fn is_wsp(b: u8) -> bool {
     b == b' ' || b == b'\t'
+}
+
+/// Scans `*( class / escaped )` from `s[i]` (escaped = "%" HEXDIG HEXDIG) and returns where
+/// it stops, or `None` at a malformed escape.
+#[inline]
+pub(crate) fn scan_escaped(s: &[u8], mut i: usize, mask: u16) -> Option<usize> {
+    loop {
+        while i < s.len() && CLASS[s[i] as usize] & mask != 0 {
+            i += 1;
+        }
+        if i < s.len() && s[i] == b'%' {
+            if i + 2 >= s.len() || !s[i + 1].is_ascii_hexdigit() || !s[i + 2].is_ascii_hexdigit() {
+                return None;
+            }
+            i += 3;
+        } else {
+            return Some(i);
+        }
+    }
 }
 
 /// Whether the whole string is a non-empty token.
@@ -256,7 +278,7 @@ pub(crate) fn split_commas(v: &str, mut f: impl FnMut(usize, usize)) -> Option<(
     let mut in_angle = false;
     while i < s.len() {
         // skip ordinary octets quickly
-        while i < s.len() && !matches!(s[i], b'"' | b'<' | b'>' | b',') {
+        while i < s.len() && CLASS[s[i] as usize] & COMMA_SPECIAL == 0 {
             i += 1;
         }
         if i == s.len() {
@@ -457,11 +479,17 @@ mod tests {
 
     #[test]
     fn escapes() {
-        assert!(check_escaped(b"%75se%72", false, is_user_char));
-        assert!(!check_escaped(b"%7", false, is_user_char));
-        assert!(!check_escaped(b"%zz", false, is_user_char));
-        assert!(!check_escaped(b"a b", false, is_user_char));
-        assert!(!check_escaped(b"", false, is_user_char));
+        assert!(check_escaped(b"%75se%72", false, |b| CLASS[b as usize]
+            & C_USER
+            != 0));
+        assert!(!check_escaped(b"%7", false, |b| CLASS[b as usize] & C_USER != 0));
+        assert!(!check_escaped(b"%zz", false, |b| CLASS[b as usize]
+            & C_USER
+            != 0));
+        assert!(!check_escaped(b"a b", false, |b| CLASS[b as usize]
+            & C_USER
+            != 0));
+        assert!(!check_escaped(b"", false, |b| CLASS[b as usize] & C_USER != 0));
     }
 
     #[test]

@@ -20,7 +20,7 @@
 use bytes::Bytes;
 
 use super::error::{ErrorKind, ParseError};
-use super::header::{HeaderName, Headers};
+use super::header::{HeaderName, Headers, Std};
 use super::lex::{has_ctl, is_token, split_commas};
 use super::message::{Message, Method, Request, Response, StatusCode};
 use super::typed::check_value;
@@ -378,50 +378,78 @@ fn parse_inner(
     let sb = section.as_bytes();
     let mut pos = 0;
     let mut folded_tmp = String::new();
+    // Bookkeeping for the message-level rules, kept while the entries are pushed: how many of
+    // each known header, the first single-valued one seen twice, the first CSeq and
+    // Content-Length values.
+    let mut seen = [0u8; 64];
+    let mut duplicate: Option<Std> = None;
+    let mut cseq_at: Option<(usize, usize)> = None;
+    let mut cl_at: Option<(usize, usize)> = None;
+    let mut note = |id: Std, vs: usize, ve: usize| {
+        let c = &mut seen[id as usize];
+        *c = c.saturating_add(1);
+        if *c > 1 && id.is_single() && duplicate.is_none() {
+            duplicate = Some(id);
+        }
+        if *c == 1 {
+            match id {
+                Std::Cseq => cseq_at = Some((vs, ve)),
+                Std::ContentLength => cl_at = Some((vs, ve)),
+                _ => {}
+            }
+        }
+    };
     while pos < sb.len() {
         // Logical line: this physical line plus continuation lines starting with WSP.
         let line_start = pos;
         let mut folded = false;
         let mut line_end;
-        loop {
-            let Some(nl) = memchr::memchr2(b'\r', b'\n', &sb[pos..]) else {
-                // unreachable for a head that ends in CRLF; treat as malformed
-                first_err.get_or_insert(ErrorKind::BadHeaderLine);
-                line_end = sb.len();
-                pos = sb.len();
+        // Fast path: the first control octet of the line is the CR of its CRLF and the next
+        // line is not a continuation, so the line is one physical line without CTLs.
+        let k = find_ctl(sb, pos);
+        let simple = k + 1 < sb.len()
+            && sb[k] == b'\r'
+            && sb[k + 1] == b'\n'
+            && sb.get(k + 2).is_none_or(|&c| c != b' ' && c != b'\t');
+        if simple {
+            line_end = k;
+            pos = k + 2;
+        } else {
+            loop {
+                let Some(nl) = memchr::memchr2(b'\r', b'\n', &sb[pos..]) else {
+                    // unreachable for a head that ends in CRLF; treat as malformed
+                    first_err.get_or_insert(ErrorKind::BadHeaderLine);
+                    line_end = sb.len();
+                    pos = sb.len();
+                    break;
+                };
+                let cr = pos + nl;
+                // a line ends with CRLF; a bare CR or LF is malformed
+                if sb[cr] != b'\r' || sb.get(cr + 1) != Some(&b'\n') {
+                    first_err.get_or_insert(ErrorKind::BadHeaderLine);
+                }
+                let nl = if sb[cr] == b'\r' && sb.get(cr + 1) == Some(&b'\n') {
+                    cr + 1
+                } else {
+                    cr
+                };
+                line_end = cr;
+                pos = nl + 1;
+                if pos < sb.len() && (sb[pos] == b' ' || sb[pos] == b'\t') {
+                    folded = true;
+                    continue;
+                }
                 break;
-            };
-            let cr = pos + nl;
-            // a line ends with CRLF; a bare CR or LF is malformed
-            if sb[cr] != b'\r' || sb.get(cr + 1) != Some(&b'\n') {
-                first_err.get_or_insert(ErrorKind::BadHeaderLine);
             }
-            let nl = if sb[cr] == b'\r' && sb.get(cr + 1) == Some(&b'\n') {
-                cr + 1
-            } else {
-                cr
-            };
-            line_end = cr;
-            pos = nl + 1;
-            if pos < sb.len() && (sb[pos] == b' ' || sb[pos] == b'\t') {
-                folded = true;
-                continue;
-            }
-            break;
         }
         let line = &section[line_start..line_end.max(line_start)];
-        if line_start == 0
-            && line
-                .as_bytes()
-                .first()
-                .is_some_and(|&c| c == b' ' || c == b'\t')
-        {
+        let lb = line.as_bytes();
+        if line_start == 0 && lb.first().is_some_and(|&c| c == b' ' || c == b'\t') {
             // a continuation line with nothing to continue
             first_err.get_or_insert(ErrorKind::BadHeaderLine);
             continue;
         }
         // name HCOLON value
-        let lb = line.as_bytes();
         let mut i = 0;
         while i < lb.len() && is_token(lb[i]) {
             i += 1;
@@ -434,28 +462,30 @@ fn parse_inner(
             first_err.get_or_insert(ErrorKind::BadHeaderLine);
             continue;
         }
-        let name = HeaderName::new(&line[..name_end]);
-        let raw_value = &line[i + 1..];
-        if (folded || has_ctl(raw_value.as_bytes())) && has_bad_ctl(raw_value.as_bytes(), folded) {
+        let id = Std::lookup(&lb[..name_end]);
+        let name = match id {
+            Some(id) => HeaderName::from_std(id),
+            None => HeaderName::new(&line[..name_end]),
+        };
+        let raw_value = &lb[i + 1..];
+        if !simple && (folded || has_ctl(raw_value)) && has_bad_ctl(raw_value, folded) {
             first_err.get_or_insert(ErrorKind::BadHeader(name.clone()));
             continue;
         }
         // value range in the buffer
         let (vs, ve) = if folded {
             folded_tmp.clear();
-            unfold(raw_value, &mut folded_tmp);
+            unfold(&line[i + 1..], &mut folded_tmp);
             let b = headers.buf_mut();
             let s = b.len();
             b.push_str(folded_tmp.trim_matches(|c| c == ' ' || c == '\t'));
             (s, b.len())
         } else {
+            let (a, b) = trim_wsp(raw_value);
             let off = line_start + i + 1;
-            let t = raw_value.trim_start_matches([' ', '\t']);
-            let s = off + (raw_value.len() - t.len());
-            let t = t.trim_end_matches([' ', '\t']);
-            (s, s + t.len())
+            (off + a, off + b)
         };
-        if name.is_list() {
+        if let Some(list_id) = id.filter(|id| id.is_list()) {
             let mut elems = smallvec_lite::Elems::new();
             let ok = {
                 let value = headers.value_at_range(vs, ve);
@@ -473,10 +503,12 @@ fn parse_inner(
                 // kept whole in the partial request: a 400 copies what was received
                 first_err.get_or_insert(ErrorKind::BadHeader(name.clone()));
                 headers.push_range(name, vs, ve);
+                note(list_id, vs, ve);
                 continue;
             }
             for &(a, b) in elems.iter() {
                 headers.push_range(name.clone(), vs + a, vs + b);
+                note(list_id, vs + a, vs + b);
             }
         } else {
             if !check_value(&name, headers.value_at_range(vs, ve)) {
@@ -484,6 +516,9 @@ fn parse_inner(
                 first_err.get_or_insert(ErrorKind::BadHeader(name.clone()));
             }
             headers.push_range(name, vs, ve);
+            if let Some(id) = id {
+                note(id, vs, ve);
+            }
         }
         if headers.len() > LIMITS.max_headers {
             return Err(ErrorKind::TooManyHeaders.into());
@@ -491,39 +526,21 @@ fn parse_inner(
     }
 
     // Message-level rules.
-    let is_request = matches!(start_line, StartLine::Request(..));
     if first_err.is_none() {
         // single-valued headers appearing twice (RFC 4475 3.3.8, 3.3.9); required ones absent
-        let mut seen = [0u8; 64];
-        for (n, _) in headers.iter() {
-            if let Some(id) = n.std() {
-                let c = &mut seen[id as usize];
-                *c = c.saturating_add(1);
-                if *c > 1 && id.is_single() {
-                    first_err = Some(ErrorKind::DuplicateHeader(n.clone()));
-                    break;
-                }
-            }
-        }
-        if first_err.is_none() {
-            for h in [
-                HeaderName::VIA,
-                HeaderName::FROM,
-                HeaderName::TO,
-                HeaderName::CALL_ID,
-                HeaderName::CSEQ,
-            ] {
-                if h.std().is_some_and(|id| seen[id as usize] == 0) {
-                    first_err = Some(ErrorKind::MissingHeader(h));
-                    break;
-                }
-            }
+        if let Some(id) = duplicate {
+            first_err = Some(ErrorKind::DuplicateHeader(HeaderName::from_std(id)));
+        } else if let Some(id) = [Std::Via, Std::From, Std::To, Std::CallId, Std::Cseq]
+            .into_iter()
+            .find(|&id| seen[id as usize] == 0)
+        {
+            first_err = Some(ErrorKind::MissingHeader(HeaderName::from_std(id)));
         }
     }
     if first_err.is_none() {
         if let StartLine::Request(m, _) = &start_line {
-            let cseq_method = headers
-                .get(&HeaderName::CSEQ)
+            let cseq_method = cseq_at
+                .map(|(a, b)| headers.value_at_range(a, b))
                 .and_then(|v| v.rsplit([' ', '\t']).next());
             if cseq_method != Some(m.as_str()) {
                 first_err = Some(ErrorKind::CSeqMethodMismatch);
@@ -533,7 +550,7 @@ fn parse_inner(
 
     // Body (section 18.3).
     let available = data.len() - body_start.min(data.len());
-    let cl = match headers.get(&HeaderName::CONTENT_LENGTH) {
+    let cl = match cl_at.map(|(a, b)| headers.value_at_range(a, b)) {
         None => None,
         Some(v) => match v.parse::<usize>() {
             Ok(n) => Some(n),
@@ -571,17 +588,19 @@ fn parse_inner(
             StartLine::Response(..) => ParseError::new(kind),
         });
     }
-    let _ = is_request;
 
     let body = match shared {
         Some(b) => b.slice(body_start..body_start + body_len),
         None => Bytes::copy_from_slice(&data[body_start..body_start + body_len]),
     };
-    // Exactly one Content-Length, equal to the body length.
-    let mut itoa = [0u8; 20];
-    let canon = fmt_usize(body_len, &mut itoa);
-    if headers.get(&HeaderName::CONTENT_LENGTH) != Some(canon) {
-        headers.set(HeaderName::CONTENT_LENGTH, canon);
+    // Exactly one Content-Length, equal to the body length: the one received is kept when
+    // it is the only one and already canonical (no leading zeros).
+    let canonical = cl_at.is_some_and(|(a, b)| {
+        seen[Std::ContentLength as usize] == 1 && (b - a == 1 || sb_at(&headers, a) != b'0')
+    });
+    if !canonical {
+        let mut itoa = [0u8; 20];
+        headers.set(HeaderName::CONTENT_LENGTH, fmt_usize(body_len, &mut itoa));
     }
 
     Ok(match start_line {
@@ -598,6 +617,59 @@ fn parse_inner(
             body,
         }),
     })
+}
+
+/// The first octet of the value stored at `at`.
+fn sb_at(headers: &Headers, at: usize) -> u8 {
+    headers.value_at_range(at, at + 1).as_bytes()[0]
+}
+
+/// `(start, end)` of `v` without leading and trailing WSP.
+fn trim_wsp(v: &[u8]) -> (usize, usize) {
+    let mut a = 0;
+    let mut b = v.len();
+    while a < b && (v[a] == b' ' || v[a] == b'\t') {
+        a += 1;
+    }
+    while b > a && (v[b - 1] == b' ' || v[b - 1] == b'\t') {
+        b -= 1;
+    }
+    (a, b)
+}
+
+/// Index of the first control octet (CTL other than HT, or DEL; CR and LF included) in
+/// `b[i..]`, or `b.len()`. Eight octets at a time: header lines are mostly printable. The
+/// lowest flagged octet of the SWAR test is exact (borrows only run upwards).
+#[inline]
+fn find_ctl(b: &[u8], mut i: usize) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    while i + 8 <= b.len() {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&b[i..i + 8]);
+        let x = u64::from_le_bytes(w);
+        let below_space = x.wrapping_sub(0x20 * LO) & !x & HI;
+        let y = x ^ (0x7f * LO);
+        let del = y.wrapping_sub(LO) & !y & HI;
+        let m = below_space | del;
+        if m == 0 {
+            i += 8;
+            continue;
+        }
+        let j = i + (m.trailing_zeros() / 8) as usize;
+        if b[j] != b'\t' {
+            return j;
+        }
+        i = j + 1;
+    }
+    while i < b.len() {
+        let c = b[i];
+        if (c < 0x20 && c != b'\t') || c == 0x7f {
+            return i;
+        }
+        i += 1;
+    }
+    b.len()
 }
 
 fn fmt_usize(mut n: usize, buf: &mut [u8; 20]) -> &str {

@@ -11,7 +11,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::lex::{
-    check_escaped, is_hnv_char, is_param_char, is_password_char, is_token, is_uric, is_user_char,
+    check_escaped, is_token, is_uric, scan_escaped, C_HNV, C_PARAM, C_PASSWORD, C_USER,
 };
 
 /// The URI scheme.
@@ -325,11 +325,38 @@ pub(crate) fn parse_host_ref(s: &str) -> Option<HostRef<'_>> {
         return inner.parse().ok().map(HostRef::V6);
     }
     if b.first().is_some_and(u8::is_ascii_digit) {
-        if let Ok(a) = s.parse::<Ipv4Addr>() {
+        if let Some(a) = parse_ipv4(b) {
             return Some(HostRef::V4(a));
         }
     }
     valid_hostname(b).then_some(HostRef::Domain(s))
+}
+
+/// `IPv4address = 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT`, each at most 255, with
+/// the rules of `Ipv4Addr::from_str` (no leading zero in a multi-digit octet), in one pass.
+fn parse_ipv4(b: &[u8]) -> Option<Ipv4Addr> {
+    let mut out = [0u8; 4];
+    let mut i = 0;
+    for (k, o) in out.iter_mut().enumerate() {
+        if k > 0 {
+            if b.get(i) != Some(&b'.') {
+                return None;
+            }
+            i += 1;
+        }
+        let s = i;
+        let mut v = 0u32;
+        while i < b.len() && i - s < 3 && b[i].is_ascii_digit() {
+            v = v * 10 + u32::from(b[i] - b'0');
+            i += 1;
+        }
+        let n = i - s;
+        if n == 0 || v > 255 || (n > 1 && b[s] == b'0') {
+            return None;
+        }
+        *o = v as u8;
+    }
+    (i == b.len()).then(|| Ipv4Addr::from(out))
 }
 
 /// Position of `b` in a short string (a plain loop beats memchr's dispatch here).
@@ -339,65 +366,82 @@ fn find_byte(s: &str, b: u8) -> Option<usize> {
 }
 
 fn scan_sip(rest: &str) -> Result<SipRef<'_>, UriError> {
+    let b = rest.as_bytes();
     // userinfo: everything before the first '@' (user and password cannot hold a raw '@').
-    let (userinfo, hostpart) = match find_byte(rest, b'@') {
-        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
-        None => (None, rest),
-    };
-    let (user, password) = match userinfo {
-        None => (None, None),
-        Some(ui) => {
-            let (u, p) = match find_byte(ui, b':') {
-                Some(c) => (&ui[..c], Some(&ui[c + 1..])),
-                None => (ui, None),
-            };
-            if !check_escaped(u.as_bytes(), false, is_user_char) {
+    let (user, password, hs) = match b.iter().position(|&c| c == b'@') {
+        None => (None, None, 0),
+        Some(at) => {
+            // user = 1*( unreserved / escaped / user-unreserved ), then [ ":" password ]
+            let ue = scan_escaped(b, 0, C_USER).ok_or(UriError)?;
+            if ue == 0 {
                 return Err(UriError);
             }
-            if let Some(p) = p {
-                if !check_escaped(p.as_bytes(), true, is_password_char) {
+            let password = if ue == at {
+                None
+            } else if b[ue] == b':' {
+                let pe = scan_escaped(b, ue + 1, C_PASSWORD).ok_or(UriError)?;
+                if pe != at {
                     return Err(UriError);
                 }
-            }
-            (Some(u), p)
+                Some(&rest[ue + 1..at])
+            } else {
+                return Err(UriError);
+            };
+            (Some(&rest[..ue]), password, at + 1)
         }
     };
-    // hostport ends at ';' (params) or '?' (headers).
-    let hp_end = hostpart
-        .bytes()
-        .position(|c| c == b';' || c == b'?')
-        .unwrap_or(hostpart.len());
-    let (host, port) = split_hostport_ref(&hostpart[..hp_end]).ok_or(UriError)?;
-    let tail = &hostpart[hp_end..];
-    let q = find_byte(tail, b'?').unwrap_or(tail.len());
-    let params = &tail[..q];
-    if !params.is_empty() {
-        for p in params[1..].split(';') {
-            let (n, v) = match find_byte(p, b'=') {
-                Some(e) => (&p[..e], Some(&p[e + 1..])),
-                None => (p, None),
-            };
-            if !check_escaped(n.as_bytes(), false, is_param_char) {
+    // hostport = host [ ":" port ], ending at ';' (params), '?' (headers) or the end.
+    let mut i = hs;
+    if b.get(i) == Some(&b'[') {
+        i += b[i..].iter().position(|&c| c == b']').ok_or(UriError)? + 1;
+    } else {
+        while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'-' || b[i] == b'.') {
+            i += 1;
+        }
+    }
+    let host = parse_host_ref(&rest[hs..i]).ok_or(UriError)?;
+    let mut port = None;
+    if b.get(i) == Some(&b':') {
+        let ps = i + 1;
+        i = ps;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        port = Some(parse_port(&rest[ps..i]).ok_or(UriError)?);
+    }
+    // uri-parameters = *( ";" pname [ "=" pvalue ] ), both 1*paramchar
+    let params_start = i;
+    while b.get(i) == Some(&b';') {
+        let ne = scan_escaped(b, i + 1, C_PARAM).ok_or(UriError)?;
+        if ne == i + 1 {
+            return Err(UriError);
+        }
+        i = ne;
+        if b.get(i) == Some(&b'=') {
+            let ve = scan_escaped(b, i + 1, C_PARAM).ok_or(UriError)?;
+            if ve == i + 1 {
                 return Err(UriError);
             }
-            if let Some(v) = v {
-                if !check_escaped(v.as_bytes(), false, is_param_char) {
-                    return Err(UriError);
-                }
+            i = ve;
+        }
+    }
+    let params = &rest[params_start..i];
+    // headers = "?" header *( "&" header ), header = hname "=" hvalue
+    let headers_start = i;
+    if b.get(i) == Some(&b'?') {
+        loop {
+            let ne = scan_escaped(b, i + 1, C_HNV).ok_or(UriError)?;
+            if ne == i + 1 || b.get(ne) != Some(&b'=') {
+                return Err(UriError);
+            }
+            i = scan_escaped(b, ne + 1, C_HNV).ok_or(UriError)?;
+            if b.get(i) != Some(&b'&') {
+                break;
             }
         }
     }
-    let headers = &tail[q..];
-    if !headers.is_empty() {
-        for h in headers[1..].split('&') {
-            let e = find_byte(h, b'=').ok_or(UriError)?;
-            let (n, v) = (&h[..e], &h[e + 1..]);
-            if !check_escaped(n.as_bytes(), false, is_hnv_char)
-                || !check_escaped(v.as_bytes(), true, is_hnv_char)
-            {
-                return Err(UriError);
-            }
-        }
+    if i != b.len() {
+        return Err(UriError);
     }
     Ok(SipRef {
         user,
@@ -405,7 +449,7 @@ fn scan_sip(rest: &str) -> Result<SipRef<'_>, UriError> {
         host,
         port,
         params,
-        headers,
+        headers: &rest[headers_start..i],
     })
 }
 
@@ -496,34 +540,19 @@ fn check_absolute(rest: &str) -> Result<(), UriError> {
     Ok(())
 }
 
-pub(crate) fn split_hostport_ref(s: &str) -> Option<(HostRef<'_>, Option<u16>)> {
-    let (h, p) = if s.starts_with('[') {
-        let close = find_byte(s, b']')?;
-        let after = &s[close + 1..];
-        let port = if after.is_empty() {
-            None
-        } else {
-            Some(after.strip_prefix(':')?)
-        };
-        (&s[..=close], port)
-    } else {
-        match find_byte(s, b':') {
-            Some(c) => (&s[..c], Some(&s[c + 1..])),
-            None => (s, None),
-        }
-    };
-    let port = match p {
-        None => None,
-        Some(p) => Some(parse_port(p)?),
-    };
-    Some((parse_host_ref(h)?, port))
-}
-
 pub(crate) fn parse_port(p: &str) -> Option<u16> {
-    if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
+    let b = p.as_bytes();
+    if b.is_empty() || b.len() > 5 {
         return None;
     }
-    p.parse::<u16>().ok()
+    let mut v = 0u32;
+    for &c in b {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + u32::from(c - b'0');
+    }
+    u16::try_from(v).ok()
 }
 
 fn parse_absolute(scheme: Scheme, rest: &str) -> Result<Uri, UriError> {
