@@ -25,7 +25,7 @@ fn viewer_policy() -> AnswerPolicy {
         caps: Capabilities {
             direction: Direction::SendOnly,
             codecs: vec![
-                CodecSpec::h264(),
+                CodecSpec::h264_mode1(),
                 CodecSpec::mp2t(),
                 CodecSpec::opus(),
                 CodecSpec::pcmu(),
@@ -240,6 +240,7 @@ c=IN IP6 2001:db8::7
 t=0 0
 m=video 30000 RTP/AVP 96
 a=rtpmap:96 H264/90000
+a=fmtp:96 packetization-mode=1
 a=recvonly
 ",
     ))
@@ -369,11 +370,12 @@ fn viewer_join_answer_field_by_field() {
         "a=rtpmap:96 opus/48000/2",
         "a=fmtp:96 stereo=1;sprop-stereo=1",
         "a=sendonly",
-        // First common H.264 of the offer (PT 97, mode 0), offerer's number kept.
-        "m=video 40000 RTP/AVPF 97",
+        // The offer's H.264 in packetization mode 1 (PT 98; the earlier PT 97 is mode 0,
+        // which cannot carry the relay's FU-A), offerer's number and fmtp kept.
+        "m=video 40000 RTP/AVPF 98",
         "a=rtcp:7000 IN IP4 192.0.2.20",
-        "a=rtpmap:97 H264/90000",
-        "a=fmtp:97 packetization-mode=0;profile-level-id=42e01f",
+        "a=rtpmap:98 H264/90000",
+        "a=fmtp:98 packetization-mode=1;profile-level-id=640028",
         "a=mid:v1",
         "a=sendonly",
     ];
@@ -381,7 +383,7 @@ fn viewer_join_answer_field_by_field() {
 
     let n = answer.negotiated();
     assert_eq!(n.len(), 2);
-    assert_eq!(n[1].codec.payload_type, 97);
+    assert_eq!(n[1].codec.payload_type, 98);
     assert_eq!(n[1].direction, Direction::SendOnly);
     assert_eq!(
         n[1].offerer_rtp,
@@ -413,6 +415,7 @@ t=0 0
 m=application 9 UDP/BFCP *
 m=video 20000 RTP/AVP 26 102
 a=rtpmap:102 h264/90000
+a=fmtp:102 packetization-mode=1
 a=recvonly
 m=audio 0 RTP/AVP 0
 m=audio 20002 RTP/AVP 18
@@ -451,7 +454,19 @@ fn all_common_codecs_when_not_single() {
         l.contains(&"m=audio 40002 RTP/AVP 96 0 8".to_string()),
         "{l:?}"
     );
-    assert!(l.contains(&"m=video 40000 RTP/AVPF 97 98".to_string()));
+    // Only the mode-1 H.264 is common with the relay's sender spec.
+    assert!(
+        l.contains(&"m=video 40000 RTP/AVPF 98".to_string()),
+        "{l:?}"
+    );
+    // A receiver's H.264 spec takes both modes, mode 1 first whatever the offer order.
+    policy.caps.codecs[0] = CodecSpec::h264();
+    let answer = offer.answer(&policy).unwrap();
+    let l = lines(&answer.to_bytes());
+    assert!(
+        l.contains(&"m=video 40000 RTP/AVPF 98 97".to_string()),
+        "{l:?}"
+    );
     assert!(l.contains(&"a=rtcp:40013".to_string()));
     assert_eq!(
         answer.negotiated()[0].answerer_rtcp,
@@ -478,7 +493,7 @@ fn producer_sendonly_offer_answered_recvonly() {
 fn direction_table_rfc3264_6_1() {
     let mk = |dir: &str| {
         SdpOffer::parse(&crlf(&format!(
-            "v=0\no=- 1 1 IN IP4 198.51.100.7\ns=-\nc=IN IP4 198.51.100.7\nt=0 0\nm=video 20000 RTP/AVP 96\na=rtpmap:96 H264/90000\na={dir}\n"
+            "v=0\no=- 1 1 IN IP4 198.51.100.7\ns=-\nc=IN IP4 198.51.100.7\nt=0 0\nm=video 20000 RTP/AVP 96\na=rtpmap:96 H264/90000\na=fmtp:96 packetization-mode=1\na={dir}\n"
         )))
         .unwrap()
     };
@@ -833,7 +848,7 @@ fn tshark_decodes_answer_cleanly() {
     );
     assert!(text.contains("Session Description Protocol"), "{text}");
     assert!(
-        text.contains("Media Description, name and address (m): video 40000 RTP/AVPF 97"),
+        text.contains("Media Description, name and address (m): video 40000 RTP/AVPF 98"),
         "{text}"
     );
     assert!(
@@ -927,4 +942,106 @@ fn mutated_offers_never_panic() {
     }
     // The mutations are small: a good share must still parse, or the test tests nothing.
     assert!(parsed > 500, "only {parsed} mutated offers parsed");
+}
+
+/// What baresip 1.0 (Debian, `avcodec`) offers: H.264 twice, packetization-mode 0 first
+/// (PT 96) and mode 1 second (PT 97), then H.263, MPEG-4, H.265.
+const BARESIP_H264_MODES: &str = "
+v=0
+o=- 4004033051 1915197822 IN IP4 127.0.0.1
+s=-
+c=IN IP4 127.0.0.1
+t=0 0
+a=tool:baresip 1.0.0
+m=audio 10008 RTP/AVP 0 8 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:8 PCMA/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-15
+a=sendrecv
+m=video 10006 RTP/AVP 96 97 34 98 99
+a=rtpmap:96 H264/90000
+a=fmtp:96 packetization-mode=0;profile-level-id=42e01f
+a=rtpmap:97 H264/90000
+a=fmtp:97 packetization-mode=1;profile-level-id=42e01f
+a=rtpmap:34 H263/90000
+a=fmtp:34 CIF=1;CIF4=1
+a=rtpmap:98 MP4V-ES/90000
+a=fmtp:98 profile-level-id=3
+a=rtpmap:99 H265/90000
+a=fmtp:99 profile-id=1
+a=sendrecv
+a=rtcp-fb:* nack pli
+";
+
+/// The relay fragments NAL units larger than the MTU (its test pattern has them) into FU-A,
+/// which only packetization-mode 1 allows (RFC 6184 sections 6.2 and 6.3): a viewer offering
+/// H.264 in modes 0 and 1 is answered with its mode-1 payload type, whatever the order.
+#[test]
+fn h264_mode_1_is_chosen_over_an_earlier_mode_0() {
+    let offer = SdpOffer::parse(&crlf(BARESIP_H264_MODES)).unwrap();
+    let answer = offer.answer(&viewer_policy()).unwrap();
+    let l = lines(&answer.to_bytes());
+    let video = answer
+        .negotiated()
+        .iter()
+        .find(|n| n.kind == MediaKind::Video)
+        .unwrap();
+    assert_eq!(video.codec.payload_type, 97, "{l:?}");
+    assert_eq!(video.codec.h264_packetization_mode(), Some(1));
+    assert!(l.contains(&"m=video 40000 RTP/AVP 97".to_string()), "{l:?}");
+    assert!(
+        l.contains(&"a=fmtp:97 packetization-mode=1;profile-level-id=42e01f".to_string()),
+        "{l:?}"
+    );
+    assert!(
+        !l.iter().any(|x| x.contains("packetization-mode=0")),
+        "{l:?}"
+    );
+}
+
+/// H.264 offered only in packetization-mode 0 (or with no fmtp, which means mode 0, RFC
+/// 6184 section 8.1) cannot carry the relay's FU-A: no common codec, 488 with Warning 305.
+#[test]
+fn h264_mode_0_only_is_no_common_codec() {
+    let only_mode_0 = BARESIP_H264_MODES
+        .replace(
+            "m=video 10006 RTP/AVP 96 97 34 98 99",
+            "m=video 10006 RTP/AVP 96 34",
+        )
+        .replace("a=rtpmap:97 H264/90000\n", "")
+        .replace(
+            "a=fmtp:97 packetization-mode=1;profile-level-id=42e01f\n",
+            "",
+        );
+    let offer = SdpOffer::parse(&crlf(&only_mode_0)).unwrap();
+    assert_eq!(offer.media()[1].codecs.len(), 2);
+    // Audio (PCMU) is common, the video stream is refused (port 0).
+    let answer = offer.answer(&viewer_policy()).unwrap();
+    assert!(answer
+        .negotiated()
+        .iter()
+        .all(|n| n.kind != MediaKind::Video));
+    let l = lines(&answer.to_bytes());
+    assert!(l.contains(&"m=video 0 RTP/AVP 96 34".to_string()), "{l:?}");
+    // Video alone: nothing in common at all.
+    let video_only = only_mode_0
+        .replace("m=audio 10008 RTP/AVP 0 8 101\n", "")
+        .replace("a=rtpmap:0 PCMU/8000\n", "")
+        .replace("a=rtpmap:8 PCMA/8000\n", "")
+        .replace("a=rtpmap:101 telephone-event/8000\n", "")
+        .replace("a=fmtp:101 0-15\n", "");
+    let offer = SdpOffer::parse(&crlf(&video_only)).unwrap();
+    assert_eq!(offer.media().len(), 1);
+    let e = offer.answer(&viewer_policy()).unwrap_err();
+    assert!(matches!(e, NegotiationError::NoCommonCodec), "{e:?}");
+    assert_eq!(e.warning(), Some((305, "Incompatible media format")));
+
+    let no_fmtp = "v=0\no=- 1 1 IN IP4 198.51.100.7\ns=-\nc=IN IP4 198.51.100.7\nt=0 0\n\
+                   m=video 20000 RTP/AVP 96\na=rtpmap:96 H264/90000\na=recvonly\n";
+    let offer = SdpOffer::parse(&crlf(no_fmtp)).unwrap();
+    assert!(matches!(
+        offer.answer(&viewer_policy()),
+        Err(NegotiationError::NoCommonCodec)
+    ));
 }

@@ -184,6 +184,10 @@ async fn join_zap_leave_with_rtp() {
     assert!(answer.contains("a=rtcp-unicast:rsi"), "{answer}");
     assert!(answer.contains("a=rtcp:"), "{answer}");
     assert!(answer.contains("c=IN IP4 127.0.0.1"), "{answer}");
+    assert!(
+        answer.contains("a=fmtp:96 packetization-mode=1"),
+        "{answer}"
+    );
 
     // RTP arrives from the test pattern (burst from the last key frame first).
     let first = recv_rtp(&rtp).await.expect("RTP after join");
@@ -269,6 +273,17 @@ async fn join_failures() {
     let vp8 = call(&h.svc, invite("news", "f2", 1, None, &sdp(4000, "vp8"), "")).await;
     assert_eq!(vp8.status.0, 488);
     let w = vp8.headers.get(&HeaderName::WARNING).unwrap();
+    assert!(w.starts_with("305 127.0.0.1 \""), "{w}");
+
+    // baresip's offer order: audio, then H.264 in packetization mode 0 only. The relay sends
+    // FU-A (mode 1, RFC 6184 section 6.3): no H.264 in common, 488 with Warning 305.
+    let mode0 = "v=0\no=ue 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\n\
+                 m=audio 4002 RTP/AVP 0\na=rtpmap:0 PCMU/8000\n\
+                 m=video 4000 RTP/AVP 96\na=rtpmap:96 H264/90000\n\
+                 a=fmtp:96 packetization-mode=0;profile-level-id=42e01f\na=recvonly\n";
+    let r = call(&h.svc, invite("news", "f2b", 1, None, mode0, "")).await;
+    assert_eq!(r.status.0, 488, "{r:?}");
+    let w = r.headers.get(&HeaderName::WARNING).unwrap();
     assert!(w.starts_with("305 127.0.0.1 \""), "{w}");
 
     let no_body = call(&h.svc, invite("news", "f3", 1, None, "", "")).await;

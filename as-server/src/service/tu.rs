@@ -932,10 +932,17 @@ impl Service {
         });
     }
 
+    /// What the relay takes (`recvonly`: a producer's ingest, forwarded as is) or sends
+    /// (`sendonly`: a viewer; H.264 only in packetization mode 1, [`CodecSpec::h264_mode1`]).
     fn answer_caps(direction: Direction) -> Capabilities {
+        let h264 = if direction.has_send() {
+            CodecSpec::h264_mode1()
+        } else {
+            CodecSpec::h264()
+        };
         Capabilities {
             direction,
-            codecs: vec![CodecSpec::h264(), CodecSpec::mp2t()],
+            codecs: vec![h264, CodecSpec::mp2t()],
             single_codec: true,
         }
     }
@@ -1119,7 +1126,19 @@ impl Service {
             .find(|n| n.kind == MediaKind::Video)
             .cloned()
         else {
-            return Err(self.sdp_reject(&crate::sip::sdp::NegotiationError::UnsupportedMedia));
+            // Video offered but refused (e.g. H.264 only in packetization mode 0): 305;
+            // no video offered at all: 304.
+            use crate::sip::sdp::NegotiationError as N;
+            let offered_video = offer
+                .media()
+                .iter()
+                .any(|m| m.kind == MediaKind::Video && !m.is_rejected());
+            let e = if offered_video {
+                N::NoCommonCodec
+            } else {
+                N::UnsupportedMedia
+            };
+            return Err(self.sdp_reject(&e));
         };
         let Some(rtp_dest) = video.offerer_rtp else {
             return Err(Reject::new(400, "Bad SDP: no RTP address for video"));

@@ -63,7 +63,9 @@ pub struct CodecSpec {
     pub clock_rate: u32,
     /// Channel count; `None` matches any. An rtpmap without channels means 1 (RFC 8866 6.6).
     pub channels: Option<u16>,
-    /// H.264 only: accepted `packetization-mode` values (RFC 6184 section 8.1); empty = any.
+    /// H.264 only: accepted `packetization-mode` values (RFC 6184 section 8.1), most
+    /// preferred first: of several offered payload types this spec accepts, the answer takes
+    /// the one with the most preferred mode (offer order among equals). Empty = any.
     pub packetization_modes: Vec<u8>,
     /// Format parameters written when this codec is offered by [`OfferBuilder`].
     pub fmtp: FmtpParams,
@@ -81,16 +83,36 @@ impl CodecSpec {
         }
     }
 
-    /// H.264/90000 (RFC 6184), packetization modes 0 and 1; offered with
-    /// `packetization-mode=1;profile-level-id=42e01f`.
+    /// H.264/90000 (RFC 6184) as a receiver takes it: packetization modes 1 and 0, mode 1
+    /// preferred; offered with `packetization-mode=1;profile-level-id=42e01f`. A mode-0
+    /// stream (single NAL units) is also valid mode 1, so a relay may forward it to viewers
+    /// that negotiated mode 1.
     pub fn h264() -> Self {
         let mut s = Self::new(MediaKind::Video, "H264", 90000, None);
-        s.packetization_modes = vec![0, 1];
+        s.packetization_modes = vec![1, 0];
         s.fmtp = vec![
             ("packetization-mode".into(), Some("1".into())),
             ("profile-level-id".into(), Some("42e01f".into())),
         ];
         s
+    }
+
+    /// H.264/90000 as the relay sends it to viewers: packetization mode 1 only. The relay
+    /// fragments NAL units larger than the MTU into FU-A packets (RFC 6184 section 5.8),
+    /// which mode 1 allows and mode 0 (single NAL units only, section 6.2) does not
+    /// (section 6.3); an offer with only mode-0 H.264 has no H.264 in common with it.
+    pub fn h264_mode1() -> Self {
+        let mut s = Self::h264();
+        s.packetization_modes = vec![1];
+        s
+    }
+
+    /// How much this spec wants `codec` (0 = most), given that it [matches](Self::matches).
+    fn preference(&self, codec: &Codec) -> usize {
+        codec
+            .h264_packetization_mode()
+            .and_then(|m| self.packetization_modes.iter().position(|p| *p == m))
+            .unwrap_or(0)
     }
 
     /// MPEG-2 transport stream, MP2T/90000 (RFC 2250, static payload type 33).
@@ -396,14 +418,38 @@ fn negotiate_stream(m: &MediaSection, caps: &Capabilities) -> Result<Negotiated,
     if !m.proto.is_rtp() || !caps.codecs.iter().any(|c| c.kind == m.kind) {
         return Err(Reject::Unsupported);
     }
-    let mut codecs: Vec<Codec> = m
+    // Each offered codec with the first spec that takes it and how much that spec wants it.
+    let matched: Vec<(usize, usize, &Codec)> = m
         .codecs
         .iter()
-        .filter(|c| caps.codecs.iter().any(|s| s.matches(&m.kind, c)))
-        .cloned()
+        .filter_map(|c| {
+            let (i, s) = caps
+                .codecs
+                .iter()
+                .enumerate()
+                .find(|(_, s)| s.matches(&m.kind, c))?;
+            Some((i, s.preference(c), c))
+        })
         .collect();
-    if codecs.is_empty() {
+    if matched.is_empty() {
         return Err(Reject::NoCodec);
+    }
+    // Offer order (RFC 3264 section 6.1), except that the codecs one spec takes are
+    // reordered among themselves by its preference (H.264 packetization mode 1 before 0):
+    // each spec's codecs fill that spec's slots, best first (stable).
+    let mut codecs: Vec<Codec> = Vec::with_capacity(matched.len());
+    let mut by_spec: Vec<Vec<(usize, &Codec)>> = vec![Vec::new(); caps.codecs.len()];
+    for (i, pref, c) in &matched {
+        by_spec[*i].push((*pref, *c));
+    }
+    for group in &mut by_spec {
+        group.sort_by_key(|(pref, _)| *pref);
+        group.reverse();
+    }
+    for (i, _, _) in &matched {
+        if let Some((_, c)) = by_spec[*i].pop() {
+            codecs.push(c.clone());
+        }
     }
     if caps.single_codec {
         codecs.truncate(1);
