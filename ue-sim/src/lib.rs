@@ -1,5 +1,23 @@
 //! `ue-sim`: a UE simulator for load tests of the IPTV application server.
 //!
-//! Layout (filled in as the ue-sim issue lands):
-//! - [`stats`]: what a run measured ([`stats::RunStats`]), serialised by the report.
+//! # Layout
+//!
+//! | module | role | I/O |
+//! | --- | --- | --- |
+//! | [`ue`] | the sans-IO UE: REGISTER, SUBSCRIBE `iptv-channels`, join, zap (re-INVITE naming the channel, or BYE + INVITE), BYE, RTCP RR; media meter (first packet, first key frame, loss, jitter, gaps) | none |
+//! | [`scenario`] | TOML scenarios: population, arrival rate, Zipf channels, dwell, zap behaviour, thresholds | files |
+//! | [`stats`] | [`stats::RunStats`], what a run measured; nearest-rank [`stats::percentile`] | none |
+//! | [`run`] | the driver: every UE of a run over a few shared UDP sockets in one loop | tokio |
+//!
+//! # Run loop
+//!
+//! ```text
+//!  reader task per socket (few) ──batches (from, bytes, t)──► run loop (one task)
+//!     SIP: Call-ID "ue<i>-..." ─► Ue[i].handle_sip      timers heap ─► Ue[i].handle_timeout
+//!     RTP: (socket, SSRC) ─► Ue[i].handle_media          actions heap ─► join / zap / leave
+//!  Ue[i].poll_transmit ─► try_send_to    Ue[i].poll_event ─► RunStats    1 s tick ─► progress
+//! ```
+pub mod run;
+pub mod scenario;
 pub mod stats;
+pub mod ue;

@@ -414,8 +414,10 @@ mod tests {
             "[thresholds]\nmax_joins_failed = 0\nmax_zap_ms_p99 = 100.0\nmin_zaps_ok = 1\n",
         )
         .unwrap();
-        let mut st = RunStats::default();
-        st.zaps_ok = 1;
+        let mut st = RunStats {
+            zaps_ok: 1,
+            ..RunStats::default()
+        };
         assert!(s.check(&st).is_empty());
         st.joins_failed = 1;
         st.zap_ms = vec![50.0, 150.0];

@@ -23,8 +23,10 @@
 //! the longest gap without media; the first packet and the first packet starting a key frame
 //! (`media_relay::h264::payload_starts_key_frame`) after a join or a zap are reported as
 //! events. A zap by re-INVITE keeps the SSRC (the relay swaps the source on the same path), so
-//! its first frame is the first key-frame packet that arrives after the re-INVITE's 2xx (the
-//! relay has switched when the AS answers). RTCP receiver reports (RFC 3550 6.4.2) go to the
+//! its first frame is the first key-frame packet that arrives after the re-INVITE is sent (the
+//! relay's burst of the new channel arrives before the 200 OK, see BENCHMARKS.md); an IDR of
+//! the old channel arriving in the few milliseconds before the switch would be counted too
+//! (gating zaps on the GOP phase, as `zap_bench` does, is not done yet). RTCP receiver reports (RFC 3550 6.4.2) go to the
 //! relay's RTCP address from the answer every [`RR_INTERVAL`].
 
 use std::collections::{HashMap, VecDeque};
@@ -188,10 +190,18 @@ impl MediaStats {
 #[derive(Debug, Clone)]
 enum Op {
     Register,
-    Subscribe(Request),
-    Join { invite: Request, offer: SdpOffer },
-    Reinvite { channel: String, seq: u32 },
-    Bye { then_join: Option<String> },
+    Subscribe(Box<Request>),
+    Join {
+        invite: Box<Request>,
+        offer: Box<SdpOffer>,
+    },
+    Reinvite {
+        channel: String,
+        seq: u32,
+    },
+    Bye {
+        then_join: Option<String>,
+    },
 }
 
 /// A join or zap waiting for its first packet / key frame.
@@ -211,6 +221,8 @@ enum Session {
     Idle,
     Inviting {
         channel: String,
+        /// For the INVITE of a BYE + INVITE zap: the zap.
+        zap: Option<(ZapMethod, String)>,
     },
     Active {
         dialog: Box<ConfirmedDialog>,
@@ -463,7 +475,7 @@ impl Ue {
         r.headers
             .push(HeaderName::ACCEPT, "application/vnd.iptv.channels+json");
         r.headers.push(HeaderName::EXPIRES, "600");
-        self.start(now, r.clone(), Op::Subscribe(r));
+        self.start(now, r.clone(), Op::Subscribe(Box::new(r)));
     }
 
     fn offer(&mut self) -> Result<SdpOffer, UeError> {
@@ -504,6 +516,7 @@ impl Ue {
         r.body = Bytes::from(offer.to_bytes());
         self.session = Session::Inviting {
             channel: channel.to_owned(),
+            zap: zap.as_ref().map(|(m, c, _)| (*m, c.clone())),
         };
         self.path = RtpPath::default();
         self.pending = Some(match zap {
@@ -524,8 +537,8 @@ impl Ue {
             now,
             r.clone(),
             Op::Join {
-                invite: r,
-                offer: offer.clone(),
+                invite: Box::new(r),
+                offer: Box::new(offer),
             },
         );
         Ok(())
@@ -557,7 +570,7 @@ impl Ue {
                 self.pending = Some(Pending {
                     started: now,
                     zap: Some((method, channel.to_owned())),
-                    armed: false,
+                    armed: true,
                     got_packet: false,
                 });
                 self.start(
@@ -748,7 +761,7 @@ impl Ue {
                 }));
             }
             Op::Join { invite, offer } => {
-                self.on_invite_final(now, started, invite, &offer, resp, failure)
+                self.on_invite_final(now, started, *invite, &offer, resp, failure)
             }
             Op::Reinvite { channel, seq } => {
                 match failure {
@@ -849,10 +862,13 @@ impl Ue {
         failure: Option<Failure>,
     ) {
         let channel = match &self.session {
-            Session::Inviting { channel } => channel.clone(),
+            Session::Inviting { channel, .. } => channel.clone(),
             _ => String::new(),
         };
-        let zap = self.pending.as_ref().and_then(|p| p.zap.clone());
+        let zap = match &self.session {
+            Session::Inviting { zap, .. } => zap.clone(),
+            _ => None,
+        };
         let result = match failure {
             Some(f) => Err(f),
             None => match (
@@ -969,11 +985,9 @@ impl Ue {
         };
         let lost = u32::try_from(self.path.lost.min(0x7f_ffff)).unwrap_or(0);
         let expected = self.path.received + self.path.lost;
-        let fraction = if expected == 0 {
-            0
-        } else {
-            u8::try_from((self.path.lost * 256 / expected).min(255)).unwrap_or(255)
-        };
+        let fraction = (self.path.lost * 256)
+            .checked_div(expected)
+            .map_or(0, |f| u8::try_from(f.min(255)).unwrap_or(255));
         let rr = rtcp_types::ReceiverReport::builder(self.rtcp_ssrc).add_report_block(
             rtcp_types::ReportBlock::builder(src)
                 .fraction_lost(fraction)
