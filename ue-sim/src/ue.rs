@@ -1036,3 +1036,254 @@ pub fn parse_channel_list(body: &[u8]) -> Option<Vec<String>> {
     let v: Vec<Entry> = serde_json::from_slice(body).ok()?;
     Some(v.into_iter().map(|e| e.id).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AS: &str = "127.0.0.1:5070";
+
+    /// The virtual clock's origin (the only clock read; everything after is arithmetic).
+    #[expect(clippy::disallowed_methods)]
+    fn origin() -> Instant {
+        Instant::now()
+    }
+
+    fn ue() -> Ue {
+        Ue::new(UeConfig {
+            index: 3,
+            user: "ue3".into(),
+            domain: "127.0.0.1".into(),
+            target: AS.parse().unwrap(),
+            local_sip: "127.0.0.1:6000".parse().unwrap(),
+            media_ip: "127.0.0.1".parse().unwrap(),
+        })
+    }
+
+    fn sent_request(ue: &mut Ue) -> Request {
+        match ue.poll_transmit() {
+            Some(Transmit::Sip { bytes, .. }) => match Message::parse(&bytes).unwrap() {
+                Message::Request(r) => r,
+                Message::Response(r) => panic!("sent a response {}", r.status),
+            },
+            other => panic!("expected SIP, got {other:?}"),
+        }
+    }
+
+    fn answer(req: &Request, channel: &str) -> Vec<u8> {
+        let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                   m=video 7000 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
+                   a=fmtp:96 packetization-mode=1\r\na=rtcp:7001\r\na=sendonly\r\n";
+        let mut r = Response::for_request(req, StatusCode::OK, "").with_to_tag("as1");
+        r.headers
+            .push(HeaderName::CONTACT, format!("<sip:{channel}@{AS}>"));
+        r.headers.push(HeaderName::CONTENT_TYPE, "application/sdp");
+        r.body = Bytes::from(sdp);
+        r.to_bytes()
+    }
+
+    fn joined(ue: &mut Ue, now: Instant) -> Request {
+        ue.join(now, "news", 5004).unwrap();
+        let invite = sent_request(ue);
+        assert_eq!(invite.method, Method::INVITE);
+        assert_eq!(invite.uri.user.as_deref(), Some("news"));
+        assert!(invite.call_id().unwrap().starts_with("ue3-"));
+        assert!(std::str::from_utf8(&invite.body)
+            .unwrap()
+            .contains("a=recvonly"));
+        let t = now + Duration::from_millis(5);
+        ue.handle_sip(t, AS.parse().unwrap(), &answer(&invite, "news"));
+        let ack = sent_request(ue);
+        assert_eq!(ack.method, Method::ACK);
+        assert_eq!(ack.cseq().unwrap().seq, invite.cseq().unwrap().seq);
+        assert_eq!(
+            ue.poll_event(),
+            Some(UeEvent::Joined {
+                channel: "news".into(),
+                result: Ok(Duration::from_millis(5))
+            })
+        );
+        assert_eq!(ue.channel(), Some("news"));
+        invite
+    }
+
+    fn rtp(seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x80, 96];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&ts.to_be_bytes());
+        p.extend_from_slice(&0xabcdu32.to_be_bytes());
+        p.extend_from_slice(payload);
+        p
+    }
+
+    #[test]
+    fn join_acks_and_measures_media() {
+        let mut ue = ue();
+        let t0 = origin();
+        joined(&mut ue, t0);
+        // A non-key packet, then a lost one, then an IDR (NAL type 5).
+        ue.handle_media(t0 + Duration::from_millis(10), &rtp(1, 0, &[0x41, 0]));
+        ue.handle_media(t0 + Duration::from_millis(30), &rtp(3, 1800, &[0x65, 0]));
+        assert_eq!(
+            ue.poll_event(),
+            Some(UeEvent::FirstPacket(Duration::from_millis(10)))
+        );
+        assert_eq!(
+            ue.poll_event(),
+            Some(UeEvent::FirstFrame(Duration::from_millis(30)))
+        );
+        assert_eq!(ue.media().packets, 2);
+        assert_eq!(ue.media().lost, 1);
+        assert_eq!(ue.media().gap_max, Duration::from_millis(20));
+        assert_eq!(ue.rtp_ssrc(), Some(0xabcd));
+    }
+
+    #[test]
+    fn reinvite_zap_names_the_channel_and_times_the_key_frame() {
+        let mut ue = ue();
+        let t0 = origin();
+        let invite = joined(&mut ue, t0);
+        ue.handle_media(t0, &rtp(1, 0, &[0x65]));
+        while ue.poll_event().is_some() {}
+        let t1 = t0 + Duration::from_secs(1);
+        ue.zap(t1, "sport", ZapMethod::Reinvite, 0).unwrap();
+        let re = sent_request(&mut ue);
+        assert_eq!(re.method, Method::INVITE);
+        assert_eq!(re.uri.user.as_deref(), Some("sport"));
+        assert_eq!(re.call_id().unwrap(), invite.call_id().unwrap());
+        assert_eq!(re.cseq().unwrap().seq, invite.cseq().unwrap().seq + 1);
+        ue.handle_media(t1 + Duration::from_millis(2), &rtp(2, 90, &[0x67]));
+        ue.handle_sip(
+            t1 + Duration::from_millis(4),
+            AS.parse().unwrap(),
+            &answer(&re, "sport"),
+        );
+        assert_eq!(sent_request(&mut ue).method, Method::ACK);
+        assert_eq!(
+            ue.poll_event(),
+            Some(UeEvent::Zapped {
+                method: ZapMethod::Reinvite,
+                channel: "sport".into(),
+                result: Ok(Duration::from_millis(2))
+            })
+        );
+        assert_eq!(ue.channel(), Some("sport"));
+    }
+
+    #[test]
+    fn bye_both_ways() {
+        let mut ue = ue();
+        let t0 = origin();
+        let invite = joined(&mut ue, t0);
+        // The AS's BYE gets 200.
+        let mut bye = Request::new(Method::BYE, Uri::parse("sip:ue3@127.0.0.1:6000").unwrap());
+        bye.headers.push(
+            HeaderName::VIA,
+            "SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKas1",
+        );
+        bye.headers.push(
+            HeaderName::FROM,
+            format!("{};tag=as1", invite.headers.get(&HeaderName::TO).unwrap()),
+        );
+        bye.headers.push(
+            HeaderName::TO,
+            invite.headers.get(&HeaderName::FROM).unwrap(),
+        );
+        bye.headers
+            .push(HeaderName::CALL_ID, invite.call_id().unwrap());
+        bye.headers.push(HeaderName::CSEQ, "1 BYE");
+        ue.handle_sip(t0, AS.parse().unwrap(), &bye.to_bytes());
+        match ue.poll_transmit() {
+            Some(Transmit::Sip { bytes, .. }) => {
+                let Message::Response(r) = Message::parse(&bytes).unwrap() else {
+                    panic!("not a response")
+                };
+                assert_eq!(r.status, StatusCode::OK);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(ue.poll_event(), Some(UeEvent::RemoteBye));
+        assert!(ue.is_idle());
+        // Our own BYE after a new join.
+        let mut ue2 = self::ue();
+        joined(&mut ue2, t0);
+        ue2.leave(t0).unwrap();
+        let bye = sent_request(&mut ue2);
+        assert_eq!(bye.method, Method::BYE);
+        let ok = Response::for_request(&bye, StatusCode::OK, "");
+        ue2.handle_sip(t0, AS.parse().unwrap(), &ok.to_bytes());
+        assert_eq!(ue2.poll_event(), Some(UeEvent::Left));
+    }
+
+    #[test]
+    fn notify_list_parses_and_gets_200() {
+        let body = br#"[{"id":"news","name":"N","kind":"producer","owner":null,"created_ms":1},{"id":"sport","name":"S","kind":"producer","owner":null,"created_ms":2}]"#;
+        assert_eq!(parse_channel_list(body).unwrap(), ["news", "sport"]);
+        assert!(parse_channel_list(b"{").is_none());
+        let mut ue = ue();
+        let t0 = origin();
+        ue.subscribe(t0);
+        let sub = sent_request(&mut ue);
+        assert_eq!(sub.headers.get(&HeaderName::EVENT), Some("iptv-channels"));
+        let mut n = Request::new(
+            Method::NOTIFY,
+            Uri::parse("sip:ue3@127.0.0.1:6000").unwrap(),
+        );
+        n.headers.push(
+            HeaderName::VIA,
+            "SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKn1",
+        );
+        n.headers
+            .push(HeaderName::FROM, "<sip:channels@127.0.0.1>;tag=as2");
+        n.headers
+            .push(HeaderName::TO, sub.headers.get(&HeaderName::FROM).unwrap());
+        n.headers.push(HeaderName::CALL_ID, sub.call_id().unwrap());
+        n.headers.push(HeaderName::CSEQ, "1 NOTIFY");
+        n.headers.push(HeaderName::EVENT, "iptv-channels");
+        n.headers
+            .push(HeaderName::SUBSCRIPTION_STATE, "active;expires=600");
+        n.body = Bytes::from_static(body);
+        ue.handle_sip(t0, AS.parse().unwrap(), &n.to_bytes());
+        let Some(Transmit::Sip { bytes, .. }) = ue.poll_transmit() else {
+            panic!("no answer")
+        };
+        let Message::Response(r) = Message::parse(&bytes).unwrap() else {
+            panic!("not a response")
+        };
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(
+            ue.poll_event(),
+            Some(UeEvent::ChannelList(vec!["news".into(), "sport".into()]))
+        );
+    }
+
+    #[test]
+    fn invite_times_out_by_timer_b() {
+        let mut ue = ue();
+        let t0 = origin();
+        ue.join(t0, "news", 5004).unwrap();
+        let mut t = t0;
+        let mut sent = 0;
+        for _ in 0..100 {
+            while ue.poll_transmit().is_some() {
+                sent += 1;
+            }
+            let Some(next) = ue.poll_timeout() else { break };
+            t = next;
+            ue.handle_timeout(t);
+            if let Some(ev) = ue.poll_event() {
+                assert!(matches!(
+                    ev,
+                    UeEvent::Joined {
+                        result: Err(Failure::Timeout),
+                        ..
+                    }
+                ));
+                break;
+            }
+        }
+        assert!(sent >= 6, "INVITE retransmitted by timer A ({sent})");
+        assert_eq!(t - t0, Duration::from_secs(32));
+        assert!(ue.is_idle());
+    }
+}
