@@ -17,6 +17,9 @@
 //!     RTP: (socket, SSRC) ─► Ue[i].handle_media          actions heap ─► join / zap / leave
 //!  Ue[i].poll_transmit ─► try_send_to    Ue[i].poll_event ─► RunStats    1 s tick ─► progress
 //! ```
+pub mod lab;
+pub mod progress;
+pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod stats;

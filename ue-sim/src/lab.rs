@@ -1,0 +1,360 @@
+//! `ue-sim lab`: the whole testbed in this process, on loopback, with embedded defaults.
+//!
+//! [`Testbed::start`] boots an AS exactly as the `as-server` binary does
+//! ([`as_server::service::App::start`]) from a [`Config`] built in code ([`lab_config`]): SIP
+//! over UDP on `127.0.0.1` with a free port, the HTTP API on a free port, the catalogue in a
+//! SQLite file in a fresh temporary directory, the relay in-process on ephemeral ports, and
+//! test-pattern channels (`news`, `sport` and a few more so a Zipf popularity has a tail).
+//! The AS runs on its own multi-thread tokio runtime, owned by the [`Testbed`]; the UEs
+//! (`run::run`) drive it over real UDP sockets on loopback exactly as they would drive a
+//! remote AS. [`Testbed::shutdown`] stops the AS (BYE to viewers, listeners closed, relay
+//! stopped), drops the runtime and removes the temporary directory: nothing is left behind,
+//! there is no child process.
+//!
+//! Components that do not exist yet (overlay peers, AAA, feedback targets) join here as they
+//! land.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use as_server::config::{ChannelSeed, Config};
+use as_server::service::app::App;
+use as_server::sip::transaction::Transport;
+
+use crate::progress::Progress;
+use crate::report::{self, Summary, Thresholds};
+use crate::run::RunError;
+use crate::scenario::Scenario;
+use crate::stats::{RunStats, TimelinePoint};
+
+/// The scenario `ue-sim lab` runs when given none (`ue-sim/scenarios/default.toml`).
+pub const DEFAULT_SCENARIO: &str = include_str!("../scenarios/default.toml");
+
+/// Test-pattern channels of the lab, most popular first (the Zipf rank order).
+pub const DEFAULT_CHANNELS: &[&str] = &[
+    "news", "sport", "music", "movies", "kids", "docs", "weather", "travel",
+];
+
+/// Why the lab could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The tokio runtime or the temporary directory could not be created.
+    #[error("lab setup: {0}")]
+    Setup(#[from] std::io::Error),
+    /// The AS did not start.
+    #[error("AS start: {0}")]
+    Start(#[from] as_server::service::app::StartError),
+    /// The AS started without a UDP listener.
+    #[error("AS has no SIP UDP listener")]
+    NoUdp,
+    /// The scenario run failed.
+    #[error("run: {0}")]
+    Run(String),
+    /// The report could not be written.
+    #[error("report: {0}")]
+    Report(#[from] report::Error),
+}
+
+/// What a lab (or a run against an existing AS) produced.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The raw figures.
+    pub stats: RunStats,
+    /// The summary and threshold checks.
+    pub summary: Summary,
+    /// Where the report went.
+    pub written: report::Written,
+}
+
+/// Runs `runner` against `target` with a progress display, then writes the report to `out`.
+/// `runner` is the UE driver (`run::run` with its scenario); taking it as a closure keeps
+/// this module independent of how the UEs are driven.
+pub fn run_and_report<F, E>(
+    target: SocketAddr,
+    out: &Path,
+    thresholds: &Thresholds,
+    progress: &Progress,
+    runner: F,
+) -> Result<Outcome, Error>
+where
+    F: FnOnce(SocketAddr, &dyn Fn(&TimelinePoint)) -> Result<RunStats, E>,
+    E: std::fmt::Display,
+{
+    let stats = runner(target, &|p: &TimelinePoint| progress.update(p));
+    progress.finish();
+    let stats = stats.map_err(|e| Error::Run(e.to_string()))?;
+    let summary = Summary::new(&stats, thresholds);
+    let written = report::write(out, &stats, &summary)?;
+    Ok(Outcome {
+        stats,
+        summary,
+        written,
+    })
+}
+
+/// The whole lab: boot the [`Testbed`] with `channels`, run `runner` against it, shut it
+/// down (also when the run failed), write the report to `out`.
+pub fn lab<F, E>(
+    channels: &[String],
+    out: &Path,
+    thresholds: &Thresholds,
+    progress: &Progress,
+    runner: F,
+) -> Result<Outcome, Error>
+where
+    F: FnOnce(SocketAddr, &dyn Fn(&TimelinePoint)) -> Result<RunStats, E>,
+    E: std::fmt::Display,
+{
+    let tb = Testbed::start(channels)?;
+    tracing::info!(sip = %tb.sip, http = ?tb.http, "lab testbed up");
+    let r = run_and_report(tb.sip, out, thresholds, progress, runner);
+    tb.shutdown();
+    r
+}
+
+/// The AS configuration of the lab: loopback, free ports, SQLite at `db_url`, test-pattern
+/// `channels`, room for ten thousand viewers and more.
+#[must_use]
+pub fn lab_config(db_url: &str, channels: &[String]) -> Config {
+    let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let mut cfg = Config::default();
+    cfg.sip.udp = Some(SocketAddr::new(lo, 0));
+    cfg.sip.tcp = None;
+    cfg.sip.tls = None;
+    cfg.sip.domain = "127.0.0.1".into();
+    cfg.http.listen = Some(SocketAddr::new(lo, 0));
+    cfg.database.url = db_url.to_owned();
+    cfg.relay.bind_ip = lo;
+    cfg.relay.port_min = 0;
+    cfg.relay.port_max = 0;
+    cfg.relay.output_rtp_port = 0;
+    cfg.relay.max_viewers = 50_000;
+    cfg.limits.max_sessions = 50_000;
+    cfg.channels = channels
+        .iter()
+        .map(|id| ChannelSeed {
+            id: id.clone(),
+            name: format!("{id} (test pattern)"),
+            test_pattern: true,
+        })
+        .collect();
+    cfg
+}
+
+/// A running in-process testbed.
+#[derive(Debug)]
+pub struct Testbed {
+    rt: tokio::runtime::Runtime,
+    app: App,
+    dir: tempfile::TempDir,
+    /// The AS's SIP UDP address (the UEs' target).
+    pub sip: SocketAddr,
+    /// The AS's HTTP API.
+    pub http: Option<SocketAddr>,
+    /// The channels it serves.
+    pub channels: Vec<String>,
+}
+
+impl Testbed {
+    /// Boots the AS with [`lab_config`] on a fresh SQLite file in a temporary directory.
+    /// `channels` empty means [`DEFAULT_CHANNELS`].
+    pub fn start(channels: &[String]) -> Result<Self, Error> {
+        let mut channels = channels.to_vec();
+        if channels.is_empty() {
+            channels = DEFAULT_CHANNELS.iter().map(|s| (*s).to_owned()).collect();
+        }
+        let dir = tempfile::Builder::new().prefix("ue-sim-lab-").tempdir()?;
+        let db = format!("sqlite://{}?mode=rwc", dir.path().join("lab.db").display());
+        let cfg = lab_config(&db, &channels);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("lab-as")
+            .enable_all()
+            .build()?;
+        let app = rt.block_on(App::start(&cfg))?;
+        let Some(sip) = app.sip_addr(Transport::Udp) else {
+            rt.block_on(app.shutdown());
+            return Err(Error::NoUdp);
+        };
+        let http = app.http;
+        Ok(Self {
+            rt,
+            app,
+            dir,
+            sip,
+            http,
+            channels,
+        })
+    }
+
+    /// The runtime the AS runs on (to run async work beside it).
+    #[must_use]
+    pub fn runtime(&self) -> &tokio::runtime::Runtime {
+        &self.rt
+    }
+
+    /// The temporary directory holding the SQLite file (removed on shutdown).
+    #[must_use]
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Stops the AS and its relay, then the runtime; removes the temporary directory.
+    pub fn shutdown(self) {
+        let Self { rt, app, dir, .. } = self;
+        rt.block_on(app.shutdown());
+        rt.shutdown_timeout(Duration::from_secs(2));
+        drop(dir);
+    }
+}
+
+/// Drives `scenario`'s UEs against `target` ([`crate::run::run`]) on a current-thread
+/// tokio runtime of their own, apart from the AS's runtime in the lab.
+pub fn run_scenario(
+    scenario: &Scenario,
+    target: SocketAddr,
+    progress: &dyn Fn(&TimelinePoint),
+) -> Result<RunStats, RunError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let r = rt.block_on(crate::run::run(scenario, target, progress));
+    rt.shutdown_timeout(Duration::from_secs(1));
+    r
+}
+
+/// `ue-sim lab`: the testbed with the scenario's channels, the scenario, the report (its
+/// thresholds from the scenario's `[thresholds]`) in `out`.
+pub fn lab_scenario(
+    scenario: &Scenario,
+    out: &Path,
+    progress: &Progress,
+) -> Result<Outcome, Error> {
+    let thresholds = Thresholds::from(&scenario.thresholds);
+    lab(
+        &scenario.channels.list,
+        out,
+        &thresholds,
+        progress,
+        |target, p| run_scenario(scenario, target, p),
+    )
+}
+
+/// `ue-sim run`: the scenario against an AS that is already running at `target`.
+pub fn run_against(
+    scenario: &Scenario,
+    target: SocketAddr,
+    out: &Path,
+    progress: &Progress,
+) -> Result<Outcome, Error> {
+    let thresholds = Thresholds::from(&scenario.thresholds);
+    run_and_report(target, out, &thresholds, progress, |target, p| {
+        run_scenario(scenario, target, p)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_default_scenario_parses() {
+        let s = Scenario::from_toml(DEFAULT_SCENARIO).unwrap();
+        assert!(!s.channels.list.is_empty());
+    }
+
+    #[test]
+    fn config_is_valid_loopback_with_free_ports() {
+        let chans: Vec<String> = DEFAULT_CHANNELS.iter().map(|s| (*s).to_owned()).collect();
+        let c = lab_config("sqlite::memory:", &chans);
+        c.validate().unwrap();
+        assert_eq!(c.sip.udp, Some("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(c.http.listen, Some("127.0.0.1:0".parse().unwrap()));
+        assert!(c.sip.tls.is_none());
+        assert_eq!(c.channels.len(), DEFAULT_CHANNELS.len());
+        assert!(c.channels.iter().all(|s| s.test_pattern));
+        assert_eq!(c.channels[1].id, "sport");
+    }
+
+    /// A stand-in for the UE driver: one OPTIONS over UDP, answered 200, counted as a join.
+    fn options_runner(
+        target: SocketAddr,
+        progress: &dyn Fn(&TimelinePoint),
+    ) -> Result<RunStats, std::io::Error> {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        sock.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let local = sock.local_addr()?;
+        let req = format!(
+            "OPTIONS sip:news@127.0.0.1 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {local};branch=z9hG4bK-lab-1;rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:lab@127.0.0.1>;tag=1\r\n\
+             To: <sip:news@127.0.0.1>\r\nCall-ID: lab-options-1\r\nCSeq: 1 OPTIONS\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        sock.send_to(req.as_bytes(), target)?;
+        let mut buf = [0u8; 4096];
+        let (n, _) = sock.recv_from(&mut buf)?;
+        let ok = buf[..n].starts_with(b"SIP/2.0 200");
+        let point = TimelinePoint {
+            t_s: 1.0,
+            joins: u64::from(ok),
+            ..TimelinePoint::default()
+        };
+        progress(&point);
+        Ok(RunStats {
+            scenario: "options".into(),
+            ues: 1,
+            duration_s: 1.0,
+            joins_ok: u64::from(ok),
+            joins_failed: u64::from(!ok),
+            join_ms: vec![1.0],
+            timeline: vec![point],
+            ..RunStats::default()
+        })
+    }
+
+    #[test]
+    fn lab_boots_runs_reports_and_tears_down() {
+        let out = tempfile::tempdir().unwrap();
+        let progress = Progress::quiet();
+        let o = lab(
+            &["news".into()],
+            out.path(),
+            &Thresholds::default(),
+            &progress,
+            options_runner,
+        )
+        .unwrap();
+        assert_eq!(o.summary.joins.ok, 1, "the AS answered OPTIONS 200");
+        assert!(o.summary.pass);
+        assert_eq!(progress.totals().joins, 1);
+        assert!(o.written.json.exists() && o.written.html.exists());
+    }
+
+    #[test]
+    fn a_failed_run_is_an_error_and_still_tears_down() {
+        let out = tempfile::tempdir().unwrap();
+        let r = lab(
+            &["news".into()],
+            out.path(),
+            &Thresholds::default(),
+            &Progress::quiet(),
+            |_, _| Err::<RunStats, _>("boom"),
+        );
+        assert!(matches!(r, Err(Error::Run(m)) if m == "boom"));
+        assert!(!out.path().join("report.json").exists());
+    }
+
+    #[test]
+    fn testbed_boots_and_cleans_up() {
+        let tb = Testbed::start(&["news".into(), "sport".into()]).unwrap();
+        assert!(tb.sip.ip().is_loopback());
+        assert_ne!(tb.sip.port(), 0);
+        let db = tb.dir().join("lab.db");
+        assert!(db.exists(), "SQLite file created");
+        let dir = tb.dir().to_owned();
+        tb.shutdown();
+        assert!(!dir.exists(), "temporary directory removed");
+    }
+}

@@ -1,0 +1,1154 @@
+//! The end-of-run report: `report.json` (summary figures, threshold checks and the raw
+//! [`RunStats`]) and `report.html` (one self-contained page: a summary table, the pass/fail
+//! checks and inline SVG plots drawn with `plotters`).
+//!
+//! [`Summary::new`] reduces a [`RunStats`] to the figures operators and CI look at
+//! (`joins.ok`, `zap_ms.p99`, `first_frame_ms.p50`, `gap_ms.max`, ...) and checks them
+//! against [`Thresholds`]; [`write`] puts both files in a directory. The plots: histogram and
+//! CDF of each latency (join, zap, first packet, first frame), joins/zaps/leaves per second
+//! and active sessions over time, and loss and longest gap per viewer (viewers ranked, worst
+//! first, so ten thousand viewers still make a readable curve).
+//!
+//! Nothing here reads the clock or the network: it is a pure function of the stats.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use plotters::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::stats::{percentile, RunStats};
+
+/// Errors writing the report.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file or the directory could not be written.
+    #[error("write {path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The stats could not be serialised.
+    #[error("JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A plot could not be drawn.
+    #[error("plot {0}: {1}")]
+    Plot(&'static str, String),
+}
+
+/// Limits that make a run fail (exit code non-zero). `None` means "not checked".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Thresholds {
+    /// Most failed joins (default 0).
+    pub max_failed_joins: Option<u64>,
+    /// Most failed zaps.
+    pub max_failed_zaps: Option<u64>,
+    /// Most failed registrations.
+    pub max_failed_registrations: Option<u64>,
+    /// Highest join p99 (INVITE -> 200 OK), ms.
+    pub join_ms_p99: Option<f64>,
+    /// Highest zap p99 (zap sent -> first decodable frame), ms.
+    pub zap_ms_p99: Option<f64>,
+    /// Highest first-frame p99 (join INVITE -> first key frame), ms.
+    pub first_frame_ms_p99: Option<f64>,
+    /// Highest longest gap of any viewer, ms.
+    pub gap_ms_max: Option<f64>,
+    /// Highest loss over all viewers, fraction of packets (0.01 = 1 %).
+    pub loss_ratio_max: Option<f64>,
+    /// Fewest successful zaps.
+    pub min_zaps_ok: Option<u64>,
+}
+
+impl From<&crate::scenario::Thresholds> for Thresholds {
+    /// The scenario's `[thresholds]` table. Unlike `Scenario::check`, a limit on a figure
+    /// that was never measured (no zap at all, say) fails here: the report never passes a
+    /// check it could not make.
+    fn from(t: &crate::scenario::Thresholds) -> Self {
+        Self {
+            max_failed_joins: t.max_joins_failed,
+            max_failed_zaps: t.max_zaps_failed,
+            max_failed_registrations: t.max_registrations_failed,
+            join_ms_p99: t.max_join_ms_p99,
+            zap_ms_p99: t.max_zap_ms_p99,
+            first_frame_ms_p99: t.max_first_frame_ms_p99,
+            gap_ms_max: t.max_gap_ms,
+            loss_ratio_max: None,
+            min_zaps_ok: t.min_zaps_ok,
+        }
+    }
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            max_failed_joins: Some(0),
+            max_failed_zaps: None,
+            max_failed_registrations: None,
+            join_ms_p99: None,
+            zap_ms_p99: None,
+            first_frame_ms_p99: None,
+            gap_ms_max: None,
+            loss_ratio_max: None,
+            min_zaps_ok: None,
+        }
+    }
+}
+
+/// Ok/failed counters of one kind of request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Succeeded.
+    pub ok: u64,
+    /// Failed.
+    pub failed: u64,
+}
+
+/// Summary of a set of samples (ms). Percentiles are nearest-rank ([`percentile`]); every
+/// figure is `null` in JSON when there is no sample.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Dist {
+    /// Number of samples.
+    pub count: usize,
+    /// Smallest.
+    pub min: Option<f64>,
+    /// Arithmetic mean.
+    pub mean: Option<f64>,
+    /// Median.
+    pub p50: Option<f64>,
+    /// 90th percentile.
+    pub p90: Option<f64>,
+    /// 99th percentile.
+    pub p99: Option<f64>,
+    /// Largest.
+    pub max: Option<f64>,
+}
+
+impl Dist {
+    /// Summarises `samples` (non-finite samples are ignored).
+    #[must_use]
+    pub fn of(samples: &[f64]) -> Self {
+        let v: Vec<f64> = samples.iter().copied().filter(|x| x.is_finite()).collect();
+        let n = v.len();
+        let mean = (n > 0).then(|| v.iter().sum::<f64>() / n as f64);
+        Self {
+            count: n,
+            min: v.iter().copied().reduce(f64::min),
+            mean,
+            p50: percentile(&v, 50.0),
+            p90: percentile(&v, 90.0),
+            p99: percentile(&v, 99.0),
+            max: v.iter().copied().reduce(f64::max),
+        }
+    }
+}
+
+/// Packet loss over all viewers.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Loss {
+    /// RTP packets received.
+    pub packets: u64,
+    /// Packets lost.
+    pub lost: u64,
+    /// `lost / (packets + lost)`, 0 when nothing was expected.
+    pub ratio: f64,
+    /// Viewers that lost at least one packet.
+    pub viewers_with_loss: usize,
+}
+
+/// Which side of its limit a checked value must stay on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Bound {
+    /// `value <= limit`.
+    Max,
+    /// `value >= limit`.
+    Min,
+}
+
+impl Bound {
+    /// `max` or `min`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Bound::Max => "max",
+            Bound::Min => "min",
+        }
+    }
+}
+
+/// One threshold check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    /// What is checked, e.g. `zap_ms.p99`.
+    pub name: String,
+    /// Upper or lower limit.
+    pub bound: Bound,
+    /// The limit (inclusive).
+    pub limit: f64,
+    /// The measured value; `None` when nothing was measured (counts as a failure).
+    pub value: Option<f64>,
+    /// The value is on the right side of the limit.
+    pub pass: bool,
+}
+
+/// The figures of `report.json` (the raw stats go beside them under `raw`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Scenario name.
+    pub scenario: String,
+    /// Simulated UEs.
+    pub ues: usize,
+    /// Run length, s.
+    pub duration_s: f64,
+    /// Joins.
+    pub joins: Counts,
+    /// Zaps.
+    pub zaps: Counts,
+    /// Registrations.
+    pub registrations: Counts,
+    /// INVITE -> 200 OK.
+    pub join_ms: Dist,
+    /// Zap -> first decodable frame of the new channel.
+    pub zap_ms: Dist,
+    /// Join -> first RTP packet.
+    pub first_packet_ms: Dist,
+    /// Join -> first decodable frame.
+    pub first_frame_ms: Dist,
+    /// Longest gap per viewer (so `gap_ms.max` is the worst viewer's).
+    pub gap_ms: Dist,
+    /// Jitter per viewer.
+    pub jitter_ms: Dist,
+    /// Loss over all viewers.
+    pub loss: Loss,
+    /// Viewers with media figures.
+    pub viewers: usize,
+    /// Peak of active sessions in the timeline.
+    pub active_max: u64,
+    /// Failures by reason.
+    pub failures: BTreeMap<String, u64>,
+    /// Threshold checks.
+    pub checks: Vec<Check>,
+    /// Every check passed.
+    pub pass: bool,
+}
+
+impl Summary {
+    /// Reduces `stats` and checks it against `thresholds`.
+    #[must_use]
+    pub fn new(stats: &RunStats, thresholds: &Thresholds) -> Self {
+        let gaps: Vec<f64> = stats.viewers.iter().map(|v| v.gap_ms_max).collect();
+        let jitter: Vec<f64> = stats.viewers.iter().map(|v| v.jitter_ms).collect();
+        let packets: u64 = stats.viewers.iter().map(|v| v.packets).sum();
+        let lost: u64 = stats.viewers.iter().map(|v| v.lost).sum();
+        let expected = packets + lost;
+        let loss = Loss {
+            packets,
+            lost,
+            ratio: if expected == 0 {
+                0.0
+            } else {
+                lost as f64 / expected as f64
+            },
+            viewers_with_loss: stats.viewers.iter().filter(|v| v.lost > 0).count(),
+        };
+        let mut s = Self {
+            scenario: stats.scenario.clone(),
+            ues: stats.ues,
+            duration_s: stats.duration_s,
+            joins: Counts {
+                ok: stats.joins_ok,
+                failed: stats.joins_failed,
+            },
+            zaps: Counts {
+                ok: stats.zaps_ok,
+                failed: stats.zaps_failed,
+            },
+            registrations: Counts {
+                ok: stats.registrations_ok,
+                failed: stats.registrations_failed,
+            },
+            join_ms: Dist::of(&stats.join_ms),
+            zap_ms: Dist::of(&stats.zap_ms),
+            first_packet_ms: Dist::of(&stats.first_packet_ms),
+            first_frame_ms: Dist::of(&stats.first_frame_ms),
+            gap_ms: Dist::of(&gaps),
+            jitter_ms: Dist::of(&jitter),
+            loss,
+            viewers: stats.viewers.len(),
+            active_max: stats.timeline.iter().map(|p| p.active).max().unwrap_or(0),
+            failures: stats.failures.clone(),
+            checks: Vec::new(),
+            pass: true,
+        };
+        s.checks = s.check(thresholds);
+        s.pass = s.checks.iter().all(|c| c.pass);
+        s
+    }
+
+    fn check(&self, t: &Thresholds) -> Vec<Check> {
+        let mut out = Vec::new();
+        let mut add_bound = |name: &str, bound: Bound, limit: Option<f64>, value: Option<f64>| {
+            if let Some(limit) = limit {
+                out.push(Check {
+                    name: name.into(),
+                    bound,
+                    limit,
+                    value,
+                    pass: value.is_some_and(|v| match bound {
+                        Bound::Max => v <= limit,
+                        Bound::Min => v >= limit,
+                    }),
+                });
+            }
+        };
+        let mut add = |name: &str, limit: Option<f64>, value: Option<f64>| {
+            add_bound(name, Bound::Max, limit, value);
+        };
+        let f = |n: u64| Some(n as f64);
+        add(
+            "joins.failed",
+            t.max_failed_joins.map(|n| n as f64),
+            f(self.joins.failed),
+        );
+        add(
+            "zaps.failed",
+            t.max_failed_zaps.map(|n| n as f64),
+            f(self.zaps.failed),
+        );
+        add(
+            "registrations.failed",
+            t.max_failed_registrations.map(|n| n as f64),
+            f(self.registrations.failed),
+        );
+        add("join_ms.p99", t.join_ms_p99, self.join_ms.p99);
+        add("zap_ms.p99", t.zap_ms_p99, self.zap_ms.p99);
+        add(
+            "first_frame_ms.p99",
+            t.first_frame_ms_p99,
+            self.first_frame_ms.p99,
+        );
+        add("gap_ms.max", t.gap_ms_max, self.gap_ms.max);
+        add_bound(
+            "loss.ratio",
+            Bound::Max,
+            t.loss_ratio_max,
+            Some(self.loss.ratio),
+        );
+        add_bound(
+            "zaps.ok",
+            Bound::Min,
+            t.min_zaps_ok.map(|n| n as f64),
+            Some(self.zaps.ok as f64),
+        );
+        out
+    }
+
+    /// A few lines for the terminal: joins, zap and first-frame p50/p99, loss, max gap, checks.
+    #[must_use]
+    pub fn text(&self) -> String {
+        let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.1} ms"));
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "scenario {}: {} UEs, {:.1} s",
+            self.scenario, self.ues, self.duration_s
+        );
+        let _ = writeln!(
+            s,
+            "  joins {} ok / {} failed; zaps {} ok / {} failed; registrations {} ok / {} failed",
+            self.joins.ok,
+            self.joins.failed,
+            self.zaps.ok,
+            self.zaps.failed,
+            self.registrations.ok,
+            self.registrations.failed
+        );
+        for (name, d) in [
+            ("join", &self.join_ms),
+            ("zap", &self.zap_ms),
+            ("first packet", &self.first_packet_ms),
+            ("first frame", &self.first_frame_ms),
+        ] {
+            let _ = writeln!(
+                s,
+                "  {name:<12} p50 {:>10}  p99 {:>10}  max {:>10}  (n={})",
+                ms(d.p50),
+                ms(d.p99),
+                ms(d.max),
+                d.count
+            );
+        }
+        let _ = writeln!(
+            s,
+            "  loss {} of {} packets ({:.3} %), {} viewers with loss; max gap {}",
+            self.loss.lost,
+            self.loss.packets + self.loss.lost,
+            self.loss.ratio * 100.0,
+            self.loss.viewers_with_loss,
+            ms(self.gap_ms.max)
+        );
+        if !self.failures.is_empty() {
+            let f: Vec<String> = self
+                .failures
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect();
+            let _ = writeln!(s, "  failures: {}", f.join(", "));
+        }
+        for c in &self.checks {
+            let _ = writeln!(
+                s,
+                "  [{}] {} = {} ({} {})",
+                if c.pass { "pass" } else { "FAIL" },
+                c.name,
+                c.value.map_or_else(|| "none".into(), |v| format!("{v:.3}")),
+                c.bound.as_str(),
+                c.limit
+            );
+        }
+        let _ = write!(s, "  result: {}", if self.pass { "PASS" } else { "FAIL" });
+        s
+    }
+}
+
+/// `report.json`: the summary's fields at the top level plus `raw` (the whole [`RunStats`]).
+pub fn json(stats: &RunStats, summary: &Summary) -> Result<serde_json::Value, Error> {
+    let mut v = serde_json::to_value(summary)?;
+    if let serde_json::Value::Object(m) = &mut v {
+        m.insert("raw".into(), serde_json::to_value(stats)?);
+    }
+    Ok(v)
+}
+
+/// Where [`write`] put the files.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// `DIR/report.json`.
+    pub json: PathBuf,
+    /// `DIR/report.html`.
+    pub html: PathBuf,
+}
+
+/// Writes `report.json` and `report.html` into `dir` (created if missing).
+pub fn write(dir: &Path, stats: &RunStats, summary: &Summary) -> Result<Written, Error> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| Error::Io { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let json_path = dir.join("report.json");
+    let text = serde_json::to_string_pretty(&json(stats, summary)?)?;
+    std::fs::write(&json_path, text).map_err(io(&json_path))?;
+    let html_path = dir.join("report.html");
+    std::fs::write(&html_path, html(stats, summary)?).map_err(io(&html_path))?;
+    Ok(Written {
+        json: json_path,
+        html: html_path,
+    })
+}
+
+const W: u32 = 560;
+const H: u32 = 320;
+
+/// The self-contained HTML page (inline SVG, no script, no external resource).
+pub fn html(stats: &RunStats, summary: &Summary) -> Result<String, Error> {
+    let mut p = String::with_capacity(64 * 1024);
+    let title = format!("ue-sim report: {}", esc(&summary.scenario));
+    let _ = write!(
+        p,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\
+         <style>body{{font-family:sans-serif;margin:1.5em;color:#222}}\
+         table{{border-collapse:collapse;margin:.5em 0}}td,th{{border:1px solid #bbb;padding:3px 8px;text-align:right}}\
+         th{{background:#eee}}td:first-child,th:first-child{{text-align:left}}\
+         .pass{{color:#070;font-weight:bold}}.fail{{color:#b00;font-weight:bold}}\
+         .plots{{display:flex;flex-wrap:wrap;gap:8px}}.plots figure{{margin:0}}\
+         figcaption{{font-size:90%;color:#555}}</style></head><body>\n<h1>{title}</h1>\n"
+    );
+    let verdict = if summary.pass {
+        "<span class=\"pass\">PASS</span>"
+    } else {
+        "<span class=\"fail\">FAIL</span>"
+    };
+    let _ = writeln!(
+        p,
+        "<p>{} UEs, {:.1} s, {} viewers with media, peak {} active sessions. Result: {verdict}</p>",
+        summary.ues, summary.duration_s, summary.viewers, summary.active_max
+    );
+    summary_tables(&mut p, summary);
+
+    p.push_str("<h2>Latency</h2>\n<div class=\"plots\">\n");
+    for (name, what, samples) in [
+        ("join_ms", "INVITE to 200 OK", &stats.join_ms),
+        ("zap_ms", "zap to first decodable frame", &stats.zap_ms),
+        (
+            "first_frame_ms",
+            "join to first decodable frame",
+            &stats.first_frame_ms,
+        ),
+        (
+            "first_packet_ms",
+            "join to first RTP packet",
+            &stats.first_packet_ms,
+        ),
+    ] {
+        figure(
+            &mut p,
+            &format!("{name}: histogram ({what})"),
+            histogram_svg(name, samples)?,
+        );
+        figure(
+            &mut p,
+            &format!("{name}: CDF ({what})"),
+            cdf_svg(name, samples)?,
+        );
+    }
+    p.push_str("</div>\n<h2>Over time</h2>\n<div class=\"plots\">\n");
+    figure(
+        &mut p,
+        "joins, zaps and leaves per second",
+        timeline_rates_svg(stats)?,
+    );
+    figure(&mut p, "active sessions", timeline_active_svg(stats)?);
+    p.push_str("</div>\n<h2>Per viewer</h2>\n<div class=\"plots\">\n");
+    let mut gaps: Vec<f64> = stats.viewers.iter().map(|v| v.gap_ms_max).collect();
+    let mut loss: Vec<f64> = stats
+        .viewers
+        .iter()
+        .map(|v| {
+            let e = v.packets + v.lost;
+            if e == 0 {
+                0.0
+            } else {
+                100.0 * v.lost as f64 / e as f64
+            }
+        })
+        .collect();
+    figure(
+        &mut p,
+        "longest gap per viewer, ms (viewers ranked, worst first)",
+        ranked_svg("gap_ms_max", "ms", &mut gaps)?,
+    );
+    figure(
+        &mut p,
+        "loss per viewer, % of packets (viewers ranked, worst first)",
+        ranked_svg("loss", "%", &mut loss)?,
+    );
+    p.push_str("</div>\n");
+    worst_viewers(&mut p, stats);
+    p.push_str(
+        "<p>Raw figures: <code>report.json</code> (key <code>raw</code>).</p>\n</body></html>\n",
+    );
+    Ok(p)
+}
+
+fn summary_tables(p: &mut String, s: &Summary) {
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.1}"));
+    p.push_str("<h2>Summary</h2>\n<table><tr><th>requests</th><th>ok</th><th>failed</th></tr>\n");
+    for (n, c) in [
+        ("joins", s.joins),
+        ("zaps", s.zaps),
+        ("registrations", s.registrations),
+    ] {
+        let _ = writeln!(
+            p,
+            "<tr><td>{n}</td><td>{}</td><td>{}</td></tr>",
+            c.ok, c.failed
+        );
+    }
+    p.push_str("</table>\n<table><tr><th>ms</th><th>n</th><th>min</th><th>mean</th><th>p50</th><th>p90</th><th>p99</th><th>max</th></tr>\n");
+    for (n, d) in [
+        ("join", &s.join_ms),
+        ("zap (to first frame)", &s.zap_ms),
+        ("first packet", &s.first_packet_ms),
+        ("first frame", &s.first_frame_ms),
+        ("longest gap per viewer", &s.gap_ms),
+        ("jitter per viewer", &s.jitter_ms),
+    ] {
+        let _ = writeln!(
+            p,
+            "<tr><td>{n}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            d.count,
+            ms(d.min),
+            ms(d.mean),
+            ms(d.p50),
+            ms(d.p90),
+            ms(d.p99),
+            ms(d.max)
+        );
+    }
+    let _ = writeln!(
+        p,
+        "</table>\n<p>Loss: {} of {} packets ({:.3} %), {} viewers with loss.</p>",
+        s.loss.lost,
+        s.loss.packets + s.loss.lost,
+        s.loss.ratio * 100.0,
+        s.loss.viewers_with_loss
+    );
+    if !s.failures.is_empty() {
+        p.push_str("<table><tr><th>failure</th><th>count</th></tr>\n");
+        for (k, v) in &s.failures {
+            let _ = writeln!(p, "<tr><td>{}</td><td>{v}</td></tr>", esc(k));
+        }
+        p.push_str("</table>\n");
+    }
+    p.push_str("<h2>Thresholds</h2>\n");
+    if s.checks.is_empty() {
+        p.push_str("<p>No threshold set.</p>\n");
+    } else {
+        p.push_str("<table><tr><th>check</th><th>value</th><th>limit</th><th>result</th></tr>\n");
+        for c in &s.checks {
+            let _ = writeln!(
+                p,
+                "<tr><td>{}</td><td>{}</td><td>{} {}</td><td class=\"{}\">{}</td></tr>",
+                esc(&c.name),
+                c.value.map_or_else(|| "none".into(), |v| format!("{v:.3}")),
+                c.bound.as_str(),
+                c.limit,
+                if c.pass { "pass" } else { "fail" },
+                if c.pass { "pass" } else { "FAIL" }
+            );
+        }
+        p.push_str("</table>\n");
+    }
+}
+
+fn worst_viewers(p: &mut String, stats: &RunStats) {
+    if stats.viewers.is_empty() {
+        return;
+    }
+    let mut v: Vec<_> = stats.viewers.iter().collect();
+    v.sort_by(|a, b| b.gap_ms_max.total_cmp(&a.gap_ms_max));
+    p.push_str("<h3>Worst viewers by longest gap</h3>\n<table><tr><th>UE</th><th>packets</th><th>lost</th><th>jitter ms</th><th>longest gap ms</th></tr>\n");
+    for x in v.iter().take(10) {
+        let _ = writeln!(
+            p,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.1}</td></tr>",
+            x.ue, x.packets, x.lost, x.jitter_ms, x.gap_ms_max
+        );
+    }
+    p.push_str("</table>\n");
+}
+
+fn figure(p: &mut String, caption: &str, svg: String) {
+    let _ = writeln!(
+        p,
+        "<figure>{svg}<figcaption>{}</figcaption></figure>",
+        esc(caption)
+    );
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn plot_err<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> Error {
+    move |e| Error::Plot(what, e.to_string())
+}
+
+/// An SVG saying there is nothing to plot.
+fn empty_svg(what: &'static str, title: &str) -> Result<String, Error> {
+    let mut buf = String::new();
+    {
+        let root = SVGBackend::with_string(&mut buf, (W, H)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err(what))?;
+        root.draw(&Text::new(
+            format!("{title}: no samples"),
+            (20, (H / 2) as i32),
+            ("sans-serif", 16).into_font(),
+        ))
+        .map_err(plot_err(what))?;
+        root.present().map_err(plot_err(what))?;
+    }
+    Ok(buf)
+}
+
+/// Upper end of an axis: a little above `max`, never zero-width.
+fn upper(max: f64) -> f64 {
+    if max.is_finite() && max > 0.0 {
+        max * 1.05
+    } else {
+        1.0
+    }
+}
+
+fn finite_sorted(samples: &[f64]) -> Vec<f64> {
+    let mut v: Vec<f64> = samples.iter().copied().filter(|x| x.is_finite()).collect();
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+/// Histogram with up to 40 equal bins from 0 to the largest sample.
+fn histogram_svg(what: &'static str, samples: &[f64]) -> Result<String, Error> {
+    let v = finite_sorted(samples);
+    let Some(&max) = v.last() else {
+        return empty_svg(what, what);
+    };
+    // Outliers (beyond twice the p99) would squash the body into one bar: they are left out
+    // of the bins and counted in the caption; the CDF beside shows them.
+    let p99 = percentile(&v, 99.0).unwrap_or(max);
+    let hi = if max > 2.0 * p99 && p99 > 0.0 {
+        upper(2.0 * p99)
+    } else {
+        upper(max)
+    };
+    let lo = v.first().copied().unwrap_or(0.0).min(0.0);
+    let bins = 40usize;
+    let width = (hi - lo) / bins as f64;
+    let mut counts = vec![0u64; bins];
+    let mut beyond = 0usize;
+    for x in &v {
+        if *x > hi {
+            beyond += 1;
+            continue;
+        }
+        let i = (((x - lo) / width) as usize).min(bins - 1);
+        counts[i] += 1;
+    }
+    let top = counts.iter().copied().max().unwrap_or(1).max(1) as f64 * 1.1;
+    let caption = if beyond > 0 {
+        format!(
+            "{what} histogram (n={}, {beyond} above {hi:.0} ms not shown)",
+            v.len()
+        )
+    } else {
+        format!("{what} histogram (n={})", v.len())
+    };
+    let mut buf = String::new();
+    {
+        let root = SVGBackend::with_string(&mut buf, (W, H)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err(what))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(caption, ("sans-serif", 16))
+            .margin(8)
+            .x_label_area_size(36)
+            .y_label_area_size(50)
+            .build_cartesian_2d(lo..hi, 0.0..top)
+            .map_err(plot_err(what))?;
+        chart
+            .configure_mesh()
+            .x_desc("ms")
+            .y_desc("samples")
+            .draw()
+            .map_err(plot_err(what))?;
+        chart
+            .draw_series(
+                counts
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| **c > 0)
+                    .map(|(i, c)| {
+                        let x0 = lo + i as f64 * width;
+                        Rectangle::new([(x0, 0.0), (x0 + width, *c as f64)], BLUE.mix(0.6).filled())
+                    }),
+            )
+            .map_err(plot_err(what))?;
+        root.present().map_err(plot_err(what))?;
+    }
+    Ok(buf)
+}
+
+/// Empirical CDF (at most ~1000 points), with the p50 and p99 marked.
+fn cdf_svg(what: &'static str, samples: &[f64]) -> Result<String, Error> {
+    let v = finite_sorted(samples);
+    let Some(&max) = v.last() else {
+        return empty_svg(what, what);
+    };
+    let n = v.len();
+    let step = n.div_ceil(1000).max(1);
+    let mut pts: Vec<(f64, f64)> = vec![(v[0].min(0.0), 0.0)];
+    for i in (0..n).step_by(step).chain(std::iter::once(n - 1)) {
+        pts.push((v[i], (i + 1) as f64 / n as f64));
+    }
+    let lo = v[0].min(0.0);
+    let mut buf = String::new();
+    {
+        let root = SVGBackend::with_string(&mut buf, (W, H)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err(what))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(format!("{what} CDF (n={n})"), ("sans-serif", 16))
+            .margin(8)
+            .x_label_area_size(36)
+            .y_label_area_size(50)
+            .build_cartesian_2d(lo..upper(max), 0.0..1.0)
+            .map_err(plot_err(what))?;
+        chart
+            .configure_mesh()
+            .x_desc("ms")
+            .y_desc("fraction")
+            .draw()
+            .map_err(plot_err(what))?;
+        chart
+            .draw_series(LineSeries::new(pts, RED.stroke_width(2)))
+            .map_err(plot_err(what))?;
+        for (p, color) in [(50.0, GREEN), (99.0, MAGENTA)] {
+            if let Some(x) = percentile(&v, p) {
+                chart
+                    .draw_series(LineSeries::new(
+                        [(x, 0.0), (x, 1.0)],
+                        color.mix(0.7).stroke_width(1),
+                    ))
+                    .map_err(plot_err(what))?
+                    .label(format!("p{p} = {x:.1} ms"))
+                    .legend(move |(x, y)| {
+                        PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2))
+                    });
+            }
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(plot_err(what))?;
+        root.present().map_err(plot_err(what))?;
+    }
+    Ok(buf)
+}
+
+fn timeline_rates_svg(stats: &RunStats) -> Result<String, Error> {
+    const WHAT: &str = "timeline";
+    let t = &stats.timeline;
+    if t.is_empty() {
+        return empty_svg(WHAT, "timeline");
+    }
+    let t_max = upper(t.iter().map(|p| p.t_s).fold(0.0, f64::max));
+    let y_max = upper(
+        t.iter()
+            .map(|p| p.joins.max(p.zaps).max(p.leaves) as f64)
+            .fold(0.0, f64::max),
+    ) * 1.25; // room for the legend
+    let mut buf = String::new();
+    {
+        let root = SVGBackend::with_string(&mut buf, (W, H)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err(WHAT))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("joins, zaps, leaves per second", ("sans-serif", 16))
+            .margin(8)
+            .x_label_area_size(36)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0.0..t_max, 0.0..y_max)
+            .map_err(plot_err(WHAT))?;
+        chart
+            .configure_mesh()
+            .x_desc("s")
+            .y_desc("per second")
+            .draw()
+            .map_err(plot_err(WHAT))?;
+        type Get = fn(&crate::stats::TimelinePoint) -> u64;
+        let series: [(&str, RGBColor, Get); 3] = [
+            ("joins", BLUE, |p| p.joins),
+            ("zaps", RED, |p| p.zaps),
+            ("leaves", GREEN, |p| p.leaves),
+        ];
+        for (name, color, get) in series {
+            chart
+                .draw_series(LineSeries::new(
+                    t.iter().map(|p| (p.t_s, get(p) as f64)),
+                    color.stroke_width(2),
+                ))
+                .map_err(plot_err(WHAT))?
+                .label(name)
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(plot_err(WHAT))?;
+        root.present().map_err(plot_err(WHAT))?;
+    }
+    Ok(buf)
+}
+
+fn timeline_active_svg(stats: &RunStats) -> Result<String, Error> {
+    const WHAT: &str = "active";
+    let t = &stats.timeline;
+    if t.is_empty() {
+        return empty_svg(WHAT, "active sessions");
+    }
+    let t_max = upper(t.iter().map(|p| p.t_s).fold(0.0, f64::max));
+    let y_max = upper(t.iter().map(|p| p.active as f64).fold(0.0, f64::max));
+    let mut buf = String::new();
+    {
+        let root = SVGBackend::with_string(&mut buf, (W, H)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err(WHAT))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("active sessions", ("sans-serif", 16))
+            .margin(8)
+            .x_label_area_size(36)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0.0..t_max, 0.0..y_max)
+            .map_err(plot_err(WHAT))?;
+        chart
+            .configure_mesh()
+            .x_desc("s")
+            .y_desc("sessions")
+            .draw()
+            .map_err(plot_err(WHAT))?;
+        chart
+            .draw_series(AreaSeries::new(
+                t.iter().map(|p| (p.t_s, p.active as f64)),
+                0.0,
+                BLUE.mix(0.25),
+            ))
+            .map_err(plot_err(WHAT))?;
+        chart
+            .draw_series(LineSeries::new(
+                t.iter().map(|p| (p.t_s, p.active as f64)),
+                BLUE.stroke_width(2),
+            ))
+            .map_err(plot_err(WHAT))?;
+        root.present().map_err(plot_err(WHAT))?;
+    }
+    Ok(buf)
+}
+
+/// Per-viewer values ranked worst first (x: rank, y: value), at most ~1000 points.
+fn ranked_svg(what: &'static str, unit: &str, values: &mut [f64]) -> Result<String, Error> {
+    values.sort_by(|a, b| b.total_cmp(a));
+    let v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return empty_svg(what, what);
+    }
+    let n = v.len();
+    let step = n.div_ceil(1000).max(1);
+    let pts: Vec<(f64, f64)> = (0..n)
+        .step_by(step)
+        .chain(std::iter::once(n - 1))
+        .map(|i| (i as f64 + 1.0, v[i]))
+        .collect();
+    let mut buf = String::new();
+    {
+        let root = SVGBackend::with_string(&mut buf, (W, H)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err(what))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!("{what} per viewer ({n} viewers)"),
+                ("sans-serif", 16),
+            )
+            .margin(8)
+            .x_label_area_size(36)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0.0..(n as f64 + 1.0), 0.0..upper(v[0]))
+            .map_err(plot_err(what))?;
+        chart
+            .configure_mesh()
+            .x_desc("viewer rank")
+            .y_desc(unit)
+            .draw()
+            .map_err(plot_err(what))?;
+        if n <= 200 {
+            chart
+                .draw_series(pts.iter().map(|&(x, y)| {
+                    Rectangle::new([(x - 0.4, 0.0), (x + 0.4, y)], BLUE.mix(0.6).filled())
+                }))
+                .map_err(plot_err(what))?;
+        } else {
+            chart
+                .draw_series(AreaSeries::new(pts, 0.0, BLUE.mix(0.3)).border_style(BLUE))
+                .map_err(plot_err(what))?;
+        }
+        root.present().map_err(plot_err(what))?;
+    }
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::{TimelinePoint, ViewerStats};
+
+    fn synthetic() -> RunStats {
+        let mut s = RunStats {
+            scenario: "synthetic".into(),
+            ues: 100,
+            duration_s: 30.0,
+            joins_ok: 100,
+            joins_failed: 2,
+            zaps_ok: 50,
+            zaps_failed: 1,
+            registrations_ok: 100,
+            registrations_failed: 0,
+            // 1..=100 ms: nearest-rank p50 = 50, p90 = 90, p99 = 99.
+            join_ms: (1..=100).map(f64::from).collect(),
+            zap_ms: (1..=100).rev().map(|x| f64::from(x) * 2.0).collect(),
+            first_packet_ms: vec![3.0, 1.0, 2.0],
+            first_frame_ms: (1..=200).map(|x| f64::from(x) / 2.0).collect(),
+            viewers: (0..100)
+                .map(|i| ViewerStats {
+                    ue: i,
+                    packets: 1000,
+                    lost: u64::from(i == 7) * 10,
+                    jitter_ms: 0.5,
+                    gap_ms_max: if i == 42 { 1234.5 } else { 40.0 },
+                })
+                .collect(),
+            timeline: (1u32..=30)
+                .map(|t| TimelinePoint {
+                    t_s: f64::from(t),
+                    joins: if t <= 10 { 10 } else { 0 },
+                    zaps: if t > 10 { 2 } else { 0 },
+                    leaves: if t > 25 { 20 } else { 0 },
+                    active: (u64::from(t.min(10)) * 10).saturating_sub(if t > 25 {
+                        u64::from(t - 25) * 20
+                    } else {
+                        0
+                    }),
+                })
+                .collect(),
+            ..RunStats::default()
+        };
+        s.failures.insert("503".into(), 2);
+        s.failures.insert("timeout".into(), 1);
+        s
+    }
+
+    #[test]
+    fn json_has_the_issue_keys_and_right_percentiles() {
+        let stats = synthetic();
+        let sum = Summary::new(&stats, &Thresholds::default());
+        let j = json(&stats, &sum).unwrap();
+        assert_eq!(j["joins"]["ok"], 100);
+        assert_eq!(j["joins"]["failed"], 2);
+        assert_eq!(j["ues"], 100);
+        assert_eq!(j["duration_s"], 30.0);
+        assert_eq!(j["join_ms"]["p50"], 50.0);
+        assert_eq!(j["join_ms"]["p90"], 90.0);
+        assert_eq!(j["join_ms"]["p99"], 99.0);
+        assert_eq!(j["join_ms"]["count"], 100);
+        assert_eq!(j["zap_ms"]["p50"], 100.0);
+        assert_eq!(j["zap_ms"]["p99"], 198.0);
+        assert_eq!(j["zap_ms"]["max"], 200.0);
+        assert_eq!(j["first_frame_ms"]["p50"], 50.0);
+        assert_eq!(j["first_frame_ms"]["p99"], 99.0);
+        assert_eq!(j["first_packet_ms"]["p50"], 2.0);
+        assert_eq!(j["gap_ms"]["max"], 1234.5);
+        assert_eq!(j["loss"]["lost"], 10);
+        assert_eq!(j["loss"]["viewers_with_loss"], 1);
+        assert_eq!(j["active_max"], 100);
+        assert_eq!(j["failures"]["503"], 2);
+        // The raw stats ride along.
+        assert_eq!(j["raw"]["join_ms"].as_array().unwrap().len(), 100);
+        assert_eq!(j["raw"]["viewers"][42]["gap_ms_max"], 1234.5);
+        // Default thresholds: no failed join; two failed, so the run fails.
+        assert_eq!(j["pass"], false);
+        assert_eq!(j["checks"][0]["name"], "joins.failed");
+        assert_eq!(j["checks"][0]["pass"], false);
+    }
+
+    #[test]
+    fn empty_samples_are_null_not_zero() {
+        let stats = RunStats::default();
+        let sum = Summary::new(&stats, &Thresholds::default());
+        let j = json(&stats, &sum).unwrap();
+        assert!(j["zap_ms"]["p50"].is_null());
+        assert_eq!(j["zap_ms"]["count"], 0);
+        assert_eq!(j["pass"], true);
+        // Pages for an empty run still render.
+        let page = html(&stats, &sum).unwrap();
+        assert!(page.contains("no samples"));
+    }
+
+    #[test]
+    fn thresholds_pass_and_fail() {
+        let mut stats = synthetic();
+        stats.joins_failed = 0;
+        let t = Thresholds {
+            zap_ms_p99: Some(198.0),
+            first_frame_ms_p99: Some(50.0),
+            gap_ms_max: Some(2000.0),
+            loss_ratio_max: Some(0.001),
+            ..Thresholds::default()
+        };
+        let sum = Summary::new(&stats, &t);
+        let by = |n: &str| sum.checks.iter().find(|c| c.name == n).unwrap().pass;
+        assert!(by("joins.failed"));
+        assert!(by("zap_ms.p99"), "limit is inclusive");
+        assert!(!by("first_frame_ms.p99"));
+        assert!(by("gap_ms.max"));
+        assert!(by("loss.ratio"), "10 of 100010 is under 0.1 %");
+        assert!(!sum.pass);
+        assert!(sum.text().contains("[FAIL] first_frame_ms.p99"));
+        let at_least = Thresholds {
+            min_zaps_ok: Some(51),
+            ..Thresholds::default()
+        };
+        let sum = Summary::new(&stats, &at_least);
+        let c = sum.checks.iter().find(|c| c.name == "zaps.ok").unwrap();
+        assert_eq!((c.bound, c.value, c.pass), (Bound::Min, Some(50.0), false));
+        // A limit on something never measured fails.
+        let sum = Summary::new(&RunStats::default(), &t);
+        assert!(
+            !sum.checks
+                .iter()
+                .find(|c| c.name == "zap_ms.p99")
+                .unwrap()
+                .pass
+        );
+    }
+
+    #[test]
+    fn html_is_self_contained_with_the_plots() {
+        let stats = synthetic();
+        let sum = Summary::new(&stats, &Thresholds::default());
+        let page = html(&stats, &sum).unwrap();
+        assert!(page.starts_with("<!DOCTYPE html>"));
+        // 4 latencies x (histogram + CDF) + 2 timeline + 2 per-viewer.
+        assert_eq!(page.matches("<svg").count(), 12);
+        assert_eq!(page.matches("</svg>").count(), 12);
+        for needle in [
+            "join_ms histogram (n=100)",
+            "first_packet_ms histogram (n=3)",
+            "zap_ms CDF (n=100)",
+            "first_frame_ms CDF (n=200)",
+            "joins, zaps, leaves per second",
+            "active sessions",
+            "gap_ms_max per viewer (100 viewers)",
+            "<td>joins</td><td>100</td><td>2</td>",
+            "class=\"fail\">FAIL",
+            "1234.5",
+        ] {
+            assert!(page.contains(needle), "missing {needle:?}");
+        }
+        assert!(!page.contains("<script"), "no script");
+        // plotters writes the SVG namespaces; nothing else points outside the page.
+        let stripped = page
+            .replace("http://www.w3.org/2000/svg", "")
+            .replace("http://www.w3.org/1999/xlink", "");
+        assert!(!stripped.contains("http"), "no external resource");
+    }
+
+    #[test]
+    fn histogram_leaves_outliers_to_the_cdf() {
+        let mut samples: Vec<f64> = (1..=100).map(f64::from).collect();
+        samples.push(10_000.0);
+        let svg = histogram_svg("join_ms", &samples).unwrap();
+        assert!(svg.contains("(n=101, 1 above 210 ms not shown)"), "{svg}");
+        let svg = histogram_svg("join_ms", &samples[..100]).unwrap();
+        assert!(svg.contains("join_ms histogram (n=100)"));
+    }
+
+    #[test]
+    fn write_puts_both_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let stats = synthetic();
+        let sum = Summary::new(&stats, &Thresholds::default());
+        let w = write(&dir.path().join("out"), &stats, &sum).unwrap();
+        let j: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&w.json).unwrap()).unwrap();
+        assert_eq!(j["zap_ms"]["p99"], 198.0);
+        assert!(std::fs::read_to_string(&w.html).unwrap().contains("<svg"));
+    }
+}

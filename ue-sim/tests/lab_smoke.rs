@@ -1,0 +1,101 @@
+//! CI test of the lab: `ue-sim lab scenarios/smoke.toml --out TMP` (the real binary: AS,
+//! relay, test patterns and UEs in one process on loopback, about 15 s) must exit 0 and write
+//! a report whose numbers add up. Numbers, not timings: no latency is asserted.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Upper bound for the whole lab run (the scenario lasts 15 s plus a few for the BYEs); past
+/// it the child is killed by its PID and the test fails.
+const LIMIT: Duration = Duration::from_secs(120);
+
+#[test]
+fn lab_smoke_scenario_reports_every_join() {
+    let out = tempfile::tempdir().unwrap();
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/smoke.toml");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ue-sim"))
+        .arg("lab")
+        .arg(&scenario)
+        .arg("--out")
+        .arg(out.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Drain the pipes on threads so the child never blocks on a full pipe.
+    let mut so = child.stdout.take().unwrap();
+    let mut se = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = so.read_to_string(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = se.read_to_string(&mut s);
+        s
+    });
+    let step = Duration::from_millis(100);
+    let mut waited = Duration::ZERO;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break Some(st);
+        }
+        if waited >= LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(step);
+        waited += step;
+    };
+    let stdout = t_out.join().unwrap();
+    let stderr = t_err.join().unwrap();
+    let status = status.unwrap_or_else(|| panic!("lab ran past {LIMIT:?}; stderr:\n{stderr}"));
+    assert!(
+        status.success(),
+        "exit {status}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stdout.contains("result: PASS"), "{stdout}");
+    assert!(stdout.contains("report.html"), "{stdout}");
+    // Progress lines (stderr is a pipe here, so plain lines, not a bar).
+    assert!(stderr.contains("ue-sim: done t="), "{stderr}");
+
+    let json_path = out.path().join("report.json");
+    let html_path = out.path().join("report.html");
+    assert!(json_path.is_file() && html_path.is_file());
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let ues = j["ues"].as_u64().unwrap();
+    assert_eq!(ues, 20, "smoke.toml has 20 UEs");
+    assert_eq!(j["joins"]["failed"], 0);
+    assert_eq!(j["joins"]["ok"].as_u64(), Some(ues));
+    assert_eq!(j["pass"], true);
+    assert!(j["zaps"]["ok"].as_u64().unwrap() >= 1, "the smoke run zaps");
+    // Every viewer took media and every figure was measured (loss is not asserted: a busy
+    // shared machine may drop a datagram on loopback).
+    assert_eq!(j["viewers"].as_u64(), Some(ues));
+    assert_eq!(j["first_frame_ms"]["count"].as_u64(), Some(ues));
+    for key in [
+        "/zap_ms/p50",
+        "/zap_ms/p99",
+        "/first_frame_ms/p50",
+        "/first_frame_ms/p99",
+        "/gap_ms/max",
+        "/duration_s",
+    ] {
+        assert!(
+            j.pointer(key).is_some_and(serde_json::Value::is_number),
+            "{key}"
+        );
+    }
+    assert!(j["raw"]["viewers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|v| v["packets"].as_u64().unwrap() > 0));
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    assert_eq!(html.matches("<svg").count(), 12);
+}
