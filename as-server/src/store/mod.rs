@@ -26,6 +26,12 @@
 //! `UPDATE ... RETURNING` (PostgreSQL, SQLite 3.35+); only their error paths read again to
 //! tell `NotFound` from `Ended`.
 //!
+//! Channel cache (SQLite only): a SQLite file belongs to one AS process, so every change
+//! to its channels goes through this [`Store`], which keeps the rows it has read or written
+//! in memory and answers [`Store::get_channel`] (one per join) from there. Writes drop the
+//! cached row; a generation counter keeps a read that raced a write from caching the old
+//! row. On PostgreSQL (a catalogue shared by several AS instances) every read goes to SQL.
+//!
 //! Errors are [`Error`]: `Duplicate` and `NotFound` / `Ended` for the caller's mistakes,
 //! `InvalidData` for rows this version cannot read, `Db` / `Migrate` for the database.
 
@@ -271,6 +277,15 @@ fn session_from_row(row: &AnyRow) -> Result<Session, Error> {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Channel rows by id, SQLite only (see the module docs).
+    channels: Option<std::sync::Arc<std::sync::Mutex<ChannelCache>>>,
+}
+
+/// Channel rows known to be current, and a counter bumped by every channel write.
+#[derive(Debug, Default)]
+struct ChannelCache {
+    rows: std::collections::HashMap<String, Channel>,
+    generation: u64,
 }
 
 impl Store {
@@ -332,12 +347,32 @@ impl Store {
             .await?
             .run(&pool)
             .await?;
-        Ok(Self { pool, backend })
+        let channels = (backend == Backend::Sqlite).then(Default::default);
+        Ok(Self {
+            pool,
+            backend,
+            channels,
+        })
     }
 
     /// Which database this is.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    fn cache(&self) -> Option<std::sync::MutexGuard<'_, ChannelCache>> {
+        self.channels
+            .as_ref()
+            .map(|c| c.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// A channel write is under way or done: forget the row, and keep reads that started
+    /// before it from caching what they saw.
+    fn forget_channel(&self, id: &str) {
+        if let Some(mut c) = self.cache() {
+            c.rows.remove(id);
+            c.generation += 1;
+        }
     }
 
     /// Closes the pool (waits for connections to be returned).
@@ -360,6 +395,7 @@ impl Store {
         .bind(ch.relay.as_deref())
         .execute(&self.pool)
         .await;
+        self.forget_channel(&ch.id);
         match r {
             Ok(_) => Ok(()),
             Err(e) if is_unique_violation(&e) => {
@@ -371,13 +407,26 @@ impl Store {
 
     /// Reads one channel.
     pub async fn get_channel(&self, id: &str) -> Result<Channel, Error> {
+        let generation = match self.cache() {
+            Some(c) => match c.rows.get(id) {
+                Some(ch) => return Ok(ch.clone()),
+                None => Some(c.generation),
+            },
+            None => None,
+        };
         let sql = format!("SELECT {CHANNEL_COLS} FROM channels WHERE id = $1");
         let row = sqlx::query(&sql)
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| Error::NotFound(format!("channel {id}")))?;
-        channel_from_row(&row)
+        let ch = channel_from_row(&row)?;
+        if let (Some(mut c), Some(g)) = (self.cache(), generation) {
+            if c.generation == g {
+                c.rows.insert(ch.id.clone(), ch.clone());
+            }
+        }
+        Ok(ch)
     }
 
     /// All channels, oldest first.
@@ -394,12 +443,15 @@ impl Store {
         ingest_addr: Option<SocketAddr>,
         relay: Option<&str>,
     ) -> Result<(), Error> {
+        self.forget_channel(id);
         let r = sqlx::query("UPDATE channels SET ingest_addr = $1, relay = $2 WHERE id = $3")
             .bind(ingest_addr.map(|a| a.to_string()))
             .bind(relay)
             .bind(id)
             .execute(&self.pool)
-            .await?;
+            .await;
+        self.forget_channel(id);
+        let r = r?;
         if r.rows_affected() == 0 {
             return Err(Error::NotFound(format!("channel {id}")));
         }
@@ -408,10 +460,13 @@ impl Store {
 
     /// Removes a channel. Its sessions stay (history for accounting).
     pub async fn delete_channel(&self, id: &str) -> Result<(), Error> {
+        self.forget_channel(id);
         let r = sqlx::query("DELETE FROM channels WHERE id = $1")
             .bind(id)
             .execute(&self.pool)
-            .await?;
+            .await;
+        self.forget_channel(id);
+        let r = r?;
         if r.rows_affected() == 0 {
             return Err(Error::NotFound(format!("channel {id}")));
         }
