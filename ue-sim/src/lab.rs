@@ -1,7 +1,7 @@
 //! `ue-sim lab`: the whole testbed in this process, on loopback, with embedded defaults.
 //!
 //! [`Testbed::start`] boots an AS exactly as the `as-server` binary does
-//! ([`as_server::service::App::start`]) from a [`Config`] built in code ([`lab_config`]): SIP
+//! ([`App::start`]) from a [`Config`] built in code ([`lab_config`]): SIP
 //! over UDP on `127.0.0.1` with a free port, the HTTP API on a free port, the catalogue in a
 //! SQLite file in a fresh temporary directory, the relay in-process on ephemeral ports, and
 //! test-pattern channels (`news`, `sport` and a few more so a Zipf popularity has a tail).

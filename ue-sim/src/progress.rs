@@ -91,9 +91,9 @@ impl Progress {
             ProgressDrawTarget::stderr_with_hz(4),
         );
         let template = if len.is_some() {
-            "{spinner} [{bar:30.cyan/blue}] {pos:>4}/{len}s {msg}"
+            "{spinner} [{bar:20.cyan/blue}] {pos:>3}/{len}s {wide_msg}"
         } else {
-            "{spinner} {pos:>4}s {msg}"
+            "{spinner} {pos:>4}s {wide_msg}"
         };
         if let Ok(style) = ProgressStyle::with_template(template) {
             bar.set_style(style.progress_chars("=> "));

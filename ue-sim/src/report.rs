@@ -4,7 +4,7 @@
 //!
 //! [`Summary::new`] reduces a [`RunStats`] to the figures operators and CI look at
 //! (`joins.ok`, `zap_ms.p99`, `first_frame_ms.p50`, `gap_ms.max`, ...) and checks them
-//! against [`Thresholds`]; [`write`] puts both files in a directory. The plots: histogram and
+//! against [`Thresholds`]; [`write()`] puts both files in a directory. The plots: histogram and
 //! CDF of each latency (join, zap, first packet, first frame), joins/zaps/leaves per second
 //! and active sessions over time, and loss and longest gap per viewer (viewers ranked, worst
 //! first, so ten thousand viewers still make a readable curve).
@@ -424,7 +424,7 @@ pub fn json(stats: &RunStats, summary: &Summary) -> Result<serde_json::Value, Er
     Ok(v)
 }
 
-/// Where [`write`] put the files.
+/// Where [`write()`] put the files.
 #[derive(Debug, Clone)]
 pub struct Written {
     /// `DIR/report.json`.
