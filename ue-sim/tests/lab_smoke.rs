@@ -11,15 +11,10 @@ use std::time::Duration;
 /// it the child is killed by its PID and the test fails.
 const LIMIT: Duration = Duration::from_secs(120);
 
-#[test]
-fn lab_smoke_scenario_reports_every_join() {
-    let out = tempfile::tempdir().unwrap();
-    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/smoke.toml");
+/// Runs `ue-sim ARGS` with a deadline; (exit status, stdout, stderr).
+fn ue_sim(args: &[&std::ffi::OsStr]) -> (std::process::ExitStatus, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ue-sim"))
-        .arg("lab")
-        .arg(&scenario)
-        .arg("--out")
-        .arg(out.path())
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -53,7 +48,20 @@ fn lab_smoke_scenario_reports_every_join() {
     };
     let stdout = t_out.join().unwrap();
     let stderr = t_err.join().unwrap();
-    let status = status.unwrap_or_else(|| panic!("lab ran past {LIMIT:?}; stderr:\n{stderr}"));
+    let status = status.unwrap_or_else(|| panic!("ue-sim ran past {LIMIT:?}; stderr:\n{stderr}"));
+    (status, stdout, stderr)
+}
+
+#[test]
+fn lab_smoke_scenario_reports_every_join() {
+    let out = tempfile::tempdir().unwrap();
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/smoke.toml");
+    let (status, stdout, stderr) = ue_sim(&[
+        "lab".as_ref(),
+        scenario.as_os_str(),
+        "--out".as_ref(),
+        out.path().as_os_str(),
+    ]);
     assert!(
         status.success(),
         "exit {status}\nstdout:\n{stdout}\nstderr:\n{stderr}"
@@ -98,4 +106,56 @@ fn lab_smoke_scenario_reports_every_join() {
         .all(|v| v["packets"].as_u64().unwrap() > 0));
     let html = std::fs::read_to_string(&html_path).unwrap();
     assert_eq!(html.matches("<svg").count(), 12);
+}
+
+#[test]
+fn a_failed_threshold_exits_1_and_still_writes_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("tiny.toml");
+    std::fs::write(
+        &scenario,
+        "name = \"tiny\"\nues = 2\nduration_s = 2\narrival_rate = 10.0\nregister = false\n\
+         subscribe_share = 0.0\nseed = 3\n[channels]\nlist = [\"news\"]\n\
+         [thresholds]\nmax_joins_failed = 0\nmin_zaps_ok = 1000000\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let (status, stdout, stderr) = ue_sim(&[
+        "lab".as_ref(),
+        scenario.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+        "--quiet".as_ref(),
+    ]);
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stdout.contains("[FAIL] zaps.ok"), "{stdout}");
+    assert!(stdout.contains("result: FAIL"), "{stdout}");
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(j["pass"], false);
+    assert_eq!(j["joins"]["ok"], 2);
+}
+
+#[test]
+fn a_bad_scenario_exits_2_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("bad.toml");
+    std::fs::write(&scenario, "name = \"bad\"\nues = 0\n").unwrap();
+    let out = dir.path().join("out");
+    let (status, _, stderr) = ue_sim(&[
+        "lab".as_ref(),
+        scenario.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("ues"), "{stderr}");
+    let (status, _, stderr) =
+        ue_sim(&["lab".as_ref(), dir.path().join("missing.toml").as_os_str()]);
+    assert_eq!(status.code(), Some(2));
+    assert!(stderr.contains("missing.toml"), "{stderr}");
 }
