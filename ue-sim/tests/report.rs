@@ -127,3 +127,17 @@ fn report_files_have_the_issue_figures_and_the_plots() {
     assert!(page.contains("zap_ms CDF (n=1200)"));
     assert!(page.contains("gap_ms_max per viewer (400 viewers)"));
 }
+
+#[test]
+fn ten_thousand_viewers_make_a_bounded_page() {
+    let stats = realistic(10_000);
+    let summary = Summary::new(&stats, &Thresholds::default());
+    let page = report::html(&stats, &summary).unwrap();
+    // Plots are downsampled (CDF and per-viewer curves: about 1000 points, histograms: 40
+    // bins), so the page does not grow with the run.
+    assert!(page.len() < 1_500_000, "page is {} bytes", page.len());
+    assert!(page.contains("zap_ms CDF (n=30000)"));
+    assert!(page.contains("gap_ms_max per viewer (10000 viewers)"));
+    assert_eq!(summary.joins.ok, 10_000);
+    assert_eq!(summary.viewers, 10_000);
+}
