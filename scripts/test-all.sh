@@ -2,7 +2,8 @@
 # scripts/test-all.sh: THE test command (README "Run every test"; CI runs it through .ci/run).
 #
 # 1. installs what the tests need when it is missing (SIPp = Debian sip-tester, tshark, ffmpeg,
-#    curl, openssl, python3; PostgreSQL through as-server/tests/pg-setup.sh);
+#    curl, openssl, python3, baresip + baresip-ffmpeg; PostgreSQL through
+#    as-server/tests/pg-setup.sh);
 # 2. cargo fmt --check; cargo clippy -D warnings; cargo build --release;
 # 3. cargo test --workspace (unit, integration, RFC 4475 vectors, fuzz-corpus replay, ffmpeg
 #    mid-GOP decode, SQLite and PostgreSQL store), in the debug profile: on 2 cores it is the
@@ -10,12 +11,15 @@
 #    against ~25 s in debug plus the debug dependencies once; the tests run in ~25 s either way);
 # 4. the SIPp scenarios' self-test against SIPp stand-ins (sipp-scenarios/standin/selftest.sh);
 # 5. every SIPp scenario against the booted testbed (sipp-scenarios/run.sh);
-# 6. a captured testbed run decoded by tshark with no expert error or malformed frame
+# 6. a real phone, headless baresip, watches a channel on the booted testbed and hangs up
+#    (sipp-scenarios/interop/baresip.sh);
+# 7. a captured testbed run decoded by tshark with no expert error or malformed frame
 #    (scripts/pcap-check.sh).
 # Prints one line per step and a final "N passed, N failed"; exits non-zero when a step failed.
 # With CI set (any value), a missing tool is a failure, never a skip.
 #
-# Environment: CI; CI_ARTIFACTS (default ci-artifacts/): step logs, SIPp traces, the pcap.
+# Environment: CI; CI_ARTIFACTS (default ci-artifacts/): step logs, SIPp traces, the pcap,
+#              baresip's run (interop/: its log, config, pcap and the AS log).
 #              TEST_ALL_PROFILE (debug | release, default debug): the profile of `cargo test`.
 #              TEST_ALL_ONLY="step step": run only these steps (names as printed), for debugging.
 set -uo pipefail
@@ -89,6 +93,8 @@ need_tools() {
     command -v python3 >/dev/null || missing+=(python3)
     command -v unshare >/dev/null || missing+=(util-linux)
     command -v ip >/dev/null || missing+=(iproute2)
+    command -v baresip >/dev/null || missing+=(baresip)
+    [[ -f /usr/lib/baresip/modules/avcodec.so ]] || missing+=(baresip-ffmpeg)
     printf '%s\n' "${missing[@]}"
 }
 
@@ -109,7 +115,9 @@ install_tools() {
 }
 step tools 900 install_tools
 tools_ok=1
-[[ -z "$(need_tools)" ]] || tools_ok=""
+[[ -z "$(need_tools | grep -v '^baresip')" ]] || tools_ok=""
+baresip_ok=1
+[[ -z "$(need_tools | grep '^baresip')" ]] || baresip_ok=""
 
 # PostgreSQL for the store tests (its own script installs, starts and prints the URL).
 if [[ -f as-server/tests/pg-setup.sh ]]; then
@@ -134,22 +142,29 @@ step build 2400 cargo build --release --workspace
 # ---- 3. cargo test (includes the fuzz-corpus replay and the ffmpeg mid-GOP decode).
 step test 2400 cargo test --workspace "${profile_flag[@]}"
 
-# ---- 4-6. SIPp and tshark against the booted testbed.
+# ---- 4-7. SIPp, baresip and tshark against the booted testbed.
 if [[ -n "$tools_ok" ]]; then
     step sipp-selftest 300 bash sipp-scenarios/standin/selftest.sh
     as_bin=${CARGO_TARGET_DIR:-$root/target}/release/as-server
     if [[ -x "$as_bin" ]]; then
         export AS_BIN=$as_bin
         step sipp-scenarios 900 env SIPP_ARTIFACTS="$CI_ARTIFACTS/sipp" bash sipp-scenarios/run.sh
+        if [[ -n "$baresip_ok" ]]; then
+            step interop-baresip 300 env SIPP_ARTIFACTS="$CI_ARTIFACTS/interop" bash sipp-scenarios/interop/baresip.sh
+        else
+            skip interop-baresip "baresip/baresip-ffmpeg missing"
+        fi
         step pcap-tshark 600 bash scripts/pcap-check.sh
     else
-        failed=$((failed + 2))
+        failed=$((failed + 3))
         report+=("FAIL  sipp-scenarios         (no target/release/as-server)")
+        report+=("FAIL  interop-baresip        (no target/release/as-server)")
         report+=("FAIL  pcap-tshark            (no target/release/as-server)")
     fi
 else
     skip sipp-selftest "sipp/tshark/ffmpeg missing"
     skip sipp-scenarios "sipp/tshark/ffmpeg missing"
+    skip interop-baresip "sipp/tshark/ffmpeg missing"
     skip pcap-tshark "sipp/tshark/ffmpeg missing"
 fi
 

@@ -10,15 +10,20 @@
 #      and an account `<sip:viewer@127.0.0.1>;regint=0`;
 #   2. captures SIP and the viewer's RTP ports on lo with dumpcap;
 #   3. starts baresip with `-e "/dial sip:news@127.0.0.1"`, waits for the call, watches
-#      BARESIP_WATCH_S seconds (4), hangs up through ctrl_tcp (`hangup`), then `quit`;
-#   4. reads the capture with tshark and exits 0 only when the INVITE got 200 OK, the relay's RTP
-#      reached baresip's video port (more than BARESIP_MIN_RTP packets, 50) and the BYE got 200.
+#      BARESIP_WATCH_S seconds (4), ends the call through ctrl_tcp (BARESIP_HANGUP: `hangup`, the
+#      default, or `quit`, baresip exiting with the call up, as `-t` does), keeps capturing
+#      BARESIP_LINGER_S seconds (3, longer than the AS's 2 s dropped-viewer grace), then `quit`;
+#   4. reads the capture with tshark and exits 0 only when the INVITE got 200 OK with H.264 in
+#      packetization-mode 1 (the relay sends FU-A), the relay's RTP reached baresip's video port
+#      (more than BARESIP_MIN_RTP packets, 50), baresip's BYE got 200, no 481 was sent and the
+#      AS sent no BYE of its own.
 # baresip's SIP trace (-s) and log, its config and the pcap are kept in
 # ${SIPP_ARTIFACTS:-ci-artifacts/sipp}/baresip/. Every process started here is ended by its PID.
 #
-# Known failure (AS side, not baresip): baresip sends an RTCP BYE to the relay ~1 ms after its SIP
-# BYE; the relay drops the viewer, the AS ends the session on that event (tu.rs viewer_dropped)
-# and the SIP BYE then gets 481 (3 of 16 runs). Until that is fixed this is not in test-all.sh.
+# The hang-up race this guards: baresip sends its SIP BYE and an RTCP BYE to the relay within a
+# millisecond, in either order. The relay drops the viewer on the RTCP BYE at once; the AS keeps
+# the session for the UE's own BYE (`dropped_viewer_grace_ms`, tu.rs `viewer_dropped`), and a
+# BYE crossing one the AS sent gets 200 (tests/bye_race.rs). Part of scripts/test-all.sh.
 #
 # Needs: baresip (Debian `baresip-core`) with the `avcodec` module (Debian `baresip-ffmpeg`),
 # tshark + dumpcap, curl, sipp (for run.sh).
@@ -28,6 +33,9 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 channel=${BARESIP_CHANNEL:-news}
 watch_s=${BARESIP_WATCH_S:-4}
+hangup=${BARESIP_HANGUP:-hangup}
+linger_s=${BARESIP_LINGER_S:-3}
+[[ "$hangup" == hangup || "$hangup" == quit ]] || { echo "BARESIP_HANGUP must be hangup or quit" >&2; exit 2; }
 min_rtp=${BARESIP_MIN_RTP:-50}
 art=${SIPP_ARTIFACTS:-$root/ci-artifacts/sipp}/baresip
 modules=/usr/lib/baresip/modules
@@ -140,13 +148,15 @@ for _ in $(seq 1 100); do # 10 s at most
 done
 if [[ -n "$established" ]]; then
     sleep "$watch_s"
-    ctrl hangup || log "ctrl_tcp hangup failed"
+    ctrl "$hangup" || log "ctrl_tcp $hangup failed"
     for _ in $(seq 1 50); do # the BYE's answer: 5 s at most
         grep -q "CSeq: [0-9]* BYE" "$work/baresip.log" &&
             awk '/^SIP\/2.0 /{s=1} s&&/CSeq: [0-9]+ BYE/{f=1} /^$/{s=0} END{exit !f}' "$work/baresip.log" && break
+        kill -0 "$bs_pid" 2>/dev/null || break
         sleep 0.1
     done
-    sleep 0.5
+    # Long enough for a BYE the AS would send after its dropped-viewer grace to be captured.
+    sleep "$linger_s"
 else
     log "no established call within 10 s"
 fi
@@ -168,7 +178,9 @@ sip_fields() {
 # The INVITE's final answer and the BYE's answer (the AS's side, port 5060 -> baresip).
 invite_codes=$(sip_fields 'sip.Status-Code >= 200 && sip.CSeq.method == "INVITE" && udp.srcport == 5060' -e sip.Status-Code | tr '\n' ' ')
 bye_codes=$(sip_fields 'sip.Status-Code && sip.CSeq.method == "BYE" && udp.srcport == 5060' -e sip.Status-Code | tr '\n' ' ')
-bye_sent=$(sip_fields 'sip.Method == "BYE"' -e udp.srcport -e udp.dstport | head -n 1)
+bye_sent=$(sip_fields 'sip.Method == "BYE" && udp.dstport == 5060' -e udp.srcport -e udp.dstport | head -n 1)
+as_bye=$(sip_fields 'sip.Method == "BYE" && udp.srcport == 5060' -e sip.Call-ID | head -n 1)
+n481=$(sip_fields 'sip.Status-Code == 481' -e sip.CSeq | tr '\n' ' ')
 # baresip's video port: the m=video line of its INVITE's offer.
 video_port=$(sip_fields 'sip.Method == "INVITE" && udp.dstport == 5060' -e sdp.media | tr ',' '\n' |
     awk '$1 == "video" { print $2; exit }')
@@ -196,6 +208,7 @@ printf '  RTP packets to baresip (pcap): %s from %s\n' "$rtp_count" "${rtp_from:
 printf '  RTP packets received (baresip rtp_stats): %s\n' "${bs_rx:-?}"
 printf '  packets from baresip to the RTCP port 19001: %s\n' "$rtcp_to_as"
 printf '  BYE sent (src dst port): %s; answer(s): %s\n' "${bye_sent:-none}" "${bye_codes:-none}"
+printf '  BYE sent by the AS: %s; 481 answers: %s\n' "${as_bye:-none}" "${n481:-none}"
 echo "  (baresip log, config and pcap in $art)"
 
 ok=1
@@ -203,5 +216,8 @@ ok=1
 [[ "$rtp_count" -gt "$min_rtp" ]] || { log "FAIL: $rtp_count RTP packets reached baresip (need > $min_rtp)"; ok=""; }
 [[ -n "$bye_sent" ]] || { log "FAIL: baresip sent no BYE"; ok=""; }
 [[ " $bye_codes " == *" 200 "* ]] || { log "FAIL: the BYE did not get 200 OK (got: ${bye_codes:-nothing})"; ok=""; }
+[[ -z "$as_bye" ]] || { log "FAIL: the AS sent its own BYE (the UE's BYE should have ended the call)"; ok=""; }
+[[ -z "${n481// /}" ]] || { log "FAIL: 481 answer(s) in the capture (CSeq: $n481)"; ok=""; }
+[[ "$answer_video" == *"packetization-mode=1"* ]] || { log "FAIL: the answer's H.264 is not packetization-mode=1"; ok=""; }
 [[ -n "$ok" ]] || { log "the AS log lands in $(dirname "$art")/as-server.log"; exit 1; }
 log "PASS: 200 OK, $rtp_count RTP packets to baresip, BYE 200 OK"
