@@ -12,7 +12,7 @@
 #   3. starts baresip with `-e "/dial sip:news@127.0.0.1"`, waits for the call, watches
 #      BARESIP_WATCH_S seconds (4), ends the call through ctrl_tcp (BARESIP_HANGUP: `hangup`, the
 #      default, or `quit`, baresip exiting with the call up, as `-t` does), keeps capturing
-#      BARESIP_LINGER_S seconds (4, well over than the AS's 2 s dropped-viewer grace), then `quit`;
+#      BARESIP_LINGER_S seconds (4, well over the AS's 2 s dropped-viewer grace), then `quit`;
 #   4. reads the capture with tshark and exits 0 only when the INVITE got 200 OK with H.264 in
 #      packetization-mode 1 (the relay sends FU-A), the relay's RTP reached baresip's video port
 #      (more than BARESIP_MIN_RTP packets, 50), baresip's BYE got 200, no 481 was sent and the
