@@ -6,6 +6,8 @@
 //!   tears everything down.
 //! - `ue-sim run SCENARIO.toml --target sip:HOST:PORT [--out DIR]`: the same scenario and
 //!   report against an AS that is already running (ours or anyone's).
+//! - `ue-sim report report.json [--scenario S.toml] [--out DIR]`: the report again from the
+//!   raw figures of an earlier run (thresholds from the scenario).
 //!
 //! Exit code: 0 when every threshold holds, 1 when one fails, 2 when the run could not be
 //! made (bad scenario, AS did not start, ...).
@@ -18,7 +20,9 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use ue_sim::lab::{self, Outcome};
 use ue_sim::progress::Progress;
+use ue_sim::report::{self, Summary, Thresholds};
 use ue_sim::scenario::Scenario;
+use ue_sim::stats::RunStats;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -51,6 +55,18 @@ enum Cmd {
         /// The AS: `sip:HOST[:PORT]` or `HOST[:PORT]` (UDP, port 5060 by default).
         #[arg(long)]
         target: String,
+        /// Report directory.
+        #[arg(long, default_value = "ue-sim-report")]
+        out: PathBuf,
+    },
+    /// Render the report again from a `report.json` (its `raw` stats), e.g. after an upgrade
+    /// or with other thresholds.
+    Report {
+        /// A `report.json` written by `lab`/`run` (or bare `RunStats` JSON).
+        json: PathBuf,
+        /// Take the thresholds from this scenario (default: no failed join).
+        #[arg(long)]
+        scenario: Option<PathBuf>,
         /// Report directory.
         #[arg(long, default_value = "ue-sim-report")]
         out: PathBuf,
@@ -107,6 +123,11 @@ fn run(cli: &Cli) -> anyhow::Result<Outcome> {
             );
             lab::run_against(&scenario, target, out, &progress)?
         }
+        Cmd::Report {
+            json,
+            scenario,
+            out,
+        } => rerender(json, scenario.as_deref(), out)?,
     };
     println!("{}", outcome.summary.text());
     println!(
@@ -115,6 +136,28 @@ fn run(cli: &Cli) -> anyhow::Result<Outcome> {
         outcome.written.json.display()
     );
     Ok(outcome)
+}
+
+fn rerender(json: &Path, scenario: Option<&Path>, out: &Path) -> anyhow::Result<Outcome> {
+    let text = std::fs::read_to_string(json).with_context(|| format!("read {}", json.display()))?;
+    let mut v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parse {}", json.display()))?;
+    if let Some(raw) = v.get_mut("raw") {
+        v = raw.take();
+    }
+    let stats: RunStats =
+        serde_json::from_value(v).with_context(|| format!("{}: no run stats", json.display()))?;
+    let thresholds = match scenario {
+        Some(p) => Thresholds::from(&load(Some(p))?.thresholds),
+        None => Thresholds::default(),
+    };
+    let summary = Summary::new(&stats, &thresholds);
+    let written = report::write(out, &stats, &summary)?;
+    Ok(Outcome {
+        stats,
+        summary,
+        written,
+    })
 }
 
 fn progress(quiet: bool, scenario: &Scenario) -> Progress {

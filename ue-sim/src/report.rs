@@ -195,6 +195,18 @@ pub struct Check {
     pub pass: bool,
 }
 
+impl Check {
+    /// The measured value for people: whole numbers without decimals, `none` if unmeasured.
+    #[must_use]
+    pub fn value_text(&self) -> String {
+        match self.value {
+            None => "none".into(),
+            Some(v) if v.fract() == 0.0 && v.abs() < 1e15 => format!("{v:.0}"),
+            Some(v) => format!("{v:.3}"),
+        }
+    }
+}
+
 /// The figures of `report.json` (the raw stats go beside them under `raw`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -405,7 +417,7 @@ impl Summary {
                 "  [{}] {} = {} ({} {})",
                 if c.pass { "pass" } else { "FAIL" },
                 c.name,
-                c.value.map_or_else(|| "none".into(), |v| format!("{v:.3}")),
+                c.value_text(),
                 c.bound.as_str(),
                 c.limit
             );
@@ -605,7 +617,7 @@ fn summary_tables(p: &mut String, s: &Summary) {
                 p,
                 "<tr><td>{}</td><td>{}</td><td>{} {}</td><td class=\"{}\">{}</td></tr>",
                 esc(&c.name),
-                c.value.map_or_else(|| "none".into(), |v| format!("{v:.3}")),
+                c.value_text(),
                 c.bound.as_str(),
                 c.limit,
                 if c.pass { "pass" } else { "fail" },
@@ -761,27 +773,64 @@ fn cdf_svg(what: &'static str, samples: &[f64]) -> Result<String, Error> {
         return empty_svg(what, what);
     };
     let n = v.len();
+    // A long tail (max far beyond the median) squeezes the body of a linear CDF against the
+    // axis: then x is log10(ms), labelled in ms.
+    let median = percentile(&v, 50.0).unwrap_or(max);
+    let log = median > 0.0 && max / median > 20.0;
+    let floor = v
+        .iter()
+        .copied()
+        .find(|x| *x > 0.0)
+        .unwrap_or(1.0)
+        .max(1e-3);
+    let xf = move |x: f64| if log { x.max(floor).log10() } else { x };
     let step = n.div_ceil(1000).max(1);
-    let mut pts: Vec<(f64, f64)> = vec![(v[0].min(0.0), 0.0)];
+    let (lo, hi) = if log {
+        (xf(floor), upper(max).log10())
+    } else {
+        (v[0].min(0.0), upper(max))
+    };
+    let mut pts: Vec<(f64, f64)> = vec![(lo, 0.0)];
     for i in (0..n).step_by(step).chain(std::iter::once(n - 1)) {
-        pts.push((v[i], (i + 1) as f64 / n as f64));
+        pts.push((xf(v[i]), (i + 1) as f64 / n as f64));
     }
-    let lo = v[0].min(0.0);
+    let caption = if log {
+        format!("{what} CDF (n={n}, log scale)")
+    } else {
+        format!("{what} CDF (n={n})")
+    };
+    let x_label = move |x: &f64| {
+        let ms = if log { 10f64.powf(*x) } else { *x };
+        if ms >= 100.0 || ms == 0.0 {
+            format!("{ms:.0}")
+        } else if ms >= 1.0 {
+            format!("{ms:.1}")
+        } else {
+            format!("{ms:.2}")
+        }
+    };
     let mut buf = String::new();
     {
         let root = SVGBackend::with_string(&mut buf, (W, H)).into_drawing_area();
         root.fill(&WHITE).map_err(plot_err(what))?;
         let mut chart = ChartBuilder::on(&root)
-            .caption(format!("{what} CDF (n={n})"), ("sans-serif", 16))
+            .caption(caption, ("sans-serif", 16))
             .margin(8)
             .x_label_area_size(36)
             .y_label_area_size(50)
-            .build_cartesian_2d(lo..upper(max), 0.0..1.0)
+            .build_cartesian_2d(lo..hi, 0.0..1.0)
             .map_err(plot_err(what))?;
         chart
             .configure_mesh()
             .x_desc("ms")
             .y_desc("fraction")
+            .x_label_formatter(&x_label)
+            .x_labels(if log {
+                // About one label per decade.
+                ((hi - lo).ceil() as usize + 1).max(2)
+            } else {
+                10
+            })
             .draw()
             .map_err(plot_err(what))?;
         chart
@@ -791,7 +840,7 @@ fn cdf_svg(what: &'static str, samples: &[f64]) -> Result<String, Error> {
             if let Some(x) = percentile(&v, p) {
                 chart
                     .draw_series(LineSeries::new(
-                        [(x, 0.0), (x, 1.0)],
+                        [(xf(x), 0.0), (xf(x), 1.0)],
                         color.mix(0.7).stroke_width(1),
                     ))
                     .map_err(plot_err(what))?
@@ -1138,6 +1187,18 @@ mod tests {
         assert!(svg.contains("(n=101, 1 above 210 ms not shown)"), "{svg}");
         let svg = histogram_svg("join_ms", &samples[..100]).unwrap();
         assert!(svg.contains("join_ms histogram (n=100)"));
+    }
+
+    #[test]
+    fn cdf_of_a_long_tail_is_log_scale() {
+        let mut samples: Vec<f64> = (1..=100).map(f64::from).collect();
+        let svg = cdf_svg("zap_ms", &samples).unwrap();
+        assert!(svg.contains("zap_ms CDF (n=100)"), "{svg}");
+        samples.push(5000.0);
+        let svg = cdf_svg("zap_ms", &samples).unwrap();
+        assert!(svg.contains("zap_ms CDF (n=101, log scale)"));
+        // Axis labels are in ms, not in log10(ms).
+        assert!(svg.contains("\n100\n") && svg.contains("\n1000\n"), "{svg}");
     }
 
     #[test]

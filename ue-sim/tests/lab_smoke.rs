@@ -106,6 +106,31 @@ fn lab_smoke_scenario_reports_every_join() {
         .all(|v| v["packets"].as_u64().unwrap() > 0));
     let html = std::fs::read_to_string(&html_path).unwrap();
     assert_eq!(html.matches("<svg").count(), 12);
+
+    // `ue-sim report` renders the same figures again from the raw stats.
+    let again = out.path().join("again");
+    let (status, stdout, stderr) = ue_sim(&[
+        "report".as_ref(),
+        json_path.as_os_str(),
+        "--scenario".as_ref(),
+        scenario.as_os_str(),
+        "--out".as_ref(),
+        again.as_os_str(),
+    ]);
+    assert!(status.success(), "{stdout}\n{stderr}");
+    let k: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(again.join("report.json")).unwrap()).unwrap();
+    for key in [
+        "joins",
+        "zaps",
+        "zap_ms",
+        "first_frame_ms",
+        "gap_ms",
+        "checks",
+        "raw",
+    ] {
+        assert_eq!(j[key], k[key], "{key}");
+    }
 }
 
 #[test]
