@@ -352,7 +352,7 @@ impl SipEndpoint {
             let sock = Arc::new(sock);
             local.udp = sock.local_addr().ok();
             tasks.spawn(transport::udp_recv_loop(sock.clone(), net_tx.clone()));
-            udp.push(sock);
+            udp.push((addr.is_ipv4(), sock));
         }
         if let Some(addr) = config.tcp {
             let l = TcpListener::bind(addr)
@@ -514,7 +514,9 @@ struct Loop {
     cmd_tx: mpsc::UnboundedSender<Command>,
     cmd_rx: mpsc::UnboundedReceiver<Command>,
     tu: mpsc::Sender<IncomingRequest>,
-    udp: Vec<Arc<UdpSocket>>,
+    /// UDP sockets with their address family (IPv4: `true`), known at bind time so that a
+    /// send does not ask the kernel (getsockname) each time.
+    udp: Vec<(bool, Arc<UdpSocket>)>,
     conns: HashMap<ConnKey, ConnHandle>,
     pending: HashMap<TransactionId, oneshot::Sender<Result<Response, EndpointError>>>,
     /// Listener and outbound connection tasks; dropping the set stops them.
@@ -734,11 +736,9 @@ impl Loop {
                 let sock = self
                     .udp
                     .iter()
-                    .find(|s| {
-                        s.local_addr()
-                            .is_ok_and(|a| a.is_ipv4() == t.destination.is_ipv4())
-                    })
-                    .or_else(|| self.udp.first());
+                    .find(|(v4, _)| *v4 == t.destination.is_ipv4())
+                    .or_else(|| self.udp.first())
+                    .map(|(_, s)| s);
                 let ok = match sock {
                     Some(s) => match s.send_to(&t.contents, t.destination).await {
                         Ok(_) => true,

@@ -90,6 +90,9 @@ enum Input {
 struct Io {
     out_rtp: UdpSocket,
     out_rtcp: UdpSocket,
+    /// What every viewer is told: the output sockets' advertised addresses, computed once
+    /// at start (not a getsockname per AddViewer).
+    viewer_addrs: (SocketAddr, SocketAddr),
     ingests: Vec<Ingest>,
     feeds: Vec<Feed>,
     rotate: usize,
@@ -167,6 +170,10 @@ impl Relay {
             (p, _) => p,
         };
         let out_rtcp = bind_udp(SocketAddr::new(ip, rtcp_port))?;
+        let viewer_addrs = (
+            advertised(&config, out_rtp.local_addr()?),
+            advertised(&config, out_rtcp.local_addr()?),
+        );
         let (tx, rx) = mpsc::channel(256);
         let (events, _) = tokio::sync::broadcast::channel(EVENT_CAPACITY);
         let state = State {
@@ -174,6 +181,7 @@ impl Relay {
             io: Io {
                 out_rtp,
                 out_rtcp,
+                viewer_addrs,
                 ingests: Vec::new(),
                 feeds: Vec::new(),
                 rotate: 0,
@@ -388,12 +396,11 @@ fn handle_command(st: &mut State, cmd: Command) -> bool {
             let _ = reply.send(r);
         }
         Command::AddViewer(req, reply) => {
-            let r = st.relay.add_viewer(now, &req).and_then(|ssrc| {
-                Ok(ViewerInfo {
-                    relay_rtp: advertised(&st.config, st.io.out_rtp.local_addr()?),
-                    relay_rtcp: advertised(&st.config, st.io.out_rtcp.local_addr()?),
-                    ssrc,
-                })
+            let (relay_rtp, relay_rtcp) = st.io.viewer_addrs;
+            let r = st.relay.add_viewer(now, &req).map(|ssrc| ViewerInfo {
+                relay_rtp,
+                relay_rtcp,
+                ssrc,
             });
             let _ = reply.send(r);
         }
