@@ -9,6 +9,7 @@
 #    mid-GOP decode, SQLite and PostgreSQL store), in the debug profile: on 2 cores it is the
 #    faster whole (measured: compiling the test binaries in release, thin LTO each, took ~7 min
 #    against ~25 s in debug plus the debug dependencies once; the tests run in ~25 s either way);
+#    then `cargo check` of the cargo-fuzz target (as-server/fuzz) on stable;
 # 4. the SIPp scenarios' self-test against SIPp stand-ins (sipp-scenarios/standin/selftest.sh);
 # 5. every SIPp scenario against the booted testbed (sipp-scenarios/run.sh);
 # 6. a real phone, headless baresip, watches a channel on the booted testbed and hangs up
@@ -141,6 +142,9 @@ step build 2400 cargo build --release --workspace
 
 # ---- 3. cargo test (includes the fuzz-corpus replay and the ffmpeg mid-GOP decode).
 step test 2400 cargo test --workspace "${profile_flag[@]}"
+# The cargo-fuzz target compiles on stable (running it needs `cargo fuzz`; see as-server/fuzz/README.md).
+step fuzz-check 900 env CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}/fuzz" \
+    cargo check --manifest-path as-server/fuzz/Cargo.toml --bins
 
 # ---- 4-7. SIPp, baresip and tshark against the booted testbed.
 if [[ -n "$tools_ok" ]]; then
