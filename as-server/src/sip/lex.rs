@@ -24,6 +24,13 @@ const RESERVED: u16 = 128;
 const PASSWORD: u16 = 256;
 /// Octets that need a look in [`split_commas`] (`"`, `<`, `>`, `,`).
 const COMMA_SPECIAL: u16 = 512;
+/// `:` (a `gen-value` is a token or a host, so it may hold colons).
+const COLON: u16 = 1024;
+/// `-` and `.`, which join alphanumerics into a hostname or IPv4 address.
+const HOST_JOIN: u16 = 2048;
+
+/// Octets of `hostname / IPv4address` (alphanumerics, `-`, `.`).
+pub(crate) const C_HOST: u16 = ALNUM | HOST_JOIN;
 
 /// `user = 1*( unreserved / escaped / user-unreserved )` (besides `%`).
 pub(crate) const C_USER: u16 = ALNUM | MARK | USER;
@@ -103,6 +110,12 @@ const fn table() -> [u16; 256] {
         if matches!(b, b'"' | b'<' | b'>' | b',') {
             f |= COMMA_SPECIAL;
         }
+        if b == b':' {
+            f |= COLON;
+        }
+        if matches!(b, b'-' | b'.') {
+            f |= HOST_JOIN;
+        }
         t[c] = f;
         c += 1;
     }
@@ -149,6 +162,39 @@ pub(crate) fn scan_escaped(s: &[u8], mut i: usize, mask: u16) -> Option<usize> {
         } else {
             return Some(i);
         }
+    }
+}
+
+/// Whether `b` is in one of the classes of `mask` (the `C_*` constants).
+#[inline]
+pub(crate) fn in_class(b: u8, mask: u16) -> bool {
+    CLASS[b as usize] & mask != 0
+}
+
+/// Splits a `#token` list value (Allow, Supported, Require...) at its commas, calling `f`
+/// with each element's range, and says whether every element is a non-empty token: the
+/// verdict [`split_commas`] plus a per-element token check give for these headers, in one
+/// pass. `v` is trimmed and not empty.
+pub(crate) fn split_token_list(v: &[u8], mut f: impl FnMut(usize, usize)) -> bool {
+    let mut i = 0;
+    loop {
+        i = skip_ws(v, i);
+        let s = i;
+        while i < v.len() && is_token(v[i]) {
+            i += 1;
+        }
+        if i == s {
+            return false;
+        }
+        f(s, i);
+        i = skip_ws(v, i);
+        if i == v.len() {
+            return true;
+        }
+        if v[i] != b',' {
+            return false;
+        }
+        i += 1;
     }
 }
 
@@ -433,7 +479,7 @@ pub(crate) fn scan_generic_params(
                 }
                 i += 1;
             } else {
-                while i < b.len() && (is_token(b[i]) || b[i] == b':') {
+                while i < b.len() && CLASS[b[i] as usize] & (ALNUM | TOKEN | COLON) != 0 {
                     i += 1;
                 }
             }

@@ -21,7 +21,7 @@ use bytes::Bytes;
 
 use super::error::{ErrorKind, ParseError};
 use super::header::{HeaderName, Headers, Std};
-use super::lex::{has_ctl, is_token, split_commas};
+use super::lex::{has_ctl, is_token, split_commas, split_token_list};
 use super::message::{Message, Method, Request, Response, StatusCode};
 use super::typed::check_value;
 use super::uri::{Host, Uri};
@@ -492,6 +492,17 @@ fn parse_inner(
                 if value.is_empty() {
                     elems.push((0, 0));
                     check_value(&name, "")
+                } else if matches!(
+                    list_id,
+                    Std::Allow
+                        | Std::Supported
+                        | Std::AllowEvents
+                        | Std::Require
+                        | Std::ProxyRequire
+                        | Std::Unsupported
+                ) {
+                    // `#token` lists: `check_value` is "a non-empty token" for each element
+                    split_token_list(value.as_bytes(), |a, b| elems.push((a, b)))
                 } else {
                     split_commas(value, |a, b| elems.push((a, b))).is_some()
                         && elems

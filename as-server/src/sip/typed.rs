@@ -11,8 +11,8 @@ use std::net::IpAddr;
 
 use super::header::HeaderName;
 use super::lex::{
-    all_token, is_token, is_word, is_wsp, parse_u32, scan_generic_params, scan_quoted, skip_ws,
-    trim_ws, unquote, Params,
+    all_token, in_class, is_token, is_word, is_wsp, parse_u32, scan_generic_params, scan_quoted,
+    skip_ws, trim_ws, unquote, Params, C_HOST,
 };
 use super::message::Method;
 use super::uri::{self, parse_port, Host, HostRef, Uri};
@@ -91,7 +91,7 @@ fn scan_via(v: &str) -> Option<ViaRef<'_>> {
         }
         i += 1;
     } else {
-        while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'-' || b[i] == b'.') {
+        while i < b.len() && in_class(b[i], C_HOST) {
             i += 1;
         }
     }

@@ -11,7 +11,8 @@ use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::lex::{
-    check_escaped, is_token, is_uric, scan_escaped, C_HNV, C_PARAM, C_PASSWORD, C_USER,
+    check_escaped, in_class, is_token, is_uric, scan_escaped, C_HNV, C_HOST, C_PARAM, C_PASSWORD,
+    C_USER,
 };
 
 /// The URI scheme.
@@ -74,31 +75,21 @@ pub(crate) fn valid_hostname(b: &[u8]) -> bool {
         return false;
     }
     let b = b.strip_suffix(b".").unwrap_or(b);
-    // one pass: each label starts and ends alphanumeric; the last starts with a letter
-    let mut label_start = true;
-    let mut last_first = 0u8;
+    // one pass: no label starts with '.' or '-' or ends with '-'; `top` is where the last
+    // label starts (it must start with a letter)
     let mut prev = b'.';
-    for &c in b {
-        if c == b'.' {
-            if label_start || prev == b'-' {
-                return false;
+    let mut top = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if !c.is_ascii_alphanumeric() {
+            match c {
+                b'.' if prev != b'.' && prev != b'-' => top = i + 1,
+                b'-' if prev != b'.' => {}
+                _ => return false,
             }
-            label_start = true;
-        } else if c.is_ascii_alphanumeric() {
-            if label_start {
-                last_first = c;
-                label_start = false;
-            }
-        } else if c == b'-' {
-            if label_start {
-                return false;
-            }
-        } else {
-            return false;
         }
         prev = c;
     }
-    !label_start && prev != b'-' && last_first.is_ascii_alphabetic()
+    prev != b'.' && prev != b'-' && b.get(top).is_some_and(u8::is_ascii_alphabetic)
 }
 
 impl fmt::Display for Host {
@@ -395,7 +386,7 @@ fn scan_sip(rest: &str) -> Result<SipRef<'_>, UriError> {
     if b.get(i) == Some(&b'[') {
         i += b[i..].iter().position(|&c| c == b']').ok_or(UriError)? + 1;
     } else {
-        while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'-' || b[i] == b'.') {
+        while i < b.len() && in_class(b[i], C_HOST) {
             i += 1;
         }
     }
