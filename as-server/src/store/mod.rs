@@ -11,10 +11,11 @@
 //! The store never reads the clock: every time is an argument in milliseconds since the
 //! Unix epoch, given by the caller (the service layer's driver).
 //!
-//! Durability and cost (SQLite file): every connection runs in WAL mode with
-//! `synchronous = NORMAL` (set by [`Store::connect`] on each new connection), the standard
-//! choice for WAL: a commit appends to the WAL file without an `fsync`; the WAL is synced at
-//! checkpoints. A committed row survives a crash or kill of the AS process (the data is in
+//! Durability and cost (SQLite file): the store keeps one connection (SQLite has one
+//! writer at a time anyway; one connection keeps its page cache warm), in WAL mode with
+//! `synchronous = NORMAL` (set by [`Store::connect`] when the connection opens), the
+//! standard choice for WAL: a commit appends to the WAL file without an `fsync`; the WAL is
+//! synced at checkpoints. A committed row survives a crash or kill of the AS process (the data is in
 //! the OS page cache, and SQLite recovers the WAL on the next open); an OS crash or power
 //! loss may lose the last transactions committed before it (never corrupting the file).
 //! PostgreSQL keeps its own server-side durability settings.
