@@ -4,9 +4,14 @@
 //! Run: `cargo bench -p as-server --bench sip_parse -- --warm-up-time 1 --measurement-time 3`
 //!
 //! Measured 2026-11-22 on the shared 2-core build VM (load average ~3, so one core was not
-//! ours alone): parse 1.37 us (about 730k INVITEs/s), parse + typed Via/CSeq/Call-ID 1.8 us,
-//! encode 0.22 us. Callgrind counts about 22k instructions per parse. The target is
-//! 1M/s on an idle core; rsip 0.4 is quoted at 380k.
+//! ours alone): parse 1.37 us (about 730k INVITEs/s), about 21.3k instructions per parse.
+//! After the one-pass header lines, name lookup, URI scanner and token-list work (load
+//! average ~2): parse 0.95-1.0 us (about 1.0M INVITEs/s), parse + typed Via/CSeq/Call-ID
+//! 1.27-1.37 us, encode 0.19 us; 16.6k instructions per parse. The target is 1M/s
+//! on an idle core.
+//!
+//! Instruction counts (stable on a noisy machine) come from `examples/codec_loop.rs` under
+//! callgrind; see that file.
 
 use std::hint::black_box;
 
