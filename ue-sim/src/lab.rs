@@ -4,7 +4,8 @@
 //! ([`App::start`]) from a [`Config`] built in code ([`lab_config`]): SIP
 //! over UDP on `127.0.0.1` with a free port, the HTTP API on a free port, the catalogue in a
 //! SQLite file in a fresh temporary directory, the relay in-process on ephemeral ports, and
-//! test-pattern channels (`news`, `sport` and a few more so a Zipf popularity has a tail).
+//! the scenario's channels (`[channels] list`), each fed by the relay's H.264 test pattern
+//! ([`DEFAULT_CHANNELS`] when a caller names none).
 //! The AS runs on its own multi-thread tokio runtime, owned by the [`Testbed`]; the UEs
 //! (`run::run`) drive it over real UDP sockets on loopback exactly as they would drive a
 //! remote AS. [`Testbed::shutdown`] stops the AS (BYE to viewers, listeners closed, relay

@@ -702,36 +702,40 @@ fn histogram_svg(what: &'static str, samples: &[f64]) -> Result<String, Error> {
     let Some(&max) = v.last() else {
         return empty_svg(what, what);
     };
-    // Outliers (beyond twice the p99) would squash the body into one bar: they are left out
-    // of the bins and counted in the caption; the CDF beside shows them.
+    let axis = MsAxis::new(&v);
+    // Linear: outliers (beyond twice the p99) would squash the body into one bar, so they are
+    // left out of the bins and counted in the caption; the CDF beside shows them. Log: bins
+    // of equal width in log10(ms) hold the whole tail.
     let p99 = percentile(&v, 99.0).unwrap_or(max);
-    let hi = if max > 2.0 * p99 && p99 > 0.0 {
+    let hi = if !axis.log && max > 2.0 * p99 && p99 > 0.0 {
         upper(2.0 * p99)
     } else {
-        upper(max)
+        axis.hi
     };
-    let lo = v.first().copied().unwrap_or(0.0).min(0.0);
+    let lo = axis.lo;
     let bins = 40usize;
     let width = (hi - lo) / bins as f64;
     let mut counts = vec![0u64; bins];
     let mut beyond = 0usize;
     for x in &v {
-        if *x > hi {
+        let t = axis.f(*x);
+        if t > hi {
             beyond += 1;
             continue;
         }
-        let i = (((x - lo) / width) as usize).min(bins - 1);
+        let i = (((t - lo) / width).max(0.0) as usize).min(bins - 1);
         counts[i] += 1;
     }
     let top = counts.iter().copied().max().unwrap_or(1).max(1) as f64 * 1.1;
-    let caption = if beyond > 0 {
-        format!(
-            "{what} histogram (n={}, {beyond} above {hi:.0} ms not shown)",
-            v.len()
-        )
-    } else {
-        format!("{what} histogram (n={})", v.len())
-    };
+    let mut caption = format!("{what} histogram (n={}", v.len());
+    if beyond > 0 {
+        let _ = write!(caption, ", {beyond} above {hi:.0} ms not shown");
+    }
+    if axis.log {
+        caption.push_str(", log scale");
+    }
+    caption.push(')');
+    let x_label = |x: &f64| axis.label(*x);
     let mut buf = String::new();
     {
         let root = SVGBackend::with_string(&mut buf, (W, H)).into_drawing_area();
@@ -747,6 +751,8 @@ fn histogram_svg(what: &'static str, samples: &[f64]) -> Result<String, Error> {
             .configure_mesh()
             .x_desc("ms")
             .y_desc("samples")
+            .x_label_formatter(&x_label)
+            .x_labels(axis.labels())
             .draw()
             .map_err(plot_err(what))?;
         chart
@@ -766,41 +772,58 @@ fn histogram_svg(what: &'static str, samples: &[f64]) -> Result<String, Error> {
     Ok(buf)
 }
 
-/// Empirical CDF (at most ~1000 points), with the p50 and p99 marked.
-fn cdf_svg(what: &'static str, samples: &[f64]) -> Result<String, Error> {
-    let v = finite_sorted(samples);
-    let Some(&max) = v.last() else {
-        return empty_svg(what, what);
-    };
-    let n = v.len();
-    // A long tail (max far beyond the median) squeezes the body of a linear CDF against the
-    // axis: then x is log10(ms), labelled in ms.
-    let median = percentile(&v, 50.0).unwrap_or(max);
-    let log = median > 0.0 && max / median > 20.0;
-    let floor = v
-        .iter()
-        .copied()
-        .find(|x| *x > 0.0)
-        .unwrap_or(1.0)
-        .max(1e-3);
-    let xf = move |x: f64| if log { x.max(floor).log10() } else { x };
-    let step = n.div_ceil(1000).max(1);
-    let (lo, hi) = if log {
-        (xf(floor), upper(max).log10())
-    } else {
-        (v[0].min(0.0), upper(max))
-    };
-    let mut pts: Vec<(f64, f64)> = vec![(lo, 0.0)];
-    for i in (0..n).step_by(step).chain(std::iter::once(n - 1)) {
-        pts.push((xf(v[i]), (i + 1) as f64 / n as f64));
+/// The x axis of a latency plot. A long tail (max far beyond the median) squeezes the body of
+/// a linear plot against the axis: then x is log10(ms), labelled in ms, one label a decade.
+#[derive(Debug, Clone, Copy)]
+struct MsAxis {
+    log: bool,
+    /// Smallest positive sample: where log10 starts (zero samples are drawn there).
+    floor: f64,
+    lo: f64,
+    hi: f64,
+}
+
+impl MsAxis {
+    /// For sorted, finite, non-empty samples.
+    fn new(v: &[f64]) -> Self {
+        let max = v.last().copied().unwrap_or(1.0);
+        let median = percentile(v, 50.0).unwrap_or(max);
+        let log = median > 0.0 && max / median > 20.0;
+        let floor = v
+            .iter()
+            .copied()
+            .find(|x| *x > 0.0)
+            .unwrap_or(1.0)
+            .max(1e-3);
+        if log {
+            Self {
+                log,
+                floor,
+                lo: floor.log10(),
+                hi: upper(max).log10(),
+            }
+        } else {
+            Self {
+                log,
+                floor,
+                lo: v.first().copied().unwrap_or(0.0).min(0.0),
+                hi: upper(max),
+            }
+        }
     }
-    let caption = if log {
-        format!("{what} CDF (n={n}, log scale)")
-    } else {
-        format!("{what} CDF (n={n})")
-    };
-    let x_label = move |x: &f64| {
-        let ms = if log { 10f64.powf(*x) } else { *x };
+
+    /// Plot coordinate of `ms`.
+    fn f(&self, ms: f64) -> f64 {
+        if self.log {
+            ms.max(self.floor).log10()
+        } else {
+            ms
+        }
+    }
+
+    /// Label (in ms) at plot coordinate `x`.
+    fn label(&self, x: f64) -> String {
+        let ms = if self.log { 10f64.powf(x) } else { x };
         if ms >= 100.0 || ms == 0.0 {
             format!("{ms:.0}")
         } else if ms >= 1.0 {
@@ -808,7 +831,38 @@ fn cdf_svg(what: &'static str, samples: &[f64]) -> Result<String, Error> {
         } else {
             format!("{ms:.2}")
         }
+    }
+
+    /// How many labels to ask plotters for.
+    fn labels(&self) -> usize {
+        if self.log {
+            ((self.hi - self.lo).ceil() as usize + 1).max(2)
+        } else {
+            10
+        }
+    }
+}
+
+/// Empirical CDF (at most ~1000 points), with the p50 and p99 marked.
+fn cdf_svg(what: &'static str, samples: &[f64]) -> Result<String, Error> {
+    let v = finite_sorted(samples);
+    if v.is_empty() {
+        return empty_svg(what, what);
+    }
+    let n = v.len();
+    let axis = MsAxis::new(&v);
+    let (lo, hi) = (axis.lo, axis.hi);
+    let step = n.div_ceil(1000).max(1);
+    let mut pts: Vec<(f64, f64)> = vec![(lo, 0.0)];
+    for i in (0..n).step_by(step).chain(std::iter::once(n - 1)) {
+        pts.push((axis.f(v[i]), (i + 1) as f64 / n as f64));
+    }
+    let caption = if axis.log {
+        format!("{what} CDF (n={n}, log scale)")
+    } else {
+        format!("{what} CDF (n={n})")
     };
+    let x_label = |x: &f64| axis.label(*x);
     let mut buf = String::new();
     {
         let root = SVGBackend::with_string(&mut buf, (W, H)).into_drawing_area();
@@ -825,12 +879,7 @@ fn cdf_svg(what: &'static str, samples: &[f64]) -> Result<String, Error> {
             .x_desc("ms")
             .y_desc("fraction")
             .x_label_formatter(&x_label)
-            .x_labels(if log {
-                // About one label per decade.
-                ((hi - lo).ceil() as usize + 1).max(2)
-            } else {
-                10
-            })
+            .x_labels(axis.labels())
             .draw()
             .map_err(plot_err(what))?;
         chart
@@ -840,7 +889,7 @@ fn cdf_svg(what: &'static str, samples: &[f64]) -> Result<String, Error> {
             if let Some(x) = percentile(&v, p) {
                 chart
                     .draw_series(LineSeries::new(
-                        [(xf(x), 0.0), (xf(x), 1.0)],
+                        [(axis.f(x), 0.0), (axis.f(x), 1.0)],
                         color.mix(0.7).stroke_width(1),
                     ))
                     .map_err(plot_err(what))?
@@ -1182,11 +1231,19 @@ mod tests {
     #[test]
     fn histogram_leaves_outliers_to_the_cdf() {
         let mut samples: Vec<f64> = (1..=100).map(f64::from).collect();
-        samples.push(10_000.0);
+        let svg = histogram_svg("join_ms", &samples).unwrap();
+        assert!(svg.contains("join_ms histogram (n=100)"), "{svg}");
+        // 1..=100 and 500: linear, the outlier left out.
+        samples.push(500.0);
         let svg = histogram_svg("join_ms", &samples).unwrap();
         assert!(svg.contains("(n=101, 1 above 210 ms not shown)"), "{svg}");
-        let svg = histogram_svg("join_ms", &samples[..100]).unwrap();
-        assert!(svg.contains("join_ms histogram (n=100)"));
+        // A tail far beyond the median: log scale, nothing left out.
+        samples.push(10_000.0);
+        let svg = histogram_svg("join_ms", &samples).unwrap();
+        assert!(
+            svg.contains("join_ms histogram (n=102, log scale)"),
+            "{svg}"
+        );
     }
 
     #[test]
