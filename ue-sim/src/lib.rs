@@ -8,6 +8,9 @@
 //! | [`scenario`] | TOML scenarios: population, arrival rate, Zipf channels, dwell, zap behaviour, thresholds | files |
 //! | [`stats`] | [`stats::RunStats`], what a run measured; nearest-rank [`stats::percentile`] | none |
 //! | [`run`] | the driver: every UE of a run over a few shared UDP sockets in one loop | tokio |
+//! | [`report`] | `report.json` (summary keys such as `joins.ok`, `zap_ms.p99`, plus the raw stats) and a self-contained `report.html` with SVG plots; threshold checks | files |
+//! | [`progress`] | live progress: a bar on a terminal, a periodic line otherwise | stderr |
+//! | [`lab`] | `ue-sim lab`: boots the AS and relay in-process on loopback with embedded defaults, runs a scenario, writes the report, tears down | tokio |
 //!
 //! # Run loop
 //!
