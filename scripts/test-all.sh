@@ -4,7 +4,7 @@
 # 1. installs what the tests need when it is missing (SIPp = Debian sip-tester, tshark, ffmpeg,
 #    curl, openssl, python3, baresip + baresip-ffmpeg; PostgreSQL through
 #    as-server/tests/pg-setup.sh);
-# 2. cargo fmt --check; cargo clippy -D warnings; cargo build --release;
+# 2. cargo fmt --check; cargo clippy -D warnings; cargo doc -D warnings; cargo build --release;
 # 3. cargo test --workspace (unit, integration, RFC 4475 vectors, fuzz-corpus replay, ffmpeg
 #    mid-GOP decode, SQLite and PostgreSQL store), in the debug profile: on 2 cores it is the
 #    faster whole (measured: compiling the test binaries in release, thin LTO each, took ~7 min
@@ -138,6 +138,7 @@ fi
 # ---- 2. Static checks and the build.
 step fmt 300 cargo fmt --all -- --check
 step clippy 2400 cargo clippy --workspace --all-targets -- -D warnings
+step doc 900 env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 step build 2400 cargo build --release --workspace
 
 # ---- 3. cargo test (includes the fuzz-corpus replay and the ffmpeg mid-GOP decode).

@@ -16,7 +16,7 @@
 //! - **Tasks**: one reader task per socket (a few) batches datagrams with their arrival time
 //!   into one channel; one loop owns every UE, the timer heap and the scenario actions.
 //!
-//! The loop is the only code that reads the clock ([`now`]); the UEs get `now` as an argument.
+//! The loop is the only code that reads the clock (its private `now()`); the UEs get `now` as an argument.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
