@@ -11,8 +11,8 @@ use std::net::IpAddr;
 
 use super::header::HeaderName;
 use super::lex::{
-    all_token, in_class, is_token, is_word, is_wsp, parse_u32, scan_generic_params, scan_quoted,
-    skip_ws, trim_ws, unquote, Params, C_HOST,
+    all_token, is_token, is_word, is_wsp, parse_u32, scan_generic_params, scan_quoted, skip_ws,
+    trim_ws, unquote, Params,
 };
 use super::message::Method;
 use super::uri::{self, parse_port, Host, HostRef, Uri};
@@ -82,7 +82,7 @@ fn scan_via(v: &str) -> Option<ViaRef<'_>> {
     i = j;
     // sent-by = host [ COLON port ]
     let hs = i;
-    if b.get(i) == Some(&b'[') {
+    let host = if b.get(i) == Some(&b'[') {
         while i < b.len() && b[i] != b']' {
             i += 1;
         }
@@ -90,12 +90,12 @@ fn scan_via(v: &str) -> Option<ViaRef<'_>> {
             return None;
         }
         i += 1;
+        uri::parse_host_ref(&v[hs..i])?
     } else {
-        while i < b.len() && in_class(b[i], C_HOST) {
-            i += 1;
-        }
-    }
-    let host = uri::parse_host_ref(&v[hs..i])?;
+        let (host, end) = uri::scan_plain_host(v, hs)?;
+        i = end;
+        host
+    };
     let k = skip_ws(b, i);
     let mut port = None;
     if b.get(k) == Some(&b':') {

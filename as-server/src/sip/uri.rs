@@ -323,6 +323,46 @@ pub(crate) fn parse_host_ref(s: &str) -> Option<HostRef<'_>> {
     valid_hostname(b).then_some(HostRef::Domain(s))
 }
 
+/// The `hostname / IPv4address` starting at `s[hs..]` (the run of alphanum, '-' and '.') and
+/// where it ends. A host that starts with a letter cannot be an IPv4address: the rules of
+/// [`valid_hostname`] are then checked in the scanning pass; other hosts go through
+/// [`parse_host_ref`].
+pub(crate) fn scan_plain_host(s: &str, hs: usize) -> Option<(HostRef<'_>, usize)> {
+    let b = s.as_bytes();
+    let mut i = hs;
+    if !b.get(hs).is_some_and(u8::is_ascii_alphabetic) {
+        while i < b.len() && in_class(b[i], C_HOST) {
+            i += 1;
+        }
+        return Some((parse_host_ref(&s[hs..i])?, i));
+    }
+    // `top`: where the last label starts; `last_top`: where the one before it starts (the
+    // top label when the hostname ends in '.')
+    let mut prev = b[hs];
+    let mut top = hs;
+    let mut last_top = hs;
+    i += 1;
+    while i < b.len() {
+        let c = b[i];
+        if !c.is_ascii_alphanumeric() {
+            match c {
+                b'.' if prev != b'.' && prev != b'-' => {
+                    last_top = top;
+                    top = i + 1;
+                }
+                b'-' if prev != b'.' => {}
+                b'.' | b'-' => return None,
+                _ => break,
+            }
+        }
+        prev = c;
+        i += 1;
+    }
+    let top = if prev == b'.' { last_top } else { top };
+    let ok = i - hs <= 255 && prev != b'-' && b[top].is_ascii_alphabetic();
+    ok.then_some((HostRef::Domain(&s[hs..i]), i))
+}
+
 /// `IPv4address = 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT`, each at most 255, with
 /// the rules of `Ipv4Addr::from_str` (no leading zero in a multi-digit octet), in one pass.
 fn parse_ipv4(b: &[u8]) -> Option<Ipv4Addr> {
@@ -383,14 +423,14 @@ fn scan_sip(rest: &str) -> Result<SipRef<'_>, UriError> {
     };
     // hostport = host [ ":" port ], ending at ';' (params), '?' (headers) or the end.
     let mut i = hs;
-    if b.get(i) == Some(&b'[') {
+    let host = if b.get(i) == Some(&b'[') {
         i += b[i..].iter().position(|&c| c == b']').ok_or(UriError)? + 1;
+        parse_host_ref(&rest[hs..i]).ok_or(UriError)?
     } else {
-        while i < b.len() && in_class(b[i], C_HOST) {
-            i += 1;
-        }
-    }
-    let host = parse_host_ref(&rest[hs..i]).ok_or(UriError)?;
+        let (host, end) = scan_plain_host(rest, hs).ok_or(UriError)?;
+        i = end;
+        host
+    };
     let mut port = None;
     if b.get(i) == Some(&b':') {
         let ps = i + 1;
@@ -692,5 +732,34 @@ mod tests {
         ] {
             assert!(Uri::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    /// The one-pass host scan agrees with "scan the run, then `parse_host_ref`" on every
+    /// string of up to 6 octets over letters, digits, '-', '.' and a terminator.
+    #[test]
+    fn scan_plain_host_matches_two_pass() {
+        let alphabet = b"a1-.;";
+        let mut buf = Vec::new();
+        for len in 0..=6u32 {
+            for mut n in 0..alphabet.len().pow(len) {
+                buf.clear();
+                for _ in 0..len {
+                    buf.push(alphabet[n % alphabet.len()]);
+                    n /= alphabet.len();
+                }
+                let s = std::str::from_utf8(&buf).unwrap();
+                let end = s
+                    .bytes()
+                    .position(|c| !in_class(c, C_HOST))
+                    .unwrap_or(s.len());
+                let want = parse_host_ref(&s[..end]).map(|h| (h.to_owned_host(), end));
+                let got = scan_plain_host(s, 0).map(|(h, e)| (h.to_owned_host(), e));
+                assert_eq!(got, want, "{s:?}");
+            }
+        }
+        let long = format!("{}.b", "a".repeat(253));
+        assert!(scan_plain_host(&long, 0).is_some());
+        assert!(scan_plain_host(&format!("{long}."), 0).is_none());
+        assert!(scan_plain_host(&format!("{long}a"), 0).is_none());
     }
 }
