@@ -49,14 +49,12 @@ out=$(cd "$out" && pwd)
 work=$(mktemp -d /tmp/bench-zap.XXXXXX)
 as_pid=""
 
+# shellcheck source=scripts/testbed.sh
+source "$root/scripts/testbed.sh"
+
 cleanup() {
     local rc=$?
-    if [[ -n "$as_pid" ]] && kill -0 "$as_pid" 2>/dev/null; then
-        kill -TERM "$as_pid" 2>/dev/null || true
-        for _ in $(seq 1 50); do kill -0 "$as_pid" 2>/dev/null || break; sleep 0.1; done
-        kill -0 "$as_pid" 2>/dev/null && kill -KILL "$as_pid" 2>/dev/null || true
-        wait "$as_pid" 2>/dev/null || true
-    fi
+    testbed_stop_as
     [[ -f "$work/as.log" ]] && cp "$work/as.log" "$out/zap-as-server.log"
     rm -rf "$work"
     exit "$rc"
@@ -65,35 +63,10 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- 2. Boot the AS.
-log "starting $AS_BIN --config $config (SQLite in $work)"
-(
-    cd "$work"
-    export AS_DATABASE_URL="sqlite://$work/as.db?mode=rwc"
-    export RUST_LOG=${RUST_LOG:-warn}
-    exec "$AS_BIN" --config "$config"
-) >"$work/as.log" 2>&1 &
-as_pid=$!
-
-ready=""
-for _ in $(seq 1 300); do # 30 s at most
-    if ! kill -0 "$as_pid" 2>/dev/null; then
-        log "the AS exited during start-up; its log:"
-        tail -n 40 "$work/as.log" >&2 || true
-        exit 1
-    fi
-    if curl -fsS --max-time 1 "http://$http/healthz" >/dev/null 2>&1; then ready=1; break; fi
-    sleep 0.1
-done
-[[ -n "$ready" ]] || { log "the AS did not answer /healthz within 30 s"; tail -n 40 "$work/as.log" >&2; exit 1; }
-log "AS ready (pid $as_pid)"
+testbed_start_as warn
 
 for ch in news sport; do
-    if ! curl -fsS --max-time 5 "http://$http/api/channels/$ch" >/dev/null 2>&1; then
-        log "creating test-pattern channel '$ch' through POST /api/channels"
-        curl -fsS --max-time 5 -H 'content-type: application/json' \
-            -d "{\"id\":\"$ch\",\"name\":\"$ch (test pattern)\",\"kind\":\"producer\",\"test_pattern\":true}" \
-            "http://$http/api/channels" >/dev/null
-    fi
+    testbed_ensure_channel "$ch" '"kind":"producer",'
 done
 # The test pattern's first key frame: give both channels a GOP (2 s) before measuring.
 sleep 2.5

@@ -82,15 +82,13 @@ work=$(mktemp -d /tmp/sipp-run.XXXXXX)
 as_pid=""
 sipp_pid=""
 
+# shellcheck source=scripts/testbed.sh
+source "$root/scripts/testbed.sh"
+
 cleanup() {
     local rc=$?
     if [[ -n "$sipp_pid" ]] && kill -0 "$sipp_pid" 2>/dev/null; then kill "$sipp_pid" 2>/dev/null || true; fi
-    if [[ -n "$as_pid" ]] && kill -0 "$as_pid" 2>/dev/null; then
-        kill -TERM "$as_pid" 2>/dev/null || true
-        for _ in $(seq 1 50); do kill -0 "$as_pid" 2>/dev/null || break; sleep 0.1; done
-        kill -0 "$as_pid" 2>/dev/null && kill -KILL "$as_pid" 2>/dev/null || true
-        wait "$as_pid" 2>/dev/null || true
-    fi
+    testbed_stop_as
     [[ -f "$work/as.log" ]] && cp "$work/as.log" "$artifacts/as-server.log"
     rm -rf "$work"
     exit "$rc"
@@ -99,35 +97,10 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- 3. Boot the AS: its SQLite file lives in the temporary directory.
-log "starting $AS_BIN --config $config (SQLite in $work)"
-(
-    cd "$work"
-    export AS_DATABASE_URL="sqlite://$work/as.db?mode=rwc"
-    export RUST_LOG=${RUST_LOG:-info}
-    exec "$AS_BIN" --config "$config"
-) >"$work/as.log" 2>&1 &
-as_pid=$!
-
-ready=""
-for _ in $(seq 1 300); do # 30 s at most
-    if ! kill -0 "$as_pid" 2>/dev/null; then
-        log "the AS exited during start-up; its log:"
-        tail -n 40 "$work/as.log" >&2 || true
-        exit 1
-    fi
-    if curl -fsS --max-time 1 "http://$http/healthz" >/dev/null 2>&1; then ready=1; break; fi
-    sleep 0.1
-done
-[[ -n "$ready" ]] || { log "the AS did not answer /healthz within 30 s"; tail -n 40 "$work/as.log" >&2; exit 1; }
-log "AS ready (pid $as_pid)"
+testbed_start_as info
 
 # The zap target: seed it as a test-pattern channel when the config does not.
-if ! curl -fsS --max-time 5 "http://$http/api/channels/$zap_to" >/dev/null 2>&1; then
-    log "creating test-pattern channel '$zap_to' through POST /api/channels"
-    curl -fsS --max-time 5 -H 'content-type: application/json' \
-        -d "{\"id\":\"$zap_to\",\"name\":\"$zap_to (test pattern)\",\"test_pattern\":true}" \
-        "http://$http/api/channels" >/dev/null || log "could not create '$zap_to' (zap scenarios will fail)"
-fi
+testbed_ensure_channel "$zap_to" || log "could not create '$zap_to' (zap scenarios will fail)"
 
 if [[ -n "$exec_cmd" ]]; then
     log "running: $exec_cmd"
