@@ -12,12 +12,11 @@
 //! event is handed to the service by the test (what `run_relay_events` does), so the order of
 //! the two BYEs is the test's choice, not the scheduler's.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use as_server::service::{Service, ServiceConfig, SipClient, TuRequest};
 use as_server::sip::transaction::Transport;
-use as_server::sip::{Message, Request, Response, StatusCode};
+use as_server::sip::{Request, Response, StatusCode};
 use media_relay::control::ViewerId;
 use media_relay::relay::DropReason;
 use media_relay::{Relay, RelayConfig, RelayHandle};
@@ -25,7 +24,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
-const UE: &str = "127.0.0.1:5099";
+mod common;
+use common::{call, parse, UE};
 
 struct Harness {
     svc: Service,
@@ -66,23 +66,6 @@ async fn harness(grace: Duration) -> Harness {
     .await
     .unwrap();
     Harness { svc, sent, relay }
-}
-
-fn parse(text: &str) -> Request {
-    match Message::parse(text.replace('\n', "\r\n").as_bytes()).unwrap() {
-        Message::Request(r) => r,
-        Message::Response(_) => panic!("not a request"),
-    }
-}
-
-async fn call(svc: &Service, req: Request) -> Response {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let src: SocketAddr = UE.parse().unwrap();
-    svc.handle(TuRequest::new(req, src, Transport::Udp, move |r| {
-        let _ = tx.send(r);
-    }))
-    .await;
-    timeout(Duration::from_secs(5), rx).await.unwrap().unwrap()
 }
 
 fn invite(call_id: &str, rtp_port: u16) -> Request {

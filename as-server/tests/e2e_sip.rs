@@ -14,6 +14,8 @@ use as_server::sip::{HeaderName, Message, Request, Response};
 use tokio::net::UdpSocket;
 use tokio::time::timeout;
 
+mod common;
+
 fn config() -> Config {
     let mut c = Config::default();
     c.sip.udp = Some("127.0.0.1:0".parse().unwrap());
@@ -485,22 +487,8 @@ async fn e2e_sip() {
 
 /// `GET path` over HTTP/1.1; (status, raw body).
 async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    timeout(Duration::from_secs(5), s.read_to_end(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text[9..12].parse().unwrap();
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    common::http_exchange(addr, &req).await
 }
 
 /// RFC 3261 13.3.1.4 end to end: a UE that never ACKs the 200 OK of its INVITE gets a BYE

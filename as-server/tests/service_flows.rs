@@ -9,13 +9,14 @@ use std::time::Duration;
 use as_server::service::channel_list::ChannelEntry;
 use as_server::service::{NewChannel, Service, ServiceConfig, SipClient, TuRequest};
 use as_server::sip::transaction::Transport;
-use as_server::sip::{HeaderName, Message, Request, Response, StatusCode};
+use as_server::sip::{HeaderName, Request, Response, StatusCode};
 use media_relay::{Relay, RelayConfig};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
-const UE: &str = "127.0.0.1:5099";
+mod common;
+use common::{call, parse, UE};
 
 struct Harness {
     svc: Service,
@@ -70,23 +71,6 @@ async fn harness_with(max_sessions: usize, relay: RelayConfig) -> Harness {
         relay,
         store,
     }
-}
-
-fn parse(text: &str) -> Request {
-    match Message::parse(text.replace('\n', "\r\n").as_bytes()).unwrap() {
-        Message::Request(r) => r,
-        Message::Response(_) => panic!("not a request"),
-    }
-}
-
-async fn call(svc: &Service, req: Request) -> Response {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let src: SocketAddr = UE.parse().unwrap();
-    svc.handle(TuRequest::new(req, src, Transport::Udp, move |r| {
-        let _ = tx.send(r);
-    }))
-    .await;
-    timeout(Duration::from_secs(5), rx).await.unwrap().unwrap()
 }
 
 fn sdp(rtp_port: u16, codec: &str) -> String {
@@ -551,27 +535,13 @@ async fn register_and_options() {
 
 /// One HTTP/1.1 request over a fresh connection; returns (status, body).
 async fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let body = body.unwrap_or("");
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    timeout(Duration::from_secs(5), s.read_to_end(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text[9..12].parse().unwrap();
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    common::http_exchange(addr, &req).await
 }
 
 #[tokio::test]
