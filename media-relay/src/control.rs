@@ -226,6 +226,7 @@ type ChannelMetric = (
 impl RelayStats {
     /// The counters in the Prometheus text exposition format (version 0.0.4).
     pub fn to_prometheus(&self) -> String {
+        use crate::prometheus::{escape_label, write_family, write_metric};
         use std::fmt::Write as _;
         let mut out = String::new();
         let t = &self.totals;
@@ -263,16 +264,23 @@ impl RelayStats {
             ),
         ];
         for (name, help, v) in totals {
-            let _ = writeln!(out, "# HELP media_relay_{name}_total {help}");
-            let _ = writeln!(out, "# TYPE media_relay_{name}_total counter");
-            let _ = writeln!(out, "media_relay_{name}_total {v}");
+            let name = format_args!("media_relay_{name}_total");
+            write_metric(&mut out, name, "counter", help, v);
         }
-        let _ = writeln!(out, "# HELP media_relay_channels channels with an ingest");
-        let _ = writeln!(out, "# TYPE media_relay_channels gauge");
-        let _ = writeln!(out, "media_relay_channels {}", self.channels.len());
-        let _ = writeln!(out, "# HELP media_relay_viewers viewers");
-        let _ = writeln!(out, "# TYPE media_relay_viewers gauge");
-        let _ = writeln!(out, "media_relay_viewers {}", self.viewers.len());
+        write_metric(
+            &mut out,
+            "media_relay_channels",
+            "gauge",
+            "channels with an ingest",
+            self.channels.len() as u64,
+        );
+        write_metric(
+            &mut out,
+            "media_relay_viewers",
+            "gauge",
+            "viewers",
+            self.viewers.len() as u64,
+        );
         let per_channel: [ChannelMetric; 4] = [
             (
                 "channel_packets_in_total",
@@ -297,8 +305,7 @@ impl RelayStats {
             ),
         ];
         for (name, kind, help, get) in per_channel {
-            let _ = writeln!(out, "# HELP media_relay_{name} {help}");
-            let _ = writeln!(out, "# TYPE media_relay_{name} {kind}");
+            write_family(&mut out, format_args!("media_relay_{name}"), kind, help);
             for c in &self.channels {
                 let _ = writeln!(
                     out,
@@ -310,13 +317,6 @@ impl RelayStats {
         }
         out
     }
-}
-
-/// Escape a Prometheus label value (backslash, quote, newline).
-fn escape_label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// Errors of the control API.

@@ -33,6 +33,7 @@ pub mod control;
 pub mod driver;
 pub mod fcc;
 pub mod h264;
+pub mod prometheus;
 pub mod relay;
 pub mod rtcp;
 pub mod rtp;

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use media_relay::control::RelayStats;
+use media_relay::prometheus::{escape_label, write_family, write_metric};
 
 /// The counters of one AS instance.
 #[derive(Debug, Default)]
@@ -67,7 +68,7 @@ impl Metrics {
     pub fn render(&self, g: Gauges, relay: Option<&RelayStats>) -> String {
         let mut o = String::with_capacity(2048);
         let mut metric = |name: &str, kind: &str, help: &str, v: u64| {
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+            write_metric(&mut o, name, kind, help, v);
         };
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         metric(
@@ -136,10 +137,11 @@ impl Metrics {
             "NOTIFY sent.",
             get(&self.notifies_sent),
         );
-        let _ = writeln!(
-            o,
-            "# HELP as_failures_total Failure responses sent, by status code.\n\
-             # TYPE as_failures_total counter"
+        write_family(
+            &mut o,
+            "as_failures_total",
+            "counter",
+            "Failure responses sent, by status code.",
         );
         if let Ok(m) = self.failures.lock() {
             for (code, n) in m.iter() {
@@ -179,12 +181,9 @@ impl Metrics {
                     t.viewers_dropped,
                 ),
             ] {
-                let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+                write_metric(&mut o, name, "counter", help, v);
             }
-            let _ = writeln!(
-                o,
-                "# HELP relay_viewers Viewers per channel.\n# TYPE relay_viewers gauge"
-            );
+            write_family(&mut o, "relay_viewers", "gauge", "Viewers per channel.");
             for c in &r.channels {
                 let _ = writeln!(
                     o,
@@ -196,13 +195,6 @@ impl Metrics {
         }
         o
     }
-}
-
-/// Escapes a label value (backslash, double quote, newline).
-fn escape_label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
