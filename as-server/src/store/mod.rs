@@ -444,31 +444,30 @@ impl Store {
         ingest_addr: Option<SocketAddr>,
         relay: Option<&str>,
     ) -> Result<(), Error> {
-        self.forget_channel(id);
-        let r = sqlx::query("UPDATE channels SET ingest_addr = $1, relay = $2 WHERE id = $3")
+        let q = sqlx::query("UPDATE channels SET ingest_addr = $1, relay = $2 WHERE id = $3")
             .bind(ingest_addr.map(|a| a.to_string()))
             .bind(relay)
-            .bind(id)
-            .execute(&self.pool)
-            .await;
-        self.forget_channel(id);
-        let r = r?;
-        if r.rows_affected() == 0 {
-            return Err(Error::NotFound(format!("channel {id}")));
-        }
-        Ok(())
+            .bind(id);
+        self.write_channel(id, q).await
     }
 
     /// Removes a channel. Its sessions stay (history for accounting).
     pub async fn delete_channel(&self, id: &str) -> Result<(), Error> {
+        let q = sqlx::query("DELETE FROM channels WHERE id = $1").bind(id);
+        self.write_channel(id, q).await
+    }
+
+    /// Runs `q`, a write to the row of channel `id`, with the cache forgotten before and after
+    /// it; `NotFound` when it touched no row.
+    async fn write_channel<'q>(
+        &self,
+        id: &str,
+        q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> Result<(), Error> {
         self.forget_channel(id);
-        let r = sqlx::query("DELETE FROM channels WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await;
+        let r = q.execute(&self.pool).await;
         self.forget_channel(id);
-        let r = r?;
-        if r.rows_affected() == 0 {
+        if r?.rows_affected() == 0 {
             return Err(Error::NotFound(format!("channel {id}")));
         }
         Ok(())
