@@ -14,9 +14,9 @@
 
 use std::time::Duration;
 
-use as_server::service::{Service, ServiceConfig, SipClient, TuRequest};
+use as_server::service::{Service, ServiceConfig, TuRequest};
 use as_server::sip::transaction::Transport;
-use as_server::sip::{Request, Response, StatusCode};
+use as_server::sip::{Request, StatusCode};
 use media_relay::control::ViewerId;
 use media_relay::relay::DropReason;
 use media_relay::{Relay, RelayConfig, RelayHandle};
@@ -38,12 +38,7 @@ async fn harness(grace: Duration) -> Harness {
         .await
         .unwrap();
     let relay = Relay::spawn(RelayConfig::default()).unwrap();
-    let (tx, sent) = mpsc::unbounded_channel();
-    let client = SipClient::new(move |req: Request, _dest, _t| {
-        let resp = Response::for_request(&req, StatusCode::OK, "OK");
-        let _ = tx.send(req);
-        Box::pin(async move { Ok(resp) })
-    });
+    let (client, sent) = common::recording_client();
     let cfg = as_server::config::Config::default();
     let svc = Service::new(
         ServiceConfig {

@@ -15,6 +15,7 @@ use tokio::net::UdpSocket;
 use tokio::time::timeout;
 
 mod common;
+use common::offer;
 
 fn config() -> Config {
     let mut c = Config::default();
@@ -177,20 +178,6 @@ impl Ue {
         )
         .await;
     }
-}
-
-fn offer(rtp_port: u16, codec: &str, direction: &str) -> String {
-    let (pt, map) = match codec {
-        "h264" => (
-            96,
-            "a=rtpmap:96 H264/90000\na=fmtp:96 packetization-mode=1\n",
-        ),
-        _ => (98, "a=rtpmap:98 VP8/90000\n"),
-    };
-    format!(
-        "v=0\no=ue 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\n\
-         m=video {rtp_port} RTP/AVP {pt}\n{map}a={direction}\n"
-    )
 }
 
 fn invite_text(

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use as_server::service::channel_list::ChannelEntry;
-use as_server::service::{NewChannel, Service, ServiceConfig, SipClient, TuRequest};
+use as_server::service::{NewChannel, Service, ServiceConfig, TuRequest};
 use as_server::sip::transaction::Transport;
 use as_server::sip::{HeaderName, Request, Response, StatusCode};
 use media_relay::{Relay, RelayConfig};
@@ -34,12 +34,7 @@ async fn harness_with(max_sessions: usize, relay: RelayConfig) -> Harness {
         .await
         .unwrap();
     let relay = Relay::spawn(relay).unwrap();
-    let (tx, sent) = mpsc::unbounded_channel();
-    let client = SipClient::new(move |req: Request, _dest, _t| {
-        let resp = Response::for_request(&req, StatusCode::OK, "OK");
-        let _ = tx.send(req);
-        Box::pin(async move { Ok(resp) })
-    });
+    let (client, sent) = common::recording_client();
     let cfg = as_server::config::Config::default();
     let mut limits = cfg.limits.clone();
     limits.max_sessions = max_sessions;
@@ -73,18 +68,9 @@ async fn harness_with(max_sessions: usize, relay: RelayConfig) -> Harness {
     }
 }
 
+/// A recvonly offer (see [`common::offer`]).
 fn sdp(rtp_port: u16, codec: &str) -> String {
-    let (pt, map) = match codec {
-        "h264" => (
-            96,
-            "a=rtpmap:96 H264/90000\na=fmtp:96 packetization-mode=1\n",
-        ),
-        _ => (98, "a=rtpmap:98 VP8/90000\n"),
-    };
-    format!(
-        "v=0\no=ue 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\n\
-         m=video {rtp_port} RTP/AVP {pt}\n{map}a=recvonly\n"
-    )
+    common::offer(rtp_port, codec, "recvonly")
 }
 
 fn invite(

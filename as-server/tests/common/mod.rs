@@ -1,14 +1,16 @@
 //! Helpers shared by the as-server integration tests (`mod common;` in each test file):
 //! parsing a request written with `\n` line ends, handing a request to the service as
-//! the UE at [`UE`] and one HTTP/1.1 exchange. Each test binary uses a part of them.
+//! the UE at [`UE`], a SIP client that records what the service sends, an SDP offer and one
+//! HTTP/1.1 exchange. Each test binary uses a part of them.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use as_server::service::{Service, TuRequest};
+use as_server::service::{Service, SipClient, TuRequest};
 use as_server::sip::transaction::Transport;
-use as_server::sip::{Message, Request, Response};
+use as_server::sip::{Message, Request, Response, StatusCode};
+use tokio::sync::mpsc;
 use tokio::time::timeout;
 
 /// The UE's source address for requests handed to the service by [`call`].
@@ -52,4 +54,33 @@ pub async fn http_exchange(addr: SocketAddr, req: &str) -> (u16, String) {
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     (status, body)
+}
+
+/// A SIP client for the service that answers every request it sends with 200 OK and
+/// hands the request to the returned receiver.
+pub fn recording_client() -> (SipClient, mpsc::UnboundedReceiver<Request>) {
+    let (tx, sent) = mpsc::unbounded_channel();
+    let client = SipClient::new(move |req: Request, _dest, _t| {
+        let resp = Response::for_request(&req, StatusCode::OK, "OK");
+        let _ = tx.send(req);
+        Box::pin(async move { Ok(resp) })
+    });
+    (client, sent)
+}
+
+/// An SDP offer (RFC 3264 section 5) of one video stream at 127.0.0.1:`rtp_port`: H.264
+/// (PT 96, packetization-mode 1) when `codec` is `h264`, else VP8 (PT 98), with
+/// `a=<direction>`.
+pub fn offer(rtp_port: u16, codec: &str, direction: &str) -> String {
+    let (pt, map) = match codec {
+        "h264" => (
+            96,
+            "a=rtpmap:96 H264/90000\na=fmtp:96 packetization-mode=1\n",
+        ),
+        _ => (98, "a=rtpmap:98 VP8/90000\n"),
+    };
+    format!(
+        "v=0\no=ue 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\n\
+         m=video {rtp_port} RTP/AVP {pt}\n{map}a={direction}\n"
+    )
 }
