@@ -1,6 +1,6 @@
 //! Helpers shared by the as-server integration tests (`mod common;` in each test file):
 //! parsing a request written with `\n` line ends, handing a request to the service as
-//! the UE at [`UE`], a SIP client that records what the service sends, an SDP offer and one
+//! the UE at [`UE`], a status-and-Allow assertion, a SIP client that records what the service sends, an SDP offer and one
 //! HTTP/1.1 exchange. Each test binary uses a part of them.
 #![allow(dead_code)]
 
@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use as_server::service::{Service, SipClient, TuRequest};
 use as_server::sip::transaction::Transport;
-use as_server::sip::{Message, Request, Response, StatusCode};
+use as_server::sip::{HeaderName, Message, Request, Response, StatusCode};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
@@ -83,4 +83,11 @@ pub fn offer(rtp_port: u16, codec: &str, direction: &str) -> String {
         "v=0\no=ue 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\n\
          m=video {rtp_port} RTP/AVP {pt}\n{map}a={direction}\n"
     )
+}
+
+/// Asserts that `r` has status `status` and an `Allow` header (RFC 3261 section 20.5) that
+/// contains `method`.
+pub fn assert_allow_lists(r: &Response, status: u16, method: &str) {
+    assert_eq!(r.status.0, status);
+    assert!(r.headers.get(&HeaderName::ALLOW).unwrap().contains(method));
 }
