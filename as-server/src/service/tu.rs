@@ -1318,6 +1318,7 @@ impl Service {
                 &format!("{}/{}", dialog.id().call_id, dialog.id().local_tag),
             )
             .await
+            .map_err(|e| warn!(error = %e, "owner session row not stored"))
             .ok();
         dialog.dialog.core.local_contact = Some(self.contact_for(&entry.id));
         self.commit(
