@@ -32,9 +32,11 @@
 pub mod control;
 pub mod driver;
 pub mod fcc;
+pub mod feedback;
 pub mod h264;
 pub mod prometheus;
 pub mod relay;
+pub mod rsi;
 pub mod rtcp;
 pub mod rtp;
 pub mod testpattern;

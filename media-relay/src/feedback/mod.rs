@@ -1,0 +1,32 @@
+//! RTCP feedback at scale: RFC 3550 report intervals, RFC 5760 feedback targets (FTs) that
+//! summarise viewers' receiver reports into RSI packets and pass them up a tree to the channel's
+//! source, live vote tallies, and the placement of viewers on FTs by network coordinates.
+//!
+//! # Layout
+//!
+//! | module | role | I/O |
+//! | --- | --- | --- |
+//! | [`interval`] | RFC 3550 section 6.2/6.3 and appendix A.7 RTCP interval, a pure function | none |
+//! | [`aggregate`] | the sans-IO feedback target: RRs, votes and child RSIs in, RSI summaries out | none |
+//! | [`hasim`] | `media-relay ha-sim`: a tree of real FTs under a virtual clock; freshness and RTCP share | none |
+//! | [`gnp`] | `media-relay gnp-sim`: GNP coordinates (Ng & Zhang 2002) and FT placement | none |
+//!
+//! # Data flow
+//!
+//! ```text
+//!  viewer ──RR + SDES (+ APP "VOTE")──► leaf FT ──RSI + APP tally──► FT ──► … ──► source
+//!  viewer ◄──RSI (group size, RTCP bandwidth)── leaf FT ◄──RSI── FT ◄── … ◄── source
+//! ```
+//!
+//! Each FT is a [`aggregate::FeedbackTarget`]: it keeps the latest report of each of its viewers
+//! and the latest summary of each child FT, and on its own RTCP timer sends one summary up whose
+//! size does not depend on how many viewers are below it (fixed-bin histograms, counts per
+//! poll option). Downwards, each FT tells its reporters how many they are and which RTCP
+//! bandwidth they share, so each group's intervals follow RFC 3550 within its own 5 % share
+//! instead of the whole audience's: that is what keeps a million viewers' feedback seconds old.
+//! Wiring FTs into the relay driver and the AS API is later work.
+
+pub mod aggregate;
+pub mod gnp;
+pub mod hasim;
+pub mod interval;
