@@ -1,5 +1,11 @@
 //! RELOAD (RFC 6940) overlay for the IPTV network.
 //!
-//! Placeholder: the overlay (CHORD-RELOAD topology, TLS links, storage kinds for
-//! channel -> relays and SIP-REGISTRATION) arrives with its own issue. Until then the
-//! application server keeps its location data in SQL only.
+//! Every AS instance and every relay is a peer of one RELOAD overlay (CHORD-RELOAD) that
+//! holds who is where: channel -> relays, address-of-record -> contact (SIP-REGISTRATION,
+//! RFC 7904) and the channel directory.
+//!
+//! Layout:
+//! - [`wire`]: the RELOAD wire format (forwarding header, message contents, security block,
+//!   typed bodies, stored data, link framing). Sans-IO, strict, fuzzed (`fuzz/`).
+
+pub mod wire;
