@@ -66,6 +66,22 @@ impl Wire {
     fn send(&self, id: TransactionId, bytes: Bytes, out: &mut Outbox) {
         out.transmit(id, self.transport, self.destination, bytes, None);
     }
+
+    /// RFC 3261 8.1.3.1: a timeout (timer B or F) reaches the TU as a 408.
+    fn timeout(&self, id: TransactionId) -> Event {
+        Event::Timeout {
+            id,
+            response: synthesize(&self.request, StatusCode(408), "Request Timeout"),
+        }
+    }
+
+    /// RFC 3261 8.1.3.1: a transport error reaches the TU as a 503.
+    fn transport_error(&self, id: TransactionId) -> Event {
+        Event::TransportError {
+            id,
+            response: synthesize(&self.request, StatusCode(503), "Service Unavailable"),
+        }
+    }
 }
 
 /// INVITE client transaction (RFC 3261 section 17.1.1).
@@ -193,10 +209,7 @@ impl InviteClient {
             (InviteClientState::Calling, Timer::B) => {
                 //= RFC 3261 17.1.1.2: timer B -> inform TU of the timeout (8.1.3.1: as 408).
                 self.terminate();
-                out.event(Event::Timeout {
-                    id: self.id,
-                    response: synthesize(&self.wire.request, StatusCode(408), "Request Timeout"),
-                });
+                out.event(self.wire.timeout(self.id));
             }
             (InviteClientState::Completed, Timer::D) | (InviteClientState::Accepted, Timer::M) => {
                 self.terminate();
@@ -211,10 +224,7 @@ impl InviteClient {
             self.state,
             InviteClientState::Calling | InviteClientState::Proceeding
         ) {
-            out.event(Event::TransportError {
-                id: self.id,
-                response: synthesize(&self.wire.request, StatusCode(503), "Service Unavailable"),
-            });
+            out.event(self.wire.transport_error(self.id));
         }
         self.terminate();
     }
@@ -316,10 +326,7 @@ impl NonInviteClient {
             }
             (NonInviteClientState::Trying | NonInviteClientState::Proceeding, Timer::F) => {
                 self.terminate();
-                out.event(Event::Timeout {
-                    id: self.id,
-                    response: synthesize(&self.wire.request, StatusCode(408), "Request Timeout"),
-                });
+                out.event(self.wire.timeout(self.id));
             }
             (NonInviteClientState::Completed, Timer::K) => self.terminate(),
             _ => {}
@@ -331,10 +338,7 @@ impl NonInviteClient {
             self.state,
             NonInviteClientState::Trying | NonInviteClientState::Proceeding
         ) {
-            out.event(Event::TransportError {
-                id: self.id,
-                response: synthesize(&self.wire.request, StatusCode(503), "Service Unavailable"),
-            });
+            out.event(self.wire.transport_error(self.id));
         }
         self.terminate();
     }
