@@ -37,6 +37,7 @@
 //! documented in [`service`].
 pub mod api;
 pub mod config;
+pub mod diameter;
 pub mod driver;
 pub mod error;
 pub mod service;
