@@ -12,6 +12,7 @@
 //! | [`control`] | ids, requests, stats, errors, [`RelayConfig`], [`RelayHandle`], [`RelayEvent`] | mpsc/oneshot/broadcast |
 //! | [`driver`] | tokio UDP sockets and the one task loop; [`Relay::spawn`] | tokio |
 //! | [`h264`], [`testpattern`] | H.264 packetiser and the built-in test-pattern source | none |
+//! | [`splice`] | personalised channels: several sources in turn, switched at key frames, one continuous SSRC/sequence/timestamp line | none |
 //!
 //! # Run loop
 //!
@@ -39,6 +40,7 @@ pub mod relay;
 pub mod rsi;
 pub mod rtcp;
 pub mod rtp;
+pub mod splice;
 pub mod testpattern;
 
 pub use control::{
