@@ -2,7 +2,9 @@
 //! hostile inputs: every truncation, lengths beyond the buffer, 0xffffffff lengths, bad
 //! tokens/versions/Booleans. Decoding must fail with a typed error, never panic.
 
-use p2psip_overlay::wire::examples::{bodies, exotic_messages, messages, OVERLAY};
+use p2psip_overlay::wire::examples::{
+    bodies, exotic_messages, messages, OVERLAY, TEST_CERT_DER, TEST_KEY_PKCS8,
+};
 use p2psip_overlay::wire::*;
 
 fn all() -> Vec<Message> {
@@ -396,4 +398,46 @@ fn framing_round_trip_and_stream() {
     assert!(matches!(d.next_frame(), Err(WireError::TooLarge { .. })));
     assert!(FramedMessage::decode(&[129, 0, 0, 0, 1, 0, 0, 0]).is_err());
     assert!(FramedMessage::decode(&[129, 0, 0, 0, 1, 0, 0, 0, 0, 9]).is_err());
+}
+
+#[test]
+fn sign_and_verify() {
+    let signer = Signer::ecdsa_p256(TEST_KEY_PKCS8, TEST_CERT_DER).unwrap();
+    assert!(certificate_public_key(TEST_CERT_DER).is_some_and(|k| k.len() == 65));
+    assert!(Signer::ecdsa_p256(TEST_KEY_PKCS8, &TEST_CERT_DER[..100]).is_err());
+    assert!(Signer::ecdsa_p256(&TEST_KEY_PKCS8[1..], TEST_CERT_DER).is_err());
+    let mut m = messages()[4].clone();
+    signer.sign_message(&mut m).unwrap();
+    let m = Message::decode(&m.to_bytes().unwrap()).unwrap();
+    verify_message(&m, None).unwrap();
+    verify_message(&m, Some(TEST_CERT_DER)).unwrap();
+    let mut t = m.clone();
+    t.forwarding.transaction_id.0 ^= 1;
+    assert_eq!(verify_message(&t, None), Err(SignError::BadSignature));
+    let mut t = m.clone();
+    t.contents.body.push(0);
+    assert_eq!(verify_message(&t, None), Err(SignError::BadSignature));
+    let mut t = m.clone();
+    t.security.certificates.clear();
+    assert_eq!(verify_message(&t, None), Err(SignError::IdentityMismatch));
+    // Forwarding changes (TTL, via list) do not touch the signature.
+    let mut t = m.clone();
+    t.forwarding.ttl -= 1;
+    t.forwarding
+        .via_list
+        .push(Destination::Node(NodeId::from_u128(1)));
+    verify_message(&t, None).unwrap();
+
+    let r = ResourceId::from_name(b"channel:news");
+    let mut d = examples::stored(DataModel::Dictionary, 1);
+    signer
+        .sign_stored_data(&r, KindId::CHANNEL_RELAYS, &mut d)
+        .unwrap();
+    verify_stored_data(&r, KindId::CHANNEL_RELAYS, &d, TEST_CERT_DER).unwrap();
+    assert!(verify_stored_data(&r, KindId::CHANNEL_DIRECTORY, &d, TEST_CERT_DER).is_err());
+    let other = ResourceId::from_name(b"channel:sport");
+    assert!(verify_stored_data(&other, KindId::CHANNEL_RELAYS, &d, TEST_CERT_DER).is_err());
+    let mut e = d.clone();
+    e.storage_time += 1;
+    assert!(verify_stored_data(&r, KindId::CHANNEL_RELAYS, &e, TEST_CERT_DER).is_err());
 }

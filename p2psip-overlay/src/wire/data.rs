@@ -320,11 +320,11 @@ pub enum MetaDataValue {
     },
 }
 
-/// `StoredMetaData` (RFC 6940 section 7.4.3).
+/// `StoredMetaData` (RFC 6940 section 7.4.3): like `StoredData`, a 32-bit length of what
+/// follows, then storage time, lifetime and the metadata (the value's own length is in
+/// [`MetaData::value_length`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct StoredMetaData {
-    /// The value's length.
-    pub value_length: u32,
     /// Storage time.
     pub storage_time: u64,
     /// Lifetime in seconds.
@@ -335,38 +335,41 @@ pub struct StoredMetaData {
 
 impl StoredMetaData {
     pub(crate) fn encode(&self, out: &mut Vec<u8>) -> Result<(), WireError> {
-        put_u32(out, self.value_length);
-        put_u64(out, self.storage_time);
-        put_u32(out, self.lifetime);
-        match &self.metadata {
-            MetaDataValue::Single(m) => m.encode(out),
-            MetaDataValue::Array { index, value } => {
-                put_u32(out, *index);
-                value.encode(out)
+        put_vec(out, 4, "StoredMetaData", |out| {
+            put_u64(out, self.storage_time);
+            put_u32(out, self.lifetime);
+            match &self.metadata {
+                MetaDataValue::Single(m) => m.encode(out),
+                MetaDataValue::Array { index, value } => {
+                    put_u32(out, *index);
+                    value.encode(out)
+                }
+                MetaDataValue::Dictionary { key, value } => {
+                    put_opaque(out, 2, "DictionaryKey", key)?;
+                    value.encode(out)
+                }
             }
-            MetaDataValue::Dictionary { key, value } => {
-                put_opaque(out, 2, "DictionaryKey", key)?;
-                value.encode(out)
-            }
-        }
+        })
     }
 
     pub(crate) fn decode(r: &mut Reader<'_>, model: DataModel) -> Result<Self, WireError> {
-        Ok(StoredMetaData {
-            value_length: r.u32("value_length")?,
-            storage_time: r.u64("storage_time")?,
-            lifetime: r.u32("lifetime")?,
+        let mut s = r.sub(4, "StoredMetaData")?;
+        let m = StoredMetaData {
+            storage_time: s.u64("storage_time")?,
+            lifetime: s.u32("lifetime")?,
             metadata: match model {
-                DataModel::Single => MetaDataValue::Single(MetaData::decode(r)?),
+                DataModel::Single => MetaDataValue::Single(MetaData::decode(&mut s)?),
                 DataModel::Array => MetaDataValue::Array {
-                    index: r.u32("array index")?,
-                    value: MetaData::decode(r)?,
+                    index: s.u32("array index")?,
+                    value: MetaData::decode(&mut s)?,
                 },
                 DataModel::Dictionary => MetaDataValue::Dictionary {
-                    key: r.opaque(2, "DictionaryKey")?.to_vec(),
-                    value: MetaData::decode(r)?,
+                    key: s.opaque(2, "DictionaryKey")?.to_vec(),
+                    value: MetaData::decode(&mut s)?,
                 },
             },
-        })
+        };
+        s.finish("StoredMetaData")?;
+        Ok(m)
     }
 }

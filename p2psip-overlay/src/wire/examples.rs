@@ -5,6 +5,12 @@ use std::net::SocketAddr;
 
 use super::*;
 
+/// A self-signed ECDSA P-256 test certificate (CN alice@iptv.example.org, subjectAltName
+/// `reload://000102030405060708090a0b0c0d0e0f@iptv.example.org/`), DER. Test use only.
+pub const TEST_CERT_DER: &[u8] = include_bytes!("testdata/alice.cert.der");
+/// The PKCS#8 private key of [`TEST_CERT_DER`]. Test use only: it is public.
+pub const TEST_KEY_PKCS8: &[u8] = include_bytes!("testdata/alice.pk8.der");
+
 /// The overlay name the samples use.
 pub const OVERLAY: &str = "iptv.example.org";
 
@@ -45,7 +51,7 @@ pub fn stored(model: DataModel, i: u8) -> StoredData {
         DataModel::Single => StoredDataValue::Single(DataValue::new(vec![i; 3])),
         DataModel::Array => StoredDataValue::Array {
             index: u32::from(i),
-            value: DataValue::new(vec![i; 2]),
+            value: DataValue::new(TEST_CERT_DER),
         },
         DataModel::Dictionary => StoredDataValue::Dictionary {
             key: nid(i).0.to_vec(),
@@ -149,7 +155,7 @@ pub fn bodies() -> Vec<Body> {
         StoredDataSpecifier {
             kind: KindId::SIP_REGISTRATION,
             generation: 7,
-            model: DataSpecifier::Dictionary(vec![nid(3).0.to_vec(), b"k".to_vec()]),
+            model: DataSpecifier::Dictionary(vec![nid(3).0.to_vec(), nid(4).0.to_vec()]),
         },
         StoredDataSpecifier {
             kind: KindId::CERTIFICATE_BY_NODE,
@@ -260,11 +266,10 @@ pub fn bodies() -> Vec<Body> {
                 kind: KindId::SIP_REGISTRATION,
                 generation: 4,
                 values: vec![StoredMetaData {
-                    value_length: 10,
                     storage_time: 5,
                     lifetime: 6,
                     metadata: MetaDataValue::Dictionary {
-                        key: b"key".to_vec(),
+                        key: nid(3).0.to_vec(),
                         value: meta(true),
                     },
                 }],
@@ -273,7 +278,6 @@ pub fn bodies() -> Vec<Body> {
                 kind: KindId::CERTIFICATE_BY_NODE,
                 generation: 1,
                 values: vec![StoredMetaData {
-                    value_length: 10,
                     storage_time: 5,
                     lifetime: 6,
                     metadata: MetaDataValue::Array {
@@ -286,7 +290,6 @@ pub fn bodies() -> Vec<Body> {
                 kind: KindId::TURN_SERVICE,
                 generation: 1,
                 values: vec![StoredMetaData {
-                    value_length: 10,
                     storage_time: 5,
                     lifetime: 6,
                     metadata: MetaDataValue::Single(meta(true)),
@@ -385,7 +388,10 @@ pub fn messages() -> Vec<Message> {
             _ => Destination::Node(nid(41)),
         };
         let mut f = header(0x1000 + i, to);
-        let mut security = SecurityBlock::unsigned();
+        let mut security = SecurityBlock {
+            certificates: Vec::new(),
+            signature: sig(&[0x33; 70]),
+        };
         match i % 5 {
             1 => {
                 f.via_list.push(Destination::Node(nid(2)));
@@ -396,7 +402,7 @@ pub fn messages() -> Vec<Message> {
                 security = SecurityBlock {
                     certificates: vec![GenericCertificate {
                         cert_type: CertificateType::X509,
-                        certificate: vec![0x30, 0x03, 0x02, 0x01, 0x00],
+                        certificate: TEST_CERT_DER.to_vec(),
                     }],
                     signature: sig(&[0x5a; 64]),
                 };

@@ -25,6 +25,7 @@ mod framing;
 mod header;
 mod kinds;
 mod security;
+mod sign;
 
 pub use body::{
     AppAttach, AttachReqAns, Body, CandType, ChordLeaveData, ChordUpdate, ChordUpdateKind,
@@ -54,6 +55,10 @@ pub use security::{
     message_signature_input, stored_data_signature_input, CertificateType, GenericCertificate,
     HashAlgorithm, SecurityBlock, Signature, SignatureAlgorithm, SignatureAndHashAlgorithm,
     SignerIdentity,
+};
+pub use sign::{
+    cert_hash_identity, certificate_public_key, find_certificate, verify, verify_message,
+    verify_stored_data, SignError, Signer,
 };
 
 use codec::Reader;
