@@ -7,5 +7,26 @@
 //! Layout:
 //! - [`wire`]: the RELOAD wire format (forwarding header, message contents, security block,
 //!   typed bodies, stored data, link framing). Sans-IO, strict, fuzzed (`fuzz/`).
+//! - [`topology`]: CHORD-RELOAD (RFC 6940 section 9): 128-bit ring arithmetic, the routing
+//!   table (successor/predecessor lists, 128 fingers, next hop with alternates).
+//! - [`storage`]: RFC 6940 section 7 storage engine: single/array/dictionary models,
+//!   lifetimes, generation counters, access policies, the kind registry (SIP-REGISTRATION
+//!   and the project's channel kinds).
+//! - [`node`]: the sans-IO peer core: `handle(now, from, frame)` / `handle_timeout(now)` in,
+//!   `poll_transmit` / `poll_timeout` / `poll_event` out. Forwarding with via lists and TTL,
+//!   per-hop ACKs and alternate next hops, Join / Update / Leave, finger probes, reactive
+//!   recovery, replicas on successors, handover on join and leave.
+//! - [`sim`]: deterministic simulator (seeded RNG, virtual clock, per-link latency and loss)
+//!   running thousands of real node cores; `p2psip-node sim` prints its JSON report.
+//!
+//! Run loop of a peer: the driver feeds each received frame to [`node::Node::handle`], sends
+//! everything [`node::Node::poll_transmit`] returns, sleeps until
+//! [`node::Node::poll_timeout`] and then calls [`node::Node::handle_timeout`]; the
+//! application reads [`node::Node::poll_event`].
 
+pub mod cert;
+pub mod node;
+pub mod sim;
+pub mod storage;
+pub mod topology;
 pub mod wire;

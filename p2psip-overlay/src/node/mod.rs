@@ -1,0 +1,989 @@
+//! Sans-IO RELOAD peer core with the CHORD-RELOAD topology plugin
+//! (RFC 6940 sections 6, 7 and 9).
+//!
+//! A [`Node`] is fed link frames with [`Node::handle`] and time with
+//! [`Node::handle_timeout`]; it hands back frames to send
+//! ([`Node::poll_transmit`]), the next deadline ([`Node::poll_timeout`]) and
+//! application events ([`Node::poll_event`]). It never reads a clock and owns
+//! no sockets: the simulator ([`crate::sim`]) and the TLS driver move frames.
+//!
+//! What it does:
+//! - **Forwarding** (section 6.2): requests go hop by hop toward the peer
+//!   responsible for their destination, each hop pushing the previous one on
+//!   the via list and decrementing the TTL; responses retrace the via list.
+//!   Every DATA frame is acknowledged on its link (section 5.6.3.1); a hop
+//!   without an ACK after a retransmission marks that peer failed and the
+//!   message goes to the next alternate hop.
+//! - **Transactions**: requests this peer originates time out end to end and
+//!   are retried once over a fresh route.
+//! - **Join** (9.5): find the admitting peer by routing a Ping to our own id,
+//!   send it a Join, receive its full Update (and the data in our range).
+//! - **Stabilisation** (9.6): periodic Updates to the nearest successor and
+//!   predecessor; finger probes (a Ping routed to each finger start point).
+//! - **Reactive recovery** (9.6.3): a failed peer is removed everywhere and
+//!   the neighbours get Updates; data is re-replicated.
+//! - **Leave** (9.7): data handed to the successor, Leave to the neighbours.
+//! - **Storage and replicas** (7, 9.? replication): the responsible peer
+//!   stores and copies each resource to its first `replicas - 1` successors;
+//!   data moves to a new responsible peer on join and on leave.
+
+pub mod msg;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::storage::{FetchSpec, KindData, Signer, Storage, StoreResult};
+use crate::topology::{finger_start, ChordConfig, Id, RoutingTable};
+use msg::{error_code, Body, ChordUpdate, Dest, Frame, Message, UpdateType};
+
+/// Node settings (the CHORD-RELOAD part of the overlay configuration).
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Neighbour table sizes.
+    pub chord: ChordConfig,
+    /// Copies of each resource, the responsible peer's included (3: the
+    /// responsible peer and its first two successors).
+    pub replicas: usize,
+    /// chord-update-interval: periodic Update to the nearest neighbours.
+    pub update_interval: Duration,
+    /// Interval between finger probes (one finger per tick).
+    pub finger_interval: Duration,
+    /// Link retransmission timeout for a DATA frame.
+    pub hop_rto: Duration,
+    /// Retransmissions on a link before the peer is declared failed.
+    pub hop_retries: u8,
+    /// End-to-end transaction timeout.
+    pub request_timeout: Duration,
+    /// End-to-end retries (over a fresh route).
+    pub request_retries: u8,
+    /// initial-ttl (RFC 6940 default 100).
+    pub initial_ttl: u8,
+    /// How long a failed peer is not re-learnt from other peers' lists.
+    pub dead_memory: Duration,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            chord: ChordConfig::default(),
+            replicas: 3,
+            update_interval: Duration::from_secs(10),
+            finger_interval: Duration::from_secs(10),
+            hop_rto: Duration::from_millis(250),
+            hop_retries: 1,
+            request_timeout: Duration::from_secs(10),
+            request_retries: 1,
+            initial_ttl: 100,
+            dead_memory: Duration::from_secs(120),
+        }
+    }
+}
+
+/// A frame to put on the link to peer `to`.
+#[must_use]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// Destination peer (the link).
+    pub to: Id,
+    /// The frame.
+    pub frame: Frame,
+}
+
+/// Why a request this node originated failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RequestError {
+    /// No answer within the transaction timeout (after retries).
+    Timeout,
+    /// An ErrorResponse with this RFC 6940 code.
+    Error(u16, String),
+    /// The answer was of an unexpected type.
+    Unexpected,
+}
+
+/// Outcome of an application request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Fetch answer.
+    Fetched(Vec<KindData>),
+    /// Store answer.
+    Stored(Vec<StoreResult>),
+}
+
+/// Events for the application.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The node is part of the ring.
+    Joined,
+    /// An application request finished. `hops` is the number of overlay hops
+    /// the answer came back over (the request's path length).
+    Done {
+        /// Handle returned by [`Node::fetch`] / [`Node::store`].
+        handle: u64,
+        /// Result.
+        result: Result<Outcome, RequestError>,
+        /// Overlay hops.
+        hops: usize,
+    },
+    /// A peer was found dead and removed.
+    PeerFailed(Id),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Purpose {
+    App(u64),
+    FindAdmitting,
+    Join,
+    Update(Id),
+    Finger(usize),
+    Replica,
+    Leave,
+}
+
+#[derive(Debug)]
+struct Tx {
+    purpose: Purpose,
+    msg: Message,
+    deadline: Instant,
+    retries_left: u8,
+}
+
+#[derive(Debug)]
+struct HopPending {
+    to: Id,
+    msg: Message,
+    deadline: Instant,
+    attempts: u8,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Idle,
+    Joining { bootstrap: Id },
+    Joined,
+    Left,
+}
+
+/// One RELOAD peer.
+#[derive(Debug)]
+pub struct Node {
+    id: Id,
+    cfg: NodeConfig,
+    table: RoutingTable,
+    storage: Storage,
+    state: State,
+    started: Option<Instant>,
+    next_txid: u64,
+    next_seq: u32,
+    out: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    hops: HashMap<u32, HopPending>,
+    tx: HashMap<u64, Tx>,
+    dead: HashMap<Id, Instant>,
+    holders: BTreeMap<Id, BTreeSet<Id>>,
+    update_at: Option<Instant>,
+    finger_at: Option<Instant>,
+    reactive_at: Option<Instant>,
+    expire_at: Option<Instant>,
+    join_retry_at: Option<Instant>,
+    finger_cursor: usize,
+    sync_needed: bool,
+    next_handle: u64,
+}
+
+impl Node {
+    /// A node with this Node-ID, not yet in any ring.
+    #[must_use]
+    pub fn new(id: Id, cfg: NodeConfig) -> Self {
+        Self {
+            id,
+            table: RoutingTable::new(id, cfg.chord),
+            cfg,
+            storage: Storage::default(),
+            state: State::Idle,
+            started: None,
+            // distinct per node so transaction ids do not collide on paths
+            next_txid: (id.0 as u64) | 1,
+            next_seq: 1,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            hops: HashMap::new(),
+            tx: HashMap::new(),
+            dead: HashMap::new(),
+            holders: BTreeMap::new(),
+            update_at: None,
+            finger_at: None,
+            reactive_at: None,
+            expire_at: None,
+            join_retry_at: None,
+            finger_cursor: 0,
+            sync_needed: false,
+            next_handle: 1,
+        }
+    }
+
+    /// This node's id.
+    #[must_use]
+    pub fn id(&self) -> Id {
+        self.id
+    }
+
+    /// The routing table.
+    #[must_use]
+    pub fn table(&self) -> &RoutingTable {
+        &self.table
+    }
+
+    /// The local storage.
+    #[must_use]
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// True once the node is part of the ring.
+    #[must_use]
+    pub fn is_joined(&self) -> bool {
+        self.state == State::Joined
+    }
+
+    /// Start a new overlay: the first peer is responsible for everything.
+    pub fn start_alone(&mut self, now: Instant) {
+        self.state = State::Joined;
+        self.started = Some(now);
+        self.start_timers(now);
+        self.events.push_back(Event::Joined);
+    }
+
+    /// Join through `bootstrap` (RFC 6940 section 9.5): route a Ping to our
+    /// own id to find the admitting peer, then Join it.
+    pub fn join(&mut self, now: Instant, bootstrap: Id) {
+        self.state = State::Joining { bootstrap };
+        self.started = Some(now);
+        self.join_retry_at = Some(now + self.cfg.request_timeout * 3);
+        self.request(
+            now,
+            Dest::Resource(self.id),
+            Body::PingReq,
+            Purpose::FindAdmitting,
+        );
+    }
+
+    /// Leave gracefully (RFC 6940 section 9.7): hand our data to the
+    /// successor, send Leave to every neighbour. The node stops afterwards.
+    pub fn leave(&mut self, now: Instant) {
+        if self.state != State::Joined {
+            self.state = State::Left;
+            return;
+        }
+        if let Some(&s) = self.table.successors().first() {
+            for r in self.storage.resources() {
+                if self.table.is_responsible(r) {
+                    self.send_store(now, s, r, 0);
+                }
+            }
+        }
+        let successors = self.table.successors().to_vec();
+        let predecessors = self.table.predecessors().to_vec();
+        for p in self.table.neighbors() {
+            let body = Body::LeaveReq {
+                leaving: self.id,
+                successors: successors.clone(),
+                predecessors: predecessors.clone(),
+            };
+            self.request(now, Dest::Node(p), body, Purpose::Leave);
+        }
+        self.state = State::Left;
+        self.tx.clear();
+        self.hops.clear();
+    }
+
+    /// Fetch from the overlay (RFC 6940 section 7.4.2); the answer comes as
+    /// [`Event::Done`] with the returned handle.
+    pub fn fetch(&mut self, now: Instant, resource: Id, specs: Vec<FetchSpec>) -> u64 {
+        let h = self.next_handle;
+        self.next_handle += 1;
+        self.request(
+            now,
+            Dest::Resource(resource),
+            Body::FetchReq { resource, specs },
+            Purpose::App(h),
+        );
+        h
+    }
+
+    /// Store into the overlay (RFC 6940 section 7.4.1), signed by `signer`.
+    pub fn store(
+        &mut self,
+        now: Instant,
+        resource: Id,
+        kind_data: Vec<KindData>,
+        signer: Signer,
+    ) -> u64 {
+        let h = self.next_handle;
+        self.next_handle += 1;
+        let body = Body::StoreReq {
+            resource,
+            replica_number: 0,
+            kind_data,
+            signer,
+        };
+        self.request(now, Dest::Resource(resource), body, Purpose::App(h));
+        h
+    }
+
+    /// Next frame to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+
+    /// Next application event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Earliest deadline the node wants [`Node::handle_timeout`] called at.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.state == State::Left || self.state == State::Idle {
+            return None;
+        }
+        let timers = [
+            self.update_at,
+            self.finger_at,
+            self.reactive_at,
+            self.expire_at,
+            self.join_retry_at,
+        ];
+        timers
+            .into_iter()
+            .flatten()
+            .chain(self.hops.values().map(|h| h.deadline))
+            .chain(self.tx.values().map(|t| t.deadline))
+            .min()
+    }
+
+    fn start_timers(&mut self, now: Instant) {
+        // Spread the periodic work over the interval by node id.
+        let frac = |d: Duration, salt: u32| {
+            let x = ((self.id.0 >> salt) as u64 % 1000) as u32;
+            d * x / 1000
+        };
+        self.update_at = Some(now + frac(self.cfg.update_interval, 7));
+        self.finger_at = Some(now + frac(self.cfg.finger_interval, 17));
+        self.expire_at = Some(now + Duration::from_secs(60));
+    }
+
+    fn uptime(&self, now: Instant) -> u32 {
+        self.started
+            .map_or(0, |s| now.saturating_duration_since(s).as_secs() as u32)
+    }
+
+    fn is_dead(&self, p: Id, now: Instant) -> bool {
+        self.dead.get(&p).is_some_and(|&until| until > now)
+    }
+
+    fn chord_update(&self, now: Instant, kind: UpdateType) -> ChordUpdate {
+        ChordUpdate {
+            uptime: self.uptime(now),
+            kind,
+            predecessors: self.table.predecessors().to_vec(),
+            successors: self.table.successors().to_vec(),
+            fingers: if kind == UpdateType::Full {
+                self.table.finger_peers()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    // ----- sending -----
+
+    fn request(&mut self, now: Instant, dest: Dest, body: Body, purpose: Purpose) {
+        let txid = self.next_txid;
+        self.next_txid = self.next_txid.wrapping_add(2);
+        let msg = Message {
+            txid,
+            ttl: self.cfg.initial_ttl,
+            via: Vec::new(),
+            dest: vec![dest],
+            body,
+        };
+        self.tx.insert(
+            txid,
+            Tx {
+                purpose,
+                msg: msg.clone(),
+                deadline: now + self.cfg.request_timeout,
+                retries_left: self.cfg.request_retries,
+            },
+        );
+        self.route(now, msg);
+    }
+
+    fn send_hop(&mut self, now: Instant, to: Id, msg: Message) {
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.out.push_back(Transmit {
+            to,
+            frame: Frame::Data {
+                seq,
+                msg: Box::new(msg.clone()),
+            },
+        });
+        self.hops.insert(
+            seq,
+            HopPending {
+                to,
+                msg,
+                deadline: now + self.cfg.hop_rto,
+                attempts: 1,
+            },
+        );
+    }
+
+    /// Pick the next hop for `msg` (whose via/TTL are already updated) and
+    /// send it, or handle it here.
+    fn route(&mut self, now: Instant, mut msg: Message) {
+        while let Some(&Dest::Node(x)) = msg.dest.first() {
+            if x == self.id {
+                msg.dest.remove(0);
+            } else {
+                break;
+            }
+        }
+        let Some(&front) = msg.dest.first() else {
+            self.deliver(now, msg, false);
+            return;
+        };
+        if msg.body.is_response() {
+            let Dest::Node(x) = front else {
+                return;
+            };
+            if !self.is_dead(x, now) {
+                self.send_hop(now, x, msg);
+                return;
+            }
+            // The previous hop died: route toward the originator instead.
+            let Some(&Dest::Node(origin)) = msg.dest.last() else {
+                return;
+            };
+            msg.dest = vec![Dest::Node(origin)];
+            if let Some(h) = self.pick_hop(now, origin, &msg.via) {
+                self.send_hop(now, h, msg);
+            }
+            return;
+        }
+        // Requests.
+        if let State::Joining { bootstrap } = self.state {
+            // Not in the ring yet: everything goes through the bootstrap,
+            // except messages to a peer we address directly.
+            let to = match front {
+                Dest::Node(x) => x,
+                Dest::Resource(_) => bootstrap,
+            };
+            self.send_hop(now, to, msg);
+            return;
+        }
+        let target = match front {
+            Dest::Node(x) => {
+                if msg.via.is_empty() {
+                    // we originate a message to a peer we have a link with;
+                    // a peer known dead gets nothing (the transaction times out)
+                    if !self.is_dead(x, now) {
+                        self.send_hop(now, x, msg);
+                    }
+                    return;
+                }
+                x
+            }
+            Dest::Resource(r) => r,
+        };
+        if self.table.is_responsible(target) {
+            if matches!(front, Dest::Node(_)) {
+                self.respond_error(now, msg, error_code::NOT_FOUND, "no such peer");
+            } else {
+                self.deliver(now, msg, true);
+            }
+            return;
+        }
+        match self.pick_hop(now, target, &msg.via) {
+            Some(h) => self.send_hop(now, h, msg),
+            None => self.respond_error(now, msg, error_code::NOT_FOUND, "no route"),
+        }
+    }
+
+    fn pick_hop(&self, now: Instant, target: Id, via: &[Id]) -> Option<Id> {
+        self.table
+            .next_hops(target)
+            .into_iter()
+            .find(|h| !via.contains(h) && !self.is_dead(*h, now))
+    }
+
+    fn respond(&mut self, now: Instant, req: &Message, body: Body) {
+        let dest = req.via.iter().rev().map(|&v| Dest::Node(v)).collect();
+        let msg = Message {
+            txid: req.txid,
+            ttl: self.cfg.initial_ttl,
+            via: Vec::new(),
+            dest,
+            body,
+        };
+        self.route(now, msg);
+    }
+
+    fn respond_error(&mut self, now: Instant, req: Message, code: u16, reason: &str) {
+        if req.via.is_empty() {
+            // our own request: fail the transaction at once
+            self.finish(
+                now,
+                req.txid,
+                Body::Error {
+                    code,
+                    reason: reason.into(),
+                },
+                0,
+            );
+            return;
+        }
+        self.respond(
+            now,
+            &req,
+            Body::Error {
+                code,
+                reason: reason.into(),
+            },
+        );
+    }
+
+    fn send_store(&mut self, now: Instant, to: Id, resource: Id, replica_number: u8) {
+        let kind_data = self.storage.export(now, resource);
+        if kind_data.is_empty() {
+            return;
+        }
+        self.holders.entry(resource).or_default().insert(to);
+        let body = Body::StoreReq {
+            resource,
+            replica_number,
+            kind_data,
+            signer: Signer {
+                node_id: self.id,
+                user_name: String::new(),
+            },
+        };
+        self.request(now, Dest::Node(to), body, Purpose::Replica);
+    }
+
+    fn send_update(&mut self, now: Instant, to: Id, kind: UpdateType) {
+        let body = Body::UpdateReq(self.chord_update(now, kind));
+        self.request(now, Dest::Node(to), body, Purpose::Update(to));
+    }
+
+    // ----- receiving -----
+
+    /// A frame arrived on the link from peer `from`.
+    pub fn handle(&mut self, now: Instant, from: Id, frame: Frame) {
+        if matches!(self.state, State::Left | State::Idle) {
+            return;
+        }
+        match frame {
+            Frame::Ack { seq } => {
+                if self.hops.get(&seq).is_some_and(|h| h.to == from) {
+                    self.hops.remove(&seq);
+                }
+            }
+            Frame::Data { seq, msg } => {
+                self.out.push_back(Transmit {
+                    to: from,
+                    frame: Frame::Ack { seq },
+                });
+                let mut msg = *msg;
+                if msg.via.len() > 255 {
+                    return; // hostile: oversize via list
+                }
+                msg.via.push(from);
+                if !msg.body.is_response() {
+                    if msg.ttl == 0 {
+                        self.respond_error(now, msg, error_code::TTL_EXCEEDED, "TTL exceeded");
+                        self.after(now);
+                        return;
+                    }
+                    msg.ttl -= 1;
+                }
+                self.route(now, msg);
+            }
+        }
+        self.after(now);
+    }
+
+    /// Handle a message addressed here. `to_resource` is true when it was
+    /// routed to a Resource-ID this peer is responsible for (a client request)
+    /// and false when it was addressed to this Node-ID (peer to peer).
+    fn deliver(&mut self, now: Instant, msg: Message, to_resource: bool) {
+        if msg.body.is_response() {
+            let hops = msg.via.len();
+            for &v in &msg.via {
+                if !self.is_dead(v, now) && self.state == State::Joined {
+                    self.table.offer_finger(v);
+                }
+            }
+            self.finish(now, msg.txid, msg.body, hops);
+            return;
+        }
+        let from = msg.via.first().copied().unwrap_or(self.id);
+        let answer = match &msg.body {
+            Body::PingReq => Body::PingAns { responder: self.id },
+            Body::JoinReq { joining } => {
+                let jp = *joining;
+                self.dead.remove(&jp);
+                let changed = self.table.add_peer(jp);
+                self.respond(now, &msg, Body::JoinAns);
+                // RFC 6940 9.5: the admitting peer sends the joining peer its
+                // tables (and, through storage sync, the data in its range).
+                self.send_update(now, jp, UpdateType::Full);
+                if changed {
+                    self.neighbours_changed(now);
+                }
+                return;
+            }
+            Body::UpdateReq(u) => {
+                let u = u.clone();
+                self.respond(now, &msg, Body::UpdateAns);
+                self.on_update(now, from, &u);
+                return;
+            }
+            Body::LeaveReq {
+                leaving,
+                successors,
+                predecessors,
+            } => {
+                let l = *leaving;
+                let peers: Vec<Id> = successors.iter().chain(predecessors).copied().collect();
+                self.respond(now, &msg, Body::LeaveAns);
+                self.dead.insert(l, now + self.cfg.dead_memory);
+                let mut changed = self.table.remove_peer(l);
+                for p in peers {
+                    if p != self.id && !self.is_dead(p, now) {
+                        changed |= self.table.add_peer(p);
+                    }
+                }
+                self.forget_holder(l);
+                if changed {
+                    self.neighbours_changed(now);
+                }
+                return;
+            }
+            Body::StoreReq {
+                resource,
+                replica_number,
+                kind_data,
+                signer,
+            } => {
+                // Peer-to-peer stores (replicas, handover) are addressed to
+                // this Node-ID by a neighbour; client stores are routed to the
+                // resource and checked in full (RFC 6940 section 7.4.1.1).
+                let peer_store = !to_resource
+                    && msg.via.len() == 1
+                    && (*replica_number > 0 || self.table.is_neighbor(from));
+                let res = self
+                    .storage
+                    .store(now, *resource, peer_store, kind_data, signer);
+                let r = *resource;
+                match res {
+                    Ok(results) => {
+                        if peer_store {
+                            self.holders.entry(r).or_default().insert(from);
+                        }
+                        self.sync_needed = true;
+                        Body::StoreAns { results }
+                    }
+                    Err(e) => Body::Error {
+                        code: e.code(),
+                        reason: e.to_string(),
+                    },
+                }
+            }
+            Body::FetchReq { resource, specs } => match self.storage.fetch(now, *resource, specs) {
+                Ok(kind_data) => Body::FetchAns { kind_data },
+                Err(e) => Body::Error {
+                    code: e.code(),
+                    reason: e.to_string(),
+                },
+            },
+            _ => Body::Error {
+                code: error_code::FORBIDDEN,
+                reason: "unexpected message".into(),
+            },
+        };
+        self.respond(now, &msg, answer);
+    }
+
+    fn on_update(&mut self, now: Instant, from: Id, u: &ChordUpdate) {
+        let joining = matches!(self.state, State::Joining { .. });
+        self.dead.remove(&from);
+        let mut changed = self.table.add_peer(from);
+        let peers: Vec<Id> = u
+            .successors
+            .iter()
+            .chain(&u.predecessors)
+            .copied()
+            .collect();
+        for &p in &peers {
+            if p != self.id && !self.is_dead(p, now) {
+                changed |= self.table.add_peer(p);
+            }
+        }
+        for &f in &u.fingers {
+            if !self.is_dead(f, now) {
+                self.table.offer_finger(f);
+            }
+        }
+        // The nearest neighbour is authoritative for the peers beyond it.
+        let dead = self.dead.clone();
+        let skip = |q: Id| dead.get(&q).is_some_and(|&t| t > now);
+        if self.table.successors().first() == Some(&from) {
+            changed |= self.table.adopt_successors(from, &u.successors, skip);
+        }
+        if self.table.predecessors().first() == Some(&from) {
+            changed |= self.table.adopt_predecessors(from, &u.predecessors, skip);
+        }
+        if joining {
+            self.state = State::Joined;
+            self.join_retry_at = None;
+            self.start_timers(now);
+            self.events.push_back(Event::Joined);
+            for p in self.table.neighbors() {
+                self.send_update(now, p, UpdateType::PeerReady);
+            }
+            self.sync_needed = true;
+            return;
+        }
+        if changed {
+            self.neighbours_changed(now);
+        }
+        // If our table would teach the sender something, tell it.
+        let mut theirs = RoutingTable::new(from, self.cfg.chord);
+        for &p in &peers {
+            theirs.add_peer(p);
+        }
+        let mut teach = theirs.add_peer(self.id);
+        for p in self.table.neighbors() {
+            teach |= theirs.add_peer(p);
+        }
+        if teach && self.table.is_neighbor(from) {
+            self.send_update(now, from, UpdateType::Neighbors);
+        }
+    }
+
+    fn neighbours_changed(&mut self, now: Instant) {
+        self.sync_needed = true;
+        if self.reactive_at.is_none() {
+            self.reactive_at = Some(now + Duration::from_millis(100));
+        }
+    }
+
+    fn forget_holder(&mut self, p: Id) {
+        for h in self.holders.values_mut() {
+            h.remove(&p);
+        }
+    }
+
+    fn peer_failed(&mut self, now: Instant, p: Id) {
+        if self.is_dead(p, now) {
+            return;
+        }
+        self.dead.insert(p, now + self.cfg.dead_memory);
+        self.forget_holder(p);
+        let changed = self.table.remove_peer(p);
+        self.events.push_back(Event::PeerFailed(p));
+        if changed {
+            self.neighbours_changed(now);
+        }
+    }
+
+    fn finish(&mut self, now: Instant, txid: u64, body: Body, hops: usize) {
+        let Some(tx) = self.tx.remove(&txid) else {
+            return;
+        };
+        match tx.purpose {
+            Purpose::App(handle) => {
+                let result = match body {
+                    Body::FetchAns { kind_data } => Ok(Outcome::Fetched(kind_data)),
+                    Body::StoreAns { results } => Ok(Outcome::Stored(results)),
+                    Body::Error { code, reason } => Err(RequestError::Error(code, reason)),
+                    _ => Err(RequestError::Unexpected),
+                };
+                self.events.push_back(Event::Done {
+                    handle,
+                    result,
+                    hops,
+                });
+            }
+            Purpose::FindAdmitting => {
+                if let Body::PingAns { responder } = body {
+                    if responder != self.id {
+                        self.request(
+                            now,
+                            Dest::Node(responder),
+                            Body::JoinReq { joining: self.id },
+                            Purpose::Join,
+                        );
+                    }
+                }
+            }
+            Purpose::Finger(i) => {
+                if let Body::PingAns { responder } = body {
+                    if responder != self.id && !self.is_dead(responder, now) {
+                        self.table.set_finger(i, responder);
+                    }
+                }
+            }
+            Purpose::Join | Purpose::Update(_) | Purpose::Replica | Purpose::Leave => {}
+        }
+    }
+
+    // ----- time -----
+
+    /// Run the timers that are due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if matches!(self.state, State::Left | State::Idle) {
+            return;
+        }
+        // Link retransmissions and failures.
+        let due: Vec<u32> = self
+            .hops
+            .iter()
+            .filter(|(_, h)| h.deadline <= now)
+            .map(|(&s, _)| s)
+            .collect();
+        for seq in due {
+            let Some(mut h) = self.hops.remove(&seq) else {
+                continue;
+            };
+            if self.is_dead(h.to, now) {
+                self.route(now, h.msg);
+            } else if h.attempts <= self.cfg.hop_retries {
+                h.attempts += 1;
+                h.deadline = now + self.cfg.hop_rto * (1 << h.attempts.min(4));
+                self.out.push_back(Transmit {
+                    to: h.to,
+                    frame: Frame::Data {
+                        seq,
+                        msg: Box::new(h.msg.clone()),
+                    },
+                });
+                self.hops.insert(seq, h);
+            } else {
+                self.peer_failed(now, h.to);
+                if let State::Joining { .. } = self.state {
+                    continue;
+                }
+                self.route(now, h.msg);
+            }
+        }
+        // End-to-end transactions.
+        let due: Vec<u64> = self
+            .tx
+            .iter()
+            .filter(|(_, t)| t.deadline <= now)
+            .map(|(&id, _)| id)
+            .collect();
+        for txid in due {
+            let Some(mut t) = self.tx.remove(&txid) else {
+                continue;
+            };
+            if t.retries_left > 0 {
+                t.retries_left -= 1;
+                t.deadline = now + self.cfg.request_timeout;
+                let msg = t.msg.clone();
+                self.tx.insert(txid, t);
+                self.route(now, msg);
+                continue;
+            }
+            match t.purpose {
+                Purpose::App(handle) => self.events.push_back(Event::Done {
+                    handle,
+                    result: Err(RequestError::Timeout),
+                    hops: 0,
+                }),
+                Purpose::Update(p) => self.peer_failed(now, p),
+                _ => {}
+            }
+        }
+        if self.join_retry_at.is_some_and(|t| t <= now) {
+            if let State::Joining { bootstrap } = self.state {
+                self.join(now, bootstrap);
+            } else {
+                self.join_retry_at = None;
+            }
+        }
+        if self.state == State::Joined {
+            if self.update_at.is_some_and(|t| t <= now) {
+                self.update_at = Some(now + self.cfg.update_interval);
+                let mut to: Vec<Id> = Vec::new();
+                to.extend(self.table.successors().first());
+                to.extend(self.table.predecessors().first());
+                to.dedup();
+                for p in to {
+                    self.send_update(now, p, UpdateType::Neighbors);
+                }
+            }
+            if self.finger_at.is_some_and(|t| t <= now) {
+                self.finger_at = Some(now + self.cfg.finger_interval);
+                let need = self.table.fingers_needing_lookup();
+                if !need.is_empty() {
+                    self.finger_cursor %= need.len();
+                    let i = need[self.finger_cursor];
+                    self.finger_cursor += 1;
+                    let start = finger_start(self.id, i);
+                    self.request(
+                        now,
+                        Dest::Resource(start),
+                        Body::PingReq,
+                        Purpose::Finger(i),
+                    );
+                }
+            }
+            if self.reactive_at.is_some_and(|t| t <= now) {
+                self.reactive_at = None;
+                for p in self.table.neighbors() {
+                    self.send_update(now, p, UpdateType::Neighbors);
+                }
+            }
+            if self.expire_at.is_some_and(|t| t <= now) {
+                self.expire_at = Some(now + Duration::from_secs(60));
+                self.storage.expire(now);
+                self.dead.retain(|_, &mut t| t > now);
+            }
+        }
+        self.after(now);
+    }
+
+    /// Work deferred to the end of each input: replica and handover sync.
+    fn after(&mut self, now: Instant) {
+        if self.sync_needed && self.state == State::Joined {
+            self.sync_needed = false;
+            self.sync_storage(now);
+        }
+    }
+
+    /// Make sure each resource has its copies (RFC 6940 section 9.6.3/9.5):
+    /// the responsible peer keeps `replicas - 1` successors supplied; data in
+    /// a predecessor's range is handed to that predecessor.
+    fn sync_storage(&mut self, now: Instant) {
+        let want = self.cfg.replicas.saturating_sub(1);
+        for r in self.storage.resources() {
+            let have = self.holders.get(&r).cloned().unwrap_or_default();
+            if self.table.is_responsible(r) {
+                let succ: Vec<Id> = self.table.successors().iter().take(want).copied().collect();
+                for (k, s) in succ.into_iter().enumerate() {
+                    if !have.contains(&s) {
+                        self.send_store(now, s, r, (k + 1) as u8);
+                    }
+                }
+            } else if let Some(owner) = self.table.responsible_neighbor(r) {
+                if self.table.predecessors().contains(&owner) && !have.contains(&owner) {
+                    self.send_store(now, owner, r, 0);
+                }
+            }
+        }
+    }
+}
