@@ -10,8 +10,17 @@
 //! GOP cache cycles as in a live stream); N viewers are UDP sinks bound on 127.0.1.x, counted by
 //! a separate sink thread. Sender and sinks are not counted.
 //!
-//! For each N (default 1, 10, 100) the input rate climbs a ladder (default 1k .. 100k pps) for
-//! `--duration` seconds per step; the ladder stops for that N at the first step that is
+//! Send modes (`--modes`, default all three): `sendto` (one `sendmsg` per datagram, the old
+//! path), `sendmmsg` (many datagrams to many viewers per system call) and `gso` (`sendmmsg` plus
+//! UDP GSO for runs of datagrams to one viewer); each mode gets a fresh relay
+//! ([`media_relay::driver::DriverOptions`]). A counting global allocator counts the heap
+//! allocations made on the relay thread during each step: allocations per output packet (0 in
+//! a steady state is the goal).
+//!
+//! For each mode and N (default 1, 10, 100, 1000) the rate climbs a ladder for
+//! `--duration` seconds per step (`--rates`: input packets per second, default 1k .. 100k pps;
+//! or `--output-rates`: output packets per second, the input being that divided by N, so every N
+//! is measured at comparable load); the ladder stops for that N at the first step that is
 //! saturated: any loss (input not read by the relay, sends that failed, or datagrams that never
 //! reached a sink), relay CPU at or above `--cpu-limit`, or a sender that could not reach 95 %
 //! of the target rate. Results: a table on stdout and JSON in `--out`.
@@ -29,15 +38,93 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use clap::Parser;
 use media_relay::control::{AddViewer, ChannelId, ChannelSpec, RelayConfig, ViewerId};
+use media_relay::driver::{DriverOptions, SendMode};
 use media_relay::{RelayHandle, RelayStats};
 use serde::Serialize;
+
+/// Heap allocations made by the relay thread, counted by a global allocator that passes every
+/// call to the system allocator (a bench-only tool: the library has no unsafe code).
+#[allow(
+    unsafe_code,
+    reason = "GlobalAlloc is an unsafe trait; this only counts and forwards"
+)]
+mod counting {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// Allocations (alloc, alloc_zeroed, realloc) on threads that opted in.
+    pub static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+    thread_local! {
+        static COUNTED: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// Count this thread's allocations from now on.
+    pub fn count_this_thread() {
+        COUNTED.with(|c| c.set(true));
+    }
+
+    fn note() {
+        if COUNTED.try_with(Cell::get).unwrap_or(false) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The counting allocator.
+    pub struct Counting;
+
+    // SAFETY: every method forwards to `System` with the caller's arguments unchanged.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            note();
+            // SAFETY: same contract as the caller's.
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            note();
+            // SAFETY: same contract as the caller's.
+            unsafe { System.alloc_zeroed(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: same contract as the caller's.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            note();
+            // SAFETY: same contract as the caller's.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: counting::Counting = counting::Counting;
 
 /// Relay fan-out load test (real UDP sockets on loopback).
 #[derive(Debug, Parser)]
 struct Args {
     /// Viewer counts to measure, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "1,10,100")]
+    #[arg(long, value_delimiter = ',', default_value = "1,10,100,1000")]
     viewers: Vec<usize>,
+    /// Send modes to measure, comma separated (sendto, sendmmsg, gso).
+    #[arg(long, value_delimiter = ',', default_value = "sendto,sendmmsg,gso")]
+    modes: Vec<SendMode>,
+    /// Output rate ladder (packets per second out, all viewers together); when given it
+    /// replaces `--rates`: the input rate of a step is this divided by the viewer count.
+    #[arg(long, value_delimiter = ',')]
+    output_rates: Vec<u32>,
+    /// How the sinks read: `poll` (non-blocking reads in a loop: a delivery wakes no thread, as
+    /// when viewers are other machines) or `epoll` (a sleeping reader per socket: every
+    /// delivery wakes the sink thread, and that wakeup is charged to the sending relay).
+    #[arg(long, default_value = "poll")]
+    sinks: SinkMode,
+    /// The relay's coalescing window for live forwarding, in microseconds (0: off).
+    #[arg(long, default_value_t = 0)]
+    coalesce_us: u64,
+    /// Most inputs the relay handles per loop turn before it sends.
+    #[arg(long, default_value_t = 64)]
+    ingest_batch: usize,
     /// Input rate ladder in RTP packets per second, comma separated, ascending.
     #[arg(
         long,
@@ -66,6 +153,14 @@ struct Args {
     /// Write the JSON results here.
     #[arg(long, default_value = "ci-artifacts/bench/relay-fanout.json")]
     out: PathBuf,
+}
+
+/// How the sinks read (see `--sinks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum SinkMode {
+    Poll,
+    Epoll,
 }
 
 /// Socket buffer asked for on sinks and the sender (the kernel caps it at net.core.rmem_max).
@@ -132,9 +227,10 @@ struct RelayThread {
     join: thread::JoinHandle<()>,
 }
 
-fn start_relay() -> anyhow::Result<RelayThread> {
+fn start_relay(options: DriverOptions) -> anyhow::Result<RelayThread> {
     let (tx, rx) = std::sync::mpsc::channel();
     let join = thread::Builder::new().name("relay".into()).spawn(move || {
+        counting::count_this_thread();
         let rt = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -152,7 +248,7 @@ fn start_relay() -> anyhow::Result<RelayThread> {
                 viewer_timeout: None,
                 ..RelayConfig::default()
             };
-            let handle = match media_relay::Relay::spawn(config) {
+            let handle = match media_relay::Relay::spawn_with(config, options) {
                 Ok(h) => h,
                 Err(e) => {
                     let _ = tx.send(Err(anyhow::anyhow!(e)));
@@ -187,8 +283,9 @@ struct Sinks {
 }
 
 impl Sinks {
-    /// `n` UDP sinks on 127.0.1.1, 127.0.1.2, ... (ephemeral ports), read by one thread.
-    fn start(n: usize) -> anyhow::Result<Sinks> {
+    /// `n` UDP sinks on 127.0.1.1, 127.0.1.2, ... (ephemeral ports), read by one thread:
+    /// `epoll` (a tokio task per socket) or `poll` (non-blocking reads in a loop, 50 µs naps).
+    fn start(n: usize, how: SinkMode) -> anyhow::Result<Sinks> {
         let mut socks = Vec::with_capacity(n);
         let mut addrs = Vec::with_capacity(n);
         for i in 0..n {
@@ -212,6 +309,30 @@ impl Sinks {
         let (tid_tx, tid_rx) = std::sync::mpsc::channel();
         let join = thread::Builder::new().name("sinks".into()).spawn(move || {
             let _ = tid_tx.send(current_tid());
+            if how == SinkMode::Poll {
+                // Nobody sleeps on these sockets, so a delivery wakes no one: the relay's
+                // send path pays for the loopback receive, not for waking this thread.
+                let mut buf = vec![0u8; 2048];
+                while !st.load(Ordering::Relaxed) {
+                    let mut any = false;
+                    for (i, s) in socks.iter().enumerate() {
+                        let mut k = 0u64;
+                        while let Ok(len) = s.recv(&mut buf) {
+                            if len >= 12 && !(72..=76).contains(&(buf[1] & 0x7f)) {
+                                k += 1;
+                            }
+                        }
+                        if k > 0 {
+                            c[i].fetch_add(k, Ordering::Relaxed);
+                            any = true;
+                        }
+                    }
+                    if !any {
+                        thread::sleep(Duration::from_micros(50));
+                    }
+                }
+                return;
+            }
             let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -316,6 +437,7 @@ fn send_step(
 
 #[derive(Debug, Serialize)]
 struct Step {
+    mode: String,
     viewers: usize,
     target_input_pps: u32,
     seconds: f64,
@@ -329,6 +451,10 @@ struct Step {
     relay_cpu_seconds: f64,
     relay_cpu_percent: f64,
     output_packets_per_cpu_second: f64,
+    /// Heap allocations on the relay thread during the step, per packet received by a sink.
+    relay_allocs_per_output_packet: f64,
+    /// Packets the relay did not send because of overload (full socket buffer, thinning).
+    relay_packets_dropped: u64,
     /// Input datagrams the relay never read (its ingest socket overflowed: the relay thread
     /// was too slow or not scheduled).
     lost_before_relay: u64,
@@ -352,6 +478,9 @@ struct Step {
 #[derive(Debug, Serialize)]
 struct Report {
     tool: &'static str,
+    coalesce_us: u64,
+    ingest_batch: usize,
+    sinks: SinkMode,
     packet_bytes: usize,
     gop_packets: u64,
     step_seconds: f64,
@@ -367,37 +496,41 @@ struct Report {
 
 #[derive(Debug, Serialize)]
 struct Best {
+    mode: String,
     viewers: usize,
     input_pps: f64,
     output_pps: f64,
     relay_cpu_percent: f64,
     output_packets_per_cpu_second: f64,
     first_saturated_input_pps: Option<u32>,
+    relay_allocs_per_output_packet: f64,
 }
 
-fn totals(rt: &tokio::runtime::Runtime, h: &RelayHandle) -> anyhow::Result<(u64, u64, u64)> {
+fn totals(rt: &tokio::runtime::Runtime, h: &RelayHandle) -> anyhow::Result<(u64, u64, u64, u64)> {
     let s: RelayStats = rt.block_on(h.stats())?;
     Ok((
         s.totals.packets_in,
         s.totals.packets_out,
         s.totals.send_errors,
+        s.totals.packets_dropped,
     ))
 }
 
 fn run_n(
     args: &Args,
+    mode: SendMode,
     rt: &tokio::runtime::Runtime,
     relay: &RelayThread,
     n: usize,
     steps: &mut Vec<Step>,
 ) -> anyhow::Result<()> {
-    let channel = ChannelId::from(format!("fanout-{n}"));
+    let channel = ChannelId::from(format!("fanout-{mode}-{n}"));
     let ingest = rt.block_on(
         relay
             .handle
             .create_ingest(ChannelSpec::new(channel.clone())),
     )?;
-    let sinks = Sinks::start(n)?;
+    let sinks = Sinks::start(n, args.sinks)?;
     for (i, addr) in sinks.addrs.iter().enumerate() {
         rt.block_on(relay.handle.add_viewer(AddViewer {
             viewer: ViewerId((n * 1000 + i) as u64),
@@ -423,9 +556,21 @@ fn run_n(
         sinks.addrs[0],
         sinks.addrs[n - 1]
     );
-    for &rate in &args.rates {
+    let ladder: Vec<u32> = if args.output_rates.is_empty() {
+        args.rates.clone()
+    } else {
+        let mut l: Vec<u32> = args
+            .output_rates
+            .iter()
+            .map(|&o| (o / n as u32).max(1))
+            .collect();
+        l.dedup();
+        l
+    };
+    for &rate in &ladder {
         let total = (f64::from(rate) * args.duration).round() as u64;
-        let (in0, out0, err0) = totals(rt, &relay.handle)?;
+        let (in0, out0, err0, drop0) = totals(rt, &relay.handle)?;
+        let allocs0 = counting::ALLOCS.load(Ordering::Relaxed);
         let recv0 = sinks.total();
         let cpu0 = thread_cpu_secs(relay.tid)?;
         let sink_cpu0 = thread_cpu_secs(sinks.tid)?;
@@ -444,7 +589,7 @@ fn run_n(
             let el = now().duration_since(t0).as_secs_f64();
             let cpu = thread_cpu_secs(relay.tid)? - cpu0;
             println!(
-                "   [{n} viewers, {rate} pps] t={el:.1}s sent={sent} received={} relay cpu={:.0}% machine cpu={:.0}%",
+                "   [{mode}, {n} viewers, {rate} pps] t={el:.1}s sent={sent} received={} relay cpu={:.0}% machine cpu={:.0}%",
                 sinks.total() - recv0,
                 100.0 * cpu / el,
                 100.0 * (box_busy_secs()? - box0) / el
@@ -467,7 +612,8 @@ fn run_n(
         let sink_cpu = thread_cpu_secs(sinks.tid)? - sink_cpu0;
         let sender_cpu = thread_cpu_secs(sender_tid)? - sender_cpu0;
         let received = sinks.total() - recv0;
-        let (in1, out1, err1) = totals(rt, &relay.handle)?;
+        let allocs = counting::ALLOCS.load(Ordering::Relaxed) - allocs0;
+        let (in1, out1, err1, drop1) = totals(rt, &relay.handle)?;
         let (pin, pout, perr) = (in1 - in0, out1 - out0, err1 - err0);
         let expected = sent * n as u64;
         let lost_before_relay = sent.saturating_sub(pin);
@@ -491,6 +637,7 @@ fn run_n(
             why.push("sender below target");
         }
         let step = Step {
+            mode: mode.to_string(),
             viewers: n,
             target_input_pps: rate,
             seconds: send_secs,
@@ -508,6 +655,8 @@ fn run_n(
             } else {
                 0.0
             },
+            relay_allocs_per_output_packet: allocs as f64 / received.max(1) as f64,
+            relay_packets_dropped: drop1 - drop0,
             lost_before_relay,
             lost_at_send,
             lost_after_send,
@@ -519,12 +668,13 @@ fn run_n(
             saturated_because: why,
         };
         println!(
-            "   -> in {:.0} pps, out {:.0} pps, relay cpu {:.2} s ({:.0}%), {:.0} out pkts/cpu-s, loss {:.4}% (before relay {}, at send {}, after send {}){}",
+            "   -> in {:.0} pps, out {:.0} pps, relay cpu {:.2} s ({:.0}%), {:.0} out pkts/cpu-s, {:.4} allocs/out pkt, loss {:.4}% (before relay {}, at send {}, after send {}){}",
             step.input_pps,
             step.output_pps,
             step.relay_cpu_seconds,
             step.relay_cpu_percent,
             step.output_packets_per_cpu_second,
+            step.relay_allocs_per_output_packet,
             100.0 * step.loss_fraction,
             lost_before_relay,
             lost_at_send,
@@ -572,28 +722,38 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let relay = start_relay()?;
     let mut steps = Vec::new();
-    for &n in &args.viewers {
-        run_n(&args, &rt, &relay, n, &mut steps)?;
+    for &mode in &args.modes {
+        let relay = start_relay(DriverOptions {
+            send_mode: mode,
+            ingest_batch: args.ingest_batch,
+            coalesce: Duration::from_micros(args.coalesce_us),
+        })?;
+        for &n in &args.viewers {
+            run_n(&args, mode, &rt, &relay, n, &mut steps)?;
+        }
+        let _ = rt.block_on(relay.handle.shutdown());
+        drop(relay.done);
+        let _ = relay.join.join();
     }
-    let _ = rt.block_on(relay.handle.shutdown());
-    drop(relay.done);
-    let _ = relay.join.join();
 
     let best: Vec<Best> = args
-        .viewers
+        .modes
         .iter()
-        .map(|&n| {
+        .flat_map(|m| args.viewers.iter().map(move |&n| (m.to_string(), n)))
+        .map(|(mode, n)| {
             let ok = steps
                 .iter()
-                .filter(|s| s.viewers == n && !s.saturated)
+                .filter(|s| s.mode == mode && s.viewers == n && !s.saturated)
                 .max_by(|a, b| a.output_pps.total_cmp(&b.output_pps));
             let sat = steps
                 .iter()
-                .find(|s| s.viewers == n && s.saturated)
+                .find(|s| s.mode == mode && s.viewers == n && s.saturated)
                 .map(|s| s.target_input_pps);
             Best {
+                relay_allocs_per_output_packet: ok
+                    .map_or(0.0, |s| s.relay_allocs_per_output_packet),
+                mode,
                 viewers: n,
                 input_pps: ok.map_or(0.0, |s| s.input_pps),
                 output_pps: ok.map_or(0.0, |s| s.output_pps),
@@ -605,6 +765,9 @@ fn main() -> anyhow::Result<()> {
         .collect();
     let report = Report {
         tool: "media-relay/examples/fanout_load.rs",
+        sinks: args.sinks,
+        coalesce_us: args.coalesce_us,
+        ingest_batch: args.ingest_batch,
         packet_bytes: 12 + args.payload,
         gop_packets: args.gop_packets,
         step_seconds: args.duration,
@@ -618,17 +781,19 @@ fn main() -> anyhow::Result<()> {
     };
 
     println!();
-    println!("| viewers | input pps | output pps | relay CPU s | relay CPU % | output pkts per relay CPU-s | loss % | lost before relay / at send / after send | sinks / sender / machine CPU % | saturated |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| mode | viewers | input pps | output pps | relay CPU s | relay CPU % | output pkts per relay CPU-s | relay allocs per out pkt | loss % | lost before relay / at send / after send | sinks / sender / machine CPU % | saturated |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for s in &report.steps {
         println!(
-            "| {} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} | {:.3} | {} / {} / {} | {:.0} / {:.0} / {:.0} | {} |",
+            "| {} | {} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} | {:.4} | {:.3} | {} / {} / {} | {:.0} / {:.0} / {:.0} | {} |",
+            s.mode,
             s.viewers,
             s.input_pps,
             s.output_pps,
             s.relay_cpu_seconds,
             s.relay_cpu_percent,
             s.output_packets_per_cpu_second,
+            s.relay_allocs_per_output_packet,
             100.0 * s.loss_fraction,
             s.lost_before_relay,
             s.lost_at_send,
@@ -646,12 +811,14 @@ fn main() -> anyhow::Result<()> {
     println!();
     for b in &report.best {
         println!(
-            "{} viewer(s): highest step below saturation {:.0} pps in -> {:.0} pps out, {:.0} out pkts per relay CPU-s ({:.0}% CPU); first saturated at {}",
+            "{} {} viewer(s): highest step below saturation {:.0} pps in -> {:.0} pps out, {:.0} out pkts per relay CPU-s ({:.0}% CPU, {:.4} allocs/out pkt); first saturated at {}",
+            b.mode,
             b.viewers,
             b.input_pps,
             b.output_pps,
             b.output_packets_per_cpu_second,
             b.relay_cpu_percent,
+            b.relay_allocs_per_output_packet,
             b.first_saturated_input_pps
                 .map_or("none of the rates".to_owned(), |r| format!("{r} pps in"))
         );

@@ -165,6 +165,10 @@ pub struct ViewerStats {
     pub bytes_out: u64,
     /// Packets sent as fast-start bursts.
     pub burst_packets: u64,
+    /// Packets not sent to this viewer because of overload (a full socket buffer, then the
+    /// rest of that GOP: the viewer resumes at the next key frame).
+    #[serde(default)]
+    pub packets_dropped: u64,
     /// Channel switches.
     pub zaps: u64,
     /// Fraction lost of the last RR, in 1/256 (RFC 3550 section 6.4.1).
@@ -202,6 +206,12 @@ pub struct TotalStats {
     pub send_errors: u64,
     /// Viewers dropped because they vanished.
     pub viewers_dropped: u64,
+    /// RTP packets not sent because of overload (all viewers).
+    #[serde(default)]
+    pub packets_dropped: u64,
+    /// Times a viewer was thinned to key frames after a congested send.
+    #[serde(default)]
+    pub viewers_thinned: u64,
 }
 
 /// A snapshot of the relay's counters.
@@ -230,7 +240,7 @@ impl RelayStats {
         use std::fmt::Write as _;
         let mut out = String::new();
         let t = &self.totals;
-        let totals: [(&str, &str, u64); 11] = [
+        let totals: [(&str, &str, u64); 13] = [
             ("packets_in", "RTP packets ingested", t.packets_in),
             ("packets_out", "RTP packets sent to viewers", t.packets_out),
             ("bytes_out", "RTP bytes sent to viewers", t.bytes_out),
@@ -261,6 +271,16 @@ impl RelayStats {
                 "viewers_dropped",
                 "viewers dropped as vanished",
                 t.viewers_dropped,
+            ),
+            (
+                "packets_dropped",
+                "RTP packets not sent because of overload",
+                t.packets_dropped,
+            ),
+            (
+                "viewers_thinned",
+                "viewers thinned to the next key frame after a congested send",
+                t.viewers_thinned,
             ),
         ];
         for (name, help, v) in totals {

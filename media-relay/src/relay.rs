@@ -16,10 +16,23 @@
 //! stream: sequence number last + 1, timestamp last + max(one frame, wallclock gap). Gaps and
 //! reordering from the producer are kept, so the viewer's RTCP still reports real loss.
 //!
-//! Output: every datagram to send is written once into a reusable arena (the ingested packet
-//! copied, then its 12-byte header patched for the viewer) and queued with its destination;
-//! [`Relay::poll_transmit`] hands out slices of that arena. The arena and the queue keep their
-//! capacity, so a steady state forwards without allocating.
+//! Output: an ingested packet's bytes after the 12-byte fixed header (CSRCs, extension,
+//! payload) are copied once into a reusable arena, whatever the number of viewers; each viewer's
+//! datagram is queued as its own rewritten 12-byte header (inline in the queue entry) plus a
+//! reference to that shared body. A batched driver reads the queue in place
+//! ([`Relay::transmits`], [`QueuedTransmits::get`]: header and body as two slices, for a
+//! gathered `sendmmsg`/GSO send) and then [`Relay::consume_transmits`]; the one-at-a-time
+//! [`Relay::poll_transmit`] joins header and body in a scratch buffer. The arena, the scratch and
+//! the queue keep their capacity, so a steady state forwards without allocating and without
+//! copying a payload per viewer.
+//!
+//! Overload: the driver never waits for a socket. A datagram it could not send because the
+//! socket buffer was full (EAGAIN/ENOBUFS) is reported with [`Relay::handle_send_congested`]:
+//! the viewer it was for has lost a reference picture, so sending it the rest of the GOP would
+//! only feed a broken decoder; the relay stops queueing that viewer's packets (counted as
+//! dropped, per viewer) and resumes it at the next key frame, whose parameter sets and IDR
+//! decode cleanly. Other viewers are not touched, and the fan-out starts at a different viewer
+//! for every packet so that the tail of a full batch is not always the same viewers.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
@@ -42,6 +55,69 @@ pub enum OutSocket {
     Rtp,
     /// The shared output RTCP socket.
     Rtcp,
+}
+
+/// A queued datagram in two parts, borrowed from the core: the viewer's own RTP header
+/// (12 bytes; empty for RTCP and for packets written whole) and the body shared by every viewer
+/// of the same ingested packet. The datagram on the wire is `header` then `body`.
+#[must_use = "a transmit must be sent (or counted as dropped)"]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutDatagram<'a> {
+    /// Socket to send from.
+    pub socket: OutSocket,
+    /// Destination.
+    pub dest: SocketAddr,
+    /// The per-viewer part (the rewritten fixed RTP header), possibly empty.
+    pub header: &'a [u8],
+    /// The rest of the datagram.
+    pub body: &'a [u8],
+    /// The viewer it is for.
+    pub viewer: Option<ViewerId>,
+}
+
+impl OutDatagram<'_> {
+    /// Length on the wire.
+    pub fn len(&self) -> usize {
+        self.header.len() + self.body.len()
+    }
+
+    /// Whether the datagram is empty (never, for what the core queues).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The core's output queue, read in place by a batched driver: index `0..len()` with
+/// [`QueuedTransmits::get`], send, then [`Relay::consume_transmits`] with how many were handled
+/// (sent or counted as failed).
+#[derive(Debug, Clone, Copy)]
+pub struct QueuedTransmits<'a> {
+    queue: &'a VecDeque<OutMeta>,
+    arena: &'a [u8],
+}
+
+impl<'a> QueuedTransmits<'a> {
+    /// Datagrams queued.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// The `i`-th queued datagram.
+    pub fn get(&self, i: usize) -> Option<OutDatagram<'a>> {
+        let m = self.queue.get(i)?;
+        Some(OutDatagram {
+            socket: m.socket,
+            dest: m.dest,
+            header: &m.header[..usize::from(m.header_len)],
+            body: &self.arena[m.start..m.start + m.len],
+            viewer: m.viewer,
+        })
+    }
 }
 
 /// A datagram to send, borrowed from the core's output arena.
@@ -98,9 +174,34 @@ const TIMER_COUNT: usize = 2;
 struct OutMeta {
     socket: OutSocket,
     dest: SocketAddr,
+    /// The per-viewer header (first `header_len` bytes), sent before the body.
+    header: [u8; rtp::FIXED_HEADER_LEN],
+    header_len: u8,
+    /// The body: `arena[start..start + len]`.
     start: usize,
     len: usize,
     viewer: Option<ViewerId>,
+}
+
+impl OutMeta {
+    /// A datagram written whole into the arena.
+    fn whole(
+        socket: OutSocket,
+        dest: SocketAddr,
+        start: usize,
+        len: usize,
+        viewer: ViewerId,
+    ) -> Self {
+        OutMeta {
+            socket,
+            dest,
+            header: [0; rtp::FIXED_HEADER_LEN],
+            header_len: 0,
+            start,
+            len,
+            viewer: Some(viewer),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -118,6 +219,8 @@ struct Channel {
     /// Slots of the viewers watching (indices into `Relay::viewers`).
     viewers: Vec<usize>,
     counters: ChannelCounters,
+    /// Where the next packet's fan-out starts in `viewers` (rotates per packet).
+    rotate: usize,
 }
 
 impl Channel {
@@ -151,8 +254,12 @@ struct Viewer {
     ssrc: u32,
     clock_rate: u32,
     mapping: Option<Mapping>,
-    /// Live packets are held back until a key frame (joined a keyed channel with no cache).
+    /// Live packets are held back until a key frame (joined a keyed channel with no cache, or
+    /// thinned after a congested send).
     awaiting_key: bool,
+    /// Packets not sent to this viewer because of overload (failed sends, then the rest of the
+    /// GOP until the next key frame).
+    packets_dropped: u64,
     /// Last sequence number / timestamp sent, and when.
     last_seq: u16,
     last_ts: u32,
@@ -216,6 +323,8 @@ pub struct Relay {
     ssrcs: HashMap<u32, usize>,
     arena: Vec<u8>,
     queue: VecDeque<OutMeta>,
+    /// [`Relay::poll_transmit`] joins header and body here.
+    scratch: Vec<u8>,
     events: VecDeque<Event>,
     timers: [Option<Instant>; TIMER_COUNT],
     rng: u64,
@@ -237,6 +346,7 @@ impl Relay {
             ssrcs: HashMap::new(),
             arena: Vec::new(),
             queue: VecDeque::new(),
+            scratch: Vec::new(),
             events: VecDeque::new(),
             timers: [None; TIMER_COUNT],
             rng: seed | 1,
@@ -288,6 +398,7 @@ impl Relay {
                 cache,
                 viewers: Vec::new(),
                 counters: ChannelCounters::default(),
+                rotate: 0,
             },
         );
         Ok(())
@@ -347,6 +458,7 @@ impl Relay {
             clock_rate,
             mapping: None,
             awaiting_key: false,
+            packets_dropped: 0,
             last_seq: r as u16,
             last_ts: (r >> 32) as u32,
             last_sent: None,
@@ -477,19 +589,17 @@ impl Relay {
             self.totals.burst_packets += 1;
             self.totals.packets_out += 1;
             self.totals.bytes_out += len as u64;
-            self.queue.push_back(OutMeta {
-                socket: OutSocket::Rtp,
-                dest: v.rtp_dest,
-                start,
-                len,
-                viewer: Some(v.id),
-            });
+            self.queue
+                .push_back(OutMeta::whole(OutSocket::Rtp, v.rtp_dest, start, len, v.id));
         }
         for p in ch.cache.packets() {
             if p.info.ssrc != m.src_ssrc {
                 continue; // cannot happen: a new SSRC restarts the cache
             }
-            if let Some(meta) = emit(&mut self.arena, &mut self.totals, v, now, &p.data, &p.info) {
+            let Some(body) = copy_body(&mut self.arena, &p.data) else {
+                continue;
+            };
+            if let Some(meta) = emit(&mut self.totals, v, now, &p.data, &p.info, body) {
                 v.burst_packets += 1;
                 self.totals.burst_packets += 1;
                 self.queue.push_back(meta);
@@ -529,12 +639,27 @@ impl Relay {
         let class: PacketClass = fcc::classify(ch.kind(info.payload_type), info.payload(datagram));
         let _outcome: PushOutcome = ch.cache.push(datagram, &info, &class);
         let step = self.config.zap_timestamp_step;
-        for &slot in &ch.viewers {
+        if ch.viewers.is_empty() {
+            return Ok(());
+        }
+        // One copy of the body for every viewer; each gets its own 12-byte header.
+        let Some(body) = copy_body(&mut self.arena, datagram) else {
+            return Ok(());
+        };
+        let n = ch.viewers.len();
+        ch.rotate = (ch.rotate + 1) % n;
+        for k in 0..n {
+            let slot = ch.viewers[(ch.rotate + k) % n];
             let Some(v) = self.viewers.get_mut(slot).and_then(Option::as_mut) else {
                 continue;
             };
             if v.awaiting_key {
                 if !class.key {
+                    if v.mapping.is_some() {
+                        // Thinned after overload: the rest of this GOP is dropped.
+                        v.packets_dropped += 1;
+                        self.totals.packets_dropped += 1;
+                    }
                     continue;
                 }
                 v.awaiting_key = false;
@@ -542,7 +667,7 @@ impl Relay {
             if v.mapping.map(|m| m.src_ssrc) != Some(info.ssrc) {
                 v.remap(now, &info, 0, step);
             }
-            if let Some(meta) = emit(&mut self.arena, &mut self.totals, v, now, datagram, &info) {
+            if let Some(meta) = emit(&mut self.totals, v, now, datagram, &info, body) {
                 self.queue.push_back(meta);
             }
         }
@@ -626,7 +751,9 @@ impl Relay {
     }
 
     /// Sending to `viewer` failed. Unreachable errors (ICMP port/host/network unreachable)
-    /// drop the viewer; any other error is only counted. Never affects other viewers.
+    /// drop the viewer; any other error is only counted. Never affects other viewers. (A full
+    /// socket buffer is better reported with [`Relay::handle_send_congested`], which also thins
+    /// the viewer to the next key frame.)
     pub fn handle_send_error(&mut self, _now: Instant, viewer: ViewerId, kind: io::ErrorKind) {
         self.totals.send_errors += 1;
         if matches!(
@@ -637,6 +764,25 @@ impl Relay {
         ) && self.viewer_slots.contains_key(&viewer)
         {
             self.drop_viewer(viewer, DropReason::Unreachable);
+        }
+    }
+
+    /// A datagram for `viewer` was not sent because the socket buffer was full (EAGAIN,
+    /// ENOBUFS). It is counted as a failed send and a drop for that viewer, and the viewer is
+    /// thinned: its packets are dropped (and counted) until the next key frame, where it resumes
+    /// with a picture its decoder can use. Other viewers are not affected.
+    pub fn handle_send_congested(&mut self, _now: Instant, viewer: ViewerId) {
+        self.totals.send_errors += 1;
+        self.totals.packets_dropped += 1;
+        let Some(&slot) = self.viewer_slots.get(&viewer) else {
+            return;
+        };
+        if let Some(v) = self.viewers[slot].as_mut() {
+            v.packets_dropped += 1;
+            if !v.awaiting_key {
+                v.awaiting_key = true;
+                self.totals.viewers_thinned += 1;
+            }
         }
     }
 
@@ -705,13 +851,13 @@ impl Relay {
                     if rtcp::write_sender_report(&mut self.arena, &info, &self.config.cname).is_ok()
                     {
                         self.totals.rtcp_out += 1;
-                        self.queue.push_back(OutMeta {
-                            socket: OutSocket::Rtcp,
-                            dest: v.rtcp_dest,
+                        self.queue.push_back(OutMeta::whole(
+                            OutSocket::Rtcp,
+                            v.rtcp_dest,
                             start,
-                            len: self.arena.len() - start,
-                            viewer: Some(v.id),
-                        });
+                            self.arena.len() - start,
+                            v.id,
+                        ));
                     } else {
                         self.arena.truncate(start);
                     }
@@ -751,19 +897,51 @@ impl Relay {
 
     // ----- output --------------------------------------------------------------------------
 
-    /// The next datagram to send, if any. Drain until `None` after every input.
+    /// The next datagram to send, if any, as one slice (header and body joined in a scratch
+    /// buffer). Drain until `None` after every input. Batched drivers use
+    /// [`Relay::transmits`] instead, which copies nothing.
     pub fn poll_transmit(&mut self) -> Option<Transmit<'_>> {
         match self.queue.pop_front() {
-            Some(m) => Some(Transmit {
-                socket: m.socket,
-                dest: m.dest,
-                payload: &self.arena[m.start..m.start + m.len],
-                viewer: m.viewer,
-            }),
+            Some(m) => {
+                let body = &self.arena[m.start..m.start + m.len];
+                let payload: &[u8] = if m.header_len == 0 {
+                    body
+                } else {
+                    self.scratch.clear();
+                    self.scratch
+                        .extend_from_slice(&m.header[..usize::from(m.header_len)]);
+                    self.scratch.extend_from_slice(body);
+                    &self.scratch
+                };
+                Some(Transmit {
+                    socket: m.socket,
+                    dest: m.dest,
+                    payload,
+                    viewer: m.viewer,
+                })
+            }
             None => {
                 self.arena.clear();
                 None
             }
+        }
+    }
+
+    /// The queued datagrams, read in place (see [`QueuedTransmits`]).
+    pub fn transmits(&self) -> QueuedTransmits<'_> {
+        QueuedTransmits {
+            queue: &self.queue,
+            arena: &self.arena,
+        }
+    }
+
+    /// Remove the first `n` queued datagrams (the driver sent them or reported their failure).
+    /// When the queue is empty the arena is reset for the next turn.
+    pub fn consume_transmits(&mut self, n: usize) {
+        let n = n.min(self.queue.len());
+        self.queue.drain(..n);
+        if self.queue.is_empty() {
+            self.arena.clear();
         }
     }
 
@@ -811,6 +989,7 @@ impl Relay {
                 packets_out: v.packets_out,
                 bytes_out: v.bytes_out,
                 burst_packets: v.burst_packets,
+                packets_dropped: v.packets_dropped,
                 zaps: v.zaps,
                 rr_fraction_lost: v.rr.map(|r| r.fraction_lost),
                 rr_cumulative_lost: v.rr.map(|r| r.cumulative_lost),
@@ -845,14 +1024,24 @@ impl Viewer {
     }
 }
 
-/// Copy `datagram` into the arena rewritten for `v` under its current mapping.
+/// Copy what follows the fixed header of `datagram` (a packet [`rtp::parse`] accepted) into the
+/// arena once; returns its range there.
+fn copy_body(arena: &mut Vec<u8>, datagram: &[u8]) -> Option<(usize, usize)> {
+    let body = datagram.get(rtp::FIXED_HEADER_LEN..)?;
+    let start = arena.len();
+    arena.extend_from_slice(body);
+    Some((start, body.len()))
+}
+
+/// Queue `datagram` for `v` under its current mapping: its own rewritten 12-byte header plus
+/// the shared `body` (the arena range [`copy_body`] returned).
 fn emit(
-    arena: &mut Vec<u8>,
     totals: &mut TotalStats,
     v: &mut Viewer,
     now: Instant,
     datagram: &[u8],
     info: &RtpInfo,
+    body: (usize, usize),
 ) -> Option<OutMeta> {
     let m = v.mapping?;
     let rw = HeaderRewrite {
@@ -861,9 +1050,9 @@ fn emit(
         timestamp: info.timestamp.wrapping_add(m.ts_offset),
         payload_type: v.payload_type,
     };
-    let start = arena.len();
-    arena.extend_from_slice(datagram);
-    rtp::rewrite_header(&mut arena[start..], &rw);
+    let mut header = [0u8; rtp::FIXED_HEADER_LEN];
+    header.copy_from_slice(datagram.get(..rtp::FIXED_HEADER_LEN)?);
+    rtp::rewrite_header(&mut header, &rw);
     // Only move "last" forward (reordered packets from the producer keep their place).
     let forward = rw.sequence.wrapping_sub(v.last_seq) < 0x8000 || v.last_sent.is_none();
     if forward {
@@ -878,8 +1067,148 @@ fn emit(
     Some(OutMeta {
         socket: OutSocket::Rtp,
         dest: v.rtp_dest,
-        start,
-        len: datagram.len(),
+        header,
+        header_len: rtp::FIXED_HEADER_LEN as u8,
+        start: body.0,
+        len: body.1,
         viewer: Some(v.id),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[expect(clippy::disallowed_methods, reason = "a test needs one base instant")]
+    fn t0() -> Instant {
+        Instant::now()
+    }
+
+    fn packet(seq: u16, key: bool) -> Vec<u8> {
+        let mut v = Vec::new();
+        rtp::write_header(
+            &mut v,
+            false,
+            &HeaderRewrite {
+                ssrc: 0xabcd,
+                sequence: seq,
+                timestamp: u32::from(seq) * 3000,
+                payload_type: 96,
+            },
+        );
+        // H.264 single NAL: IDR slice (5) or non-IDR slice (1), RFC 6184 section 5.6.
+        v.push(if key { 0x65 } else { 0x41 });
+        v.extend_from_slice(&[0x88; 40]);
+        v
+    }
+
+    fn relay_with_viewers(n: u64) -> (Relay, ChannelId, Instant) {
+        let now = t0();
+        let mut r = Relay::new(RelayConfig::default(), 7);
+        let ch = ChannelId::from("c");
+        r.create_channel(ChannelSpec::new("c")).unwrap();
+        r.ingest(now, &ch, &packet(0, true)).unwrap();
+        for i in 0..n {
+            r.add_viewer(
+                now,
+                &AddViewer {
+                    viewer: ViewerId(i),
+                    channel: ch.clone(),
+                    rtp_dest: SocketAddr::from(([127, 0, 0, 1], 20_000 + i as u16 * 2)),
+                    rtcp_dest: None,
+                    payload_type: 96,
+                },
+            )
+            .unwrap();
+        }
+        let n = r.transmits().len();
+        r.consume_transmits(n);
+        (r, ch, now)
+    }
+
+    #[test]
+    fn fan_out_shares_one_body_and_rewrites_each_header() {
+        let (mut r, ch, now) = relay_with_viewers(5);
+        let p = packet(1, false);
+        r.ingest(now, &ch, &p).unwrap();
+        let q = r.transmits();
+        assert_eq!(q.len(), 5);
+        let first = q.get(0).unwrap();
+        let mut ssrcs = Vec::new();
+        for i in 0..q.len() {
+            let d = q.get(i).unwrap();
+            assert_eq!(d.header.len(), rtp::FIXED_HEADER_LEN);
+            assert_eq!(d.body, &p[rtp::FIXED_HEADER_LEN..]);
+            // The same bytes, not a copy per viewer.
+            assert_eq!(d.body.as_ptr(), first.body.as_ptr());
+            let mut whole = d.header.to_vec();
+            whole.extend_from_slice(d.body);
+            let info = rtp::parse(&whole).unwrap();
+            ssrcs.push(info.ssrc);
+        }
+        ssrcs.sort_unstable();
+        ssrcs.dedup();
+        assert_eq!(ssrcs.len(), 5, "one SSRC per viewer");
+        // poll_transmit gives the same datagram joined.
+        let d0 = {
+            let d = q.get(0).unwrap();
+            let mut w = d.header.to_vec();
+            w.extend_from_slice(d.body);
+            w
+        };
+        assert_eq!(r.poll_transmit().unwrap().payload, &d0[..]);
+        let rest = r.transmits().len();
+        r.consume_transmits(rest);
+        assert!(r.transmits().is_empty());
+    }
+
+    #[test]
+    fn fan_out_start_rotates_between_packets() {
+        let (mut r, ch, now) = relay_with_viewers(3);
+        let mut firsts = Vec::new();
+        for seq in 1..=3 {
+            r.ingest(now, &ch, &packet(seq, false)).unwrap();
+            firsts.push(r.transmits().get(0).unwrap().viewer);
+            let n = r.transmits().len();
+            r.consume_transmits(n);
+        }
+        firsts.sort();
+        firsts.dedup();
+        assert_eq!(firsts.len(), 3, "each viewer leads once in three packets");
+    }
+
+    #[test]
+    fn congested_viewer_is_thinned_to_the_next_key_frame_and_others_keep_everything() {
+        let (mut r, ch, now) = relay_with_viewers(3);
+        r.ingest(now, &ch, &packet(1, false)).unwrap();
+        let n = r.transmits().len();
+        r.consume_transmits(n);
+        // Viewer 1's datagram did not fit in the socket buffer.
+        r.handle_send_congested(now, ViewerId(1));
+        for seq in 2..=10 {
+            r.ingest(now, &ch, &packet(seq, false)).unwrap();
+        }
+        let count = |r: &Relay, v: u64| {
+            let q = r.transmits();
+            (0..q.len())
+                .filter(|&i| q.get(i).unwrap().viewer == Some(ViewerId(v)))
+                .count()
+        };
+        assert_eq!(count(&r, 0), 9);
+        assert_eq!(count(&r, 1), 0, "thinned until the next key frame");
+        assert_eq!(count(&r, 2), 9);
+        let n = r.transmits().len();
+        r.consume_transmits(n);
+        // The next key frame: viewer 1 resumes, its sequence numbers show the gap honestly.
+        r.ingest(now, &ch, &packet(11, true)).unwrap();
+        r.ingest(now, &ch, &packet(12, false)).unwrap();
+        assert_eq!(count(&r, 1), 2);
+        let st = r.stats(now);
+        let dropped: Vec<u64> = st.viewers.iter().map(|v| v.packets_dropped).collect();
+        assert_eq!(dropped, vec![0, 1 + 9, 0]);
+        assert_eq!(st.totals.packets_dropped, 10);
+        assert_eq!(st.totals.viewers_thinned, 1);
+        assert_eq!(st.totals.send_errors, 1);
+        assert_eq!(st.totals.viewers_dropped, 0);
+    }
 }

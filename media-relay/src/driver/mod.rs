@@ -6,9 +6,14 @@
 //! and the built-in test-pattern sources. Each turn it waits for the first of: a control
 //! command, a datagram on any socket or feed (polled in one `poll_fn`, rotating the start so no
 //! socket starves the others), the core's timer, a test pattern's next frame. It hands the input
-//! to the core and drains the core's transmits with non-blocking `try_send_to`: a full socket
-//! buffer drops that datagram and a send error is reported to the core for the viewer concerned,
-//! so no viewer can stall the loop or the others.
+//! to the core, then reads whatever else is already waiting (up to
+//! [`DriverOptions::ingest_batch`] inputs, never waiting) so that one flush carries many
+//! packets, and sends the core's whole queue in place with [`batch::Sender`]: `sendmmsg` with the
+//! viewer's header and the shared body gathered, UDP GSO for runs to one viewer
+//! ([`DriverOptions::send_mode`]). Nothing waits for a socket: a full socket buffer drops those
+//! datagrams and the core thins the viewers concerned to the next key frame
+//! ([`Relay::handle_send_congested`]); any other send error is reported to the core for the
+//! viewer concerned, so no viewer can stall the loop or the others.
 //!
 //! The output sockets are shared and unconnected, so Linux does not report ICMP port unreachable
 //! for them (only connected UDP sockets get those errors): a viewer that vanishes is found by
@@ -33,10 +38,41 @@ use crate::control::{
     ChannelId, ChannelSpec, Command, Error, IngestInfo, RelayConfig, RelayEvent, RelayHandle,
     ViewerInfo, EVENT_CAPACITY, FEED_CAPACITY,
 };
-use crate::relay::{Event, OutSocket, Relay};
+use crate::relay::{Event, Relay};
 use crate::testpattern::{TestPattern, TestPatternConfig};
 
+pub mod batch;
 pub mod http;
+
+pub use batch::SendMode;
+
+/// Driver tuning (not part of the relay's TOML configuration: benches and tests pick these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DriverOptions {
+    /// How datagrams are sent (default [`SendMode::Gso`], falling back at run time).
+    pub send_mode: SendMode,
+    /// Most inputs handled per loop turn before the queue is sent (1: send after each input).
+    pub ingest_batch: usize,
+    /// Coalescing window for live forwarding (zero: off, the default). Forwarded packets may
+    /// wait up to this long (plus the timer's 1 ms granularity) so that several packets per
+    /// viewer leave in one GSO message; control answers, bursts and reports never wait, and a
+    /// queue of [`COALESCE_MAX_DATAGRAMS`] is sent at once. A few milliseconds are nothing next
+    /// to a set-top box's jitter buffer and cut the kernel's per-packet work several times.
+    pub coalesce: Duration,
+}
+
+/// Queued datagrams that end a coalescing window early.
+pub const COALESCE_MAX_DATAGRAMS: usize = 8192;
+
+impl Default for DriverOptions {
+    fn default() -> Self {
+        DriverOptions {
+            send_mode: SendMode::Gso,
+            ingest_batch: 64,
+            coalesce: Duration::ZERO,
+        }
+    }
+}
 
 /// Largest datagram read (UDP payloads above this are truncated by the kernel and then fail to
 /// parse, which counts them as malformed).
@@ -150,7 +186,9 @@ struct State {
     patterns: HashMap<ChannelId, TestPattern>,
     config: RelayConfig,
     next_port: u16,
-    send_failures: Vec<(crate::control::ViewerId, io::ErrorKind)>,
+    send_failures: Vec<(crate::control::ViewerId, batch::SendFailure)>,
+    sender: batch::Sender,
+    options: DriverOptions,
     pattern_out: Vec<Bytes>,
     /// Where the core's events go ([`RelayHandle::events`]).
     events: tokio::sync::broadcast::Sender<RelayEvent>,
@@ -160,6 +198,11 @@ impl Relay {
     /// Start a relay on the current tokio runtime: bind the output sockets, spawn the driver
     /// task, return the handle. Must be called from within a tokio runtime.
     pub fn spawn(config: RelayConfig) -> Result<RelayHandle, Error> {
+        Relay::spawn_with(config, DriverOptions::default())
+    }
+
+    /// [`Relay::spawn`] with explicit driver options (send mode, ingest batch).
+    pub fn spawn_with(config: RelayConfig, options: DriverOptions) -> Result<RelayHandle, Error> {
         let ip = config.bind_ip;
         let out_rtp = bind_udp(SocketAddr::new(ip, config.output_rtp_port))?;
         let rtcp_port = match (config.output_rtcp_port, config.output_rtp_port) {
@@ -174,6 +217,8 @@ impl Relay {
             advertised(&config, out_rtp.local_addr()?),
             advertised(&config, out_rtcp.local_addr()?),
         );
+        let sender = batch::Sender::new(options.send_mode, &out_rtp);
+        tracing::debug!(mode = %sender.mode(), "relay output");
         let (tx, rx) = mpsc::channel(256);
         let (events, _) = tokio::sync::broadcast::channel(EVENT_CAPACITY);
         let state = State {
@@ -190,6 +235,11 @@ impl Relay {
             next_port: config.ingest_port_min,
             config,
             send_failures: Vec::new(),
+            sender,
+            options: DriverOptions {
+                ingest_batch: options.ingest_batch.max(1),
+                ..options
+            },
             pattern_out: Vec::new(),
             events: events.clone(),
         };
@@ -201,10 +251,13 @@ impl Relay {
 /// The driver loop; ends on [`Command::Shutdown`] or when every handle is dropped.
 async fn run(mut st: State, mut commands: mpsc::Receiver<Command>) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
+    // When live output waiting for the coalescing window started waiting.
+    let mut held_since: Option<Instant> = None;
     loop {
         let deadline = [
             st.relay.poll_timeout(),
             st.patterns.values().map(TestPattern::next_timeout).min(),
+            held_since.map(|t| t + st.options.coalesce),
         ]
         .into_iter()
         .flatten()
@@ -215,6 +268,9 @@ async fn run(mut st: State, mut commands: mpsc::Receiver<Command>) {
                 tokio::time::Instant::from_std(clock().0 + Duration::from_secs(3600))
             });
         let io = &mut st.io;
+        // Control answers, bursts and reports go out at once; live forwarding may wait for the
+        // coalescing window.
+        let mut send_now = true;
         tokio::select! {
             cmd = commands.recv() => {
                 let Some(cmd) = cmd else { break };
@@ -224,6 +280,17 @@ async fn run(mut st: State, mut commands: mpsc::Receiver<Command>) {
             }
             input = poll_fn(|cx| io.poll_input(cx, &mut buf)) => {
                 handle_input(&mut st, input, &buf);
+                // Whatever else is already there goes into the same flush (never waits: a
+                // no-op waker, and the next turn's poll registers the real one).
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                for _ in 1..st.options.ingest_batch {
+                    match st.io.poll_input(&mut cx, &mut buf) {
+                        Poll::Ready(input) => handle_input(&mut st, input, &buf),
+                        Poll::Pending => break,
+                    }
+                }
+                send_now = st.options.coalesce.is_zero()
+                    || st.relay.pending_transmits() >= COALESCE_MAX_DATAGRAMS;
             }
             () = tokio::time::sleep_until(sleep_until) => {
                 let (now, wall) = clock();
@@ -231,8 +298,14 @@ async fn run(mut st: State, mut commands: mpsc::Receiver<Command>) {
                 run_patterns(&mut st, now);
             }
         }
-        flush(&mut st);
+        if send_now {
+            flush(&mut st);
+            held_since = None;
+        } else if held_since.is_none() && st.relay.pending_transmits() > 0 {
+            held_since = Some(clock().0);
+        }
     }
+    flush(&mut st);
     tracing::debug!("relay driver stopped");
 }
 
@@ -277,21 +350,18 @@ fn handle_input(st: &mut State, input: Input, buf: &[u8]) {
 
 /// Send everything the core queued; never waits.
 fn flush(st: &mut State) {
-    while let Some(t) = st.relay.poll_transmit() {
-        let sock = match t.socket {
-            OutSocket::Rtp => &st.io.out_rtp,
-            OutSocket::Rtcp => &st.io.out_rtcp,
-        };
-        if let Err(e) = sock.try_send_to(t.payload, t.dest) {
-            if let Some(v) = t.viewer {
-                st.send_failures.push((v, e.kind()));
-            }
-        }
-    }
+    let q = st.relay.transmits();
+    let n = st
+        .sender
+        .flush(&q, &st.io.out_rtp, &st.io.out_rtcp, &mut st.send_failures);
+    st.relay.consume_transmits(n);
     if !st.send_failures.is_empty() {
         let (now, _) = clock();
-        for (v, kind) in st.send_failures.drain(..) {
-            st.relay.handle_send_error(now, v, kind);
+        for (v, f) in st.send_failures.drain(..) {
+            match f {
+                batch::SendFailure::Congested => st.relay.handle_send_congested(now, v),
+                batch::SendFailure::Error(kind) => st.relay.handle_send_error(now, v, kind),
+            }
         }
     }
     while let Some(ev) = st.relay.poll_event() {
