@@ -25,8 +25,8 @@ use as_server::sip::transaction::Transport;
 
 use crate::progress::Progress;
 use crate::report::{self, Summary, Thresholds};
-use crate::run::RunError;
-use crate::scenario::Scenario;
+use crate::run::{FaultInjector, RunError};
+use crate::scenario::{Fault, FaultKind, Scenario};
 use crate::stats::{RunStats, TimelinePoint};
 
 /// The scenario `ue-sim lab` runs when given none (`ue-sim/scenarios/default.toml`).
@@ -115,9 +115,17 @@ where
 }
 
 /// The AS configuration of the lab: loopback, free ports, SQLite at `db_url`, test-pattern
-/// `channels`, room for ten thousand viewers and more.
+/// `channels`, room for ten thousand viewers and more, one relay.
 #[must_use]
 pub fn lab_config(db_url: &str, channels: &[String]) -> Config {
+    lab_config_relays(db_url, channels, 1)
+}
+
+/// [`lab_config`] with `relays` in-process relays (`relay.count`) whose health is probed
+/// every 100 ms, so a relay that stops is found dead and its viewers moved within a few
+/// hundred milliseconds.
+#[must_use]
+pub fn lab_config_relays(db_url: &str, channels: &[String], relays: usize) -> Config {
     let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let mut cfg = Config::default();
     cfg.sip.udp = Some(SocketAddr::new(lo, 0));
@@ -131,6 +139,10 @@ pub fn lab_config(db_url: &str, channels: &[String]) -> Config {
     cfg.relay.port_max = 0;
     cfg.relay.output_rtp_port = 0;
     cfg.relay.max_viewers = 50_000;
+    cfg.relay.count = relays.max(1);
+    cfg.relay.health_interval_ms = 100;
+    cfg.relay.health_failures = 2;
+    cfg.relay.health_timeout_ms = 200;
     cfg.limits.max_sessions = 50_000;
     cfg.channels = channels
         .iter()
@@ -161,13 +173,18 @@ impl Testbed {
     /// Boots the AS with [`lab_config`] on a fresh SQLite file in a temporary directory.
     /// `channels` empty means [`DEFAULT_CHANNELS`].
     pub fn start(channels: &[String]) -> Result<Self, Error> {
+        Self::start_with_relays(channels, 1)
+    }
+
+    /// [`Testbed::start`] with `relays` relays ([`lab_config_relays`]).
+    pub fn start_with_relays(channels: &[String], relays: usize) -> Result<Self, Error> {
         let mut channels = channels.to_vec();
         if channels.is_empty() {
             channels = DEFAULT_CHANNELS.iter().map(|s| (*s).to_owned()).collect();
         }
         let dir = tempfile::Builder::new().prefix("ue-sim-lab-").tempdir()?;
         let db = format!("sqlite://{}?mode=rwc", dir.path().join("lab.db").display());
-        let cfg = lab_config(&db, &channels);
+        let cfg = lab_config_relays(&db, &channels, relays);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("lab-as")
@@ -201,6 +218,31 @@ impl Testbed {
         self.dir.path()
     }
 
+    /// Stops relay `index` abruptly (a crashed relay: no BYE, no RTCP BYE), as a scenario's
+    /// `stop_relay` fault; the AS finds it dead and moves its viewers. Blocks until the stop
+    /// is done. Callable from inside another tokio runtime (the UE driver's): the AS's
+    /// runtime is entered from a scoped helper thread.
+    pub fn stop_relay(&self, index: usize) -> Result<(), String> {
+        let stopped = std::thread::scope(|s| {
+            s.spawn(|| self.rt.block_on(self.app.stop_relay(index)))
+                .join()
+                .map_err(|_| "stop_relay panicked".to_owned())
+        })?;
+        if stopped {
+            Ok(())
+        } else {
+            Err(format!("relay {index}: no such relay or already stopped"))
+        }
+    }
+
+    /// Injects one scenario fault.
+    pub fn inject(&self, f: &Fault) -> Result<(), String> {
+        match f.kind {
+            FaultKind::StopRelay => self.stop_relay(f.relay),
+            FaultKind::StopAs => Err("stop_as: not supported (the lab runs one AS)".into()),
+        }
+    }
+
     /// Stops the AS and its relay, then the runtime; removes the temporary directory.
     pub fn shutdown(self) {
         let Self { rt, app, dir, .. } = self;
@@ -225,21 +267,39 @@ pub fn run_scenario(
     r
 }
 
-/// `ue-sim lab`: the testbed with the scenario's channels, the scenario, the report (its
-/// thresholds from the scenario's `[thresholds]`) in `out`.
+/// [`run_scenario`] with the scenario's faults injected by `injector`.
+pub fn run_scenario_with_faults(
+    scenario: &Scenario,
+    target: SocketAddr,
+    progress: &dyn Fn(&TimelinePoint),
+    injector: &FaultInjector<'_>,
+) -> Result<RunStats, RunError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let r = rt.block_on(crate::run::run_with_faults(
+        scenario, target, progress, injector,
+    ));
+    rt.shutdown_timeout(Duration::from_secs(1));
+    r
+}
+
+/// `ue-sim lab`: the testbed with the scenario's channels and `relays`, the scenario with
+/// its faults injected into the testbed, the report (its thresholds from the scenario's
+/// `[thresholds]`) in `out`.
 pub fn lab_scenario(
     scenario: &Scenario,
     out: &Path,
     progress: &Progress,
 ) -> Result<Outcome, Error> {
     let thresholds = Thresholds::from(&scenario.thresholds);
-    lab(
-        &scenario.channels.list,
-        out,
-        &thresholds,
-        progress,
-        |target, p| run_scenario(scenario, target, p),
-    )
+    let tb = Testbed::start_with_relays(&scenario.channels.list, scenario.relays)?;
+    tracing::info!(sip = %tb.sip, http = ?tb.http, relays = scenario.relays, "lab testbed up");
+    let r = run_and_report(tb.sip, out, &thresholds, progress, |target, p| {
+        run_scenario_with_faults(scenario, target, p, &|f| tb.inject(f))
+    });
+    tb.shutdown();
+    r
 }
 
 /// `ue-sim run`: the scenario against an AS that is already running at `target`.
@@ -249,6 +309,12 @@ pub fn run_against(
     out: &Path,
     progress: &Progress,
 ) -> Result<Outcome, Error> {
+    if !scenario.faults.is_empty() {
+        return Err(Error::Run(
+            "[[faults]] are only supported by `ue-sim lab` (ue-sim cannot stop a remote relay or AS)"
+                .into(),
+        ));
+    }
     let thresholds = Thresholds::from(&scenario.thresholds);
     run_and_report(target, out, &thresholds, progress, |target, p| {
         run_scenario(scenario, target, p)

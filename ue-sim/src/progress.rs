@@ -197,6 +197,7 @@ mod tests {
             zaps,
             leaves: 0,
             active,
+            ..TimelinePoint::default()
         }
     }
 

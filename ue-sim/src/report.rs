@@ -61,6 +61,14 @@ pub struct Thresholds {
     pub loss_ratio_max: Option<f64>,
     /// Fewest successful zaps.
     pub min_zaps_ok: Option<u64>,
+    /// Highest p99 of the longest gap of the viewers a relay fault moved, ms.
+    pub moved_gap_ms_p99: Option<f64>,
+    /// Most failed relay moves.
+    pub max_failed_moves: Option<u64>,
+    /// Fewest successful relay moves.
+    pub min_moves_ok: Option<u64>,
+    /// Fewest joins/zaps that reached a personal channel.
+    pub min_personal_viewers: Option<u64>,
 }
 
 impl From<&crate::scenario::Thresholds> for Thresholds {
@@ -78,6 +86,10 @@ impl From<&crate::scenario::Thresholds> for Thresholds {
             gap_ms_max: t.max_gap_ms,
             loss_ratio_max: None,
             min_zaps_ok: t.min_zaps_ok,
+            moved_gap_ms_p99: t.max_gap_ms_p99,
+            max_failed_moves: t.max_moves_failed,
+            min_moves_ok: t.min_moves_ok,
+            min_personal_viewers: t.min_personal_viewers,
         }
     }
 }
@@ -94,6 +106,10 @@ impl Default for Thresholds {
             gap_ms_max: None,
             loss_ratio_max: None,
             min_zaps_ok: None,
+            moved_gap_ms_p99: None,
+            max_failed_moves: None,
+            min_moves_ok: None,
+            min_personal_viewers: None,
         }
     }
 }
@@ -157,6 +173,38 @@ pub struct Loss {
     pub ratio: f64,
     /// Viewers that lost at least one packet.
     pub viewers_with_loss: usize,
+}
+
+/// Producers and their personal channels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Personal {
+    /// Producers started.
+    pub producers: u64,
+    /// Personal channels created.
+    pub channels_created: u64,
+    /// Creations that failed.
+    pub channels_failed: u64,
+    /// Joins and zaps that reached a personal channel.
+    pub viewers: u64,
+    /// Join -> first decodable frame on a personal channel.
+    pub first_frame_ms: Dist,
+    /// RTP packets the producers sent.
+    pub packets_sent: u64,
+}
+
+/// Relay moves (the AS re-INVITEs viewers of a failed relay to another one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Moves {
+    /// Moves that brought media back / that did not.
+    pub ok: u64,
+    /// Moves without media in time, or with an offer the UE could not answer.
+    pub failed: u64,
+    /// Viewers moved at least once.
+    pub viewers: usize,
+    /// Per move: last packet before it -> first packet after it.
+    pub gap_ms: Dist,
+    /// Per moved viewer: its longest gap over the whole run (spans its move).
+    pub viewer_gap_ms: Dist,
 }
 
 /// Which side of its limit a checked value must stay on.
@@ -242,6 +290,14 @@ pub struct Summary {
     pub active_max: u64,
     /// Failures by reason.
     pub failures: BTreeMap<String, u64>,
+    /// Sessions ended (BYE either way).
+    pub leaves: u64,
+    /// Relay moves and the gaps across them.
+    pub moves: Moves,
+    /// Producers and personal channels.
+    pub personal: Personal,
+    /// Faults injected.
+    pub faults: Vec<crate::stats::FaultRecord>,
     /// Threshold checks.
     pub checks: Vec<Check>,
     /// Every check passed.
@@ -293,6 +349,23 @@ impl Summary {
             viewers: stats.viewers.len(),
             active_max: stats.timeline.iter().map(|p| p.active).max().unwrap_or(0),
             failures: stats.failures.clone(),
+            leaves: stats.leaves,
+            moves: Moves {
+                ok: stats.moves_ok,
+                failed: stats.moves_failed,
+                viewers: stats.viewers.iter().filter(|v| v.moves > 0).count(),
+                gap_ms: Dist::of(&stats.move_gap_ms),
+                viewer_gap_ms: Dist::of(&moved_gaps(stats)),
+            },
+            personal: Personal {
+                producers: stats.producers,
+                channels_created: stats.personal_created,
+                channels_failed: stats.personal_failed,
+                viewers: stats.personal_viewers,
+                first_frame_ms: Dist::of(&stats.personal_first_frame_ms),
+                packets_sent: stats.producer_packets,
+            },
+            faults: stats.faults.clone(),
             checks: Vec::new(),
             pass: true,
         };
@@ -356,6 +429,30 @@ impl Summary {
             t.min_zaps_ok.map(|n| n as f64),
             Some(self.zaps.ok as f64),
         );
+        add_bound(
+            "moves.viewer_gap_ms.p99",
+            Bound::Max,
+            t.moved_gap_ms_p99,
+            self.moves.viewer_gap_ms.p99,
+        );
+        add_bound(
+            "moves.failed",
+            Bound::Max,
+            t.max_failed_moves.map(|n| n as f64),
+            Some(self.moves.failed as f64),
+        );
+        add_bound(
+            "moves.ok",
+            Bound::Min,
+            t.min_moves_ok.map(|n| n as f64),
+            Some(self.moves.ok as f64),
+        );
+        add_bound(
+            "personal.viewers",
+            Bound::Min,
+            t.min_personal_viewers.map(|n| n as f64),
+            Some(self.personal.viewers as f64),
+        );
         out
     }
 
@@ -403,6 +500,37 @@ impl Summary {
             self.loss.viewers_with_loss,
             ms(self.gap_ms.max)
         );
+        if self.moves.ok + self.moves.failed > 0 || !self.faults.is_empty() {
+            let _ = writeln!(
+                s,
+                "  relay moves {} ok / {} failed ({} viewers); moved viewers' longest gap p50 {} p99 {} max {}",
+                self.moves.ok,
+                self.moves.failed,
+                self.moves.viewers,
+                ms(self.moves.viewer_gap_ms.p50),
+                ms(self.moves.viewer_gap_ms.p99),
+                ms(self.moves.viewer_gap_ms.max)
+            );
+        }
+        for f in &self.faults {
+            let _ = writeln!(
+                s,
+                "  fault {} {} at {:.1} s ({} sessions active): {}",
+                f.kind, f.target, f.t_s, f.active, f.result
+            );
+        }
+        if self.personal.producers > 0 {
+            let _ = writeln!(
+                s,
+                "  producers {}: {} personal channels created ({} failed), {} viewers, first frame p50 {} p99 {}",
+                self.personal.producers,
+                self.personal.channels_created,
+                self.personal.channels_failed,
+                self.personal.viewers,
+                ms(self.personal.first_frame_ms.p50),
+                ms(self.personal.first_frame_ms.p99)
+            );
+        }
         if !self.failures.is_empty() {
             let f: Vec<String> = self
                 .failures
@@ -425,6 +553,16 @@ impl Summary {
         let _ = write!(s, "  result: {}", if self.pass { "PASS" } else { "FAIL" });
         s
     }
+}
+
+/// The longest gap of every viewer that a relay move touched, ms.
+fn moved_gaps(stats: &RunStats) -> Vec<f64> {
+    stats
+        .viewers
+        .iter()
+        .filter(|v| v.moves > 0)
+        .map(|v| v.gap_ms_max)
+        .collect()
 }
 
 /// `report.json`: the summary's fields at the top level plus `raw` (the whole [`RunStats`]).
@@ -550,6 +688,12 @@ pub fn html(stats: &RunStats, summary: &Summary) -> Result<String, Error> {
         ranked_svg("loss", "%", &mut loss)?,
     );
     p.push_str("</div>\n");
+    if summary.moves.ok + summary.moves.failed > 0 || !summary.faults.is_empty() {
+        moves_section(&mut p, stats, summary)?;
+    }
+    if summary.personal.producers > 0 {
+        personal_section(&mut p, summary);
+    }
     worst_viewers(&mut p, stats);
     p.push_str(
         "<p>Raw figures: <code>report.json</code> (key <code>raw</code>).</p>\n</body></html>\n",
@@ -626,6 +770,70 @@ fn summary_tables(p: &mut String, s: &Summary) {
         }
         p.push_str("</table>\n");
     }
+}
+
+fn moves_section(p: &mut String, stats: &RunStats, s: &Summary) -> Result<(), Error> {
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.1}"));
+    p.push_str("<h2>Relay faults and moves</h2>\n");
+    if !s.faults.is_empty() {
+        p.push_str("<table><tr><th>fault</th><th>at s</th><th>target</th><th>active sessions</th><th>result</th></tr>\n");
+        for f in &s.faults {
+            let _ = writeln!(
+                p,
+                "<tr><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&f.kind),
+                f.t_s,
+                f.target,
+                f.active,
+                esc(&f.result)
+            );
+        }
+        p.push_str("</table>\n");
+    }
+    let _ = writeln!(
+        p,
+        "<p>{} moves ok, {} failed; {} viewers moved. Gap across a move (last packet of the old relay to first of the new): p50 {} ms, p99 {} ms, max {} ms. Moved viewers' longest gap: p50 {} ms, p99 {} ms, max {} ms.</p>",
+        s.moves.ok,
+        s.moves.failed,
+        s.moves.viewers,
+        ms(s.moves.gap_ms.p50),
+        ms(s.moves.gap_ms.p99),
+        ms(s.moves.gap_ms.max),
+        ms(s.moves.viewer_gap_ms.p50),
+        ms(s.moves.viewer_gap_ms.p99),
+        ms(s.moves.viewer_gap_ms.max)
+    );
+    let gaps = moved_gaps(stats);
+    p.push_str("<div class=\"plots\">\n");
+    figure(
+        p,
+        "moved viewers' longest gap: histogram (ms)",
+        histogram_svg("moved_gap_ms", &gaps)?,
+    );
+    figure(
+        p,
+        "moved viewers' longest gap: CDF (ms)",
+        cdf_svg("moved_gap_ms", &gaps)?,
+    );
+    p.push_str("</div>\n");
+    Ok(())
+}
+
+fn personal_section(p: &mut String, s: &Summary) {
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.1}"));
+    let c = &s.personal;
+    let _ = writeln!(
+        p,
+        "<h2>Personal channels</h2>\n<p>{} producers, {} personal channels created ({} failed), {} RTP packets sent; {} joins/zaps reached a personal channel; first frame p50 {} ms, p99 {} ms (n={}).</p>",
+        c.producers,
+        c.channels_created,
+        c.channels_failed,
+        c.packets_sent,
+        c.viewers,
+        ms(c.first_frame_ms.p50),
+        ms(c.first_frame_ms.p99),
+        c.first_frame_ms.count
+    );
 }
 
 fn worst_viewers(p: &mut String, stats: &RunStats) {
@@ -920,7 +1128,7 @@ fn timeline_rates_svg(stats: &RunStats) -> Result<String, Error> {
     let t_max = upper(t.iter().map(|p| p.t_s).fold(0.0, f64::max));
     let y_max = upper(
         t.iter()
-            .map(|p| p.joins.max(p.zaps).max(p.leaves) as f64)
+            .map(|p| p.joins.max(p.zaps).max(p.leaves).max(p.failures) as f64)
             .fold(0.0, f64::max),
     ) * 1.25; // room for the legend
     let mut buf = String::new();
@@ -941,10 +1149,11 @@ fn timeline_rates_svg(stats: &RunStats) -> Result<String, Error> {
             .draw()
             .map_err(plot_err(WHAT))?;
         type Get = fn(&crate::stats::TimelinePoint) -> u64;
-        let series: [(&str, RGBColor, Get); 3] = [
+        let series: [(&str, RGBColor, Get); 4] = [
             ("joins", BLUE, |p| p.joins),
             ("zaps", RED, |p| p.zaps),
             ("leaves", GREEN, |p| p.leaves),
+            ("failures", BLACK, |p| p.failures),
         ];
         for (name, color, get) in series {
             chart
@@ -1091,6 +1300,7 @@ mod tests {
                     lost: u64::from(i == 7) * 10,
                     jitter_ms: 0.5,
                     gap_ms_max: if i == 42 { 1234.5 } else { 40.0 },
+                    ..ViewerStats::default()
                 })
                 .collect(),
             timeline: (1u32..=30)
@@ -1104,6 +1314,7 @@ mod tests {
                     } else {
                         0
                     }),
+                    ..TimelinePoint::default()
                 })
                 .collect(),
             ..RunStats::default()

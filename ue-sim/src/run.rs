@@ -19,7 +19,7 @@
 //! The loop is the only code that reads the clock (its private `now()`); the UEs get `now` as an argument.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,8 +29,8 @@ use rand::{Rng, SeedableRng};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use crate::scenario::Scenario;
-use crate::stats::{RunStats, TimelinePoint, ViewerStats};
+use crate::scenario::{Fault, Scenario};
+use crate::stats::{FaultRecord, RunStats, TimelinePoint, ViewerStats};
 use crate::ue::{Transmit, Ue, UeConfig, UeEvent, ZapMethod};
 
 /// Errors of a run.
@@ -121,9 +121,23 @@ struct Slot {
     rtp: usize,
     phase: Phase,
     zaps: u64,
-    ssrc: Option<u32>,
+    /// The `(RTP socket, SSRC)` key this UE is routed by.
+    mapped: Option<(usize, u32)>,
     timer: Option<Instant>,
+    /// Producer `k` (creates a personal channel) rather than a viewer.
+    producer: Option<usize>,
+    /// The current (or joining) channel is a personal channel.
+    personal: bool,
+    moves: u32,
+    move_gap_max: Option<Duration>,
 }
+
+/// Packets with an SSRC no UE knows yet, kept a little while: the relay's burst of a new
+/// path can arrive before the 200 OK (or re-INVITE) that names its SSRC (`a=ssrc`).
+const UNKNOWN_KEEP: Duration = Duration::from_secs(2);
+/// Most packets kept per unknown `(socket, SSRC)`, and in all.
+const UNKNOWN_PER_KEY: usize = 400;
+const UNKNOWN_TOTAL: usize = 400_000;
 
 struct Driver<'a> {
     sc: &'a Scenario,
@@ -131,9 +145,18 @@ struct Driver<'a> {
     sip: Vec<Arc<UdpSocket>>,
     rtp: Vec<Arc<UdpSocket>>,
     rtp_ports: Vec<u16>,
-    /// Per RTP socket: the UE waiting for its new path, and since when.
+    /// Per RTP socket: the UE waiting for its new path, and since when (only for an AS that
+    /// does not announce SSRCs in SDP).
     path_wait: Vec<Option<(usize, Instant)>>,
     ssrc_map: HashMap<(usize, u32), usize>,
+    /// Unrouted packets by `(socket, SSRC)`, with arrival times.
+    unknown: HashMap<(usize, u32), Vec<(Bytes, Instant)>>,
+    unknown_total: usize,
+    /// Whether the AS announces the viewer's SSRC in its answers (learnt from the first join).
+    ssrc_from_sdp: Option<bool>,
+    /// Personal channels created by the producers so far.
+    personal: Vec<String>,
+    personal_set: HashSet<String>,
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
     actions: BinaryHeap<Reverse<(Instant, usize)>>,
     rng: rand::rngs::StdRng,
@@ -141,6 +164,7 @@ struct Driver<'a> {
     tick: TimelinePoint,
     touched: Vec<usize>,
     is_touched: Vec<bool>,
+    start: Instant,
     end: Instant,
     zap_timeout: Duration,
 }
@@ -153,10 +177,15 @@ impl Driver<'_> {
         }
     }
 
-    /// An RTP socket with no UE waiting for a new path (freeing stale waits), reserved for `i`.
+    /// An RTP socket for a new path of `i`. When the AS announces SSRCs, any socket
+    /// (spread by index); otherwise one with no UE waiting for a new path (freeing stale
+    /// waits), reserved for `i`, so the first unknown SSRC on it is `i`'s.
     fn reserve_rtp(&mut self, i: usize, now: Instant) -> Option<usize> {
         let n = self.rtp.len();
         let start = i % n;
+        if self.ssrc_from_sdp == Some(true) {
+            return Some(start);
+        }
         for k in 0..n {
             let s = (start + k) % n;
             if let Some((u, since)) = self.path_wait[s] {
@@ -179,8 +208,46 @@ impl Driver<'_> {
         }
     }
 
+    /// A channel for a viewer's join or zap: a personal channel with the scenario's
+    /// `viewer_share` once one exists, else one of the scenario's by Zipf popularity.
+    fn pick(&mut self, avoid: Option<&str>) -> (String, bool) {
+        let share = self.sc.producers.viewer_share;
+        let choices: Vec<usize> = (0..self.personal.len())
+            .filter(|&k| Some(self.personal[k].as_str()) != avoid)
+            .collect();
+        if !choices.is_empty() && self.rng.gen::<f64>() < share {
+            let k = choices[self.rng.gen_range(0..choices.len())];
+            return (self.personal[k].clone(), true);
+        }
+        (self.sc.pick_channel(&mut self.rng, avoid).to_owned(), false)
+    }
+
     fn act(&mut self, i: usize, now: Instant) {
         let sc = self.sc;
+        if let Some(k) = self.slots[i].producer {
+            match self.slots[i].phase {
+                Phase::NotStarted => {
+                    let port = self.rtp_ports[self.slots[i].rtp];
+                    let name = format!("{} {k}", sc.producers.name);
+                    self.stats.producers += 1;
+                    let slot = &mut self.slots[i];
+                    if sc.register {
+                        slot.ue.register(now);
+                    }
+                    slot.phase = if slot.ue.produce(now, &name, port).is_ok() {
+                        Phase::Joining
+                    } else {
+                        Phase::Done
+                    };
+                }
+                Phase::Watching => {
+                    let _ = self.slots[i].ue.leave(now);
+                }
+                _ => {}
+            }
+            self.touch(i);
+            return;
+        }
         match self.slots[i].phase {
             Phase::NotStarted => {
                 let Some(s) = self.reserve_rtp(i, now) else {
@@ -189,10 +256,11 @@ impl Driver<'_> {
                     return;
                 };
                 let subscribe = (i as f64 + 0.5) / (sc.ues as f64) <= sc.subscribe_share;
-                let channel = sc.pick_channel(&mut self.rng, None).to_owned();
+                let (channel, personal) = self.pick(None);
                 let port = self.rtp_ports[s];
                 let slot = &mut self.slots[i];
                 slot.rtp = s;
+                slot.personal = personal;
                 if sc.register {
                     slot.ue.register(now);
                 }
@@ -207,12 +275,17 @@ impl Driver<'_> {
             }
             Phase::Watching if now < self.end => {
                 if !self.slots[i].ue.is_watching() {
+                    // Busy (e.g. the AS's re-INVITE is being acknowledged): try again soon.
+                    if self.slots[i].ue.channel().is_some() {
+                        self.actions
+                            .push(Reverse((now + Duration::from_millis(200), i)));
+                    }
                     return;
                 }
                 if self.rng.gen::<f64>() < sc.zap.probability {
                     let method = sc.zap_method(self.slots[i].zaps);
                     let cur = self.slots[i].ue.channel().map(str::to_owned);
-                    let channel = sc.pick_channel(&mut self.rng, cur.as_deref()).to_owned();
+                    let (channel, personal) = self.pick(cur.as_deref());
                     let port = if method == ZapMethod::ByeInvite {
                         match self.reserve_rtp(i, now) {
                             Some(s) => {
@@ -230,6 +303,7 @@ impl Driver<'_> {
                     };
                     let slot = &mut self.slots[i];
                     slot.zaps += 1;
+                    slot.personal = personal;
                     if slot.ue.zap(now, &channel, method, port).is_err() {
                         self.release_rtp(i);
                     }
@@ -242,49 +316,87 @@ impl Driver<'_> {
         self.touch(i);
     }
 
+    fn fail(&mut self, reason: String) {
+        *self.stats.failures.entry(reason).or_default() += 1;
+        self.tick.failures += 1;
+    }
+
     fn on_event(&mut self, i: usize, ev: UeEvent, now: Instant) {
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        let st = &mut self.stats;
         match ev {
-            UeEvent::Registered(Ok(())) => st.registrations_ok += 1,
+            UeEvent::Registered(Ok(())) => self.stats.registrations_ok += 1,
             UeEvent::Registered(Err(f)) => {
-                st.registrations_failed += 1;
-                *st.failures
-                    .entry(format!("register_{}", f.reason()))
-                    .or_default() += 1;
+                self.stats.registrations_failed += 1;
+                self.fail(format!("register_{}", f.reason()));
             }
             UeEvent::Subscribed(_) | UeEvent::ChannelList(_) => {}
             UeEvent::Joined { result: Ok(d), .. } => {
+                let st = &mut self.stats;
                 st.joins_ok += 1;
                 st.join_ms.push(ms(d));
+                if self.slots[i].personal {
+                    st.personal_viewers += 1;
+                }
                 self.tick.joins += 1;
+                if self.ssrc_from_sdp.is_none() {
+                    self.ssrc_from_sdp = Some(self.slots[i].ue.ssrc_announced());
+                }
                 self.slots[i].phase = Phase::Watching;
                 let dwell = self.sc.dwell(&mut self.rng);
                 self.actions.push(Reverse((now + dwell, i)));
             }
             UeEvent::Joined { result: Err(f), .. } => {
-                st.joins_failed += 1;
-                *st.failures.entry(f.reason()).or_default() += 1;
+                self.stats.joins_failed += 1;
+                self.fail(f.reason());
                 self.slots[i].phase = Phase::Done;
                 self.release_rtp(i);
             }
-            UeEvent::FirstPacket(d) => st.first_packet_ms.push(ms(d)),
-            UeEvent::FirstFrame(d) => st.first_frame_ms.push(ms(d)),
-            UeEvent::Zapped { result, .. } => {
+            UeEvent::Created {
+                channel,
+                result: Ok(_),
+            } => {
+                self.stats.personal_created += 1;
+                if self.personal_set.insert(channel.clone()) {
+                    self.personal.push(channel);
+                }
+                self.slots[i].phase = Phase::Watching;
+                if let Some(d) = self.sc.producers.duration_s {
+                    self.actions
+                        .push(Reverse((now + Duration::from_secs_f64(d), i)));
+                }
+            }
+            UeEvent::Created { result: Err(f), .. } => {
+                self.stats.personal_failed += 1;
+                self.fail(format!("create_{}", f.reason()));
+                self.slots[i].phase = Phase::Done;
+            }
+            UeEvent::FirstPacket(d) => self.stats.first_packet_ms.push(ms(d)),
+            UeEvent::FirstFrame(d) => {
+                self.stats.first_frame_ms.push(ms(d));
+                if self.slots[i].personal {
+                    self.stats.personal_first_frame_ms.push(ms(d));
+                }
+            }
+            UeEvent::Zapped {
+                result, channel, ..
+            } => {
                 match result {
                     Ok(d) => {
-                        st.zaps_ok += 1;
-                        st.zap_ms.push(ms(d));
+                        self.stats.zaps_ok += 1;
+                        self.stats.zap_ms.push(ms(d));
+                        if self.personal_set.contains(&channel) {
+                            self.stats.personal_viewers += 1;
+                        }
                         self.tick.zaps += 1;
                     }
                     Err(f) => {
-                        st.zaps_failed += 1;
-                        *st.failures
-                            .entry(format!("zap_{}", f.reason()))
-                            .or_default() += 1;
+                        self.stats.zaps_failed += 1;
+                        self.fail(format!("zap_{}", f.reason()));
                     }
                 }
-                if self.slots[i].ue.is_watching() {
+                // The key frame of a re-INVITE zap often arrives before its 200 OK: the
+                // session is still busy then, and `act` waits for it.
+                if self.slots[i].ue.channel().is_some() {
                     let dwell = self.sc.dwell(&mut self.rng);
                     self.actions.push(Reverse((now + dwell, i)));
                 } else if self.slots[i].ue.is_idle() {
@@ -292,10 +404,63 @@ impl Driver<'_> {
                     self.release_rtp(i);
                 }
             }
+            UeEvent::Moved(result) => {
+                self.slots[i].moves += 1;
+                match result {
+                    Ok(d) => {
+                        self.stats.moves_ok += 1;
+                        self.stats.move_gap_ms.push(ms(d));
+                        self.tick.moves += 1;
+                        let m = &mut self.slots[i].move_gap_max;
+                        *m = Some(m.map_or(d, |x| x.max(d)));
+                    }
+                    Err(f) => {
+                        self.stats.moves_failed += 1;
+                        self.fail(format!("move_{}", f.reason()));
+                    }
+                }
+            }
             UeEvent::Left | UeEvent::RemoteBye => {
+                self.stats.leaves += 1;
                 self.tick.leaves += 1;
                 self.slots[i].phase = Phase::Done;
                 self.release_rtp(i);
+            }
+        }
+    }
+
+    /// Keeps the `(socket, SSRC)` route of UE `i` in step with the SSRC it knows, and hands
+    /// it the packets of that SSRC that arrived before it knew it.
+    fn sync_route(&mut self, i: usize, now: Instant) {
+        let slot = &self.slots[i];
+        let want = slot.ue.rtp_ssrc().map(|s| (slot.rtp, s));
+        if want == slot.mapped {
+            if want.is_none() && slot.ue.awaiting_new_path() && self.ssrc_from_sdp != Some(true) {
+                // A new path without an announced SSRC (e.g. a relay move by an AS that
+                // does not send `a=ssrc`): claim the socket's slot if it is free.
+                let s = slot.rtp;
+                let free = self.path_wait[s].is_none_or(|(u, since)| {
+                    u == i || !self.slots[u].ue.awaiting_new_path() || now - since >= PATH_WAIT
+                });
+                if free {
+                    self.path_wait[s] = Some((i, now));
+                }
+            }
+            return;
+        }
+        if let Some(old) = self.slots[i].mapped.take() {
+            if self.ssrc_map.get(&old) == Some(&i) {
+                self.ssrc_map.remove(&old);
+            }
+        }
+        let Some(key) = want else { return };
+        self.ssrc_map.insert(key, i);
+        self.slots[i].mapped = Some(key);
+        self.release_rtp(i);
+        if let Some(q) = self.unknown.remove(&key) {
+            self.unknown_total -= q.len();
+            for (bytes, at) in q {
+                self.slots[i].ue.handle_media(at, &bytes);
             }
         }
     }
@@ -304,9 +469,14 @@ impl Driver<'_> {
         let touched = std::mem::take(&mut self.touched);
         for &i in &touched {
             self.is_touched[i] = false;
+            self.sync_route(i, now);
             while let Some(t) = self.slots[i].ue.poll_transmit() {
                 let (sock, to, bytes) = match t {
                     Transmit::Sip { to, bytes } => (&self.sip[self.slots[i].sip], to, bytes),
+                    Transmit::Rtp { to, bytes } => {
+                        self.stats.producer_packets += 1;
+                        (&self.rtp[self.slots[i].rtp], to, bytes)
+                    }
                     Transmit::Rtcp { to, bytes } => (&self.rtp[self.slots[i].rtp], to, bytes),
                 };
                 // A full send buffer drops the datagram; SIP retransmits, RTCP is periodic.
@@ -315,11 +485,10 @@ impl Driver<'_> {
             while let Some(ev) = self.slots[i].ue.poll_event() {
                 self.on_event(i, ev, now);
             }
-            // SSRC learnt: the socket's new-path slot is free again.
-            let ssrc = self.slots[i].ue.rtp_ssrc();
-            if ssrc.is_some() && ssrc != self.slots[i].ssrc {
-                self.slots[i].ssrc = ssrc;
-                self.release_rtp(i);
+            // Events (a join's answer with `a=ssrc`) may have named a new SSRC.
+            self.sync_route(i, now);
+            while let Some(ev) = self.slots[i].ue.poll_event() {
+                self.on_event(i, ev, now);
             }
             let next = self.slots[i].ue.poll_timeout();
             let cur = self.slots[i].timer;
@@ -353,9 +522,6 @@ impl Driver<'_> {
                         Some(&u) => Some(u),
                         None => match self.path_wait[idx] {
                             Some((u, _)) if self.slots[u].ue.awaiting_new_path() => {
-                                if let Some(old) = self.slots[u].ssrc {
-                                    self.ssrc_map.retain(|_, v| *v != u || old != ssrc);
-                                }
                                 self.ssrc_map.insert((idx, ssrc), u);
                                 Some(u)
                             }
@@ -365,10 +531,27 @@ impl Driver<'_> {
                     if let Some(u) = ue {
                         self.slots[u].ue.handle_media(at, &bytes);
                         self.touch(u);
+                    } else if self.unknown_total < UNKNOWN_TOTAL {
+                        let q = self.unknown.entry((idx, ssrc)).or_default();
+                        if q.len() < UNKNOWN_PER_KEY {
+                            q.push((bytes, at));
+                            self.unknown_total += 1;
+                        }
                     }
                 }
             }
         }
+    }
+
+    /// Drops unrouted packets older than [`UNKNOWN_KEEP`].
+    fn prune_unknown(&mut self, now: Instant) {
+        let mut total = 0;
+        self.unknown.retain(|_, q| {
+            q.retain(|(_, at)| now.saturating_duration_since(*at) < UNKNOWN_KEEP);
+            total += q.len();
+            !q.is_empty()
+        });
+        self.unknown_total = total;
     }
 
     fn fire(&mut self, now: Instant) {
@@ -401,7 +584,36 @@ impl Driver<'_> {
         .flatten()
         .min()
     }
+
+    fn active(&self) -> u64 {
+        self.slots
+            .iter()
+            .filter(|s| s.ue.channel().is_some())
+            .count() as u64
+    }
+
+    fn inject(&mut self, f: &Fault, now: Instant, injector: &FaultInjector<'_>) {
+        let result = match injector(f) {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => {
+                tracing::warn!(fault = f.kind.as_str(), error = %e, "fault not injected");
+                e
+            }
+        };
+        let rec = FaultRecord {
+            t_s: (now - self.start).as_secs_f64(),
+            kind: f.kind.as_str().to_owned(),
+            target: f.relay,
+            result,
+            active: self.active(),
+        };
+        self.stats.faults.push(rec);
+    }
 }
+
+/// Injects one scenario fault into the system under test (the lab stops a relay); `Err` says
+/// why it could not.
+pub type FaultInjector<'a> = dyn Fn(&Fault) -> Result<(), String> + 'a;
 
 /// The local address to put in Via/Contact/SDP for reaching `target`.
 fn local_ip_for(target: SocketAddr) -> IpAddr {
@@ -422,11 +634,29 @@ fn local_ip_for(target: SocketAddr) -> IpAddr {
 
 /// Runs `scenario` against the AS whose SIP (UDP) address is `target`; `progress` is called
 /// once per second with the last second's counters. Bounded: the scenario's duration plus a
-/// few seconds for the last BYEs.
+/// few seconds for the last BYEs. A scenario with `[[faults]]` needs [`run_with_faults`].
 pub async fn run(
     scenario: &Scenario,
     target: SocketAddr,
     progress: &dyn Fn(&TimelinePoint),
+) -> Result<RunStats, RunError> {
+    if !scenario.faults.is_empty() {
+        return Err(RunError::Scenario(crate::scenario::ScenarioError::Invalid(
+            "faults need a system ue-sim can stop (`ue-sim lab`); remove [[faults]] to run against a target".into(),
+        )));
+    }
+    run_with_faults(scenario, target, progress, &|_| {
+        Err("no fault injector".into())
+    })
+    .await
+}
+
+/// [`run`], with the scenario's faults injected by `injector` at their times.
+pub async fn run_with_faults(
+    scenario: &Scenario,
+    target: SocketAddr,
+    progress: &dyn Fn(&TimelinePoint),
+    injector: &FaultInjector<'_>,
 ) -> Result<RunStats, RunError> {
     scenario.validate()?;
     let ip = local_ip_for(target);
@@ -447,7 +677,8 @@ pub async fn run(
     }
     drop(tx);
     let start = now();
-    let n = scenario.ues;
+    let viewers = scenario.ues;
+    let n = viewers + scenario.producers.count;
     let mut slots = Vec::with_capacity(n);
     for i in 0..n {
         let s = i % sip.len();
@@ -463,13 +694,36 @@ pub async fn run(
         slots.push(Slot {
             ue,
             sip: s,
-            rtp: 0,
+            rtp: i % rtp.len(),
             phase: Phase::NotStarted,
             zaps: 0,
-            ssrc: None,
+            mapped: None,
             timer: None,
+            producer: i.checked_sub(viewers),
+            personal: false,
+            moves: 0,
+            move_gap_max: None,
         });
     }
+    let mut actions: BinaryHeap<_> = (0..viewers)
+        .map(|i| {
+            Reverse((
+                start + Duration::from_secs_f64(i as f64 / scenario.arrival_rate),
+                i,
+            ))
+        })
+        .collect();
+    for k in 0..scenario.producers.count {
+        let at = scenario.producers.start_s + 0.2 * k as f64;
+        actions.push(Reverse((start + Duration::from_secs_f64(at), viewers + k)));
+    }
+    let mut faults: Vec<(Instant, Fault)> = scenario
+        .faults
+        .iter()
+        .map(|f| (start + Duration::from_secs_f64(f.at_s), f.clone()))
+        .collect();
+    faults.sort_by_key(|(t, _)| *t);
+    let mut faults = std::collections::VecDeque::from(faults);
     let mut d = Driver {
         sc: scenario,
         slots,
@@ -478,15 +732,13 @@ pub async fn run(
         sip,
         rtp,
         ssrc_map: HashMap::new(),
+        unknown: HashMap::new(),
+        unknown_total: 0,
+        ssrc_from_sdp: None,
+        personal: Vec::new(),
+        personal_set: HashSet::new(),
         timers: BinaryHeap::new(),
-        actions: (0..n)
-            .map(|i| {
-                Reverse((
-                    start + Duration::from_secs_f64(i as f64 / scenario.arrival_rate),
-                    i,
-                ))
-            })
-            .collect(),
+        actions,
         rng: rand::rngs::StdRng::seed_from_u64(scenario.seed),
         stats: RunStats {
             scenario: scenario.name.clone(),
@@ -496,6 +748,7 @@ pub async fn run(
         tick: TimelinePoint::default(),
         touched: Vec::new(),
         is_touched: vec![false; n],
+        start,
         end: start + Duration::from_secs_f64(scenario.duration_s),
         zap_timeout: Duration::from_secs_f64(scenario.zap.timeout_s),
     };
@@ -504,6 +757,10 @@ pub async fn run(
     let mut ending = false;
     loop {
         let t = now();
+        while faults.front().is_some_and(|(at, _)| *at <= t) {
+            let (_, f) = faults.pop_front().expect("checked");
+            d.inject(&f, t, injector);
+        }
         d.fire(t);
         if t >= d.end && !ending {
             ending = true;
@@ -516,16 +773,18 @@ pub async fn run(
         d.flush(t);
         if t >= next_tick {
             d.tick.t_s = (next_tick - start).as_secs_f64();
-            d.tick.active = d.slots.iter().filter(|s| s.ue.channel().is_some()).count() as u64;
+            d.tick.active = d.active();
             progress(&d.tick);
             d.stats.timeline.push(std::mem::take(&mut d.tick));
+            d.prune_unknown(t);
             next_tick += Duration::from_secs(1);
         }
-        let all_done = d
-            .slots
-            .iter()
-            .all(|s| matches!(s.phase, Phase::Done | Phase::NotStarted) && s.ue.is_idle());
-        if (ending && all_done) || t >= hard_end {
+        if (ending
+            && d.slots
+                .iter()
+                .all(|s| matches!(s.phase, Phase::Done | Phase::NotStarted) && s.ue.is_idle()))
+            || t >= hard_end
+        {
             break;
         }
         let mut wake = next_tick.min(hard_end);
@@ -534,6 +793,9 @@ pub async fn run(
         }
         if let Some(x) = d.next_deadline() {
             wake = wake.min(x);
+        }
+        if let Some((x, _)) = faults.front() {
+            wake = wake.min(*x);
         }
         tokio::select! {
             b = rx.recv() => {
@@ -547,9 +809,25 @@ pub async fn run(
             () = tokio::time::sleep_until(wake.into()) => {}
         }
     }
+    let end = now();
+    // The last, partial second: its joins, zaps and leaves belong in the timeline too, so
+    // the timeline sums to the totals.
+    let last = &d.tick;
+    if last.joins + last.zaps + last.leaves + last.failures + last.moves > 0 {
+        d.tick.t_s = (end - start).as_secs_f64();
+        d.tick.active = d.active();
+        progress(&d.tick);
+        d.stats.timeline.push(std::mem::take(&mut d.tick));
+    }
     let mut stats = d.stats;
-    stats.duration_s = (now() - start).as_secs_f64();
-    for (i, s) in d.slots.iter().enumerate() {
+    stats.duration_s = (end - start).as_secs_f64();
+    // Viewers only: a producer receives no media (its figure is `producer_packets`).
+    for (i, s) in d
+        .slots
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.producer.is_none())
+    {
         let m = s.ue.media();
         stats.viewers.push(ViewerStats {
             ue: i,
@@ -557,6 +835,8 @@ pub async fn run(
             lost: m.lost,
             jitter_ms: m.jitter_ms(),
             gap_ms_max: m.gap_max.as_secs_f64() * 1000.0,
+            moves: s.moves,
+            move_gap_ms: s.move_gap_max.map(|g| g.as_secs_f64() * 1000.0),
         });
     }
     Ok(stats)

@@ -82,6 +82,74 @@ pub struct Scenario {
     pub sip_sockets: usize,
     /// UDP sockets for RTP shared by the UEs (told apart by the relay's per-viewer SSRC).
     pub rtp_sockets: usize,
+    /// Relays the lab's AS runs (`relay.count`); only `ue-sim lab` uses it.
+    pub relays: usize,
+    /// Producers creating personal channels.
+    pub producers: Producers,
+    /// Faults injected during the run (`ue-sim lab` only).
+    pub faults: Vec<Fault>,
+}
+
+/// Producers: UEs that create a personal channel and send the shipped H.264 clip into it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Producers {
+    /// How many (extra UEs besides `ues`).
+    pub count: usize,
+    /// When the first one starts, s since the run start (the others 0.2 s apart).
+    pub start_s: f64,
+    /// How long each one produces, s (`None`: until the end of the run).
+    pub duration_s: Option<f64>,
+    /// Share (0..=1) of viewers' joins and zaps that go to a personal channel once one exists.
+    pub viewer_share: f64,
+    /// Subject of producer `k`'s channel: `<name> <k>` (the AS makes the id from it).
+    pub name: String,
+}
+
+impl Default for Producers {
+    fn default() -> Self {
+        Producers {
+            count: 0,
+            start_s: 1.0,
+            duration_s: None,
+            viewer_share: 0.0,
+            name: "ue-sim personal".into(),
+        }
+    }
+}
+
+/// One fault: `[[faults]] at_s = 20.0, kind = "stop_relay", relay = 0`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    /// When, s since the run start.
+    pub at_s: f64,
+    /// What.
+    pub kind: FaultKind,
+    /// Which relay (for `stop_relay`), 0-based.
+    #[serde(default)]
+    pub relay: usize,
+}
+
+/// Fault kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// Stop one of the AS's relays (the AS moves its viewers to another relay).
+    StopRelay,
+    /// Stop the AS (not supported yet: the lab runs one AS).
+    StopAs,
+}
+
+impl FaultKind {
+    /// `stop_relay`, `stop_as`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::StopRelay => "stop_relay",
+            FaultKind::StopAs => "stop_as",
+        }
+    }
 }
 
 /// Channel list and Zipf popularity.
@@ -162,6 +230,14 @@ pub struct Thresholds {
     pub max_gap_ms: Option<f64>,
     /// Fewest successful zaps.
     pub min_zaps_ok: Option<u64>,
+    /// Highest p99, over the viewers a relay fault moved, of their longest gap, ms.
+    pub max_gap_ms_p99: Option<f64>,
+    /// Most failed relay moves.
+    pub max_moves_failed: Option<u64>,
+    /// Fewest successful relay moves.
+    pub min_moves_ok: Option<u64>,
+    /// Fewest joins/zaps that reached a personal channel.
+    pub min_personal_viewers: Option<u64>,
 }
 
 impl Default for Scenario {
@@ -180,6 +256,9 @@ impl Default for Scenario {
             thresholds: Thresholds::default(),
             sip_sockets: 4,
             rtp_sockets: 64,
+            relays: 1,
+            producers: Producers::default(),
+            faults: Vec::new(),
         }
     }
 }
@@ -265,6 +344,26 @@ impl Scenario {
         }
         if self.sip_sockets == 0 || self.rtp_sockets == 0 || self.rtp_sockets > 4096 {
             return bad("sip_sockets and rtp_sockets must be >= 1 (rtp_sockets <= 4096)");
+        }
+        if self.relays == 0 || self.relays > 64 {
+            return bad("relays must be 1..=64");
+        }
+        let p = &self.producers;
+        if p.count > 1000
+            || !(0.0..=1.0).contains(&p.viewer_share)
+            || !(p.start_s >= 0.0 && p.start_s.is_finite())
+            || p.duration_s.is_some_and(|d| !(d > 0.0 && d.is_finite()))
+            || p.name.trim().is_empty()
+        {
+            return bad("producers: count <= 1000, viewer_share in [0, 1], start_s >= 0, duration_s > 0, a name");
+        }
+        for f in &self.faults {
+            if !(f.at_s >= 0.0 && f.at_s < self.duration_s) {
+                return bad("faults: at_s must be in [0, duration_s)");
+            }
+            if f.kind == FaultKind::StopRelay && f.relay >= self.relays {
+                return bad("faults: stop_relay names a relay >= relays");
+            }
         }
         Ok(())
     }
@@ -367,6 +466,37 @@ impl Scenario {
                 v.push(format!("zaps_ok = {} < {l}", stats.zaps_ok));
             }
         }
+        if let Some(l) = t.max_gap_ms_p99 {
+            let moved: Vec<f64> = stats
+                .viewers
+                .iter()
+                .filter(|x| x.moves > 0)
+                .map(|x| x.gap_ms_max)
+                .collect();
+            match percentile(&moved, 99.0) {
+                Some(p) if p <= l => {}
+                Some(p) => v.push(format!("moved viewers' gap_ms p99 = {p:.1} ms > {l} ms")),
+                None => v.push("moved viewers' gap_ms p99: no viewer was moved".into()),
+            }
+        }
+        if let Some(l) = t.max_moves_failed {
+            if stats.moves_failed > l {
+                v.push(format!("moves_failed = {} > {l}", stats.moves_failed));
+            }
+        }
+        if let Some(l) = t.min_moves_ok {
+            if stats.moves_ok < l {
+                v.push(format!("moves_ok = {} < {l}", stats.moves_ok));
+            }
+        }
+        if let Some(l) = t.min_personal_viewers {
+            if stats.personal_viewers < l {
+                v.push(format!(
+                    "personal_viewers = {} < {l}",
+                    stats.personal_viewers
+                ));
+            }
+        }
         v
     }
 }
@@ -409,6 +539,53 @@ mod tests {
     }
 
     #[test]
+    fn faults_and_producers_parse_and_are_checked() {
+        let s = Scenario::from_toml(
+            "duration_s = 30\nrelays = 2\n[producers]\ncount = 2\nviewer_share = 0.5\n\
+             [[faults]]\nat_s = 10.0\nkind = \"stop_relay\"\nrelay = 1\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s.faults,
+            [Fault {
+                at_s: 10.0,
+                kind: FaultKind::StopRelay,
+                relay: 1
+            }]
+        );
+        assert_eq!(s.producers.count, 2);
+        // A relay the lab does not have, a fault after the end, a bad share.
+        for bad in [
+            "relays = 1\n[[faults]]\nat_s = 1.0\nkind = \"stop_relay\"\nrelay = 1\n",
+            "duration_s = 5\n[[faults]]\nat_s = 6.0\nkind = \"stop_as\"\n",
+            "[producers]\nviewer_share = 2.0\n",
+            "[[faults]]\nat_s = 1.0\nkind = \"explode\"\n",
+        ] {
+            assert!(Scenario::from_toml(bad).is_err(), "{bad}");
+        }
+        let t = Scenario::from_toml("[thresholds]\nmax_gap_ms_p99 = 500.0\nmax_moves_failed = 0\n")
+            .unwrap();
+        let mut st = RunStats::default();
+        assert_eq!(
+            t.check(&st).len(),
+            1,
+            "no moved viewer: the check cannot pass"
+        );
+        st.viewers = (0..100)
+            .map(|i| crate::stats::ViewerStats {
+                ue: i,
+                gap_ms_max: if i < 50 { 300.0 } else { 9000.0 },
+                moves: u32::from(i < 50),
+                ..Default::default()
+            })
+            .collect();
+        assert!(t.check(&st).is_empty(), "only moved viewers count");
+        st.viewers[0].gap_ms_max = 800.0;
+        st.moves_failed = 1;
+        assert_eq!(t.check(&st).len(), 2);
+    }
+
+    #[test]
     fn thresholds_fail() {
         let s = Scenario::from_toml(
             "[thresholds]\nmax_joins_failed = 0\nmax_zap_ms_p99 = 100.0\nmin_zaps_ok = 1\n",
@@ -426,7 +603,7 @@ mod tests {
 
     #[test]
     fn shipped_scenarios_parse() {
-        for f in ["default.toml", "smoke.toml"] {
+        for f in ["default.toml", "smoke.toml", "relay-fault.toml", "10k.toml"] {
             let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("scenarios")
                 .join(f);

@@ -43,6 +43,54 @@ pub struct RunStats {
     pub timeline: Vec<TimelinePoint>,
     /// Failures by reason, e.g. `"404"`, `"timeout"`.
     pub failures: BTreeMap<String, u64>,
+    /// Sessions ended (our BYE answered, or the AS's BYE); the timeline's `leaves` sum to it.
+    #[serde(default)]
+    pub leaves: u64,
+    /// Relay moves (the AS's re-INVITE to another relay) that brought media back.
+    #[serde(default)]
+    pub moves_ok: u64,
+    /// Relay moves without media on the new path in time, or with an unusable offer.
+    #[serde(default)]
+    pub moves_failed: u64,
+    /// Per successful move: last packet before it -> first packet after it, ms.
+    #[serde(default)]
+    pub move_gap_ms: Vec<f64>,
+    /// Producers started (UEs creating a personal channel).
+    #[serde(default)]
+    pub producers: u64,
+    /// Personal channels created (creation INVITE answered 2xx).
+    #[serde(default)]
+    pub personal_created: u64,
+    /// Personal channel creations that failed.
+    #[serde(default)]
+    pub personal_failed: u64,
+    /// Joins and zaps that reached a personal channel.
+    #[serde(default)]
+    pub personal_viewers: u64,
+    /// Join -> first decodable frame, for joins of personal channels, ms.
+    #[serde(default)]
+    pub personal_first_frame_ms: Vec<f64>,
+    /// RTP packets the producers sent.
+    #[serde(default)]
+    pub producer_packets: u64,
+    /// Faults the run injected.
+    #[serde(default)]
+    pub faults: Vec<FaultRecord>,
+}
+
+/// One injected fault.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FaultRecord {
+    /// Seconds since the run started.
+    pub t_s: f64,
+    /// `stop_relay`, `stop_as`.
+    pub kind: String,
+    /// Target index (relay number).
+    pub target: usize,
+    /// `ok`, or why it could not be injected.
+    pub result: String,
+    /// Sessions active when it was injected.
+    pub active: u64,
 }
 
 /// Media figures of one viewer over the whole run.
@@ -56,8 +104,14 @@ pub struct ViewerStats {
     pub lost: u64,
     /// Interarrival jitter (RFC 3550 A.8), ms.
     pub jitter_ms: f64,
-    /// Longest time without media while in a session, ms.
+    /// Longest time without media while in a session, ms (spans relay moves).
     pub gap_ms_max: f64,
+    /// Relay moves this viewer went through.
+    #[serde(default)]
+    pub moves: u32,
+    /// Longest gap across one of its relay moves, ms (`None`: never moved or no media after).
+    #[serde(default)]
+    pub move_gap_ms: Option<f64>,
 }
 
 /// Counters for one second of the run.
@@ -71,6 +125,12 @@ pub struct TimelinePoint {
     pub zaps: u64,
     /// Leaves (BYE) in this interval.
     pub leaves: u64,
+    /// Failed joins, zaps, registrations and moves in this interval.
+    #[serde(default)]
+    pub failures: u64,
+    /// Relay moves completed in this interval.
+    #[serde(default)]
+    pub moves: u64,
     /// Sessions active at the end of the interval.
     pub active: u64,
 }

@@ -33,8 +33,11 @@ use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use as_server::service::personal::CREATION_USER;
 use as_server::sip::dialog::{new_tag, ConfirmedDialog, Dialog};
-use as_server::sip::sdp::{Direction, RtcpAttr, SdpOffer};
+use as_server::sip::sdp::{
+    AnswerTransport, Capabilities, CodecSpec, Direction, MediaTransport, RtcpAttr, SdpOffer,
+};
 use as_server::sip::sdp::{OfferBuilder, OfferedMedia};
 use as_server::sip::transaction::{
     Event as TxEvent, TimerConfig, TransactionId, TransactionLayer, Transport,
@@ -44,6 +47,10 @@ use bytes::Bytes;
 
 /// How often a viewer sends an RTCP receiver report.
 pub const RR_INTERVAL: Duration = Duration::from_secs(2);
+
+/// How long the UE waits for the ACK of its 2xx to the AS's re-INVITE before it may send a
+/// re-INVITE of its own again (64*T1, RFC 3261 13.3.1.4).
+const REMOTE_REINVITE_ACK_WAIT: Duration = Duration::from_secs(32);
 
 /// How a UE changes channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -81,6 +88,13 @@ pub enum Transmit {
         /// Destination.
         to: SocketAddr,
         /// Encoded message.
+        bytes: Bytes,
+    },
+    /// RTP (a producer's stream), from the UE's RTP socket.
+    Rtp {
+        /// Destination (the relay's ingest address).
+        to: SocketAddr,
+        /// One RTP packet.
         bytes: Bytes,
     },
     /// RTCP, from the UE's RTP socket.
@@ -145,6 +159,19 @@ pub enum UeEvent {
         /// Zap request sent -> first key-frame packet, or why it failed.
         result: Result<Duration, Failure>,
     },
+    /// The AS moved the session to another relay with a re-INVITE (the relay it was on
+    /// failed): `Ok(gap)` when media arrived on the new path (`gap` = last packet before the
+    /// move to first packet after it), else why not (no media within the zap timeout, or an
+    /// offer we could not answer).
+    Moved(Result<Duration, Failure>),
+    /// A producer's personal channel was created (`INVITE sip:new-channel@..` answered 2xx,
+    /// the channel id taken from the answer's Contact) or not.
+    Created {
+        /// The channel id the AS made from the Subject (empty when creation failed).
+        channel: String,
+        /// INVITE sent -> 2xx, or why it failed.
+        result: Result<Duration, Failure>,
+    },
     /// Our BYE was answered (or timed out): the session is over.
     Left,
     /// The AS ended the session with a BYE.
@@ -204,6 +231,23 @@ enum Op {
     },
 }
 
+/// A relay move in progress: the AS's re-INVITE was answered, the first packet of the new
+/// path has not arrived yet.
+#[derive(Debug, Clone, Copy)]
+struct Move {
+    /// When the re-INVITE arrived.
+    since: Instant,
+    /// The last packet of the old path (the gap is measured from here).
+    last_before: Option<Instant>,
+}
+
+/// A producer's stream: the shipped clip, packetised in real time, to the relay's ingest.
+#[derive(Debug)]
+struct Producing {
+    ingest: SocketAddr,
+    pattern: media_relay::testpattern::TestPattern,
+}
+
 /// A join or zap waiting for its first packet / key frame.
 #[derive(Debug, Clone)]
 struct Pending {
@@ -223,6 +267,8 @@ enum Session {
         channel: String,
         /// For the INVITE of a BYE + INVITE zap: the zap.
         zap: Option<(ZapMethod, String)>,
+        /// A producer's creation INVITE (`sip:new-channel@..`, `sendonly`).
+        producer: bool,
     },
     Active {
         dialog: Box<ConfirmedDialog>,
@@ -236,6 +282,8 @@ enum Session {
 #[derive(Debug, Clone, Default)]
 struct RtpPath {
     ssrc: Option<u32>,
+    /// The SSRC came from SDP (`a=ssrc`), not from the first packet.
+    announced: bool,
     last_seq: Option<u16>,
     /// Transit time of the previous packet, in timestamp units.
     last_transit: Option<f64>,
@@ -264,6 +312,14 @@ pub struct Ue {
     rtcp_ssrc: u32,
     next_rr: Option<Instant>,
     zap_timeout: Duration,
+    /// Relay move waiting for media on the new path.
+    moving: Option<Move>,
+    /// The AS's re-INVITE was answered 2xx and its ACK has not arrived (no own re-INVITE
+    /// meanwhile, RFC 3261 14.1): since when.
+    remote_reinvite: Option<Instant>,
+    /// The relay address media comes from (SDP of the answer / the AS's re-INVITE offer).
+    source: Option<SocketAddr>,
+    producing: Option<Producing>,
     out: VecDeque<Transmit>,
     events: VecDeque<UeEvent>,
 }
@@ -296,6 +352,10 @@ impl Ue {
             relay_rtcp: None,
             next_rr: None,
             zap_timeout: Duration::from_secs(3),
+            moving: None,
+            remote_reinvite: None,
+            source: None,
+            producing: None,
             out: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -326,6 +386,7 @@ impl Ue {
     #[must_use]
     pub fn is_watching(&self) -> bool {
         matches!(self.session, Session::Active { .. })
+            && self.remote_reinvite.is_none()
             && !self
                 .ops
                 .values()
@@ -344,10 +405,31 @@ impl Ue {
         self.path.ssrc
     }
 
+    /// Whether the current path's SSRC came from SDP (`a=ssrc` in the answer or the AS's
+    /// re-INVITE), so the driver need not guess it from the first packet.
+    #[must_use]
+    pub fn ssrc_announced(&self) -> bool {
+        self.path.announced
+    }
+
     /// Whether the UE waits for the first packet of a new path (SSRC not known yet).
     #[must_use]
     pub fn awaiting_new_path(&self) -> bool {
-        self.path.ssrc.is_none() && !matches!(self.session, Session::Idle | Session::Leaving)
+        self.path.ssrc.is_none()
+            && !self.is_producer()
+            && !matches!(self.session, Session::Idle | Session::Leaving)
+    }
+
+    /// Whether this UE's session is a producer's (creating or feeding a personal channel).
+    #[must_use]
+    pub fn is_producer(&self) -> bool {
+        self.producing.is_some() || matches!(self.session, Session::Inviting { producer: true, .. })
+    }
+
+    /// The relay address media comes from (or, for a producer, the ingest it sends to).
+    #[must_use]
+    pub fn media_source(&self) -> Option<SocketAddr> {
+        self.source
     }
 
     /// Sets how long a zap may wait for its key frame (default 3 s).
@@ -379,10 +461,20 @@ impl Ue {
             .as_ref()
             .filter(|p| p.zap.is_some())
             .map(|p| p.started + self.zap_timeout);
-        [self.tl.poll_timeout(), self.next_rr, zap]
-            .into_iter()
-            .flatten()
-            .min()
+        let moving = self.moving.map(|m| m.since + self.zap_timeout);
+        let remote = self.remote_reinvite.map(|t| t + REMOTE_REINVITE_ACK_WAIT);
+        let produce = self.producing.as_ref().map(|p| p.pattern.next_timeout());
+        [
+            self.tl.poll_timeout(),
+            self.next_rr,
+            zap,
+            moving,
+            remote,
+            produce,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn call_id(&mut self) -> String {
@@ -479,12 +571,16 @@ impl Ue {
     }
 
     fn offer(&mut self) -> Result<SdpOffer, UeError> {
+        self.offer_dir(Direction::RecvOnly)
+    }
+
+    fn offer_dir(&mut self, direction: Direction) -> Result<SdpOffer, UeError> {
         self.offer_version += 1;
         OfferBuilder::new(self.cfg.media_ip, u64::from(self.rtcp_ssrc))
             .session_version(self.offer_version)
             .session_name("ue-sim")
             .media(
-                OfferedMedia::video(self.rtp_port, Direction::RecvOnly).with_rtcp(RtcpAttr {
+                OfferedMedia::video(self.rtp_port, direction).with_rtcp(RtcpAttr {
                     port: self.rtp_port,
                     addr: None,
                 }),
@@ -502,6 +598,40 @@ impl Ue {
         self.send_invite(now, channel, rtp_port, None)
     }
 
+    /// Creates a personal channel as its producer: `INVITE sip:new-channel@<domain>` with a
+    /// `sendonly` H.264 offer and `Subject: <name>` (design "Personal channel"). On the 2xx
+    /// the UE learns the channel id (the answer's Contact user part) and the ingest address
+    /// (the answer's `c=`/`m=`), reports [`UeEvent::Created`] and from then on sends the
+    /// shipped H.264 clip as RTP to the ingest in real time ([`Transmit::Rtp`], paced by
+    /// [`Ue::poll_timeout`]) until [`Ue::leave`].
+    pub fn produce(&mut self, now: Instant, name: &str, rtp_port: u16) -> Result<(), UeError> {
+        if !matches!(self.session, Session::Idle) {
+            return Err(UeError::Busy);
+        }
+        self.rtp_port = rtp_port;
+        let offer = self.offer_dir(Direction::SendOnly)?;
+        let mut r = self.new_request(Method::INVITE, CREATION_USER);
+        r.headers.push(HeaderName::SUBJECT, name);
+        r.headers.push(HeaderName::CONTENT_TYPE, "application/sdp");
+        r.body = Bytes::from(offer.to_bytes());
+        self.session = Session::Inviting {
+            channel: String::new(),
+            zap: None,
+            producer: true,
+        };
+        self.path = RtpPath::default();
+        self.pending = None;
+        self.start(
+            now,
+            r.clone(),
+            Op::Join {
+                invite: Box::new(r),
+                offer: Box::new(offer),
+            },
+        );
+        Ok(())
+    }
+
     fn send_invite(
         &mut self,
         now: Instant,
@@ -517,6 +647,7 @@ impl Ue {
         self.session = Session::Inviting {
             channel: channel.to_owned(),
             zap: zap.as_ref().map(|(m, c, _)| (*m, c.clone())),
+            producer: false,
         };
         self.path = RtpPath::default();
         self.pending = Some(match zap {
@@ -613,6 +744,8 @@ impl Ue {
         };
         let (mut bye, _ended) = dialog.bye();
         bye.headers.push_front(HeaderName::VIA, self.via());
+        self.producing = None;
+        self.moving = None;
         self.relay_rtcp = None;
         self.next_rr = None;
         self.last_packet = None;
@@ -649,6 +782,27 @@ impl Ue {
             self.next_rr = Some(now + RR_INTERVAL);
             self.send_rr();
         }
+        if self
+            .moving
+            .is_some_and(|m| now >= m.since + self.zap_timeout)
+        {
+            self.moving = None;
+            self.events.push_back(UeEvent::Moved(Err(Failure::Timeout)));
+        }
+        if self
+            .remote_reinvite
+            .is_some_and(|t| now >= t + REMOTE_REINVITE_ACK_WAIT)
+        {
+            self.remote_reinvite = None;
+        }
+        if let Some(p) = &mut self.producing {
+            if now >= p.pattern.next_timeout() {
+                let to = p.ingest;
+                for bytes in p.pattern.poll(now) {
+                    self.out.push_back(Transmit::Rtp { to, bytes });
+                }
+            }
+        }
     }
 
     fn drain_tx_events(&mut self, now: Instant) {
@@ -659,7 +813,11 @@ impl Ue {
                     request,
                     ..
                 } => self.on_request(now, id, &request),
-                TxEvent::Request { id: None, .. } => {} // ACK: nothing to do for a UAC
+                // The ACK of our 2xx to the AS's re-INVITE: we may re-INVITE again.
+                TxEvent::Request {
+                    id: None, request, ..
+                } if request.method == Method::ACK => self.remote_reinvite = None,
+                TxEvent::Request { id: None, .. } => {}
                 TxEvent::Response { id, response }
                 | TxEvent::Timeout { id, response }
                 | TxEvent::TransportError { id, response } => self.on_response(now, id, &response),
@@ -713,12 +871,119 @@ impl Ue {
             }
         } else if req.method == Method::OPTIONS {
             self.respond(now, id, req, StatusCode::OK);
+        } else if req.method == Method::INVITE {
+            self.on_reinvite(now, id, req);
         } else {
             self.respond(now, id, req, StatusCode(405));
         }
     }
 
+    /// The AS's re-INVITE inside our dialog (design "Failure": the relay we were on died and
+    /// the AS moved us to another one). The offer names the new relay (`sendonly`, its
+    /// `c=`/`m=`, `a=rtcp`, `a=ssrc` of our new path); we answer 200 OK `recvonly` on the same
+    /// RTP port, switch the media path (new source, new SSRC) and keep measuring: the gap
+    /// spans the move. RFC 3261 14.2: 491 while our own re-INVITE is pending; 500 for an
+    /// out-of-order CSeq (12.2.2); 488 for an offer we cannot answer (or none: offerless
+    /// re-INVITEs are not supported).
+    fn on_reinvite(&mut self, now: Instant, id: TransactionId, req: &Request) {
+        let Session::Active { dialog, .. } = &mut self.session else {
+            self.respond(now, id, req, StatusCode(481));
+            return;
+        };
+        if !dialog.core.matches(req) {
+            self.respond(now, id, req, StatusCode(481));
+            return;
+        }
+        let own_pending = self
+            .ops
+            .values()
+            .any(|(op, _)| matches!(op, Op::Reinvite { .. }));
+        if own_pending {
+            //= RFC 3261 14.2: a re-INVITE while ours is pending gets 491 Request Pending.
+            self.respond(now, id, req, StatusCode(491));
+            return;
+        }
+        if dialog.core.on_request(req).is_err() {
+            self.respond(now, id, req, StatusCode(500));
+            return;
+        }
+        let answer = SdpOffer::parse(&req.body).ok().and_then(|offer| {
+            let neg = offer
+                .negotiate(&Capabilities {
+                    direction: Direction::RecvOnly,
+                    codecs: vec![CodecSpec::h264()],
+                    single_codec: true,
+                })
+                .ok()?;
+            let media = offer.media().first()?.clone();
+            let answer = neg
+                .answer(&AnswerTransport {
+                    addresses: vec![self.cfg.media_ip],
+                    video: Some(MediaTransport {
+                        rtp_port: self.rtp_port,
+                        rtcp: Some(RtcpAttr {
+                            port: self.rtp_port,
+                            addr: None,
+                        }),
+                        ssrc: None,
+                    }),
+                    audio: None,
+                    feedback_target: None,
+                    cname: None,
+                    session_id: u64::from(self.rtcp_ssrc),
+                    session_version: self.offer_version + 1,
+                    session_name: "ue-sim".into(),
+                })
+                .ok()?;
+            Some((media, answer))
+        });
+        let Some((media, answer)) = answer else {
+            self.respond(now, id, req, StatusCode(488));
+            self.events
+                .push_back(UeEvent::Moved(Err(Failure::BadAnswer)));
+            return;
+        };
+        self.offer_version += 1;
+        let mut resp = Response::for_request(req, StatusCode::OK, "");
+        resp.headers.push(HeaderName::CONTACT, self.contact());
+        resp.headers
+            .push(HeaderName::CONTENT_TYPE, "application/sdp");
+        resp.body = Bytes::from(answer.to_bytes());
+        if let Err(e) = self.tl.respond(now, id, resp) {
+            tracing::debug!(error = %e, "re-INVITE answer not sent");
+            return;
+        }
+        self.remote_reinvite = Some(now);
+        let new_source = media.rtp_addr();
+        let new_ssrc = sdp_ssrc(&req.body);
+        let moved = new_source != self.source || (new_ssrc.is_some() && new_ssrc != self.path.ssrc);
+        if let Some(rtcp) = media.rtcp_addr() {
+            self.relay_rtcp = Some(rtcp);
+        }
+        if !moved {
+            return; // a session refresh: same relay, same path
+        }
+        self.source = new_source;
+        self.path = RtpPath {
+            ssrc: new_ssrc,
+            announced: new_ssrc.is_some(),
+            ..RtpPath::default()
+        };
+        // A second move before the first one saw media keeps the first one's start.
+        let last_before = self.moving.map_or(self.last_packet, |m| m.last_before);
+        self.moving = Some(Move {
+            since: now,
+            last_before,
+        });
+    }
+
     fn end_media(&mut self) {
+        if self.moving.take().is_some() {
+            self.events.push_back(UeEvent::Moved(Err(Failure::Timeout)));
+        }
+        self.producing = None;
+        self.remote_reinvite = None;
+        self.source = None;
         self.relay_rtcp = None;
         self.next_rr = None;
         self.last_packet = None;
@@ -861,13 +1126,13 @@ impl Ue {
         resp: &Response,
         failure: Option<Failure>,
     ) {
-        let channel = match &self.session {
-            Session::Inviting { channel, .. } => channel.clone(),
-            _ => String::new(),
-        };
-        let zap = match &self.session {
-            Session::Inviting { zap, .. } => zap.clone(),
-            _ => None,
+        let (mut channel, zap, producer) = match &self.session {
+            Session::Inviting {
+                channel,
+                zap,
+                producer,
+            } => (channel.clone(), zap.clone(), *producer),
+            _ => (String::new(), None, false),
         };
         let result = match failure {
             Some(f) => Err(f),
@@ -880,22 +1145,64 @@ impl Ue {
                     let mut ack = d.ack(seq);
                     ack.headers.push_front(HeaderName::VIA, self.via());
                     self.send_sip(&Message::Request(ack));
-                    self.relay_rtcp = answer.media().first().and_then(|m| m.rtcp_addr());
-                    self.next_rr = Some(now + RR_INTERVAL);
+                    let media = answer.media().first();
+                    self.relay_rtcp = media.and_then(|m| m.rtcp_addr());
+                    self.source = media.and_then(|m| m.rtp_addr());
+                    if producer {
+                        //= design "Personal channel": the 2xx's Contact names the channel.
+                        channel = resp
+                            .contact()
+                            .ok()
+                            .flatten()
+                            .and_then(|c| c.uri.user)
+                            .unwrap_or_default();
+                        if let Some(ingest) = self.source {
+                            let cfg = media_relay::testpattern::TestPatternConfig {
+                                packetizer: media_relay::h264::PacketizerConfig {
+                                    ssrc: self.rtcp_ssrc,
+                                    ..Default::default()
+                                },
+                                ..Default::default()
+                            };
+                            self.producing = Some(Producing {
+                                ingest,
+                                pattern: media_relay::testpattern::TestPattern::new(cfg, now),
+                            });
+                        }
+                    } else {
+                        self.next_rr = Some(now + RR_INTERVAL);
+                        // The relay's per-viewer SSRC, when the answer says it (RFC 5576):
+                        // the driver then routes this path's packets without guessing.
+                        if let Some(ssrc) = sdp_ssrc(&resp.body) {
+                            if self.path.ssrc != Some(ssrc) {
+                                self.path = RtpPath::default();
+                            }
+                            self.path.ssrc = Some(ssrc);
+                            self.path.announced = true;
+                        }
+                    }
                     self.session = Session::Active {
                         dialog: Box::new(d),
                         channel: channel.clone(),
                         invite_seq: seq,
                     };
-                    Ok(now - started)
+                    if producer && self.producing.is_none() {
+                        Err(Failure::BadAnswer)
+                    } else {
+                        Ok(now - started)
+                    }
                 }
                 _ => Err(Failure::BadAnswer),
             },
         };
-        if result.is_err() {
+        if result.is_err() && !matches!(self.session, Session::Active { .. }) {
             self.session = Session::Idle;
             self.end_media();
             self.pending = None;
+        }
+        if producer {
+            self.events.push_back(UeEvent::Created { channel, result });
+            return;
         }
         match zap {
             None => self.events.push_back(UeEvent::Joined { channel, result }),
@@ -955,9 +1262,15 @@ impl Ue {
         }
         self.path.last_transit = Some(transit);
         if let Some(last) = self.last_packet {
-            self.media.gap_max = self.media.gap_max.max(now - last);
+            self.media.gap_max = self.media.gap_max.max(now.saturating_duration_since(last));
         }
         self.last_packet = Some(now);
+        if let Some(m) = self.moving.take() {
+            // The first packet of the new relay's path: the picture is back.
+            let from = m.last_before.unwrap_or(m.since);
+            self.events
+                .push_back(UeEvent::Moved(Ok(now.saturating_duration_since(from))));
+        }
         let key = media_relay::h264::payload_starts_key_frame(info.payload(bytes));
         if let Some(p) = &mut self.pending {
             if p.zap.is_none() && !p.got_packet {
@@ -1014,6 +1327,15 @@ impl Ue {
             });
         }
     }
+}
+
+/// The first `a=ssrc:<ssrc>` of an SDP body (RFC 5576 section 4.1), if any.
+#[must_use]
+pub fn sdp_ssrc(body: &[u8]) -> Option<u32> {
+    std::str::from_utf8(body).ok()?.lines().find_map(|l| {
+        let v = l.trim().strip_prefix("a=ssrc:")?;
+        v.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    })
 }
 
 fn self_uri(cfg: &UeConfig, user: &str) -> Uri {
@@ -1285,5 +1607,242 @@ mod tests {
         assert!(sent >= 6, "INVITE retransmitted by timer A ({sent})");
         assert_eq!(t - t0, Duration::from_secs(32));
         assert!(ue.is_idle());
+    }
+
+    fn rtp_from(ssrc: u32, seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {
+        let mut p = rtp(seq, ts, payload);
+        p[8..12].copy_from_slice(&ssrc.to_be_bytes());
+        p
+    }
+
+    /// The AS's re-INVITE in the dialog of `invite` (answered `as1`), naming a new relay.
+    fn as_reinvite(invite: &Request, cseq: u32, sdp: &str) -> Vec<u8> {
+        let mut r = Request::new(
+            Method::INVITE,
+            Uri::parse("sip:ue3@127.0.0.1:6000").unwrap(),
+        );
+        r.headers.push(
+            HeaderName::VIA,
+            format!("SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKmove{cseq}"),
+        );
+        r.headers.push(
+            HeaderName::FROM,
+            format!("{};tag=as1", invite.headers.get(&HeaderName::TO).unwrap()),
+        );
+        r.headers.push(
+            HeaderName::TO,
+            invite.headers.get(&HeaderName::FROM).unwrap(),
+        );
+        r.headers
+            .push(HeaderName::CALL_ID, invite.call_id().unwrap());
+        r.headers.push(HeaderName::CSEQ, format!("{cseq} INVITE"));
+        r.headers
+            .push(HeaderName::CONTACT, format!("<sip:news@{AS}>"));
+        r.headers.push(HeaderName::CONTENT_TYPE, "application/sdp");
+        r.body = Bytes::from(sdp.to_owned());
+        r.to_bytes()
+    }
+
+    const MOVE_SDP: &str =
+        "v=0\r\no=- 2 2 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\n\
+        m=video 7100 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1\r\n\
+        a=rtcp:7101\r\na=rtcp-unicast:rsi\r\na=ssrc:4660 cname:relay-1\r\na=sendonly\r\n";
+
+    /// The next final response the UE sent (a 100 Trying from the INVITE server transaction
+    /// is skipped).
+    fn sent_response(ue: &mut Ue) -> Response {
+        loop {
+            match ue.poll_transmit() {
+                Some(Transmit::Sip { bytes, .. }) => match Message::parse(&bytes).unwrap() {
+                    Message::Response(r) if r.status.is_provisional() => {}
+                    Message::Response(r) => return r,
+                    Message::Request(r) => panic!("sent a request {}", r.method.as_str()),
+                },
+                other => panic!("expected SIP, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_as_reinvite_moves_the_path_and_the_gap_spans_the_move() {
+        let mut ue = ue();
+        let t0 = origin();
+        let invite = joined(&mut ue, t0);
+        ue.handle_media(t0 + Duration::from_millis(10), &rtp(1, 0, &[0x65]));
+        ue.handle_media(t0 + Duration::from_millis(50), &rtp(2, 3600, &[0x41]));
+        while ue.poll_event().is_some() {}
+        // The relay dies at ~50 ms; the AS re-INVITEs us to relay 1 at 300 ms.
+        let t1 = t0 + Duration::from_millis(300);
+        ue.handle_sip(t1, AS.parse().unwrap(), &as_reinvite(&invite, 7, MOVE_SDP));
+        let ok = sent_response(&mut ue);
+        assert_eq!(ok.status, StatusCode::OK);
+        assert!(ok.headers.get(&HeaderName::CONTACT).is_some());
+        let body = std::str::from_utf8(&ok.body).unwrap();
+        assert!(body.contains("a=recvonly"), "{body}");
+        assert!(
+            body.contains("m=video 5004 "),
+            "same local RTP port: {body}"
+        );
+        assert_eq!(ue.rtp_ssrc(), Some(4660), "the new path's SSRC from a=ssrc");
+        assert!(ue.ssrc_announced());
+        assert_eq!(ue.media_source(), Some("127.0.0.2:7100".parse().unwrap()));
+        assert!(!ue.is_watching(), "no own re-INVITE before the ACK");
+        // A late packet of the old relay does not count; the new relay's first one does.
+        ue.handle_media(t1, &rtp(3, 7200, &[0x41]));
+        assert_eq!(ue.poll_event(), None);
+        let t2 = t0 + Duration::from_millis(420);
+        ue.handle_media(t2, &rtp_from(4660, 900, 1234, &[0x65]));
+        assert_eq!(
+            ue.poll_event(),
+            Some(UeEvent::Moved(Ok(Duration::from_millis(370))))
+        );
+        assert_eq!(ue.media().gap_max, Duration::from_millis(370));
+        assert_eq!(ue.media().lost, 0, "a new path restarts the sequence check");
+        // RTCP now goes to relay 1.
+        ue.handle_timeout(t0 + RR_INTERVAL + Duration::from_millis(10));
+        let rtcp: Vec<SocketAddr> = std::iter::from_fn(|| ue.poll_transmit())
+            .filter_map(|t| match t {
+                Transmit::Rtcp { to, .. } => Some(to),
+                _ => None, // the 200 OK again: no ACK yet (RFC 3261 13.3.1.4)
+            })
+            .collect();
+        assert_eq!(rtcp, ["127.0.0.2:7101".parse().unwrap()]);
+        // The ACK of our 200 frees the session for our own re-INVITEs again.
+        let mut ack = Request::new(Method::ACK, Uri::parse("sip:ue3@127.0.0.1:6000").unwrap());
+        for h in [HeaderName::FROM, HeaderName::TO, HeaderName::CALL_ID] {
+            ack.headers.push(h.clone(), ok.headers.get(&h).unwrap());
+        }
+        ack.headers.push(
+            HeaderName::VIA,
+            "SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKack7",
+        );
+        ack.headers.push(HeaderName::CSEQ, "7 ACK");
+        ue.handle_sip(t2, AS.parse().unwrap(), &ack.to_bytes());
+        assert!(ue.is_watching());
+        assert_eq!(ue.channel(), Some("news"));
+    }
+
+    #[test]
+    fn a_move_without_media_times_out() {
+        let mut ue = ue();
+        let t0 = origin();
+        let invite = joined(&mut ue, t0);
+        ue.handle_media(t0, &rtp(1, 0, &[0x65]));
+        while ue.poll_event().is_some() {}
+        ue.handle_sip(t0, AS.parse().unwrap(), &as_reinvite(&invite, 2, MOVE_SDP));
+        assert_eq!(sent_response(&mut ue).status, StatusCode::OK);
+        let deadline = ue.poll_timeout().unwrap();
+        assert!(deadline <= t0 + Duration::from_secs(3));
+        ue.handle_timeout(t0 + Duration::from_secs(3));
+        let evs: Vec<_> = std::iter::from_fn(|| ue.poll_event()).collect();
+        assert!(
+            evs.contains(&UeEvent::Moved(Err(Failure::Timeout))),
+            "{evs:?}"
+        );
+    }
+
+    #[test]
+    fn a_reinvite_during_our_own_gets_491_and_a_bad_offer_488() {
+        let mut ue = ue();
+        let t0 = origin();
+        let invite = joined(&mut ue, t0);
+        ue.zap(t0, "sport", ZapMethod::Reinvite, 0).unwrap();
+        assert_eq!(sent_request(&mut ue).method, Method::INVITE);
+        ue.handle_sip(t0, AS.parse().unwrap(), &as_reinvite(&invite, 2, MOVE_SDP));
+        assert_eq!(sent_response(&mut ue).status, StatusCode(491));
+        assert_eq!(ue.rtp_ssrc(), None, "the path did not change");
+
+        let mut ue = self::ue();
+        let invite = joined(&mut ue, t0);
+        ue.handle_sip(t0, AS.parse().unwrap(), &as_reinvite(&invite, 2, "garbage"));
+        assert_eq!(sent_response(&mut ue).status, StatusCode(488));
+        assert_eq!(
+            ue.poll_event(),
+            Some(UeEvent::Moved(Err(Failure::BadAnswer)))
+        );
+        // Out of order: CSeq 1 after 2.
+        ue.handle_sip(t0, AS.parse().unwrap(), &as_reinvite(&invite, 1, MOVE_SDP));
+        assert_eq!(sent_response(&mut ue).status, StatusCode(500));
+    }
+
+    #[test]
+    fn the_answer_ssrc_names_the_path_before_any_packet() {
+        let mut ue = ue();
+        let t0 = origin();
+        ue.join(t0, "news", 5004).unwrap();
+        let invite = sent_request(&mut ue);
+        let mut ok = Message::parse(&answer(&invite, "news")).unwrap();
+        if let Message::Response(r) = &mut ok {
+            let mut b = String::from_utf8(r.body.to_vec()).unwrap();
+            b.push_str("a=ssrc:3735928559 cname:relay-0\r\n");
+            r.body = Bytes::from(b);
+        }
+        ue.handle_sip(t0, AS.parse().unwrap(), &ok.to_bytes());
+        assert_eq!(ue.rtp_ssrc(), Some(0xdead_beef));
+        assert!(ue.ssrc_announced());
+        assert!(!ue.awaiting_new_path());
+        assert_eq!(sdp_ssrc(b"v=0\r\na=ssrc:12 cname:x\r\n"), Some(12));
+        assert_eq!(sdp_ssrc(b"v=0\r\na=ssrc:x\r\n"), None);
+    }
+
+    #[test]
+    fn a_producer_creates_its_channel_and_sends_the_clip() {
+        let mut ue = ue();
+        let t0 = origin();
+        ue.produce(t0, "My Show", 5010).unwrap();
+        assert!(ue.is_producer());
+        let invite = sent_request(&mut ue);
+        assert_eq!(invite.uri.user.as_deref(), Some(CREATION_USER));
+        assert_eq!(invite.headers.get(&HeaderName::SUBJECT), Some("My Show"));
+        let body = std::str::from_utf8(&invite.body).unwrap().to_owned();
+        assert!(body.contains("a=sendonly"), "{body}");
+        let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                   m=video 7200 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
+                   a=fmtp:96 packetization-mode=1\r\na=rtcp:7201\r\na=recvonly\r\n";
+        let mut r = Response::for_request(&invite, StatusCode::OK, "").with_to_tag("as9");
+        r.headers
+            .push(HeaderName::CONTACT, format!("<sip:my-show@{AS}>"));
+        r.headers.push(HeaderName::CONTENT_TYPE, "application/sdp");
+        r.body = Bytes::from(sdp);
+        let t1 = t0 + Duration::from_millis(4);
+        ue.handle_sip(t1, AS.parse().unwrap(), &r.to_bytes());
+        assert_eq!(sent_request(&mut ue).method, Method::ACK);
+        assert_eq!(
+            ue.poll_event(),
+            Some(UeEvent::Created {
+                channel: "my-show".into(),
+                result: Ok(Duration::from_millis(4))
+            })
+        );
+        assert_eq!(ue.channel(), Some("my-show"));
+        assert!(!ue.awaiting_new_path(), "a producer receives no media path");
+        // Real time: the first frame (an IDR with SPS/PPS) is due at once, the next 40 ms on.
+        let due = ue.poll_timeout().unwrap();
+        assert_eq!(due, t1);
+        ue.handle_timeout(due);
+        let mut first = Vec::new();
+        while let Some(t) = ue.poll_transmit() {
+            match t {
+                Transmit::Rtp { to, bytes } => {
+                    assert_eq!(to, "127.0.0.1:7200".parse().unwrap());
+                    first.push(bytes);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(!first.is_empty());
+        let keyed = first.iter().any(|p| {
+            let info = media_relay::rtp::parse(p).unwrap();
+            media_relay::h264::payload_starts_key_frame(info.payload(p))
+        });
+        assert!(keyed, "the clip starts with a key frame");
+        assert_eq!(ue.poll_timeout().unwrap(), t1 + Duration::from_millis(40));
+        ue.leave(t1).unwrap();
+        assert_eq!(sent_request(&mut ue).method, Method::BYE);
+        ue.handle_timeout(t1 + Duration::from_millis(40));
+        assert!(
+            !std::iter::from_fn(|| ue.poll_transmit()).any(|t| matches!(t, Transmit::Rtp { .. })),
+            "no RTP after the BYE"
+        );
     }
 }

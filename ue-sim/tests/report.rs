@@ -50,6 +50,8 @@ fn realistic(ues: usize) -> RunStats {
             } else {
                 35.0 + 10.0 * r.unit()
             },
+            moves: u32::from(hit),
+            move_gap_ms: None,
         });
     }
     let mut active = 0u64;
@@ -63,6 +65,7 @@ fn realistic(ues: usize) -> RunStats {
             zaps: if t > 10 { (ues * 3 / 50) as u64 } else { 0 },
             leaves,
             active,
+            ..TimelinePoint::default()
         });
     }
     s.failures.insert("zap-timeout".into(), 2);
