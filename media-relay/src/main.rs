@@ -55,6 +55,89 @@ struct Args {
     /// Create this channel at start and feed it with the test pattern (repeatable).
     #[arg(long = "test-pattern")]
     test_pattern: Vec<String>,
+    /// Run a simulation instead of the relay.
+    #[command(subcommand)]
+    command: Option<SimCommand>,
+}
+
+/// Offline simulations of the feedback machinery (virtual clock, print JSON).
+#[derive(Debug, clap::Subcommand)]
+enum SimCommand {
+    /// Hierarchical RTCP aggregation (RFC 5760 FT tree) vs flat RFC 3550.
+    HaSim {
+        /// Audience size.
+        #[arg(long, default_value_t = 1_000_000)]
+        viewers: u64,
+        /// Children per feedback target.
+        #[arg(long, default_value_t = 16)]
+        fanout: usize,
+        /// Session bandwidth, kbit/s.
+        #[arg(long = "bandwidth-kbps", default_value_t = 1000.0)]
+        bandwidth_kbps: f64,
+        /// Seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Viewers per leaf FT (default: as many as fit the 5 % share at the 5 s minimum).
+        #[arg(long = "viewers-per-ft")]
+        viewers_per_ft: Option<u64>,
+        /// Sweep 10^2..10^6 viewers and print the points as JSON.
+        #[arg(long)]
+        sweep: bool,
+        /// Write an SVG plot of the sweep here (implies --sweep).
+        #[arg(long)]
+        plot: Option<PathBuf>,
+    },
+    /// GNP coordinates and FT placement on a synthetic geography.
+    GnpSim {
+        /// Seed.
+        #[arg(long, default_value_t = 2)]
+        seed: u64,
+        /// Viewers.
+        #[arg(long, default_value_t = 2000)]
+        viewers: usize,
+    },
+}
+
+/// The simulations' only clock read: the origin of their virtual time.
+#[expect(clippy::disallowed_methods)]
+fn virtual_origin() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
+fn run_sim(cmd: SimCommand) -> anyhow::Result<()> {
+    use media_relay::feedback::{gnp, hasim};
+    match cmd {
+        SimCommand::HaSim {
+            viewers,
+            fanout,
+            bandwidth_kbps,
+            seed,
+            viewers_per_ft,
+            sweep,
+            plot,
+        } => {
+            let mut cfg = hasim::HaSimConfig::new(viewers, fanout, bandwidth_kbps, seed);
+            cfg.viewers_per_leaf = viewers_per_ft;
+            if sweep || plot.is_some() {
+                let points = hasim::sweep(&cfg, virtual_origin())?;
+                if let Some(path) = plot {
+                    let svg = hasim::plot_svg(&points, bandwidth_kbps)?;
+                    std::fs::write(&path, svg)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                }
+                println!("{}", serde_json::to_string(&points)?);
+            } else {
+                let report = hasim::run(&cfg, virtual_origin())?;
+                println!("{}", serde_json::to_string(&report)?);
+            }
+        }
+        SimCommand::GnpSim { seed, viewers } => {
+            let mut cfg = gnp::GnpConfig::new(seed);
+            cfg.viewers = viewers;
+            println!("{}", serde_json::to_string(&gnp::run(&cfg))?);
+        }
+    }
+    Ok(())
 }
 
 fn parse_range(s: &str) -> Result<(u16, u16), String> {
@@ -92,7 +175,10 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if let Some(cmd) = args.command.take() {
+        return run_sim(cmd);
+    }
     let mut cfg = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)

@@ -452,6 +452,8 @@ struct ViewerState {
 struct ChildState {
     summary: Summary,
     last_heard: Instant,
+    /// Average size of its upward compounds, octets with UDP/IPv4 (0 until heard).
+    packet_size: f64,
 }
 
 /// Which RFC 5760 section 6 model the FT applies upwards.
@@ -564,6 +566,7 @@ impl FeedbackTarget {
         self.children.entry(ssrc).or_insert(ChildState {
             summary: Summary::default(),
             last_heard: now,
+            packet_size: 0.0,
         });
     }
 
@@ -635,13 +638,24 @@ impl FeedbackTarget {
 
     /// Take a child's summary (replaces its previous one).
     pub fn on_child_summary(&mut self, now: Instant, child: u32, summary: Summary) {
-        self.children.insert(
-            child,
-            ChildState {
-                summary,
-                last_heard: now,
-            },
-        );
+        self.on_child_packet(now, child, summary, 0);
+    }
+
+    fn on_child_packet(&mut self, now: Instant, child: u32, summary: Summary, size: usize) {
+        let c = self.children.entry(child).or_insert(ChildState {
+            summary: Summary::default(),
+            last_heard: now,
+            packet_size: 0.0,
+        });
+        c.summary = summary;
+        c.last_heard = now;
+        if size > 0 {
+            c.packet_size = if c.packet_size == 0.0 {
+                size as f64
+            } else {
+                interval::update_avg_rtcp_size(c.packet_size, size as f64)
+            };
+        }
     }
 
     /// Take the group information of an RSI from the parent.
@@ -737,7 +751,7 @@ impl FeedbackTarget {
                 h.parent_rsi += 1;
             } else {
                 let s = Summary::from_rsi(&rsi, tally.unwrap_or_default());
-                self.on_child_summary(now, ssrc, s);
+                self.on_child_packet(now, ssrc, s, data.len() + UDP_IPV4_OVERHEAD);
                 h.child_summaries += 1;
             }
         }
@@ -845,8 +859,8 @@ impl FeedbackTarget {
             }
         }
         for c in self.children.values() {
-            if c.summary.group_size > 0 {
-                size_sum += self.avg_upstream_size;
+            if c.packet_size > 0.0 {
+                size_sum += c.packet_size;
                 n += 1.0;
             }
         }
@@ -890,7 +904,11 @@ impl FeedbackTarget {
             senders: 1,
             rtcp_bw_bytes_per_s: rtcp_bw,
             we_sent: false,
-            avg_rtcp_size: self.avg_upstream_size.max(p.avg_packet_size),
+            avg_rtcp_size: if p.avg_packet_size > 0.0 {
+                p.avg_packet_size
+            } else {
+                self.avg_upstream_size
+            },
             initial: false,
             min_interval_s: self.cfg.ft_min_interval_s,
         };

@@ -109,6 +109,15 @@ pub fn mean_interval_s(p: &IntervalParams) -> f64 {
     deterministic_interval_s(p) / COMPENSATION
 }
 
+/// Timer reconsideration (RFC 3550 section 6.3.6, A.7 `OnExpire`): when the timer set at `tp`
+/// (time of the last transmission) fires at `now` and a freshly computed interval is
+/// `new_interval_s`, send only if `tp + new_interval_s <= now`; otherwise re-arm the timer at
+/// `tp + new_interval_s`. Returns the time to re-arm at, or `None` to send now.
+pub fn reconsider(tp_s: f64, now_s: f64, new_interval_s: f64) -> Option<f64> {
+    let due = tp_s + new_interval_s;
+    (due > now_s).then_some(due)
+}
+
 /// The running average of compound RTCP packet sizes (RFC 3550 section 6.3.3:
 /// `avg = 1/16 * size + 15/16 * avg`).
 pub fn update_avg_rtcp_size(avg: f64, packet_size: f64) -> f64 {
@@ -187,5 +196,7 @@ mod tests {
     fn reduced_minimum_and_average() {
         assert!(close(reduced_min_interval_s(1000.0), 0.36));
         assert!(close(update_avg_rtcp_size(100.0, 260.0), 110.0));
+        assert_eq!(reconsider(10.0, 14.0, 5.0), Some(15.0));
+        assert_eq!(reconsider(10.0, 15.5, 5.0), None);
     }
 }
