@@ -33,11 +33,15 @@
 pub mod avp;
 pub mod base;
 pub mod dict;
+pub mod driver;
 pub mod error;
 pub mod message;
+pub mod peer;
 pub mod rf;
+pub mod router;
 pub mod sh;
 pub mod types;
+pub mod watchdog;
 
 pub use avp::{Address, Avp, AvpIter, AvpList, AvpRef, AvpValue, Time, MAX_GROUP_DEPTH};
 pub use error::{DecodeError, DecodeErrorKind, EncodeError, FrameError};
