@@ -25,6 +25,7 @@
 //! application reads [`node::Node::poll_event`].
 
 pub mod cert;
+pub mod config;
 pub mod link;
 pub mod node;
 pub mod sim;
