@@ -182,8 +182,19 @@ pub struct RelaySection {
     pub port_max: u16,
     /// The relay's output RTP port, shared by all viewers (0: ephemeral); RTCP is the next.
     pub output_rtp_port: u16,
-    /// Most viewers on the relay (more: 503).
+    /// Most viewers on each relay (more: 503).
     pub max_viewers: usize,
+    /// How many in-process relays (`relay-0`, `relay-1`, ...). With a fixed ingest range
+    /// each relay gets an equal slice of it; with a fixed output port relay `i` sends from
+    /// `output_rtp_port + 2*i` (RTCP the next port). See `service::relays`.
+    pub count: usize,
+    /// Milliseconds between health probes of each relay (`stats()` under a timeout).
+    pub health_interval_ms: u64,
+    /// Consecutive failed probes after which a relay is declared dead and its viewers are
+    /// moved (a control call answered "stopped" declares it dead at once).
+    pub health_failures: u32,
+    /// Milliseconds a health probe (or a failover control call) may take.
+    pub health_timeout_ms: u64,
     /// Milliseconds a session whose viewer the relay dropped by itself (RTCP BYE, RTCP
     /// silence, unreachable) waits for the UE's own SIP BYE before the AS ends it with a BYE.
     /// A phone sends its SIP BYE and its RTCP BYE together, in either order.
@@ -200,24 +211,106 @@ impl Default for RelaySection {
             port_max: 29999,
             output_rtp_port: 19000,
             max_viewers: 10_000,
+            count: 1,
+            health_interval_ms: 100,
+            health_failures: 2,
+            health_timeout_ms: 500,
             dropped_viewer_grace_ms: 2000,
         }
     }
 }
 
 impl RelaySection {
-    /// The in-process relay's configuration.
+    /// The configuration of the first in-process relay (`relay-0`).
     pub fn relay_config(&self) -> media_relay::RelayConfig {
+        self.relay_config_for(0)
+    }
+
+    /// The name of relay `i` (session rows, metrics labels, its RTCP CNAME).
+    pub fn relay_name(i: usize) -> String {
+        format!("relay-{i}")
+    }
+
+    /// The configuration of in-process relay `i` of [`Self::count`]: its slice of the
+    /// ingest range, its output port, its name as RTCP CNAME (RFC 3550 section 6.5.1; the
+    /// AS writes the same in `a=ssrc:<ssrc> cname:`, RFC 5576).
+    pub fn relay_config_for(&self, i: usize) -> media_relay::RelayConfig {
+        let n = self.count.max(1);
+        let (min, max) = if self.port_min == 0 {
+            (0, 0)
+        } else {
+            let width = (u32::from(self.port_max) - u32::from(self.port_min) + 1) / n as u32;
+            let lo = u32::from(self.port_min) + width * i as u32;
+            let hi = if i + 1 == n {
+                u32::from(self.port_max)
+            } else {
+                lo + width - 1
+            };
+            (
+                u16::try_from(lo).unwrap_or(u16::MAX),
+                u16::try_from(hi).unwrap_or(u16::MAX),
+            )
+        };
+        let output = if self.output_rtp_port == 0 {
+            0
+        } else {
+            u16::try_from(u32::from(self.output_rtp_port) + 2 * i as u32).unwrap_or(0)
+        };
         media_relay::RelayConfig {
             bind_ip: self.bind_ip,
             advertise_ip: self.advertise_ip,
-            ingest_port_min: self.port_min,
-            ingest_port_max: self.port_max,
-            output_rtp_port: self.output_rtp_port,
+            ingest_port_min: min,
+            ingest_port_max: max,
+            output_rtp_port: output,
             output_rtcp_port: 0,
             max_viewers: self.max_viewers,
+            cname: Self::relay_name(i),
             ..media_relay::RelayConfig::default()
         }
+    }
+
+    /// Checks the relay count against the ports (called by [`Config::validate`]).
+    fn validate(&self) -> Result<(), String> {
+        let n = self.count;
+        if n == 0 || n > 64 {
+            return Err(format!("relay.count {n}: need 1 to 64"));
+        }
+        if self.health_interval_ms == 0 || self.health_failures == 0 || self.health_timeout_ms == 0
+        {
+            return Err(
+                "relay.health_interval_ms, health_failures and health_timeout_ms must be > 0"
+                    .into(),
+            );
+        }
+        if self.port_min != 0 {
+            let size = u32::from(self.port_max) - u32::from(self.port_min) + 1;
+            // Each relay needs at least two RTP/RTCP pairs.
+            if size / (n as u32) < 4 {
+                return Err(format!(
+                    "relay ingest range {}-{} is too small for {n} relays (4 ports each at least)",
+                    self.port_min, self.port_max
+                ));
+            }
+        }
+        if self.output_rtp_port != 0 {
+            let first = u32::from(self.output_rtp_port);
+            let last = first + 2 * n as u32 - 1;
+            if last > 65535 {
+                return Err(format!(
+                    "relay.output_rtp_port {first}: {n} relays need ports up to {last}"
+                ));
+            }
+            if self.port_min != 0
+                && first <= u32::from(self.port_max)
+                && last >= u32::from(self.port_min)
+            {
+                return Err(format!(
+                    "relay output ports {first}-{last} overlap the ingest range {}-{}",
+                    self.port_min, self.port_max
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -301,6 +394,9 @@ pub struct Cli {
     /// Maximum concurrent sessions before 503.
     #[arg(long, env = "AS_MAX_SESSIONS")]
     pub max_sessions: Option<usize>,
+    /// How many in-process relays.
+    #[arg(long, env = "AS_RELAY_COUNT")]
+    pub relay_count: Option<usize>,
 }
 
 impl Config {
@@ -360,6 +456,9 @@ impl Config {
         if let Some(n) = cli.max_sessions {
             self.limits.max_sessions = n;
         }
+        if let Some(n) = cli.relay_count {
+            self.relay.count = n;
+        }
     }
 
     /// Checks the cross-field rules.
@@ -382,6 +481,9 @@ impl Config {
                 "relay.port_min {} > relay.port_max {}",
                 self.relay.port_min, self.relay.port_max
             ));
+        }
+        if let Err(m) = self.relay.validate() {
+            return bad(m);
         }
         for (what, b) in [
             ("subscriptions", self.subscriptions),
@@ -508,6 +610,57 @@ mod tests {
         let mut c = Config::default();
         c.sip.tls_cert = Some("cert.pem".into());
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn relays_split_the_ports() {
+        let mut c = Config::default();
+        c.relay.count = 3;
+        c.validate().unwrap();
+        let r: Vec<_> = (0..3).map(|i| c.relay.relay_config_for(i)).collect();
+        assert_eq!((r[0].ingest_port_min, r[0].ingest_port_max), (20000, 23332));
+        assert_eq!((r[1].ingest_port_min, r[1].ingest_port_max), (23333, 26665));
+        assert_eq!((r[2].ingest_port_min, r[2].ingest_port_max), (26666, 29999));
+        assert_eq!(
+            r.iter().map(|x| x.output_rtp_port).collect::<Vec<_>>(),
+            [19000, 19002, 19004]
+        );
+        assert_eq!(r[2].cname, "relay-2");
+        c.relay.port_min = 0;
+        c.relay.port_max = 0;
+        c.relay.output_rtp_port = 0;
+        c.validate().unwrap();
+        assert_eq!(c.relay.relay_config_for(1).ingest_port_min, 0);
+        assert_eq!(c.relay.relay_config_for(1).output_rtp_port, 0);
+    }
+
+    #[test]
+    fn relay_count_is_validated() {
+        let mut c = Config::default();
+        c.relay.count = 0;
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.relay.count = 2;
+        c.relay.port_min = 20000;
+        c.relay.port_max = 20006;
+        assert!(c.validate().is_err(), "7 ports for 2 relays");
+        let mut c = Config::default();
+        c.relay.count = 600;
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.relay.count = 4;
+        c.relay.output_rtp_port = 19996;
+        assert!(
+            c.validate().is_err(),
+            "output ports run into the ingest range"
+        );
+        let cli = Cli {
+            relay_count: Some(2),
+            ..Cli::default()
+        };
+        let mut c = Config::default();
+        c.apply(&cli);
+        assert_eq!(c.relay.count, 2);
     }
 
     #[test]

@@ -37,6 +37,7 @@ fn viewer_policy() -> AnswerPolicy {
             video: Some(MediaTransport {
                 rtp_port: 40000,
                 rtcp: None,
+                ssrc: None,
             }),
             audio: Some(MediaTransport {
                 rtp_port: 40002,
@@ -44,11 +45,13 @@ fn viewer_policy() -> AnswerPolicy {
                     port: 40013,
                     addr: None,
                 }),
+                ssrc: None,
             }),
             feedback_target: None,
             session_id: 424242,
             session_version: 7,
             session_name: "iptv".into(),
+            cname: None,
         },
     }
 }
@@ -1044,4 +1047,34 @@ fn h264_mode_0_only_is_no_common_codec() {
         offer.answer(&viewer_policy()),
         Err(NegotiationError::NoCommonCodec)
     ));
+}
+
+#[test]
+fn answer_names_the_relay_ssrc_and_the_peer_reads_it() {
+    // RFC 5576 section 4.1: a=ssrc:<ssrc-id> cname:<cname> on the stream the relay sends.
+    let offer = OfferBuilder::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9)
+        .media(OfferedMedia::video(5004, Direction::RecvOnly).codec(96, CodecSpec::h264_mode1()))
+        .build()
+        .unwrap();
+    let mut policy = viewer_policy();
+    policy.transport.video = Some(MediaTransport {
+        rtp_port: 40000,
+        rtcp: None,
+        ssrc: Some(0xdead_beef),
+    });
+    policy.transport.cname = Some("relay-1".into());
+    let answer = offer.answer(&policy).unwrap();
+    let text = lines(&answer.to_bytes());
+    assert!(
+        text.iter().any(|l| l == "a=ssrc:3735928559 cname:relay-1"),
+        "{text:?}"
+    );
+    let seen = offer.accept_answer(&answer.to_bytes()).unwrap();
+    assert_eq!(seen.media()[0].ssrc, Some(0xdead_beef));
+    // No ssrc asked: no line.
+    let plain = offer.answer(&viewer_policy()).unwrap();
+    assert!(!lines(&plain.to_bytes())
+        .iter()
+        .any(|l| l.starts_with("a=ssrc")));
+    assert_eq!(plain.media()[0].ssrc, None);
 }

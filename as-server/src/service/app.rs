@@ -1,15 +1,18 @@
-//! Boots a whole AS in the current tokio runtime: store (with migrations), in-process relay,
-//! SIP endpoint, channel service, operator HTTP API, housekeeping timer. `main` and the
-//! end-to-end tests both use [`App::start`], so the tests run exactly what the binary runs.
+//! Boots a whole AS in the current tokio runtime: store (with migrations), the in-process
+//! relays (`[relay] count`, a [`RelayPool`]), SIP endpoint, channel service, operator HTTP
+//! API, housekeeping timer, and the relay health monitor that fails over the viewers of a
+//! relay that dies (`Service::run_relay_monitor`). `main` and the end-to-end tests both use
+//! [`App::start`], so the tests run exactly what the binary runs; [`App::stop_relay`] stops
+//! one relay abruptly, as a crash would, for the lab and the failover tests.
 //!
-//! Start-up reconciles the catalogue with the fresh relay: personal channels left over from a
-//! previous run are removed (their dialogs died with it), every other channel gets a new
-//! ingest, and the configured seeds are created (test-pattern ones fed by the relay).
+//! Start-up reconciles the catalogue with the fresh relays: personal channels left over from
+//! a previous run are removed (their dialogs died with it), every other channel gets a new
+//! ingest, and the configured seeds are created (test-pattern ones fed by every relay).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use media_relay::{Relay, RelayHandle};
+use media_relay::RelayHandle;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -19,6 +22,7 @@ use crate::sip::transaction::{TimerConfig, Transport};
 use crate::store::{ChannelKind, Store};
 
 use super::catalogue::Catalogue;
+use super::relays::RelayPool;
 use super::{Service, ServiceConfig};
 
 /// Why the AS could not start.
@@ -56,7 +60,7 @@ pub enum StartError {
 pub struct App {
     /// The channel service.
     pub service: Service,
-    /// The in-process relay.
+    /// The first in-process relay (`relay-0`); all of them: [`App::relays`].
     pub relay: RelayHandle,
     /// Bound SIP listeners.
     pub sip: Vec<(Transport, SocketAddr)>,
@@ -77,9 +81,10 @@ impl App {
     /// 64*T1 timeouts, e.g. a 2xx never ACKed, come in a second).
     pub async fn start_with_timers(cfg: &Config, timers: TimerConfig) -> Result<App, StartError> {
         let store = Store::connect(&cfg.database.url).await?;
-        let relay = Relay::spawn(cfg.relay.relay_config())?;
+        let relays = RelayPool::spawn(&cfg.relay).await?;
+        let relay = relays.handle(0).clone();
         // Subscribed before any viewer exists, so no drop goes unseen.
-        let relay_events = relay.events();
+        let relay_events: Vec<_> = relays.handles().iter().map(RelayHandle::events).collect();
         let (shutdown, shutdown_rx) = watch::channel(false);
 
         let super::endpoint::Started {
@@ -105,7 +110,7 @@ impl App {
             format!("{contact_ip}:{contact_port}")
         };
 
-        let service = Service::new(
+        let service = Service::with_relays(
             ServiceConfig {
                 domain: cfg.sip.domain.clone(),
                 contact_hostport,
@@ -115,7 +120,7 @@ impl App {
                 dropped_viewer_grace: Duration::from_millis(cfg.relay.dropped_viewer_grace_ms),
             },
             Catalogue::new(store.clone(), "in-process"),
-            relay.clone(),
+            relays,
             client,
         );
         reconcile(&service, &store, &cfg.channels).await?;
@@ -143,12 +148,24 @@ impl App {
             }));
         }
         // Relay events: a viewer the relay dropped (vanished, RTCP BYE) ends its session.
+        for events in relay_events {
+            let svc = service.clone();
+            let mut rx = shutdown_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                tokio::select! {
+                    () = svc.run_relay_events(events) => {}
+                    _ = rx.changed() => {}
+                }
+            }));
+        }
+        // Relay health: a relay that stops answering is declared dead and its sessions
+        // move to the others.
         {
             let svc = service.clone();
             let mut rx = shutdown_rx.clone();
             tasks.push(tokio::spawn(async move {
                 tokio::select! {
-                    () = svc.run_relay_events(relay_events) => {}
+                    () = svc.run_relay_monitor() => {}
                     _ = rx.changed() => {}
                 }
             }));
@@ -222,6 +239,18 @@ impl App {
         })
     }
 
+    /// Every relay's handle, by index (`relay-<index>`).
+    pub fn relays(&self) -> &[RelayHandle] {
+        self.service.relays().handles()
+    }
+
+    /// Stops relay `index` abruptly, like a crashed relay process: no RTCP BYE, no SIP BYE.
+    /// The health monitor declares it dead on its next probe and moves its viewers to the
+    /// other relays (re-INVITE). `false` if there is no such relay or it had stopped.
+    pub async fn stop_relay(&self, index: usize) -> bool {
+        self.service.relays().stop(index).await
+    }
+
     /// The bound address of a SIP transport.
     pub fn sip_addr(&self, t: Transport) -> Option<SocketAddr> {
         self.sip.iter().find(|(x, _)| *x == t).map(|(_, a)| *a)
@@ -235,7 +264,9 @@ impl App {
             let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
         }
         self.endpoint.shutdown().await;
-        let _ = self.relay.shutdown().await;
+        for r in self.service.relays().handles() {
+            let _ = r.shutdown().await;
+        }
         info!("AS stopped");
     }
 }

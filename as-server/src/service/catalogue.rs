@@ -20,6 +20,8 @@ pub struct SessionRow {
     pub peer: String,
     /// Start, ms since the Unix epoch.
     pub started_ms: i64,
+    /// The relay serving it (`relay-0`, ...); `None`: the catalogue's default relay name.
+    pub relay: Option<String>,
 }
 
 /// The catalogue as the service sees it.
@@ -89,6 +91,16 @@ impl Catalogue {
 
     /// Inserts a channel (409 if the id exists).
     pub async fn insert(&self, e: &ChannelEntry, ingest: Option<SocketAddr>) -> Result<()> {
+        self.insert_on(e, ingest, None).await
+    }
+
+    /// Inserts a channel whose ingest is on relay `relay` (`None`: the default name).
+    pub async fn insert_on(
+        &self,
+        e: &ChannelEntry,
+        ingest: Option<SocketAddr>,
+        relay: Option<&str>,
+    ) -> Result<()> {
         let kind: ChannelKind = e
             .kind
             .parse()
@@ -101,7 +113,7 @@ impl Catalogue {
                 owner: e.owner.clone(),
                 created_ms: e.created_ms,
                 ingest_addr: ingest,
-                relay: Some(self.relay_name.clone()),
+                relay: Some(relay.unwrap_or(&self.relay_name).to_owned()),
             })
             .await
             .map_err(store_err)
@@ -109,10 +121,29 @@ impl Catalogue {
 
     /// Records a (new) ingest address of an existing channel.
     pub async fn set_ingest(&self, id: &str, ingest: SocketAddr) -> Result<()> {
+        self.set_ingest_on(id, ingest, None).await
+    }
+
+    /// Records a (new) ingest address of an existing channel, on relay `relay` (`None`:
+    /// the default name).
+    pub async fn set_ingest_on(
+        &self,
+        id: &str,
+        ingest: SocketAddr,
+        relay: Option<&str>,
+    ) -> Result<()> {
         self.store
-            .set_channel_ingest(id, Some(ingest), Some(&self.relay_name))
+            .set_channel_ingest(id, Some(ingest), Some(relay.unwrap_or(&self.relay_name)))
             .await
             .map_err(store_err)
+    }
+
+    /// Records the relay now serving a session (after a failover).
+    pub async fn set_session_relay(&self, id: &str, relay: &str) -> Result<()> {
+        match self.store.set_session_relay(id, Some(relay)).await {
+            Ok(()) | Err(store::Error::Ended(_)) => Ok(()),
+            Err(e) => Err(store_err(e)),
+        }
     }
 
     /// Deletes a channel (`Ok(false)` if it was not there).
@@ -132,7 +163,7 @@ impl Catalogue {
                 row.channel.clone(),
                 row.peer.clone(),
                 row.call_id.clone(),
-                Some(self.relay_name.clone()),
+                Some(row.relay.clone().unwrap_or_else(|| self.relay_name.clone())),
                 row.started_ms,
             ))
             .await

@@ -47,6 +47,7 @@ impl Endpoint {
             .map_err(|e| StartError::Sip(e.to_string()))?;
         let events = ep.events();
         let sender = ep.clone();
+        let acker = ep.clone();
         let client = SipClient::new(move |req, dest, transport| {
             let ep = sender.clone();
             Box::pin(async move {
@@ -54,6 +55,12 @@ impl Endpoint {
                     .await
                     .map_err(|e| e.to_string())
             })
+        })
+        .with_stateless(move |req, dest, transport| {
+            if let Err(e) = acker.send_stateless(crate::sip::Message::Request(req), dest, transport)
+            {
+                tracing::debug!(error = %e, "stateless send failed");
+            }
         });
         Ok(Started {
             endpoint: Self { ep },

@@ -9,6 +9,8 @@ use std::sync::Mutex;
 use media_relay::control::RelayStats;
 use media_relay::prometheus::{escape_label, write_family, write_metric};
 
+use super::relays::RelayGauge;
+
 /// The counters of one AS instance.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -26,6 +28,13 @@ pub struct Metrics {
     pub subscribes: AtomicU64,
     /// NOTIFY requests sent.
     pub notifies_sent: AtomicU64,
+    /// Relays declared dead (each starts a failover).
+    pub relay_failovers: AtomicU64,
+    /// Sessions moved to another relay by a failover (re-INVITE answered 2xx).
+    pub moved_viewers: AtomicU64,
+    /// Sessions a failover could not move (no relay, re-INVITE refused or timed out): ended
+    /// with a BYE.
+    pub failover_ended: AtomicU64,
     /// Final failure responses sent by the service, by status code.
     failures: Mutex<BTreeMap<u16, u64>>,
 }
@@ -62,6 +71,61 @@ impl Metrics {
             .lock()
             .map(|m| m.get(&status).copied().unwrap_or(0))
             .unwrap_or(0)
+    }
+
+    /// Prometheus text of the relay pool: per relay (label `relay`) its viewers and whether
+    /// it is healthy; the failover counters.
+    pub fn render_relays(&self, o: &mut String, relays: &[RelayGauge]) {
+        write_family(
+            o,
+            "as_relay_viewers",
+            "gauge",
+            "Viewers the AS placed on each relay.",
+        );
+        for r in relays {
+            let _ = writeln!(
+                o,
+                "as_relay_viewers{{relay=\"{}\"}} {}",
+                escape_label(&r.name),
+                r.viewers
+            );
+        }
+        write_family(
+            o,
+            "as_relay_healthy",
+            "gauge",
+            "1 while the relay answers its health probes, 0 once declared dead.",
+        );
+        for r in relays {
+            let _ = writeln!(
+                o,
+                "as_relay_healthy{{relay=\"{}\"}} {}",
+                escape_label(&r.name),
+                u8::from(r.healthy)
+            );
+        }
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        write_metric(
+            o,
+            "as_relay_failovers_total",
+            "counter",
+            "Relays declared dead (each starts a failover).",
+            get(&self.relay_failovers),
+        );
+        write_metric(
+            o,
+            "as_relay_moved_viewers_total",
+            "counter",
+            "Sessions moved to another relay by a failover.",
+            get(&self.moved_viewers),
+        );
+        write_metric(
+            o,
+            "as_relay_failover_ended_total",
+            "counter",
+            "Sessions a failover could not move (ended with a BYE).",
+            get(&self.failover_ended),
+        );
     }
 
     /// Prometheus text for these counters, the gauges and (if available) the relay's stats.
@@ -222,6 +286,35 @@ mod tests {
         assert!(text.contains("as_failures_total{code=\"488\"} 1\n"));
         assert_eq!(m.failures_for(404), 2);
         assert!(text.contains("# TYPE as_zaps_total counter"));
+    }
+
+    #[test]
+    fn renders_relay_pool() {
+        let m = Metrics::default();
+        Metrics::inc(&m.relay_failovers);
+        Metrics::inc(&m.moved_viewers);
+        Metrics::inc(&m.moved_viewers);
+        let mut o = String::new();
+        m.render_relays(
+            &mut o,
+            &[
+                RelayGauge {
+                    name: "relay-0".into(),
+                    healthy: false,
+                    viewers: 0,
+                },
+                RelayGauge {
+                    name: "relay-1".into(),
+                    healthy: true,
+                    viewers: 2,
+                },
+            ],
+        );
+        assert!(o.contains("as_relay_viewers{relay=\"relay-1\"} 2\n"), "{o}");
+        assert!(o.contains("as_relay_healthy{relay=\"relay-0\"} 0\n"), "{o}");
+        assert!(o.contains("as_relay_healthy{relay=\"relay-1\"} 1\n"), "{o}");
+        assert!(o.contains("\nas_relay_failovers_total 1\n"), "{o}");
+        assert!(o.contains("\nas_relay_moved_viewers_total 2\n"), "{o}");
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //!
 //! The SIP endpoint (`driver::sip`) hands every request that needs the application to
 //! [`Service`]; the service decides (pure rules in [`rules`], [`registrar`], [`channel_list`],
-//! [`personal`], [`overload`]), talks to the channel store (sqlx) and to the media relay
-//! (`media_relay::control::RelayHandle`), and answers. It sends NOTIFY and BYE itself through
+//! [`personal`], [`overload`]), talks to the channel store (sqlx) and to its media relays
+//! ([`relays::RelayPool`] of `media_relay::control::RelayHandle`s: placement and health),
+//! and answers. It sends NOTIFY, BYE and re-INVITE (with the ACK of its 2xx) itself through
 //! the endpoint's client transactions.
 //!
 //! # Flows
@@ -27,6 +28,14 @@
 //! in-dialog requests are checked there (CSeq order → `500`, unknown dialog → `481`) and the
 //! AS's BYE and NOTIFY are built by them. Every request that needs an answer gets a final
 //! response from the service (methods it does not implement: `405`); ACK and CANCEL get none.
+//! * **Relays**: `[relay] count` in-process relays. A join goes to the least-loaded live
+//!   relay that carries the channel (test-pattern channels are on every relay, a personal or
+//!   producer channel's ingest on one); the session row names the relay (`relay-0`, ...) and
+//!   the answer carries `a=ssrc:<ssrc> cname:<relay>` (RFC 5576). A relay that stops
+//!   answering its health probes is declared dead and its sessions are moved: `add_viewer`
+//!   on another relay, then a re-INVITE from the AS whose SDP offer names it (see
+//!   `tu/failover.rs`); a UE's re-INVITE meanwhile gets `491`. No relay left, or the
+//!   re-INVITE refused: BYE with a `Reason` header.
 //! * **Personal channel**: see [`personal`].
 //! * **Channel list**: `SUBSCRIBE` with `Event: iptv-channels`, see [`channel_list`] for the
 //!   event package.
@@ -66,6 +75,7 @@ pub mod metrics;
 pub mod overload;
 pub mod personal;
 pub mod registrar;
+pub mod relays;
 pub mod rules;
 pub mod sipmsg;
 mod tu;
@@ -140,11 +150,16 @@ impl TuRequest {
 /// Future returned by a [`SipClient`] send.
 pub type SendFuture = Pin<Box<dyn Future<Output = Result<Response, String>> + Send>>;
 
-/// How the service sends its own requests (NOTIFY, BYE): a client transaction of the
-/// endpoint, resolving to the final response (or a transport/timeout error).
+/// A transaction-less send (the ACK of a 2xx, RFC 3261 13.2.2.4).
+type StatelessSend = Arc<dyn Fn(Request, SocketAddr, Transport) + Send + Sync>;
+
+/// How the service sends its own requests (NOTIFY, BYE, re-INVITE): a client transaction
+/// of the endpoint, resolving to the final response (or a transport/timeout error); and the
+/// ACK of a 2xx to its re-INVITE, sent outside any transaction.
 #[derive(Clone)]
 pub struct SipClient {
     send: Arc<dyn Fn(Request, SocketAddr, Transport) -> SendFuture + Send + Sync>,
+    stateless: Option<StatelessSend>,
 }
 
 impl fmt::Debug for SipClient {
@@ -160,6 +175,28 @@ impl SipClient {
     ) -> Self {
         Self {
             send: Arc::new(send),
+            stateless: None,
+        }
+    }
+
+    /// The same client with a way to send the ACK of a 2xx (without it, ACKs are only
+    /// logged: enough for tests that answer with a recording client).
+    #[must_use]
+    pub fn with_stateless(
+        mut self,
+        send: impl Fn(Request, SocketAddr, Transport) + Send + Sync + 'static,
+    ) -> Self {
+        self.stateless = Some(Arc::new(send));
+        self
+    }
+
+    /// Sends `request` outside any transaction (the ACK of a 2xx).
+    pub fn send_stateless(&self, request: Request, dest: SocketAddr, transport: Transport) {
+        match &self.stateless {
+            Some(f) => f(request, dest, transport),
+            None => {
+                tracing::debug!(method = %request.method.as_str(), "no stateless sender: not sent")
+            }
         }
     }
 

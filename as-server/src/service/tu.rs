@@ -22,8 +22,8 @@ use crate::config::{ExpiryBounds, Limits};
 use crate::driver::sip::EndpointEvent;
 use crate::error::{Error, Result};
 use crate::sip::sdp::{
-    AnswerTransport, Capabilities, CodecSpec, Direction, MediaKind, MediaTransport, RtcpAttr,
-    SdpOffer,
+    AnswerTransport, Capabilities, CodecSpec, Direction, MediaKind, MediaTransport, Negotiation,
+    RtcpAttr, SdpOffer,
 };
 use crate::sip::{HeaderName, Request, Response};
 
@@ -33,10 +33,13 @@ use super::metrics::{Gauges, Metrics};
 use super::overload::Admission;
 use super::personal;
 use super::registrar::{self, Contacts, RegisterRequest, Registrar};
+use super::relays::RelayPool;
 use super::rules::{self, InviteTarget, ReinviteKind, Reject};
 use super::sipmsg::{self, PeerDialog};
 use super::{SipClient, TuRequest};
 use crate::sip::dialog::DialogId;
+
+mod failover;
 
 /// Reads the wall clock and the monotonic clock: the one place the service does.
 #[expect(clippy::disallowed_methods)]
@@ -100,6 +103,8 @@ pub struct SessionView {
     pub started_ms: i64,
     /// ACK received.
     pub confirmed: bool,
+    /// The relay its media is on (`relay-0`, ...).
+    pub relay: String,
 }
 
 #[derive(Debug, Clone)]
@@ -109,10 +114,29 @@ enum Role {
         channel: String,
         payload_type: u8,
         rtp_dest: SocketAddr,
+        rtcp_dest: Option<SocketAddr>,
+        /// Index of the relay sending to it ([`RelayPool`]).
+        relay: usize,
     },
     Owner {
         channel: String,
+        /// Index of the relay holding the channel's ingest.
+        relay: usize,
     },
+}
+
+/// The SDP the AS last sent in a session, and how to make the next one (a failover's
+/// re-INVITE offer, RFC 3264 section 8: same `o=` session id, version + 1).
+#[derive(Debug, Clone)]
+struct Sdp {
+    /// The body last sent (answer of the 200 OK, or our latest offer).
+    body: Vec<u8>,
+    /// The negotiation it was built from (codecs, directions, m-line order).
+    negotiation: Negotiation,
+    /// `o=` sess-id.
+    session_id: u64,
+    /// `o=` sess-version of `body`.
+    version: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -120,18 +144,28 @@ struct Session {
     role: Role,
     dialog: PeerDialog,
     peer_aor: String,
-    answer: Vec<u8>,
+    sdp: Sdp,
     started_ms: i64,
     confirmed: bool,
     /// CSeq of the INVITE whose 2xx still waits for its ACK (RFC 3261 13.3.1.4).
     unacked: Option<u32>,
     store_id: Option<String>,
+    /// A re-INVITE of ours (failover) is in progress: the UE's re-INVITE gets 491
+    /// (RFC 3261 section 14.2).
+    reinvite_pending: bool,
 }
 
 impl Session {
     fn channel(&self) -> &str {
         match &self.role {
-            Role::Viewer { channel, .. } | Role::Owner { channel } => channel,
+            Role::Viewer { channel, .. } | Role::Owner { channel, .. } => channel,
+        }
+    }
+
+    /// The relay the session's media is on.
+    fn relay(&self) -> usize {
+        match &self.role {
+            Role::Viewer { relay, .. } | Role::Owner { relay, .. } => *relay,
         }
     }
 }
@@ -209,7 +243,7 @@ impl State {
 struct Inner {
     cfg: ServiceConfig,
     catalogue: Catalogue,
-    relay: RelayHandle,
+    relays: RelayPool,
     sip: SipClient,
     admission: Admission,
     metrics: Metrics,
@@ -244,11 +278,21 @@ fn error_reject(e: &Error) -> Reject {
 }
 
 impl Service {
-    /// A service over a catalogue, a relay and the endpoint's request sender.
+    /// A service over a catalogue, one relay (`relay-0`) and the endpoint's request sender.
     pub fn new(
         cfg: ServiceConfig,
         catalogue: Catalogue,
         relay: RelayHandle,
+        sip: SipClient,
+    ) -> Self {
+        Self::with_relays(cfg, catalogue, RelayPool::single(relay), sip)
+    }
+
+    /// A service over a catalogue, a pool of relays and the endpoint's request sender.
+    pub fn with_relays(
+        cfg: ServiceConfig,
+        catalogue: Catalogue,
+        relays: RelayPool,
         sip: SipClient,
     ) -> Self {
         let (t, ms) = now();
@@ -267,7 +311,7 @@ impl Service {
                 }),
                 cfg,
                 catalogue,
-                relay,
+                relays,
                 sip,
                 metrics: Metrics::default(),
                 next_viewer: AtomicU64::new(1),
@@ -299,6 +343,20 @@ impl Service {
     /// The counters.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// The catalogue (channel and session rows).
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.inner.catalogue
+    }
+
+    /// The relays.
+    pub fn relays(&self) -> &RelayPool {
+        &self.inner.relays
+    }
+
+    fn relay(&self, i: usize) -> &RelayHandle {
+        self.inner.relays.handle(i)
     }
 
     // ------------------------------------------------------------------ catalogue / API
@@ -349,24 +407,7 @@ impl Service {
                     .ok_or_else(|| Error::Conflict("no free id for this name".into()))?
             }
         };
-        let retry = self.inner.cfg.limits.retry_after_secs;
-        let ingest = self
-            .inner
-            .relay
-            .create_ingest(ChannelSpec::new(id.as_str()))
-            .await
-            .map_err(|e| relay_err(e, retry))?;
-        if req.test_pattern {
-            if let Err(e) = self
-                .inner
-                .relay
-                .start_test_pattern(&ChannelId::from(id.as_str()))
-                .await
-            {
-                self.drop_ingest(&id).await;
-                return Err(relay_err(e, retry));
-            }
-        }
+        let (relay, ingest) = self.place_ingest(&id, req.test_pattern).await?;
         let entry = ChannelEntry {
             id: id.clone(),
             name: req.name.trim().to_owned(),
@@ -377,42 +418,77 @@ impl Service {
         if let Err(e) = self
             .inner
             .catalogue
-            .insert(&entry, Some(ingest.rtp_addr))
+            .insert_on(
+                &entry,
+                Some(ingest.rtp_addr),
+                Some(self.inner.relays.name(relay)),
+            )
             .await
         {
             self.drop_ingest(&id).await;
             return Err(e);
         }
-        info!(channel = %id, rtp = %ingest.rtp_addr, "channel created");
+        info!(channel = %id, rtp = %ingest.rtp_addr, relay = %self.inner.relays.name(relay), "channel created");
         self.list_changed().await;
         Ok((entry, ingest))
+    }
+
+    /// Creates a channel's ingest: a test-pattern channel on every live relay (each runs its
+    /// own pattern), any other on the least-loaded live relay. Returns the first relay that
+    /// has it and its ingest (the address in the catalogue).
+    async fn place_ingest(&self, id: &str, test_pattern: bool) -> Result<(usize, IngestInfo)> {
+        let retry = self.inner.cfg.limits.retry_after_secs;
+        let targets: Vec<usize> = {
+            let st = self.inner.relays.state();
+            if test_pattern {
+                st.healthy()
+            } else {
+                st.pick_least_loaded().into_iter().collect()
+            }
+        };
+        let channel = ChannelId::from(id);
+        self.inner.relays.state().set_test_pattern(id, test_pattern);
+        let mut first = None;
+        let mut last_err = None;
+        for i in targets {
+            let relay = self.relay(i).clone();
+            let spec = ChannelSpec::new(channel.clone());
+            let made = self
+                .relay_call(i, async {
+                    let ingest = relay.create_ingest(spec).await?;
+                    if test_pattern {
+                        if let Err(e) = relay.start_test_pattern(&channel).await {
+                            let _ = relay.delete_ingest(&channel).await;
+                            return Err(e);
+                        }
+                    }
+                    Ok(ingest)
+                })
+                .await;
+            match made {
+                Ok(ingest) => {
+                    self.inner.relays.state().add_ingest(i, ingest.clone());
+                    first.get_or_insert((i, ingest));
+                }
+                Err(e) => last_err = Some(e),
+            }
+        }
+        match (first, last_err) {
+            (Some(x), _) => Ok(x),
+            (None, Some(e)) => Err(relay_err(e, retry)),
+            (None, None) => Err(Error::Overloaded { retry_after: retry }),
+        }
     }
 
     /// Makes sure a catalogue channel exists on the relay (start-up of a seeded/persisted
     /// channel): creates its ingest and starts the test pattern when asked.
     pub async fn ensure_channel(&self, seed: &crate::config::ChannelSeed) -> Result<IngestInfo> {
-        let id = ChannelId::from(seed.id.as_str());
-        let retry = self.inner.cfg.limits.retry_after_secs;
-        let ingest = match self
-            .inner
-            .relay
-            .create_ingest(ChannelSpec::new(id.clone()))
-            .await
-        {
-            Ok(i) => i,
-            Err(e) => return Err(relay_err(e, retry)),
-        };
-        if seed.test_pattern {
-            self.inner
-                .relay
-                .start_test_pattern(&id)
-                .await
-                .map_err(|e| relay_err(e, retry))?;
-        }
+        let (relay, ingest) = self.place_ingest(&seed.id, seed.test_pattern).await?;
+        let relay_name = Some(self.inner.relays.name(relay));
         if self.inner.catalogue.get(&seed.id).await?.is_none() {
             self.inner
                 .catalogue
-                .insert(
+                .insert_on(
                     &ChannelEntry {
                         id: seed.id.clone(),
                         name: seed.name.clone(),
@@ -421,12 +497,13 @@ impl Service {
                         created_ms: now().1,
                     },
                     Some(ingest.rtp_addr),
+                    relay_name,
                 )
                 .await?;
         } else {
             self.inner
                 .catalogue
-                .set_ingest(&seed.id, ingest.rtp_addr)
+                .set_ingest_on(&seed.id, ingest.rtp_addr, relay_name)
                 .await?;
         }
         Ok(ingest)
@@ -457,11 +534,11 @@ impl Service {
         };
         for s in ended {
             self.inner.admission.release();
-            if let Role::Viewer { viewer, .. } = s.role {
-                let _ = self.inner.relay.remove_viewer(viewer).await;
+            if let Role::Viewer { viewer, relay, .. } = s.role {
+                self.remove_viewer(relay, viewer).await;
             }
             self.end_row(s.store_id).await;
-            self.send_bye(s.dialog);
+            self.send_bye(s.dialog, None);
         }
         self.drop_ingest(id).await;
         if let Err(e) = self.inner.catalogue.delete(id).await {
@@ -471,10 +548,28 @@ impl Service {
         self.list_changed().await;
     }
 
-    /// Removes a channel's ingest from the relay (best effort: it may be gone already).
+    /// Removes a channel's ingest from every relay that has it (best effort: it may be
+    /// gone already).
     async fn drop_ingest(&self, id: &str) {
-        if let Err(e) = self.inner.relay.delete_ingest(&ChannelId::from(id)).await {
-            debug!(channel = id, error = %e, "delete_ingest");
+        let had = self.inner.relays.state().remove_channel(id);
+        for i in had {
+            let relay = self.relay(i).clone();
+            let channel = ChannelId::from(id);
+            if let Err(e) = self.relay_call(i, relay.delete_ingest(&channel)).await {
+                debug!(channel = id, error = %e, "delete_ingest");
+            }
+        }
+    }
+
+    /// Takes a viewer off its relay (best effort) and out of the relay's load.
+    async fn remove_viewer(&self, relay: usize, viewer: ViewerId) {
+        self.inner.relays.state().viewer_removed(relay);
+        if !self.inner.relays.state().is_healthy(relay) {
+            return;
+        }
+        let handle = self.relay(relay).clone();
+        if let Err(e) = self.relay_call(relay, handle.remove_viewer(viewer)).await {
+            debug!(%viewer, error = %e, "remove_viewer");
         }
     }
 
@@ -491,6 +586,7 @@ impl Service {
                     Role::Viewer { .. } => "viewer",
                     Role::Owner { .. } => "owner",
                 },
+                relay: self.inner.relays.name(s.relay()).to_owned(),
                 viewer: match s.role {
                     Role::Viewer { viewer, .. } => Some(viewer.0),
                     Role::Owner { .. } => None,
@@ -511,7 +607,15 @@ impl Service {
 
     /// Prometheus text.
     pub async fn metrics_text(&self) -> String {
-        let relay = self.inner.relay.stats().await.ok();
+        let stats: Vec<_> = self
+            .inner
+            .relays
+            .stats()
+            .await
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect();
+        let relay = (!stats.is_empty()).then(|| super::relays::merge_stats(&stats));
         let channels = self.inner.catalogue.list().await.map_or(0, |l| l.len());
         let g = {
             let st = self.state();
@@ -522,7 +626,11 @@ impl Service {
                 channels,
             }
         };
-        self.inner.metrics.render(g, relay.as_ref())
+        let mut text = self.inner.metrics.render(g, relay.as_ref());
+        self.inner
+            .metrics
+            .render_relays(&mut text, &self.inner.relays.gauges());
+        text
     }
 
     // ------------------------------------------------------------------ SIP
@@ -846,14 +954,17 @@ impl Service {
     /// Ends a session already taken out of the state: slot freed, viewer removed from the
     /// relay (a personal channel torn down), session row ended, and a BYE when `bye`.
     async fn finish(&self, key: DialogId, s: Session, bye: bool) {
+        self.finish_with(key, s, bye, None).await;
+    }
+
+    /// [`Self::finish`] with a `Reason` header (RFC 3326) on the BYE.
+    async fn finish_with(&self, key: DialogId, s: Session, bye: bool, reason: Option<&str>) {
         self.inner.admission.release();
         match &s.role {
-            Role::Viewer { viewer, .. } => {
-                if let Err(e) = self.inner.relay.remove_viewer(*viewer).await {
-                    debug!(%viewer, error = %e, "remove_viewer");
-                }
+            Role::Viewer { viewer, relay, .. } => {
+                self.remove_viewer(*relay, *viewer).await;
             }
-            Role::Owner { channel } => {
+            Role::Owner { channel, .. } => {
                 let channel = channel.clone();
                 // The teardown BYEs viewers and NOTIFYs subscribers; not awaited so the
                 // caller (a BYE's 200) is not held up.
@@ -863,7 +974,7 @@ impl Service {
         }
         self.end_row(s.store_id).await;
         if bye {
-            self.send_bye(s.dialog);
+            self.send_bye(s.dialog, reason);
         }
     }
 
@@ -920,10 +1031,14 @@ impl Service {
     }
 
     /// Sends a BYE in `dialog` (not awaited) and remembers the dialog as ended by the AS.
-    fn send_bye(&self, dialog: PeerDialog) {
+    /// `reason` is a `Reason` header value (RFC 3326), e.g. why a failover ended it.
+    fn send_bye(&self, dialog: PeerDialog, reason: Option<&str>) {
         let (t, _) = now();
         self.state().remember_ended(dialog.id().clone(), t);
-        let (bye, dest, transport) = dialog.bye();
+        let (mut bye, dest, transport) = dialog.bye();
+        if let Some(r) = reason {
+            bye.headers.push(HeaderName::new("Reason"), r);
+        }
         let svc = self.clone();
         tokio::spawn(async move {
             if let Err(e) = svc.inner.sip.send_request(bye, dest, transport).await {
@@ -1151,10 +1266,8 @@ impl Service {
         }
         let viewer = ViewerId(self.inner.next_viewer.fetch_add(1, Ordering::Relaxed));
         let retry = self.inner.cfg.limits.retry_after_secs;
-        let info = self
-            .inner
-            .relay
-            .add_viewer(AddViewer {
+        let (relay, info) = self
+            .place_viewer(AddViewer {
                 viewer,
                 channel: ChannelId::from(channel),
                 rtp_dest,
@@ -1163,25 +1276,14 @@ impl Service {
             })
             .await
             .map_err(|e| error_reject(&relay_err(e, retry)))?;
-        let answer = negotiation.answer(&AnswerTransport {
-            addresses: vec![info.relay_rtp.ip()],
-            video: Some(MediaTransport {
-                rtp_port: info.relay_rtp.port(),
-                rtcp: Some(RtcpAttr {
-                    port: info.relay_rtcp.port(),
-                    addr: None,
-                }),
-            }),
-            audio: None,
-            feedback_target: Some(info.relay_rtcp),
-            session_id: self.inner.sdp_session + viewer.0,
-            session_version: 1,
-            session_name: "iptv".into(),
-        });
+        let session_id = self.inner.sdp_session + viewer.0;
+        let answer = negotiation
+            .clone()
+            .answer(&self.viewer_transport(relay, &info, session_id, 1));
         let answer = match answer {
             Ok(a) => a.to_bytes(),
             Err(e) => {
-                let _ = self.inner.relay.remove_viewer(viewer).await;
+                self.remove_viewer(relay, viewer).await;
                 return Err(self.sdp_reject(&e));
             }
         };
@@ -1196,6 +1298,7 @@ impl Service {
                     channel: channel.to_owned(),
                     peer: peer_aor.clone(),
                     started_ms: ms,
+                    relay: Some(self.inner.relays.name(relay).to_owned()),
                 },
                 &format!("{}/{}", dialog.id().call_id, dialog.id().local_tag),
             )
@@ -1212,20 +1315,113 @@ impl Service {
                     channel: channel.to_owned(),
                     payload_type: video.codec.payload_type,
                     rtp_dest,
+                    rtcp_dest: video.offerer_rtcp,
+                    relay,
                 },
                 dialog,
                 peer_aor,
-                answer: answer.clone(),
+                sdp: Sdp {
+                    body: answer.clone(),
+                    negotiation,
+                    session_id,
+                    version: 1,
+                },
                 started_ms: ms,
                 confirmed: false,
                 unacked: cseq_of(req),
                 store_id,
+                reinvite_pending: false,
             },
         )
         .await?;
         Metrics::inc(&self.inner.metrics.joins);
-        info!(%channel, call_id = %key.call_id, %viewer, dest = %rtp_dest, "join");
+        info!(%channel, call_id = %key.call_id, %viewer, dest = %rtp_dest, relay = %self.inner.relays.name(relay), "join");
         Ok(self.ok_with_sdp(req, tag, channel, answer))
+    }
+
+    /// Adds a viewer on the least-loaded live relay carrying its channel; a relay that
+    /// turns out to be stopped is declared dead and the next one is tried.
+    async fn place_viewer(
+        &self,
+        add: AddViewer,
+    ) -> std::result::Result<(usize, media_relay::control::ViewerInfo), RelayError> {
+        let channel = add.channel.as_str().to_owned();
+        let mut last = RelayError::UnknownChannel(add.channel.clone());
+        for _ in 0..self.inner.relays.len() {
+            let Some(i) = self.inner.relays.state().pick_for_channel(&channel) else {
+                break;
+            };
+            // Counted before the await so concurrent joins spread.
+            self.inner.relays.state().viewer_added(i);
+            let relay = self.relay(i).clone();
+            match self.relay_call(i, relay.add_viewer(add.clone())).await {
+                Ok(info) => return Ok((i, info)),
+                Err(e) => {
+                    self.inner.relays.state().viewer_removed(i);
+                    // Another relay may take it when this one is gone or did not answer.
+                    let retry = matches!(
+                        e,
+                        RelayError::Stopped | RelayError::Overloaded(failover::NO_ANSWER)
+                    );
+                    last = e;
+                    if !retry {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// The transport of a viewer's SDP on relay `relay`: its output address, `a=rtcp` and
+    /// the RFC 5760 feedback target at its RTCP address, the viewer's SSRC with the relay's
+    /// name as CNAME (RFC 5576).
+    fn viewer_transport(
+        &self,
+        relay: usize,
+        info: &media_relay::control::ViewerInfo,
+        session_id: u64,
+        version: u64,
+    ) -> AnswerTransport {
+        AnswerTransport {
+            addresses: vec![info.relay_rtp.ip()],
+            video: Some(MediaTransport {
+                rtp_port: info.relay_rtp.port(),
+                rtcp: Some(RtcpAttr {
+                    port: info.relay_rtcp.port(),
+                    addr: None,
+                }),
+                ssrc: Some(info.ssrc),
+            }),
+            audio: None,
+            feedback_target: Some(info.relay_rtcp),
+            session_id,
+            session_version: version,
+            session_name: "iptv".into(),
+            cname: Some(self.inner.relays.name(relay).to_owned()),
+        }
+    }
+
+    /// The transport of a personal channel's SDP (the AS is `recvonly`): the ingest on
+    /// the relay.
+    fn ingest_transport(ingest: &IngestInfo, session_id: u64, version: u64) -> AnswerTransport {
+        AnswerTransport {
+            addresses: vec![ingest.rtp_addr.ip()],
+            video: Some(MediaTransport {
+                rtp_port: ingest.rtp_addr.port(),
+                rtcp: Some(RtcpAttr {
+                    port: ingest.rtcp_addr.port(),
+                    addr: None,
+                }),
+                ssrc: None,
+            }),
+            audio: None,
+            feedback_target: None,
+            session_id,
+            session_version: version,
+            session_name: "iptv".into(),
+            cname: None,
+        }
     }
 
     fn ok_with_sdp(&self, req: &Request, tag: &str, channel: &str, sdp: Vec<u8>) -> Response {
@@ -1282,21 +1478,18 @@ impl Service {
             })
             .await
             .map_err(|e| error_reject(&e))?;
-        let answer = negotiation.answer(&AnswerTransport {
-            addresses: vec![ingest.rtp_addr.ip()],
-            video: Some(MediaTransport {
-                rtp_port: ingest.rtp_addr.port(),
-                rtcp: Some(RtcpAttr {
-                    port: ingest.rtcp_addr.port(),
-                    addr: None,
-                }),
-            }),
-            audio: None,
-            feedback_target: None,
-            session_id: self.inner.sdp_session ^ 0x5a5a,
-            session_version: 1,
-            session_name: "iptv".into(),
-        });
+        let relay = self
+            .inner
+            .relays
+            .state()
+            .carriers(&entry.id)
+            .first()
+            .copied()
+            .unwrap_or(0);
+        let session_id = self.inner.sdp_session ^ 0x5a5a;
+        let answer = negotiation
+            .clone()
+            .answer(&Self::ingest_transport(&ingest, session_id, 1));
         let answer = match answer {
             Ok(a) => a.to_bytes(),
             Err(e) => {
@@ -1314,6 +1507,7 @@ impl Service {
                     channel: entry.id.clone(),
                     peer: owner.clone().unwrap_or_default(),
                     started_ms: ms,
+                    relay: Some(self.inner.relays.name(relay).to_owned()),
                 },
                 &format!("{}/{}", dialog.id().call_id, dialog.id().local_tag),
             )
@@ -1327,14 +1521,21 @@ impl Service {
             Session {
                 role: Role::Owner {
                     channel: entry.id.clone(),
+                    relay,
                 },
                 dialog,
                 peer_aor: owner.unwrap_or_default(),
-                answer: answer.clone(),
+                sdp: Sdp {
+                    body: answer.clone(),
+                    negotiation,
+                    session_id,
+                    version: 1,
+                },
                 started_ms: ms,
                 confirmed: false,
                 unacked: cseq_of(req),
                 store_id,
+                reinvite_pending: false,
             },
         )
         .await?;
@@ -1353,6 +1554,9 @@ impl Service {
             let mut st = self.state();
             match st.sessions.get_mut(&key) {
                 None => Err(no_dialog()),
+                //= RFC 3261 14.2: a re-INVITE arriving while our own re-INVITE (a relay
+                //= failover) is pending gets 491 Request Pending.
+                Some(s) if s.reinvite_pending => Err(Reject::new(491, "Request Pending")),
                 Some(s) => {
                     let target = s.dialog.dialog.core.remote_target.clone();
                     match s.dialog.dialog.core.on_request(req) {
@@ -1394,11 +1598,13 @@ impl Service {
             channel: current,
             payload_type,
             rtp_dest,
+            relay,
+            ..
         } = session.role.clone()
         else {
             // A personal channel's owner: refresh only.
             let channel = session.channel().to_owned();
-            return Ok(self.ok_with_sdp(req, &key.local_tag, &channel, session.answer));
+            return Ok(self.ok_with_sdp(req, &key.local_tag, &channel, session.sdp.body));
         };
         let kind = rules::reinvite_kind(&current, req.uri.user.as_deref())?;
         // Re-negotiate the offer if there is one (the UE may repeat its offer; a changed
@@ -1434,11 +1640,24 @@ impl Service {
                     Err(e) => return Err(error_reject(&e)),
                 }
                 let retry = self.inner.cfg.limits.retry_after_secs;
-                self.inner
-                    .relay
-                    .switch_channel(viewer, ChannelId::from(to.as_str()))
-                    .await
-                    .map_err(|e| error_reject(&relay_err(e, retry)))?;
+                if !self.inner.relays.state().carries(relay, &to) {
+                    // The channel's ingest is on another relay (a personal channel with
+                    // several relays): this version does not move a viewer in a zap.
+                    return Err(Reject::new(488, "Not Acceptable Here").with(
+                        "Warning",
+                        format!(
+                            "399 {} \"Channel not on this session's relay; BYE and INVITE\"",
+                            self.inner.cfg.domain
+                        ),
+                    ));
+                }
+                let handle = self.relay(relay).clone();
+                self.relay_call(
+                    relay,
+                    handle.switch_channel(viewer, ChannelId::from(to.as_str())),
+                )
+                .await
+                .map_err(|e| error_reject(&relay_err(e, retry)))?;
                 {
                     let mut st = self.state();
                     if let Some(s) = st.sessions.get_mut(key) {
@@ -1462,7 +1681,7 @@ impl Service {
         }
         // Same relay path, same ports, same SSRC: the answer is unchanged, so its o= version
         // stays (RFC 3264 section 8: the version is bumped only when the content changes).
-        Ok(self.ok_with_sdp(req, &key.local_tag, &new_channel, session.answer))
+        Ok(self.ok_with_sdp(req, &key.local_tag, &new_channel, session.sdp.body))
     }
 
     /// Finds the sessions whose viewer the relay dropped by itself (it vanished: ICMP
@@ -1471,13 +1690,13 @@ impl Service {
     /// [`Self::run_relay_events`] does this per event; this sweep over the relay's stats is
     /// its fallback when events were missed.
     pub async fn reap_dropped_viewers(&self) -> usize {
-        let snapshot: Vec<(DialogId, ViewerId)> = {
+        let snapshot: Vec<(DialogId, ViewerId, usize)> = {
             let st = self.state();
             st.sessions
                 .iter()
-                .filter(|(k, _)| !st.dropped.contains_key(*k))
+                .filter(|(k, s)| !st.dropped.contains_key(*k) && !s.reinvite_pending)
                 .filter_map(|(k, s)| match s.role {
-                    Role::Viewer { viewer, .. } => Some((k.clone(), viewer)),
+                    Role::Viewer { viewer, relay, .. } => Some((k.clone(), viewer, relay)),
                     Role::Owner { .. } => None,
                 })
                 .collect()
@@ -1485,14 +1704,16 @@ impl Service {
         if snapshot.is_empty() {
             return 0;
         }
-        let Ok(stats) = self.inner.relay.stats().await else {
-            return 0;
-        };
-        let live: std::collections::HashSet<ViewerId> =
-            stats.viewers.iter().map(|v| v.viewer).collect();
+        // Only relays that answered: the viewers of a dead relay are the failover's.
+        let stats = self.inner.relays.stats().await;
+        let answered: std::collections::HashSet<usize> = stats.iter().map(|(i, _)| *i).collect();
+        let live: std::collections::HashSet<ViewerId> = stats
+            .iter()
+            .flat_map(|(_, s)| s.viewers.iter().map(|v| v.viewer))
+            .collect();
         let mut n = 0;
-        for (key, viewer) in snapshot {
-            if live.contains(&viewer) {
+        for (key, viewer, relay) in snapshot {
+            if !answered.contains(&relay) || live.contains(&viewer) {
                 continue;
             }
             if self.start_grace(&key) {
@@ -1637,15 +1858,15 @@ impl Service {
             for s in sessions {
                 self.inner.admission.release();
                 match &s.role {
-                    Role::Viewer { viewer, .. } => {
-                        let _ = self.inner.relay.remove_viewer(*viewer).await;
+                    Role::Viewer { viewer, relay, .. } => {
+                        self.remove_viewer(*relay, *viewer).await;
                     }
-                    Role::Owner { channel } => {
+                    Role::Owner { channel, .. } => {
                         let _ = self.inner.catalogue.delete(channel).await;
                     }
                 }
                 self.end_row(s.store_id).await;
-                self.send_bye(s.dialog);
+                self.send_bye(s.dialog, None);
             }
             self.send_notifies(subs).await;
         };

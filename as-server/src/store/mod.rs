@@ -565,6 +565,20 @@ impl Store {
         Err(self.not_active(id).await)
     }
 
+    /// Records that an active session's media now comes from `relay` (a relay failover
+    /// moved it). `NotFound` for an unknown session, `Ended` for an ended one.
+    pub async fn set_session_relay(&self, id: &str, relay: Option<&str>) -> Result<(), Error> {
+        let done = sqlx::query("UPDATE sessions SET relay = $1 WHERE id = $2 AND ended_ms IS NULL")
+            .bind(relay)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(self.not_active(id).await);
+        }
+        Ok(())
+    }
+
     /// Ends an active session at `now_ms` and returns it (with its duration).
     /// `NotFound` for an unknown session, `Ended` if it already ended.
     pub async fn end_session(&self, id: &str, now_ms: i64) -> Result<Session, Error> {

@@ -467,6 +467,16 @@ impl RtcpUnicast {
     }
 }
 
+/// The `<ssrc-id>` of an `a=ssrc` value (RFC 5576 section 4.1: `ssrc-id SP attribute`,
+/// a 32-bit decimal number); `None` when it is not one.
+fn parse_ssrc_id(value: &str) -> Option<u32> {
+    let id = value.split_ascii_whitespace().next()?;
+    if id.len() > 10 || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    id.parse().ok()
+}
+
 /// Typed view of one media description (`m=` section).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MediaSection {
@@ -499,6 +509,9 @@ pub struct MediaSection {
     pub rtcp_mux: bool,
     /// `a=mid` (RFC 5888), if any.
     pub mid: Option<String>,
+    /// The first `a=ssrc` source of the section (RFC 5576 section 4.1): the SSRC the
+    /// sender of this description uses for the stream, if it says.
+    pub ssrc: Option<u32>,
 }
 
 impl MediaSection {
@@ -726,6 +739,10 @@ impl SessionDescription {
                 .get_first_attribute_value("mid")
                 .flatten()
                 .map(str::to_owned),
+            ssrc: m
+                .get_attribute_values("ssrc")
+                .flatten()
+                .find_map(parse_ssrc_id),
         })
     }
 

@@ -194,6 +194,10 @@ pub struct MediaTransport {
     pub rtp_port: u16,
     /// `a=rtcp` to write (RFC 3605), if RTCP is not at `rtp_port + 1`.
     pub rtcp: Option<RtcpAttr>,
+    /// SSRC the relay sends this stream with: written as `a=ssrc:<ssrc> cname:<cname>`
+    /// (RFC 5576 section 4.1) with [`AnswerTransport::cname`], so the peer knows the
+    /// stream before its first packet. `None`: no `a=ssrc` line.
+    pub ssrc: Option<u32>,
 }
 
 /// The relay-side transport and session-level fields of an answer.
@@ -214,6 +218,10 @@ pub struct AnswerTransport {
     pub session_version: u64,
     /// `s=` session name (`-` if empty).
     pub session_name: String,
+    /// RTCP CNAME of the sender (RFC 3550 section 6.5.1) for the `a=ssrc` lines of streams
+    /// with a [`MediaTransport::ssrc`] (RFC 5576 section 6.1: every source has a `cname`);
+    /// `-` when `None`.
+    pub cname: Option<String>,
 }
 
 impl AnswerTransport {
@@ -602,6 +610,13 @@ impl Negotiation {
                 media.add_attribute_with_value("mid", mid);
             }
             media.add_attribute(direction_attr(n.direction));
+            //= RFC 5576 section 4.1: a=ssrc:<ssrc-id> <attribute>:<value>.
+            if let Some(ssrc) = t.for_kind(&n.kind).and_then(|mt| mt.ssrc) {
+                if !n.multicast {
+                    let cname = t.cname.as_deref().filter(|c| !c.is_empty()).unwrap_or("-");
+                    media.add_attribute_with_value("ssrc", format!("{ssrc} cname:{cname}"));
+                }
+            }
             n.answerer_rtp = rtp;
             n.answerer_rtcp = rtcp;
             s.add_media(media);
