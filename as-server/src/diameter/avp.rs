@@ -217,6 +217,9 @@ impl PartialEq for AvpValue {
     }
 }
 
+/// Floats compare by bit pattern, so equality is reflexive.
+impl Eq for AvpValue {}
+
 impl AvpValue {
     /// Length of the data on the wire (no header, no padding); grouped values sum their
     /// padded members.
@@ -241,7 +244,7 @@ impl AvpValue {
 }
 
 /// An AVP (RFC 6733 section 4.1).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Avp {
     /// AVP Code.
     pub code: AvpCode,
@@ -669,6 +672,20 @@ pub(crate) fn decode_avps(
     depth: usize,
     session_id: &mut Option<String>,
 ) -> Result<Vec<Avp>, DecodeError> {
+    decode_avps_in(data, start, end, depth, session_id, false)
+}
+
+/// `lenient`: the members of a Failed-AVP (RFC 6733 section 7.5), which by design may hold
+/// values that are invalid for their type: those stay [`AvpValue::Raw`] instead of failing
+/// the answer that reports them.
+fn decode_avps_in(
+    data: &Bytes,
+    start: usize,
+    end: usize,
+    depth: usize,
+    session_id: &mut Option<String>,
+    lenient: bool,
+) -> Result<Vec<Avp>, DecodeError> {
     let region = &data[start..end];
     // An AVP is at least 8 bytes, so this bounds the allocation by the input size.
     let mut out = Vec::with_capacity((region.len() / 16).clamp(1, 64));
@@ -678,7 +695,11 @@ pub(crate) fn decode_avps(
         let hdr = if r.flags.is_vendor() { 12 } else { 8 };
         let dstart = start + pos + hdr;
         let dend = dstart + r.data.len();
-        let value = decode_value(r, data, dstart, dend, depth)?;
+        let value = match decode_value(r, data, dstart, dend, depth) {
+            Ok(v) => v,
+            Err(_) if lenient => AvpValue::Raw(data.slice(dstart..dend)),
+            Err(e) => return Err(e),
+        };
         let avp = Avp {
             code: r.code,
             flags: r.flags,
@@ -703,7 +724,22 @@ fn decode_value(
     dend: usize,
     depth: usize,
 ) -> Result<AvpValue, DecodeError> {
-    let d = r.data;
+    match dict::lookup(r.code, r.vendor) {
+        None => Ok(AvpValue::Raw(data.slice(dstart..dend))),
+        Some(def) => typed_value(def.ty, r, data, dstart, dend, depth),
+    }
+}
+
+/// Decode `data[dstart..dend]` (the data of AVP `r`) as type `ty`.
+fn typed_value(
+    ty: AvpType,
+    r: AvpRef<'_>,
+    data: &Bytes,
+    dstart: usize,
+    dend: usize,
+    depth: usize,
+) -> Result<AvpValue, DecodeError> {
+    let d = &data[dstart..dend];
     let fail = |kind: DecodeErrorKind| {
         DecodeError::with_avp(
             kind,
@@ -715,12 +751,22 @@ fn decode_value(
             },
         )
     };
-    let Some(def) = dict::lookup(r.code, r.vendor) else {
-        return Ok(AvpValue::Raw(data.slice(dstart..dend)));
+    // RFC 6733 section 7.1.5 (5014): the offending AVP's header with a zero-filled payload of
+    // the length its type needs, so the Failed-AVP itself is well formed.
+    let bad_len = |zeros: &'static [u8]| {
+        DecodeError::with_avp(
+            DecodeErrorKind::InvalidAvpLength,
+            Avp {
+                code: r.code,
+                flags: r.flags,
+                vendor: r.vendor,
+                value: AvpValue::Raw(Bytes::from_static(zeros)),
+            },
+        )
     };
-    let four = || <[u8; 4]>::try_from(d).map_err(|_| fail(DecodeErrorKind::InvalidAvpLength));
-    let eight = || <[u8; 8]>::try_from(d).map_err(|_| fail(DecodeErrorKind::InvalidAvpLength));
-    Ok(match def.ty {
+    let four = || <[u8; 4]>::try_from(d).map_err(|_| bad_len(&[0; 4]));
+    let eight = || <[u8; 8]>::try_from(d).map_err(|_| bad_len(&[0; 8]));
+    Ok(match ty {
         AvpType::OctetString => AvpValue::OctetString(data.slice(dstart..dend)),
         AvpType::Integer32 => AvpValue::Integer32(i32::from_be_bytes(four()?)),
         AvpType::Enumerated => AvpValue::Enumerated(i32::from_be_bytes(four()?)),
@@ -730,7 +776,11 @@ fn decode_value(
         AvpType::Integer64 => AvpValue::Integer64(i64::from_be_bytes(eight()?)),
         AvpType::Unsigned64 => AvpValue::Unsigned64(u64::from_be_bytes(eight()?)),
         AvpType::Float64 => AvpValue::Float64(f64::from_bits(u64::from_be_bytes(eight()?))),
-        AvpType::Address => AvpValue::Address(Address::parse(d).map_err(fail)?),
+        AvpType::Address => AvpValue::Address(Address::parse(d).map_err(|k| match d {
+            [0, 1, ..] => bad_len(&[0, 1, 0, 0, 0, 0]),
+            [0, 2, ..] => bad_len(&[0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            _ => fail(k),
+        })?),
         AvpType::Utf8String => AvpValue::Utf8String(text(d).map_err(fail)?),
         AvpType::DiameterIdentity if is_identity(d) => {
             AvpValue::DiameterIdentity(text(d).map_err(fail)?)
@@ -747,9 +797,32 @@ fn decode_value(
                 return Err(fail(DecodeErrorKind::NestingTooDeep));
             }
             let mut ignored = None;
-            AvpValue::Grouped(decode_avps(data, dstart, dend, depth + 1, &mut ignored)?)
+            let lenient = r.code == dict::FAILED_AVP.code && r.vendor == dict::FAILED_AVP.vendor;
+            AvpValue::Grouped(decode_avps_in(
+                data,
+                dstart,
+                dend,
+                depth + 1,
+                &mut ignored,
+                lenient,
+            )?)
         }
     })
+}
+
+impl AvpValue {
+    /// Decode AVP data as type `ty` (for AVPs an application knows but the dictionary does
+    /// not, e.g. a [`AvpValue::Raw`] value): the same checks as the message decoder (length
+    /// of fixed-size types 5014, text validity 5004, group members and depth).
+    pub fn parse(ty: AvpType, data: &Bytes) -> Result<AvpValue, DecodeError> {
+        let r = AvpRef {
+            code: AvpCode(0),
+            flags: AvpFlags::EMPTY,
+            vendor: VendorId::IETF,
+            data,
+        };
+        typed_value(ty, r, data, 0, data.len(), 0)
+    }
 }
 
 /// Look-ups over a list of AVPs (a message body or a Grouped AVP's members) with the

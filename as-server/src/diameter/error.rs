@@ -78,7 +78,7 @@ impl DecodeErrorKind {
 }
 
 /// A refused message: the cause, the Failed-AVP, and what of the request could be read.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{kind}{}", .failed_avp.as_ref().map(|a| format!(" (AVP {} vendor {})", a.code.0, a.vendor.0)).unwrap_or_default())]
 pub struct DecodeError {
     kind: DecodeErrorKind,

@@ -108,7 +108,7 @@ pub fn frame_len(buf: &[u8], max_message_size: usize) -> Result<Option<usize>, F
 }
 
 /// A Diameter message: header fields and AVPs in order.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
     /// Command flags (R, P, E, T).
     pub flags: CommandFlags,
@@ -267,7 +267,7 @@ impl Message {
     /// or that the message's application does not define, is 5001 DIAMETER_AVP_UNSUPPORTED;
     /// a known AVP whose rule is "M must not" but carries the M bit is 3009
     /// DIAMETER_INVALID_AVP_BITS. Unknown AVPs without the M bit pass (they are kept and
-    /// forwarded). The error names the offending AVP as Failed-AVP and carries the header.
+    /// forwarded). Members of Failed-AVP are not checked. The error names the offending AVP as Failed-AVP and carries the header.
     pub fn check_avps(&self) -> Result<(), DecodeError> {
         fn walk(avps: &[Avp], app: ApplicationId) -> Result<(), DecodeError> {
             for a in avps {
@@ -293,8 +293,11 @@ impl Message {
                                 a.clone(),
                             ));
                         }
+                        // Failed-AVP reports someone else's AVPs: not ours to check.
                         if let AvpValue::Grouped(members) = &a.value {
-                            walk(members, app)?;
+                            if !a.is(&dict::FAILED_AVP) {
+                                walk(members, app)?;
+                            }
                         }
                     }
                 }
