@@ -441,3 +441,31 @@ fn sign_and_verify() {
     e.storage_time += 1;
     assert!(verify_stored_data(&r, KindId::CHANNEL_RELAYS, &e, TEST_CERT_DER).is_err());
 }
+
+#[test]
+fn response_header_reverses_the_via_list() {
+    let mut req = messages()[0].forwarding.clone();
+    req.via_list = vec![
+        Destination::Node(NodeId::from_u128(1)),
+        Destination::Node(NodeId::from_u128(2)),
+    ];
+    req.ttl = 90;
+    let resp = req.response_header(100);
+    assert_eq!(resp.transaction_id, req.transaction_id);
+    assert_eq!(resp.overlay, req.overlay);
+    assert_eq!(
+        resp.destination_list,
+        vec![
+            Destination::Node(NodeId::from_u128(2)),
+            Destination::Node(NodeId::from_u128(1)),
+        ]
+    );
+    assert!(resp.via_list.is_empty());
+    assert_eq!(resp.ttl, 100);
+    let big = messages()[0].to_bytes().unwrap();
+    assert!(matches!(
+        Message::decode_limited(&big, big.len() - 1),
+        Err(WireError::TooLarge { .. })
+    ));
+    assert!(Message::decode_limited(&big, big.len()).is_ok());
+}

@@ -154,7 +154,15 @@ impl<'a> Reader<'a> {
         let mut sub = self.sub(prefix, what)?;
         let mut v = Vec::new();
         while !sub.is_empty() {
+            let before = sub.remaining();
             v.push(item(&mut sub)?);
+            if sub.remaining() == before {
+                // An item that reads nothing would loop forever; no RELOAD item is empty.
+                return Err(WireError::InvalidValue {
+                    what,
+                    value: before as u64,
+                });
+            }
         }
         Ok(v)
     }

@@ -425,6 +425,24 @@ impl ForwardingHeader {
         }
     }
 
+    /// The header of the response to a request that arrived with this header (RFC 6940
+    /// section 6.2, symmetric recursive routing): the request's via list reversed becomes the
+    /// destination list; overlay, configuration sequence and transaction id are kept; the
+    /// via list and options start empty and the TTL is `ttl`.
+    pub fn response_header(&self, ttl: u8) -> ForwardingHeader {
+        ForwardingHeader {
+            overlay: self.overlay,
+            configuration_sequence: self.configuration_sequence,
+            ttl,
+            fragment: Fragment::UNFRAGMENTED,
+            transaction_id: self.transaction_id,
+            max_response_length: 0,
+            via_list: Vec::new(),
+            destination_list: self.via_list.iter().rev().cloned().collect(),
+            options: Vec::new(),
+        }
+    }
+
     /// Encodes the header followed by `payload` (the already encoded message contents and
     /// security block), filling in the total length. Lets a forwarding peer rewrite the
     /// header of a message it does not otherwise decode.

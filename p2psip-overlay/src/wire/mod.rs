@@ -120,6 +120,18 @@ impl Message {
         })
     }
 
+    /// [`Message::decode`] after checking the size against the overlay's
+    /// `max-message-size` (answer [`ErrorCode::MESSAGE_TOO_LARGE`] on [`WireError::TooLarge`]).
+    pub fn decode_limited(buf: &[u8], max: usize) -> Result<Message, WireError> {
+        if buf.len() > max {
+            return Err(WireError::TooLarge {
+                len: buf.len(),
+                max,
+            });
+        }
+        Self::decode(buf)
+    }
+
     /// The typed body (default kind table).
     pub fn body(&self) -> Result<Body, WireError> {
         self.contents.typed_body()
