@@ -34,6 +34,7 @@ use super::message::{frame_len, Message, DEFAULT_MAX_MESSAGE_SIZE};
 use super::peer::{PeerConfig, PeerState, Side, Transmit};
 use super::router::{Accept, PeerId, RouteError, RouteId, Router, RouterConfig, RouterEvent};
 use super::types::ResultCode;
+use super::watchdog::WatchdogState;
 use super::{dict, Avp};
 
 /// TLS towards a peer we connect to.
@@ -121,6 +122,9 @@ pub enum ClientError {
     Shutdown,
 }
 
+/// The stream of requests from peers ([`spawn`]'s second result).
+pub type IncomingRequests = mpsc::Receiver<IncomingRequest>;
+
 /// A request from a peer, to be answered once.
 #[derive(Debug)]
 pub struct IncomingRequest {
@@ -168,11 +172,29 @@ struct ConnEntry {
     rx: Vec<u8>,
 }
 
+/// A snapshot of one peer, for health checks and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// Its id.
+    pub id: PeerId,
+    /// The remote Origin-Host (configured, or from its CER/CEA).
+    pub remote_host: Option<String>,
+    /// Section 5.6 state.
+    pub state: PeerState,
+    /// RFC 3539 state.
+    pub watchdog: WatchdogState,
+    /// DWAs received.
+    pub dwas_received: u64,
+    /// Application requests waiting for an answer.
+    pub pending: usize,
+}
+
 /// The handle applications use (cheap to clone).
 #[derive(Debug, Clone)]
 pub struct DiameterClient {
     tx: mpsc::UnboundedSender<Cmd>,
     open: watch::Receiver<usize>,
+    peers: watch::Receiver<Vec<PeerInfo>>,
     local_addr: Option<SocketAddr>,
 }
 
@@ -185,6 +207,12 @@ impl DiameterClient {
             .send(Cmd::Request(request, tx))
             .map_err(|_| ClientError::Shutdown)?;
         rx.await.map_err(|_| ClientError::Shutdown)?
+    }
+
+    /// The peers as of the last event.
+    #[must_use]
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        self.peers.borrow().clone()
     }
 
     /// How many peers are available now.
@@ -234,9 +262,7 @@ fn unix_now() -> (u64, u64) {
 
 /// Start the driver: bind the listener (if any), start the peers we connect to, and return
 /// the client handle and the stream of requests from peers.
-pub async fn spawn(
-    config: NodeConfig,
-) -> Result<(DiameterClient, mpsc::Receiver<IncomingRequest>), DriverError> {
+pub async fn spawn(config: NodeConfig) -> Result<(DiameterClient, IncomingRequests), DriverError> {
     let (unix, nanos) = unix_now();
     let seed = config.seed.unwrap_or(nanos);
     let mut router = Router::new(config.router.clone(), seed, unix);
@@ -260,6 +286,7 @@ pub async fn spawn(
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (in_tx, in_rx) = mpsc::channel(config.incoming_queue.max(1));
     let (open_tx, open_rx) = watch::channel(0);
+    let (peers_tx, peers_rx) = watch::channel(Vec::new());
     let node = Node {
         router,
         specs,
@@ -270,6 +297,7 @@ pub async fn spawn(
         cmd_tx: cmd_tx.clone(),
         incoming: in_tx,
         open: open_tx,
+        peers: peers_tx,
         waiters: HashMap::new(),
         stopping: Vec::new(),
         max_message_size: config.max_message_size,
@@ -279,6 +307,7 @@ pub async fn spawn(
         DiameterClient {
             tx: cmd_tx,
             open: open_rx,
+            peers: peers_rx,
             local_addr,
         },
         in_rx,
@@ -357,6 +386,7 @@ struct Node {
     cmd_tx: mpsc::UnboundedSender<Cmd>,
     incoming: mpsc::Sender<IncomingRequest>,
     open: watch::Sender<usize>,
+    peers: watch::Sender<Vec<PeerInfo>>,
     waiters: HashMap<RouteId, oneshot::Sender<Result<Message, ClientError>>>,
     stopping: Vec<oneshot::Sender<()>>,
     max_message_size: usize,
@@ -623,6 +653,29 @@ impl Node {
         self.open.send_if_modified(|v| {
             let changed = *v != open;
             *v = open;
+            changed
+        });
+        let infos: Vec<PeerInfo> = self
+            .router
+            .peer_ids()
+            .filter_map(|id| {
+                let p = self.router.peer(id)?;
+                Some(PeerInfo {
+                    id,
+                    remote_host: p
+                        .remote()
+                        .map(|r| r.origin_host.clone())
+                        .or_else(|| p.config().remote_host.clone()),
+                    state: p.state(),
+                    watchdog: p.watchdog_state(),
+                    dwas_received: p.dwas_received(),
+                    pending: p.pending_requests(),
+                })
+            })
+            .collect();
+        self.peers.send_if_modified(|v| {
+            let changed = *v != infos;
+            *v = infos;
             changed
         });
     }

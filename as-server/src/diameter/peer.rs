@@ -358,6 +358,7 @@ pub struct Peer {
     out: VecDeque<Transmit>,
     events: VecDeque<PeerEvent>,
     unmatched_answers: u64,
+    dwas: u64,
     /// The Disconnect-Cause of a DPR the peer sent (we are Closing on its request).
     dpr_received: Option<DisconnectCause>,
 }
@@ -389,6 +390,7 @@ impl Peer {
             out: VecDeque::new(),
             events: VecDeque::new(),
             unmatched_answers: 0,
+            dwas: 0,
             dpr_received: None,
         }
     }
@@ -439,6 +441,12 @@ impl Peer {
     #[must_use]
     pub fn unmatched_answers(&self) -> u64 {
         self.unmatched_answers
+    }
+
+    /// DWAs received so far (the watchdog's evidence, RFC 3539).
+    #[must_use]
+    pub fn dwas_received(&self) -> u64 {
+        self.dwas
     }
 
     /// The next End-to-End identifier of this peer (for requests made outside a router).
@@ -1037,6 +1045,9 @@ impl Peer {
 
     fn open_message(&mut self, now: Instant, side: Side, m: Message) {
         let is_dwa = m.code == CommandCode::DEVICE_WATCHDOG && !m.is_request();
+        if is_dwa {
+            self.dwas += 1;
+        }
         if self.state != PeerState::Closing {
             if let WatchdogAction::Failback = self.watchdog.received(now, is_dwa, &mut self.rng) {
                 self.events.push_back(PeerEvent::Open {
