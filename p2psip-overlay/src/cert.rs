@@ -251,6 +251,16 @@ impl DevCa {
         Ok(p)
     }
 
+    /// Signs arbitrary parameters (e.g. the enrollment server's own TLS certificate for
+    /// `localhost`) for `key` with this CA.
+    pub fn sign_params(
+        &self,
+        params: CertificateParams,
+        key: &KeyPair,
+    ) -> Result<CertificateDer<'static>, CertError> {
+        Ok(params.signed_by(key, &self.cert, &self.key)?.der().clone())
+    }
+
     /// Issues a certificate for `node` (and `user`) with a fresh key.
     pub fn issue(&self, node: NodeId, user: Option<&str>) -> Result<NodeIdentity, CertError> {
         let key = KeyPair::generate()?;

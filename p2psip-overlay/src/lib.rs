@@ -26,6 +26,7 @@
 
 pub mod cert;
 pub mod config;
+pub mod enroll;
 pub mod link;
 pub mod node;
 pub mod sim;
