@@ -218,6 +218,12 @@ fn bad_booleans_and_code_points() {
         Err(WireError::BadBoolean { .. })
     ));
     assert!(Body::decode(MessageCode::INVALID, &[]).is_err());
+    assert_eq!(MessageCode::FETCH_REQ.to_string(), "fetch_req");
+    assert_eq!(MessageCode::FETCH_REQ.answer(), Some(MessageCode::FETCH_ANS));
+    assert_eq!(MessageCode::ERROR.answer(), None);
+    assert_eq!(MessageCode(0x7000).to_string(), "message_code(0x7000)");
+    assert_eq!(ErrorCode::TTL_EXCEEDED.to_string(), "Error_TTL_Exceeded");
+    assert_eq!(ErrorCode(99).to_string(), "Error(99)");
     assert!(Body::decode(MessageCode::LEAVE_ANS, &[0]).is_err());
     assert_eq!(
         Body::decode(MessageCode(0x7000), b"xyz").unwrap(),

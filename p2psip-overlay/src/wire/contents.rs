@@ -74,7 +74,7 @@ impl MessageCode {
 
     /// The answer code of a request code.
     pub fn answer(self) -> Option<Self> {
-        self.is_request().then_some(Self(self.0 + 1))
+        self.is_request().then(|| Self(self.0 + 1))
     }
 
     /// The RFC name, if the code is known.
@@ -270,6 +270,24 @@ impl From<&WireError> for ErrorCode {
             WireError::TooLarge { .. } => ErrorCode::MESSAGE_TOO_LARGE,
             WireError::UnknownVersion(_) => ErrorCode::INCOMPATIBLE_WITH_OVERLAY,
             _ => ErrorCode::INVALID_MESSAGE,
+        }
+    }
+}
+
+impl std::fmt::Display for MessageCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.name() {
+            Some(n) => f.write_str(n),
+            None => write!(f, "message_code({:#06x})", self.0),
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.name() {
+            Some(n) => f.write_str(n),
+            None => write!(f, "Error({})", self.0),
         }
     }
 }

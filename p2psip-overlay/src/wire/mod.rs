@@ -4,16 +4,18 @@
 //! (code, body bytes, extensions) and a [`SecurityBlock`] (certificates and the signature).
 //! Bodies are typed by [`Body`] on demand, so a peer that only forwards never decodes them
 //! ([`ForwardingHeader::decode_prefix`] and [`ForwardingHeader::encode_with_payload`] rewrite
-//! the header around the untouched rest). Stored values, specifiers and metadata are in
-//! [`data`]-level types; the values of this project's kinds in [`SipRegistration`],
-//! [`ChannelRelay`] and [`ChannelDirectoryEntry`]. Links frame messages with
-//! [`FramedMessage`] and [`FrameDecoder`].
+//! the header around the untouched rest). Stored values, specifiers and metadata are
+//! [`StoredData`], [`StoredDataSpecifier`] and [`StoredMetaData`]; the values of this
+//! project's kinds are [`SipRegistration`], [`ChannelRelay`] and [`ChannelDirectoryEntry`].
+//! Links frame messages with [`FramedMessage`] and [`FrameDecoder`]. [`examples`] holds one
+//! sample of every message (tests, bench, fuzz seeds) and the fuzz property.
 //!
 //! Decoding never panics and never allocates more than the input: every length prefix is
 //! checked against what remains of its enclosing structure before use, structures must fill
 //! their space exactly, Boolean octets are 0 or 1, and none of the structures recurse. The
 //! signed byte strings of RFC 6940 sections 6.3.4 and 7.1 come from
-//! [`message_signature_input`] and [`stored_data_signature_input`].
+//! [`message_signature_input`] and [`stored_data_signature_input`]; [`sign`] signs and
+//! verifies them with ECDSA P-256 / SHA-256.
 
 mod body;
 mod codec;
@@ -25,7 +27,7 @@ mod framing;
 mod header;
 mod kinds;
 mod security;
-mod sign;
+pub mod sign;
 
 pub use body::{
     AppAttach, AttachReqAns, Body, CandType, ChordLeaveData, ChordUpdate, ChordUpdateKind,
