@@ -219,24 +219,33 @@ impl Testbed {
     }
 
     /// Stops relay `index` abruptly (a crashed relay: no BYE, no RTCP BYE), as a scenario's
-    /// `stop_relay` fault; the AS finds it dead and moves its viewers. Blocks until the stop
-    /// is done. Callable from inside another tokio runtime (the UE driver's): the AS's
-    /// runtime is entered from a scoped helper thread.
-    pub fn stop_relay(&self, index: usize) -> Result<(), String> {
-        let stopped = std::thread::scope(|s| {
-            s.spawn(|| self.rt.block_on(self.app.stop_relay(index)))
-                .join()
-                .map_err(|_| "stop_relay panicked".to_owned())
+    /// `stop_relay` fault; the AS finds it dead and moves its viewers. Returns how many
+    /// viewers the relay had just before (the moves to expect). Blocks until the stop is
+    /// done. Callable from inside another tokio runtime (the UE driver's): the AS's runtime
+    /// is entered from a scoped helper thread.
+    pub fn stop_relay(&self, index: usize) -> Result<u64, String> {
+        let (viewers, stopped) = std::thread::scope(|s| {
+            s.spawn(|| {
+                self.rt.block_on(async {
+                    let viewers = match self.app.relays().get(index) {
+                        Some(h) => h.stats().await.map_or(0, |st| st.viewers.len() as u64),
+                        None => 0,
+                    };
+                    (viewers, self.app.stop_relay(index).await)
+                })
+            })
+            .join()
+            .map_err(|_| "stop_relay panicked".to_owned())
         })?;
         if stopped {
-            Ok(())
+            Ok(viewers)
         } else {
             Err(format!("relay {index}: no such relay or already stopped"))
         }
     }
 
-    /// Injects one scenario fault.
-    pub fn inject(&self, f: &Fault) -> Result<(), String> {
+    /// Injects one scenario fault; `Ok(n)`: it hit `n` viewers.
+    pub fn inject(&self, f: &Fault) -> Result<u64, String> {
         match f.kind {
             FaultKind::StopRelay => self.stop_relay(f.relay),
             FaultKind::StopAs => Err("stop_as: not supported (the lab runs one AS)".into()),

@@ -190,6 +190,8 @@ pub struct Personal {
     pub first_frame_ms: Dist,
     /// RTP packets the producers sent.
     pub packets_sent: u64,
+    /// Ingests the AS moved to another relay (the producer's re-INVITE answered).
+    pub ingest_moves: Counts,
 }
 
 /// Relay moves (the AS re-INVITEs viewers of a failed relay to another one).
@@ -364,6 +366,10 @@ impl Summary {
                 viewers: stats.personal_viewers,
                 first_frame_ms: Dist::of(&stats.personal_first_frame_ms),
                 packets_sent: stats.producer_packets,
+                ingest_moves: Counts {
+                    ok: stats.ingest_moves_ok,
+                    failed: stats.ingest_moves_failed,
+                },
             },
             faults: stats.faults.clone(),
             checks: Vec::new(),
@@ -515,8 +521,13 @@ impl Summary {
         for f in &self.faults {
             let _ = writeln!(
                 s,
-                "  fault {} {} at {:.1} s ({} sessions active): {}",
-                f.kind, f.target, f.t_s, f.active, f.result
+                "  fault {} {} at {:.1} s ({} sessions active, {} viewers hit): {}",
+                f.kind,
+                f.target,
+                f.t_s,
+                f.active,
+                f.viewers.map_or_else(|| "?".into(), |n| n.to_string()),
+                f.result
             );
         }
         if self.personal.producers > 0 {
@@ -776,15 +787,16 @@ fn moves_section(p: &mut String, stats: &RunStats, s: &Summary) -> Result<(), Er
     let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.1}"));
     p.push_str("<h2>Relay faults and moves</h2>\n");
     if !s.faults.is_empty() {
-        p.push_str("<table><tr><th>fault</th><th>at s</th><th>target</th><th>active sessions</th><th>result</th></tr>\n");
+        p.push_str("<table><tr><th>fault</th><th>at s</th><th>target</th><th>active sessions</th><th>viewers hit</th><th>result</th></tr>\n");
         for f in &s.faults {
             let _ = writeln!(
                 p,
-                "<tr><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(&f.kind),
                 f.t_s,
                 f.target,
                 f.active,
+                f.viewers.map_or_else(|| "-".into(), |n| n.to_string()),
                 esc(&f.result)
             );
         }
@@ -824,11 +836,13 @@ fn personal_section(p: &mut String, s: &Summary) {
     let c = &s.personal;
     let _ = writeln!(
         p,
-        "<h2>Personal channels</h2>\n<p>{} producers, {} personal channels created ({} failed), {} RTP packets sent; {} joins/zaps reached a personal channel; first frame p50 {} ms, p99 {} ms (n={}).</p>",
+        "<h2>Personal channels</h2>\n<p>{} producers, {} personal channels created ({} failed), {} RTP packets sent, {} ingest moves ({} failed); {} joins/zaps reached a personal channel; first frame p50 {} ms, p99 {} ms (n={}).</p>",
         c.producers,
         c.channels_created,
         c.channels_failed,
         c.packets_sent,
+        c.ingest_moves.ok,
+        c.ingest_moves.failed,
         c.viewers,
         ms(c.first_frame_ms.p50),
         ms(c.first_frame_ms.p99),

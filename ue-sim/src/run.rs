@@ -420,6 +420,11 @@ impl Driver<'_> {
                     }
                 }
             }
+            UeEvent::IngestMoved(Ok(())) => self.stats.ingest_moves_ok += 1,
+            UeEvent::IngestMoved(Err(f)) => {
+                self.stats.ingest_moves_failed += 1;
+                self.fail(format!("ingest_move_{}", f.reason()));
+            }
             UeEvent::Left | UeEvent::RemoteBye => {
                 self.stats.leaves += 1;
                 self.tick.leaves += 1;
@@ -593,11 +598,11 @@ impl Driver<'_> {
     }
 
     fn inject(&mut self, f: &Fault, now: Instant, injector: &FaultInjector<'_>) {
-        let result = match injector(f) {
-            Ok(()) => "ok".to_owned(),
+        let (result, viewers) = match injector(f) {
+            Ok(n) => ("ok".to_owned(), Some(n)),
             Err(e) => {
                 tracing::warn!(fault = f.kind.as_str(), error = %e, "fault not injected");
-                e
+                (e, None)
             }
         };
         let rec = FaultRecord {
@@ -606,14 +611,15 @@ impl Driver<'_> {
             target: f.relay,
             result,
             active: self.active(),
+            viewers,
         };
         self.stats.faults.push(rec);
     }
 }
 
-/// Injects one scenario fault into the system under test (the lab stops a relay); `Err` says
-/// why it could not.
-pub type FaultInjector<'a> = dyn Fn(&Fault) -> Result<(), String> + 'a;
+/// Injects one scenario fault into the system under test (the lab stops a relay): `Ok(n)`
+/// with the number of viewers it hit (those the AS should move), `Err` why it could not.
+pub type FaultInjector<'a> = dyn Fn(&Fault) -> Result<u64, String> + 'a;
 
 /// The local address to put in Via/Contact/SDP for reaching `target`.
 fn local_ip_for(target: SocketAddr) -> IpAddr {

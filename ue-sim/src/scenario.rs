@@ -603,7 +603,13 @@ mod tests {
 
     #[test]
     fn shipped_scenarios_parse() {
-        for f in ["default.toml", "smoke.toml", "relay-fault.toml", "10k.toml"] {
+        for f in [
+            "default.toml",
+            "smoke.toml",
+            "smoke-fault.toml",
+            "relay-fault.toml",
+            "10k.toml",
+        ] {
             let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("scenarios")
                 .join(f);

@@ -73,6 +73,12 @@ pub struct RunStats {
     /// RTP packets the producers sent.
     #[serde(default)]
     pub producer_packets: u64,
+    /// Producers' ingests the AS moved to another relay (re-INVITE), answered.
+    #[serde(default)]
+    pub ingest_moves_ok: u64,
+    /// Producers' ingest moves the UE could not answer.
+    #[serde(default)]
+    pub ingest_moves_failed: u64,
     /// Faults the run injected.
     #[serde(default)]
     pub faults: Vec<FaultRecord>,
@@ -91,6 +97,9 @@ pub struct FaultRecord {
     pub result: String,
     /// Sessions active when it was injected.
     pub active: u64,
+    /// Viewers the fault hit (a stopped relay's viewers), when the injector knows.
+    #[serde(default)]
+    pub viewers: Option<u64>,
 }
 
 /// Media figures of one viewer over the whole run.

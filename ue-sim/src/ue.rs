@@ -164,6 +164,9 @@ pub enum UeEvent {
     /// move to first packet after it), else why not (no media within the zap timeout, or an
     /// offer we could not answer).
     Moved(Result<Duration, Failure>),
+    /// The AS moved a producer's ingest to another relay (re-INVITE with a `recvonly` offer
+    /// naming the new ingest); the producer now sends there. `Err`: the offer was unusable.
+    IngestMoved(Result<(), Failure>),
     /// A producer's personal channel was created (`INVITE sip:new-channel@..` answered 2xx,
     /// the channel id taken from the answer's Contact) or not.
     Created {
@@ -907,10 +910,18 @@ impl Ue {
             self.respond(now, id, req, StatusCode(500));
             return;
         }
+        // A producer's re-INVITE moves its ingest (the AS offers `recvonly` at the new
+        // relay's ingest): we answer `sendonly` and send there from now on.
+        let producer = self.producing.is_some();
+        let direction = if producer {
+            Direction::SendOnly
+        } else {
+            Direction::RecvOnly
+        };
         let answer = SdpOffer::parse(&req.body).ok().and_then(|offer| {
             let neg = offer
                 .negotiate(&Capabilities {
-                    direction: Direction::RecvOnly,
+                    direction,
                     codecs: vec![CodecSpec::h264()],
                     single_codec: true,
                 })
@@ -938,9 +949,13 @@ impl Ue {
             Some((media, answer))
         });
         let Some((media, answer)) = answer else {
+            tracing::debug!(ue = self.cfg.index, offer = %String::from_utf8_lossy(&req.body), "re-INVITE offer not answerable");
             self.respond(now, id, req, StatusCode(488));
-            self.events
-                .push_back(UeEvent::Moved(Err(Failure::BadAnswer)));
+            self.events.push_back(if producer {
+                UeEvent::IngestMoved(Err(Failure::BadAnswer))
+            } else {
+                UeEvent::Moved(Err(Failure::BadAnswer))
+            });
             return;
         };
         self.offer_version += 1;
@@ -954,6 +969,14 @@ impl Ue {
             return;
         }
         self.remote_reinvite = Some(now);
+        if let Some(p) = &mut self.producing {
+            if let Some(ingest) = media.rtp_addr().filter(|a| *a != p.ingest) {
+                p.ingest = ingest;
+                self.source = Some(ingest);
+                self.events.push_back(UeEvent::IngestMoved(Ok(())));
+            }
+            return;
+        }
         let new_source = media.rtp_addr();
         let new_ssrc = sdp_ssrc(&req.body);
         let moved = new_source != self.source || (new_ssrc.is_some() && new_ssrc != self.path.ssrc);
@@ -1277,7 +1300,8 @@ impl Ue {
                 p.got_packet = true;
                 self.events.push_back(UeEvent::FirstPacket(now - p.started));
             }
-            if key && p.armed {
+            // A key frame that arrived before the join/zap was sent is the old channel's.
+            if key && p.armed && now >= p.started {
                 let p = self.pending.take().expect("checked");
                 let d = now - p.started;
                 match p.zap {
@@ -1837,9 +1861,50 @@ mod tests {
         });
         assert!(keyed, "the clip starts with a key frame");
         assert_eq!(ue.poll_timeout().unwrap(), t1 + Duration::from_millis(40));
+        // The AS moves the ingest (its relay died): answer sendonly, send to the new one.
+        let mv = "v=0\r\no=- 5 5 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                  m=video 7300 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
+                  a=fmtp:96 packetization-mode=1\r\na=rtcp:7301\r\na=recvonly\r\n";
+        let mut re = Request::new(
+            Method::INVITE,
+            Uri::parse("sip:ue3@127.0.0.1:6000").unwrap(),
+        );
+        re.headers.push(
+            HeaderName::VIA,
+            "SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKingest1",
+        );
+        re.headers.push(
+            HeaderName::FROM,
+            format!("{};tag=as9", invite.headers.get(&HeaderName::TO).unwrap()),
+        );
+        re.headers.push(
+            HeaderName::TO,
+            invite.headers.get(&HeaderName::FROM).unwrap(),
+        );
+        re.headers
+            .push(HeaderName::CALL_ID, invite.call_id().unwrap());
+        re.headers.push(HeaderName::CSEQ, "2 INVITE");
+        re.headers.push(HeaderName::CONTENT_TYPE, "application/sdp");
+        re.body = Bytes::from(mv);
+        ue.handle_sip(t1, AS.parse().unwrap(), &re.to_bytes());
+        let ok = sent_response(&mut ue);
+        assert_eq!(ok.status, StatusCode::OK);
+        assert!(std::str::from_utf8(&ok.body)
+            .unwrap()
+            .contains("a=sendonly"));
+        assert_eq!(ue.poll_event(), Some(UeEvent::IngestMoved(Ok(()))));
+        ue.handle_timeout(t1 + Duration::from_millis(40));
+        let to: Vec<SocketAddr> = std::iter::from_fn(|| ue.poll_transmit())
+            .filter_map(|t| match t {
+                Transmit::Rtp { to, .. } => Some(to),
+                _ => None,
+            })
+            .collect();
+        assert!(!to.is_empty());
+        assert!(to.iter().all(|a| *a == "127.0.0.1:7300".parse().unwrap()));
         ue.leave(t1).unwrap();
         assert_eq!(sent_request(&mut ue).method, Method::BYE);
-        ue.handle_timeout(t1 + Duration::from_millis(40));
+        ue.handle_timeout(t1 + Duration::from_millis(80));
         assert!(
             !std::iter::from_fn(|| ue.poll_transmit()).any(|t| matches!(t, Transmit::Rtp { .. })),
             "no RTP after the BYE"

@@ -104,6 +104,12 @@ fn lab_smoke_scenario_reports_every_join() {
         .unwrap()
         .iter()
         .all(|v| v["packets"].as_u64().unwrap() > 0));
+    let t = j["raw"]["timeline"].as_array().unwrap();
+    let sum = |k: &str| t.iter().map(|p| p[k].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(sum("joins"), ues, "the timeline adds up to the totals");
+    assert_eq!(sum("leaves"), j["leaves"].as_u64().unwrap());
+    assert_eq!(sum("leaves"), ues, "every session ended");
+    assert_eq!(sum("failures"), 0);
     let html = std::fs::read_to_string(&html_path).unwrap();
     assert_eq!(html.matches("<svg").count(), 12);
 
@@ -131,6 +137,79 @@ fn lab_smoke_scenario_reports_every_join() {
     ] {
         assert_eq!(j[key], k[key], "{key}");
     }
+}
+
+/// `scenarios/smoke-fault.toml`: two relays, a producer and its personal channel's viewers,
+/// relay 1 stopped at 4 s. Every viewer the stopped relay had is moved (one move each, media
+/// back), the personal channel gets viewers, nothing fails, and the timeline adds up to the
+/// totals. Numbers, not timings.
+#[test]
+fn lab_relay_fault_moves_every_viewer_of_the_stopped_relay() {
+    let out = tempfile::tempdir().unwrap();
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/smoke-fault.toml");
+    let (status, stdout, stderr) = ue_sim(&[
+        "lab".as_ref(),
+        scenario.as_os_str(),
+        "--out".as_ref(),
+        out.path().as_os_str(),
+    ]);
+    assert!(
+        status.success(),
+        "exit {status}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap())
+            .unwrap();
+    let n = |p: &str| {
+        j.pointer(p)
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or_else(|| panic!("{p} in {j:#}"))
+    };
+    // 24 viewers + 1 producer.
+    assert_eq!(n("/ues"), 25);
+    assert_eq!(n("/viewers"), 24);
+    assert_eq!(n("/joins/ok"), 24);
+    assert_eq!(n("/joins/failed"), 0);
+    assert_eq!(n("/zaps/failed"), 0);
+    // The fault happened and hit some viewers; each of them was moved once, with media back.
+    let faults = j["faults"].as_array().unwrap();
+    assert_eq!(faults.len(), 1);
+    assert_eq!(faults[0]["kind"], "stop_relay");
+    assert_eq!(faults[0]["result"], "ok");
+    let hit = faults[0]["viewers"].as_u64().unwrap();
+    assert!(hit > 0, "relay 1 had viewers");
+    assert_eq!(
+        n("/moves/ok"),
+        hit,
+        "moves.ok == viewers on the stopped relay"
+    );
+    assert_eq!(n("/moves/failed"), 0);
+    assert_eq!(n("/moves/viewers"), hit);
+    assert_eq!(n("/moves/viewer_gap_ms/count"), hit);
+    // The producer's personal channel and its viewers.
+    assert_eq!(n("/personal/producers"), 1);
+    assert_eq!(n("/personal/channels_created"), 1);
+    assert!(n("/personal/viewers") > 0);
+    assert!(n("/personal/packets_sent") > 0);
+    assert_eq!(n("/personal/ingest_moves/failed"), 0);
+    assert!(
+        j["failures"].as_object().unwrap().is_empty(),
+        "{}",
+        j["failures"]
+    );
+    // The timeline adds up to the totals (the last partial second included).
+    let t = j["raw"]["timeline"].as_array().unwrap();
+    let sum = |k: &str| t.iter().map(|p| p[k].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(sum("joins"), n("/joins/ok"));
+    assert_eq!(sum("zaps"), n("/zaps/ok"));
+    assert_eq!(sum("leaves"), n("/leaves"));
+    assert_eq!(sum("moves"), n("/moves/ok"));
+    assert_eq!(sum("failures"), 0);
+    // Every session ended: the viewers' and the producer's.
+    assert_eq!(n("/leaves"), 25);
+    let html = std::fs::read_to_string(out.path().join("report.html")).unwrap();
+    assert!(html.contains("Relay faults and moves"));
+    assert!(html.contains("Personal channels"));
 }
 
 #[test]
