@@ -219,7 +219,10 @@ fn bad_booleans_and_code_points() {
     ));
     assert!(Body::decode(MessageCode::INVALID, &[]).is_err());
     assert_eq!(MessageCode::FETCH_REQ.to_string(), "fetch_req");
-    assert_eq!(MessageCode::FETCH_REQ.answer(), Some(MessageCode::FETCH_ANS));
+    assert_eq!(
+        MessageCode::FETCH_REQ.answer(),
+        Some(MessageCode::FETCH_ANS)
+    );
     assert_eq!(MessageCode::ERROR.answer(), None);
     assert_eq!(MessageCode(0x7000).to_string(), "message_code(0x7000)");
     assert_eq!(ErrorCode::TTL_EXCEEDED.to_string(), "Error_TTL_Exceeded");
@@ -474,4 +477,83 @@ fn response_header_reverses_the_via_list() {
         Err(WireError::TooLarge { .. })
     ));
     assert!(Message::decode_limited(&big, big.len()).is_ok());
+}
+
+#[test]
+fn header_and_extension_validation() {
+    let ok = messages()[0].forwarding.clone();
+    ok.validate(&[]).unwrap();
+    let mut h = ok.clone();
+    h.ttl = 0;
+    assert_eq!(h.validate(&[]).unwrap_err().code, ErrorCode::TTL_EXCEEDED);
+    let mut h = ok.clone();
+    h.destination_list.clear();
+    assert_eq!(
+        h.validate(&[]).unwrap_err().code,
+        ErrorCode::INVALID_MESSAGE
+    );
+    let mut h = ok.clone();
+    h.via_list = vec![
+        Destination::Node(NodeId::from_u128(1)),
+        Destination::Node(NodeId::from_u128(2)),
+        Destination::Node(NodeId::from_u128(1)),
+    ];
+    let e = h.validate(&[]).unwrap_err();
+    assert_eq!(e.code, ErrorCode::INVALID_MESSAGE);
+    assert_eq!(e.info, b"via list loop");
+    let mut h = ok.clone();
+    h.options.push(ForwardingOption {
+        option_type: ForwardingOptionType(9),
+        flags: ForwardingFlags(ForwardingFlags::RESPONSE_COPY),
+        value: vec![],
+    });
+    h.validate(&[]).unwrap();
+    h.options[0].flags = ForwardingFlags(ForwardingFlags::DESTINATION_CRITICAL);
+    assert_eq!(
+        h.validate(&[]).unwrap_err().code,
+        ErrorCode::UNSUPPORTED_FORWARDING_OPTION
+    );
+    h.validate(&[ForwardingOptionType(9)]).unwrap();
+
+    let mut c = messages()[0].contents.clone();
+    c.check_extensions(&[]).unwrap();
+    c.extensions.push(MessageExtension {
+        ext_type: MessageExtensionType(0x77),
+        critical: false,
+        contents: vec![],
+    });
+    c.check_extensions(&[]).unwrap();
+    c.extensions[0].critical = true;
+    assert_eq!(
+        c.check_extensions(&[]).unwrap_err().code,
+        ErrorCode::UNKNOWN_EXTENSION
+    );
+    c.check_extensions(&[MessageExtensionType(0x77)]).unwrap();
+
+    let e = ErrorResponse::from_wire_error(&WireError::UnknownKind(7));
+    assert_eq!(e.code, ErrorCode::UNKNOWN_KIND);
+    let e = ErrorResponse::from_wire_error(&WireError::BadToken(0));
+    assert_eq!(e.code, ErrorCode::INVALID_MESSAGE);
+}
+
+#[test]
+fn structured_error_info() {
+    let e = ErrorResponse::unknown_kinds(&[KindId(5), KindId::CHANNEL_DIRECTORY]).unwrap();
+    assert_eq!(e.code, ErrorCode::UNKNOWN_KIND);
+    assert_eq!(
+        e.info_unknown_kinds().unwrap(),
+        vec![KindId(5), KindId::CHANNEL_DIRECTORY]
+    );
+    assert_eq!(e.info, [8, 0, 0, 0, 5, 0xf0, 0, 0, 2]);
+    let skr = StoreKindResponse {
+        kind: KindId::SIP_REGISTRATION,
+        generation_counter: 9,
+        replicas: vec![NodeId::from_u128(3)],
+    };
+    let e = ErrorResponse::generation_counter_too_low(&skr).unwrap();
+    assert_eq!(e.info_store_kind_response().unwrap(), skr);
+    assert!(e.info_unknown_kinds().is_err());
+    assert!(ErrorResponse::new(ErrorCode::NOT_FOUND, "x")
+        .info_store_kind_response()
+        .is_err());
 }

@@ -202,6 +202,34 @@ fn pdus() -> Vec<Vec<u8>> {
         verify_message(&m, None).unwrap();
         v.push(m.to_bytes().unwrap());
     }
+    // Every error code of RFC 6940 section 6.3.3.1.
+    for code in 2..=20u16 {
+        let e = match ErrorCode(code) {
+            ErrorCode::UNKNOWN_KIND => {
+                ErrorResponse::unknown_kinds(&[KindId(0x1234), KindId::CHANNEL_RELAYS]).unwrap()
+            }
+            ErrorCode::GENERATION_COUNTER_TOO_LOW => {
+                ErrorResponse::generation_counter_too_low(&StoreKindResponse {
+                    kind: KindId::SIP_REGISTRATION,
+                    generation_counter: 9,
+                    replicas: vec![NodeId::from_u128(3)],
+                })
+                .unwrap()
+            }
+            c => ErrorResponse::new(c, "reason"),
+        };
+        let body = Body::Error(e);
+        let mut m = Message::new(
+            header(
+                0x9200 + u64::from(code),
+                Destination::Node(NodeId::from_u128(5)),
+            ),
+            &body,
+        )
+        .unwrap();
+        signer.sign_message(&mut m).unwrap();
+        v.push(m.to_bytes().unwrap());
+    }
     // Header variants: compressed and opaque ids in the lists, a forwarding option.
     let mut f = header(0x9100, Destination::Compressed(0x8123));
     f.destination_list

@@ -514,6 +514,59 @@ pub struct ErrorResponse {
 }
 
 impl ErrorResponse {
+    /// The error answering a PDU that could not be decoded: Unknown_Kind,
+    /// Message_Too_Large, Incompatible_with_Overlay or Invalid_Message, with the reason.
+    pub fn from_wire_error(e: &WireError) -> Self {
+        ErrorResponse::new(ErrorCode::from(e), &e.to_string())
+    }
+
+    /// Error_Unknown_Kind with the unknown kinds as `error_info` (RFC 6940 section 7.4.1.2:
+    /// `KindId unknown_kinds<0..2^8-1>`).
+    pub fn unknown_kinds(kinds: &[KindId]) -> Result<Self, WireError> {
+        let mut info = Vec::with_capacity(1 + 4 * kinds.len());
+        put_list(&mut info, 1, "unknown kinds", kinds, |k, out| {
+            put_u32(out, k.0);
+            Ok(())
+        })?;
+        Ok(ErrorResponse {
+            code: ErrorCode::UNKNOWN_KIND,
+            info,
+        })
+    }
+
+    /// The kinds of an Error_Unknown_Kind `error_info`.
+    pub fn info_unknown_kinds(&self) -> Result<Vec<KindId>, WireError> {
+        let mut r = Reader::new(&self.info);
+        let v = r.list(1, "unknown kinds", |r| Ok(KindId(r.u32("kind")?)))?;
+        r.finish("unknown kinds")?;
+        Ok(v)
+    }
+
+    /// Error_Generation_Counter_Too_Low with the kind's current state as `error_info`
+    /// (RFC 6940 section 7.4.1.2: a `StoreKindResponse`).
+    pub fn generation_counter_too_low(current: &StoreKindResponse) -> Result<Self, WireError> {
+        let mut info = Vec::new();
+        put_u32(&mut info, current.kind.0);
+        put_u64(&mut info, current.generation_counter);
+        encode_ids(&current.replicas, &mut info, "replicas")?;
+        Ok(ErrorResponse {
+            code: ErrorCode::GENERATION_COUNTER_TOO_LOW,
+            info,
+        })
+    }
+
+    /// The `StoreKindResponse` of an Error_Generation_Counter_Too_Low `error_info`.
+    pub fn info_store_kind_response(&self) -> Result<StoreKindResponse, WireError> {
+        let mut r = Reader::new(&self.info);
+        let v = StoreKindResponse {
+            kind: KindId(r.u32("kind")?),
+            generation_counter: r.u64("generation_counter")?,
+            replicas: decode_ids(&mut r, "replicas")?,
+        };
+        r.finish("StoreKindResponse")?;
+        Ok(v)
+    }
+
     /// An error with a text reason.
     pub fn new(code: ErrorCode, info: &str) -> Self {
         ErrorResponse {

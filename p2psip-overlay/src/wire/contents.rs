@@ -157,6 +157,25 @@ impl MessageContents {
         super::Body::decode(self.code, &self.body)
     }
 
+    /// A critical extension whose type is not in `known` makes the message unacceptable
+    /// (RFC 6940 section 6.3.3): the Unknown_Extension error to answer with.
+    pub fn check_extensions(
+        &self,
+        known: &[MessageExtensionType],
+    ) -> Result<(), super::ErrorResponse> {
+        match self
+            .extensions
+            .iter()
+            .find(|e| e.critical && !known.contains(&e.ext_type))
+        {
+            Some(e) => Err(super::ErrorResponse {
+                code: ErrorCode::UNKNOWN_EXTENSION,
+                info: e.ext_type.0.to_be_bytes().to_vec(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Appends the encoded contents.
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), WireError> {
         put_u16(out, self.code.0);

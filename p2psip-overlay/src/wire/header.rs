@@ -443,6 +443,53 @@ impl ForwardingHeader {
         }
     }
 
+    /// The checks a peer makes on a header before acting on it (RFC 6940 sections 6.1.2,
+    /// 6.2, 6.3.2.3), as the error to answer with: an empty destination list or a Node-ID
+    /// that appears twice in the via list (a routing loop) is Invalid_Message; TTL 0 is
+    /// TTL_Exceeded; a forward- or destination-critical option whose type is not in `known`
+    /// is Unsupported_Forwarding_Option.
+    pub fn validate(
+        &self,
+        known: &[ForwardingOptionType],
+    ) -> Result<(), crate::wire::ErrorResponse> {
+        use crate::wire::{ErrorCode, ErrorResponse};
+        if self.destination_list.is_empty() {
+            return Err(ErrorResponse::new(
+                ErrorCode::INVALID_MESSAGE,
+                "empty destination list",
+            ));
+        }
+        if self.ttl == 0 {
+            return Err(ErrorResponse::new(ErrorCode::TTL_EXCEEDED, "TTL 0"));
+        }
+        let nodes: Vec<&NodeId> = self
+            .via_list
+            .iter()
+            .filter_map(|d| match d {
+                Destination::Node(n) => Some(n),
+                _ => None,
+            })
+            .collect();
+        for (i, n) in nodes.iter().enumerate() {
+            if nodes[..i].contains(n) {
+                return Err(ErrorResponse::new(
+                    ErrorCode::INVALID_MESSAGE,
+                    "via list loop",
+                ));
+            }
+        }
+        for o in &self.options {
+            let critical = o.flags.forward_critical() || o.flags.destination_critical();
+            if critical && !known.contains(&o.option_type) {
+                return Err(ErrorResponse::new(
+                    ErrorCode::UNSUPPORTED_FORWARDING_OPTION,
+                    "unknown critical forwarding option",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Encodes the header followed by `payload` (the already encoded message contents and
     /// security block), filling in the total length. Lets a forwarding peer rewrite the
     /// header of a message it does not otherwise decode.
