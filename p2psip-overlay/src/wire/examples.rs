@@ -503,6 +503,12 @@ pub fn check_decode_roundtrip(data: &[u8]) {
             check_body(&b);
         }
         let _ = m.signature_input();
+        let _ = m.forwarding.validate(&[]);
+        let _ = m.contents.check_extensions(&[]);
+        let _ = m
+            .forwarding
+            .response_header(DEFAULT_TTL)
+            .encode_with_payload(&[], &mut Vec::new());
     }
     if let Ok((h, at)) = ForwardingHeader::decode_prefix(data) {
         let mut out = Vec::new();
@@ -566,6 +572,16 @@ fn check_body(b: &Body) {
     let enc = b.to_bytes().expect("a decoded body re-encodes");
     let again = Body::decode(b.code(), &enc).expect("the body re-encoding decodes");
     assert_eq!(&again, b, "body round trip");
+    if let Body::Error(e) = b {
+        if let Ok(k) = e.info_unknown_kinds() {
+            let back = ErrorResponse::unknown_kinds(&k).expect("kinds re-encode");
+            assert_eq!(back.info, e.info, "unknown kinds round trip");
+        }
+        if let Ok(r) = e.info_store_kind_response() {
+            let back = ErrorResponse::generation_counter_too_low(&r).expect("re-encodes");
+            assert_eq!(back.info, e.info, "store kind response round trip");
+        }
+    }
 }
 
 /// Seed inputs for the fuzzer: every sample message, framed streams, bodies with their code.

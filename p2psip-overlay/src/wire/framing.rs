@@ -28,7 +28,8 @@ pub enum FramedMessage {
     Ack {
         /// The sequence number acknowledged.
         ack_sequence: u32,
-        /// Bit n set: frame `ack_sequence - 1 - n` was received too.
+        /// The receipt state of the 32 frames before `ack_sequence`, one bit each (RFC 6940
+        /// section 5.6.3.1).
         received: u32,
     },
 }
