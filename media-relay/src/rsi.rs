@@ -657,6 +657,30 @@ impl Rsi {
     }
 }
 
+/// The property the fuzz target (`media-relay/fuzz`, `rsi_decode`) and the stable replay test
+/// check: whatever decodes re-encodes, and the re-encoding decodes to the same value. Panics
+/// when the property fails (that is a bug to report).
+#[doc(hidden)]
+pub fn fuzz_roundtrip(data: &[u8]) {
+    if let Ok(rsi) = Rsi::decode(data) {
+        let bytes = rsi.to_vec().expect("a decoded RSI re-encodes");
+        assert_eq!(
+            bytes.len(),
+            rsi.encoded_len().expect("length of a decoded RSI")
+        );
+        let again = Rsi::decode(&bytes).expect("a re-encoded RSI decodes");
+        assert_eq!(again, rsi, "decode(encode(decode(x))) != decode(x)");
+    }
+    // Sub-report decoding on its own, from any offset.
+    let mut off = 0;
+    while off < data.len() {
+        match SubReport::decode(&data[off..]) {
+            Ok((_, used)) => off += used.max(1),
+            Err(_) => break,
+        }
+    }
+}
+
 /// Big-endian bit packer for distribution buckets.
 struct BitWriter<'a> {
     out: &'a mut Vec<u8>,

@@ -175,6 +175,7 @@ fn ha_sim_is_deterministic_by_seed() {
             rtcp_share: a.rtcp_share,
             depth: a.depth,
             flat_rfc3550_interval_s: a.flat_rfc3550_interval_s,
+            flat_rfc3550_freshness_s: a.flat_rfc3550_freshness_s,
         }],
         1000.0,
     )
