@@ -2,14 +2,15 @@
 # scripts/test-all.sh: THE test command (README "Run every test"; CI runs it through .ci/run).
 #
 # 1. installs what the tests need when it is missing (SIPp = Debian sip-tester, tshark, ffmpeg,
-#    curl, openssl, python3, baresip + baresip-ffmpeg; PostgreSQL through
+#    curl, openssl, python3, baresip + baresip-ffmpeg, freediameterd + freediameter-extensions
+#    for the Diameter relay interop test; PostgreSQL through
 #    as-server/tests/pg-setup.sh);
 # 2. cargo fmt --check; cargo clippy -D warnings; cargo doc -D warnings; cargo build --release;
 # 3. cargo test --workspace (unit, integration, RFC 4475 vectors, fuzz-corpus replay, ffmpeg
 #    mid-GOP decode, SQLite and PostgreSQL store), in the debug profile: on 2 cores it is the
 #    faster whole (measured: compiling the test binaries in release, thin LTO each, took ~7 min
 #    against ~25 s in debug plus the debug dependencies once; the tests run in ~25 s either way);
-#    then `cargo check` of the cargo-fuzz target (as-server/fuzz) on stable;
+#    then `cargo check` of the cargo-fuzz crates (as-server/fuzz, p2psip-overlay/fuzz) on stable;
 # 4. the SIPp scenarios' self-test against SIPp stand-ins (sipp-scenarios/standin/selftest.sh);
 # 5. every SIPp scenario against the booted testbed (sipp-scenarios/run.sh);
 # 6. a real phone, headless baresip, watches a channel on the booted testbed and hangs up
@@ -96,6 +97,8 @@ need_tools() {
     command -v ip >/dev/null || missing+=(iproute2)
     command -v baresip >/dev/null || missing+=(baresip)
     [[ -f /usr/lib/baresip/modules/avcodec.so ]] || missing+=(baresip-ffmpeg)
+    command -v freeDiameterd >/dev/null || missing+=(freediameterd)
+    [[ -f /usr/lib/freeDiameter/dict_dcca_3gpp.fdx ]] || missing+=(freediameter-extensions)
     printf '%s\n' "${missing[@]}"
 }
 
@@ -143,9 +146,16 @@ step build 2400 cargo build --release --workspace
 
 # ---- 3. cargo test (includes the fuzz-corpus replay and the ffmpeg mid-GOP decode).
 step test 2400 cargo test --workspace "${profile_flag[@]}"
-# The cargo-fuzz target compiles on stable (running it needs `cargo fuzz`; see as-server/fuzz/README.md).
-step fuzz-check 900 env CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}/fuzz" \
-    cargo check --manifest-path as-server/fuzz/Cargo.toml --bins
+# The cargo-fuzz targets compile on stable (running them needs `cargo fuzz`; see each fuzz/README.md).
+fuzz_check() {
+    local m
+    for m in as-server/fuzz/Cargo.toml p2psip-overlay/fuzz/Cargo.toml; do
+        [[ -f $m ]] || continue
+        echo "cargo check --manifest-path $m --bins"
+        CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}/fuzz" cargo check --manifest-path "$m" --bins || return 1
+    done
+}
+step fuzz-check 900 fuzz_check
 
 # ---- 4-7. SIPp, baresip and tshark against the booted testbed.
 if [[ -n "$tools_ok" ]]; then
