@@ -1039,3 +1039,200 @@ mod tcp {
         pair(true).await;
     }
 }
+
+// ---------------------------------------------------------------- single-peer transitions
+
+fn cer_from(host: &str) -> Message {
+    let mut m = Cer {
+        capabilities: caps(host, &[ApplicationId::TGPP_SH]),
+    }
+    .to_message();
+    m.hop_by_hop = 77;
+    m.end_to_end = 78;
+    m
+}
+
+fn sends(p: &mut Peer) -> Vec<Transmit> {
+    std::iter::from_fn(|| p.poll_transmit()).collect()
+}
+
+fn decoded(t: &Transmit) -> Option<(Side, Message)> {
+    match t {
+        Transmit::Send { side, data } => Some((*side, Message::decode(data).unwrap())),
+        _ => None,
+    }
+}
+
+#[test]
+fn wait_conn_ack_elect_then_win() {
+    // "z" > "m": we win, keep the peer's connection (R-Open).
+    let t0 = Net::new().now;
+    let mut p = Peer::new(
+        pconf(
+            "z.example.net",
+            "m.example.net",
+            true,
+            &[ApplicationId::TGPP_SH],
+        ),
+        5,
+        UNIX,
+    );
+    p.start(t0);
+    assert_eq!(sends(&mut p), vec![Transmit::Connect]);
+    // The peer's CER arrives before our connection is up.
+    p.accept(t0, &cer_from("m.example.net")).unwrap();
+    assert_eq!(p.state(), PeerState::WaitConnAckElect);
+    p.connected(t0);
+    let out = sends(&mut p);
+    // I-Snd-CER, then Win-Election: I-Disc, R-Snd-CEA.
+    let (s0, cer) = decoded(&out[0]).unwrap();
+    assert_eq!(
+        (s0, cer.code, cer.is_request()),
+        (Side::Initiator, CommandCode::CAPABILITIES_EXCHANGE, true)
+    );
+    assert_eq!(
+        out[1],
+        Transmit::Close {
+            side: Side::Initiator
+        }
+    );
+    let (s2, cea) = decoded(&out[2]).unwrap();
+    assert_eq!(s2, Side::Responder);
+    assert_eq!(cea.result_code(), Some(ResultCode::DIAMETER_SUCCESS));
+    assert_eq!((cea.hop_by_hop, cea.end_to_end), (77, 78));
+    assert_eq!(p.state(), PeerState::ROpen);
+    assert!(matches!(p.poll_event(), Some(PeerEvent::Open { .. })));
+}
+
+#[test]
+fn wait_i_cea_elect_lost_then_cea_opens_on_our_connection() {
+    // "a" < "m": we lose, wait for our CEA, then drop the peer's connection (R-Disc).
+    let t0 = Net::new().now;
+    let mut p = Peer::new(
+        pconf(
+            "a.example.net",
+            "m.example.net",
+            true,
+            &[ApplicationId::TGPP_SH],
+        ),
+        5,
+        UNIX,
+    );
+    p.start(t0);
+    p.connected(t0);
+    let out = sends(&mut p);
+    let (_, our_cer) = decoded(&out[1]).unwrap();
+    assert_eq!(p.state(), PeerState::WaitICea);
+    p.accept(t0, &cer_from("m.example.net")).unwrap();
+    assert_eq!(p.state(), PeerState::WaitReturns);
+    assert!(sends(&mut p).is_empty(), "loser waits");
+    let cea = Cea {
+        result_code: ResultCode::DIAMETER_SUCCESS,
+        error_message: None,
+        capabilities: caps("m.example.net", &[ApplicationId::TGPP_SH]),
+    }
+    .answer(&our_cer);
+    p.handle_bytes(t0, Side::Initiator, &cea.to_vec().unwrap());
+    assert_eq!(
+        sends(&mut p),
+        vec![Transmit::Close {
+            side: Side::Responder
+        }]
+    );
+    assert_eq!(p.state(), PeerState::IOpen);
+    assert!(p.is_available());
+}
+
+#[test]
+fn cer_on_an_open_peer_is_rejected() {
+    let t0 = Net::new().now;
+    let mut p = Peer::new(
+        pconf(
+            "z.example.net",
+            "m.example.net",
+            false,
+            &[ApplicationId::TGPP_SH],
+        ),
+        5,
+        UNIX,
+    );
+    p.accept(t0, &cer_from("m.example.net")).unwrap();
+    assert_eq!(p.state(), PeerState::ROpen);
+    let _ = sends(&mut p);
+    let refused = p.accept(t0, &cer_from("m.example.net")).unwrap_err();
+    let cea = Message::decode(&refused).unwrap();
+    assert_eq!(cea.result_code(), Some(ResultCode::ELECTION_LOST));
+    assert_eq!(p.state(), PeerState::ROpen, "the open connection stays");
+    // An unparseable CER (no Origin-Realm) is refused with 5005.
+    let mut bad = cer_from("m.example.net");
+    bad.avps.retain(|a| !a.is(&dict::ORIGIN_REALM));
+    let refused = p.accept(t0, &bad).unwrap_err();
+    let cea = Message::decode(&refused).unwrap();
+    assert_eq!(cea.result_code(), Some(ResultCode::DIAMETER_MISSING_AVP));
+}
+
+#[test]
+fn cea_timeout_closes_and_schedules_a_reconnect() {
+    let t0 = Net::new().now;
+    let mut p = Peer::new(
+        pconf(
+            "a.example.net",
+            "m.example.net",
+            true,
+            &[ApplicationId::TGPP_SH],
+        ),
+        5,
+        UNIX,
+    );
+    p.start(t0);
+    p.connected(t0);
+    let _ = sends(&mut p);
+    let t1 = p.poll_timeout().unwrap();
+    assert_eq!(t1, t0 + Duration::from_secs(10), "Tc guard");
+    p.handle_timeout(t1);
+    assert_eq!(
+        p.poll_event(),
+        Some(PeerEvent::Closed {
+            reason: CloseReason::Timeout(PeerState::WaitICea)
+        })
+    );
+    assert_eq!(
+        sends(&mut p),
+        vec![Transmit::Close {
+            side: Side::Initiator
+        }]
+    );
+    let t2 = p.poll_timeout().unwrap();
+    assert!(
+        t2 > t1 && t2 <= t1 + Duration::from_millis(1250),
+        "back-off 1 s + jitter"
+    );
+    p.handle_timeout(t2);
+    assert_eq!(sends(&mut p), vec![Transmit::Connect]);
+}
+
+#[test]
+fn requests_before_open_fail_at_once() {
+    let t0 = Net::new().now;
+    let mut p = Peer::new(
+        pconf(
+            "a.example.net",
+            "m.example.net",
+            true,
+            &[ApplicationId::TGPP_SH],
+        ),
+        5,
+        UNIX,
+    );
+    let id = p.send_request(t0, udr());
+    match p.poll_event() {
+        Some(PeerEvent::RequestFailed {
+            request_id, reason, ..
+        }) => {
+            assert_eq!(request_id, id);
+            assert_eq!(reason, as_server::diameter::peer::FailReason::NotOpen);
+        }
+        e => panic!("{e:?}"),
+    }
+    assert!(p.poll_transmit().is_none());
+}

@@ -301,6 +301,8 @@ pub async fn spawn(config: NodeConfig) -> Result<(DiameterClient, IncomingReques
         waiters: HashMap::new(),
         stopping: Vec::new(),
         max_message_size: config.max_message_size,
+        dirty: true,
+        dwas_seen: 0,
     };
     tokio::spawn(node.run(cmd_rx, net_rx));
     Ok((
@@ -390,6 +392,9 @@ struct Node {
     waiters: HashMap<RouteId, oneshot::Sender<Result<Message, ClientError>>>,
     stopping: Vec<oneshot::Sender<()>>,
     max_message_size: usize,
+    /// Peer snapshots need refreshing (a peer event, a timer, a connection change).
+    dirty: bool,
+    dwas_seen: u64,
 }
 
 impl Node {
@@ -414,7 +419,10 @@ impl Node {
                     None => break,
                 },
                 Some(ev) = net.recv() => self.net_event(ev),
-                () = sleep => self.router.handle_timeout(now()),
+                () = sleep => {
+                    self.router.handle_timeout(now());
+                    self.dirty = true;
+                }
             }
             self.flush();
             if !self.stopping.is_empty()
@@ -452,6 +460,7 @@ impl Node {
                 }
             }
             Cmd::Stop(cause, tx) => {
+                self.dirty = true;
                 self.router.stop(t, cause);
                 self.stopping.push(tx);
             }
@@ -464,14 +473,29 @@ impl Node {
         let (mut rd, mut wr) = tokio::io::split(s);
         let (wtx, mut wrx) = mpsc::unbounded_channel::<WriteCmd>();
         tokio::spawn(async move {
-            while let Some(cmd) = wrx.recv().await {
+            // Coalesce what is queued into one write (many small answers per syscall).
+            let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+            'outer: while let Some(cmd) = wrx.recv().await {
+                let mut close = false;
                 match cmd {
-                    WriteCmd::Data(b) => {
-                        if wr.write_all(&b).await.is_err() {
-                            break;
-                        }
+                    WriteCmd::Data(b) => buf.extend_from_slice(&b),
+                    WriteCmd::Close => close = true,
+                }
+                while !close && buf.len() < 64 * 1024 {
+                    match wrx.try_recv() {
+                        Ok(WriteCmd::Data(b)) => buf.extend_from_slice(&b),
+                        Ok(WriteCmd::Close) => close = true,
+                        Err(_) => break,
                     }
-                    WriteCmd::Close => break,
+                }
+                if !buf.is_empty() {
+                    if wr.write_all(&buf).await.is_err() {
+                        break 'outer;
+                    }
+                    buf.clear();
+                }
+                if close {
+                    break;
                 }
             }
             let _ = wr.shutdown().await;
@@ -524,6 +548,9 @@ impl Node {
 
     fn net_event(&mut self, ev: NetEvent) {
         let t = now();
+        if !matches!(ev, NetEvent::Data(..)) {
+            self.dirty = true;
+        }
         match ev {
             NetEvent::Connected(peer, s) => {
                 if let Some(old) = self.bound.get(&(peer, Side::Initiator)).copied() {
@@ -645,6 +672,19 @@ impl Node {
                 break;
             }
         }
+        // DWAs arrive as plain data: notice them by their count.
+        let dwas: u64 = self
+            .router
+            .peer_ids()
+            .filter_map(|p| self.router.peer(p).map(|x| x.dwas_received()))
+            .sum();
+        if dwas != self.dwas_seen {
+            self.dwas_seen = dwas;
+            self.dirty = true;
+        }
+        if !std::mem::take(&mut self.dirty) {
+            return;
+        }
         let open = self
             .router
             .peer_ids()
@@ -722,9 +762,16 @@ impl Node {
                     let _ = self.router.answer(now(), peer, &a);
                 }
             }
-            RouterEvent::PeerOpen(p) => tracing::info!(peer = p.0, "diameter: peer open"),
-            RouterEvent::PeerSuspect(p) => tracing::warn!(peer = p.0, "diameter: peer suspect"),
+            RouterEvent::PeerOpen(p) => {
+                self.dirty = true;
+                tracing::info!(peer = p.0, "diameter: peer open");
+            }
+            RouterEvent::PeerSuspect(p) => {
+                self.dirty = true;
+                tracing::warn!(peer = p.0, "diameter: peer suspect");
+            }
             RouterEvent::PeerClosed { peer, reason } => {
+                self.dirty = true;
                 tracing::info!(peer = peer.0, %reason, "diameter: peer closed");
             }
         }
