@@ -90,6 +90,8 @@ struct Net {
     now: Instant,
     nodes: Vec<Node>,
     conns: Vec<Conn>,
+    /// Every message a peer put on the wire, in order (for tshark).
+    trace: Vec<Bytes>,
 }
 
 impl Net {
@@ -99,6 +101,7 @@ impl Net {
             now: Instant::now(),
             nodes: Vec::new(),
             conns: Vec::new(),
+            trace: Vec::new(),
         }
     }
 
@@ -167,6 +170,7 @@ impl Net {
                         }
                         Accept::Reject(b) => {
                             if !b.is_empty() {
+                                self.trace.push(b.clone());
                                 self.deliver(ci, 1 - to, &b);
                             }
                             self.close(ci, to);
@@ -248,6 +252,7 @@ impl Net {
                         }
                         Transmit::Send { side, data } => {
                             self.nodes[n].sent += data.len();
+                            self.trace.push(data.clone());
                             if let Some((ci, e)) = self.find_conn(n, peer, side) {
                                 if self.nodes[n].mute {
                                     self.nodes[n].held.push_back((ci, 1 - e, data));
@@ -1235,4 +1240,139 @@ fn requests_before_open_fail_at_once() {
         e => panic!("{e:?}"),
     }
     assert!(p.poll_transmit().is_none());
+}
+
+// ---------------------------------------------------------------- tshark
+
+/// A pcap of exported PDUs (link type 252) handed to Wireshark's "diameter" dissector.
+fn write_pcap(path: &std::path::Path, msgs: &[Bytes]) {
+    let mut f = Vec::new();
+    for v in [0xa1b2_c3d4u32] {
+        f.extend_from_slice(&v.to_le_bytes());
+    }
+    f.extend_from_slice(&2u16.to_le_bytes());
+    f.extend_from_slice(&4u16.to_le_bytes());
+    for v in [0u32, 0, 262_144, 252] {
+        f.extend_from_slice(&v.to_le_bytes());
+    }
+    for (i, m) in msgs.iter().enumerate() {
+        let mut pdu = Vec::new();
+        let mut name = b"diameter".to_vec();
+        name.resize((name.len() + 4) & !3, 0);
+        pdu.extend_from_slice(&12u16.to_be_bytes());
+        pdu.extend_from_slice(&(name.len() as u16).to_be_bytes());
+        pdu.extend_from_slice(&name);
+        pdu.extend_from_slice(&[0, 0, 0, 0]);
+        pdu.extend_from_slice(m);
+        for v in [
+            1_790_000_000u32 + i as u32,
+            0,
+            pdu.len() as u32,
+            pdu.len() as u32,
+        ] {
+            f.extend_from_slice(&v.to_le_bytes());
+        }
+        f.extend_from_slice(&pdu);
+    }
+    std::fs::write(path, f).unwrap();
+}
+
+#[test]
+fn tshark_decodes_what_the_peers_emit() {
+    let present = std::process::Command::new("tshark")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !present {
+        assert!(std::env::var_os("CI").is_none(), "tshark is required in CI");
+        eprintln!("SKIP: tshark not installed");
+        return;
+    }
+    // CER/CEA, UDR/UDA, DWR/DWA, DPR/DPA, a 5010 refusal, a 3010 refusal.
+    let mut net = Net::new();
+    let hss = net.add_node(
+        "hss",
+        server_config("hss.example.net", &[ApplicationId::TGPP_SH]),
+    );
+    let (asn, peers) = client_to(&mut net, &[(hss, "hss.example.net")]);
+    net.start(asn);
+    let _ = net.request(asn, udr()).unwrap();
+    net.run_for(Duration::from_secs(20));
+    // (Error answers built by the codec are checked by tests/diameter_tshark.rs.)
+    let _ = peers;
+    let now = net.now;
+    net.nodes[asn].router.stop(now, DisconnectCause::REBOOTING);
+    net.pump();
+    let cc = net.add_node(
+        "cc",
+        server_config("cc.example.net", &[ApplicationId::CREDIT_CONTROL]),
+    );
+    let (a2, _) = client_to(&mut net, &[(cc, "cc.example.net")]);
+    net.start(a2);
+    let strict = net.add_node("strict", RouterConfig::default());
+    net.add_peer(
+        strict,
+        pconf(
+            "strict.example.net",
+            "other.example.net",
+            false,
+            &[ApplicationId::TGPP_SH],
+        ),
+        None,
+    );
+    let (a3, _) = client_to(&mut net, &[(strict, "strict.example.net")]);
+    net.start(a3);
+
+    let names: Vec<String> = net
+        .trace
+        .iter()
+        .map(|b| {
+            let m = Message::decode(b).unwrap();
+            format!("{}{}", m.code, if m.is_request() { "R" } else { "A" })
+        })
+        .collect();
+    for want in ["257", "280", "282", "306"] {
+        assert!(
+            names.iter().any(|n| n.starts_with(want)),
+            "{want} in {names:?}"
+        );
+    }
+    let path = std::env::temp_dir().join(format!("diameter-peer-{}.pcap", std::process::id()));
+    write_pcap(&path, &net.trace);
+    if let Some(keep) = std::env::var_os("DIAMETER_PCAP") {
+        write_pcap(std::path::Path::new(&keep), &net.trace);
+    }
+    let out = std::process::Command::new("tshark")
+        .arg("-r")
+        .arg(&path)
+        .arg("-V")
+        .output()
+        .unwrap();
+    let expert = std::process::Command::new("tshark")
+        .arg("-r")
+        .arg(&path)
+        .args(["-q", "-z", "expert"])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&path);
+    let v = String::from_utf8_lossy(&out.stdout).into_owned();
+    let x = String::from_utf8_lossy(&expert.stdout).into_owned();
+    assert_eq!(
+        v.matches("\nDiameter Protocol\n").count(),
+        net.trace.len(),
+        "every frame decoded as Diameter"
+    );
+    for bad in ["Errors (", "Warns (", "Malformed"] {
+        assert!(
+            !x.contains(bad) && !v.contains(bad),
+            "tshark reports {bad}:\n{x}"
+        );
+    }
+    for shown in [
+        "DIAMETER_NO_COMMON_APPLICATION",
+        "DIAMETER_UNKNOWN_PEER",
+        "Disconnect-Cause: REBOOTING",
+    ] {
+        assert!(v.contains(shown), "tshark shows {shown}");
+    }
 }

@@ -352,6 +352,10 @@ impl Router {
             .map(|p| p.config().local.clone())
             .or_else(|| self.config.unknown_peer.as_ref().map(|c| c.local.clone()))
             .unwrap_or_default();
+        if local.origin_host.is_empty() {
+            // No identity to answer with: close without a CEA.
+            return Bytes::new();
+        }
         super::base::Cea {
             result_code: rc,
             error_message: None,
