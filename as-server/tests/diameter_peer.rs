@@ -1247,9 +1247,7 @@ fn requests_before_open_fail_at_once() {
 /// A pcap of exported PDUs (link type 252) handed to Wireshark's "diameter" dissector.
 fn write_pcap(path: &std::path::Path, msgs: &[Bytes]) {
     let mut f = Vec::new();
-    for v in [0xa1b2_c3d4u32] {
-        f.extend_from_slice(&v.to_le_bytes());
-    }
+    f.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
     f.extend_from_slice(&2u16.to_le_bytes());
     f.extend_from_slice(&4u16.to_le_bytes());
     for v in [0u32, 0, 262_144, 252] {
