@@ -26,6 +26,7 @@ pub mod examples;
 mod framing;
 mod header;
 mod kinds;
+pub mod pcap;
 mod security;
 pub mod sign;
 
