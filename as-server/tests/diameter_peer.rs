@@ -946,6 +946,7 @@ fn request_timeout_is_reported() {
 mod tcp {
     use super::*;
     use as_server::diameter::driver::{self, ClientTls, ListenSpec, NodeConfig, PeerSpec};
+    use as_server::diameter::AvpList;
 
     async fn pair(tls: bool) {
         let server_tls = if tls {
@@ -1032,6 +1033,89 @@ mod tcp {
             .unwrap()
             .unwrap();
         assert_eq!(n, 1);
+    }
+
+    async fn server(
+        host: &str,
+    ) -> (
+        driver::DiameterClient,
+        tokio::sync::mpsc::UnboundedReceiver<driver::IncomingRequest>,
+    ) {
+        let (s, mut incoming) = driver::spawn(NodeConfig {
+            router: server_config(host, &[ApplicationId::TGPP_SH]),
+            listen: Some(ListenSpec {
+                addr: "127.0.0.1:0".parse().unwrap(),
+                tls: None,
+            }),
+            ..NodeConfig::default()
+        })
+        .await
+        .unwrap();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(r) = incoming.recv().await {
+                let _ = tx.send(r);
+            }
+        });
+        (s, rx)
+    }
+
+    /// The primary leaves (DPR) with a request outstanding: it is re-sent to the alternate
+    /// with the T flag and answered there.
+    #[tokio::test]
+    async fn tcp_failover_to_the_alternate_on_dpr() {
+        let t = Duration::from_secs(10);
+        let (primary, mut p_in) = server("hss1.example.net").await;
+        let (alt, mut a_in) = server("hss2.example.net").await;
+        let spec = |remote: &str, addr| PeerSpec {
+            config: pconf("as.example.net", remote, true, &[ApplicationId::TGPP_SH]),
+            addr: Some(addr),
+            tls: None,
+        };
+        let (client, _in) = driver::spawn(NodeConfig {
+            peers: vec![
+                spec("hss1.example.net", primary.local_addr().unwrap()),
+                spec("hss2.example.net", alt.local_addr().unwrap()),
+            ],
+            ..NodeConfig::default()
+        })
+        .await
+        .unwrap();
+        tokio::time::timeout(t, client.wait_open(2))
+            .await
+            .unwrap()
+            .unwrap();
+        let c2 = client.clone();
+        let pending = tokio::spawn(async move { c2.request(udr()).await });
+        // The primary holds the request without answering, then leaves.
+        let held = tokio::time::timeout(t, p_in.recv()).await.unwrap().unwrap();
+        assert!(!held.request.flags.contains(CommandFlags::RETRANSMIT));
+        tokio::time::timeout(t, primary.stop(DisconnectCause::REBOOTING))
+            .await
+            .unwrap();
+        let again = tokio::time::timeout(t, a_in.recv()).await.unwrap().unwrap();
+        assert!(again.request.flags.contains(CommandFlags::RETRANSMIT));
+        assert_eq!(again.request.end_to_end, held.request.end_to_end);
+        let mut a = Message::answer_to(&again.request);
+        a.avps.push(Avp::u32(&dict::RESULT_CODE, 2001));
+        a.avps
+            .push(Avp::identity(&dict::ORIGIN_HOST, "hss2.example.net"));
+        a.avps
+            .push(Avp::identity(&dict::ORIGIN_REALM, "example.net"));
+        again.answer(a);
+        let ans = tokio::time::timeout(t, pending)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(ans.result_code(), Some(ResultCode::DIAMETER_SUCCESS));
+        assert_eq!(
+            ans.find(&dict::ORIGIN_HOST).and_then(|a| a.as_str().ok()),
+            Some("hss2.example.net")
+        );
+        drop(held);
+        client.stop(DisconnectCause::REBOOTING).await;
+        alt.stop(DisconnectCause::REBOOTING).await;
     }
 
     #[tokio::test]

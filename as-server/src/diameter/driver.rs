@@ -37,6 +37,9 @@ use super::types::ResultCode;
 use super::watchdog::WatchdogState;
 use super::{dict, Avp};
 
+/// How long an incoming connection may take to send its CER.
+const ACCEPT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// TLS towards a peer we connect to.
 #[derive(Debug, Clone)]
 pub struct ClientTls {
@@ -156,6 +159,8 @@ enum NetEvent {
     Connected(PeerId, Box<dyn Stream>),
     ConnectFailed(PeerId),
     Incoming(Box<dyn Stream>),
+    /// An incoming connection's time to send its CER is up.
+    AcceptTimeout(u64),
     Data(u64, Bytes),
     Closed(u64),
 }
@@ -303,6 +308,7 @@ pub async fn spawn(config: NodeConfig) -> Result<(DiameterClient, IncomingReques
         max_message_size: config.max_message_size,
         dirty: true,
         dwas_seen: 0,
+        connecting: std::collections::HashSet::new(),
     };
     tokio::spawn(node.run(cmd_rx, net_rx));
     Ok((
@@ -395,6 +401,7 @@ struct Node {
     /// Peer snapshots need refreshing (a peer event, a timer, a connection change).
     dirty: bool,
     dwas_seen: u64,
+    connecting: std::collections::HashSet<PeerId>,
 }
 
 impl Node {
@@ -553,15 +560,30 @@ impl Node {
         }
         match ev {
             NetEvent::Connected(peer, s) => {
+                self.connecting.remove(&peer);
                 if let Some(old) = self.bound.get(&(peer, Side::Initiator)).copied() {
                     self.drop_conn(old);
                 }
                 self.add_conn(s, Some((peer, Side::Initiator)));
                 self.router.connected(t, peer);
             }
-            NetEvent::ConnectFailed(peer) => self.router.connection_failed(t, peer),
+            NetEvent::ConnectFailed(peer) => {
+                self.connecting.remove(&peer);
+                self.router.connection_failed(t, peer);
+            }
             NetEvent::Incoming(s) => {
-                self.add_conn(s, None);
+                let token = self.add_conn(s, None);
+                let net = self.net_tx.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(ACCEPT_TIMEOUT).await;
+                    let _ = net.send(NetEvent::AcceptTimeout(token));
+                });
+            }
+            NetEvent::AcceptTimeout(token) => {
+                if self.conns.get(&token).is_some_and(|c| c.bound.is_none()) {
+                    tracing::debug!("diameter: no CER on an incoming connection, closing");
+                    self.drop_conn(token);
+                }
             }
             NetEvent::Data(token, bytes) => {
                 let Some(c) = self.conns.get_mut(&token) else {
@@ -632,12 +654,16 @@ impl Node {
             while let Some((peer, tr)) = self.router.poll_transmit() {
                 busy = true;
                 match tr {
+                    // One attempt at a time: a Connect while one is in flight is answered
+                    // by that attempt.
+                    Transmit::Connect if self.connecting.contains(&peer) => {}
                     Transmit::Connect => match self.specs.get(&peer) {
                         Some(PeerSpec {
                             addr: Some(addr),
                             tls,
                             config,
                         }) => {
+                            self.connecting.insert(peer);
                             tokio::spawn(connect(
                                 peer,
                                 *addr,
