@@ -15,13 +15,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use as_server::diameter::base::{Capabilities, DisconnectCause, VendorSpecificApplicationId};
+use as_server::diameter::base::{
+    Capabilities, DisconnectCause, Outcome, VendorSpecificApplicationId,
+};
 use as_server::diameter::driver::{self, DiameterClient, NodeConfig, PeerSpec};
 use as_server::diameter::peer::PeerConfig;
+use as_server::diameter::rf::{Aca, Acr, ImsInformation, RecordType};
+use as_server::diameter::sh::{Uda, Udr};
 use as_server::diameter::watchdog::WatchdogState;
 use as_server::diameter::{
-    dict, ApplicationId, Avp, AvpList, CommandCode, Message, ResultCode, VendorId,
+    dict, ApplicationId, AvpList, CommandCode, Message, ResultCode, Time, VendorId,
 };
+use bytes::Bytes;
 
 const ADDR: &str = "192.0.2.1";
 const INNER_ENV: &str = "DIAMETER_FD_INNER";
@@ -213,80 +218,63 @@ async fn node(host: &str, relay: SocketAddr) -> (DiameterClient, driver::Incomin
     .unwrap()
 }
 
-fn common(m: &mut Message, dest_host: Option<&str>) {
-    m.avps
-        .push(Avp::identity(&dict::ORIGIN_HOST, "as.example.net"));
-    m.avps
-        .push(Avp::identity(&dict::ORIGIN_REALM, "example.net"));
-    if let Some(h) = dest_host {
-        m.avps.push(Avp::identity(&dict::DESTINATION_HOST, h));
-    }
-    m.avps
-        .push(Avp::identity(&dict::DESTINATION_REALM, "example.net"));
-}
-
 fn udr() -> Message {
-    let mut m = Message::request(CommandCode::USER_DATA, ApplicationId::TGPP_SH, true);
-    m.avps
-        .push(Avp::utf8(&dict::SESSION_ID, "as.example.net;1;udr"));
-    m.avps.push(VendorSpecificApplicationId::SH.to_avp());
-    m.avps.push(Avp::enumerated(&dict::AUTH_SESSION_STATE, 1));
-    common(&mut m, Some("hss.example.net"));
-    m.avps.push(Avp::grouped(
-        &dict::USER_IDENTITY,
-        vec![Avp::utf8(&dict::PUBLIC_IDENTITY, "sip:alice@example.net")],
-    ));
-    m.avps.push(Avp::enumerated(&dict::DATA_REFERENCE, 0));
-    m
+    let mut u = Udr::iptv_profile(
+        "as.example.net;1;udr",
+        "as.example.net",
+        "example.net",
+        "example.net",
+        "sip:alice@example.net",
+    );
+    u.destination_host = Some("hss.example.net".into());
+    u.to_message()
 }
 
 fn acr() -> Message {
-    let mut m = Message::request(
-        CommandCode::ACCOUNTING,
-        ApplicationId::BASE_ACCOUNTING,
-        true,
+    let mut a = Acr::new(
+        "as.example.net;1;acr",
+        "as.example.net",
+        "example.net",
+        "example.net",
+        RecordType::START,
+        0,
     );
-    m.avps
-        .push(Avp::utf8(&dict::SESSION_ID, "as.example.net;1;acr"));
-    common(&mut m, None);
-    m.avps
-        .push(Avp::enumerated(&dict::ACCOUNTING_RECORD_TYPE, 2));
-    m.avps.push(Avp::u32(&dict::ACCOUNTING_RECORD_NUMBER, 0));
-    m.avps.push(Avp::u32(&dict::ACCT_APPLICATION_ID, 3));
-    m
+    a.event_timestamp = Some(Time::from_unix(1_790_000_000));
+    let mut ims = ImsInformation {
+        calling_party_addresses: vec!["sip:alice@example.net".into()],
+        called_party_address: Some("sip:news@example.net".into()),
+        ..ImsInformation::default()
+    };
+    ims.set_channel("news");
+    a.ims = Some(ims);
+    a.to_message()
 }
 
-/// The in-test server: answers every request with 2001 and reports what it saw.
+/// The in-test server: reads UDR/ACR with the typed parsers, answers UDA/ACA with 2001 and
+/// reports what it saw.
 fn serve(
     mut incoming: driver::IncomingRequests,
     seen: tokio::sync::mpsc::UnboundedSender<Message>,
 ) {
     tokio::spawn(async move {
         while let Some(req) = incoming.recv().await {
-            let r = &req.request;
-            let mut a = Message::answer_to(r);
-            if let Some(s) = r.find(&dict::SESSION_ID) {
-                a.avps.push(s.clone());
-            }
-            a.avps.push(Avp::u32(&dict::RESULT_CODE, 2001));
-            a.avps
-                .push(Avp::identity(&dict::ORIGIN_HOST, "hss.example.net"));
-            a.avps
-                .push(Avp::identity(&dict::ORIGIN_REALM, "example.net"));
-            if r.code == CommandCode::ACCOUNTING {
-                for d in [
-                    &dict::ACCOUNTING_RECORD_TYPE,
-                    &dict::ACCOUNTING_RECORD_NUMBER,
-                ] {
-                    if let Some(x) = r.find(d) {
-                        a.avps.push(x.clone());
-                    }
-                }
+            let r = req.request.clone();
+            let answer = if r.code == CommandCode::ACCOUNTING {
+                let acr = Acr::from_message(&r).expect("ACR parses after the relay");
+                Aca::success(&acr, "hss.example.net", "example.net").answer(&r)
             } else {
-                a.avps.push(Avp::enumerated(&dict::AUTH_SESSION_STATE, 1));
-            }
-            let _ = seen.send(r.clone());
-            req.answer(a);
+                let udr = Udr::from_message(&r).expect("UDR parses after the relay");
+                Uda {
+                    session_id: udr.session_id,
+                    outcome: Outcome::SUCCESS,
+                    origin_host: "hss.example.net".into(),
+                    origin_realm: "example.net".into(),
+                    user_data: Some(Bytes::from_static(b"<Sh-Data/>")),
+                }
+                .answer(&r)
+            };
+            let _ = seen.send(r);
+            req.answer(answer);
         }
     });
 }
@@ -344,6 +332,8 @@ fn freediameter_inner() {
             .expect("UDA");
         assert_eq!(ans.result_code(), Some(ResultCode::DIAMETER_SUCCESS));
         assert_eq!(ans.code, CommandCode::USER_DATA);
+        let uda = Uda::from_message(&ans).expect("UDA parses after the relay");
+        assert_eq!(uda.user_data.as_deref(), Some(&b"<Sh-Data/>"[..]));
         assert_eq!(
             ans.find(&dict::ORIGIN_HOST).and_then(|a| a.as_str().ok()),
             Some("hss.example.net")
@@ -362,6 +352,8 @@ fn freediameter_inner() {
             .expect("ACA");
         assert_eq!(ans.result_code(), Some(ResultCode::DIAMETER_SUCCESS));
         assert_eq!(ans.code, CommandCode::ACCOUNTING);
+        let aca = Aca::from_message(&ans).expect("ACA parses after the relay");
+        assert_eq!(aca.record_type, RecordType::START);
         assert_eq!(seen.recv().await.unwrap().code, CommandCode::ACCOUNTING);
 
         // DWR/DWA: idle for several Tw (2 s ± 0.5 s); the watchdog stays OKAY on DWAs.
