@@ -245,7 +245,7 @@ impl Net {
                                         ],
                                         open: true,
                                     });
-                                    self.nodes[n].router.connected(now, peer);
+                                    assert!(self.nodes[n].router.connected(now, peer));
                                 }
                                 _ => self.nodes[n].router.connection_failed(now, peer),
                             }
@@ -464,7 +464,7 @@ fn successful_cea_without_common_application_closes() {
     );
     p.start(t0);
     assert_eq!(p.poll_transmit(), Some(Transmit::Connect));
-    p.connected(t0);
+    assert!(p.connected(t0));
     let Some(Transmit::Send { data, .. }) = p.poll_transmit() else {
         panic!("no CER")
     };
@@ -1171,7 +1171,7 @@ fn wait_conn_ack_elect_then_win() {
     // The peer's CER arrives before our connection is up.
     p.accept(t0, &cer_from("m.example.net")).unwrap();
     assert_eq!(p.state(), PeerState::WaitConnAckElect);
-    p.connected(t0);
+    assert!(p.connected(t0));
     let out = sends(&mut p);
     // I-Snd-CER, then Win-Election: I-Disc, R-Snd-CEA.
     let (s0, cer) = decoded(&out[0]).unwrap();
@@ -1208,7 +1208,7 @@ fn wait_i_cea_elect_lost_then_cea_opens_on_our_connection() {
         UNIX,
     );
     p.start(t0);
-    p.connected(t0);
+    assert!(p.connected(t0));
     let out = sends(&mut p);
     let (_, our_cer) = decoded(&out[1]).unwrap();
     assert_eq!(p.state(), PeerState::WaitICea);
@@ -1274,7 +1274,7 @@ fn cea_timeout_closes_and_schedules_a_reconnect() {
         UNIX,
     );
     p.start(t0);
-    p.connected(t0);
+    assert!(p.connected(t0));
     let _ = sends(&mut p);
     let t1 = p.poll_timeout().unwrap();
     assert_eq!(t1, t0 + Duration::from_secs(10), "Tc guard");
@@ -1457,4 +1457,29 @@ fn tshark_decodes_what_the_peers_emit() {
     ] {
         assert!(v.contains(shown), "tshark shows {shown}");
     }
+}
+
+#[test]
+fn a_connection_completing_after_stop_is_not_taken() {
+    let t0 = Net::new().now;
+    let mut p = Peer::new(
+        pconf(
+            "a.example.net",
+            "m.example.net",
+            true,
+            &[ApplicationId::TGPP_SH],
+        ),
+        5,
+        UNIX,
+    );
+    p.start(t0);
+    assert_eq!(sends(&mut p), vec![Transmit::Connect]);
+    p.stop(t0, DisconnectCause::REBOOTING);
+    assert!(!p.connected(t0), "the caller closes it");
+    assert!(
+        sends(&mut p).is_empty(),
+        "nothing sent, no Close for another connection"
+    );
+    assert_eq!(p.state(), PeerState::Closed);
+    assert!(p.poll_timeout().is_none(), "stopped: no reconnection timer");
 }

@@ -561,11 +561,23 @@ impl Node {
         match ev {
             NetEvent::Connected(peer, s) => {
                 self.connecting.remove(&peer);
+                let waiting = self.router.peer(peer).is_some_and(|p| {
+                    matches!(
+                        p.state(),
+                        PeerState::WaitConnAck | PeerState::WaitConnAckElect
+                    )
+                });
+                if !waiting {
+                    // Not wanted any more: dropping the stream closes it.
+                    return;
+                }
                 if let Some(old) = self.bound.get(&(peer, Side::Initiator)).copied() {
                     self.drop_conn(old);
                 }
-                self.add_conn(s, Some((peer, Side::Initiator)));
-                self.router.connected(t, peer);
+                let token = self.add_conn(s, Some((peer, Side::Initiator)));
+                if !self.router.connected(t, peer) {
+                    self.drop_conn(token);
+                }
             }
             NetEvent::ConnectFailed(peer) => {
                 self.connecting.remove(&peer);

@@ -589,14 +589,18 @@ impl Peer {
         }
     }
 
-    /// Our connection is up (I-Rcv-Conn-Ack).
-    pub fn connected(&mut self, now: Instant) {
+    /// Our connection is up (I-Rcv-Conn-Ack). Returns false when the peer was not waiting
+    /// for one (stopped meanwhile, or the peer's own connection won): the caller closes that
+    /// new connection itself; it is not the peer's.
+    #[must_use = "an unwanted connection must be closed by the caller"]
+    pub fn connected(&mut self, now: Instant) -> bool {
         match self.state {
             PeerState::WaitConnAck => {
                 self.conn_up(Side::Initiator);
                 self.send_cer(Side::Initiator);
                 self.state = PeerState::WaitICea;
                 self.conn_timer = Some(now + self.config.connect_timeout);
+                true
             }
             PeerState::WaitConnAckElect => {
                 self.conn_up(Side::Initiator);
@@ -604,12 +608,9 @@ impl Peer {
                 self.state = PeerState::WaitReturns;
                 self.conn_timer = Some(now + self.config.connect_timeout);
                 self.elect(now);
+                true
             }
-            _ => {
-                // Not wanted any more (stopped, or the peer's connection won meanwhile).
-                self.conns[0].up = true;
-                self.close_side(Side::Initiator);
-            }
+            _ => false,
         }
     }
 

@@ -283,9 +283,13 @@ impl Router {
         }
     }
 
-    /// Our connection to `peer` is up.
-    pub fn connected(&mut self, now: Instant, peer: PeerId) {
-        self.with_peer(now, peer, |p| p.connected(now));
+    /// Our connection to `peer` is up. False: the peer did not want it (see
+    /// [`Peer::connected`]); close it.
+    #[must_use = "an unwanted connection must be closed by the caller"]
+    pub fn connected(&mut self, now: Instant, peer: PeerId) -> bool {
+        let mut wanted = false;
+        self.with_peer(now, peer, |p| wanted = p.connected(now));
+        wanted
     }
 
     /// Our connection attempt to `peer` failed.
