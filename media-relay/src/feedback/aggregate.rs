@@ -11,10 +11,10 @@
 //! share of this FT alone. [`FeedbackTarget::handle_rtcp`] takes the same RSI from the parent.
 //!
 //! This is the distribution source feedback summary model of RFC 5760 section 6.2 applied at
-//! every level of a tree: each FT summarises, none reflects individual reports. (The simple
-//! feedback model of section 6.1, where the FT reflects the receivers' RRs unchanged, is what
-//! makes feedback grow with the audience; [`Model::Simple`] keeps it for comparison: the FT then
-//! forwards its viewers' latest report blocks instead of distributions.)
+//! every level of a tree: each FT summarises, none reflects individual reports. [`Model::Simple`]
+//! sends only the group and average packet size (what reporters need for their intervals)
+//! without distributions; reflecting every receiver report upwards, as the simple feedback
+//! model of section 6.1 does, is not implemented: its volume grows with the audience.
 //!
 //! Votes: a viewer sends an APP packet (RFC 3550 section 6.7) named `VOTE`, subtype 0, data
 //! `poll id (u32) | option (u32)`. A viewer's latest vote per poll counts. Tallies travel up as
@@ -462,8 +462,7 @@ pub enum Model {
     /// Section 6.2: distributions and counts, size independent of the audience.
     #[default]
     Summary,
-    /// Section 6.1: reflect viewers' report blocks (here: kept for comparison, bounded by
-    /// the RTCP packet size limit).
+    /// Group and average packet size only, no distributions (see the module docs).
     Simple,
 }
 

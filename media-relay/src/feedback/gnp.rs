@@ -107,6 +107,10 @@ pub struct GnpReport {
     pub max_ft_load: usize,
     /// Capacity of each FT.
     pub ft_capacity: usize,
+    /// Viewers moved when the most loaded FT fails (FT manager failover).
+    pub failover_moved: usize,
+    /// Of those, the share re-placed within 1.2x of their nearest surviving FT.
+    pub failover_near_optimal_fraction: f64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -318,9 +322,32 @@ fn place(
 ) -> Vec<usize> {
     let mut load = vec![0usize; fts];
     let mut chosen = vec![0usize; order.len()];
+    place_into(
+        order,
+        &mut load,
+        &[],
+        capacity,
+        load_weight,
+        cost,
+        &mut chosen,
+    );
+    chosen
+}
+
+/// Place `order` given current loads, never on a `dead` FT, writing `chosen[v]`.
+fn place_into(
+    order: &[usize],
+    load: &mut [usize],
+    dead: &[usize],
+    capacity: usize,
+    load_weight: f64,
+    cost: impl Fn(usize, usize) -> f64,
+    chosen: &mut [usize],
+) {
+    let fts = load.len();
     for &v in order {
         let f = (0..fts)
-            .filter(|&f| load[f] < capacity)
+            .filter(|&f| load[f] < capacity && !dead.contains(&f))
             .min_by(|&a, &b| {
                 let ca = cost(v, a) * (1.0 + load_weight * load[a] as f64 / capacity as f64);
                 let cb = cost(v, b) * (1.0 + load_weight * load[b] as f64 / capacity as f64);
@@ -330,7 +357,6 @@ fn place(
         load[f] += 1;
         chosen[v] = f;
     }
-    chosen
 }
 
 /// Run the simulation.
@@ -483,6 +509,36 @@ pub fn run(cfg: &GnpConfig) -> GnpReport {
     for &f in &gnp {
         load[f] += 1;
     }
+    let max_ft_load = load.iter().copied().max().unwrap_or(0);
+
+    // Failover: the most loaded FT dies; its viewers are placed again among the survivors.
+    let dead = load
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, l)| **l)
+        .map_or(0, |(f, _)| f);
+    let moved: Vec<usize> = order.iter().copied().filter(|&v| gnp[v] == dead).collect();
+    let mut after = gnp.clone();
+    load[dead] = 0;
+    place_into(
+        &moved,
+        &mut load,
+        &[dead],
+        capacity,
+        cfg.load_weight,
+        pred,
+        &mut after,
+    );
+    let moved_near = moved
+        .iter()
+        .filter(|&&v| {
+            let best = (0..nf)
+                .filter(|&f| f != dead)
+                .map(|f| true_rtt[v][f])
+                .fold(f64::INFINITY, f64::min);
+            after[v] != dead && true_rtt[v][after[v]] <= 1.2 * best
+        })
+        .count();
     let r4 = |x: f64| (x * 10_000.0).round() / 10_000.0;
     GnpReport {
         seed: cfg.seed,
@@ -500,8 +556,10 @@ pub fn run(cfg: &GnpConfig) -> GnpReport {
         mean_rtt_ms_random: r4(mean_rtt(&random)),
         mean_rtt_ms_nearest: r4(nearest.iter().sum::<f64>() / nv.max(1) as f64),
         bandwidth_saving_vs_random: r4(1.0 - cost(&gnp) / cost(&random)),
-        max_ft_load: load.iter().copied().max().unwrap_or(0),
+        max_ft_load,
         ft_capacity: capacity,
+        failover_moved: moved.len(),
+        failover_near_optimal_fraction: r4(moved_near as f64 / moved.len().max(1) as f64),
     }
 }
 
