@@ -14,6 +14,10 @@ use rtcp_types::{Compound, ReceiverReport, ReportBlock, RtcpPacketWriter, RtcpPa
 
 const MEDIA: u32 = 0xabcd;
 
+fn addr() -> std::net::SocketAddr {
+    "192.0.2.1:5005".parse().unwrap()
+}
+
 #[expect(clippy::disallowed_methods)]
 fn origin() -> Instant {
     // The test is the driver: the origin of virtual time is the only clock read.
@@ -51,22 +55,22 @@ fn a_tree_of_fts_counts_every_viewer_and_vote_exactly() {
         let leaf = &mut leaves[(v / 100) as usize];
         let mut d = rr(1000 + v, (v % 50) as u8, v * 10);
         write_vote(&mut d, 1000 + v, 9, v % 3).unwrap();
-        let h = leaf.handle_rtcp(t0, 0, &d).unwrap();
+        let h = leaf.handle_rtcp(t0, addr(), 0, &d).unwrap();
         assert_eq!((h.reports, h.votes), (1, 1));
     }
     let mut d = Vec::new();
     write_vote(&mut d, 1000, 9, 2).unwrap();
-    leaves[0].handle_rtcp(t0, 0, &d).unwrap();
+    leaves[0].handle_rtcp(t0, addr(), 0, &d).unwrap();
     // A report about another media source is not ours.
     let other = ReceiverReport::builder(5).add_report_block(ReportBlock::builder(0x9999));
     let mut o = vec![0u8; other.calculate_size().unwrap()];
     other.write_into(&mut o).unwrap();
-    assert_eq!(leaves[2].handle_rtcp(t0, 0, &o).unwrap().reports, 0);
+    assert_eq!(leaves[2].handle_rtcp(t0, addr(), 0, &o).unwrap().reports, 0);
 
     for leaf in &mut leaves {
         let (up, _) = leaf.upstream_packet(7 << 32).unwrap();
         let h = source
-            .handle_rtcp(t0 + Duration::from_secs(1), 7 << 32, &up)
+            .handle_rtcp(t0 + Duration::from_secs(1), addr(), 7 << 32, &up)
             .unwrap();
         assert_eq!(h.child_summaries, 1);
     }
@@ -82,7 +86,10 @@ fn a_tree_of_fts_counts_every_viewer_and_vote_exactly() {
     // Group size downwards: the source tells its 3 children, a leaf tells its 100 viewers.
     let b = source.downstream_rsi(0).to_vec().unwrap();
     let down = Rsi::decode(&b).unwrap();
-    assert_eq!(leaves[0].handle_rtcp(t0, 0, &b).unwrap().parent_rsi, 1);
+    assert_eq!(
+        leaves[0].handle_rtcp(t0, addr(), 0, &b).unwrap().parent_rsi,
+        1
+    );
     assert_eq!(leaves[0].parent_info().unwrap().group_size, 4);
     let p = viewer_interval_params(&down, bps, 5.0);
     assert_eq!(p.members, 4);
@@ -131,11 +138,47 @@ fn a_summary_does_not_grow_with_viewers() {
 }
 
 #[test]
+fn ssrc_collisions_are_reported_and_ignored() {
+    use media_relay::rsi::{Srbt, SubReport};
+    let t0 = origin();
+    let mut cfg = FtConfig::new(7, MEDIA, 1e6);
+    cfg.address = Some("[2001:db8::7]:5005".parse().unwrap());
+    let mut ft = FeedbackTarget::new(cfg);
+    let other: std::net::SocketAddr = "192.0.2.99:5005".parse().unwrap();
+    assert_eq!(
+        ft.handle_rtcp(t0, addr(), 0, &rr(1, 10, 0))
+            .unwrap()
+            .reports,
+        1
+    );
+    assert_eq!(
+        ft.handle_rtcp(t0, other, 0, &rr(1, 200, 0))
+            .unwrap()
+            .reports,
+        0
+    );
+    let (up, s) = ft.upstream_packet(0).unwrap();
+    assert_eq!(s.collisions.iter().copied().collect::<Vec<_>>(), [1]);
+    assert_eq!(s.loss.total(), 1);
+    let rsi = Rsi::decode(&up).unwrap();
+    assert_eq!(
+        rsi.find(Srbt::COLLISIONS),
+        Some(&SubReport::Collisions(vec![1]))
+    );
+    // The downstream RSI names the FT's address.
+    let down = ft.downstream_rsi(0);
+    assert!(matches!(
+        down.sub_reports.first(),
+        Some(SubReport::Ipv6Target(a)) if a.port() == 5005
+    ));
+}
+
+#[test]
 fn expired_members_leave_the_summary() {
     let t0 = origin();
     let mut ft = FeedbackTarget::new(FtConfig::new(7, MEDIA, 1e6));
-    ft.handle_rtcp(t0, 0, &rr(1, 0, 0)).unwrap();
-    ft.handle_rtcp(t0 + Duration::from_secs(30), 0, &rr(2, 0, 0))
+    ft.handle_rtcp(t0, addr(), 0, &rr(1, 0, 0)).unwrap();
+    ft.handle_rtcp(t0 + Duration::from_secs(30), addr(), 0, &rr(2, 0, 0))
         .unwrap();
     ft.expire(t0 + Duration::from_secs(50));
     assert_eq!(ft.summary().group_size, 1);

@@ -21,7 +21,8 @@
 //! APP `VOTE` subtype 1, data `(poll u32, option u32, count u32)*`, bounded by
 //! [`MAX_TALLY_ENTRIES`]: the size depends on polls and options, never on viewers.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rtcp_types::{
@@ -39,6 +40,8 @@ pub const VOTE_SUBTYPE_CAST: u8 = 0;
 pub const VOTE_SUBTYPE_TALLY: u8 = 1;
 /// Most `(poll, option)` entries a tally carries (12 octets each).
 pub const MAX_TALLY_ENTRIES: usize = 256;
+/// Most colliding SSRCs a summary carries (RFC 5760 Collisions sub-report).
+pub const MAX_COLLISIONS: usize = 32;
 
 /// Why a datagram given to the FT was refused.
 #[derive(Debug, thiserror::Error)]
@@ -322,6 +325,9 @@ pub struct Summary {
     pub highest_cumulative_lost: u32,
     /// Vote counts.
     pub votes: VoteTally,
+    /// SSRCs seen from two transport addresses (RFC 3550 section 8.2), at most
+    /// [`MAX_COLLISIONS`].
+    pub collisions: BTreeSet<u32>,
 }
 
 impl Default for Summary {
@@ -335,6 +341,7 @@ impl Default for Summary {
             cumulative_loss: Histogram::new(CUM_LOSS_BINS),
             highest_cumulative_lost: 0,
             votes: VoteTally::default(),
+            collisions: BTreeSet::new(),
         }
     }
 }
@@ -355,11 +362,16 @@ impl Summary {
         self.cumulative_loss.merge(&o.cumulative_loss);
         self.highest_cumulative_lost = self.highest_cumulative_lost.max(o.highest_cumulative_lost);
         self.votes.merge(&o.votes);
+        for &c in &o.collisions {
+            if self.collisions.len() < MAX_COLLISIONS {
+                self.collisions.insert(c);
+            }
+        }
     }
 
     /// The RSI sub-report blocks of this summary.
     pub fn sub_reports(&self) -> Vec<SubReport> {
-        vec![
+        let mut v = vec![
             SubReport::GroupAndAvgPacketSize {
                 avg_packet_size: self.avg_rtcp_size.round().clamp(0.0, 65535.0) as u16,
                 group_size: u32::try_from(self.group_size).unwrap_or(u32::MAX),
@@ -373,7 +385,13 @@ impl Summary {
                 highest_cumulative_lost: self.highest_cumulative_lost.min(0xff_ffff),
                 median_jitter: self.jitter.median().unwrap_or(0),
             },
-        ]
+        ];
+        if !self.collisions.is_empty() {
+            v.push(SubReport::Collisions(
+                self.collisions.iter().copied().collect(),
+            ));
+        }
+        v
     }
 
     /// Rebuild a summary from an RSI (and the tally that came with it).
@@ -401,6 +419,9 @@ impl Summary {
                     highest_cumulative_lost,
                     ..
                 } => s.highest_cumulative_lost = *highest_cumulative_lost,
+                SubReport::Collisions(ssrcs) => {
+                    s.collisions = ssrcs.iter().copied().take(MAX_COLLISIONS).collect()
+                }
                 _ => {}
             }
         }
@@ -446,6 +467,8 @@ struct ViewerState {
     weight: u64,
     votes: BTreeMap<u32, u32>,
     packet_size: f64,
+    /// Where its RTCP comes from (the first address heard).
+    addr: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -480,6 +503,9 @@ pub struct FtConfig {
     pub ft_min_interval_s: f64,
     /// Minimum interval viewers use, seconds.
     pub viewer_min_interval_s: f64,
+    /// Our feedback target address, announced in the downstream RSI (RFC 5760 section 7.1,
+    /// SRBT 0/1) so reporters know where to send.
+    pub address: Option<SocketAddr>,
     /// A viewer or child not heard for this long is dropped (RFC 3550 section 6.3.5 uses five
     /// intervals).
     pub member_timeout: Duration,
@@ -498,6 +524,7 @@ impl FtConfig {
             viewer_min_interval_s: interval::RTCP_MIN_TIME_S,
             member_timeout: Duration::from_secs(40),
             model: Model::Summary,
+            address: None,
         }
     }
 }
@@ -535,6 +562,7 @@ pub struct FeedbackTarget {
     parent: Option<ParentInfo>,
     parent_ssrc: Option<u32>,
     avg_upstream_size: f64,
+    collisions: BTreeSet<u32>,
 }
 
 impl FeedbackTarget {
@@ -547,6 +575,7 @@ impl FeedbackTarget {
             parent: None,
             parent_ssrc: None,
             avg_upstream_size: 200.0,
+            collisions: BTreeSet::new(),
         }
     }
 
@@ -583,6 +612,7 @@ impl FeedbackTarget {
             weight: weight.max(1),
             votes: BTreeMap::new(),
             packet_size: 0.0,
+            addr: None,
         });
     }
 
@@ -614,6 +644,7 @@ impl FeedbackTarget {
             weight: 1,
             votes: BTreeMap::new(),
             packet_size: 0.0,
+            addr: None,
         });
         v.report = Some(r);
         v.last_heard = now;
@@ -687,10 +718,13 @@ impl FeedbackTarget {
     }
 
     /// Feed one RTCP datagram (a compound of RR/SR, SDES, APP `VOTE`, RSI) that arrived at `now`
-    /// (`arrival_ntp` is the same instant as NTP, for RTT from LSR/DLSR).
+    /// from `from` (`arrival_ntp` is the same instant as NTP, for RTT from LSR/DLSR). An SSRC
+    /// heard from a second address is a collision (RFC 3550 section 8.2): its reports from the
+    /// new address are ignored and it is listed in the Collisions sub-report.
     pub fn handle_rtcp(
         &mut self,
         now: Instant,
+        from: SocketAddr,
         arrival_ntp: u64,
         data: &[u8],
     ) -> Result<Handled, FeedbackError> {
@@ -701,6 +735,9 @@ impl FeedbackTarget {
         for p in compound {
             match p? {
                 Packet::Rr(rr) => {
+                    if self.collides(rr.ssrc(), from) {
+                        continue;
+                    }
                     for rb in rr.report_blocks() {
                         if rb.ssrc() != self.cfg.media_ssrc {
                             continue;
@@ -720,6 +757,9 @@ impl FeedbackTarget {
                             ),
                         };
                         self.on_viewer_report(now, r, data.len() + UDP_IPV4_OVERHEAD);
+                        if let Some(v) = self.viewers.get_mut(&r.ssrc) {
+                            v.addr.get_or_insert(from);
+                        }
                         h.reports += 1;
                     }
                 }
@@ -731,8 +771,13 @@ impl FeedbackTarget {
                         }
                         let poll = u32::from_be_bytes([d[0], d[1], d[2], d[3]]);
                         let option = u32::from_be_bytes([d[4], d[5], d[6], d[7]]);
-                        self.on_vote(now, app.ssrc(), poll, option);
-                        h.votes += 1;
+                        if !self.collides(app.ssrc(), from) {
+                            self.on_vote(now, app.ssrc(), poll, option);
+                            if let Some(v) = self.viewers.get_mut(&app.ssrc()) {
+                                v.addr.get_or_insert(from);
+                            }
+                            h.votes += 1;
+                        }
                     }
                     VOTE_SUBTYPE_TALLY => tally = Some(VoteTally::from_app_data(app.data())?),
                     _ => {}
@@ -755,6 +800,26 @@ impl FeedbackTarget {
             }
         }
         Ok(h)
+    }
+
+    /// Whether `ssrc` was first heard from another address (and note it if so).
+    fn collides(&mut self, ssrc: u32, from: SocketAddr) -> bool {
+        let Some(v) = self.viewers.get_mut(&ssrc) else {
+            return false;
+        };
+        match v.addr {
+            None => {
+                v.addr = Some(from);
+                false
+            }
+            Some(a) if a == from => false,
+            Some(_) => {
+                if self.collisions.len() < MAX_COLLISIONS {
+                    self.collisions.insert(ssrc);
+                }
+                true
+            }
+        }
     }
 
     /// Drop viewers and children not heard for [`FtConfig::member_timeout`].
@@ -794,6 +859,7 @@ impl FeedbackTarget {
         if sized > 0 {
             s.avg_rtcp_size = size_sum / sized as f64;
         }
+        s.collisions = self.collisions.clone();
         for c in self.children.values() {
             s.merge(&c.summary);
         }
@@ -867,21 +933,28 @@ impl FeedbackTarget {
         let rx_bw_kbps =
             self.cfg.session_bps * interval::RTCP_FRACTION * interval::RECEIVER_BW_FRACTION
                 / 1000.0;
+        let mut sub_reports = Vec::with_capacity(3);
+        match self.cfg.address {
+            Some(SocketAddr::V4(a)) if a.port() != 0 => sub_reports.push(SubReport::Ipv4Target(a)),
+            Some(SocketAddr::V6(a)) if a.port() != 0 => sub_reports.push(SubReport::Ipv6Target(a)),
+            _ => {}
+        }
+        sub_reports.extend([
+            SubReport::RtcpBandwidth {
+                sender: false,
+                receivers: true,
+                bandwidth_kbps_16_16: (rx_bw_kbps * 65536.0).clamp(0.0, u32::MAX as f64) as u32,
+            },
+            SubReport::GroupAndAvgPacketSize {
+                avg_packet_size: avg.round().clamp(0.0, 65535.0) as u16,
+                group_size: u32::try_from(self.reporters() + 1).unwrap_or(u32::MAX),
+            },
+        ]);
         Rsi {
             ssrc: self.cfg.ssrc,
             summarized_ssrc: self.cfg.media_ssrc,
             ntp,
-            sub_reports: vec![
-                SubReport::RtcpBandwidth {
-                    sender: false,
-                    receivers: true,
-                    bandwidth_kbps_16_16: (rx_bw_kbps * 65536.0).clamp(0.0, u32::MAX as f64) as u32,
-                },
-                SubReport::GroupAndAvgPacketSize {
-                    avg_packet_size: avg.round().clamp(0.0, 65535.0) as u16,
-                    group_size: u32::try_from(self.reporters() + 1).unwrap_or(u32::MAX),
-                },
-            ],
+            sub_reports,
         }
     }
 

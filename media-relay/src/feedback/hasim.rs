@@ -202,6 +202,12 @@ enum Ev {
     Down { node: usize },
 }
 
+/// A distinct documentation-range address per simulated sender.
+fn sim_addr(i: usize) -> std::net::SocketAddr {
+    let ip = std::net::Ipv4Addr::from(0xc633_6400 | (i as u32 & 0xff)); // 198.51.100.x
+    std::net::SocketAddr::from((ip, 20_000 + (i >> 8) as u16))
+}
+
 fn ntp_at(t: f64) -> u64 {
     // An arbitrary NTP epoch offset; only differences matter.
     let secs = 3_900_000_000.0 + t;
@@ -489,7 +495,9 @@ pub fn run(cfg: &HaSimConfig, start: Instant) -> Result<HaSimReport, HaSimError>
                 c.last_report = Some(t);
                 c.sent.0 += (bytes.len() + UDP_IPV4_OVERHEAD) as f64;
                 c.sent.1 += 1;
-                nodes[node].ft.handle_rtcp(now, ntp, &bytes)?;
+                nodes[node]
+                    .ft
+                    .handle_rtcp(now, sim_addr(idx), ntp, &bytes)?;
                 datagrams += 1;
                 let dt = interval::randomized_interval_s(&p, rng.gen());
                 push(&mut q, t + dt, Ev::Viewer { node, idx });
@@ -538,7 +546,9 @@ pub fn run(cfg: &HaSimConfig, start: Instant) -> Result<HaSimReport, HaSimError>
                     .iter()
                     .position(|&c| c == node)
                     .unwrap_or(0);
-                nodes[parent].ft.handle_rtcp(now, ntp, &bytes)?;
+                nodes[parent]
+                    .ft
+                    .handle_rtcp(now, sim_addr(node), ntp, &bytes)?;
                 datagrams += 1;
                 if in_window(t) {
                     nodes[parent].window_bytes += (bytes.len() + UDP_IPV4_OVERHEAD) as f64;
