@@ -423,6 +423,26 @@ mod tests {
     }
 
     #[test]
+    fn faults_against_a_remote_target_are_refused_up_front() {
+        let s = Scenario::from_toml(
+            "duration_s = 5\nrelays = 2\n[[faults]]\nat_s = 1.0\nkind = \"stop_relay\"\n",
+        )
+        .unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let r = run_against(
+            &s,
+            "127.0.0.1:9".parse().unwrap(),
+            out.path(),
+            &Progress::quiet(),
+        );
+        assert!(matches!(r, Err(Error::Run(m)) if m.contains("ue-sim lab")));
+        assert!(!out.path().join("report.json").exists());
+        let c = lab_config_relays("sqlite::memory:", &["news".into()], 2);
+        assert_eq!(c.relay.count, 2);
+        c.validate().unwrap();
+    }
+
+    #[test]
     fn testbed_boots_and_cleans_up() {
         let tb = Testbed::start(&["news".into(), "sport".into()]).unwrap();
         assert!(tb.sip.ip().is_loopback());

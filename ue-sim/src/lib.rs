@@ -4,13 +4,13 @@
 //!
 //! | module | role | I/O |
 //! | --- | --- | --- |
-//! | [`ue`] | the sans-IO UE: REGISTER, SUBSCRIBE `iptv-channels`, join, zap (re-INVITE naming the channel, or BYE + INVITE), BYE, RTCP RR; media meter (first packet, first key frame, loss, jitter, gaps) | none |
-//! | [`scenario`] | TOML scenarios: population, arrival rate, Zipf channels, dwell, zap behaviour, thresholds | files |
+//! | [`ue`] | the sans-IO UE: REGISTER, SUBSCRIBE `iptv-channels`, join, zap (re-INVITE naming the channel, or BYE + INVITE), BYE, RTCP RR; answers the AS's relay-move re-INVITE (new relay, new SSRC); producer mode (creates a personal channel, sends the shipped H.264 clip in real time); media meter (first packet, first key frame, loss, jitter, gaps that span relay moves) | none |
+//! | [`scenario`] | TOML scenarios: population, arrival rate, Zipf channels, dwell, zap behaviour, producers and personal-channel viewers, faults (`stop_relay` at t), relays of the lab, thresholds | files |
 //! | [`stats`] | [`stats::RunStats`], what a run measured; nearest-rank [`stats::percentile`] | none |
 //! | [`run`] | the driver: every UE of a run over a few shared UDP sockets in one loop | tokio |
 //! | [`report`] | `report.json` (summary keys such as `joins.ok`, `zap_ms.p99`, plus the raw stats) and a self-contained `report.html` with SVG plots; threshold checks | files |
 //! | [`progress`] | live progress: a bar on a terminal, a periodic line otherwise | stderr |
-//! | [`lab`] | `ue-sim lab`: boots the AS and relay in-process on loopback with embedded defaults, runs a scenario, writes the report, tears down | tokio |
+//! | [`lab`] | `ue-sim lab`: boots the AS and its relays (`relays = N`) in-process on loopback with embedded defaults, runs a scenario, injects its faults (`App::stop_relay`), writes the report, tears down | tokio |
 //!
 //! # Run loop
 //!
@@ -18,7 +18,9 @@
 //!  reader task per socket (few) ──batches (from, bytes, t)──► run loop (one task)
 //!     SIP: Call-ID "ue<i>-..." ─► Ue[i].handle_sip      timers heap ─► Ue[i].handle_timeout
 //!     RTP: (socket, SSRC) ─► Ue[i].handle_media          actions heap ─► join / zap / leave
+//!          unknown SSRC ─► kept 2 s, replayed when a UE learns it (a=ssrc)   faults ─► injector
 //!  Ue[i].poll_transmit ─► try_send_to    Ue[i].poll_event ─► RunStats    1 s tick ─► progress
+//!  (SIP, RTCP, a producer's RTP paced by Ue[i].poll_timeout)
 //! ```
 pub mod lab;
 pub mod progress;

@@ -6,13 +6,22 @@
 //!   the UE makes starts with `ue<i>-`, so the driver routes a response or an AS request (BYE,
 //!   NOTIFY) to its UE from the Call-ID alone, without parsing the whole message twice.
 //! - **RTP**: `scenario.rtp_sockets` sockets shared by all UEs; viewers are told apart by the
-//!   relay's per-viewer SSRC (the relay gives every viewer path its own SSRC and keeps it
-//!   across a re-INVITE zap). A UE learns its SSRC from the first packet of a new path; to make
-//!   that unambiguous, at most one UE per RTP socket may wait for a new path at a time (a join
-//!   or a BYE + INVITE zap picks a socket with no such UE, and waits a little when all are
-//!   taken). RTCP is offered on the RTP port (`a=rtcp`), so the relay's sender reports land on
-//!   the same socket and are skipped. Few sockets are needed, so ports never run short and no
-//!   fd limit has to be raised; addresses over 127.0.0.0/8 are therefore not needed either.
+//!   relay's per-viewer SSRC. An AS that names it in SDP (`a=ssrc` in the 200 OK, and in the
+//!   re-INVITE that moves a viewer to another relay) lets the UE know its SSRC before any
+//!   packet: packets with an SSRC no UE knows yet are kept for 2 s (bounded) and replayed to
+//!   the UE that learns it, because the relay's key-frame burst often arrives before the 200
+//!   OK. For an AS that does not (learnt from the first join's answer), the UE learns its SSRC
+//!   from the first packet of a new path; to make that unambiguous, at most one UE per RTP
+//!   socket may wait for a new path at a time (a join or a BYE + INVITE zap picks a socket with
+//!   no such UE, and waits a little when all are taken). RTCP is offered on the RTP port
+//!   (`a=rtcp`), so the relay's sender reports land on the same socket and are skipped. A
+//!   producer sends its RTP from its RTP socket. Few sockets are needed, so ports never run
+//!   short and no fd limit has to be raised; addresses over 127.0.0.0/8 are therefore not
+//!   needed either.
+//! - **Producers** (`[producers]`) are extra UEs after the viewers: each creates a personal
+//!   channel; viewers send `viewer_share` of their joins and zaps to the channels created so far.
+//! - **Faults** (`[[faults]]`) are injected at their time by the caller's
+//!   [`FaultInjector`] (the lab stops a relay); [`run`] refuses a scenario with faults.
 //! - **Tasks**: one reader task per socket (a few) batches datagrams with their arrival time
 //!   into one channel; one loop owns every UE, the timer heap and the scenario actions.
 //!

@@ -2,9 +2,9 @@
 //!
 //! A [`Scenario`] names the population (`ues`), the arrival rate of first joins, the channels
 //! and their Zipf popularity, how long a viewer stays on a channel (dwell), what it does next
-//! (zap with some probability and method, else leave), the run length, and the thresholds that
-//! make the run fail ([`Scenario::check`]). Every field has a default, so a scenario file only
-//! says what differs. Sampling ([`Scenario::pick_channel`], [`Scenario::dwell`]) takes the
+//! (zap with some probability and method, else leave), the run length, producers of personal
+//! channels, faults to inject, and the thresholds that make the run fail
+//! ([`Scenario::check`]). Every field has a default, so a scenario file only says what differs. Sampling ([`Scenario::pick_channel`], [`Scenario::dwell`]) takes the
 //! caller's RNG so runs are reproducible from a seed.
 //!
 //! ```toml
@@ -21,8 +21,16 @@
 //! [zap]
 //! probability = 0.8
 //! method = "mixed"
+//! [producers]          # UEs creating personal channels (design "Personal channel")
+//! count = 1
+//! viewer_share = 0.3   # share of joins/zaps that go to personal channels
+//! [[faults]]           # `ue-sim lab` only; the lab runs `relays` relays
+//! at_s = 20.0
+//! kind = "stop_relay"
+//! relay = 0
 //! [thresholds]
 //! max_joins_failed = 0
+//! max_gap_ms_p99 = 500.0   # over the viewers a relay fault moved
 //! ```
 
 use std::time::Duration;

@@ -18,14 +18,29 @@
 //! offer, ACK; zap by re-INVITE whose Request-URI user part names the new channel
 //! ([`ZapMethod::Reinvite`]) or by BYE + INVITE ([`ZapMethod::ByeInvite`]); BYE.
 //!
-//! Media: every RTP packet of the current path (its SSRC, learnt from the first packet after a
-//! new INVITE) updates the loss count (sequence gaps), the RFC 3550 A.8 interarrival jitter and
+//! Relay moves (design "Failure"): when the relay a viewer is on dies, the AS sends a re-INVITE
+//! inside the dialog whose offer names another relay (`sendonly`, new `c=`/`m=`, `a=rtcp`,
+//! `a=ssrc`). The UE answers 200 OK `recvonly` on the same RTP port, switches its path (new
+//! source, the SSRC from `a=ssrc`, sequence check restarted) and keeps its last-packet time, so
+//! the gap it measures spans the move; [`UeEvent::Moved`] reports the gap when the first packet
+//! of the new path arrives (or a failure after the zap timeout). RFC 3261 14.2: 491 while its
+//! own re-INVITE is pending; it sends no re-INVITE of its own until the ACK of its 200.
+//!
+//! Producer mode ([`Ue::produce`], design "Personal channel"): `INVITE sip:new-channel@..` with
+//! a `sendonly` offer and `Subject: <name>`; the 2xx's Contact names the channel, its SDP the
+//! relay's ingest. The UE then sends the relay's shipped clip
+//! (`media_relay::testpattern::TestPattern`, RFC 6184 packetisation) to the ingest in real
+//! time, one frame per [`Ue::poll_timeout`], until BYE; a re-INVITE with a `recvonly` offer
+//! (the AS moved the ingest) is answered `sendonly` and the stream follows it.
+//!
+//! Media: every RTP packet of the current path (its SSRC from the answer's `a=ssrc` when the
+//! AS sends one, else learnt from the first packet after a new INVITE) updates the loss count (sequence gaps), the RFC 3550 A.8 interarrival jitter and
 //! the longest gap without media; the first packet and the first packet starting a key frame
 //! (`media_relay::h264::payload_starts_key_frame`) after a join or a zap are reported as
 //! events. A zap by re-INVITE keeps the SSRC (the relay swaps the source on the same path), so
 //! its first frame is the first key-frame packet that arrives after the re-INVITE is sent (the
 //! relay's burst of the new channel arrives before the 200 OK, see BENCHMARKS.md); an IDR of
-//! the old channel arriving in the few milliseconds before the switch would be counted too
+//! the old channel arriving between the re-INVITE and the switch would be counted too
 //! (gating zaps on the GOP phase, as `zap_bench` does, is not done yet). RTCP receiver reports (RFC 3550 6.4.2) go to the
 //! relay's RTCP address from the answer every [`RR_INTERVAL`].
 
