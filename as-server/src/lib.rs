@@ -8,6 +8,7 @@
 //! | [`driver`] | [`driver::sip::SipEndpoint`]: UDP/TCP/TLS sockets around the transaction layer, a queue of requests for the TU, client transactions for the TU's own requests | tokio |
 //! | [`service`] | the TU: join, zap, leave, personal channels, the `iptv-channels` event package, registrar, admission; pure rules in submodules, the async [`service::Service`] ties them to the store, the relay and the endpoint; [`service::app::App`] boots everything | tokio (in `Service`/`app` only) |
 //! | [`store`] | channel catalogue and sessions over sqlx (SQLite by default, PostgreSQL by URL), embedded migrations | sqlx |
+//! | [`aaa`] | the embedded AAA (HSS/CDF): Diameter Sh UDR/PNR and Rf ACR served from the store, digest helpers for REGISTER | tokio, sqlx, axum |
 //! | [`api`] | operator HTTP API (axum): `/api/channels`, `/api/sessions`, `/metrics`, `/healthz` | axum |
 //! | [`config`] | TOML configuration with defaults, flags and `AS_...` environment overrides | files |
 //! | [`error`] | the service/API error enum | none |
@@ -35,6 +36,7 @@
 //! overload}`) take `now` as an argument; the drivers (`driver`, `service::Service`) are the
 //! only code that reads the clock. The zap design (re-INVITE naming the new channel) is
 //! documented in [`service`].
+pub mod aaa;
 pub mod api;
 pub mod config;
 pub mod diameter;

@@ -5,6 +5,10 @@
 //! catalogue in a SQLite file, the media relay in-process and the test-pattern channel `news`
 //! (`sip:news@127.0.0.1`). Flags and `AS_...` variables override the file (`--help`).
 //! It prints one line per listener on start and shuts down cleanly on Ctrl-C or SIGTERM.
+//!
+//! `as-server aaa --config as-server/examples/aaa.toml` runs the embedded AAA instead
+//! (Diameter Sh and Rf on 127.0.0.1:3868, its HTTP API on 127.0.0.1:8081; `as-server aaa
+//! --help` lists its flags and `AS_AAA_...` variables).
 
 use anyhow::Context as _;
 use clap::Parser as _;
@@ -15,14 +19,17 @@ use as_server::sip::transaction::Transport;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // `as-server aaa ...`: the embedded AAA; anything else runs the AS as before.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "aaa") {
+        let cli = as_server::aaa::AaaCli::parse_from(
+            std::iter::once(std::ffi::OsString::from("as-server aaa"))
+                .chain(std::env::args_os().skip(2)),
+        );
+        init_tracing();
+        return run_aaa(&cli).await;
+    }
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_tracing();
     let cfg = Config::load(&cli).context("loading configuration")?;
     let app = App::start(&cfg).await.context("starting the AS")?;
 
@@ -53,6 +60,39 @@ async fn main() -> anyhow::Result<()> {
     wait_for_signal().await;
     println!("shutting down");
     app.shutdown().await;
+    Ok(())
+}
+
+fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// `as-server aaa --config as-server/examples/aaa.toml`: the embedded AAA (Sh + Rf).
+async fn run_aaa(cli: &as_server::aaa::AaaCli) -> anyhow::Result<()> {
+    let cfg = as_server::aaa::AaaConfig::load(cli).context("loading the AAA configuration")?;
+    let aaa = as_server::aaa::Aaa::start(&cfg)
+        .await
+        .context("starting the AAA")?;
+    println!(
+        "Diameter {} listening on {} (Origin-Host {}, Origin-Realm {}; Sh 16777217, Rf 3)",
+        if cfg.diameter.tls { "TLS" } else { "TCP" },
+        aaa.local_addr(),
+        aaa.origin_host(),
+        aaa.origin_realm()
+    );
+    if let Some(addr) = aaa.http_addr() {
+        println!("HTTP API listening on http://{addr}/ (/api/subscribers, /api/cdrs, /metrics, /healthz)");
+    }
+    println!("{} subscribers configured", cfg.subscribers.len());
+    wait_for_signal().await;
+    println!("shutting down");
+    aaa.shutdown().await;
     Ok(())
 }
 

@@ -43,6 +43,9 @@ use std::str::FromStr;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+mod aaa;
+pub use aaa::{Cdr, CdrInsert, Profile, ProfileUpdate, Subscriber};
+
 /// Errors of the catalogue store.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -198,11 +201,18 @@ impl Session {
 /// `(version, description, sql)`, in version order. A test checks that every file in the
 /// directory is listed here. (This is what `sqlx::migrate!` generates; listing them by hand
 /// spares the workspace the sqlx `macros` feature.)
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    20250101000001,
-    "catalogue",
-    include_str!("../../migrations/20250101000001_catalogue.sql"),
-)];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        20250101000001,
+        "catalogue",
+        include_str!("../../migrations/20250101000001_catalogue.sql"),
+    ),
+    (
+        20250201000001,
+        "aaa",
+        include_str!("../../migrations/20250201000001_aaa.sql"),
+    ),
+];
 
 /// [`MIGRATIONS`] as an sqlx migration source.
 #[derive(Debug, Clone, Copy)]
