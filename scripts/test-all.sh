@@ -10,7 +10,7 @@
 #    mid-GOP decode, SQLite and PostgreSQL store), in the debug profile: on 2 cores it is the
 #    faster whole (measured: compiling the test binaries in release, thin LTO each, took ~7 min
 #    against ~25 s in debug plus the debug dependencies once; the tests run in ~25 s either way);
-#    then `cargo check` of the cargo-fuzz crates (as-server/fuzz, p2psip-overlay/fuzz) on stable;
+#    then `cargo check` of the cargo-fuzz crates (as-server, p2psip-overlay, media-relay) on stable;
 # 4. the SIPp scenarios' self-test against SIPp stand-ins (sipp-scenarios/standin/selftest.sh);
 # 5. every SIPp scenario against the booted testbed (sipp-scenarios/run.sh);
 # 6. a real phone, headless baresip, watches a channel on the booted testbed and hangs up
@@ -149,7 +149,7 @@ step test 2400 cargo test --workspace "${profile_flag[@]}"
 # The cargo-fuzz targets compile on stable (running them needs `cargo fuzz`; see each fuzz/README.md).
 fuzz_check() {
     local m
-    for m in as-server/fuzz/Cargo.toml p2psip-overlay/fuzz/Cargo.toml; do
+    for m in as-server/fuzz/Cargo.toml p2psip-overlay/fuzz/Cargo.toml media-relay/fuzz/Cargo.toml; do
         [[ -f $m ]] || continue
         echo "cargo check --manifest-path $m --bins"
         CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}/fuzz" cargo check --manifest-path "$m" --bins || return 1
