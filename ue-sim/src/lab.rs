@@ -301,6 +301,11 @@ pub fn lab_scenario(
     out: &Path,
     progress: &Progress,
 ) -> Result<Outcome, Error> {
+    if scenario.faults.iter().any(|f| f.kind == FaultKind::StopAs) {
+        return Err(Error::Run(
+            "stop_as faults are not supported yet (the lab runs one AS)".into(),
+        ));
+    }
     let thresholds = Thresholds::from(&scenario.thresholds);
     let tb = Testbed::start_with_relays(&scenario.channels.list, scenario.relays)?;
     tracing::info!(sip = %tb.sip, http = ?tb.http, relays = scenario.relays, "lab testbed up");
@@ -437,6 +442,10 @@ mod tests {
         );
         assert!(matches!(r, Err(Error::Run(m)) if m.contains("ue-sim lab")));
         assert!(!out.path().join("report.json").exists());
+        let s = Scenario::from_toml("duration_s = 5\n[[faults]]\nat_s = 1.0\nkind = \"stop_as\"\n")
+            .unwrap();
+        let r = lab_scenario(&s, out.path(), &Progress::quiet());
+        assert!(matches!(r, Err(Error::Run(m)) if m.contains("stop_as")));
         let c = lab_config_relays("sqlite::memory:", &["news".into()], 2);
         assert_eq!(c.relay.count, 2);
         c.validate().unwrap();

@@ -453,6 +453,12 @@ impl Summary {
             t.min_moves_ok.map(|n| n as f64),
             Some(self.moves.ok as f64),
         );
+        // A fault the scenario asked for and the lab could not inject fails the run: the
+        // figures would not show what the scenario claims to test.
+        if !self.faults.is_empty() {
+            let failed = self.faults.iter().filter(|f| f.result != "ok").count();
+            add_bound("faults.failed", Bound::Max, Some(0.0), Some(failed as f64));
+        }
         add_bound(
             "personal.viewers",
             Bound::Min,
@@ -1420,6 +1426,68 @@ mod tests {
                 .unwrap()
                 .pass
         );
+    }
+
+    #[test]
+    fn moves_faults_and_personal_channels_are_summed_checked_and_shown() {
+        let mut stats = synthetic();
+        stats.joins_failed = 0;
+        for v in stats.viewers.iter_mut().take(30) {
+            v.moves = 1;
+            v.gap_ms_max = 120.0;
+        }
+        stats.moves_ok = 30;
+        stats.move_gap_ms = vec![20.0; 30];
+        stats.faults.push(crate::stats::FaultRecord {
+            t_s: 20.0,
+            kind: "stop_relay".into(),
+            target: 0,
+            result: "ok".into(),
+            active: 100,
+            viewers: Some(30),
+        });
+        stats.producers = 2;
+        stats.personal_created = 2;
+        stats.personal_viewers = 7;
+        stats.personal_first_frame_ms = vec![3.0, 5.0];
+        let t = Thresholds {
+            moved_gap_ms_p99: Some(500.0),
+            max_failed_moves: Some(0),
+            min_moves_ok: Some(30),
+            min_personal_viewers: Some(8),
+            ..Thresholds::default()
+        };
+        let sum = Summary::new(&stats, &t);
+        assert_eq!((sum.moves.ok, sum.moves.viewers), (30, 30));
+        assert_eq!(
+            sum.moves.viewer_gap_ms.max,
+            Some(120.0),
+            "only moved viewers"
+        );
+        assert_eq!(sum.moves.gap_ms.p99, Some(20.0));
+        assert_eq!(sum.personal.viewers, 7);
+        assert_eq!(sum.personal.first_frame_ms.count, 2);
+        let by = |n: &str| sum.checks.iter().find(|c| c.name == n).unwrap().pass;
+        assert!(by("moves.viewer_gap_ms.p99"));
+        assert!(by("moves.failed"));
+        assert!(by("moves.ok"));
+        assert!(by("faults.failed"));
+        assert!(!by("personal.viewers"), "7 < 8");
+        let html = html(&stats, &sum).unwrap();
+        assert!(html.contains("Relay faults and moves") && html.contains("Personal channels"));
+        assert_eq!(
+            html.matches("<svg").count(),
+            14,
+            "12 plots + the moved viewers' two"
+        );
+        let j = json(&stats, &sum).unwrap();
+        assert_eq!(j["moves"]["ok"], 30);
+        assert_eq!(j["personal"]["channels_created"], 2);
+        // A fault that could not be injected fails the run.
+        stats.faults[0].result = "relay 0: no such relay".into();
+        let sum = Summary::new(&stats, &Thresholds::default());
+        assert!(!sum.pass);
+        assert!(sum.text().contains("[FAIL] faults.failed"));
     }
 
     #[test]
