@@ -27,6 +27,7 @@
 //!   stores and copies each resource to its first `replicas - 1` successors;
 //!   data moves to a new responsible peer on join and on leave.
 
+pub mod convert;
 pub mod msg;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -281,13 +282,24 @@ impl Node {
                 }
             }
         }
+        // RFC 6940 section 9.7: successors learn our predecessors, predecessors
+        // our successors (ChordLeaveData from_pred / from_succ).
         let successors = self.table.successors().to_vec();
         let predecessors = self.table.predecessors().to_vec();
         for p in self.table.neighbors() {
+            let to_succ = successors.contains(&p);
             let body = Body::LeaveReq {
                 leaving: self.id,
-                successors: successors.clone(),
-                predecessors: predecessors.clone(),
+                successors: if to_succ {
+                    Vec::new()
+                } else {
+                    successors.clone()
+                },
+                predecessors: if to_succ {
+                    predecessors.clone()
+                } else {
+                    Vec::new()
+                },
             };
             self.request(now, Dest::Node(p), body, Purpose::Leave);
         }

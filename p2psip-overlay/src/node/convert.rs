@@ -1,0 +1,402 @@
+//! Conversion between the node's typed messages ([`super::msg`]) and the RELOAD
+//! wire format ([`crate::wire`], RFC 6940 section 6.3).
+//!
+//! [`to_wire`] builds the [`wire::Message`] a node message becomes (forwarding
+//! header with via and destination lists, typed body, security block) and
+//! [`frame_bytes`] the framed bytes a link carries (section 5.6.3.1). The
+//! signatures are placeholders of the size an ECDSA P-256 / SHA-256 signature
+//! with a `cert_hash_node_id` identity has (the link driver signs for real),
+//! so the simulator's byte counts are those of the real encoding.
+//! [`from_wire`] is the way back for a driver that receives bytes.
+
+use crate::storage::{
+    FetchSpec, KindData, KindId, Select, Signer, StoreResult, StoredValue, ValueKey,
+};
+use crate::topology::Id;
+use crate::wire::{
+    self, ArrayRange, ChordLeaveData, ChordUpdateKind, DataSpecifier, DataValue, Destination,
+    ErrorCode, ErrorResponse, FetchKindResponse, ForwardingHeader, FramedMessage, HashAlgorithm,
+    NodeId, ResourceId, SecurityBlock, Signature, SignatureAndHashAlgorithm, SignerIdentity,
+    StoreKindData, StoreKindResponse, StoredData, StoredDataSpecifier, StoredDataValue,
+    TransactionId, WireError,
+};
+
+use super::msg::{Body, ChordUpdate, Dest, Frame, Message, UpdateType};
+
+/// Errors turning wire messages into node messages.
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    /// The bytes do not decode.
+    #[error("wire: {0}")]
+    Wire(#[from] WireError),
+    /// A message the node core does not handle (Attach, Find, ...).
+    #[error("message code {0} is not handled by the node core")]
+    Unsupported(u16),
+    /// A destination that is not a 128-bit Node-ID or Resource-ID.
+    #[error("destination is not a 128-bit id")]
+    BadDestination,
+}
+
+fn node_id(id: Id) -> NodeId {
+    NodeId::from_u128(id.0)
+}
+
+fn id_of(n: NodeId) -> Id {
+    Id(n.to_u128())
+}
+
+fn ids(v: &[Id]) -> Vec<NodeId> {
+    v.iter().copied().map(node_id).collect()
+}
+
+fn from_ids(v: &[NodeId]) -> Vec<Id> {
+    v.iter().copied().map(id_of).collect()
+}
+
+fn resource(id: Id) -> ResourceId {
+    ResourceId::from_node_id(node_id(id))
+}
+
+fn resource_id(r: &ResourceId) -> Result<Id, ConvertError> {
+    r.as_node_id()
+        .map(id_of)
+        .ok_or(ConvertError::BadDestination)
+}
+
+/// A signature of the size a real one has: ECDSA P-256 over SHA-256 (DER, 72
+/// bytes) with a `cert_hash_node_id` identity (SHA-256, 32 bytes).
+fn placeholder_signature() -> Signature {
+    Signature {
+        algorithm: SignatureAndHashAlgorithm::ECDSA_SHA256,
+        identity: SignerIdentity::CertHashNodeId {
+            hash_alg: HashAlgorithm::SHA256,
+            hash: vec![0; 32],
+        },
+        value: vec![0; 72],
+    }
+}
+
+fn stored_data(v: &StoredValue) -> StoredData {
+    let value = DataValue {
+        exists: v.exists,
+        value: v.data.clone(),
+    };
+    StoredData {
+        storage_time: v.storage_time,
+        lifetime: v.lifetime,
+        value: match &v.key {
+            ValueKey::Single => StoredDataValue::Single(value),
+            ValueKey::Index(i) => StoredDataValue::Array { index: *i, value },
+            ValueKey::Key(k) => StoredDataValue::Dictionary {
+                key: k.clone(),
+                value,
+            },
+        },
+        signature: placeholder_signature(),
+    }
+}
+
+fn stored_value(d: &StoredData, signer: &Signer) -> StoredValue {
+    let (key, v) = match &d.value {
+        StoredDataValue::Single(v) => (ValueKey::Single, v),
+        StoredDataValue::Array { index, value } => (ValueKey::Index(*index), value),
+        StoredDataValue::Dictionary { key, value } => (ValueKey::Key(key.clone()), value),
+    };
+    StoredValue {
+        key,
+        storage_time: d.storage_time,
+        lifetime: d.lifetime,
+        exists: v.exists,
+        data: v.value.clone(),
+        signer: signer.clone(),
+    }
+}
+
+fn body_to_wire(b: &Body) -> wire::Body {
+    match b {
+        Body::JoinReq { joining } => wire::Body::JoinReq(wire::JoinReq {
+            joining_peer_id: node_id(*joining),
+            overlay_specific_data: Vec::new(),
+        }),
+        Body::JoinAns => wire::Body::JoinAns(wire::JoinAns::default()),
+        Body::LeaveReq {
+            leaving,
+            successors,
+            predecessors,
+        } => {
+            let data = if predecessors.is_empty() {
+                ChordLeaveData::FromSucc(ids(successors))
+            } else {
+                ChordLeaveData::FromPred(ids(predecessors))
+            };
+            wire::Body::LeaveReq(wire::LeaveReq {
+                leaving_peer_id: node_id(*leaving),
+                overlay_specific_data: data.to_bytes().unwrap_or_default(),
+            })
+        }
+        Body::LeaveAns => wire::Body::LeaveAns,
+        Body::UpdateReq(u) => wire::Body::UpdateReq(wire::ChordUpdate {
+            uptime: u.uptime,
+            kind: match u.kind {
+                UpdateType::PeerReady => ChordUpdateKind::PeerReady,
+                UpdateType::Neighbors => ChordUpdateKind::Neighbors {
+                    predecessors: ids(&u.predecessors),
+                    successors: ids(&u.successors),
+                },
+                UpdateType::Full => ChordUpdateKind::Full {
+                    predecessors: ids(&u.predecessors),
+                    successors: ids(&u.successors),
+                    fingers: ids(&u.fingers),
+                },
+            },
+        }),
+        Body::UpdateAns => wire::Body::UpdateAns,
+        Body::PingReq => wire::Body::PingReq(Vec::new()),
+        Body::PingAns { responder } => wire::Body::PingAns(wire::PingAns {
+            response_id: responder.0 as u64,
+            time: 0,
+        }),
+        Body::StoreReq {
+            resource: r,
+            replica_number,
+            kind_data,
+            ..
+        } => wire::Body::StoreReq(wire::StoreReq {
+            resource: resource(*r),
+            replica_number: *replica_number,
+            kind_data: kind_data
+                .iter()
+                .map(|kd| StoreKindData {
+                    kind: wire::KindId(kd.kind.0),
+                    generation_counter: kd.generation,
+                    values: kd.values.iter().map(stored_data).collect(),
+                })
+                .collect(),
+        }),
+        Body::StoreAns { results } => wire::Body::StoreAns(
+            results
+                .iter()
+                .map(|r| StoreKindResponse {
+                    kind: wire::KindId(r.kind.0),
+                    generation_counter: r.generation,
+                    replicas: Vec::new(),
+                })
+                .collect(),
+        ),
+        Body::FetchReq { resource: r, specs } => wire::Body::FetchReq(wire::FetchReq {
+            resource: resource(*r),
+            specifiers: specs
+                .iter()
+                .map(|s| StoredDataSpecifier {
+                    kind: wire::KindId(s.kind.0),
+                    generation: s.generation,
+                    model: match &s.select {
+                        Select::Single => DataSpecifier::Single,
+                        Select::Indices(r) => DataSpecifier::Array(
+                            r.iter()
+                                .map(|&(first, last)| ArrayRange { first, last })
+                                .collect(),
+                        ),
+                        Select::Keys(k) => DataSpecifier::Dictionary(k.clone()),
+                    },
+                })
+                .collect(),
+        }),
+        Body::FetchAns { kind_data } => wire::Body::FetchAns(
+            kind_data
+                .iter()
+                .map(|kd| FetchKindResponse {
+                    kind: wire::KindId(kd.kind.0),
+                    generation: kd.generation,
+                    values: kd.values.iter().map(stored_data).collect(),
+                })
+                .collect(),
+        ),
+        Body::Error { code, reason } => {
+            wire::Body::Error(ErrorResponse::new(ErrorCode(*code), reason))
+        }
+    }
+}
+
+fn dest(d: &Dest) -> Destination {
+    match d {
+        Dest::Node(n) => Destination::Node(node_id(*n)),
+        Dest::Resource(r) => Destination::Resource(resource(*r)),
+    }
+}
+
+/// The wire message for a node message in overlay `overlay` (the hash of the
+/// overlay name, [`wire::overlay_hash`]).
+pub fn to_wire(m: &Message, overlay: u32) -> Result<wire::Message, WireError> {
+    let mut fh = ForwardingHeader::new(
+        overlay,
+        TransactionId(m.txid),
+        m.dest.iter().map(dest).collect(),
+    );
+    fh.ttl = m.ttl;
+    fh.via_list = m
+        .via
+        .iter()
+        .map(|&v| Destination::Node(node_id(v)))
+        .collect();
+    let mut w = wire::Message::new(fh, &body_to_wire(&m.body))?;
+    w.security = SecurityBlock {
+        certificates: Vec::new(),
+        signature: placeholder_signature(),
+    };
+    Ok(w)
+}
+
+/// The framed bytes of a link frame (RFC 6940 section 5.6.3.1).
+pub fn frame_bytes(f: &Frame, overlay: u32) -> Result<Vec<u8>, WireError> {
+    let framed = match f {
+        Frame::Data { seq, msg } => FramedMessage::Data {
+            sequence: *seq,
+            message: to_wire(msg, overlay)?.to_bytes()?,
+        },
+        Frame::Ack { seq } => FramedMessage::Ack {
+            ack_sequence: *seq,
+            received: 0,
+        },
+    };
+    framed.to_bytes()
+}
+
+/// The node message for a decoded wire message. `signer` is the identity the
+/// security layer verified for it (it signs the request and, in this
+/// project, the stored values it carries).
+pub fn from_wire(w: &wire::Message, signer: &Signer) -> Result<Message, ConvertError> {
+    let to_dest = |d: &Destination| -> Result<Dest, ConvertError> {
+        match d {
+            Destination::Node(n) => Ok(Dest::Node(id_of(*n))),
+            Destination::Resource(r) => Ok(Dest::Resource(resource_id(r)?)),
+            _ => Err(ConvertError::BadDestination),
+        }
+    };
+    let via = w
+        .forwarding
+        .via_list
+        .iter()
+        .map(|d| match d {
+            Destination::Node(n) => Ok(id_of(*n)),
+            _ => Err(ConvertError::BadDestination),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let dest = w
+        .forwarding
+        .destination_list
+        .iter()
+        .map(to_dest)
+        .collect::<Result<Vec<_>, _>>()?;
+    let values = |v: &[StoredData]| v.iter().map(|d| stored_value(d, signer)).collect();
+    let body = match w.body()? {
+        wire::Body::JoinReq(j) => Body::JoinReq {
+            joining: id_of(j.joining_peer_id),
+        },
+        wire::Body::JoinAns(_) => Body::JoinAns,
+        wire::Body::LeaveReq(l) => {
+            let data = ChordLeaveData::from_bytes(&l.overlay_specific_data).ok();
+            let (successors, predecessors) = match data {
+                Some(ChordLeaveData::FromSucc(s)) => (from_ids(&s), Vec::new()),
+                Some(ChordLeaveData::FromPred(p)) => (Vec::new(), from_ids(&p)),
+                None => (Vec::new(), Vec::new()),
+            };
+            Body::LeaveReq {
+                leaving: id_of(l.leaving_peer_id),
+                successors,
+                predecessors,
+            }
+        }
+        wire::Body::LeaveAns => Body::LeaveAns,
+        wire::Body::UpdateReq(u) => {
+            let (kind, predecessors, successors, fingers) = match u.kind {
+                ChordUpdateKind::PeerReady => (UpdateType::PeerReady, vec![], vec![], vec![]),
+                ChordUpdateKind::Neighbors {
+                    predecessors,
+                    successors,
+                } => (UpdateType::Neighbors, predecessors, successors, vec![]),
+                ChordUpdateKind::Full {
+                    predecessors,
+                    successors,
+                    fingers,
+                } => (UpdateType::Full, predecessors, successors, fingers),
+            };
+            Body::UpdateReq(ChordUpdate {
+                uptime: u.uptime,
+                kind,
+                predecessors: from_ids(&predecessors),
+                successors: from_ids(&successors),
+                fingers: from_ids(&fingers),
+            })
+        }
+        wire::Body::UpdateAns => Body::UpdateAns,
+        wire::Body::PingReq(_) => Body::PingReq,
+        wire::Body::PingAns(_) => Body::PingAns {
+            // the answering peer is the first entry of the response's via list
+            responder: via.first().copied().unwrap_or_default(),
+        },
+        wire::Body::StoreReq(s) => Body::StoreReq {
+            resource: resource_id(&s.resource)?,
+            replica_number: s.replica_number,
+            kind_data: s
+                .kind_data
+                .iter()
+                .map(|kd| KindData {
+                    kind: KindId(kd.kind.0),
+                    generation: kd.generation_counter,
+                    values: values(&kd.values),
+                })
+                .collect(),
+            signer: signer.clone(),
+        },
+        wire::Body::StoreAns(r) => Body::StoreAns {
+            results: r
+                .iter()
+                .map(|r| StoreResult {
+                    kind: KindId(r.kind.0),
+                    generation: r.generation_counter,
+                })
+                .collect(),
+        },
+        wire::Body::FetchReq(f) => Body::FetchReq {
+            resource: resource_id(&f.resource)?,
+            specs: f
+                .specifiers
+                .iter()
+                .map(|s| FetchSpec {
+                    kind: KindId(s.kind.0),
+                    generation: s.generation,
+                    select: match &s.model {
+                        DataSpecifier::Single => Select::Single,
+                        DataSpecifier::Array(r) => {
+                            Select::Indices(r.iter().map(|r| (r.first, r.last)).collect())
+                        }
+                        DataSpecifier::Dictionary(k) => Select::Keys(k.clone()),
+                    },
+                })
+                .collect(),
+        },
+        wire::Body::FetchAns(r) => Body::FetchAns {
+            kind_data: r
+                .iter()
+                .map(|kd| KindData {
+                    kind: KindId(kd.kind.0),
+                    generation: kd.generation,
+                    values: values(&kd.values),
+                })
+                .collect(),
+        },
+        wire::Body::Error(e) => Body::Error {
+            code: e.code.0,
+            reason: String::from_utf8_lossy(&e.info).into_owned(),
+        },
+        other => return Err(ConvertError::Unsupported(other.code().0)),
+    };
+    Ok(Message {
+        txid: w.forwarding.transaction_id.0,
+        ttl: w.forwarding.ttl,
+        via,
+        dest,
+        body,
+    })
+}
