@@ -569,26 +569,15 @@ async fn glare_both_ways_then_the_move_completes() {
     app.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_personal_channel_moves_with_its_producer_and_viewers() {
-    let app = start(2).await;
-    let as_addr = app.sip_addr(Transport::Udp).unwrap();
-    let mut ues = Ues::new(as_addr).await;
-    // The producer creates a personal channel (sendonly offer, Subject = name).
+/// A producer creates a personal channel (sendonly offer, Subject = name): the 200 (ACKed)
+/// and its RTP socket.
+async fn create_personal(ues: &mut Ues, call_id: &str, name: &str) -> (Response, UdpSocket) {
+    let as_addr = ues.as_addr;
     let producer_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let mut create = ues.invite(
-        "owner1",
-        "new-channel",
-        producer_rtp.local_addr().unwrap().port(),
-    );
-    create.body = offer(
-        producer_rtp.local_addr().unwrap().port(),
-        "h264",
-        "sendonly",
-    )
-    .replace('\n', "\r\n")
-    .into();
-    create.headers.push(HeaderName::SUBJECT, "Mine");
+    let port = producer_rtp.local_addr().unwrap().port();
+    let mut create = ues.invite(call_id, "new-channel", port);
+    create.body = offer(port, "h264", "sendonly").replace('\n', "\r\n").into();
+    create.headers.push(HeaderName::SUBJECT, name);
     ues.send(&Message::Request(create), as_addr).await;
     let ok = loop {
         match ues.recv(Duration::from_secs(5)).await {
@@ -601,6 +590,96 @@ async fn a_personal_channel_moves_with_its_producer_and_viewers() {
     assert_eq!(ok.status.0, 200);
     let ack = ues.ack_for(&ok);
     ues.send(&Message::Request(ack), as_addr).await;
+    (ok, producer_rtp)
+}
+
+#[tokio::test]
+async fn a_zap_to_a_channel_on_another_relay_moves_the_viewer() {
+    let app = start(2).await;
+    let as_addr = app.sip_addr(Transport::Udp).unwrap();
+    let mut ues = Ues::new(as_addr).await;
+    let (ok, _producer) = create_personal(&mut ues, "owner2", "Elsewhere").await;
+    let channel = ok.contact().unwrap().unwrap().uri.user.unwrap();
+    let owner_relay = relay_of(&app, "owner2");
+    let viewers = ues.join("zv", "news", 2).await;
+    let v = viewers
+        .iter()
+        .find(|j| relay_of(&app, &j.call_id) != owner_relay)
+        .expect("a viewer on the other relay");
+    let zap = |ues: &mut Ues, seq: u32, body: &str| {
+        ues.branch += 1;
+        format!(
+            "INVITE sip:{channel}@{as_addr} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\n\
+             From: <sip:{c}@127.0.0.1>;tag=tag-{c}\r\nTo: <sip:news@{as_addr}>;tag={tag}\r\n\
+             Call-ID: {c}\r\nCSeq: {seq} INVITE\r\nContact: <sip:{c}@{addr}>\r\n\
+             Content-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{body}",
+            via = via(ues.addr, ues.branch),
+            c = v.call_id,
+            tag = v.to_tag,
+            addr = ues.addr,
+            len = body.len(),
+        )
+    };
+    let final_for = |seq: u32| {
+        move |m: &Message| match m {
+            Message::Response(r) => r.cseq().unwrap().seq == seq && r.status.is_final(),
+            Message::Request(_) => false,
+        }
+    };
+    // Without an offer the AS cannot name the new relay: 488.
+    let text = zap(&mut ues, 2, "");
+    ues.sock.send_to(text.as_bytes(), as_addr).await.unwrap();
+    let r = loop {
+        let (m, _) = ues.recv(Duration::from_secs(5)).await.expect("an answer");
+        if final_for(2)(&m) {
+            break m;
+        }
+    };
+    let Message::Response(r) = r else {
+        unreachable!()
+    };
+    assert_eq!(r.status.0, 488);
+    // With the same offer: 200 naming the relay of the personal channel.
+    let port = v.rtp.local_addr().unwrap().port();
+    let body = offer(port, "h264", "recvonly").replace('\n', "\r\n");
+    let text = zap(&mut ues, 3, &body);
+    ues.sock.send_to(text.as_bytes(), as_addr).await.unwrap();
+    let r = loop {
+        let (m, _) = ues.recv(Duration::from_secs(5)).await.expect("an answer");
+        if final_for(3)(&m) {
+            break m;
+        }
+    };
+    let Message::Response(r) = r else {
+        unreachable!()
+    };
+    assert_eq!(r.status.0, 200);
+    let sdp = SdpOffer::parse(&r.body).unwrap();
+    assert_ne!(
+        sdp.media()[0].rtp_addr(),
+        Some(v.relay_rtp),
+        "another relay"
+    );
+    assert_eq!(sdp.session_version(), 2);
+    assert_eq!(relay_of(&app, &v.call_id), owner_relay);
+    let row = app
+        .service
+        .catalogue()
+        .store()
+        .active_session_by_call_id(&v.call_id)
+        .await
+        .unwrap();
+    assert_eq!(row.channel_id, channel);
+    assert_eq!(row.relay.as_deref(), Some(owner_relay.as_str()));
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_personal_channel_moves_with_its_producer_and_viewers() {
+    let app = start(2).await;
+    let as_addr = app.sip_addr(Transport::Udp).unwrap();
+    let mut ues = Ues::new(as_addr).await;
+    let (ok, producer_rtp) = create_personal(&mut ues, "owner1", "Mine").await;
     let channel = ok.contact().unwrap().unwrap().uri.user.unwrap();
     let old_ingest = SdpOffer::parse(&ok.body).unwrap().media()[0]
         .rtp_addr()

@@ -62,6 +62,10 @@
 //!   session row's channel is updated.
 //! * Unknown channel: `404 Not Found`; the session stays on the old channel (RFC 3261
 //!   section 14.2: a failed re-INVITE leaves the session unchanged).
+//! * A channel the viewer's relay does not carry (with several relays, a personal channel
+//!   lives on one): with an SDP offer in the re-INVITE, the viewer gets a new path on a
+//!   relay that carries it, the old one is removed, and the answer names the new relay
+//!   (`o=` version + 1); without an offer, `488` (the AS does not send an offer in a 2xx).
 //!
 //! The plain way, BYE then a new INVITE to the other channel, keeps working (it allocates a new
 //! viewer path). A relay-direct zap within an authorised package (ETSI TS 183 063 style) is

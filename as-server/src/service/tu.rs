@@ -1642,14 +1642,18 @@ impl Service {
                 let retry = self.inner.cfg.limits.retry_after_secs;
                 if !self.inner.relays.state().carries(relay, &to) {
                     // The channel's ingest is on another relay (a personal channel with
-                    // several relays): this version does not move a viewer in a zap.
-                    return Err(Reject::new(488, "Not Acceptable Here").with(
-                        "Warning",
-                        format!(
-                            "399 {} \"Channel not on this session's relay; BYE and INVITE\"",
-                            self.inner.cfg.domain
-                        ),
-                    ));
+                    // several relays): the viewer moves there, and the answer to the UE's
+                    // offer names the new relay.
+                    if req.body.is_empty() {
+                        return Err(Reject::new(488, "Not Acceptable Here").with(
+                            "Warning",
+                            format!(
+                                "399 {} \"Channel on another relay: zap with an SDP offer, or BYE and INVITE\"",
+                                self.inner.cfg.domain
+                            ),
+                        ));
+                    }
+                    return self.zap_to_other_relay(req, key, &session, &to).await;
                 }
                 let handle = self.relay(relay).clone();
                 self.relay_call(
@@ -1682,6 +1686,87 @@ impl Service {
         // Same relay path, same ports, same SSRC: the answer is unchanged, so its o= version
         // stays (RFC 3264 section 8: the version is bumped only when the content changes).
         Ok(self.ok_with_sdp(req, &key.local_tag, &new_channel, session.sdp.body))
+    }
+
+    /// A zap (re-INVITE with an offer) to channel `to`, which the viewer's relay does not
+    /// carry: a new path on a relay that does, the old one removed, the answer naming the
+    /// new relay (same `o=` session id, version + 1, RFC 3264 section 8).
+    async fn zap_to_other_relay(
+        &self,
+        req: &Request,
+        key: &DialogId,
+        session: &Session,
+        to: &str,
+    ) -> std::result::Result<Response, Reject> {
+        let Role::Viewer {
+            viewer: old_viewer,
+            relay: old_relay,
+            payload_type,
+            rtp_dest,
+            rtcp_dest,
+            channel: current,
+        } = session.role.clone()
+        else {
+            return Err(Reject::new(500, "Server Internal Error"));
+        };
+        let retry = self.inner.cfg.limits.retry_after_secs;
+        let viewer = ViewerId(self.inner.next_viewer.fetch_add(1, Ordering::Relaxed));
+        let (relay, info) = self
+            .place_viewer(AddViewer {
+                viewer,
+                channel: ChannelId::from(to),
+                rtp_dest,
+                rtcp_dest,
+                payload_type,
+            })
+            .await
+            .map_err(|e| error_reject(&relay_err(e, retry)))?;
+        let version = session.sdp.version + 1;
+        let transport = self.viewer_transport(relay, &info, session.sdp.session_id, version);
+        let body = match session.sdp.negotiation.clone().answer(&transport) {
+            Ok(a) => a.to_bytes(),
+            Err(e) => {
+                self.remove_viewer(relay, viewer).await;
+                return Err(self.sdp_reject(&e));
+            }
+        };
+        let updated = {
+            let mut st = self.state();
+            match st.sessions.get_mut(key) {
+                Some(s) => {
+                    s.role = Role::Viewer {
+                        viewer,
+                        channel: to.to_owned(),
+                        payload_type,
+                        rtp_dest,
+                        rtcp_dest,
+                        relay,
+                    };
+                    s.sdp.body.clone_from(&body);
+                    s.sdp.version = version;
+                    s.dialog.dialog.core.local_contact = Some(self.contact_for(to));
+                    true
+                }
+                None => false,
+            }
+        };
+        if !updated {
+            self.remove_viewer(relay, viewer).await;
+            return Err(Reject::new(481, "Call/Transaction Does Not Exist"));
+        }
+        self.remove_viewer(old_relay, old_viewer).await;
+        if let Some(id) = &session.store_id {
+            if let Err(e) = self.inner.catalogue.zap_session(id, to, now().1).await {
+                warn!(error = %e, "session zap not stored");
+            }
+            let name = self.inner.relays.name(relay).to_owned();
+            if let Err(e) = self.inner.catalogue.set_session_relay(id, &name).await {
+                warn!(error = %e, "session relay not stored");
+            }
+        }
+        Metrics::inc(&self.inner.metrics.zaps);
+        info!(from = %current, %to, call_id = %key.call_id, relay = %self.inner.relays.name(relay), "zap to another relay");
+        Ok(self.ok_with_sdp(req, &key.local_tag, to, body))
     }
 
     /// Finds the sessions whose viewer the relay dropped by itself (it vanished: ICMP
