@@ -441,8 +441,9 @@ async fn no_relay_left_ends_the_session_with_a_reason() {
 }
 
 /// Many viewers on the relay that stops: prints the time from `stop_relay` to the last
-/// re-INVITE answered (`FAILOVER_VIEWERS`, default 200, viewers on the stopped relay).
-#[tokio::test]
+/// re-INVITE answered, and each moved viewer's longest gap in RTP around the failover
+/// (`FAILOVER_VIEWERS`, default 200, viewers on the stopped relay).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_viewers_move_and_the_time_is_printed() {
     let n: usize = std::env::var("FAILOVER_VIEWERS")
         .ok()
@@ -451,12 +452,36 @@ async fn many_viewers_move_and_the_time_is_printed() {
     let app = start(2).await;
     let mut ues = Ues::new(app.sip_addr(Transport::Udp).unwrap()).await;
     let joined = ues.join("many", "news", 2 * n).await;
-    let on_a: HashMap<String, u16> = joined
-        .iter()
-        .filter(|j| relay_of(&app, &j.call_id) == "relay-0")
-        .map(|j| (j.call_id.clone(), j.rtp.local_addr().unwrap().port()))
-        .collect();
+    let mut on_a: HashMap<String, u16> = HashMap::new();
+    // Each viewer on relay-0 records its longest time without RTP until told to stop.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut gaps = tokio::task::JoinSet::new();
+    for j in joined {
+        if relay_of(&app, &j.call_id) != "relay-0" {
+            continue;
+        }
+        on_a.insert(j.call_id.clone(), j.rtp.local_addr().unwrap().port());
+        let mut stop = stop_rx.clone();
+        gaps.spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            let (mut last, mut longest) = (None::<Instant>, Duration::ZERO);
+            loop {
+                tokio::select! {
+                    r = j.rtp.recv_from(&mut buf) => if r.is_ok() {
+                        let t = now();
+                        if let Some(l) = last {
+                            longest = longest.max(t.duration_since(l));
+                        }
+                        last = Some(t);
+                    },
+                    _ = stop.changed() => break,
+                }
+            }
+            longest
+        });
+    }
     assert_eq!(on_a.len(), n);
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let t0 = now();
     assert!(app.stop_relay(0).await);
     let mut answered = 0;
@@ -497,6 +522,24 @@ async fn many_viewers_move_and_the_time_is_printed() {
         "failover: all {n} moves confirmed {:.1} ms after stop_relay",
         t0.elapsed().as_secs_f64() * 1000.0
     );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop_tx.send(true).unwrap();
+    let mut longest: Vec<Duration> = Vec::new();
+    while let Some(g) = gaps.join_next().await {
+        longest.push(g.unwrap());
+    }
+    longest.sort();
+    let pct = |p: f64| {
+        let i = ((longest.len() as f64 * p).ceil() as usize).clamp(1, longest.len()) - 1;
+        longest[i].as_secs_f64() * 1000.0
+    };
+    println!(
+        "failover: longest RTP gap per moved viewer: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        pct(0.5),
+        pct(0.99),
+        pct(1.0)
+    );
+    assert_eq!(longest.len(), n);
     app.shutdown().await;
 }
 
