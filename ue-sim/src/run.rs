@@ -151,8 +151,11 @@ const UNKNOWN_TOTAL: usize = 400_000;
 struct Driver<'a> {
     sc: &'a Scenario,
     slots: Vec<Slot>,
-    sip: Vec<Arc<UdpSocket>>,
-    rtp: Vec<Arc<UdpSocket>>,
+    /// Send halves (std clones of the reader tasks' sockets, non-blocking): a send is one
+    /// `sendto`, without waiting for the reactor to have seen the socket writable, which a
+    /// fresh tokio socket's `try_send_to` does (its first datagrams would be dropped).
+    sip: Vec<std::net::UdpSocket>,
+    rtp: Vec<std::net::UdpSocket>,
     rtp_ports: Vec<u16>,
     /// Per RTP socket: the UE waiting for its new path, and since when (only for an AS that
     /// does not announce SSRCs in SDP).
@@ -494,7 +497,7 @@ impl Driver<'_> {
                     Transmit::Rtcp { to, bytes } => (&self.rtp[self.slots[i].rtp], to, bytes),
                 };
                 // A full send buffer drops the datagram; SIP retransmits, RTCP is periodic.
-                let _ = sock.try_send_to(&bytes, to);
+                let _ = sock.send_to(&bytes, to);
             }
             while let Some(ev) = self.slots[i].ue.poll_event() {
                 self.on_event(i, ev, now);
@@ -630,6 +633,15 @@ impl Driver<'_> {
 /// with the number of viewers it hit (those the AS should move), `Err` why it could not.
 pub type FaultInjector<'a> = dyn Fn(&Fault) -> Result<u64, String> + 'a;
 
+/// A UDP socket on `ip` (free port): the tokio half for its reader task, a non-blocking std
+/// clone for sending.
+fn socket_pair(ip: IpAddr) -> std::io::Result<(Arc<UdpSocket>, std::net::UdpSocket)> {
+    let s = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))?;
+    s.set_nonblocking(true)?;
+    let send = s.try_clone()?;
+    Ok((Arc::new(UdpSocket::from_std(s)?), send))
+}
+
 /// The local address to put in Via/Contact/SDP for reaching `target`.
 fn local_ip_for(target: SocketAddr) -> IpAddr {
     if target.ip().is_loopback() {
@@ -678,17 +690,17 @@ pub async fn run_with_faults(
     let (tx, mut rx) = mpsc::channel::<Batch>(1024);
     let mut sip = Vec::new();
     for k in 0..scenario.sip_sockets {
-        let s = Arc::new(UdpSocket::bind(SocketAddr::new(ip, 0)).await?);
-        spawn_reader(SockKind::Sip, k, s.clone(), tx.clone());
-        sip.push(s);
+        let (recv, send) = socket_pair(ip)?;
+        spawn_reader(SockKind::Sip, k, recv, tx.clone());
+        sip.push(send);
     }
     let mut rtp = Vec::new();
     let mut rtp_ports = Vec::new();
     for k in 0..scenario.rtp_sockets {
-        let s = Arc::new(UdpSocket::bind(SocketAddr::new(ip, 0)).await?);
-        rtp_ports.push(s.local_addr()?.port());
-        spawn_reader(SockKind::Rtp, k, s.clone(), tx.clone());
-        rtp.push(s);
+        let (recv, send) = socket_pair(ip)?;
+        rtp_ports.push(send.local_addr()?.port());
+        spawn_reader(SockKind::Rtp, k, recv, tx.clone());
+        rtp.push(send);
     }
     drop(tx);
     let start = now();
