@@ -248,10 +248,11 @@ impl AvpValue {
 pub struct Avp {
     /// AVP Code.
     pub code: AvpCode,
-    /// Flags as received (reserved bits kept); the V bit is rewritten on encode to match
-    /// `vendor`.
+    /// Flags as received (reserved bits kept). The encoder sets the V bit whenever `vendor`
+    /// is not 0.
     pub flags: AvpFlags,
-    /// Vendor-Id; [`VendorId::IETF`] (0) means no Vendor-Id field and no V bit.
+    /// Vendor-Id; [`VendorId::IETF`] (0) without the V bit in `flags` means no Vendor-Id
+    /// field (the V bit with vendor 0, as received, is kept and re-encoded).
     pub vendor: VendorId,
     /// The data.
     pub value: AvpValue,
@@ -370,13 +371,20 @@ impl Avp {
         dict::lookup(self.code, self.vendor)
     }
 
-    /// Header length: 12 with a Vendor-Id, else 8.
+    /// Whether the AVP has a Vendor-Id field on the wire: a non-zero vendor, or the V bit
+    /// with vendor 0 as received (kept so such an AVP re-encodes byte for byte).
+    #[must_use]
+    pub fn has_vendor_field(&self) -> bool {
+        self.vendor != VendorId::IETF || self.flags.is_vendor()
+    }
+
+    /// Header length: 12 with a Vendor-Id field, else 8.
     #[must_use]
     pub fn header_len(&self) -> usize {
-        if self.vendor == VendorId::IETF {
-            8
-        } else {
+        if self.has_vendor_field() {
             12
+        } else {
+            8
         }
     }
 
@@ -454,12 +462,11 @@ impl Avp {
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         let start = out.len();
         let hdr = self.header_len();
-        let flags = self
-            .flags
-            .with(AvpFlags::VENDOR, self.vendor != VendorId::IETF);
+        let vendor_field = self.has_vendor_field();
+        let flags = self.flags.with(AvpFlags::VENDOR, vendor_field);
         out.extend_from_slice(&self.code.0.to_be_bytes());
         out.extend_from_slice(&[flags.0, 0, 0, 0]);
-        if self.vendor != VendorId::IETF {
+        if vendor_field {
             out.extend_from_slice(&self.vendor.0.to_be_bytes());
         }
         match &self.value {
