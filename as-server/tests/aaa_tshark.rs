@@ -130,9 +130,7 @@ fn messages() -> Vec<Message> {
 
 fn write_pcap(path: &Path, msgs: &[Message]) {
     let mut f = Vec::new();
-    for v in [0xa1b2_c3d4u32] {
-        f.extend_from_slice(&v.to_le_bytes());
-    }
+    f.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
     f.extend_from_slice(&2u16.to_le_bytes());
     f.extend_from_slice(&4u16.to_le_bytes());
     for v in [0u32, 0, 262_144, 252] {
