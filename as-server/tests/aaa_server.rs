@@ -466,3 +466,72 @@ async fn tls_udr() {
         .expect("DPA within 10 s");
     aaa.shutdown().await;
 }
+
+/// The binary: `as-server aaa --config examples/aaa.toml` (ports and store overridden by
+/// flags) serves the example's subscribers; SIGTERM stops it cleanly. The child is killed
+/// by PID on any failure (kill_on_drop).
+#[tokio::test]
+async fn binary_subcommand() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/aaa.toml");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_as-server"))
+        .args([
+            "aaa",
+            "--config",
+            example,
+            "--listen",
+            "127.0.0.1:0",
+            "--no-http",
+            "--database-url",
+            "sqlite::memory:",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr: std::net::SocketAddr = tokio::time::timeout(WAIT, async {
+        while let Some(l) = lines.next_line().await.unwrap() {
+            if let Some(rest) = l.strip_prefix("Diameter TCP listening on ") {
+                return rest.split(' ').next().unwrap().parse().unwrap();
+            }
+        }
+        panic!("no listening line");
+    })
+    .await
+    .expect("the AAA starts within 10 s");
+
+    let mut pc = PeerConfig::new(as_caps());
+    pc.remote_host = Some(AAA_HOST.into());
+    let (client, _in) = driver::spawn(NodeConfig {
+        peers: vec![PeerSpec {
+            config: pc,
+            addr: Some(addr),
+            tls: None,
+        }],
+        ..NodeConfig::default()
+    })
+    .await
+    .unwrap();
+    tokio::time::timeout(WAIT, client.wait_open(1))
+        .await
+        .expect("CER/CEA within 10 s")
+        .unwrap();
+    let uda = Uda::from_message(&ask(&client, udr("sip:carol@iptv.example")).await).unwrap();
+    let p = IptvProfile::from_user_data(&uda.user_data.expect("profile")).unwrap();
+    assert_eq!(p.packages, ["basic", "sports", "movies", "news"]);
+    assert_eq!((p.max_streams, p.parental_level), (4, 18));
+    client.stop(DisconnectCause::REBOOTING).await;
+
+    // SIGTERM (by PID): a clean exit.
+    let pid = child.id().expect("running");
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .expect("exits within 10 s after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status}");
+}
