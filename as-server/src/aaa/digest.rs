@@ -268,6 +268,21 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The `WWW-Authenticate` (401) / `Proxy-Authenticate` (407) value challenging a request
+/// (RFC 3261 section 22.4, RFC 2617 section 3.2.1): `Digest realm="..", nonce="..",
+/// algorithm=MD5, qop="auth"`, with `stale=TRUE` when the client's credentials were right
+/// but its nonce expired (it retries without asking the user).
+#[must_use]
+pub fn challenge(realm: &str, nonce: &str, stale: bool) -> String {
+    let q = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+    format!(
+        "Digest realm=\"{}\", nonce=\"{}\", algorithm=MD5, qop=\"auth\"{}",
+        q(realm),
+        q(nonce),
+        if stale { ", stale=TRUE" } else { "" }
+    )
+}
+
 /// Why a nonce is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -464,6 +479,39 @@ mod tests {
         assert!(!verify(&h, &c, "REGISTER", b"body"));
         c.algorithm = Some("SHA-256".into());
         assert!(matches!(c.algorithm(), Err(DigestError::Algorithm(_))));
+    }
+
+    #[test]
+    fn challenge_then_answer() {
+        let k = NonceKey::new(b"secret-secret-secret");
+        let nonce = k.issue(1_800_000_000, 7);
+        let ch = challenge("iptv.example", &nonce, false);
+        assert_eq!(
+            ch,
+            format!(
+                "Digest realm=\"iptv.example\", nonce=\"{nonce}\", algorithm=MD5, qop=\"auth\""
+            )
+        );
+        assert!(challenge("a\"b", "n", true).ends_with("qop=\"auth\", stale=TRUE"));
+        assert!(challenge("a\"b", "n", true).starts_with("Digest realm=\"a\\\"b\""));
+        // A UE answering the challenge: parse, check the nonce, verify against HA1.
+        let h = ha1("alice@iptv.example", "iptv.example", "alice-secret");
+        let ha2 = md5_hex(b"REGISTER:sip:iptv.example");
+        let resp = md5_hex(format!("{h}:{nonce}:00000001:c0ffee:auth:{ha2}").as_bytes());
+        let auth = format!(
+            "Digest username=\"alice@iptv.example\", realm=\"iptv.example\", \
+             nonce=\"{nonce}\", uri=\"sip:iptv.example\", response=\"{resp}\", \
+             algorithm=MD5, cnonce=\"c0ffee\", qop=auth, nc=00000001"
+        );
+        let c = Credentials::parse(&auth).unwrap();
+        assert_eq!(k.check(&c.nonce, 1_800_000_010, 300), Ok(1_800_000_000));
+        assert!(verify(&h, &c, "REGISTER", b""));
+        assert!(!verify(
+            &ha1("alice@iptv.example", "iptv.example", "wrong"),
+            &c,
+            "REGISTER",
+            b""
+        ));
     }
 
     #[test]
