@@ -16,6 +16,15 @@
 //!   `poll_transmit` / `poll_timeout` / `poll_event` out. Forwarding with via lists and TTL,
 //!   per-hop ACKs and alternate next hops, Join / Update / Leave, finger probes, reactive
 //!   recovery, replicas on successors, handover on join and leave.
+//! - [`cert`]: certificates carrying Node-IDs as `reload://NODEID@OVERLAY/` URIs (RFC 6940
+//!   section 11.3), the testbed's dev CA, and the rustls verifiers of overlay links.
+//! - [`link`]: TLS links (tokio + rustls) with the RFC 6940 framing header: data frames with
+//!   sequence numbers, acks with the received bitmap, the peer's Node-ID checked against its
+//!   certificate.
+//! - [`enroll`]: the enrollment service (HTTPS POST of a PKCS#10 CSR, certificate with a
+//!   server-chosen Node-ID back) and its client; it also serves the configuration document.
+//! - [`config`]: the RFC 6940 section 11.1 overlay configuration document (XML), written and
+//!   parsed strictly.
 //! - [`sim`]: deterministic simulator (seeded RNG, virtual clock, per-link latency and loss)
 //!   running thousands of real node cores; `p2psip-node sim` prints its JSON report.
 //!
