@@ -3,6 +3,14 @@
 //! Service-Information / IMS-Information), and the typed parsers on top.
 //!
 //! Run: `cargo bench -p as-server --bench diameter -- --warm-up-time 1 --measurement-time 3`
+//!
+//! Measured 2026-11-22 on the shared 2-core VM while other builds ran (load average 4-5, so
+//! the intervals are wide; medians): borrowed AVP iteration 127 M AVPs/s (64 flat AVPs in
+//! 0.50 us; the 23 AVPs of an ACR START, groups descended, in 0.22 us); owned decode of the
+//! same 64 AVPs 5.4 us (12 M AVPs/s: one String per text AVP). UDR (248 bytes): decode
+//! 1.02 us, encode 0.15 us, decode + typed parse 1.28 us. ACR START (460 bytes, Service-/IMS-
+//! Information): decode 1.60 us, encode 0.31 us, decode + typed parse 6.3 us (4.9-7.8),
+//! build + encode 1.70 us.
 
 use std::hint::black_box;
 
