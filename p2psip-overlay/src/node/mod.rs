@@ -187,6 +187,8 @@ pub struct Node {
     expire_at: Option<Instant>,
     join_retry_at: Option<Instant>,
     finger_cursor: usize,
+    /// Neighbour table as last announced by a reactive Update.
+    announced: Vec<Id>,
     sync_needed: bool,
     next_handle: u64,
 }
@@ -217,6 +219,7 @@ impl Node {
             expire_at: None,
             join_retry_at: None,
             finger_cursor: 0,
+            announced: Vec::new(),
             sync_needed: false,
             next_handle: 1,
         }
@@ -956,7 +959,23 @@ impl Node {
             }
             if self.reactive_at.is_some_and(|t| t <= now) {
                 self.reactive_at = None;
-                for p in self.table.neighbors() {
+                // RFC 6940 9.6.3: tell the neighbours. The nearest successor
+                // and predecessor always hear; they adopt our lists and pass
+                // the change on only if their own tables change, so it travels
+                // exactly as far as it matters. Peers that newly entered the
+                // neighbour table hear too (they need our lists).
+                let now_neigh = self.table.neighbors();
+                let mut to: Vec<Id> = Vec::new();
+                to.extend(self.table.successors().first());
+                to.extend(self.table.predecessors().first());
+                for &p in &now_neigh {
+                    if !self.announced.contains(&p) && !to.contains(&p) {
+                        to.push(p);
+                    }
+                }
+                to.dedup();
+                self.announced = now_neigh;
+                for p in to {
                     self.send_update(now, p, UpdateType::Neighbors);
                 }
             }
