@@ -107,9 +107,17 @@ struct Args {
     /// Viewer counts to measure, comma separated.
     #[arg(long, value_delimiter = ',', default_value = "1,10,100,1000")]
     viewers: Vec<usize>,
-    /// Send modes to measure, comma separated (sendto, sendmmsg, gso).
+    /// What to measure, comma separated: our relay's send modes (sendto, sendmmsg, gso; `MODE@US`
+    /// adds a coalescing window of US microseconds, e.g. `gso@2000`) and `rtpengine` (needs
+    /// `--rtpengine-ng` and `--rtpengine-pid`).
     #[arg(long, value_delimiter = ',', default_value = "sendto,sendmmsg,gso")]
-    modes: Vec<SendMode>,
+    modes: Vec<String>,
+    /// rtpengine's ng control address (UDP, bencode), for the `rtpengine` mode.
+    #[arg(long)]
+    rtpengine_ng: Option<SocketAddr>,
+    /// rtpengine's process id (its CPU is utime + stime of the whole process).
+    #[arg(long)]
+    rtpengine_pid: Option<u32>,
     /// Output rate ladder (packets per second out, all viewers together); when given it
     /// replaces `--rates`: the input rate of a step is this divided by the viewer count.
     #[arg(long, value_delimiter = ',')]
@@ -119,7 +127,8 @@ struct Args {
     /// delivery wakes the sink thread, and that wakeup is charged to the sending relay).
     #[arg(long, default_value = "poll")]
     sinks: SinkMode,
-    /// The relay's coalescing window for live forwarding, in microseconds (0: off).
+    /// The relay's coalescing window for live forwarding, in microseconds (0: off), for modes
+    /// given without `@US`.
     #[arg(long, default_value_t = 0)]
     coalesce_us: u64,
     /// Most inputs the relay handles per loop turn before it sends.
@@ -516,30 +525,360 @@ fn totals(rt: &tokio::runtime::Runtime, h: &RelayHandle) -> anyhow::Result<(u64,
     ))
 }
 
+/// What forwards the load: our relay in one send mode, or an rtpengine daemon.
+enum Target {
+    Ours {
+        relay: RelayThread,
+        mode: SendMode,
+        coalesce_us: u64,
+    },
+    Rtpengine(ng::Client),
+}
+
+impl Target {
+    fn label(&self) -> String {
+        match self {
+            Target::Ours {
+                mode, coalesce_us, ..
+            } if *coalesce_us > 0 => format!("{mode}@{coalesce_us}"),
+            Target::Ours { mode, .. } => mode.to_string(),
+            Target::Rtpengine(_) => "rtpengine".to_owned(),
+        }
+    }
+
+    /// The forwarder's CPU seconds (our relay thread; the whole rtpengine process).
+    fn cpu_secs(&self) -> anyhow::Result<f64> {
+        match self {
+            Target::Ours { relay, .. } => thread_cpu_secs(relay.tid),
+            Target::Rtpengine(c) => process_cpu_secs(c.pid),
+        }
+    }
+
+    /// (packets in, packets out, failed sends, dropped) when the forwarder counts them.
+    fn counters(
+        &self,
+        rt: &tokio::runtime::Runtime,
+    ) -> anyhow::Result<Option<(u64, u64, u64, u64)>> {
+        match self {
+            Target::Ours { relay, .. } => totals(rt, &relay.handle).map(Some),
+            Target::Rtpengine(_) => Ok(None),
+        }
+    }
+
+    /// Set up one channel to `sinks` fed from `sender`; returns where to send and a name.
+    fn open(
+        &mut self,
+        rt: &tokio::runtime::Runtime,
+        n: usize,
+        sinks: &[SocketAddr],
+        sender: SocketAddr,
+    ) -> anyhow::Result<(SocketAddr, String)> {
+        let label = self.label();
+        match self {
+            Target::Ours { relay, .. } => {
+                let channel = ChannelId::from(format!("fanout-{label}-{n}"));
+                let ingest = rt.block_on(
+                    relay
+                        .handle
+                        .create_ingest(ChannelSpec::new(channel.clone())),
+                )?;
+                for (i, addr) in sinks.iter().enumerate() {
+                    rt.block_on(relay.handle.add_viewer(AddViewer {
+                        viewer: ViewerId((n * 1000 + i) as u64),
+                        channel: channel.clone(),
+                        rtp_dest: *addr,
+                        rtcp_dest: None,
+                        payload_type: 96,
+                    }))?;
+                }
+                Ok((ingest.rtp_addr, channel.to_string()))
+            }
+            Target::Rtpengine(c) => {
+                let call = format!("fanout-{}-{n}", std::process::id());
+                let ingest = c.publish(&call, sender)?;
+                for addr in sinks {
+                    c.subscribe(&call, *addr)?;
+                }
+                Ok((ingest, call))
+            }
+        }
+    }
+
+    fn close(&mut self, rt: &tokio::runtime::Runtime, name: &str) -> anyhow::Result<()> {
+        match self {
+            Target::Ours { relay, .. } => {
+                rt.block_on(relay.handle.delete_ingest(&ChannelId::from(name)))?;
+            }
+            // Best effort: with many subscribers the answer (full call statistics) may not fit
+            // in one datagram; the call id is unique per run anyway.
+            Target::Rtpengine(c) => {
+                if let Err(e) = c.delete(name) {
+                    println!("   (rtpengine delete of {name}: {e:#})");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// utime + stime of a whole process (all its threads), in seconds.
+fn process_cpu_secs(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("odd stat line")?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = f.get(11).context("no utime")?.parse()?;
+    let stime: u64 = f.get(12).context("no stime")?.parse()?;
+    Ok((utime + stime) as f64 / CLK_TCK)
+}
+
+/// A minimal client of rtpengine's ng control protocol (a cookie, a space, a bencoded
+/// dictionary, over UDP): `publish` one sendonly H.264 stream, then per viewer
+/// `subscribe request` (rtpengine offers a sendonly stream and names the subscriber's tag) and
+/// `subscribe answer` (the viewer's recvonly SDP with its address).
+mod ng {
+    use std::net::{SocketAddr, UdpSocket};
+    use std::time::Duration;
+
+    use anyhow::{bail, Context as _};
+
+    /// A bencode value (what the ng protocol uses).
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum Value {
+        Int(i64),
+        Bytes(Vec<u8>),
+        List(Vec<Value>),
+        /// Keys kept sorted by the caller (bencode wants them sorted).
+        Dict(Vec<(String, Value)>),
+    }
+
+    impl Value {
+        fn encode(&self, out: &mut Vec<u8>) {
+            match self {
+                Value::Int(i) => out.extend_from_slice(format!("i{i}e").as_bytes()),
+                Value::Bytes(b) => {
+                    out.extend_from_slice(format!("{}:", b.len()).as_bytes());
+                    out.extend_from_slice(b);
+                }
+                Value::List(l) => {
+                    out.push(b'l');
+                    for v in l {
+                        v.encode(out);
+                    }
+                    out.push(b'e');
+                }
+                Value::Dict(d) => {
+                    let mut d: Vec<&(String, Value)> = d.iter().collect();
+                    d.sort_by(|a, b| a.0.cmp(&b.0));
+                    out.push(b'd');
+                    for (k, v) in d {
+                        Value::Bytes(k.as_bytes().to_vec()).encode(out);
+                        v.encode(out);
+                    }
+                    out.push(b'e');
+                }
+            }
+        }
+
+        /// Decode one value at `*i` (bounded by the input; nesting depth at most 16).
+        fn decode(s: &[u8], i: &mut usize, depth: usize) -> anyhow::Result<Value> {
+            if depth > 16 {
+                bail!("bencode nested too deep");
+            }
+            match s.get(*i).copied() {
+                Some(b'i') => {
+                    let end = s[*i..].iter().position(|&c| c == b'e').context("bad int")? + *i;
+                    let v = std::str::from_utf8(&s[*i + 1..end])?.parse()?;
+                    *i = end + 1;
+                    Ok(Value::Int(v))
+                }
+                Some(b'l') => {
+                    *i += 1;
+                    let mut l = Vec::new();
+                    while s.get(*i) != Some(&b'e') {
+                        l.push(Value::decode(s, i, depth + 1)?);
+                    }
+                    *i += 1;
+                    Ok(Value::List(l))
+                }
+                Some(b'd') => {
+                    *i += 1;
+                    let mut d = Vec::new();
+                    while s.get(*i) != Some(&b'e') {
+                        let Value::Bytes(k) = Value::decode(s, i, depth + 1)? else {
+                            bail!("dictionary key is not a string");
+                        };
+                        let v = Value::decode(s, i, depth + 1)?;
+                        d.push((String::from_utf8_lossy(&k).into_owned(), v));
+                    }
+                    *i += 1;
+                    Ok(Value::Dict(d))
+                }
+                Some(c) if c.is_ascii_digit() => {
+                    let colon = s[*i..]
+                        .iter()
+                        .position(|&c| c == b':')
+                        .context("bad string")?
+                        + *i;
+                    let n: usize = std::str::from_utf8(&s[*i..colon])?.parse()?;
+                    let body = s.get(colon + 1..colon + 1 + n).context("short string")?;
+                    *i = colon + 1 + n;
+                    Ok(Value::Bytes(body.to_vec()))
+                }
+                _ => bail!("bad bencode at {}", *i),
+            }
+        }
+
+        fn get(&self, key: &str) -> Option<&Value> {
+            match self {
+                Value::Dict(d) => d.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+                _ => None,
+            }
+        }
+
+        fn str(&self, key: &str) -> Option<String> {
+            match self.get(key) {
+                Some(Value::Bytes(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+                _ => None,
+            }
+        }
+    }
+
+    fn s(v: &str) -> Value {
+        Value::Bytes(v.as_bytes().to_vec())
+    }
+
+    /// The ng client.
+    pub struct Client {
+        sock: UdpSocket,
+        cookie: u64,
+        /// rtpengine's process id.
+        pub pid: u32,
+    }
+
+    fn sdp(addr: SocketAddr, direction: &str, session: u32) -> String {
+        let (ip, port) = (addr.ip(), addr.port());
+        format!(
+            "v=0\r\no=- {session} 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+             m=video {port} RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na={direction}\r\n"
+        )
+    }
+
+    impl Client {
+        /// A client of the daemon at `ng`, whose process is `pid`.
+        pub fn new(ng: SocketAddr, pid: u32) -> anyhow::Result<Client> {
+            let sock = UdpSocket::bind("127.0.0.1:0")?;
+            sock.connect(ng)?;
+            sock.set_read_timeout(Some(Duration::from_secs(5)))?;
+            let mut c = Client {
+                sock,
+                cookie: 0,
+                pid,
+            };
+            let r = c.call(vec![("command".into(), s("ping"))])?;
+            if r.str("result").as_deref() != Some("pong") {
+                bail!("rtpengine did not answer ping: {r:?}");
+            }
+            Ok(c)
+        }
+
+        fn call(&mut self, dict: Vec<(String, Value)>) -> anyhow::Result<Value> {
+            self.cookie += 1;
+            let mut msg = format!("fanout{} ", self.cookie).into_bytes();
+            Value::Dict(dict).encode(&mut msg);
+            self.sock.send(&msg)?;
+            let mut buf = vec![0u8; 65_536];
+            let n = self
+                .sock
+                .recv(&mut buf)
+                .context("no answer from rtpengine")?;
+            let body = buf[..n]
+                .iter()
+                .position(|&c| c == b' ')
+                .context("no cookie in the answer")?;
+            let mut i = body + 1;
+            let v = Value::decode(&buf[..n], &mut i, 0)?;
+            if v.str("result").as_deref() == Some("error") {
+                bail!("rtpengine: {}", v.str("error-reason").unwrap_or_default());
+            }
+            Ok(v)
+        }
+
+        /// `publish` a sendonly H.264 stream from `from`; returns where to send it.
+        pub fn publish(&mut self, call: &str, from: SocketAddr) -> anyhow::Result<SocketAddr> {
+            let r = self.call(vec![
+                ("command".into(), s("publish")),
+                ("call-id".into(), s(call)),
+                ("from-tag".into(), s("producer")),
+                ("sdp".into(), s(&sdp(from, "sendonly", 1))),
+                // Without this rtpengine 10.5 refuses a video codec it cannot decode.
+                (
+                    "codec".into(),
+                    Value::Dict(vec![("accept".into(), Value::List(vec![s("H264")]))]),
+                ),
+            ])?;
+            let answer = r.str("sdp").context("publish: no SDP")?;
+            media_addr(&answer).context("publish: no m=/c= in the answer")
+        }
+
+        /// Add one subscriber receiving at `to`.
+        pub fn subscribe(&mut self, call: &str, to: SocketAddr) -> anyhow::Result<()> {
+            let r = self.call(vec![
+                ("command".into(), s("subscribe request")),
+                ("call-id".into(), s(call)),
+                ("from-tag".into(), s("producer")),
+            ])?;
+            let tag = r.str("to-tag").context("subscribe request: no to-tag")?;
+            self.call(vec![
+                ("command".into(), s("subscribe answer")),
+                ("call-id".into(), s(call)),
+                ("to-tag".into(), s(&tag)),
+                ("sdp".into(), s(&sdp(to, "recvonly", 2))),
+            ])?;
+            Ok(())
+        }
+
+        /// `delete` the call.
+        pub fn delete(&mut self, call: &str) -> anyhow::Result<()> {
+            self.call(vec![
+                ("command".into(), s("delete")),
+                ("call-id".into(), s(call)),
+                ("from-tag".into(), s("producer")),
+            ])?;
+            Ok(())
+        }
+    }
+
+    /// The media address of an SDP (`c=IN IP4 x` and the first `m=` port).
+    fn media_addr(sdp: &str) -> Option<SocketAddr> {
+        let ip = sdp
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("c=IN IP4 "))?
+            .trim()
+            .parse::<std::net::Ipv4Addr>()
+            .ok()?;
+        let port = sdp
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("m="))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        Some(SocketAddr::from((ip, port)))
+    }
+}
+
 fn run_n(
     args: &Args,
-    mode: SendMode,
     rt: &tokio::runtime::Runtime,
-    relay: &RelayThread,
+    target: &mut Target,
     n: usize,
     steps: &mut Vec<Step>,
 ) -> anyhow::Result<()> {
-    let channel = ChannelId::from(format!("fanout-{mode}-{n}"));
-    let ingest = rt.block_on(
-        relay
-            .handle
-            .create_ingest(ChannelSpec::new(channel.clone())),
-    )?;
+    let mode = target.label();
     let sinks = Sinks::start(n, args.sinks)?;
-    for (i, addr) in sinks.addrs.iter().enumerate() {
-        rt.block_on(relay.handle.add_viewer(AddViewer {
-            viewer: ViewerId((n * 1000 + i) as u64),
-            channel: channel.clone(),
-            rtp_dest: *addr,
-            rtcp_dest: None,
-            payload_type: 96,
-        }))?;
-    }
     let sender = socket2::Socket::new(
         socket2::Domain::IPV4,
         socket2::Type::DGRAM,
@@ -548,11 +887,11 @@ fn run_n(
     let _ = sender.set_send_buffer_size(SINK_BUFFER);
     sender.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
     let sender: StdUdpSocket = sender.into();
+    let (ingest, channel) = target.open(rt, n, &sinks.addrs, sender.local_addr()?)?;
     let mut seq = 0u64;
     let sender_tid = current_tid()?;
     println!(
-        "== {n} viewer(s): channel {channel}, ingest {}, sinks {}..{}",
-        ingest.rtp_addr,
+        "== {mode}, {n} viewer(s): channel {channel}, ingest {ingest}, sinks {}..{}",
         sinks.addrs[0],
         sinks.addrs[n - 1]
     );
@@ -569,10 +908,10 @@ fn run_n(
     };
     for &rate in &ladder {
         let total = (f64::from(rate) * args.duration).round() as u64;
-        let (in0, out0, err0, drop0) = totals(rt, &relay.handle)?;
+        let c0 = target.counters(rt)?;
         let allocs0 = counting::ALLOCS.load(Ordering::Relaxed);
         let recv0 = sinks.total();
-        let cpu0 = thread_cpu_secs(relay.tid)?;
+        let cpu0 = target.cpu_secs()?;
         let sink_cpu0 = thread_cpu_secs(sinks.tid)?;
         let sender_cpu0 = thread_cpu_secs(sender_tid)?;
         let box0 = box_busy_secs()?;
@@ -582,12 +921,12 @@ fn run_n(
         let mut slice = 0u64;
         while slice * u64::from(rate) < total {
             let this = (total - slice * u64::from(rate)).min(u64::from(rate));
-            let (s, _) = send_step(&sender, ingest.rtp_addr, rate, this, seq, args);
+            let (s, _) = send_step(&sender, ingest, rate, this, seq, args);
             seq += this;
             sent += s;
             slice += 1;
             let el = now().duration_since(t0).as_secs_f64();
-            let cpu = thread_cpu_secs(relay.tid)? - cpu0;
+            let cpu = target.cpu_secs()? - cpu0;
             println!(
                 "   [{mode}, {n} viewers, {rate} pps] t={el:.1}s sent={sent} received={} relay cpu={:.0}% machine cpu={:.0}%",
                 sinks.total() - recv0,
@@ -608,13 +947,17 @@ fn run_n(
             }
             last = c;
         }
-        let cpu = thread_cpu_secs(relay.tid)? - cpu0;
+        let cpu = target.cpu_secs()? - cpu0;
         let sink_cpu = thread_cpu_secs(sinks.tid)? - sink_cpu0;
         let sender_cpu = thread_cpu_secs(sender_tid)? - sender_cpu0;
         let received = sinks.total() - recv0;
         let allocs = counting::ALLOCS.load(Ordering::Relaxed) - allocs0;
-        let (in1, out1, err1, drop1) = totals(rt, &relay.handle)?;
-        let (pin, pout, perr) = (in1 - in0, out1 - out0, err1 - err0);
+        let c1 = target.counters(rt)?;
+        // rtpengine does not count for us: its whole loss shows as "after send".
+        let (pin, pout, perr, pdrop) = match (c0, c1) {
+            (Some(a), Some(b)) => (b.0 - a.0, b.1 - a.1, b.2 - a.2, b.3 - a.3),
+            _ => (sent, sent * n as u64, 0, 0),
+        };
         let expected = sent * n as u64;
         let lost_before_relay = sent.saturating_sub(pin);
         let lost_at_send = perr;
@@ -637,7 +980,7 @@ fn run_n(
             why.push("sender below target");
         }
         let step = Step {
-            mode: mode.to_string(),
+            mode: mode.clone(),
             viewers: n,
             target_input_pps: rate,
             seconds: send_secs,
@@ -656,7 +999,7 @@ fn run_n(
                 0.0
             },
             relay_allocs_per_output_packet: allocs as f64 / received.max(1) as f64,
-            relay_packets_dropped: drop1 - drop0,
+            relay_packets_dropped: pdrop,
             lost_before_relay,
             lost_at_send,
             lost_after_send,
@@ -691,7 +1034,7 @@ fn run_n(
             break;
         }
     }
-    rt.block_on(relay.handle.delete_ingest(&channel))?;
+    target.close(rt, &channel)?;
     sinks.stop();
     Ok(())
 }
@@ -723,24 +1066,43 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let mut steps = Vec::new();
-    for &mode in &args.modes {
-        let relay = start_relay(DriverOptions {
-            send_mode: mode,
-            ingest_batch: args.ingest_batch,
-            coalesce: Duration::from_micros(args.coalesce_us),
-        })?;
+    for mode in &args.modes {
+        let mut target = if mode == "rtpengine" {
+            let (Some(ng), Some(pid)) = (args.rtpengine_ng, args.rtpengine_pid) else {
+                bail!("mode rtpengine needs --rtpengine-ng and --rtpengine-pid");
+            };
+            Target::Rtpengine(ng::Client::new(ng, pid)?)
+        } else {
+            // `MODE@US`: that mode with a coalescing window of US microseconds.
+            let (name, window) = match mode.split_once('@') {
+                Some((m, us)) => (m, us.parse().context("MODE@MICROSECONDS")?),
+                None => (mode.as_str(), args.coalesce_us),
+            };
+            let send_mode: SendMode = name.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+            Target::Ours {
+                relay: start_relay(DriverOptions {
+                    send_mode,
+                    ingest_batch: args.ingest_batch,
+                    coalesce: Duration::from_micros(window),
+                })?,
+                mode: send_mode,
+                coalesce_us: window,
+            }
+        };
         for &n in &args.viewers {
-            run_n(&args, mode, &rt, &relay, n, &mut steps)?;
+            run_n(&args, &rt, &mut target, n, &mut steps)?;
         }
-        let _ = rt.block_on(relay.handle.shutdown());
-        drop(relay.done);
-        let _ = relay.join.join();
+        if let Target::Ours { relay, .. } = target {
+            let _ = rt.block_on(relay.handle.shutdown());
+            drop(relay.done);
+            let _ = relay.join.join();
+        }
     }
 
     let best: Vec<Best> = args
         .modes
         .iter()
-        .flat_map(|m| args.viewers.iter().map(move |&n| (m.to_string(), n)))
+        .flat_map(|m| args.viewers.iter().map(move |&n| (m.clone(), n)))
         .map(|(mode, n)| {
             let ok = steps
                 .iter()

@@ -26,9 +26,12 @@
 //! ```
 //!
 //! The driver task owns every socket and is the only place that reads the clock. After each
-//! input it drains [`relay::Relay::poll_transmit`] with non-blocking sends: a full socket buffer
-//! drops that datagram instead of stalling the loop, and a send error only concerns the viewer
-//! it was for.
+//! turn (an input plus whatever else was already waiting) it sends the core's whole queue in
+//! place ([`relay::Relay::transmits`]): `sendmmsg` with each viewer's 12-byte header and the
+//! shared packet body gathered, UDP GSO for runs to one viewer ([`driver::batch`]), nothing
+//! copied or allocated per packet. Sends never wait: a full socket buffer drops those datagrams
+//! and thins the viewers concerned to the next key frame, and a send error only concerns the
+//! viewer it was for.
 
 pub mod control;
 pub mod driver;
