@@ -18,12 +18,12 @@
 //!   are retried once over a fresh route.
 //! - **Join** (9.5): find the admitting peer by routing a Ping to our own id,
 //!   send it a Join, receive its full Update (and the data in our range).
-//! - **Stabilisation** (9.6): periodic Updates to the nearest successor and
+//! - **Stabilisation** (9.7, Updates and stabilisation): periodic Updates to the nearest successor and
 //!   predecessor; finger probes (a Ping routed to each finger start point).
-//! - **Reactive recovery** (9.6.3): a failed peer is removed everywhere and
+//! - **Reactive recovery** (9.7, neighbour failures): a failed peer is removed everywhere and
 //!   the neighbours get Updates; data is re-replicated.
-//! - **Leave** (9.7): data handed to the successor, Leave to the neighbours.
-//! - **Storage and replicas** (7, 9.? replication): the responsible peer
+//! - **Leave** (9.9, Leaving): data handed to the successor, Leave to the neighbours.
+//! - **Storage and replicas** (section 7; CHORD-RELOAD replication, 9): the responsible peer
 //!   stores and copies each resource to its first `replicas - 1` successors;
 //!   data moves to a new responsible peer on join and on leave.
 
@@ -271,7 +271,7 @@ impl Node {
         );
     }
 
-    /// Leave gracefully (RFC 6940 section 9.7): hand our data to the
+    /// Leave gracefully (RFC 6940 section 9, Leaving): hand our data to the
     /// successor, send Leave to every neighbour. The node stops afterwards.
     pub fn leave(&mut self, now: Instant) {
         if self.state != State::Joined {
@@ -285,7 +285,7 @@ impl Node {
                 }
             }
         }
-        // RFC 6940 section 9.7: successors learn our predecessors, predecessors
+        // RFC 6940 section 9 (Leaving): successors learn our predecessors, predecessors
         // our successors (ChordLeaveData from_pred / from_succ).
         let successors = self.table.successors().to_vec();
         let predecessors = self.table.predecessors().to_vec();
@@ -959,7 +959,7 @@ impl Node {
             }
             if self.reactive_at.is_some_and(|t| t <= now) {
                 self.reactive_at = None;
-                // RFC 6940 9.6.3: tell the neighbours. The nearest successor
+                // RFC 6940 section 9 (neighbour failures): tell the neighbours. The nearest successor
                 // and predecessor always hear; they adopt our lists and pass
                 // the change on only if their own tables change, so it travels
                 // exactly as far as it matters. Peers that newly entered the
@@ -996,7 +996,7 @@ impl Node {
         }
     }
 
-    /// Make sure each resource has its copies (RFC 6940 section 9.6.3/9.5):
+    /// Make sure each resource has its copies (RFC 6940 section 9, Redundancy and Joining):
     /// the responsible peer keeps `replicas - 1` successors supplied; data in
     /// a predecessor's range is handed to that predecessor.
     fn sync_storage(&mut self, now: Instant) {

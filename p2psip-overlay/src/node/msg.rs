@@ -20,7 +20,7 @@ pub enum Dest {
     Resource(Id),
 }
 
-/// ChordUpdate type (RFC 6940 section 9.4).
+/// ChordUpdate type (RFC 6940 section 9, Updates).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UpdateType {
     /// peer_ready: the sender is ready to receive requests.
@@ -31,7 +31,7 @@ pub enum UpdateType {
     Full,
 }
 
-/// ChordUpdate (RFC 6940 section 9.4).
+/// ChordUpdate (RFC 6940 section 9, Updates).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChordUpdate {
     /// Seconds the sender has been up.
@@ -56,7 +56,7 @@ pub enum Body {
     },
     /// JoinAns.
     JoinAns,
-    /// LeaveReq with ChordLeaveData (section 9.7).
+    /// LeaveReq with ChordLeaveData (section 9, Leaving).
     LeaveReq {
         /// The leaving peer.
         leaving: Id,
@@ -67,12 +67,12 @@ pub enum Body {
     },
     /// LeaveAns.
     LeaveAns,
-    /// UpdateReq (section 9.4).
+    /// UpdateReq (section 9, Updates).
     UpdateReq(ChordUpdate),
     /// UpdateAns.
     UpdateAns,
     /// PingReq (section 6.5.1); routed to a Resource-ID it finds the
-    /// responsible peer (used for joins and finger probes, section 9.6.2).
+    /// responsible peer (used for joins and finger probes, section 9 finger table refresh).
     PingReq,
     /// PingAns; `responder` is the answering peer.
     PingAns {

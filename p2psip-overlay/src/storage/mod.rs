@@ -391,7 +391,7 @@ impl Storage {
 
     /// Everything stored under `resource`, as StoreKindData with the current
     /// generation and remaining lifetimes, for replication and handover
-    /// (RFC 6940 sections 9.5, 9.6 and 10.? replicas).
+    /// (RFC 6940 section 9: replicas on successors, handover on join and leave).
     #[must_use]
     pub fn export(&self, now: Instant, resource: Id) -> Vec<KindData> {
         self.data

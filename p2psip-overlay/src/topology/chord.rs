@@ -1,4 +1,5 @@
-//! CHORD-RELOAD routing table (RFC 6940 sections 9.3 and 9.4).
+//! CHORD-RELOAD routing table (RFC 6940 section 9.3 Routing, and the neighbour
+//! table kept up by Updates).
 //!
 //! A peer keeps a successor list and a predecessor list (the neighbour table,
 //! at least three each, RFC 6940 section 9.3; five by default here) and 128
@@ -271,7 +272,7 @@ impl RoutingTable {
         changed
     }
 
-    /// Remove a failed or departed peer everywhere (RFC 6940 section 9.6.3
+    /// Remove a failed or departed peer everywhere (RFC 6940 section 9, neighbour and finger failures
     /// reactive recovery). Returns true when the neighbour table changed.
     pub fn remove_peer(&mut self, p: Id) -> bool {
         let before = self.succ.len() + self.pred.len();
@@ -333,7 +334,7 @@ impl RoutingTable {
 
     /// RFC finger indices (1..=128) whose start point lies beyond the
     /// successor list, i.e. the fingers that need a lookup to be known
-    /// (RFC 6940 section 9.6.2 finger maintenance).
+    /// (RFC 6940 section 9, refreshing the finger table).
     #[must_use]
     pub fn fingers_needing_lookup(&self) -> Vec<usize> {
         let reach = match self.succ.last() {
