@@ -484,11 +484,11 @@ async fn many_viewers_move_and_the_time_is_printed() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let t0 = now();
     assert!(app.stop_relay(0).await);
-    let mut answered = 0;
+    let mut answered = std::collections::HashSet::new();
     let mut last = t0;
     let deadline = now() + Duration::from_secs(30);
-    while answered < n {
-        assert!(now() < deadline, "{answered} of {n} re-INVITEs");
+    while answered.len() < n {
+        assert!(now() < deadline, "{} of {n} re-INVITEs", answered.len());
         let Some((m, from)) = ues.recv(Duration::from_secs(2)).await else {
             continue;
         };
@@ -498,10 +498,12 @@ async fn many_viewers_move_and_the_time_is_printed() {
         }
         let call_id = q.call_id().unwrap().to_owned();
         let port = on_a[&call_id];
+        // Retransmissions (our 200 lost under load) are answered again, counted once.
         ues.send(&Message::Response(answer_to(&q, port)), from)
             .await;
-        answered += 1;
-        last = now();
+        if answered.insert(call_id) {
+            last = now();
+        }
     }
     println!(
         "failover: {n} viewers re-INVITEd to relay-1, last 200 sent {:.1} ms after stop_relay",

@@ -4,7 +4,9 @@
 //! * **Health** ([`Service::run_relay_monitor`]): every `relay.health_interval_ms` each live
 //!   relay is probed (`stats()` under `relay.health_timeout_ms`); `relay.health_failures`
 //!   consecutive timeouts declare it dead, and so does any control call answered
-//!   "stopped" (its task is gone: [`Service::relay_call_failed`]). Dead is final.
+//!   "stopped" (its task is gone: [`Service::relay_call_failed`]). Dead is final. A slow
+//!   control call (4 health timeouts) fails with a 503 but does not count as a failed
+//!   probe: a relay busy with a failover burst must not be declared dead for it.
 //! * **Failover** ([`Service::failover`]): first every channel only the dead relay carried
 //!   gets a new ingest on the least-loaded live relay (a test-pattern channel its own
 //!   pattern there; the catalogue's ingest address is updated). Then every session of the
@@ -66,39 +68,34 @@ pub struct FailoverReport {
     pub elapsed: Duration,
 }
 
-/// What a relay control call that did not answer within the health timeout returns
-/// (a 503 with Retry-After for a join).
+/// What a relay control call that did not answer in time returns (a 503 with Retry-After
+/// for a join).
 pub(super) const NO_ANSWER: &str = "relay did not answer in time";
 
+/// A control call may take this many health timeouts before it is given up.
+const CALL_TIMEOUTS: u32 = 4;
+
 impl Service {
-    /// Runs a control call to relay `i` under the health timeout. An answer "stopped"
-    /// declares the relay dead at once; no answer in time counts as one failed health probe
-    /// (`relay.health_failures` in a row declare it dead: one slow call under load does
-    /// not move every viewer) and returns `Overloaded(NO_ANSWER)`.
+    /// Runs a control call to relay `i` under `CALL_TIMEOUTS` health timeouts. An answer
+    /// "stopped" declares the relay dead at once (its task is gone). A call that takes too
+    /// long returns `Overloaded(NO_ANSWER)` but does not count against the relay's health:
+    /// under a burst (a failover moving a thousand viewers onto it) a busy relay answers
+    /// late, and declaring it dead would move everyone again; the monitor's consecutive
+    /// probe timeouts decide.
     pub(super) async fn relay_call<T>(
         &self,
         i: usize,
         call: impl std::future::Future<Output = Result<T, RelayError>>,
     ) -> Result<T, RelayError> {
-        let health = self.inner.relays.health();
-        match tokio::time::timeout(health.timeout, call).await {
+        let limit = self.inner.relays.health().timeout * CALL_TIMEOUTS;
+        match tokio::time::timeout(limit, call).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 self.relay_call_failed(i, &e);
                 Err(e)
             }
             Err(_) => {
-                let (t, _) = now();
-                let died = self.inner.relays.state().on_probe(
-                    i,
-                    t,
-                    super::super::relays::Probe::Timeout,
-                    health.failures,
-                );
-                if died {
-                    warn!(relay = %self.inner.relays.name(i), "relay does not answer: failover");
-                    self.spawn_failover(i);
-                }
+                warn!(relay = %self.inner.relays.name(i), ?limit, "relay control call timed out");
                 Err(RelayError::Overloaded(NO_ANSWER))
             }
         }
