@@ -59,6 +59,8 @@ pub struct Config {
     pub subscriptions: ExpiryBounds,
     /// Standalone registrar (REGISTER).
     pub registrar: ExpiryBounds,
+    /// Diameter AAA: Sh authorisation, Rf accounting, REGISTER digest (`service::aaa`).
+    pub aaa: crate::service::aaa::AaaSection,
 }
 
 impl Default for Config {
@@ -84,6 +86,7 @@ impl Default for Config {
                 max: 7200,
                 default: 3600,
             },
+            aaa: crate::service::aaa::AaaSection::default(),
         }
     }
 }

@@ -53,6 +53,9 @@ pub enum StartError {
         /// Cause.
         source: crate::error::Error,
     },
+    /// The AAA client (`[aaa]`) could not start.
+    #[error("AAA client: {0}")]
+    Aaa(#[from] super::aaa::AaaStartError),
 }
 
 /// A running AS.
@@ -124,6 +127,7 @@ impl App {
             client,
         );
         reconcile(&service, &store, &cfg.channels).await?;
+        service.enable_aaa(&cfg.aaa, store.clone()).await?;
 
         let mut tasks = Vec::new();
         // The TU loop: one task per request.

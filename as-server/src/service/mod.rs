@@ -71,6 +71,7 @@
 //! viewer path). A relay-direct zap within an authorised package (ETSI TS 183 063 style) is
 //! not offered by this version.
 
+pub mod aaa;
 pub mod app;
 pub mod catalogue;
 pub mod channel_list;

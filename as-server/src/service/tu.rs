@@ -39,6 +39,8 @@ use super::sipmsg::{self, PeerDialog};
 use super::{SipClient, TuRequest};
 use crate::sip::dialog::DialogId;
 
+#[path = "aaa/tu_hooks.rs"]
+mod aaa_hooks;
 mod failover;
 
 /// Reads the wall clock and the monotonic clock: the one place the service does.
@@ -251,6 +253,8 @@ struct Inner {
     next_viewer: AtomicU64,
     next_tag: AtomicU64,
     sdp_session: u64,
+    /// The AAA client (`[aaa] peer` set), see `aaa_hooks`.
+    aaa: std::sync::OnceLock<super::aaa::AaaClient>,
 }
 
 /// The channel service (cheap to clone).
@@ -317,6 +321,7 @@ impl Service {
                 next_viewer: AtomicU64::new(1),
                 next_tag: AtomicU64::new(seed),
                 sdp_session: (seed >> 1) & 0x7fff_ffff_ffff,
+                aaa: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -630,6 +635,7 @@ impl Service {
         self.inner
             .metrics
             .render_relays(&mut text, &self.inner.relays.gauges());
+        self.aaa_metrics(&mut text).await;
         text
     }
 
@@ -683,7 +689,10 @@ impl Service {
                 None
             }
             "OPTIONS" => Some(self.options(req)),
-            "REGISTER" => Some(self.register(req)),
+            "REGISTER" => Some(match self.aaa_register(req).await {
+                Some(refused) => refused,
+                None => self.register(req),
+            }),
             "SUBSCRIBE" => Some(self.subscribe(tr).await),
             "BYE" => Some(self.bye(req).await),
             "INVITE" if in_dialog.is_some() => Some(self.reinvite(req).await),
@@ -959,6 +968,7 @@ impl Service {
 
     /// [`Self::finish`] with a `Reason` header (RFC 3326) on the BYE.
     async fn finish_with(&self, key: DialogId, s: Session, bye: bool, reason: Option<&str>) {
+        self.aaa_finished(&key, &s).await;
         self.inner.admission.release();
         match &s.role {
             Role::Viewer { viewer, relay, .. } => {
@@ -1233,6 +1243,7 @@ impl Service {
             Ok(None) => return Err(Reject::new(404, "Not Found")),
             Err(e) => return Err(error_reject(&e)),
         }
+        self.aaa_authorize_join(req, channel).await?;
         let negotiation = offer
             .negotiate(&Self::answer_caps(Direction::SendOnly))
             .map_err(|e| self.sdp_reject(&e))?;
@@ -1334,6 +1345,7 @@ impl Service {
             },
         )
         .await?;
+        self.aaa_joined(req, &key, channel).await;
         Metrics::inc(&self.inner.metrics.joins);
         info!(%channel, call_id = %key.call_id, %viewer, dest = %rtp_dest, relay = %self.inner.relays.name(relay), "join");
         Ok(self.ok_with_sdp(req, tag, channel, answer))
@@ -1540,6 +1552,7 @@ impl Service {
         )
         .await?;
         Metrics::inc(&self.inner.metrics.personal_created);
+        self.aaa_created(req, &entry.id).await;
         info!(channel = %entry.id, ingest = %ingest.rtp_addr, "personal channel created");
         Ok(self.ok_with_sdp(req, tag, &entry.id, answer))
     }
@@ -1639,6 +1652,7 @@ impl Service {
                     Ok(None) => return Err(Reject::new(404, "Not Found")),
                     Err(e) => return Err(error_reject(&e)),
                 }
+                self.aaa_authorize_zap(key, &to).await?;
                 let retry = self.inner.cfg.limits.retry_after_secs;
                 if !self.inner.relays.state().carries(relay, &to) {
                     // The channel's ingest is on another relay (a personal channel with

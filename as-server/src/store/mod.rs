@@ -45,6 +45,8 @@ use sqlx::{AnyPool, Row};
 
 mod aaa;
 pub use aaa::{Cdr, CdrInsert, Profile, ProfileUpdate, Subscriber};
+mod outbox;
+pub use outbox::OutboxRecord;
 
 /// Errors of the catalogue store.
 #[derive(Debug, thiserror::Error)]
@@ -211,6 +213,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         20250201000001,
         "aaa",
         include_str!("../../migrations/20250201000001_aaa.sql"),
+    ),
+    (
+        20250301000001,
+        "aaa outbox",
+        include_str!("../../migrations/20250301000001_aaa_outbox.sql"),
     ),
 ];
 
