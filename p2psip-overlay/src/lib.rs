@@ -25,6 +25,9 @@
 //!   server-chosen Node-ID back) and its client; it also serves the configuration document.
 //! - [`config`]: the RFC 6940 section 11.1 overlay configuration document (XML), written and
 //!   parsed strictly.
+//! - [`driver`]: the tokio driver of a real peer: the node core, TLS links
+//!   ([`link`]), timers, the driver's address book and per-value signatures, and the
+//!   async [`driver::OverlayHandle`] (`store` / `fetch`); `p2psip-node run` serves it.
 //! - [`sim`]: deterministic simulator (seeded RNG, virtual clock, per-link latency and loss)
 //!   running thousands of real node cores; `p2psip-node sim` prints its JSON report.
 //!
@@ -35,6 +38,7 @@
 
 pub mod cert;
 pub mod config;
+pub mod driver;
 pub mod enroll;
 pub mod link;
 pub mod node;

@@ -1,0 +1,811 @@
+//! The tokio driver of one RELOAD peer: the sans-IO [`Node`] core plus TLS links
+//! ([`crate::link`]) and timers. The only tokio code between the core and the network.
+//!
+//! Run loop ([`start`] spawns it): one task owns the [`Node`]. It
+//! - accepts links on a [`LinkListener`] (peers authenticated by the overlay CA; the
+//!   peer's Node-ID comes from its certificate, RFC 6940 section 11.3),
+//! - feeds every RELOAD message a link delivers, with `now`, into [`Node::handle`] as a
+//!   DATA frame from the link's Node-ID, after checking its signature (section 6.3.4) and
+//!   naming the signer from the certificate the security block carries,
+//! - puts every DATA frame [`Node::poll_transmit`] returns on the link to its Node-ID,
+//!   opening that link first ([`Link::connect`] with the expected Node-ID) when the
+//!   address is known ([`addr`]); the first link goes to the bootstrap address and the
+//!   bootstrap's Node-ID is read from its certificate before [`Node::join`],
+//! - sleeps until [`Node::poll_timeout`] and calls [`Node::handle_timeout`],
+//! - turns [`Event`]s into answers of the async [`OverlayHandle`] API.
+//!
+//! Link-level acknowledgements: the link layer acknowledges every DATA frame itself
+//! (section 5.6.3.1 over TCP, which does not lose frames), so the core's ACK frames are
+//! not sent; the driver acknowledges a DATA frame to the core when the link accepted it.
+//! A peer whose link cannot be opened (a killed process) gets no acknowledgement, so the
+//! core's hop retransmission declares it failed and reroutes (section 9.6.3).
+//!
+//! Signatures: a message this node originates (requests, answers, errors) is signed with
+//! its key, certificate included, and the StoredData of its own stores get per-value
+//! signatures (section 7.1); a message it forwards keeps the originator's contents and
+//! security block byte for byte (only the forwarding header is rebuilt, which the
+//! signature does not cover).
+//!
+//! Only [`clock`] reads the clock.
+
+pub mod addr;
+pub mod control;
+pub mod sigs;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::cert::{NodeIdentity, PeerIdentity};
+use crate::link::{Link, LinkConfig, LinkError, LinkEvent, LinkListener};
+use crate::node::convert::{from_wire, to_wire, ConvertError};
+use crate::node::msg::{Body, Dest, Frame, Message};
+use crate::node::{Event, Node, NodeConfig, Outcome, RequestError};
+use crate::storage::{
+    DataModel, FetchSpec, KindData, KindId, KindRegistry, Select, Signer, StoredValue, ValueKey,
+    APPEND,
+};
+use crate::topology::{hash_to_id, Id};
+use crate::wire::{
+    self, find_certificate, overlay_hash, verify_message, MessageContents, NodeId, SecurityBlock,
+    SignError,
+};
+use addr::AddressBook;
+use sigs::DataSigs;
+
+/// Driver errors.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// Link or listener trouble.
+    #[error("link: {0}")]
+    Link(#[from] LinkError),
+    /// The node's key or certificate cannot sign.
+    #[error("signing: {0}")]
+    Sign(#[from] SignError),
+    /// The overlay refused or did not answer a request.
+    #[error("request failed: {0:?}")]
+    Request(RequestError),
+    /// A kind the registry does not know.
+    #[error("unknown kind {0}")]
+    UnknownKind(u32),
+    /// Encoding or decoding a RELOAD message.
+    #[error("wire: {0}")]
+    Wire(#[from] crate::wire::WireError),
+    /// Dev CA files or certificate issuance.
+    #[error("certificates: {0}")]
+    Cert(#[from] crate::cert::CertError),
+    /// Reading the dev CA files.
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// The driver task has stopped.
+    #[error("driver stopped")]
+    Stopped,
+}
+
+/// What the driver needs.
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    /// Link settings: overlay name, this node's identity, the CA roots.
+    pub link: LinkConfig,
+    /// Address to listen on (port 0: any).
+    pub listen: SocketAddr,
+    /// Address of a peer already in the overlay; `None` starts a new overlay.
+    pub bootstrap: Option<SocketAddr>,
+    /// Core settings.
+    pub node: NodeConfig,
+    /// Lifetime of stored values, seconds.
+    pub lifetime: u32,
+    /// Dev/test option: append every message this node sends (framed PDUs) to a list
+    /// written as a pcap by [`crate::wire::pcap::reload_pcap`] at shutdown.
+    pub pcap: Option<PathBuf>,
+}
+
+impl DriverConfig {
+    /// A configuration with real-network defaults for the core (2 s stabilisation,
+    /// 3 replicas) and one-hour value lifetimes.
+    #[must_use]
+    pub fn new(link: LinkConfig, listen: SocketAddr, bootstrap: Option<SocketAddr>) -> Self {
+        let node = NodeConfig {
+            update_interval: Duration::from_secs(2),
+            finger_interval: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(3),
+            dead_memory: Duration::from_secs(5),
+            ..NodeConfig::default()
+        };
+        Self {
+            link,
+            listen,
+            bootstrap,
+            node,
+            lifetime: 3600,
+            pcap: None,
+        }
+    }
+}
+
+/// The one place the driver reads the clock: monotonic time for the core and the wall
+/// clock (ms since the epoch) for StoredData storage times.
+#[expect(clippy::disallowed_methods)]
+fn clock() -> (Instant, u64) {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    (Instant::now(), ms)
+}
+
+enum Command {
+    Store {
+        resource: Id,
+        kind: KindId,
+        value: Vec<u8>,
+        reply: oneshot::Sender<Result<(), DriverError>>,
+    },
+    Fetch {
+        resource: Id,
+        kind: KindId,
+        reply: oneshot::Sender<Result<Vec<StoredValue>, DriverError>>,
+    },
+    Shutdown(oneshot::Sender<()>),
+}
+
+enum Internal {
+    Accepted(Link),
+    Connected(Id, Result<Link, LinkError>),
+    Message(Id, u64, Box<wire::Message>),
+    Closed(Id, u64, String),
+}
+
+/// The async API of a running peer.
+#[derive(Debug, Clone)]
+pub struct OverlayHandle {
+    cmd: mpsc::Sender<Command>,
+    node_id: NodeId,
+    listen: SocketAddr,
+    joined: watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Command")
+    }
+}
+
+/// The Resource-ID of a resource name (RFC 6940 section 9.2: SHA-1 truncated to 128 bits).
+#[must_use]
+pub fn resource_id(name: &[u8]) -> Id {
+    hash_to_id(name)
+}
+
+impl OverlayHandle {
+    /// This peer's Node-ID.
+    #[must_use]
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// The address the peer listens on.
+    #[must_use]
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// Waits until the peer is part of the ring.
+    pub async fn joined(&self) -> Result<(), DriverError> {
+        let mut rx = self.joined.clone();
+        rx.wait_for(|j| *j)
+            .await
+            .map(|_| ())
+            .map_err(|_| DriverError::Stopped)
+    }
+
+    /// Stores `value` for `resource` (a name, hashed to its Resource-ID) under `kind`.
+    /// The kind's model decides the place: single value; dictionary key = this peer's
+    /// Node-ID (what NODE-KEY-MATCH / USER-NODE-MATCH want); array: appended.
+    pub async fn store(
+        &self,
+        resource: &[u8],
+        kind: KindId,
+        value: Vec<u8>,
+    ) -> Result<(), DriverError> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::Store {
+                resource: resource_id(resource),
+                kind,
+                value,
+                reply,
+            })
+            .await
+            .map_err(|_| DriverError::Stopped)?;
+        rx.await.map_err(|_| DriverError::Stopped)?
+    }
+
+    /// Fetches every value of `kind` at `resource`.
+    pub async fn fetch(
+        &self,
+        resource: &[u8],
+        kind: KindId,
+    ) -> Result<Vec<StoredValue>, DriverError> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::Fetch {
+                resource: resource_id(resource),
+                kind,
+                reply,
+            })
+            .await
+            .map_err(|_| DriverError::Stopped)?;
+        rx.await.map_err(|_| DriverError::Stopped)?
+    }
+
+    /// Leaves the overlay (RFC 6940 section 9.7), writes the pcap if asked, and stops.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.cmd.send(Command::Shutdown(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// Binds the listener, opens the bootstrap link and starts the peer's task.
+pub async fn start(cfg: DriverConfig) -> Result<(OverlayHandle, JoinHandle<()>), DriverError> {
+    let link_cfg = Arc::new(cfg.link.clone());
+    let listener = LinkListener::bind(Arc::clone(&link_cfg), cfg.listen).await?;
+    let listen = listener.local_addr()?;
+    let identity = &cfg.link.identity;
+    let signer = wire::Signer::ecdsa_p256(
+        &identity.key_pkcs8,
+        identity.chain.first().map_or(&[][..], |c| c.as_ref()),
+    )?;
+    let me = Id(identity.node.to_u128());
+    let bootstrap = match cfg.bootstrap {
+        Some(a) => Some(Link::connect(&link_cfg, a, None).await?),
+        None => None,
+    };
+    let (cmd_tx, cmd_rx) = mpsc::channel(64);
+    let (int_tx, int_rx) = mpsc::channel(1024);
+    let (joined_tx, joined_rx) = watch::channel(false);
+    let accept_tx = int_tx.clone();
+    let accept_task = tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok(link) => {
+                    if accept_tx.send(Internal::Accepted(link)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => debug!("link accept failed: {e}"),
+            }
+        }
+    });
+    let mut d = Driver {
+        node: Node::new(me, cfg.node.clone()),
+        me,
+        listen,
+        overlay: overlay_hash(&cfg.link.overlay),
+        overlay_name: cfg.link.overlay.clone(),
+        link_cfg,
+        signer,
+        kinds: KindRegistry::default(),
+        lifetime: cfg.lifetime,
+        links: HashMap::new(),
+        next_gen: 1,
+        connecting: HashMap::new(),
+        book: AddressBook::default(),
+        forwarded: HashMap::new(),
+        int_tx,
+        pending: HashMap::new(),
+        joined: joined_tx,
+        rx_seq: 1,
+        sigs: DataSigs::default(),
+        pcap: cfg.pcap.clone(),
+        sent: Vec::new(),
+    };
+    if let Some(c) = cfg.link.identity.chain.first() {
+        d.sigs.add_own_cert(c);
+    }
+    let (now, _) = clock();
+    match bootstrap {
+        Some(link) => {
+            let peer = Id(link.peer.to_u128());
+            if let Some(a) = cfg.bootstrap {
+                d.book.set(peer, a);
+            }
+            d.register(link);
+            d.node.join(now, peer);
+        }
+        None => d.node.start_alone(now),
+    }
+    d.after();
+    let task = tokio::spawn(async move {
+        d.run(cmd_rx, int_rx).await;
+        accept_task.abort();
+    });
+    Ok((
+        OverlayHandle {
+            cmd: cmd_tx,
+            node_id: identity.node,
+            listen,
+            joined: joined_rx,
+        },
+        task,
+    ))
+}
+
+enum Reply {
+    Store(oneshot::Sender<Result<(), DriverError>>),
+    Fetch(oneshot::Sender<Result<Vec<StoredValue>, DriverError>>),
+}
+
+struct LinkEntry {
+    gen: u64,
+    tx: mpsc::Sender<Vec<u8>>,
+}
+
+/// Bound of the forwarded-security cache.
+const FORWARD_CACHE: usize = 4096;
+
+struct Driver {
+    node: Node,
+    me: Id,
+    listen: SocketAddr,
+    overlay: u32,
+    overlay_name: String,
+    link_cfg: Arc<LinkConfig>,
+    signer: wire::Signer,
+    kinds: KindRegistry,
+    lifetime: u32,
+    links: HashMap<Id, LinkEntry>,
+    next_gen: u64,
+    /// Frames waiting for a link being opened (seq, message).
+    connecting: HashMap<Id, Vec<(u32, Message)>>,
+    book: AddressBook,
+    /// (transaction id, is response, originator) -> the contents and security block as
+    /// received, so that forwarding keeps the originator's signature.
+    forwarded: HashMap<(u64, bool, Id), (MessageContents, SecurityBlock)>,
+    int_tx: mpsc::Sender<Internal>,
+    pending: HashMap<u64, Reply>,
+    joined: watch::Sender<bool>,
+    rx_seq: u32,
+    sigs: DataSigs,
+    pcap: Option<PathBuf>,
+    sent: Vec<Vec<u8>>,
+}
+
+impl Driver {
+    async fn run(
+        &mut self,
+        mut cmd_rx: mpsc::Receiver<Command>,
+        mut int_rx: mpsc::Receiver<Internal>,
+    ) {
+        loop {
+            let deadline = self.node.poll_timeout();
+            let sleep = async {
+                match deadline {
+                    Some(t) => tokio::time::sleep_until(t.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                c = cmd_rx.recv() => match c {
+                    Some(Command::Shutdown(done)) => {
+                        let (now, _) = clock();
+                        self.node.leave(now);
+                        self.after();
+                        // let the links flush the Leaves
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        self.write_pcap();
+                        let _ = done.send(());
+                        return;
+                    }
+                    Some(c) => self.command(c),
+                    None => {
+                        self.write_pcap();
+                        return;
+                    }
+                },
+                Some(i) = int_rx.recv() => self.internal(i),
+                () = sleep => {
+                    let (now, _) = clock();
+                    self.node.handle_timeout(now);
+                }
+            }
+            self.after();
+        }
+    }
+
+    fn write_pcap(&self) {
+        if let Some(p) = &self.pcap {
+            if let Err(e) = std::fs::write(p, crate::wire::pcap::reload_pcap(&self.sent)) {
+                warn!("pcap {}: {e}", p.display());
+            }
+        }
+    }
+
+    fn command(&mut self, c: Command) {
+        let (now, ms) = clock();
+        match c {
+            Command::Store {
+                resource,
+                kind,
+                value,
+                reply,
+            } => {
+                let Some(def) = self.kinds.get(kind) else {
+                    let _ = reply.send(Err(DriverError::UnknownKind(kind.0)));
+                    return;
+                };
+                let key = match def.model {
+                    DataModel::Single => ValueKey::Single,
+                    DataModel::Array => ValueKey::Index(APPEND),
+                    DataModel::Dictionary => ValueKey::Key(self.me.to_be_bytes().to_vec()),
+                };
+                let me = self.my_signer();
+                let kd = KindData {
+                    kind,
+                    generation: 0,
+                    values: vec![StoredValue {
+                        key,
+                        storage_time: ms,
+                        lifetime: self.lifetime,
+                        exists: true,
+                        data: value,
+                        signer: me.clone(),
+                    }],
+                };
+                let h = self.node.store(now, resource, vec![kd], me);
+                self.pending.insert(h, Reply::Store(reply));
+            }
+            Command::Fetch {
+                resource,
+                kind,
+                reply,
+            } => {
+                let Some(def) = self.kinds.get(kind) else {
+                    let _ = reply.send(Err(DriverError::UnknownKind(kind.0)));
+                    return;
+                };
+                let select = match def.model {
+                    DataModel::Single => Select::Single,
+                    DataModel::Array => Select::Indices(vec![(0, u32::MAX - 1)]),
+                    DataModel::Dictionary => Select::Keys(Vec::new()),
+                };
+                let h = self.node.fetch(
+                    now,
+                    resource,
+                    vec![FetchSpec {
+                        kind,
+                        generation: 0,
+                        select,
+                    }],
+                );
+                self.pending.insert(h, Reply::Fetch(reply));
+            }
+            Command::Shutdown(_) => {}
+        }
+    }
+
+    fn my_signer(&self) -> Signer {
+        Signer {
+            node_id: self.me,
+            user_name: String::new(),
+        }
+    }
+
+    fn register(&mut self, mut link: Link) -> u64 {
+        let peer = Id(link.peer.to_u128());
+        let gen = self.next_gen;
+        self.next_gen += 1;
+        self.links.insert(
+            peer,
+            LinkEntry {
+                gen,
+                tx: link.sender(),
+            },
+        );
+        debug!(peer = %link.peer, remote = %link.remote, "link up");
+        let tx = self.int_tx.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = link.recv().await {
+                let msg = match ev {
+                    LinkEvent::Message(m) => Internal::Message(peer, gen, m),
+                    LinkEvent::Closed(why) => Internal::Closed(peer, gen, why),
+                };
+                if tx.send(msg).await.is_err() {
+                    return;
+                }
+            }
+            let _ = tx.send(Internal::Closed(peer, gen, "ended".into())).await;
+        });
+        gen
+    }
+
+    fn internal(&mut self, i: Internal) {
+        let (now, _) = clock();
+        match i {
+            Internal::Accepted(link) => {
+                self.register(link);
+            }
+            Internal::Connected(peer, Ok(link)) => {
+                self.register(link);
+                for (seq, msg) in self.connecting.remove(&peer).unwrap_or_default() {
+                    self.send_data(now, peer, seq, &msg);
+                }
+            }
+            Internal::Connected(peer, Err(e)) => {
+                debug!(peer = %NodeId::from_u128(peer.0), "connect failed: {e}");
+                self.connecting.remove(&peer);
+                self.book.forget(peer);
+            }
+            Internal::Closed(peer, gen, why) => {
+                if self.links.get(&peer).is_some_and(|l| l.gen == gen) {
+                    debug!(peer = %NodeId::from_u128(peer.0), "link closed: {why}");
+                    self.links.remove(&peer);
+                }
+            }
+            Internal::Message(peer, _gen, m) => self.receive(now, peer, &m),
+        }
+    }
+
+    fn receive(&mut self, now: Instant, peer: Id, m: &wire::Message) {
+        if m.forwarding.overlay != self.overlay {
+            debug!("message for another overlay dropped");
+            return;
+        }
+        for o in &m.forwarding.options {
+            if o.option_type == addr::ADDR_OPTION {
+                if let Some(e) = addr::decode(&o.value) {
+                    self.book.learn(&e, self.me);
+                }
+            }
+        }
+        // RFC 6940 section 6.3.4: the signature covers overlay, transaction id, contents
+        // and signer identity, with the certificate in the security block.
+        if let Err(e) = verify_message(m, None) {
+            warn!(peer = %NodeId::from_u128(peer.0), "bad signature, dropped: {e}");
+            return;
+        }
+        let Some(cert) = find_certificate(&m.security, &m.security.signature.identity) else {
+            return;
+        };
+        let Ok(who) = PeerIdentity::from_der(cert) else {
+            return;
+        };
+        let Some(node) = who.node_in(&self.overlay_name) else {
+            warn!("signer certificate names no Node-ID of this overlay; dropped");
+            return;
+        };
+        let signer = Signer {
+            node_id: Id(node.to_u128()),
+            user_name: who.user.clone().unwrap_or_default(),
+        };
+        let mut msg = match from_wire(m, &signer) {
+            Ok(x) => x,
+            Err(ConvertError::Unsupported(code)) => {
+                debug!("message code {code} not handled by the core");
+                return;
+            }
+            Err(e) => {
+                warn!("undecodable message dropped: {e}");
+                return;
+            }
+        };
+        // A PingAns names its responder by the first via entry (`from_wire`); when it
+        // comes straight from the responder the via list is still empty and the
+        // responder is the link's peer.
+        if let Body::PingAns { responder } = &mut msg.body {
+            if msg.via.is_empty() {
+                *responder = peer;
+            }
+        }
+        self.sigs.on_receive(m, &mut msg, &self.overlay_name);
+        if self.forwarded.len() >= FORWARD_CACHE {
+            self.forwarded.clear();
+        }
+        // the originator: the first via entry, or the link's peer for a direct message
+        let origin = msg.via.first().copied().unwrap_or(peer);
+        self.forwarded.insert(
+            (msg.txid, msg.body.is_response(), origin),
+            (m.contents.clone(), m.security.clone()),
+        );
+        let seq = self.rx_seq;
+        self.rx_seq = self.rx_seq.wrapping_add(1);
+        self.node.handle(
+            now,
+            peer,
+            Frame::Data {
+                seq,
+                msg: Box::new(msg),
+            },
+        );
+    }
+
+    /// Drains the core's transmits and events.
+    fn after(&mut self) {
+        let (now, _) = clock();
+        while let Some(t) = self.node.poll_transmit() {
+            match t.frame {
+                // the link acknowledges on its own (module docs)
+                Frame::Ack { .. } => {}
+                Frame::Data { seq, msg } => self.transmit(now, t.to, seq, *msg),
+            }
+        }
+        while let Some(e) = self.node.poll_event() {
+            match e {
+                Event::Joined => {
+                    info!(node = %NodeId::from_u128(self.me.0), "joined");
+                    let _ = self.joined.send(true);
+                }
+                Event::PeerFailed(p) => {
+                    info!(peer = %NodeId::from_u128(p.0), "peer failed");
+                    self.links.remove(&p);
+                }
+                Event::Done { handle, result, .. } => match self.pending.remove(&handle) {
+                    Some(Reply::Store(r)) => {
+                        let _ = r.send(match result {
+                            Ok(Outcome::Stored(_)) => Ok(()),
+                            Ok(_) => Err(DriverError::Request(RequestError::Unexpected)),
+                            Err(e) => Err(DriverError::Request(e)),
+                        });
+                    }
+                    Some(Reply::Fetch(r)) => {
+                        let _ = r.send(match result {
+                            Ok(Outcome::Fetched(kd)) => Ok(kd
+                                .into_iter()
+                                .flat_map(|k| k.values)
+                                .filter(|v| v.exists)
+                                .collect()),
+                            Ok(_) => Err(DriverError::Request(RequestError::Unexpected)),
+                            Err(e) => Err(DriverError::Request(e)),
+                        });
+                    }
+                    None => {}
+                },
+            }
+        }
+        // the handling above may have queued frames (acks of queued sends)
+        if self.node.poll_timeout().is_some_and(|t| t <= now) {
+            self.node.handle_timeout(now);
+        }
+    }
+
+    fn transmit(&mut self, now: Instant, to: Id, seq: u32, msg: Message) {
+        if self.links.contains_key(&to) {
+            self.send_data(now, to, seq, &msg);
+            return;
+        }
+        if let Some(q) = self.connecting.get_mut(&to) {
+            if !q.iter().any(|(s, _)| *s == seq) {
+                q.push((seq, msg));
+            }
+            return;
+        }
+        let Some(addr) = self.book.get(to) else {
+            debug!(peer = %NodeId::from_u128(to.0), "no address; frame dropped");
+            return;
+        };
+        self.connecting.insert(to, vec![(seq, msg)]);
+        let cfg = Arc::clone(&self.link_cfg);
+        let tx = self.int_tx.clone();
+        tokio::spawn(async move {
+            let r = tokio::time::timeout(
+                Duration::from_secs(2),
+                Link::connect(&cfg, addr, Some(NodeId::from_u128(to.0))),
+            )
+            .await
+            .unwrap_or(Err(LinkError::Closed));
+            let _ = tx.send(Internal::Connected(to, r)).await;
+        });
+    }
+
+    /// Encodes, signs (or keeps the originator's signature) and queues one message.
+    fn send_data(&mut self, now: Instant, to: Id, seq: u32, msg: &Message) {
+        let bytes = match self.encode(msg) {
+            Ok(b) => b,
+            Err(e) => {
+                warn!("cannot encode {}: {e}", msg.body.name());
+                return;
+            }
+        };
+        let Some(link) = self.links.get(&to) else {
+            return;
+        };
+        if self.pcap.is_some() {
+            let mut framed = Vec::new();
+            if crate::wire::encode_data(seq, &bytes, &mut framed).is_ok() {
+                self.sent.push(framed);
+            }
+        }
+        match link.tx.try_send(bytes) {
+            Ok(()) => self.node.handle(now, to, Frame::Ack { seq }),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                debug!("link queue full; the core will retransmit");
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.links.remove(&to);
+            }
+        }
+    }
+
+    fn encode(&mut self, msg: &Message) -> Result<Vec<u8>, String> {
+        let mut w = to_wire(msg, self.overlay).map_err(|e| e.to_string())?;
+        let mut ids: Vec<Id> = msg.via.clone();
+        ids.extend(msg.dest.iter().map(|d| match d {
+            Dest::Node(x) | Dest::Resource(x) => *x,
+        }));
+        match &msg.body {
+            Body::UpdateReq(u) => {
+                ids.extend(u.predecessors.iter().chain(&u.successors).chain(&u.fingers));
+            }
+            Body::PingAns { responder } => ids.push(*responder),
+            Body::JoinReq { joining } => ids.push(*joining),
+            Body::LeaveReq {
+                successors,
+                predecessors,
+                ..
+            } => ids.extend(successors.iter().chain(predecessors)),
+            _ => {}
+        }
+        w.forwarding.options = vec![addr::encode(&self.book.entries_for(
+            self.me,
+            self.listen,
+            ids,
+        ))];
+        // A message with a via list is one this node forwards (the core pushes the
+        // previous hop); one without is its own.
+        let cached = msg
+            .via
+            .first()
+            .and_then(|&o| self.forwarded.get(&(msg.txid, msg.body.is_response(), o)));
+        if let Some((contents, security)) = cached {
+            w.contents = contents.clone();
+            w.security = security.clone();
+        } else {
+            let resource = match &msg.body {
+                Body::StoreReq { resource, .. } => Some(*resource),
+                _ => None,
+            };
+            let extra = if matches!(msg.body, Body::StoreReq { .. } | Body::FetchAns { .. }) {
+                self.sigs
+                    .on_send(&mut w, &self.signer, resource)
+                    .map_err(|e| e.to_string())?
+            } else {
+                Vec::new()
+            };
+            self.signer
+                .sign_message(&mut w)
+                .map_err(|e| e.to_string())?;
+            for c in extra {
+                if !w.security.certificates.contains(&c) {
+                    w.security.certificates.push(c);
+                }
+            }
+        }
+        w.to_bytes().map_err(|e| e.to_string())
+    }
+}
+
+/// Issues this node's identity from the dev CA files (`ca.pem`, `ca.key`) in `dir`.
+pub fn identity_from_ca_dir(
+    dir: &std::path::Path,
+    overlay: &str,
+    node: NodeId,
+) -> Result<
+    (
+        NodeIdentity,
+        Vec<rustls::pki_types::CertificateDer<'static>>,
+    ),
+    DriverError,
+> {
+    let cert = std::fs::read_to_string(dir.join("ca.pem"))?;
+    let key = std::fs::read_to_string(dir.join("ca.key"))?;
+    let ca = crate::cert::DevCa::from_pem(overlay, &cert, &key)?;
+    let id = ca.issue(node, None)?;
+    Ok((id, vec![ca.root_der()]))
+}

@@ -1,0 +1,167 @@
+//! Per-StoredData signatures across hops (RFC 6940 sections 7.1 and 6.3.4).
+//!
+//! Each stored value is signed by the peer that stored it, and the signature travels
+//! with the value: in replica and handover stores, and in fetch answers. The core's
+//! storage keeps the signer's identity but not the signature bytes, so the driver keeps
+//! them here, keyed by (kind, value, storage time), together with the signer's
+//! certificate: a StoreReq or FetchAns it sends carries the original signatures and the
+//! certificates that verify them in its security block; one it receives is checked
+//! value by value and each value's signer is taken from the certificate that verified it.
+//! Both tables are bounded (cleared when full, after which values are re-signed by the
+//! sending peer, the behaviour of the core's placeholders).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::cert::PeerIdentity;
+use crate::node::msg::{Body, Message};
+use crate::storage::Signer as ValueSigner;
+use crate::topology::Id;
+use crate::wire::{
+    self, cert_hash_identity, verify_stored_data, CertificateType, GenericCertificate, KindId,
+    MessageContents, NodeId, ResourceId, Signature, SignerIdentity, StoredData, StoredDataValue,
+};
+
+const MAX_SIGS: usize = 200_000;
+const MAX_CERTS: usize = 10_000;
+
+type Key = (KindId, u64, StoredDataValue);
+
+/// The signature table (module docs).
+#[derive(Debug, Default)]
+pub struct DataSigs {
+    sigs: HashMap<Key, Signature>,
+    certs: HashMap<SignerIdentity, Arc<Vec<u8>>>,
+}
+
+impl DataSigs {
+    fn cert(&self, id: &SignerIdentity) -> Option<Arc<Vec<u8>>> {
+        self.certs.get(id).cloned()
+    }
+
+    fn add_cert(&mut self, der: &[u8]) {
+        if self.certs.len() >= MAX_CERTS {
+            self.certs.clear();
+        }
+        self.certs
+            .entry(cert_hash_identity(der))
+            .or_insert_with(|| Arc::new(der.to_vec()));
+    }
+
+    fn add_sig(&mut self, kind: KindId, d: &StoredData) {
+        if self.sigs.len() >= MAX_SIGS {
+            self.sigs.clear();
+        }
+        self.sigs
+            .insert((kind, d.storage_time, d.value.clone()), d.signature.clone());
+    }
+
+    /// A received message: learns its certificates, checks each StoredData signature of a
+    /// StoreReq (against its Resource-ID) or FetchAns and sets the value signers in
+    /// `msg` (the core's form of `w`) from the certificates. Values whose signature does
+    /// not verify keep the message signer (the storage policy then decides).
+    pub fn on_receive(&mut self, w: &wire::Message, msg: &mut Message, overlay: &str) {
+        for c in &w.security.certificates {
+            if c.cert_type == CertificateType::X509 {
+                self.add_cert(&c.certificate);
+            }
+        }
+        let Ok(body) = w.body() else { return };
+        let (resource, kinds): (Option<ResourceId>, Vec<(KindId, Vec<StoredData>)>) = match body {
+            wire::Body::StoreReq(s) => (
+                Some(s.resource),
+                s.kind_data
+                    .into_iter()
+                    .map(|k| (k.kind, k.values))
+                    .collect(),
+            ),
+            wire::Body::FetchAns(r) => (None, r.into_iter().map(|k| (k.kind, k.values)).collect()),
+            _ => return,
+        };
+        let core_kinds = match &mut msg.body {
+            Body::StoreReq { kind_data, .. } | Body::FetchAns { kind_data } => kind_data,
+            _ => return,
+        };
+        for ((kind, values), ckd) in kinds.into_iter().zip(core_kinds.iter_mut()) {
+            for (d, cv) in values.iter().zip(ckd.values.iter_mut()) {
+                let Some(cert) = self.cert(&d.signature.identity) else {
+                    continue;
+                };
+                if let Some(r) = &resource {
+                    if verify_stored_data(r, kind, d, &cert).is_err() {
+                        continue;
+                    }
+                }
+                let Ok(who) = PeerIdentity::from_der(&cert) else {
+                    continue;
+                };
+                let Some(node) = who.node_in(overlay) else {
+                    continue;
+                };
+                cv.signer = ValueSigner {
+                    node_id: Id(node.to_u128()),
+                    user_name: who.user.clone().unwrap_or_default(),
+                };
+                self.add_sig(kind, d);
+            }
+        }
+    }
+
+    /// A StoreReq or FetchAns this node sends (not forwards): each value gets its
+    /// original signature when known, else a fresh one by `signer`; the certificates
+    /// needed to verify them are returned for the security block.
+    pub fn on_send(
+        &mut self,
+        w: &mut wire::Message,
+        signer: &wire::Signer,
+        resource: Option<Id>,
+    ) -> Result<Vec<GenericCertificate>, super::DriverError> {
+        let mut body = w.body()?;
+        let kinds: Vec<(KindId, &mut Vec<StoredData>)> = match &mut body {
+            wire::Body::StoreReq(s) => s
+                .kind_data
+                .iter_mut()
+                .map(|k| (k.kind, &mut k.values))
+                .collect(),
+            wire::Body::FetchAns(r) => r.iter_mut().map(|k| (k.kind, &mut k.values)).collect(),
+            _ => return Ok(Vec::new()),
+        };
+        let rid = ResourceId::from_node_id(NodeId::from_u128(resource.map_or(0, |r| r.0)));
+        let mut certs: Vec<GenericCertificate> = Vec::new();
+        let mut fresh = Vec::new();
+        for (kind, values) in kinds {
+            for d in values.iter_mut() {
+                let key = (kind, d.storage_time, d.value.clone());
+                let known = self
+                    .sigs
+                    .get(&key)
+                    .and_then(|s| self.cert(&s.identity).map(|c| (s.clone(), c)));
+                match known {
+                    Some((sig, cert)) => {
+                        d.signature = sig;
+                        if !certs.iter().any(|c| c.certificate == *cert) {
+                            certs.push(GenericCertificate {
+                                cert_type: CertificateType::X509,
+                                certificate: cert.to_vec(),
+                            });
+                        }
+                    }
+                    None => {
+                        signer.sign_stored_data(&rid, kind, d)?;
+                        fresh.push((kind, d.clone()));
+                    }
+                }
+            }
+        }
+        for (kind, d) in fresh {
+            self.add_sig(kind, &d);
+        }
+        w.contents = MessageContents::from_body(&body)?;
+        Ok(certs)
+    }
+
+    /// Records this node's own certificate so its values resolve.
+    pub fn add_own_cert(&mut self, der: &[u8]) {
+        self.add_cert(der);
+    }
+}

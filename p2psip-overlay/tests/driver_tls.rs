@@ -1,0 +1,77 @@
+//! The tokio driver in one process: five peers over real TLS links on 127.0.0.1 (dev CA),
+//! store through one, fetch through every other, one peer leaves, fetch again.
+
+use std::time::Duration;
+
+use p2psip_overlay::cert::DevCa;
+use p2psip_overlay::driver::{start, DriverConfig, OverlayHandle};
+use p2psip_overlay::link::LinkConfig;
+use p2psip_overlay::storage::KindId;
+use p2psip_overlay::wire::NodeId;
+
+async fn peer(ca: &DevCa, n: u128, bootstrap: Option<std::net::SocketAddr>) -> OverlayHandle {
+    let id = NodeId::from_u128(n);
+    let link = LinkConfig::new(
+        "iptv.test",
+        ca.issue(id, None).unwrap(),
+        vec![ca.root_der()],
+    );
+    let cfg = DriverConfig::new(link, "127.0.0.1:0".parse().unwrap(), bootstrap);
+    let (h, _task) = start(cfg).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), h.joined())
+        .await
+        .expect("joined in time")
+        .unwrap();
+    h
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_peers_store_fetch_leave() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let ca = DevCa::new("iptv.test").unwrap();
+    let first = peer(&ca, 1 << 120 | 0x5555_1234, None).await;
+    let boot = Some(first.listen_addr());
+    let mut peers = vec![first];
+    for i in 1..5u128 {
+        peers.push(peer(&ca, (i * 3 + 1) << 124 | (i * 0x9e37_79b9_7f4a_7c15), boot).await);
+    }
+    // let stabilisation spread the tables
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for r in 0..10 {
+        let name = format!("channel-{r}");
+        peers[1]
+            .store(
+                name.as_bytes(),
+                KindId::CHANNEL_RELAYS,
+                format!("relay {r}").into_bytes(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("store {name}: {e}"));
+    }
+    for (i, p) in peers.iter().enumerate() {
+        for r in 0..10 {
+            let name = format!("channel-{r}");
+            let v = p
+                .fetch(name.as_bytes(), KindId::CHANNEL_RELAYS)
+                .await
+                .unwrap_or_else(|e| panic!("fetch {name} via {i}: {e}"));
+            assert_eq!(v.len(), 1, "{name} via {i}");
+            assert_eq!(v[0].data, format!("relay {r}").into_bytes());
+        }
+    }
+    peers[3].shutdown().await;
+    for r in 0..10 {
+        let name = format!("channel-{r}");
+        let v = peers[2]
+            .fetch(name.as_bytes(), KindId::CHANNEL_RELAYS)
+            .await
+            .unwrap_or_else(|e| panic!("fetch {name} after leave: {e}"));
+        assert_eq!(v.len(), 1, "{name} after leave");
+    }
+    for p in &peers {
+        p.shutdown().await;
+    }
+}
