@@ -460,18 +460,7 @@ async fn accounting_survives_an_aaa_outage() {
     assert!(metrics.contains("as_aaa_fail_open_total 3"), "{metrics}");
 
     // The AAA comes back on the same port and database.
-    // (The old listener may take a moment to be dropped: bounded retries.)
-    let mut restarted = None;
-    for _ in 0..100 {
-        match Aaa::start(&aaa_config(&url, aaa_addr, subs.clone())).await {
-            Ok(a) => {
-                restarted = Some(a);
-                break;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    let aaa = restarted.expect("the AAA restarts on its port");
+    let aaa = restart_aaa(&url, aaa_addr, &subs).await;
     let want = i64::try_from(sessions.len()).unwrap();
     let mut last = (0, 0);
     for _ in 0..400 {
@@ -486,6 +475,62 @@ async fn accounting_survives_an_aaa_outage() {
     for s in &sessions {
         // Exactly one START (0) and one STOP (1) each: nothing lost, nothing twice.
         assert!(start_and_stop(&aaa, s).await >= 0);
+    }
+    app.shutdown().await;
+    aaa.shutdown().await;
+}
+
+/// The AAA on `url` at `addr` (a port it had before): bounded retries while the old
+/// listener goes.
+async fn restart_aaa(url: &str, addr: SocketAddr, subs: &[SubscriberSeed]) -> AaaHandle {
+    for _ in 0..100 {
+        match Aaa::start(&aaa_config(url, addr, subs.to_vec())).await {
+            Ok(a) => return a,
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    panic!("the AAA does not restart on {addr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_survives_an_as_restart() {
+    let subs = vec![seed("gina", &["*"], 2)];
+    let url = temp_db();
+    let aaa = Aaa::start(&aaa_config(
+        &url,
+        "127.0.0.1:0".parse().unwrap(),
+        subs.clone(),
+    ))
+    .await
+    .unwrap();
+    let addr = aaa.local_addr();
+    aaa.shutdown().await;
+    // The AS runs with the AAA down (fail-open): the records stay in its outbox.
+    let cfg = as_config(&url, addr, Policy::FailOpen);
+    let app = App::start(&cfg).await.expect("AS starts");
+    let mut gina = Ue::new("gina", &app).await;
+    let mut sessions = Vec::new();
+    for i in 0..2 {
+        let j = gina.join("news", &format!("g{i}")).await;
+        gina.leave(&j, 2).await;
+        sessions.push(j);
+    }
+    assert_eq!(app.service.aaa().unwrap().outbox_len().await, 4);
+    app.shutdown().await;
+    // The AAA is back, then the AS restarts over the same database: it sends the rows.
+    let aaa = restart_aaa(&url, addr, &subs).await;
+    let app = App::start(&cfg).await.expect("AS restarts");
+    let mut last = (0, 0);
+    for _ in 0..400 {
+        last = counts(&aaa).await;
+        if last == (2, 2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(last, (2, 2));
+    for s in &sessions {
+        assert!(start_and_stop(&aaa, s).await > 0);
     }
     app.shutdown().await;
     aaa.shutdown().await;

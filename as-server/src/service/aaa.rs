@@ -194,6 +194,8 @@ struct Inner {
     wake: tokio::sync::Notify,
     nonce: NonceKey,
     counters: AaaCounters,
+    /// The sender and the PNR loop, aborted by [`AaaClient::stop`].
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 /// The AS's AAA client (cheap to clone).
@@ -265,11 +267,39 @@ impl AaaClient {
                 wake: tokio::sync::Notify::new(),
                 nonce: NonceKey::new(&secret),
                 counters: AaaCounters::default(),
+                tasks: Mutex::new(Vec::new()),
             }),
         };
         let sender = me.clone();
-        tokio::spawn(async move { sender.run_sender().await });
+        let task = tokio::spawn(async move { sender.run_sender().await });
+        me.own_task(task.abort_handle());
         Ok((me, incoming))
+    }
+
+    /// A task [`AaaClient::stop`] ends.
+    pub fn own_task(&self, task: tokio::task::AbortHandle) {
+        lock(&self.inner.tasks).push(task);
+    }
+
+    /// Lets the sender drain the outbox for up to `drain` (when a peer is up), then ends the
+    /// tasks and disconnects (DPR). Rows left are sent by the next start.
+    pub async fn stop(&self, drain: Duration) {
+        let wait = async {
+            while self.inner.client.open_peers() > 0 && self.outbox_len().await > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        let _ = tokio::time::timeout(drain, wait).await;
+        for t in lock(&self.inner.tasks).drain(..) {
+            t.abort();
+        }
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            self.inner
+                .client
+                .stop(crate::diameter::base::DisconnectCause::REBOOTING),
+        )
+        .await;
     }
 
     /// The configuration.

@@ -263,6 +263,7 @@ impl App {
     /// Clean shutdown: BYE/NOTIFY to peers, listeners closed, relay stopped.
     pub async fn shutdown(self) {
         self.service.shutdown(Duration::from_secs(2)).await;
+        self.service.stop_aaa().await;
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
