@@ -844,6 +844,101 @@ mod tests {
         );
     }
 
+    /// A client with no peer configured (nothing answers) over an in-memory store.
+    async fn lonely(policy: Policy) -> AaaClient {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        store
+            .add_subscriber(
+                &crate::store::Subscriber {
+                    identity: "sip:h@x".into(),
+                    username: "h@x".into(),
+                    realm: "iptv.example".into(),
+                    ha1: digest::ha1("h@x", "iptv.example", "pw"),
+                },
+                &[],
+                1,
+                0,
+                0,
+            )
+            .await
+            .unwrap();
+        let cfg = AaaSection {
+            policy,
+            nonce_max_age_s: 30,
+            ..AaaSection::default()
+        };
+        AaaClient::start(&cfg, store, 1).await.unwrap().0
+    }
+
+    #[tokio::test]
+    async fn no_answer_follows_the_policy() {
+        let now = Instant::now();
+        let c = lonely(Policy::FailClosed).await;
+        let r = c.authorize("sip:a@x", "news", 0, now).await.unwrap_err();
+        assert_eq!(r.status, 503);
+        assert!(r
+            .headers
+            .iter()
+            .any(|(n, v)| *n == "Retry-After" && v == "5"));
+        let c = lonely(Policy::FailOpen).await;
+        assert!(c.authorize("sip:a@x", "news", 0, now).await.is_ok());
+        assert_eq!(c.counters().fail_open.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn register_digest_stale_and_wrong() {
+        let c = lonely(Policy::FailClosed).await;
+        let t0 = 1_800_000_000;
+        let r = c.check_register(None, b"", t0).await.unwrap_err();
+        assert_eq!(r.status, 401);
+        let h = &r.headers[0].1;
+        assert!(!h.contains("stale"), "{h}");
+        let nonce = h
+            .split("nonce=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let answer = |password: &str| {
+            let mut cr = Credentials {
+                username: "h@x".into(),
+                realm: "iptv.example".into(),
+                nonce: nonce.into(),
+                uri: "sip:x".into(),
+                ..Credentials::default()
+            };
+            cr.response = digest::expected_response(
+                &digest::ha1("h@x", "iptv.example", password),
+                &cr,
+                "REGISTER",
+                b"",
+            )
+            .unwrap();
+            format!(
+                "Digest username=\"h@x\", realm=\"iptv.example\", nonce=\"{nonce}\", \
+                 uri=\"sip:x\", response=\"{}\"",
+                cr.response
+            )
+        };
+        assert!(c
+            .check_register(Some(&answer("pw")), b"", t0 + 1)
+            .await
+            .is_ok());
+        let r = c
+            .check_register(Some(&answer("no")), b"", t0 + 1)
+            .await
+            .unwrap_err();
+        assert_eq!(r.status, 403);
+        // The right password with a nonce past its age: 401 stale=TRUE (RFC 2617 3.2.1).
+        let r = c
+            .check_register(Some(&answer("pw")), b"", t0 + 31)
+            .await
+            .unwrap_err();
+        assert_eq!(r.status, 401);
+        assert!(r.headers[0].1.contains("stale=TRUE"), "{:?}", r.headers);
+    }
+
     #[test]
     fn config_parses() {
         let c: AaaSection = toml::from_str(
