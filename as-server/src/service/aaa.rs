@@ -871,6 +871,7 @@ mod tests {
     }
 
     #[tokio::test]
+    #[expect(clippy::disallowed_methods)] // a test drives the client like its driver does
     async fn no_answer_follows_the_policy() {
         let now = Instant::now();
         let c = lonely(Policy::FailClosed).await;
