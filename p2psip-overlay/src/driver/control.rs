@@ -5,6 +5,7 @@
 //! - `GET /status` -> `{"node_id":..,"listen":..,"joined":bool}`
 //! - `POST /store?resource=NAME&kind=K` with the value as body -> `200 ok`
 //! - `GET /fetch?resource=NAME&kind=K` -> `{"values":["..", ..]}` (values as UTF-8, lossy)
+//! - `GET /local?resource=NAME&kind=K` -> the same for the values this peer holds itself
 //!
 //! `kind` is decimal or `0x` hex; the default is the channel -> relays kind.
 //! Errors from the overlay are `502` with the reason as text.
@@ -154,6 +155,7 @@ pub fn router(handle: OverlayHandle) -> Router {
         .route("/status", get(status))
         .route("/fetch", get(fetch))
         .route("/store", post(store))
+        .route("/local", get(local))
         .with_state(Arc::new(handle))
 }
 
@@ -195,4 +197,125 @@ async fn store(
         .await
         .map_err(|e| (StatusCode::BAD_GATEWAY, e.to_string()))?;
     Ok("ok")
+}
+
+async fn local(
+    State(h): State<Arc<OverlayHandle>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<String, (StatusCode, String)> {
+    let kind = kind_param(&q)?;
+    let resource = resource_param(&q)?;
+    let values = h
+        .local(&resource, kind)
+        .await
+        .map_err(|e| (StatusCode::BAD_GATEWAY, e.to_string()))?;
+    let values: Vec<String> = values
+        .iter()
+        .map(|v| String::from_utf8_lossy(&v.data).into_owned())
+        .collect();
+    Ok(serde_json::json!({ "values": values }).to_string())
+}
+
+/// Arguments of `p2psip-node run`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Overlay name.
+    #[arg(long, default_value = "iptv.test")]
+    pub overlay: String,
+    /// Directory of the dev CA (`ca.pem`, `ca.key`; written by `p2psip-node ca`).
+    #[arg(long)]
+    pub ca: PathBuf,
+    /// Link listen address (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// A peer already in the overlay; without it this peer starts a new overlay.
+    #[arg(long)]
+    pub bootstrap: Option<SocketAddr>,
+    /// Node-ID: 32 hex digits, or `random`.
+    #[arg(long, default_value = "random")]
+    pub node_id: String,
+    /// Local HTTP control API address (`/status`, `/store`, `/fetch`, `/local`).
+    #[arg(long)]
+    pub control: Option<SocketAddr>,
+    /// Enroll at this HTTPS enrollment server instead of using the CA key (needs
+    /// `--user` and `--password`; `ca.pem` authenticates the server).
+    #[arg(long)]
+    pub enroll: Option<String>,
+    /// Enrollment user name.
+    #[arg(long, default_value = "")]
+    pub user: String,
+    /// Enrollment password.
+    #[arg(long, default_value = "")]
+    pub password: String,
+    /// Dev/test: write every RELOAD PDU this peer sends to this pcap file on exit.
+    #[arg(long)]
+    pub pcap: Option<PathBuf>,
+}
+
+/// Arguments of `p2psip-node ca`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CaArgs {
+    /// Output directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Overlay name.
+    #[arg(long, default_value = "iptv.test")]
+    pub overlay: String,
+}
+
+/// `p2psip-node ca`: writes the dev CA once (an existing one is kept).
+pub fn ca_cmd(a: &CaArgs) -> Result<(), DriverError> {
+    if a.out.join("ca.pem").exists() && a.out.join("ca.key").exists() {
+        return Ok(());
+    }
+    write_ca(&a.out, &a.overlay)
+}
+
+/// `p2psip-node run`: logs with tracing (`RUST_LOG`), runs until SIGINT or SIGTERM.
+pub fn run_cmd(a: RunArgs) -> Result<(), DriverError> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let node_id = if a.node_id == "random" {
+        None
+    } else {
+        let v = u128::from_str_radix(&a.node_id, 16).map_err(|_| {
+            DriverError::Io(std::io::Error::other(format!(
+                "bad --node-id {} (32 hex digits or random)",
+                a.node_id
+            )))
+        })?;
+        Some(NodeId::from_u128(v))
+    };
+    let opts = RunOptions {
+        overlay: a.overlay,
+        ca_dir: a.ca,
+        listen: a.listen,
+        bootstrap: a.bootstrap,
+        node_id,
+        control: a.control,
+        enroll: a.enroll.map(|u| (u, a.user, a.password)),
+        pcap: a.pcap,
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let stop = async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                () = async {
+                    match term.as_mut() {
+                        Some(t) => { t.recv().await; }
+                        None => std::future::pending::<()>().await,
+                    }
+                } => {}
+            }
+        };
+        run(opts, stop).await
+    })
 }

@@ -151,6 +151,11 @@ enum Command {
         kind: KindId,
         reply: oneshot::Sender<Result<Vec<StoredValue>, DriverError>>,
     },
+    Local {
+        resource: Id,
+        kind: KindId,
+        reply: oneshot::Sender<Result<Vec<StoredValue>, DriverError>>,
+    },
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -235,6 +240,25 @@ impl OverlayHandle {
         let (reply, rx) = oneshot::channel();
         self.cmd
             .send(Command::Fetch {
+                resource: resource_id(resource),
+                kind,
+                reply,
+            })
+            .await
+            .map_err(|_| DriverError::Stopped)?;
+        rx.await.map_err(|_| DriverError::Stopped)?
+    }
+
+    /// The values of `kind` at `resource` this peer holds itself (as the responsible peer
+    /// or a replica), without asking the overlay.
+    pub async fn local(
+        &self,
+        resource: &[u8],
+        kind: KindId,
+    ) -> Result<Vec<StoredValue>, DriverError> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::Local {
                 resource: resource_id(resource),
                 kind,
                 reply,
@@ -486,6 +510,33 @@ impl Driver {
                     }],
                 );
                 self.pending.insert(h, Reply::Fetch(reply));
+            }
+            Command::Local {
+                resource,
+                kind,
+                reply,
+            } => {
+                let Some(def) = self.kinds.get(kind) else {
+                    let _ = reply.send(Err(DriverError::UnknownKind(kind.0)));
+                    return;
+                };
+                let spec = FetchSpec {
+                    kind,
+                    generation: 0,
+                    select: select_all(def.model),
+                };
+                let values = self
+                    .node
+                    .storage()
+                    .fetch(now, resource, &[spec])
+                    .map(|kd| {
+                        kd.into_iter()
+                            .flat_map(|k| k.values)
+                            .filter(|v| v.exists)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let _ = reply.send(Ok(values));
             }
             Command::Shutdown(_) => {}
         }
@@ -788,6 +839,15 @@ impl Driver {
             }
         }
         w.to_bytes().map_err(|e| e.to_string())
+    }
+}
+
+/// A fetch selection of every value of a model.
+fn select_all(model: DataModel) -> Select {
+    match model {
+        DataModel::Single => Select::Single,
+        DataModel::Array => Select::Indices(vec![(0, u32::MAX - 1)]),
+        DataModel::Dictionary => Select::Keys(Vec::new()),
     }
 }
 
