@@ -40,6 +40,9 @@
 //! * **Channel list**: `SUBSCRIBE` with `Event: iptv-channels`, see [`channel_list`] for the
 //!   event package.
 //! * **REGISTER**: standalone registrar, see [`registrar`].
+//! * **AAA** (`[aaa] peer` set): joins and zaps authorised by the subscriber's Sh profile
+//!   (403 with a reason, or the fail-open/fail-closed policy), sessions accounted over Rf
+//!   through a durable outbox, PNR revoking channels with a BYE, REGISTER digest: see [`aaa`].
 //! * **OPTIONS**: `200` with `Allow`, `Accept`, `Supported`.
 //!
 //! # Zap design: re-INVITE naming the new channel
