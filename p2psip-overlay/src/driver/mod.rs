@@ -104,6 +104,9 @@ pub struct DriverConfig {
     /// Dev/test option: append every message this node sends (framed PDUs) to a list
     /// written as a pcap by [`crate::wire::pcap::reload_pcap`] at shutdown.
     pub pcap: Option<PathBuf>,
+    /// Dev/test option: every encoded message this node sends is also appended here
+    /// (for [`crate::wire::pcap::tshark_check`]).
+    pub record: Option<Arc<std::sync::Mutex<Vec<Vec<u8>>>>>,
 }
 
 impl DriverConfig {
@@ -125,6 +128,7 @@ impl DriverConfig {
             node,
             lifetime: 3600,
             pcap: None,
+            record: None,
         }
     }
 }
@@ -329,6 +333,7 @@ pub async fn start(cfg: DriverConfig) -> Result<(OverlayHandle, JoinHandle<()>),
         rx_seq: 1,
         sigs: DataSigs::default(),
         pcap: cfg.pcap.clone(),
+        record: cfg.record.clone(),
         sent: Vec::new(),
     };
     if let Some(c) = cfg.link.identity.chain.first() {
@@ -399,6 +404,7 @@ struct Driver {
     rx_seq: u32,
     sigs: DataSigs,
     pcap: Option<PathBuf>,
+    record: Option<Arc<std::sync::Mutex<Vec<Vec<u8>>>>>,
     sent: Vec<Vec<u8>>,
 }
 
@@ -767,10 +773,12 @@ impl Driver {
         let Some(link) = self.links.get(&to) else {
             return;
         };
-        if self.pcap.is_some() {
-            let mut framed = Vec::new();
-            if crate::wire::encode_data(seq, &bytes, &mut framed).is_ok() {
-                self.sent.push(framed);
+        if self.pcap.is_some() && self.sent.len() < 100_000 {
+            self.sent.push(bytes.clone());
+        }
+        if let Some(r) = &self.record {
+            if let Ok(mut r) = r.lock() {
+                r.push(bytes.clone());
             }
         }
         match link.tx.try_send(bytes) {
