@@ -6,7 +6,9 @@
 //!   profile comes from a cache (`profile_cache_s`) or a UDR (Data-Reference RepositoryData,
 //!   Service-Indication `IPTV`). [`decide`] then applies the rules: the channel must be in
 //!   one of the subscriber's packages — *a package name equal to a channel id entitles that
-//!   channel, `*` entitles every channel* — and the viewer's active viewing sessions must be
+//!   channel, `*` entitles every channel, and a package listed in `[aaa.packages]`
+//!   (`basic = ["news", "sport"]`) entitles the channels it lists* — and the viewer's active
+//!   viewing sessions must be
 //!   under `max_streams` (else `403 Stream limit N reached`). Channels carry no parental
 //!   rating in this version, so the parental level is not checked. An unknown user
 //!   (Experimental-Result 5001) gets `403 Unknown subscriber`. When no AAA answers, the
@@ -94,6 +96,9 @@ pub struct AaaSection {
     pub retry_after_s: u32,
     /// How long a digest nonce is good (seconds).
     pub nonce_max_age_s: u64,
+    /// Package name -> the channel ids it entitles (besides the package named like a
+    /// channel, and `*`).
+    pub packages: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Default for AaaSection {
@@ -111,20 +116,36 @@ impl Default for AaaSection {
             host_ip: std::net::IpAddr::from([127, 0, 0, 1]),
             retry_after_s: 5,
             nonce_max_age_s: 300,
+            packages: std::collections::BTreeMap::new(),
         }
     }
 }
 
-/// Whether `profile` entitles `channel`: a package named like the channel, or `*`.
+/// Package name -> channel ids (`[aaa.packages]`).
+pub type PackageMap = std::collections::BTreeMap<String, Vec<String>>;
+
+/// Whether `profile` entitles `channel`: a package named like the channel, `*`, or a
+/// package `map` lists the channel in.
 #[must_use]
-pub fn entitled(profile: &IptvProfile, channel: &str) -> bool {
-    profile.packages.iter().any(|p| p == "*" || p == channel)
+pub fn entitled(profile: &IptvProfile, channel: &str, map: &PackageMap) -> bool {
+    profile.packages.iter().any(|p| {
+        p == "*"
+            || p == channel
+            || map
+                .get(p)
+                .is_some_and(|chs| chs.iter().any(|c| c == channel))
+    })
 }
 
 /// The authorisation rules (module docs): `active` is the viewer's number of viewing
 /// sessions besides this one.
-pub fn decide(profile: &IptvProfile, channel: &str, active: usize) -> Result<(), Reject> {
-    if !entitled(profile, channel) {
+pub fn decide(
+    profile: &IptvProfile,
+    channel: &str,
+    active: usize,
+    map: &PackageMap,
+) -> Result<(), Reject> {
+    if !entitled(profile, channel, map) {
         return Err(Reject::new(
             403,
             format!("Channel {channel} not in subscription"),
@@ -302,6 +323,11 @@ impl AaaClient {
         .await;
     }
 
+    /// Whether `profile` entitles `channel` under the configured package map.
+    pub fn entitles(&self, profile: &IptvProfile, channel: &str) -> bool {
+        entitled(profile, channel, &self.inner.cfg.packages)
+    }
+
     /// The configuration.
     pub fn config(&self) -> &AaaSection {
         &self.inner.cfg
@@ -377,7 +403,7 @@ impl AaaClient {
     ) -> Result<(), Reject> {
         let k = &self.inner.counters;
         let r = match self.lookup(identity, now).await {
-            Lookup::Profile(p) => decide(&p, channel, active),
+            Lookup::Profile(p) => decide(&p, channel, active, &self.inner.cfg.packages),
             Lookup::Unknown => Err(Reject::new(403, "Unknown subscriber")),
             Lookup::NoAnswer(why) => {
                 warn!(%identity, %channel, %why, policy = ?self.inner.cfg.policy, "no AAA answer");
@@ -826,18 +852,30 @@ mod tests {
     #[test]
     fn packages_name_channels_or_star() {
         let p = profile(&["news"], 2);
-        assert!(decide(&p, "news", 0).is_ok());
-        let r = decide(&p, "sport", 0).unwrap_err();
+        assert!(decide(&p, "news", 0, &PackageMap::new()).is_ok());
+        let r = decide(&p, "sport", 0, &PackageMap::new()).unwrap_err();
         assert_eq!(r.status, 403);
-        assert!(decide(&profile(&["*"], 1), "sport", 0).is_ok());
-        assert!(decide(&profile(&[], 1), "news", 0).is_err());
+        assert!(decide(&profile(&["*"], 1), "sport", 0, &PackageMap::new()).is_ok());
+        assert!(decide(&profile(&[], 1), "news", 0, &PackageMap::new()).is_err());
+    }
+
+    #[test]
+    fn package_map_names_channels() {
+        let mut map = PackageMap::new();
+        map.insert("basic".into(), vec!["news".into(), "sport".into()]);
+        let p = profile(&["basic"], 1);
+        assert!(decide(&p, "news", 0, &map).is_ok());
+        assert!(decide(&p, "sport", 0, &map).is_ok());
+        assert_eq!(decide(&p, "movies", 0, &map).unwrap_err().status, 403);
+        let c: AaaSection = toml::from_str("[packages]\nbasic = [\"news\"]\n").unwrap();
+        assert_eq!(c.packages.get("basic").unwrap(), &["news".to_owned()]);
     }
 
     #[test]
     fn stream_limit_has_a_reason() {
         let p = profile(&["*"], 2);
-        assert!(decide(&p, "news", 1).is_ok());
-        let r = decide(&p, "news", 2).unwrap_err();
+        assert!(decide(&p, "news", 1, &PackageMap::new()).is_ok());
+        let r = decide(&p, "news", 2, &PackageMap::new()).unwrap_err();
         assert_eq!(
             (r.status, r.reason.as_str()),
             (403, "Stream limit 2 reached")

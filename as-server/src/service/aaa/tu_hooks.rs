@@ -6,7 +6,7 @@
 
 use super::*;
 use crate::diameter::driver::IncomingRequest;
-use crate::service::aaa::{entitled, AaaClient, AaaSection, AaaStartError};
+use crate::service::aaa::{AaaClient, AaaSection, AaaStartError};
 use crate::store::Store;
 
 /// The session row key of a dialog (what `join` stores), the accounting session's base.
@@ -71,7 +71,7 @@ impl Service {
                 .iter()
                 .filter(|(k, s)| {
                     matches!(s.role, Role::Viewer { .. })
-                        && !entitled(&profile, s.channel())
+                        && !aaa.entitles(&profile, s.channel())
                         && aaa
                             .identity_of(&aaa.accounting_id(&session_key(k)))
                             .as_deref()
