@@ -683,9 +683,22 @@ impl Driver {
         );
     }
 
-    /// Drains the core's transmits and events.
+    /// Drains the core's transmits and events, and runs its timers when they are due
+    /// (bounded: a few rounds; the run loop's timer covers the rest).
     fn after(&mut self) {
+        for _ in 0..8 {
+            let (now, _) = clock();
+            self.drain(now);
+            if !self.node.poll_timeout().is_some_and(|t| t <= now) {
+                return;
+            }
+            self.node.handle_timeout(now);
+        }
         let (now, _) = clock();
+        self.drain(now);
+    }
+
+    fn drain(&mut self, now: Instant) {
         while let Some(t) = self.node.poll_transmit() {
             match t.frame {
                 // the link acknowledges on its own (module docs)
@@ -725,10 +738,6 @@ impl Driver {
                     None => {}
                 },
             }
-        }
-        // the handling above may have queued frames (acks of queued sends)
-        if self.node.poll_timeout().is_some_and(|t| t <= now) {
-            self.node.handle_timeout(now);
         }
     }
 
