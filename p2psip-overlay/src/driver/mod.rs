@@ -689,7 +689,7 @@ impl Driver {
         for _ in 0..8 {
             let (now, _) = clock();
             self.drain(now);
-            if !self.node.poll_timeout().is_some_and(|t| t <= now) {
+            if self.node.poll_timeout().is_none_or(|t| t > now) {
                 return;
             }
             self.node.handle_timeout(now);
