@@ -11,6 +11,7 @@
 //!
 //! Names follow CONTRACTS.md, section "Relay control".
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
@@ -486,6 +487,8 @@ pub enum Command {
     Stats(oneshot::Sender<RelayStats>),
     /// See [`RelayHandle::shutdown`].
     Shutdown(oneshot::Sender<()>),
+    /// See [`RelayHandle::feedback`].
+    Feedback(ChannelId, oneshot::Sender<Result<FeedbackSummary, Error>>),
 }
 
 /// Events the driver keeps for a subscriber that is slow; beyond, the subscriber gets
@@ -589,5 +592,172 @@ impl RelayHandle {
     /// Stop the relay task (sockets are closed when it ends).
     pub async fn shutdown(&self) -> Result<(), Error> {
         self.call(Command::Shutdown).await
+    }
+
+    /// The channel's live feedback at this relay: viewers reporting, loss/jitter/RTT
+    /// distributions and vote tallies (an empty summary when no viewer reported yet).
+    pub async fn feedback(&self, channel: &ChannelId) -> Result<FeedbackSummary, Error> {
+        self.call(|r| Command::Feedback(channel.clone(), r)).await?
+    }
+}
+
+/// The distribution of one quality metric over a channel's reporting viewers, in fixed bins
+/// (`counts[i]` viewers fell in `[bin_min + i*w, bin_min + (i+1)*w)`, `w = (bin_max -
+/// bin_min) / counts.len()`, the last bin also takes values above `bin_max`), so summaries of
+/// several relays merge exactly (see [`QualityDistribution::merge`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QualityDistribution {
+    /// Viewers counted.
+    #[serde(default)]
+    pub count: u64,
+    /// Centre of the bin holding the median.
+    #[serde(default)]
+    pub median: Option<u32>,
+    /// Centre of the bin holding the 95th percentile.
+    #[serde(default)]
+    pub p95: Option<u32>,
+    /// Lowest binned value.
+    #[serde(default)]
+    pub bin_min: u32,
+    /// End of the last bin.
+    #[serde(default)]
+    pub bin_max: u32,
+    /// Viewers per bin.
+    #[serde(default)]
+    pub counts: Vec<u64>,
+}
+
+impl QualityDistribution {
+    /// A distribution from fixed bins; fills `count`, `median` and `p95`.
+    pub fn from_bins(bin_min: u32, bin_max: u32, counts: Vec<u64>) -> Self {
+        let mut d = QualityDistribution {
+            bin_min,
+            bin_max,
+            counts,
+            ..Default::default()
+        };
+        d.recompute();
+        d
+    }
+
+    /// The centre of the bin holding the `q` quantile (`0 < q <= 1`), if any viewer.
+    pub fn quantile(&self, q: f64) -> Option<u32> {
+        let total: u64 = self.counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let width =
+            f64::from(self.bin_max.saturating_sub(self.bin_min).max(1)) / self.counts.len() as f64;
+        let need = (total as f64 * q).ceil().max(1.0);
+        let mut seen = 0u64;
+        for (i, &c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen as f64 >= need {
+                return Some((f64::from(self.bin_min) + (i as f64 + 0.5) * width) as u32);
+            }
+        }
+        None
+    }
+
+    fn recompute(&mut self) {
+        self.count = self.counts.iter().sum();
+        self.median = self.quantile(0.5);
+        self.p95 = self.quantile(0.95);
+    }
+
+    /// Add another relay's distribution of the same metric. Same bins add bin by bin; an
+    /// empty side takes the other's bins; different bins keep ours and only add the count.
+    pub fn merge(&mut self, o: &QualityDistribution) {
+        if o.counts.is_empty() {
+            return;
+        }
+        if self.counts.is_empty() {
+            *self = o.clone();
+            self.recompute();
+            return;
+        }
+        if self.bin_min == o.bin_min
+            && self.bin_max == o.bin_max
+            && self.counts.len() == o.counts.len()
+        {
+            for (a, b) in self.counts.iter_mut().zip(&o.counts) {
+                *a += b;
+            }
+        } else {
+            // Re-bin the other's bins by their centres.
+            let w = f64::from(o.bin_max.saturating_sub(o.bin_min).max(1)) / o.counts.len() as f64;
+            let ours = f64::from(self.bin_max.saturating_sub(self.bin_min).max(1))
+                / self.counts.len() as f64;
+            for (i, &c) in o.counts.iter().enumerate() {
+                let centre = f64::from(o.bin_min) + (i as f64 + 0.5) * w;
+                let off = (centre - f64::from(self.bin_min)).max(0.0);
+                let j = ((off / ours) as usize).min(self.counts.len() - 1);
+                self.counts[j] += c;
+            }
+        }
+        self.recompute();
+    }
+}
+
+/// A channel's live feedback at one relay (or merged over relays): how many viewers report,
+/// their loss, jitter and round-trip time, and the vote tallies (RFC 5760 feedback target;
+/// see [`crate::feedback::live`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeedbackSummary {
+    /// The channel.
+    pub channel: ChannelId,
+    /// Viewers whose receiver report the relay holds (heard within the member timeout).
+    #[serde(default)]
+    pub viewers_reporting: u64,
+    /// Viewers heard at all (reports or votes) within the member timeout.
+    #[serde(default)]
+    pub viewers_heard: u64,
+    /// Fraction lost, in 1/256 (as in an RR).
+    #[serde(default)]
+    pub loss: QualityDistribution,
+    /// Interarrival jitter, in RTP timestamp units (90 kHz for video).
+    #[serde(default)]
+    pub jitter: QualityDistribution,
+    /// Round-trip time in milliseconds (from LSR/DLSR of viewers' RRs).
+    #[serde(default)]
+    pub rtt_ms: QualityDistribution,
+    /// `poll -> option -> votes`: each viewer's latest vote per poll, counted once.
+    #[serde(default)]
+    pub votes: BTreeMap<u32, BTreeMap<u32, u64>>,
+    /// Viewers that voted in some poll.
+    #[serde(default)]
+    pub voters: u64,
+}
+
+impl FeedbackSummary {
+    /// Nobody reported on `channel`.
+    pub fn empty(channel: ChannelId) -> Self {
+        FeedbackSummary {
+            channel,
+            viewers_reporting: 0,
+            viewers_heard: 0,
+            loss: QualityDistribution::default(),
+            jitter: QualityDistribution::default(),
+            rtt_ms: QualityDistribution::default(),
+            votes: BTreeMap::new(),
+            voters: 0,
+        }
+    }
+
+    /// Fold another relay's summary of the same channel into this one (viewers at different
+    /// relays are different viewers: counts add).
+    pub fn merge(&mut self, o: &FeedbackSummary) {
+        self.viewers_reporting += o.viewers_reporting;
+        self.viewers_heard += o.viewers_heard;
+        self.loss.merge(&o.loss);
+        self.jitter.merge(&o.jitter);
+        self.rtt_ms.merge(&o.rtt_ms);
+        for (poll, opts) in &o.votes {
+            let mine = self.votes.entry(*poll).or_default();
+            for (opt, n) in opts {
+                *mine.entry(*opt).or_default() += n;
+            }
+        }
+        self.voters += o.voters;
     }
 }

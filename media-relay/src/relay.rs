@@ -41,10 +41,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::control::{
-    AddViewer, ChannelId, ChannelSpec, ChannelStats, Error, RelayConfig, RelayStats, TotalStats,
-    ViewerId, ViewerStats,
+    AddViewer, ChannelId, ChannelSpec, ChannelStats, Error, FeedbackSummary, RelayConfig,
+    RelayStats, TotalStats, ViewerId, ViewerStats,
 };
 use crate::fcc::{self, GopCache, MediaKind, PacketClass, PushOutcome};
+use crate::feedback::live::LiveFeedback;
 use crate::rtcp;
 use crate::rtp::{self, HeaderRewrite, RtpInfo};
 
@@ -331,6 +332,8 @@ pub struct Relay {
     totals: TotalStats,
     /// Scratch for RTCP report blocks (kept to avoid allocating per RTCP packet).
     reports: Vec<rtcp::ReportInfo>,
+    /// Per-channel RFC 5760 feedback targets fed by viewers' RTCP (quality and votes).
+    feedback: LiveFeedback,
 }
 
 impl Relay {
@@ -352,6 +355,7 @@ impl Relay {
             rng: seed | 1,
             totals: TotalStats::default(),
             reports: Vec::new(),
+            feedback: LiveFeedback::new(),
         }
     }
 
@@ -410,6 +414,7 @@ impl Relay {
             .channels
             .remove(channel)
             .ok_or_else(|| Error::UnknownChannel(channel.clone()))?;
+        self.feedback.remove_channel(channel);
         for slot in ch.viewers {
             if let Some(v) = self.viewers.get(slot).and_then(Option::as_ref) {
                 let id = v.id;
@@ -746,8 +751,27 @@ impl Relay {
                     self.drop_viewer(id, DropReason::Bye);
                 }
             }
-            Some(_) => {}
+            Some(slot) => {
+                if let Some(v) = self.viewers[slot].as_ref() {
+                    let _ = self
+                        .feedback
+                        .on_viewer_rtcp(now, &v.channel, v.ssrc, datagram);
+                }
+            }
         }
+    }
+
+    /// The channel's live feedback (viewers reporting, loss/jitter/RTT, vote tallies) at `now`;
+    /// see [`crate::feedback::live`].
+    pub fn feedback(
+        &mut self,
+        now: Instant,
+        channel: &ChannelId,
+    ) -> Result<FeedbackSummary, Error> {
+        if !self.channels.contains_key(channel) {
+            return Err(Error::UnknownChannel(channel.clone()));
+        }
+        Ok(self.feedback.summary(now, channel))
     }
 
     /// Sending to `viewer` failed. Unreachable errors (ICMP port/host/network unreachable)
@@ -815,6 +839,7 @@ impl Relay {
     /// Run the timers due at `now`: sender reports (NTP time from `wall`, the wallclock the
     /// driver read together with `now`) and the viewer liveness sweep.
     pub fn handle_timeout(&mut self, now: Instant, wall: SystemTime) {
+        self.feedback.set_wall(now, wall);
         if self.timers[Timer::Report as usize].is_some_and(|t| t <= now) {
             self.timers[Timer::Report as usize] = None;
             self.send_reports(now, wall);

@@ -487,6 +487,9 @@ fn handle_command(st: &mut State, cmd: Command) -> bool {
             let _ = reply.send(());
             return false;
         }
+        Command::Feedback(channel, reply) => {
+            let _ = reply.send(st.relay.feedback(now, &channel));
+        }
     }
     true
 }

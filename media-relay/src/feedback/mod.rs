@@ -10,6 +10,7 @@
 //! | [`aggregate`] | the sans-IO feedback target: RRs, votes and child RSIs in, RSI summaries out | none |
 //! | [`hasim`] | `media-relay ha-sim`: a tree of real FTs under a virtual clock; freshness and RTCP share | none |
 //! | [`gnp`] | `media-relay gnp-sim`: GNP coordinates (Ng & Zhang 2002) and FT placement | none |
+//! | [`live`] | the relay's per-channel FTs fed by its viewers' RTCP; summaries for the control API | none |
 //!
 //! # Data flow
 //!
@@ -24,9 +25,12 @@
 //! poll option). Downwards, each FT tells its reporters how many they are and which RTCP
 //! bandwidth they share, so each group's intervals follow RFC 3550 within its own 5 % share
 //! instead of the whole audience's: that is what keeps a million viewers' feedback seconds old.
-//! Wiring FTs into the relay driver and the AS API is later work.
+//! [`live`] wires one FT per channel into the relay core (viewers' RTCP in,
+//! [`crate::control::RelayHandle::feedback`] out); the AS merges relays' summaries into its
+//! quality and poll API.
 
 pub mod aggregate;
 pub mod gnp;
 pub mod hasim;
 pub mod interval;
+pub mod live;
