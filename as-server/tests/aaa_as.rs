@@ -230,6 +230,11 @@ impl Ue {
         cseq: u32,
         to_tag: Option<&str>,
     ) -> Response {
+        self.send_invite(target, call_id, cseq, to_tag).await;
+        self.response(call_id, "INVITE").await
+    }
+
+    async fn send_invite(&mut self, target: &str, call_id: &str, cseq: u32, to_tag: Option<&str>) {
         let port = self.media.local_addr().unwrap().port();
         let to_tag = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
         self.send(
@@ -240,7 +245,6 @@ impl Ue {
             &offer(port, "h264", "recvonly").replace('\n', "\r\n"),
         )
         .await;
-        self.response(call_id, "INVITE").await
     }
 
     /// Joins `channel`: 200 expected, ACKed.
@@ -253,6 +257,11 @@ impl Ue {
             "join {channel}: {} {}",
             r.status.0, r.reason
         );
+        self.confirm(&r, call_id).await
+    }
+
+    /// ACKs the 200 `r` of `call_id`.
+    async fn confirm(&mut self, r: &Response, call_id: &str) -> Joined {
         let tag = r.to().unwrap().tag().unwrap().to_owned();
         let target = r.contact().unwrap().unwrap().uri.to_string();
         self.send(
@@ -332,7 +341,11 @@ async fn counts(aaa: &AaaHandle) -> (i64, i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joins_authorised_accounted_and_revoked() {
     let (aaa, app, _url) = boot(
-        vec![seed("alice", &["news"], 2), seed("bob", &["*"], 1)],
+        vec![
+            seed("alice", &["news"], 2),
+            seed("bob", &["*"], 1),
+            seed("hank", &["*"], 1),
+        ],
         Policy::FailClosed,
         false,
     )
@@ -369,6 +382,23 @@ async fn joins_authorised_accounted_and_revoked() {
     bob.leave(&b1, 2).await;
     let b3 = bob.join("news", "b3").await;
     bob.leave(&b3, 2).await;
+
+    // Two joins of hank (max 1) at once: one 200, one 403, whatever the order.
+    let mut hank = Ue::new("hank", &app).await;
+    hank.send_invite("sip:news@127.0.0.1", "h1", 1, None).await;
+    hank.send_invite("sip:sport@127.0.0.1", "h2", 1, None).await;
+    let r1 = hank.response("h1", "INVITE").await;
+    let r2 = hank.response("h2", "INVITE").await;
+    let mut codes = [r1.status.0, r2.status.0];
+    codes.sort_unstable();
+    assert_eq!(codes, [200, 403], "{} / {}", r1.reason, r2.reason);
+    let (ok, call) = if r1.status.0 == 200 {
+        (r1, "h1")
+    } else {
+        (r2, "h2")
+    };
+    let h = hank.confirm(&ok, call).await;
+    hank.leave(&h, 2).await;
 
     // (c) unknown subscriber.
     let mut carol = Ue::new("carol", &app).await;
@@ -408,9 +438,9 @@ async fn joins_authorised_accounted_and_revoked() {
 
     let metrics = app.service.metrics_text().await;
     for needle in [
-        "as_aaa_authorised_total 4",
-        "as_aaa_refused_total 4",
-        "as_aaa_sessions_accounted_total 4",
+        "as_aaa_authorised_total 5",
+        "as_aaa_refused_total 5",
+        "as_aaa_sessions_accounted_total 5",
         "as_aaa_revoked_total 1",
         "as_aaa_pnr_total 1",
     ] {

@@ -121,6 +121,10 @@ impl Default for AaaSection {
     }
 }
 
+/// How long a join's reservation of a stream lasts at most (its INVITE's set-up; a join
+/// normally commits or fails well within it, and releases it then).
+const RESERVATION: Duration = Duration::from_secs(32);
+
 /// Package name -> channel ids (`[aaa.packages]`).
 pub type PackageMap = std::collections::BTreeMap<String, Vec<String>>;
 
@@ -210,6 +214,10 @@ struct Inner {
     /// Accounting sessions whose START was queued (a STOP is queued only for them), with
     /// the viewer's identity: the viewer's active sessions for the stream limit.
     started: Mutex<HashMap<String, String>>,
+    /// Joins authorised and not yet committed (reservation key -> identity, since): they
+    /// count against the stream limit, so two concurrent joins cannot both pass it.
+    /// Locked after `started` when both are held.
+    pending: Mutex<HashMap<String, (String, Instant)>>,
     seq: AtomicI64,
     next_id: AtomicU64,
     wake: tokio::sync::Notify,
@@ -283,6 +291,7 @@ impl AaaClient {
                 store,
                 cache: Mutex::new(HashMap::new()),
                 started: Mutex::new(HashMap::new()),
+                pending: Mutex::new(HashMap::new()),
                 seq: AtomicI64::new(seq),
                 next_id: AtomicU64::new(u64::try_from(now_ms).unwrap_or(0)),
                 wake: tokio::sync::Notify::new(),
@@ -392,18 +401,51 @@ impl AaaClient {
         }
     }
 
-    /// Authorises `identity` to watch `channel` with `active` other viewing sessions
-    /// (module docs). `Err` is the SIP refusal.
+    /// The profile check and, for a join (`join`: its reservation key), the stream count
+    /// and the reservation, in one step under the locks.
+    fn decide_and_reserve(
+        &self,
+        p: &IptvProfile,
+        identity: &str,
+        channel: &str,
+        join: Option<&str>,
+        now: Instant,
+    ) -> Result<(), Reject> {
+        let Some(key) = join else {
+            return decide(p, channel, 0, &self.inner.cfg.packages);
+        };
+        let started = lock(&self.inner.started);
+        let mut pending = lock(&self.inner.pending);
+        pending.retain(|_, (_, since)| now.saturating_duration_since(*since) < RESERVATION);
+        let active = started.values().filter(|v| *v == identity).count()
+            + pending
+                .iter()
+                .filter(|(k, (v, _))| *v == identity && k.as_str() != key)
+                .count();
+        decide(p, channel, active, &self.inner.cfg.packages)?;
+        pending.insert(key.to_owned(), (identity.to_owned(), now));
+        Ok(())
+    }
+
+    /// Drops a join's reservation (the join failed, or it was committed).
+    pub fn release(&self, join: &str) {
+        lock(&self.inner.pending).remove(join);
+    }
+
+    /// Authorises `identity` to watch `channel` (module docs). `join`: the reservation key
+    /// of a join (its stream is counted and reserved until [`AaaClient::start_session`] or
+    /// [`AaaClient::release`]); `None` for a zap (the package only). `Err` is the SIP
+    /// refusal.
     pub async fn authorize(
         &self,
         identity: &str,
         channel: &str,
-        active: usize,
+        join: Option<&str>,
         now: Instant,
     ) -> Result<(), Reject> {
         let k = &self.inner.counters;
         let r = match self.lookup(identity, now).await {
-            Lookup::Profile(p) => decide(&p, channel, active, &self.inner.cfg.packages),
+            Lookup::Profile(p) => self.decide_and_reserve(&p, identity, channel, join, now),
             Lookup::Unknown => Err(Reject::new(403, "Unknown subscriber")),
             Lookup::NoAnswer(why) => {
                 warn!(%identity, %channel, %why, policy = ?self.inner.cfg.policy, "no AAA answer");
@@ -527,10 +569,20 @@ impl AaaClient {
         format!("{};{session_key}", self.inner.cfg.origin_host)
     }
 
-    /// Queues the START of a viewing session.
-    pub async fn start_session(&self, session_key: &str, subscriber: &str, channel: &str, ms: i64) {
+    /// Queues the START of a viewing session (its join's reservation becomes the session).
+    pub async fn start_session(
+        &self,
+        session_key: &str,
+        join: &str,
+        (subscriber, channel): (&str, &str),
+        ms: i64,
+    ) {
         let id = self.accounting_id(session_key);
-        lock(&self.inner.started).insert(id.clone(), subscriber.to_owned());
+        {
+            let mut started = lock(&self.inner.started);
+            started.insert(id.clone(), subscriber.to_owned());
+            lock(&self.inner.pending).remove(join);
+        }
         self.inner
             .counters
             .sessions_accounted
@@ -913,14 +965,14 @@ mod tests {
     async fn no_answer_follows_the_policy() {
         let now = Instant::now();
         let c = lonely(Policy::FailClosed).await;
-        let r = c.authorize("sip:a@x", "news", 0, now).await.unwrap_err();
+        let r = c.authorize("sip:a@x", "news", None, now).await.unwrap_err();
         assert_eq!(r.status, 503);
         assert!(r
             .headers
             .iter()
             .any(|(n, v)| *n == "Retry-After" && v == "5"));
         let c = lonely(Policy::FailOpen).await;
-        assert!(c.authorize("sip:a@x", "news", 0, now).await.is_ok());
+        assert!(c.authorize("sip:a@x", "news", None, now).await.is_ok());
         assert_eq!(c.counters().fail_open.load(Ordering::Relaxed), 1);
     }
 

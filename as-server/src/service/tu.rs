@@ -1125,6 +1125,7 @@ impl Service {
             Ok(InviteTarget::Join(ch)) => self.join(tr, &ch, &tag).await,
             Ok(InviteTarget::Create) => self.create_personal(tr, &tag).await,
         };
+        self.aaa_invite_done(req);
         // Still registered when the request failed before its commit point.
         if let Some(k) = &ikey {
             if self.state().invites.remove(k).is_some_and(|p| p.cancelled) {

@@ -27,6 +27,16 @@ fn viewer_identity(req: &Request) -> String {
     req.from().map(|f| sipmsg::aor(&f.uri)).unwrap_or_default()
 }
 
+/// The key of a join's stream reservation: its INVITE (Call-ID, From tag).
+fn join_key(req: &Request) -> String {
+    let tag = req
+        .from()
+        .ok()
+        .and_then(|f| f.tag().map(str::to_owned))
+        .unwrap_or_default();
+    format!("{}\n{tag}", req.call_id().unwrap_or_default())
+}
+
 /// `Reason` of the BYE that ends a revoked session (RFC 3326).
 const REVOKED: &str = "SIP;cause=403;text=\"Entitlement revoked\"";
 
@@ -108,8 +118,8 @@ impl Service {
     ) -> std::result::Result<(), Reject> {
         let Some(aaa) = self.aaa() else { return Ok(()) };
         let identity = viewer_identity(req);
-        let active = aaa.active_sessions(&identity);
-        aaa.authorize(&identity, channel, active, now().0).await
+        aaa.authorize(&identity, channel, Some(&join_key(req)), now().0)
+            .await
     }
 
     /// A zap of the session `key` to `to`: the package is checked (the stream count does
@@ -123,14 +133,28 @@ impl Service {
         let Some(identity) = aaa.identity_of(&aaa.accounting_id(&session_key(key))) else {
             return Ok(());
         };
-        aaa.authorize(&identity, to, 0, now().0).await
+        aaa.authorize(&identity, to, None, now().0).await
+    }
+
+    /// An initial INVITE has been answered: a reservation its join left (it failed after
+    /// the authorisation) is dropped.
+    pub(super) fn aaa_invite_done(&self, req: &Request) {
+        if let Some(aaa) = self.aaa() {
+            aaa.release(&join_key(req));
+        }
     }
 
     /// A join committed: ACR START.
     pub(super) async fn aaa_joined(&self, req: &Request, key: &DialogId, channel: &str) {
         let Some(aaa) = self.aaa() else { return };
-        aaa.start_session(&session_key(key), &viewer_identity(req), channel, now().1)
-            .await;
+        let identity = viewer_identity(req);
+        aaa.start_session(
+            &session_key(key),
+            &join_key(req),
+            (&identity, channel),
+            now().1,
+        )
+        .await;
     }
 
     /// A session ends: ACR STOP with its duration (viewers whose START was queued).
