@@ -32,6 +32,13 @@
 //!   HA1 from the store (`get_subscriber_by_username`); an expired nonce gets `401` with
 //!   `stale=TRUE`, a wrong password `403`.
 //!
+//! Limits of this version: the stream count is this AS instance's own (in memory; AS
+//! instances sharing PostgreSQL do not pool it); concurrent joins are counted with a
+//! reservation taken with the check, so they cannot both pass the limit. P-Asserted-Identity
+//! is trusted as is (the AS sits inside the IMS core's trust domain, RFC 3325); an AS that
+//! faces UEs directly should have its edge strip it. Zaps are not accounted separately (the
+//! STOP names the last channel; no INTERIM per zap).
+//!
 //! This is a driver-level module (tokio, the store, the Diameter client); the rules
 //! ([`decide`], [`entitled`]) are pure.
 
