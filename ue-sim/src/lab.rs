@@ -12,22 +12,41 @@
 //! stopped), drops the runtime and removes the temporary directory: nothing is left behind,
 //! there is no child process.
 //!
-//! Components that do not exist yet (overlay peers, AAA, feedback targets) join here as they
+//! With a scenario's `[aaa] enabled` ([`Testbed::start_with_aaa`]) the lab first starts the
+//! embedded AAA (`as_server::aaa::Aaa`, Diameter Sh + Rf) on `127.0.0.1:0` with its own
+//! SQLite file in the same directory, seeded with one subscriber per UE whose identity is the
+//! UE's From URI (`sip:ue<i>@<AS address>`, [`aaa_subscribers`]): none for the scenario's
+//! unknown share, the first channel only for its restricted share, `*` for the others. The
+//! AS then starts with `[aaa] peer` = that address, fail-closed, and the UEs run once its
+//! Diameter peer is open. After the run the lab waits (at most [`AAA_SETTLE`]) for the AS's
+//! accounting outbox to empty, then reads [`AaaFigures`]: the AS's `as_aaa_*` counters
+//! and, from the AAA's CDR store, START/STOP records and the sessions that have both. The AS
+//! stops before the AAA, so its last records can still be acknowledged.
+//!
+//! Components that do not exist yet (overlay peers, feedback targets) join here as they
 //! land.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
+use as_server::aaa::config::{AaaConfig, SubscriberSeed};
+use as_server::aaa::{Aaa, AaaHandle};
 use as_server::config::{ChannelSeed, Config};
+use as_server::service::aaa::Policy;
 use as_server::service::app::App;
 use as_server::sip::transaction::Transport;
 
 use crate::progress::Progress;
 use crate::report::{self, Summary, Thresholds};
 use crate::run::{FaultInjector, RunError};
-use crate::scenario::{Fault, FaultKind, Scenario};
-use crate::stats::{RunStats, TimelinePoint};
+use crate::scenario::{AaaRole, Fault, FaultKind, Scenario};
+use crate::stats::{AaaFigures, RunStats, TimelinePoint};
+
+/// How long the lab waits after a run for the AS's accounting outbox to empty.
+pub const AAA_SETTLE: Duration = Duration::from_secs(5);
+/// How long the lab waits for the AS's Diameter peer to open (CER/CEA) before the run.
+const AAA_OPEN_WAIT: Duration = Duration::from_secs(10);
 
 /// The scenario `ue-sim lab` runs when given none (`ue-sim/scenarios/default.toml`).
 pub const DEFAULT_SCENARIO: &str = include_str!("../scenarios/default.toml");
@@ -55,6 +74,9 @@ pub enum Error {
     /// The report could not be written.
     #[error("report: {0}")]
     Report(#[from] report::Error),
+    /// The embedded AAA did not start, or the AS's Diameter peer did not open.
+    #[error("AAA: {0}")]
+    Aaa(String),
 }
 
 /// What a lab (or a run against an existing AS) produced.
@@ -155,11 +177,55 @@ pub fn lab_config_relays(db_url: &str, channels: &[String], relays: usize) -> Co
     cfg
 }
 
+/// The AAA subscribers of a lab run: one per UE of `scenario` (viewers, then producers)
+/// by its role ([`crate::scenario::AaaScenario::roles`]), identity `sip:ue<i>@<domain>` (the
+/// UE's From URI; `domain` is the AS's IP as the UEs write it), password `ue<i>`.
+#[must_use]
+pub fn aaa_subscribers(scenario: &Scenario, domain: &str) -> Vec<SubscriberSeed> {
+    let first = scenario.channels.list.first().cloned().unwrap_or_default();
+    scenario
+        .aaa
+        .roles(scenario.ues, scenario.producers.count)
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, role)| {
+            let packages = match role {
+                AaaRole::Unknown => return None,
+                AaaRole::Restricted => vec![first.clone()],
+                AaaRole::Full => vec!["*".to_owned()],
+            };
+            Some(SubscriberSeed {
+                identity: format!("sip:ue{i}@{domain}"),
+                username: None,
+                realm: None,
+                password: Some(format!("ue{i}")),
+                ha1: None,
+                packages,
+                max_streams: scenario.aaa.max_streams,
+                parental_level: 0,
+            })
+        })
+        .collect()
+}
+
+/// The embedded AAA's configuration in the lab: `127.0.0.1:0`, no HTTP API, SQLite at
+/// `db_url`, `subscribers` seeded.
+#[must_use]
+pub fn lab_aaa_config(db_url: &str, subscribers: Vec<SubscriberSeed>) -> AaaConfig {
+    let mut c = AaaConfig::default();
+    c.diameter.listen = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+    c.http.listen = None;
+    c.database.url = db_url.to_owned();
+    c.subscribers = subscribers;
+    c
+}
+
 /// A running in-process testbed.
 #[derive(Debug)]
 pub struct Testbed {
     rt: tokio::runtime::Runtime,
     app: App,
+    aaa: Option<AaaHandle>,
     dir: tempfile::TempDir,
     /// The AS's SIP UDP address (the UEs' target).
     pub sip: SocketAddr,
@@ -178,27 +244,82 @@ impl Testbed {
 
     /// [`Testbed::start`] with `relays` relays ([`lab_config_relays`]).
     pub fn start_with_relays(channels: &[String], relays: usize) -> Result<Self, Error> {
+        Self::start_with_aaa(channels, relays, None)
+    }
+
+    /// [`Testbed::start_with_relays`], with the embedded AAA when `subscribers` is `Some`
+    /// (module docs): the AAA first, then the AS pointed at it (fail-closed); returns once the
+    /// AS's Diameter peer is open. Identities in `subscribers` should use the AS's IP,
+    /// `127.0.0.1`, as their domain ([`aaa_subscribers`]).
+    pub fn start_with_aaa(
+        channels: &[String],
+        relays: usize,
+        subscribers: Option<Vec<SubscriberSeed>>,
+    ) -> Result<Self, Error> {
         let mut channels = channels.to_vec();
         if channels.is_empty() {
             channels = DEFAULT_CHANNELS.iter().map(|s| (*s).to_owned()).collect();
         }
         let dir = tempfile::Builder::new().prefix("ue-sim-lab-").tempdir()?;
         let db = format!("sqlite://{}?mode=rwc", dir.path().join("lab.db").display());
-        let cfg = lab_config_relays(&db, &channels, relays);
+        let mut cfg = lab_config_relays(&db, &channels, relays);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("lab-as")
             .enable_all()
             .build()?;
-        let app = rt.block_on(App::start(&cfg))?;
+        let aaa = match subscribers {
+            None => None,
+            Some(subs) => {
+                let url = format!("sqlite://{}?mode=rwc", dir.path().join("aaa.db").display());
+                let acfg = lab_aaa_config(&url, subs);
+                acfg.validate().map_err(|e| Error::Aaa(e.to_string()))?;
+                let h = rt
+                    .block_on(Aaa::start(&acfg))
+                    .map_err(|e| Error::Aaa(e.to_string()))?;
+                cfg.aaa.peer = Some(h.local_addr());
+                cfg.aaa.policy = Policy::FailClosed;
+                Some(h)
+            }
+        };
+        let stop_aaa = |rt: &tokio::runtime::Runtime, aaa: Option<AaaHandle>| {
+            if let Some(h) = aaa {
+                rt.block_on(h.shutdown());
+            }
+        };
+        let app = match rt.block_on(App::start(&cfg)) {
+            Ok(a) => a,
+            Err(e) => {
+                stop_aaa(&rt, aaa);
+                return Err(e.into());
+            }
+        };
         let Some(sip) = app.sip_addr(Transport::Udp) else {
             rt.block_on(app.shutdown());
+            stop_aaa(&rt, aaa);
             return Err(Error::NoUdp);
         };
+        if aaa.is_some() {
+            let open = match app.service.aaa() {
+                Some(c) => {
+                    let d = c.diameter().clone();
+                    rt.block_on(async { tokio::time::timeout(AAA_OPEN_WAIT, d.wait_open(1)).await })
+                        .map_err(|_| "no Diameter peer open within 10 s".to_owned())
+                        .and_then(|r| r.map_err(|e| e.to_string()))
+                }
+                None => Err("the AS has no AAA client".to_owned()),
+            };
+            if let Err(e) = open {
+                rt.block_on(app.shutdown());
+                stop_aaa(&rt, aaa);
+                return Err(Error::Aaa(e));
+            }
+        }
         let http = app.http;
         Ok(Self {
             rt,
             app,
+            aaa,
             dir,
             sip,
             http,
@@ -252,13 +373,106 @@ impl Testbed {
         }
     }
 
-    /// Stops the AS and its relay, then the runtime; removes the temporary directory.
+    /// The embedded AAA's Diameter address, when the lab runs one.
+    #[must_use]
+    pub fn aaa_addr(&self) -> Option<SocketAddr> {
+        self.aaa.as_ref().map(AaaHandle::local_addr)
+    }
+
+    /// The AAA figures (module docs), `None` without the embedded AAA: waits up to `settle`
+    /// for the AS's accounting outbox to empty, then reads the AS's `as_aaa_*` counters and
+    /// the AAA's CDRs. `refused` (by reason) is left empty for the caller, who has the UEs'
+    /// view. Callable from inside another tokio runtime (a scoped helper thread enters the
+    /// testbed's).
+    pub fn aaa_figures(&self, settle: Duration) -> Option<Result<AaaFigures, String>> {
+        let aaa = self.aaa.as_ref()?;
+        let client = self.app.service.aaa()?;
+        let work = async {
+            let wait = async {
+                while client.outbox_len().await > 0 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            };
+            let _ = tokio::time::timeout(settle, wait).await;
+            let outbox = client.outbox_len().await;
+            let mut text = String::new();
+            client.render_metrics(&mut text, outbox);
+            let cdrs = aaa
+                .store()
+                .recent_cdrs(u32::MAX)
+                .await
+                .map_err(|e| format!("CDRs: {e}"))?;
+            Ok::<_, String>((outbox, text, cdrs, aaa.stats()))
+        };
+        let r = std::thread::scope(|s| {
+            s.spawn(|| self.rt.block_on(work))
+                .join()
+                .map_err(|_| "reading the AAA figures panicked".to_owned())
+        });
+        Some(r.and_then(|r| r).map(|(outbox, text, cdrs, st)| {
+            let mut f = figures_from(&text, &cdrs);
+            f.outbox_left = outbox;
+            f.udr_profiles = st.udr_profiles;
+            f.udr_unknown = st.udr_unknown;
+            f.acr_duplicates = st.acr_duplicates;
+            f
+        }))
+    }
+
+    /// Stops the AS and its relay, then the AAA (after the AS, so the AS's last accounting
+    /// records are still acknowledged), then the runtime; removes the temporary directory.
     pub fn shutdown(self) {
-        let Self { rt, app, dir, .. } = self;
+        let Self {
+            rt, app, aaa, dir, ..
+        } = self;
         rt.block_on(app.shutdown());
+        if let Some(h) = aaa {
+            rt.block_on(h.shutdown());
+        }
         rt.shutdown_timeout(Duration::from_secs(2));
         drop(dir);
     }
+}
+
+/// [`AaaFigures`] from the AS's metrics text (its `as_aaa_*` samples) and the AAA's CDRs.
+#[must_use]
+pub fn figures_from(metrics: &str, cdrs: &[as_server::store::Cdr]) -> AaaFigures {
+    let mut f = AaaFigures::default();
+    for line in metrics.lines().filter(|l| l.starts_with("as_aaa_")) {
+        let mut it = line.split_whitespace();
+        if let (Some(name), Some(v)) = (it.next(), it.next()) {
+            if let Ok(v) = v.parse::<f64>() {
+                f.as_counters.insert(name.to_owned(), v.max(0.0) as u64);
+            }
+        }
+    }
+    let c = |n: &str| f.as_counters.get(n).copied().unwrap_or(0);
+    f.authorised = c("as_aaa_authorised_total");
+    f.refused_total = c("as_aaa_refused_total");
+    let mut sessions: std::collections::HashMap<&str, (bool, bool)> =
+        std::collections::HashMap::new();
+    for r in cdrs {
+        f.cdrs += 1;
+        match r.record_type.as_str() {
+            "START" => {
+                f.acr_start += 1;
+                sessions.entry(&r.session_id).or_default().0 = true;
+            }
+            "STOP" => {
+                f.acr_stop += 1;
+                sessions.entry(&r.session_id).or_default().1 = true;
+            }
+            _ => {}
+        }
+    }
+    for (start, stop) in sessions.values() {
+        if *start && *stop {
+            f.accounted_sessions += 1;
+        } else {
+            f.unaccounted_sessions += 1;
+        }
+    }
+    f
 }
 
 /// Drives `scenario`'s UEs against `target` ([`crate::run::run`]) on a current-thread
@@ -307,10 +521,24 @@ pub fn lab_scenario(
         ));
     }
     let thresholds = Thresholds::from(&scenario.thresholds);
-    let tb = Testbed::start_with_relays(&scenario.channels.list, scenario.relays)?;
-    tracing::info!(sip = %tb.sip, http = ?tb.http, relays = scenario.relays, "lab testbed up");
+    // The UEs write the AS's IP as their domain (`run::run`): the lab's AS is on 127.0.0.1.
+    let subscribers = scenario
+        .aaa
+        .enabled
+        .then(|| aaa_subscribers(scenario, &Ipv4Addr::LOCALHOST.to_string()));
+    let tb = Testbed::start_with_aaa(&scenario.channels.list, scenario.relays, subscribers)?;
+    tracing::info!(sip = %tb.sip, http = ?tb.http, aaa = ?tb.aaa_addr(), relays = scenario.relays, "lab testbed up");
     let r = run_and_report(tb.sip, out, &thresholds, progress, |target, p| {
-        run_scenario_with_faults(scenario, target, p, &|f| tb.inject(f))
+        let mut st = run_scenario_with_faults(scenario, target, p, &|f| tb.inject(f))
+            .map_err(|e| e.to_string())?;
+        if let Some(f) = tb.aaa_figures(AAA_SETTLE) {
+            let mut f = f.map_err(|e| format!("AAA figures: {e}"))?;
+            for (k, v) in st.joins_refused_by.iter().chain(&st.zaps_refused_by) {
+                *f.refused.entry(k.clone()).or_default() += v;
+            }
+            st.aaa = Some(f);
+        }
+        Ok::<_, String>(st)
     });
     tb.shutdown();
     r
@@ -323,6 +551,11 @@ pub fn run_against(
     out: &Path,
     progress: &Progress,
 ) -> Result<Outcome, Error> {
+    if scenario.aaa.enabled {
+        return Err(Error::Run(
+            "[aaa] enabled is only supported by `ue-sim lab` (it starts the embedded AAA)".into(),
+        ));
+    }
     if !scenario.faults.is_empty() {
         return Err(Error::Run(
             "[[faults]] are only supported by `ue-sim lab` (ue-sim cannot stop a remote relay or AS)"

@@ -69,6 +69,11 @@ pub struct Thresholds {
     pub min_moves_ok: Option<u64>,
     /// Fewest joins/zaps that reached a personal channel.
     pub min_personal_viewers: Option<u64>,
+    /// Fewest joins and zaps the AS authorised by the AAA's profile (`aaa.authorised`).
+    pub min_authorised: Option<u64>,
+    /// Most accounting sessions at the AAA without both START and STOP
+    /// (`aaa.unaccounted_sessions`).
+    pub max_unaccounted: Option<u64>,
 }
 
 impl From<&crate::scenario::Thresholds> for Thresholds {
@@ -90,6 +95,8 @@ impl From<&crate::scenario::Thresholds> for Thresholds {
             max_failed_moves: t.max_moves_failed,
             min_moves_ok: t.min_moves_ok,
             min_personal_viewers: t.min_personal_viewers,
+            min_authorised: t.min_authorised,
+            max_unaccounted: t.max_unaccounted,
         }
     }
 }
@@ -110,8 +117,19 @@ impl Default for Thresholds {
             max_failed_moves: None,
             min_moves_ok: None,
             min_personal_viewers: None,
+            min_authorised: None,
+            max_unaccounted: None,
         }
     }
+}
+
+/// Refused (`403`) joins and zaps by reason phrase.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusals {
+    /// Joins.
+    pub joins: BTreeMap<String, u64>,
+    /// Zaps.
+    pub zaps: BTreeMap<String, u64>,
 }
 
 /// Ok/failed counters of one kind of request.
@@ -121,6 +139,9 @@ pub struct Counts {
     pub ok: u64,
     /// Failed.
     pub failed: u64,
+    /// Refused by policy (`403`, the AAA): expected, not failed.
+    #[serde(default)]
+    pub refused: u64,
 }
 
 /// Summary of a set of samples (ms). Percentiles are nearest-rank ([`percentile`]); every
@@ -300,6 +321,12 @@ pub struct Summary {
     pub personal: Personal,
     /// Faults injected.
     pub faults: Vec<crate::stats::FaultRecord>,
+    /// Refused joins and zaps by reason phrase.
+    #[serde(default)]
+    pub refusals: Refusals,
+    /// The lab's AAA figures (`[aaa] enabled`), else `null`.
+    #[serde(default)]
+    pub aaa: Option<crate::stats::AaaFigures>,
     /// Threshold checks.
     pub checks: Vec<Check>,
     /// Every check passed.
@@ -332,15 +359,23 @@ impl Summary {
             joins: Counts {
                 ok: stats.joins_ok,
                 failed: stats.joins_failed,
+                refused: stats.joins_refused,
             },
             zaps: Counts {
                 ok: stats.zaps_ok,
                 failed: stats.zaps_failed,
+                refused: stats.zaps_refused,
             },
             registrations: Counts {
                 ok: stats.registrations_ok,
                 failed: stats.registrations_failed,
+                refused: 0,
             },
+            refusals: Refusals {
+                joins: stats.joins_refused_by.clone(),
+                zaps: stats.zaps_refused_by.clone(),
+            },
+            aaa: stats.aaa.clone(),
             join_ms: Dist::of(&stats.join_ms),
             zap_ms: Dist::of(&stats.zap_ms),
             first_packet_ms: Dist::of(&stats.first_packet_ms),
@@ -369,6 +404,7 @@ impl Summary {
                 ingest_moves: Counts {
                     ok: stats.ingest_moves_ok,
                     failed: stats.ingest_moves_failed,
+                    refused: 0,
                 },
             },
             faults: stats.faults.clone(),
@@ -465,6 +501,19 @@ impl Summary {
             t.min_personal_viewers.map(|n| n as f64),
             Some(self.personal.viewers as f64),
         );
+        // Without AAA figures the value is missing and the check fails.
+        add_bound(
+            "aaa.authorised",
+            Bound::Min,
+            t.min_authorised.map(|n| n as f64),
+            self.aaa.as_ref().map(|a| a.authorised as f64),
+        );
+        add_bound(
+            "aaa.unaccounted_sessions",
+            Bound::Max,
+            t.max_unaccounted.map(|n| n as f64),
+            self.aaa.as_ref().map(|a| a.unaccounted_sessions as f64),
+        );
         out
     }
 
@@ -546,6 +595,36 @@ impl Summary {
                 self.personal.viewers,
                 ms(self.personal.first_frame_ms.p50),
                 ms(self.personal.first_frame_ms.p99)
+            );
+        }
+        let reasons = |m: &BTreeMap<String, u64>| {
+            m.iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if self.joins.refused + self.zaps.refused > 0 {
+            let _ = writeln!(
+                s,
+                "  refused (403): joins {} ({}); zaps {} ({})",
+                self.joins.refused,
+                reasons(&self.refusals.joins),
+                self.zaps.refused,
+                reasons(&self.refusals.zaps)
+            );
+        }
+        if let Some(a) = &self.aaa {
+            let _ = writeln!(
+                s,
+                "  aaa: {} authorised, {} refused; {} sessions accounted (START+STOP), {} unaccounted; ACR START {} STOP {}; {} CDRs; outbox left {}",
+                a.authorised,
+                a.refused_total,
+                a.accounted_sessions,
+                a.unaccounted_sessions,
+                a.acr_start,
+                a.acr_stop,
+                a.cdrs,
+                a.outbox_left
             );
         }
         if !self.failures.is_empty() {
@@ -720,7 +799,7 @@ pub fn html(stats: &RunStats, summary: &Summary) -> Result<String, Error> {
 
 fn summary_tables(p: &mut String, s: &Summary) {
     let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.1}"));
-    p.push_str("<h2>Summary</h2>\n<table><tr><th>requests</th><th>ok</th><th>failed</th></tr>\n");
+    p.push_str("<h2>Summary</h2>\n<table><tr><th>requests</th><th>ok</th><th>failed</th><th>refused (403)</th></tr>\n");
     for (n, c) in [
         ("joins", s.joins),
         ("zaps", s.zaps),
@@ -728,8 +807,8 @@ fn summary_tables(p: &mut String, s: &Summary) {
     ] {
         let _ = writeln!(
             p,
-            "<tr><td>{n}</td><td>{}</td><td>{}</td></tr>",
-            c.ok, c.failed
+            "<tr><td>{n}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            c.ok, c.failed, c.refused
         );
     }
     p.push_str("</table>\n<table><tr><th>ms</th><th>n</th><th>min</th><th>mean</th><th>p50</th><th>p90</th><th>p99</th><th>max</th></tr>\n");
@@ -768,6 +847,7 @@ fn summary_tables(p: &mut String, s: &Summary) {
         }
         p.push_str("</table>\n");
     }
+    aaa_section(p, s);
     p.push_str("<h2>Thresholds</h2>\n");
     if s.checks.is_empty() {
         p.push_str("<p>No threshold set.</p>\n");
@@ -784,6 +864,60 @@ fn summary_tables(p: &mut String, s: &Summary) {
                 if c.pass { "pass" } else { "fail" },
                 if c.pass { "pass" } else { "FAIL" }
             );
+        }
+        p.push_str("</table>\n");
+    }
+}
+
+fn aaa_section(p: &mut String, s: &Summary) {
+    if s.joins.refused + s.zaps.refused > 0 {
+        p.push_str("<table><tr><th>refused (403) reason</th><th>joins</th><th>zaps</th></tr>\n");
+        let mut keys: Vec<&String> = s
+            .refusals
+            .joins
+            .keys()
+            .chain(s.refusals.zaps.keys())
+            .collect();
+        keys.sort();
+        keys.dedup();
+        for k in keys {
+            let g = |m: &BTreeMap<String, u64>| m.get(k).copied().unwrap_or(0);
+            let _ = writeln!(
+                p,
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(k),
+                g(&s.refusals.joins),
+                g(&s.refusals.zaps)
+            );
+        }
+        p.push_str("</table>\n");
+    }
+    let Some(a) = &s.aaa else { return };
+    let _ = writeln!(
+        p,
+        "<h2>AAA (Diameter Sh / Rf)</h2>\n<table><tr><th>figure</th><th>value</th></tr>\n\
+         <tr><td>authorised (AS)</td><td>{}</td></tr>\n<tr><td>refused (AS)</td><td>{}</td></tr>\n\
+         <tr><td>sessions accounted (START + STOP at the AAA)</td><td>{}</td></tr>\n\
+         <tr><td>sessions unaccounted (START or STOP only)</td><td>{}</td></tr>\n\
+         <tr><td>ACR START</td><td>{}</td></tr>\n<tr><td>ACR STOP</td><td>{}</td></tr>\n\
+         <tr><td>CDRs</td><td>{}</td></tr>\n<tr><td>UDR profiles / unknown</td><td>{} / {}</td></tr>\n\
+         <tr><td>ACR duplicates</td><td>{}</td></tr>\n<tr><td>AS outbox left</td><td>{}</td></tr>\n</table>",
+        a.authorised,
+        a.refused_total,
+        a.accounted_sessions,
+        a.unaccounted_sessions,
+        a.acr_start,
+        a.acr_stop,
+        a.cdrs,
+        a.udr_profiles,
+        a.udr_unknown,
+        a.acr_duplicates,
+        a.outbox_left
+    );
+    if !a.as_counters.is_empty() {
+        p.push_str("<table><tr><th>AS counter</th><th>value</th></tr>\n");
+        for (k, v) in &a.as_counters {
+            let _ = writeln!(p, "<tr><td><code>{}</code></td><td>{v}</td></tr>", esc(k));
         }
         p.push_str("</table>\n");
     }

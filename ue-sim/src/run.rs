@@ -358,8 +358,18 @@ impl Driver<'_> {
                 self.actions.push(Reverse((now + dwell, i)));
             }
             UeEvent::Joined { result: Err(f), .. } => {
-                self.stats.joins_failed += 1;
-                self.fail(f.reason());
+                if let Some(why) = f.refusal() {
+                    // A policy refusal ends this UE's attempt; it is not a failure.
+                    self.stats.joins_refused += 1;
+                    *self
+                        .stats
+                        .joins_refused_by
+                        .entry(why.to_owned())
+                        .or_default() += 1;
+                } else {
+                    self.stats.joins_failed += 1;
+                    self.fail(f.reason());
+                }
                 self.slots[i].phase = Phase::Done;
                 self.release_rtp(i);
             }
@@ -402,8 +412,19 @@ impl Driver<'_> {
                         self.tick.zaps += 1;
                     }
                     Err(f) => {
-                        self.stats.zaps_failed += 1;
-                        self.fail(format!("zap_{}", f.reason()));
+                        if let Some(why) = f.refusal() {
+                            // A refused re-INVITE zap leaves the viewer on its channel (the
+                            // AS keeps the session); a refused BYE + INVITE ends it.
+                            self.stats.zaps_refused += 1;
+                            *self
+                                .stats
+                                .zaps_refused_by
+                                .entry(why.to_owned())
+                                .or_default() += 1;
+                        } else {
+                            self.stats.zaps_failed += 1;
+                            self.fail(format!("zap_{}", f.reason()));
+                        }
                     }
                 }
                 // The key frame of a re-INVITE zap often arrives before its 200 OK: the

@@ -96,6 +96,84 @@ pub struct Scenario {
     pub producers: Producers,
     /// Faults injected during the run (`ue-sim lab` only).
     pub faults: Vec<Fault>,
+    /// The lab's embedded AAA (Diameter Sh authorisation, Rf accounting); off by default.
+    pub aaa: AaaScenario,
+}
+
+/// `[aaa]`: `ue-sim lab` starts the embedded AAA, seeds a subscriber per UE and points the
+/// AS at it (fail-closed), so joins and zaps are authorised and sessions accounted.
+///
+/// ```toml
+/// [aaa]
+/// enabled = true
+/// unknown_share = 0.2     # UEs that are not subscribers: joins get 403 Unknown subscriber
+/// restricted_share = 0.2  # subscribers whose package is the first channel only
+/// max_streams = 1
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AaaScenario {
+    /// Start the embedded AAA (`ue-sim lab` only).
+    pub enabled: bool,
+    /// Share (0..=1) of the viewers that are not subscribers.
+    pub unknown_share: f64,
+    /// Share (0..=1) of the subscribing viewers whose package holds only the first channel
+    /// of `[channels] list` (joins and zaps to other channels get 403).
+    pub restricted_share: f64,
+    /// Concurrent viewing sessions per subscriber.
+    pub max_streams: u32,
+}
+
+impl Default for AaaScenario {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            unknown_share: 0.0,
+            restricted_share: 0.0,
+            max_streams: 1,
+        }
+    }
+}
+
+/// What the lab's AAA knows of one UE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AaaRole {
+    /// Not a subscriber.
+    Unknown,
+    /// A subscriber entitled to the first channel only.
+    Restricted,
+    /// A subscriber entitled to every channel (`*`).
+    Full,
+}
+
+impl AaaScenario {
+    /// The role of each of `viewers` viewers followed by `producers` producers (always
+    /// [`AaaRole::Full`]). Shares are spread evenly over the indices (not drawn at random),
+    /// so the counts are exact: `floor(n * unknown_share)` unknown viewers, and
+    /// `floor(subscribers * restricted_share)` restricted ones.
+    #[must_use]
+    pub fn roles(&self, viewers: usize, producers: usize) -> Vec<AaaRole> {
+        // Index i takes the role when the running count floor((i+1) * share) steps up.
+        let steps =
+            |i: usize, share: f64| ((i + 1) as f64 * share).floor() > (i as f64 * share).floor();
+        let mut out = Vec::with_capacity(viewers + producers);
+        let mut sub = 0;
+        for i in 0..viewers {
+            if steps(i, self.unknown_share) {
+                out.push(AaaRole::Unknown);
+            } else {
+                out.push(if steps(sub, self.restricted_share) {
+                    AaaRole::Restricted
+                } else {
+                    AaaRole::Full
+                });
+                sub += 1;
+            }
+        }
+        out.extend(std::iter::repeat_n(AaaRole::Full, producers));
+        out
+    }
 }
 
 /// Producers: UEs that create a personal channel and send the shipped H.264 clip into it.
@@ -246,6 +324,10 @@ pub struct Thresholds {
     pub min_moves_ok: Option<u64>,
     /// Fewest joins/zaps that reached a personal channel.
     pub min_personal_viewers: Option<u64>,
+    /// Fewest joins and zaps the AS authorised by the AAA's profile (`[aaa]` labs).
+    pub min_authorised: Option<u64>,
+    /// Most accounting sessions without both a START and a STOP at the AAA (`[aaa]` labs).
+    pub max_unaccounted: Option<u64>,
 }
 
 impl Default for Scenario {
@@ -267,6 +349,7 @@ impl Default for Scenario {
             relays: 1,
             producers: Producers::default(),
             faults: Vec::new(),
+            aaa: AaaScenario::default(),
         }
     }
 }
@@ -364,6 +447,14 @@ impl Scenario {
             || p.name.trim().is_empty()
         {
             return bad("producers: count <= 1000, viewer_share in [0, 1], start_s >= 0, duration_s > 0, a name");
+        }
+        let a = &self.aaa;
+        if !(0.0..=1.0).contains(&a.unknown_share)
+            || !(0.0..=1.0).contains(&a.restricted_share)
+            || a.max_streams == 0
+            || a.max_streams > 1000
+        {
+            return bad("aaa: unknown_share and restricted_share in [0, 1], max_streams 1..=1000");
         }
         for f in &self.faults {
             if !(f.at_s >= 0.0 && f.at_s < self.duration_s) {
@@ -497,6 +588,24 @@ impl Scenario {
                 v.push(format!("moves_ok = {} < {l}", stats.moves_ok));
             }
         }
+        let aaa = stats.aaa.as_ref();
+        if let Some(l) = t.min_authorised {
+            match aaa {
+                Some(a) if a.authorised >= l => {}
+                Some(a) => v.push(format!("aaa authorised = {} < {l}", a.authorised)),
+                None => v.push("aaa authorised: no AAA figures".into()),
+            }
+        }
+        if let Some(l) = t.max_unaccounted {
+            match aaa {
+                Some(a) if a.unaccounted_sessions <= l => {}
+                Some(a) => v.push(format!(
+                    "aaa unaccounted sessions = {} > {l}",
+                    a.unaccounted_sessions
+                )),
+                None => v.push("aaa unaccounted sessions: no AAA figures".into()),
+            }
+        }
         if let Some(l) = t.min_personal_viewers {
             if stats.personal_viewers < l {
                 v.push(format!(
@@ -594,6 +703,54 @@ mod tests {
     }
 
     #[test]
+    fn aaa_roles_are_spread_with_exact_counts() {
+        let a = AaaScenario {
+            enabled: true,
+            unknown_share: 0.2,
+            restricted_share: 0.25,
+            max_streams: 1,
+        };
+        let r = a.roles(100, 2);
+        assert_eq!(r.len(), 102);
+        let n = |x: AaaRole| r[..100].iter().filter(|&&y| y == x).count();
+        assert_eq!(n(AaaRole::Unknown), 20);
+        assert_eq!(
+            n(AaaRole::Restricted),
+            20,
+            "a quarter of the 80 subscribers"
+        );
+        assert_eq!(n(AaaRole::Full), 60);
+        assert_eq!(
+            r[100..],
+            [AaaRole::Full, AaaRole::Full],
+            "producers subscribe"
+        );
+        assert!(
+            r[..10].contains(&AaaRole::Unknown),
+            "spread, not bunched at the end"
+        );
+        assert!(AaaScenario::default()
+            .roles(5, 0)
+            .iter()
+            .all(|&x| x == AaaRole::Full));
+        assert!(Scenario::from_toml("[aaa]\nunknown_share = 1.5\n").is_err());
+        assert!(Scenario::from_toml("[aaa]\nmax_streams = 0\n").is_err());
+        let s = Scenario::from_toml(
+            "[aaa]\nenabled = true\n[thresholds]\nmin_authorised = 1\nmax_unaccounted = 0\n",
+        )
+        .unwrap();
+        let mut st = RunStats::default();
+        assert_eq!(s.check(&st).len(), 2, "no AAA figures: both checks fail");
+        st.aaa = Some(crate::stats::AaaFigures {
+            authorised: 3,
+            ..Default::default()
+        });
+        assert!(s.check(&st).is_empty());
+        st.aaa.as_mut().unwrap().unaccounted_sessions = 1;
+        assert_eq!(s.check(&st).len(), 1);
+    }
+
+    #[test]
     fn thresholds_fail() {
         let s = Scenario::from_toml(
             "[thresholds]\nmax_joins_failed = 0\nmax_zap_ms_p99 = 100.0\nmin_zaps_ok = 1\n",
@@ -617,6 +774,7 @@ mod tests {
             "smoke-fault.toml",
             "relay-fault.toml",
             "10k.toml",
+            "aaa.toml",
         ] {
             let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("scenarios")

@@ -82,6 +82,54 @@ pub struct RunStats {
     /// Faults the run injected.
     #[serde(default)]
     pub faults: Vec<FaultRecord>,
+    /// Joins refused with `403` (the AAA's policy: unknown subscriber, channel not in
+    /// subscription, stream limit): expected, not counted in `joins_failed`.
+    #[serde(default)]
+    pub joins_refused: u64,
+    /// Zaps refused with `403` (the viewer stays on its channel after a re-INVITE zap).
+    #[serde(default)]
+    pub zaps_refused: u64,
+    /// Refused joins by reason phrase.
+    #[serde(default)]
+    pub joins_refused_by: BTreeMap<String, u64>,
+    /// Refused zaps by reason phrase.
+    #[serde(default)]
+    pub zaps_refused_by: BTreeMap<String, u64>,
+    /// What the lab's embedded AAA and the AS's AAA client counted (`[aaa] enabled`).
+    #[serde(default)]
+    pub aaa: Option<AaaFigures>,
+}
+
+/// The AAA figures of a lab run: the AS's `as_aaa_*` counters and the embedded AAA's CDR
+/// store, read once the AS's accounting outbox is empty (or the wait for it ran out).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AaaFigures {
+    /// Joins and zaps the AS authorised by the Sh profile (`as_aaa_authorised_total`).
+    pub authorised: u64,
+    /// Joins and zaps the AS refused (`as_aaa_refused_total`).
+    pub refused_total: u64,
+    /// Refusals the UEs saw, by reason phrase (joins and zaps together).
+    pub refused: BTreeMap<String, u64>,
+    /// Accounting sessions with both a START and a STOP record at the AAA.
+    pub accounted_sessions: u64,
+    /// Accounting sessions with a START or a STOP but not both.
+    pub unaccounted_sessions: u64,
+    /// START records at the AAA.
+    pub acr_start: u64,
+    /// STOP records at the AAA.
+    pub acr_stop: u64,
+    /// All CDRs at the AAA (START, STOP, EVENT, ...).
+    pub cdrs: u64,
+    /// UDRs the AAA answered with a profile.
+    pub udr_profiles: u64,
+    /// UDRs for unknown users (5001).
+    pub udr_unknown: u64,
+    /// ACRs the AAA saw again (T flag) and did not store twice.
+    pub acr_duplicates: u64,
+    /// Accounting records still in the AS's outbox when the figures were read.
+    pub outbox_left: i64,
+    /// The AS's `as_aaa_*` counters by metric name.
+    pub as_counters: BTreeMap<String, u64>,
 }
 
 /// One injected fault.

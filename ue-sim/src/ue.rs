@@ -130,6 +130,10 @@ pub enum Failure {
     Timeout,
     /// The answer could not be used (bad SDP, missing dialog headers).
     BadAnswer,
+    /// `403 Forbidden` with its reason phrase: a policy refusal (the AS's AAA refused the
+    /// join or zap: unknown subscriber, channel not in subscription, stream limit), an
+    /// expected outcome rather than a failure.
+    Refused(String),
 }
 
 impl Failure {
@@ -140,6 +144,16 @@ impl Failure {
             Failure::Status(s) => s.to_string(),
             Failure::Timeout => "timeout".into(),
             Failure::BadAnswer => "bad_answer".into(),
+            Failure::Refused(_) => "403".into(),
+        }
+    }
+
+    /// The reason phrase of a refusal (`403`), `None` for any other failure.
+    #[must_use]
+    pub fn refusal(&self) -> Option<&str> {
+        match self {
+            Failure::Refused(r) => Some(r),
+            _ => None,
         }
     }
 }
@@ -1044,6 +1058,8 @@ impl Ue {
             None
         } else if status.0 == 408 {
             Some(Failure::Timeout)
+        } else if status.0 == 403 {
+            Some(Failure::Refused(resp.reason.trim().to_owned()))
         } else {
             Some(Failure::Status(status.0))
         };

@@ -283,3 +283,60 @@ fn a_bad_scenario_exits_2_with_a_reason() {
     assert_eq!(status.code(), Some(2));
     assert!(stderr.contains("missing.toml"), "{stderr}");
 }
+
+/// The lab with the embedded AAA (`[aaa] enabled`), in-process: 16 UEs for 8 s, a quarter
+/// not subscribers, a quarter of the subscribers restricted to the first channel. Numbers,
+/// not timings: refusals are counted apart from failures, every authorised session is
+/// accounted START + STOP at the AAA, and the AS's counters agree with the AAA's CDRs.
+#[test]
+fn lab_with_aaa_counts_authorised_refused_and_accounted() {
+    let scenario = ue_sim::scenario::Scenario::from_toml(
+        "name = \"aaa-smoke\"\nues = 16\nduration_s = 8\narrival_rate = 8.0\nseed = 3\n\
+         [channels]\nlist = [\"news\", \"sport\"]\n\
+         [dwell]\ndistribution = \"fixed\"\nmean_s = 1.5\nmin_s = 0.5\nmax_s = 3.0\n\
+         [zap]\nprobability = 0.9\nmethod = \"mixed\"\n\
+         [aaa]\nenabled = true\nunknown_share = 0.25\nrestricted_share = 0.25\nmax_streams = 1\n\
+         [thresholds]\nmax_joins_failed = 0\nmin_authorised = 1\nmax_unaccounted = 0\n",
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let o = ue_sim::lab::lab_scenario(&scenario, out.path(), &ue_sim::progress::Progress::quiet())
+        .unwrap();
+    let s = &o.summary;
+    let a = s.aaa.as_ref().expect("AAA figures in the summary");
+    let text = s.text();
+    assert_eq!(s.joins.failed, 0, "{text}");
+    assert_eq!(
+        s.refusals.joins.get("Unknown subscriber"),
+        Some(&4),
+        "a quarter of 16 UEs are not subscribers: {text}"
+    );
+    assert!(s.joins.refused >= 4 && a.authorised > 0, "{text}");
+    assert_eq!(
+        a.refused_total,
+        s.joins.refused + s.zaps.refused,
+        "the AS refused what the UEs saw refused: {text}"
+    );
+    assert_eq!(
+        a.authorised,
+        s.joins.ok + s.zaps.ok + s.zaps.failed,
+        "every authorised join and zap was answered: {text}"
+    );
+    assert!(a.accounted_sessions > 0, "{text}");
+    assert_eq!(a.acr_start, a.accounted_sessions, "{text}");
+    assert_eq!(a.acr_stop, a.accounted_sessions, "{text}");
+    assert_eq!(a.unaccounted_sessions, 0, "{text}");
+    assert_eq!(a.outbox_left, 0, "{text}");
+    assert_eq!(
+        a.as_counters.get("as_aaa_sessions_accounted_total"),
+        Some(&a.acr_start),
+        "the AS queued a START for every session the AAA stored: {text}"
+    );
+    assert!(s.pass, "{text}");
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(o.written.json).unwrap()).unwrap();
+    assert_eq!(j["aaa"]["acr_stop"].as_u64(), Some(a.acr_stop));
+    assert_eq!(j["joins"]["refused"].as_u64(), Some(s.joins.refused));
+    let html = std::fs::read_to_string(o.written.html).unwrap();
+    assert!(html.contains("AAA (Diameter Sh / Rf)") && html.contains("Unknown subscriber"));
+}
