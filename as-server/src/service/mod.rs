@@ -79,6 +79,7 @@ pub mod app;
 pub mod catalogue;
 pub mod channel_list;
 pub mod endpoint;
+pub mod feedback;
 pub mod metrics;
 pub mod overload;
 pub mod personal;
