@@ -684,6 +684,64 @@ mod tests {
         c.validate().unwrap();
     }
 
+    fn cdr(session: &str, kind: &str) -> as_server::store::Cdr {
+        as_server::store::Cdr {
+            session_id: session.into(),
+            record_number: u32::from(kind == "STOP"),
+            record_type: kind.into(),
+            origin_host: "as".into(),
+            origin_realm: "r".into(),
+            subscriber: None,
+            channel: None,
+            called_party: None,
+            user_session_id: None,
+            charging_id: None,
+            event_ms: None,
+            received_ms: 0,
+            duration_secs: None,
+            cause_code: None,
+            retransmitted: false,
+        }
+    }
+
+    #[test]
+    fn aaa_figures_pair_start_and_stop_and_read_the_as_counters() {
+        let metrics = "# HELP as_aaa_authorised_total x\n# TYPE as_aaa_authorised_total counter\n\
+                       as_aaa_authorised_total 7\nas_aaa_refused_total 2\n\
+                       as_aaa_outbox_records 0\nas_sessions 3\n";
+        let cdrs = [
+            cdr("a", "START"),
+            cdr("a", "STOP"),
+            cdr("b", "START"),
+            cdr("c", "STOP"),
+            cdr("d", "EVENT"),
+        ];
+        let f = figures_from(metrics, &cdrs);
+        assert_eq!((f.authorised, f.refused_total), (7, 2));
+        assert_eq!(f.as_counters.len(), 3, "as_aaa_* only: {:?}", f.as_counters);
+        assert_eq!((f.acr_start, f.acr_stop, f.cdrs), (2, 2, 5));
+        assert_eq!((f.accounted_sessions, f.unaccounted_sessions), (1, 2));
+    }
+
+    #[test]
+    fn aaa_subscribers_follow_the_roles() {
+        let s = Scenario::from_toml(
+            "ues = 10\n[channels]\nlist = [\"news\", \"sport\"]\n[producers]\ncount = 1\n\
+             [aaa]\nenabled = true\nunknown_share = 0.2\nrestricted_share = 0.25\nmax_streams = 2\n",
+        )
+        .unwrap();
+        let subs = aaa_subscribers(&s, "127.0.0.1");
+        assert_eq!(subs.len(), 9, "8 viewers subscribe, and the producer");
+        assert!(subs.iter().all(|x| x.max_streams == 2));
+        assert_eq!(
+            subs.iter().filter(|x| x.packages == ["news"]).count(),
+            2,
+            "a quarter of 8"
+        );
+        assert!(subs.iter().any(|x| x.identity == "sip:ue10@127.0.0.1"));
+        lab_aaa_config("sqlite::memory:", subs).validate().unwrap();
+    }
+
     #[test]
     fn testbed_boots_and_cleans_up() {
         let tb = Testbed::start(&["news".into(), "sport".into()]).unwrap();

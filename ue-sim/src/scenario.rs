@@ -28,9 +28,16 @@
 //! at_s = 20.0
 //! kind = "stop_relay"
 //! relay = 0
+//! [aaa]                # `ue-sim lab` only: the embedded Diameter AAA, a subscriber per UE
+//! enabled = true
+//! unknown_share = 0.2  # not subscribers: joins get 403 (counted as refused, not failed)
+//! restricted_share = 0.2  # subscribers entitled to the first channel only
+//! max_streams = 1
 //! [thresholds]
 //! max_joins_failed = 0
 //! max_gap_ms_p99 = 500.0   # over the viewers a relay fault moved
+//! min_authorised = 20      # joins and zaps the AS authorised ([aaa])
+//! max_unaccounted = 0      # sessions without START + STOP at the AAA ([aaa])
 //! ```
 
 use std::time::Duration;

@@ -1516,6 +1516,47 @@ mod tests {
     }
 
     #[test]
+    fn a_403_is_a_refusal_with_its_reason_and_a_refused_zap_keeps_the_channel() {
+        let t0 = origin();
+        // A join refused by the AAA: the reason phrase comes with the event.
+        let mut ue = ue();
+        ue.join(t0, "news", 5004).unwrap();
+        let invite = sent_request(&mut ue);
+        let no = Response::for_request(&invite, StatusCode(403), "Unknown subscriber")
+            .with_to_tag("as1");
+        ue.handle_sip(t0, AS.parse().unwrap(), &no.to_bytes());
+        while ue.poll_transmit().is_some() {}
+        let ev = ue.poll_event();
+        let Some(UeEvent::Joined { result: Err(f), .. }) = ev else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(f, Failure::Refused("Unknown subscriber".into()));
+        assert_eq!(f.refusal(), Some("Unknown subscriber"));
+        assert_eq!(f.reason(), "403");
+        assert_eq!(Failure::Status(404).refusal(), None);
+        assert_eq!(ue.channel(), None);
+        // A re-INVITE zap refused: the viewer stays on its channel.
+        let mut ue = self::ue();
+        joined(&mut ue, t0);
+        let t1 = t0 + Duration::from_secs(1);
+        ue.zap(t1, "sport", ZapMethod::Reinvite, 0).unwrap();
+        let re = sent_request(&mut ue);
+        let no = Response::for_request(&re, StatusCode(403), "Channel sport not in subscription")
+            .with_to_tag("as1");
+        ue.handle_sip(t1, AS.parse().unwrap(), &no.to_bytes());
+        while ue.poll_transmit().is_some() {}
+        assert_eq!(
+            ue.poll_event(),
+            Some(UeEvent::Zapped {
+                method: ZapMethod::Reinvite,
+                channel: "sport".into(),
+                result: Err(Failure::Refused("Channel sport not in subscription".into()))
+            })
+        );
+        assert_eq!(ue.channel(), Some("news"));
+    }
+
+    #[test]
     fn reinvite_zap_names_the_channel_and_times_the_key_frame() {
         let mut ue = ue();
         let t0 = origin();
