@@ -3,7 +3,8 @@
 //! Subcommands:
 //! - `sim`: run the deterministic in-memory simulator ([`p2psip_overlay::sim`])
 //!   and print one JSON object.
-//! - `run`: a real peer over TLS (arrives with the TLS driver).
+//! - `run`: a real peer over TLS ([`p2psip_overlay::driver`]).
+//! - `ca`: writes a dev CA for the testbed.
 
 use clap::{Parser, Subcommand};
 
@@ -49,12 +50,12 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         neighbors: usize,
     },
-    /// Run a peer over TLS (not implemented yet: see issue 4).
-    Run {
-        /// Overlay configuration file.
-        #[arg(long)]
-        config: Option<std::path::PathBuf>,
-    },
+    /// Run a real peer over TLS: certificate from the dev CA (or `--enroll`), join through
+    /// `--bootstrap`, serve; prints `{"event":"joined",..}` once joined; local HTTP control
+    /// API with `--control` (GET /status, /fetch, /local; POST /store).
+    Run(p2psip_overlay::driver::control::RunArgs),
+    /// Write a dev CA for the testbed (`ca.pem`, `ca.key`) into `--out` (kept if present).
+    Ca(p2psip_overlay::driver::control::CaArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -88,6 +89,7 @@ fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
-        Cmd::Run { .. } => anyhow::bail!("`run` (a real TLS peer) is not implemented yet"),
+        Cmd::Run(a) => Ok(p2psip_overlay::driver::control::run_cmd(a)?),
+        Cmd::Ca(a) => Ok(p2psip_overlay::driver::control::ca_cmd(&a)?),
     }
 }
