@@ -26,7 +26,7 @@
 //! security block byte for byte (only the forwarding header is rebuilt, which the
 //! signature does not cover).
 //!
-//! Only [`clock`] reads the clock.
+//! Only the private `clock` function reads the clock.
 
 pub mod addr;
 pub mod control;
