@@ -511,6 +511,7 @@ impl Relay {
         self.viewer_slots.remove(&viewer);
         if let Some(v) = self.viewers[slot].take() {
             self.ssrcs.remove(&v.ssrc);
+            self.feedback.remove_viewer(&v.channel, v.ssrc);
             if let Some(ch) = self.channels.get_mut(&v.channel) {
                 ch.viewers.retain(|&s| s != slot);
             }

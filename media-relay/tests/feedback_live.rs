@@ -30,6 +30,25 @@ fn compound(ssrc: u32, about: u32, lost: u8, option: u32) -> Vec<u8> {
     out
 }
 
+/// GET `path`; the body (bounded wait).
+async fn http_get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n\r\n");
+    c.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut out))
+        .await
+        .expect("answer within 5 s")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let body = text.split_once("\r\n\r\n").unwrap().1;
+    let start = body.find('{').unwrap();
+    let end = body.rfind('}').unwrap();
+    body[start..=end].to_owned()
+}
+
 #[tokio::test]
 async fn votes_and_reports_from_udp_viewers_are_tallied_exactly() {
     let relay = Relay::spawn(RelayConfig::default()).unwrap();
@@ -109,5 +128,20 @@ async fn votes_and_reports_from_udp_viewers_are_tallied_exactly() {
     assert_eq!(back, s);
     // Unknown channel is an error.
     assert!(relay.feedback(&ChannelId::from("nope")).await.is_err());
+
+    // The same summary over the relay's HTTP control API.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = media_relay::driver::http::router(relay.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let body = http_get(addr, "/channels/quiz/feedback").await;
+    let over_http: media_relay::control::FeedbackSummary = serde_json::from_str(&body).unwrap();
+    assert_eq!(over_http.votes, s.votes);
+
+    // A viewer that leaves no longer counts for quality; its vote still counts.
+    relay.remove_viewer(ViewerId(1)).await.unwrap();
+    let after = relay.feedback(&ch).await.unwrap();
+    assert_eq!(after.viewers_reporting, u64::from(VIEWERS) - 1);
+    assert_eq!(after.votes, s.votes);
     relay.shutdown().await.unwrap();
 }

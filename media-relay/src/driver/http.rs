@@ -9,6 +9,7 @@
 //! | POST | `/channels` | [`ChannelSpec`] | 201 [`crate::control::IngestInfo`] |
 //! | DELETE | `/channels/{id}` | | 204 |
 //! | POST | `/channels/{id}/test-pattern` | | 204 |
+//! | GET | `/channels/{id}/feedback` | | [`crate::control::FeedbackSummary`] |
 //! | POST | `/viewers` | [`AddViewer`] | 201 [`crate::control::ViewerInfo`] |
 //! | DELETE | `/viewers/{id}` | | 204 |
 //! | POST | `/viewers/{id}/switch` | `{"channel": "<id>"}` | 204 |
@@ -59,6 +60,7 @@ pub fn router(handle: RelayHandle) -> Router {
         .route("/channels", post(create_channel))
         .route("/channels/{id}", delete(delete_channel))
         .route("/channels/{id}/test-pattern", post(test_pattern))
+        .route("/channels/{id}/feedback", get(feedback))
         .route("/viewers", post(add_viewer))
         .route("/viewers/{id}", delete(remove_viewer))
         .route("/viewers/{id}/switch", post(switch_channel))
@@ -122,4 +124,11 @@ async fn stats(State(h): State<RelayHandle>) -> Result<impl IntoResponse, Error>
 async fn metrics(State(h): State<RelayHandle>) -> Result<impl IntoResponse, Error> {
     let text = h.stats().await?.to_prometheus();
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
+}
+
+async fn feedback(
+    State(h): State<RelayHandle>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, Error> {
+    Ok(Json(h.feedback(&ChannelId(id)).await?))
 }
