@@ -19,9 +19,10 @@
 //! unknown share, the first channel only for its restricted share, `*` for the others. The
 //! AS then starts with `[aaa] peer` = that address, fail-closed, and the UEs run once its
 //! Diameter peer is open. After the run the lab waits (at most [`AAA_SETTLE`]) for the AS's
-//! accounting outbox to empty, then reads [`AaaFigures`]: the AS's `as_aaa_*` counters
-//! and, from the AAA's CDR store, START/STOP records and the sessions that have both. The AS
-//! stops before the AAA, so its last records can still be acknowledged.
+//! accounting outbox to empty and the AAA to hold a STOP for every START, then reads
+//! [`AaaFigures`]: the AS's `as_aaa_*` counters and, from the AAA's CDR store, START/STOP
+//! records and the sessions that have both. The AS stops before the AAA, so its last records
+//! can still be acknowledged.
 //!
 //! Components that do not exist yet (overlay peers, feedback targets) join here as they
 //! land.
@@ -43,7 +44,8 @@ use crate::run::{FaultInjector, RunError};
 use crate::scenario::{AaaRole, Fault, FaultKind, Scenario};
 use crate::stats::{AaaFigures, RunStats, TimelinePoint};
 
-/// How long the lab waits after a run for the AS's accounting outbox to empty.
+/// How long the lab waits after a run for the AS's accounting outbox to empty and the AAA
+/// to hold a STOP for every START (past it, the figures show what is missing).
 pub const AAA_SETTLE: Duration = Duration::from_secs(5);
 /// How long the lab waits for the AS's Diameter peer to open (CER/CEA) before the run.
 const AAA_OPEN_WAIT: Duration = Duration::from_secs(10);
@@ -388,8 +390,17 @@ impl Testbed {
         let aaa = self.aaa.as_ref()?;
         let client = self.app.service.aaa()?;
         let work = async {
+            // Settled: nothing waits in the outbox and the AAA holds as many STOPs as
+            // STARTs (a STOP may be queued just after the UE saw its BYE answered).
             let wait = async {
-                while client.outbox_len().await > 0 {
+                loop {
+                    if client.outbox_len().await == 0 {
+                        let n = aaa.store().cdr_counts().await.unwrap_or_default();
+                        let count = |t: &str| n.iter().find(|(k, _)| k == t).map_or(0, |x| x.1);
+                        if count("START") == count("STOP") {
+                            break;
+                        }
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             };
@@ -576,6 +587,7 @@ mod tests {
     fn the_embedded_default_scenario_parses() {
         let s = Scenario::from_toml(DEFAULT_SCENARIO).unwrap();
         assert!(!s.channels.list.is_empty());
+        assert!(s.aaa.enabled, "the default lab runs the embedded AAA");
     }
 
     #[test]
