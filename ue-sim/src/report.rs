@@ -1696,4 +1696,58 @@ mod tests {
         assert_eq!(j["zap_ms"]["p99"], 198.0);
         assert!(std::fs::read_to_string(&w.html).unwrap().contains("<svg"));
     }
+
+    #[test]
+    fn refusals_and_aaa_figures_are_reported_and_checked() {
+        let mut stats = synthetic();
+        stats.joins_refused = 3;
+        stats
+            .joins_refused_by
+            .insert("Unknown subscriber".into(), 3);
+        stats.zaps_refused = 1;
+        stats
+            .zaps_refused_by
+            .insert("Channel sport not in subscription".into(), 1);
+        let t = Thresholds {
+            min_authorised: Some(10),
+            max_unaccounted: Some(0),
+            ..Thresholds::default()
+        };
+        let sum = Summary::new(&stats, &t);
+        let failed: Vec<&str> = sum
+            .checks
+            .iter()
+            .filter(|c| !c.pass)
+            .map(|c| c.name.as_str())
+            .collect();
+        assert!(
+            failed.contains(&"aaa.authorised") && failed.contains(&"aaa.unaccounted_sessions"),
+            "no AAA figures: the AAA checks cannot pass: {failed:?}"
+        );
+        stats.aaa = Some(crate::stats::AaaFigures {
+            authorised: 12,
+            refused_total: 4,
+            accounted_sessions: 5,
+            acr_start: 5,
+            acr_stop: 5,
+            cdrs: 10,
+            ..Default::default()
+        });
+        let sum = Summary::new(&stats, &t);
+        assert!(sum
+            .checks
+            .iter()
+            .filter(|c| c.name.starts_with("aaa."))
+            .all(|c| c.pass));
+        assert_eq!((sum.joins.refused, sum.zaps.refused), (3, 1));
+        assert!(sum
+            .text()
+            .contains("refused (403): joins 3 (Unknown subscriber: 3)"));
+        let j = json(&stats, &sum).unwrap();
+        assert_eq!(j["aaa"]["accounted_sessions"], 5);
+        assert_eq!(j["refusals"]["joins"]["Unknown subscriber"], 3);
+        let h = html(&stats, &sum).unwrap();
+        assert!(h.contains("sessions accounted (START + STOP at the AAA)</td><td>5<"));
+        assert!(h.contains("Channel sport not in subscription"));
+    }
 }
