@@ -687,6 +687,14 @@ mod tests {
         );
         assert!(matches!(r, Err(Error::Run(m)) if m.contains("ue-sim lab")));
         assert!(!out.path().join("report.json").exists());
+        let s = Scenario::from_toml("duration_s = 5\n[aaa]\nenabled = true\n").unwrap();
+        let r = run_against(
+            &s,
+            "127.0.0.1:9".parse().unwrap(),
+            out.path(),
+            &Progress::quiet(),
+        );
+        assert!(matches!(r, Err(Error::Run(m)) if m.contains("[aaa]")));
         let s = Scenario::from_toml("duration_s = 5\n[[faults]]\nat_s = 1.0\nkind = \"stop_as\"\n")
             .unwrap();
         let r = lab_scenario(&s, out.path(), &Progress::quiet());
