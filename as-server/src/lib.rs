@@ -8,8 +8,9 @@
 //! | [`driver`] | [`driver::sip::SipEndpoint`]: UDP/TCP/TLS sockets around the transaction layer, a queue of requests for the TU, client transactions for the TU's own requests | tokio |
 //! | [`service`] | the TU: join, zap, leave, personal channels, the `iptv-channels` event package, registrar, admission; pure rules in submodules, the async [`service::Service`] ties them to the store, the relay and the endpoint; [`service::app::App`] boots everything | tokio (in `Service`/`app` only) |
 //! | [`store`] | channel catalogue and sessions over sqlx (SQLite by default, PostgreSQL by URL), embedded migrations | sqlx |
+//! | [`diameter`] | RFC 6733 codec (header, AVPs, dictionary, framing, errors with Result-Code/Failed-AVP), typed CER/CEA/DWR/DWA/DPR/DPA, Sh UDR/UDA/PNR/PNA with the IPTV profile, Rf ACR/ACA; the sans-IO peer state machine (RFC 6733 5.6) with the RFC 3539 watchdog, the router (failover with the T flag, duplicate detection); `diameter::driver` runs them over TCP/TLS | none, tokio in `driver` |
 //! | [`aaa`] | the embedded AAA (HSS/CDF): Diameter Sh UDR/PNR and Rf ACR served from the store, digest helpers for REGISTER | tokio, sqlx, axum |
-//! | [`api`] | operator HTTP API (axum): `/api/channels`, `/api/sessions`, `/metrics`, `/healthz` | axum |
+//! | [`api`] | operator HTTP API (axum): `/api/channels`, `/api/sessions`, `/api/channels/{id}/quality`, `/api/polls`, `/metrics`, `/healthz` | axum |
 //! | [`config`] | TOML configuration with defaults, flags and `AS_...` environment overrides | files |
 //! | [`error`] | the service/API error enum | none |
 //!

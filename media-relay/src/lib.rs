@@ -12,6 +12,9 @@
 //! | [`control`] | ids, requests, stats, errors, [`RelayConfig`], [`RelayHandle`], [`RelayEvent`] | mpsc/oneshot/broadcast |
 //! | [`driver`] | tokio UDP sockets and the one task loop; [`Relay::spawn`] | tokio |
 //! | [`h264`], [`testpattern`] | H.264 packetiser and the built-in test-pattern source | none |
+//! | [`rsi`] | RFC 5760 RSI codec (PT 209), every sub-report block, open block types | none |
+//! | [`feedback`] | RFC 3550 A.7 interval, the sans-IO feedback target (RR/votes/child RSI in, RSI + tally out), the live per-channel FTs of the relay, `ha-sim`, `gnp-sim` | none |
+//! | [`prometheus`] | one Prometheus text writer for the relay and the AS | none |
 //! | [`splice`] | personalised channels: several sources in turn, switched at key frames, one continuous SSRC/sequence/timestamp line | none |
 //!
 //! # Run loop
