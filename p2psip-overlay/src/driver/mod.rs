@@ -222,17 +222,13 @@ impl OverlayHandle {
         kind: KindId,
         value: Vec<u8>,
     ) -> Result<(), DriverError> {
-        let (reply, rx) = oneshot::channel();
-        self.cmd
-            .send(Command::Store {
-                resource: resource_id(resource),
-                kind,
-                value,
-                reply,
-            })
-            .await
-            .map_err(|_| DriverError::Stopped)?;
-        rx.await.map_err(|_| DriverError::Stopped)?
+        self.ask(|reply| Command::Store {
+            resource: resource_id(resource),
+            kind,
+            value,
+            reply,
+        })
+        .await
     }
 
     /// Fetches every value of `kind` at `resource`.
@@ -241,16 +237,12 @@ impl OverlayHandle {
         resource: &[u8],
         kind: KindId,
     ) -> Result<Vec<StoredValue>, DriverError> {
-        let (reply, rx) = oneshot::channel();
-        self.cmd
-            .send(Command::Fetch {
-                resource: resource_id(resource),
-                kind,
-                reply,
-            })
-            .await
-            .map_err(|_| DriverError::Stopped)?;
-        rx.await.map_err(|_| DriverError::Stopped)?
+        self.ask(|reply| Command::Fetch {
+            resource: resource_id(resource),
+            kind,
+            reply,
+        })
+        .await
     }
 
     /// The values of `kind` at `resource` this peer holds itself (as the responsible peer
@@ -260,13 +252,22 @@ impl OverlayHandle {
         resource: &[u8],
         kind: KindId,
     ) -> Result<Vec<StoredValue>, DriverError> {
+        self.ask(|reply| Command::Local {
+            resource: resource_id(resource),
+            kind,
+            reply,
+        })
+        .await
+    }
+
+    /// Sends the command `make` builds around a reply channel and waits for the answer.
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, DriverError>>) -> Command,
+    ) -> Result<T, DriverError> {
         let (reply, rx) = oneshot::channel();
         self.cmd
-            .send(Command::Local {
-                resource: resource_id(resource),
-                kind,
-                reply,
-            })
+            .send(make(reply))
             .await
             .map_err(|_| DriverError::Stopped)?;
         rx.await.map_err(|_| DriverError::Stopped)?
