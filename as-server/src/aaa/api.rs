@@ -20,6 +20,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use media_relay::prometheus::{escape_label, write_family, write_metric};
 use serde::{Deserialize, Serialize};
 
 use super::server::{AaaError, PushResult, Shared};
@@ -178,12 +179,8 @@ async fn cdrs(State(s): St, Query(q): Query<CdrQuery>) -> Response {
 async fn metrics(State(s): St) -> Response {
     let st = s.stats();
     let mut out = String::new();
-    let mut counter = |name: &str, help: &str, v: u64| {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
-        );
-    };
+    let mut counter =
+        |name: &str, help: &str, v: u64| write_metric(&mut out, name, "counter", help, v);
     counter(
         "aaa_udr_profiles_total",
         "UDRs answered with a profile.",
@@ -217,18 +214,17 @@ async fn metrics(State(s): St) -> Response {
         "PNRs without a successful PNA.",
         st.pna_failed,
     );
-    let _ = writeln!(
-        out,
-        "# HELP aaa_peers_open AS peers connected.\n# TYPE aaa_peers_open gauge\naaa_peers_open {}",
-        s.open_peers()
+    write_metric(
+        &mut out,
+        "aaa_peers_open",
+        "gauge",
+        "AS peers connected.",
+        s.open_peers() as u64,
     );
     if let Ok(counts) = s.store.cdr_counts().await {
-        let _ = writeln!(
-            out,
-            "# HELP aaa_cdrs Stored CDRs by record type.\n# TYPE aaa_cdrs gauge"
-        );
+        write_family(&mut out, "aaa_cdrs", "gauge", "Stored CDRs by record type.");
         for (t, n) in counts {
-            let _ = writeln!(out, "aaa_cdrs{{type=\"{t}\"}} {n}");
+            let _ = writeln!(out, "aaa_cdrs{{type=\"{}\"}} {n}", escape_label(&t));
         }
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()

@@ -825,6 +825,7 @@ impl AaaClient {
 
     /// Prometheus text for the counters (appended to the AS metrics).
     pub fn render_metrics(&self, out: &mut String, outbox: i64) {
+        use media_relay::prometheus::{write_family, write_metric};
         use std::fmt::Write as _;
         let k = &self.inner.counters;
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -882,16 +883,16 @@ impl AaaClient {
                 g(&k.register_refused),
             ),
         ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
-            );
+            write_metric(out, name, "counter", help, v);
         }
-        let _ = writeln!(
+        // -1 when the outbox could not be read, so not a `u64` sample.
+        write_family(
             out,
-            "# HELP as_aaa_outbox_records Accounting records waiting for their ACA.\n\
-             # TYPE as_aaa_outbox_records gauge\nas_aaa_outbox_records {outbox}"
+            "as_aaa_outbox_records",
+            "gauge",
+            "Accounting records waiting for their ACA.",
         );
+        let _ = writeln!(out, "as_aaa_outbox_records {outbox}");
     }
 }
 
