@@ -280,6 +280,9 @@ impl Ue {
     }
 
     async fn leave(&mut self, j: &Joined, cseq: u32) {
+        // A session joined and left within the same millisecond lasts 0 started seconds;
+        // the STOP checks below want a positive duration, so every session lasts a little.
+        tokio::time::sleep(Duration::from_millis(3)).await;
         let (t, tag, c) = (&j.target, &j.tag, &j.call_id);
         self.send(
             &format!(
