@@ -489,6 +489,8 @@ pub enum Command {
     Shutdown(oneshot::Sender<()>),
     /// See [`RelayHandle::feedback`].
     Feedback(ChannelId, oneshot::Sender<Result<FeedbackSummary, Error>>),
+    /// Personalised channels: see [`RelayHandle::create_personalized`].
+    Personalized(crate::personalized::PersonalizedCommand),
 }
 
 /// Events the driver keeps for a subscriber that is slow; beyond, the subscriber gets
@@ -598,6 +600,28 @@ impl RelayHandle {
     /// distributions and vote tallies (an empty summary when no viewer reported yet).
     pub async fn feedback(&self, channel: &ChannelId) -> Result<FeedbackSummary, Error> {
         self.call(|r| Command::Feedback(channel.clone(), r)).await?
+    }
+
+    /// Create a personalised channel: a channel spliced from existing channels of this relay
+    /// by a repeating schedule, switched at key frames, one continuous stream for its viewers
+    /// (see [`crate::personalized`]). Viewers join it like any channel; `delete_ingest`
+    /// removes it. Errors: `UnknownChannel` (a source), `ChannelExists`, `Invalid` (schedule).
+    pub async fn create_personalized(
+        &self,
+        spec: crate::personalized::PersonalizedSpec,
+    ) -> Result<crate::personalized::PersonalizedInfo, Error> {
+        self.call(|r| {
+            Command::Personalized(crate::personalized::PersonalizedCommand::Create(spec, r))
+        })
+        .await?
+    }
+
+    /// Counters of this relay's personalised channels (source on air, switches).
+    pub async fn personalized_stats(
+        &self,
+    ) -> Result<Vec<crate::personalized::PersonalizedStats>, Error> {
+        self.call(|r| Command::Personalized(crate::personalized::PersonalizedCommand::Stats(r)))
+            .await
     }
 }
 

@@ -16,6 +16,7 @@
 //! | [`feedback`] | RFC 3550 A.7 interval, the sans-IO feedback target (RR/votes/child RSI in, RSI + tally out), the live per-channel FTs of the relay, `ha-sim`, `gnp-sim` | none |
 //! | [`prometheus`] | one Prometheus text writer for the relay and the AS | none |
 //! | [`splice`] | personalised channels: several sources in turn, switched at key frames, one continuous SSRC/sequence/timestamp line | none |
+//! | [`personalized`] | personalised channels in the core: schedules of source channels, one [`splice::Splicer`] each, fed by the sources' packets, output ingested as a channel | none |
 //!
 //! # Run loop
 //!
@@ -41,6 +42,7 @@ pub mod driver;
 pub mod fcc;
 pub mod feedback;
 pub mod h264;
+pub mod personalized;
 pub mod prometheus;
 pub mod relay;
 pub mod rsi;

@@ -10,6 +10,8 @@
 //! | DELETE | `/channels/{id}` | | 204 |
 //! | POST | `/channels/{id}/test-pattern` | | 204 |
 //! | GET | `/channels/{id}/feedback` | | [`crate::control::FeedbackSummary`] |
+//! | POST | `/personalized` | [`crate::personalized::PersonalizedSpec`] | 201 [`crate::personalized::PersonalizedInfo`] |
+//! | GET | `/personalized` | | `[`[`crate::personalized::PersonalizedStats`]`]` |
 //! | POST | `/viewers` | [`AddViewer`] | 201 [`crate::control::ViewerInfo`] |
 //! | DELETE | `/viewers/{id}` | | 204 |
 //! | POST | `/viewers/{id}/switch` | `{"channel": "<id>"}` | 204 |
@@ -61,6 +63,10 @@ pub fn router(handle: RelayHandle) -> Router {
         .route("/channels/{id}", delete(delete_channel))
         .route("/channels/{id}/test-pattern", post(test_pattern))
         .route("/channels/{id}/feedback", get(feedback))
+        .route(
+            "/personalized",
+            post(create_personalized).get(personalized_stats),
+        )
         .route("/viewers", post(add_viewer))
         .route("/viewers/{id}", delete(remove_viewer))
         .route("/viewers/{id}/switch", post(switch_channel))
@@ -131,4 +137,18 @@ async fn feedback(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, Error> {
     Ok(Json(h.feedback(&ChannelId(id)).await?))
+}
+
+async fn create_personalized(
+    State(h): State<RelayHandle>,
+    Json(spec): Json<crate::personalized::PersonalizedSpec>,
+) -> Result<impl IntoResponse, Error> {
+    Ok((
+        StatusCode::CREATED,
+        Json(h.create_personalized(spec).await?),
+    ))
+}
+
+async fn personalized_stats(State(h): State<RelayHandle>) -> Result<impl IntoResponse, Error> {
+    Ok(Json(h.personalized_stats().await?))
 }
