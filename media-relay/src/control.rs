@@ -489,8 +489,12 @@ pub enum Command {
     Shutdown(oneshot::Sender<()>),
     /// See [`RelayHandle::feedback`].
     Feedback(ChannelId, oneshot::Sender<Result<FeedbackSummary, Error>>),
-    /// Personalised channels: see [`RelayHandle::create_personalized`].
-    Personalized(crate::personalized::PersonalizedCommand),
+    /// See [`RelayHandle::set_feedback_parent`].
+    SetFeedbackParent(
+        ChannelId,
+        Option<SocketAddr>,
+        oneshot::Sender<Result<(), Error>>,
+    ),
 }
 
 /// Events the driver keeps for a subscriber that is slow; beyond, the subscriber gets
@@ -601,27 +605,16 @@ impl RelayHandle {
     pub async fn feedback(&self, channel: &ChannelId) -> Result<FeedbackSummary, Error> {
         self.call(|r| Command::Feedback(channel.clone(), r)).await?
     }
-
-    /// Create a personalised channel: a channel spliced from existing channels of this relay
-    /// by a repeating schedule, switched at key frames, one continuous stream for its viewers
-    /// (see [`crate::personalized`]). Viewers join it like any channel; `delete_ingest`
-    /// removes it. Errors: `UnknownChannel` (a source), `ChannelExists`, `Invalid` (schedule).
-    pub async fn create_personalized(
+    /// Make this relay a child in `channel`'s feedback tree: its summaries (RSI + vote tally,
+    /// RFC 5760) go to `parent`, the RTCP address of the relay it pulls the channel from (or a
+    /// pure FT); `None` makes it the root again. See [`crate::feedback::live`].
+    pub async fn set_feedback_parent(
         &self,
-        spec: crate::personalized::PersonalizedSpec,
-    ) -> Result<crate::personalized::PersonalizedInfo, Error> {
-        self.call(|r| {
-            Command::Personalized(crate::personalized::PersonalizedCommand::Create(spec, r))
-        })
-        .await?
-    }
-
-    /// Counters of this relay's personalised channels (source on air, switches).
-    pub async fn personalized_stats(
-        &self,
-    ) -> Result<Vec<crate::personalized::PersonalizedStats>, Error> {
-        self.call(|r| Command::Personalized(crate::personalized::PersonalizedCommand::Stats(r)))
-            .await
+        channel: &ChannelId,
+        parent: Option<SocketAddr>,
+    ) -> Result<(), Error> {
+        self.call(|r| Command::SetFeedbackParent(channel.clone(), parent, r))
+            .await?
     }
 }
 
@@ -751,6 +744,18 @@ pub struct FeedbackSummary {
     /// Viewers that voted in some poll.
     #[serde(default)]
     pub voters: u64,
+    /// This relay sends the channel's summaries to this parent FT (it is a child in the
+    /// channel's relay tree): its counts are also in the root's, so a reader merging relays
+    /// skips it. `None` at the root and on a relay outside any tree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback_parent: Option<SocketAddr>,
+    /// Child FTs (relays below in the tree) whose summaries are merged in.
+    #[serde(default)]
+    pub child_fts: u64,
+    /// The group size the parent FT last announced (RFC 5760 SRBT 12): this relay and its
+    /// siblings, whose summary intervals share the parent's RTCP bandwidth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_group_size: Option<u64>,
 }
 
 impl FeedbackSummary {
@@ -765,6 +770,9 @@ impl FeedbackSummary {
             rtt_ms: QualityDistribution::default(),
             votes: BTreeMap::new(),
             voters: 0,
+            feedback_parent: None,
+            child_fts: 0,
+            parent_group_size: None,
         }
     }
 
@@ -783,5 +791,6 @@ impl FeedbackSummary {
             }
         }
         self.voters += o.voters;
+        self.child_fts += o.child_fts;
     }
 }

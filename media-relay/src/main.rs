@@ -83,9 +83,13 @@ enum SimCommand {
         /// Sweep 10^2..10^6 viewers and print the points as JSON.
         #[arg(long)]
         sweep: bool,
-        /// Write an SVG plot of the sweep here (implies --sweep).
-        #[arg(long)]
+        /// Write an SVG plot of the sweep here (implies --sweep): freshness against viewers,
+        /// log-log, hierarchy and flat RFC 3550, with the 20 s target line.
+        #[arg(long, visible_alias = "svg")]
         plot: Option<PathBuf>,
+        /// Write the sweep's JSON points here too (implies --sweep).
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
     /// GNP coordinates and FT placement on a synthetic geography.
     GnpSim {
@@ -115,17 +119,23 @@ fn run_sim(cmd: SimCommand) -> anyhow::Result<()> {
             viewers_per_ft,
             sweep,
             plot,
+            json,
         } => {
             let mut cfg = hasim::HaSimConfig::new(viewers, fanout, bandwidth_kbps, seed);
             cfg.viewers_per_leaf = viewers_per_ft;
-            if sweep || plot.is_some() {
+            if sweep || plot.is_some() || json.is_some() {
                 let points = hasim::sweep(&cfg, virtual_origin())?;
                 if let Some(path) = plot {
                     let svg = hasim::plot_svg(&points, bandwidth_kbps)?;
                     std::fs::write(&path, svg)
                         .with_context(|| format!("writing {}", path.display()))?;
                 }
-                println!("{}", serde_json::to_string(&points)?);
+                let text = serde_json::to_string(&points)?;
+                if let Some(path) = json {
+                    std::fs::write(&path, format!("{text}\n"))
+                        .with_context(|| format!("writing {}", path.display()))?;
+                }
+                println!("{text}");
             } else {
                 let report = hasim::run(&cfg, virtual_origin())?;
                 println!("{}", serde_json::to_string(&report)?);

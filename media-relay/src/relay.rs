@@ -334,8 +334,6 @@ pub struct Relay {
     reports: Vec<rtcp::ReportInfo>,
     /// Per-channel RFC 5760 feedback targets fed by viewers' RTCP (quality and votes).
     feedback: LiveFeedback,
-    /// Personalised channels: splicers fed by their source channels.
-    personalized: crate::personalized::Registry,
 }
 
 impl Relay {
@@ -357,8 +355,7 @@ impl Relay {
             rng: seed | 1,
             totals: TotalStats::default(),
             reports: Vec::new(),
-            feedback: LiveFeedback::new(),
-            personalized: crate::personalized::Registry::new(),
+            feedback: LiveFeedback::with_seed(seed.rotate_left(17) ^ 0xfeed),
         }
     }
 
@@ -418,7 +415,6 @@ impl Relay {
             .remove(channel)
             .ok_or_else(|| Error::UnknownChannel(channel.clone()))?;
         self.feedback.remove_channel(channel);
-        self.personalized.remove(channel);
         for slot in ch.viewers {
             if let Some(v) = self.viewers.get(slot).and_then(Option::as_ref) {
                 let id = v.id;
@@ -631,9 +627,6 @@ impl Relay {
         if rtp::is_rtcp(datagram) {
             return self.handle_ingest_rtcp(now, channel, datagram);
         }
-        if self.personalized.is_source(channel) {
-            self.feed_personalized(now, channel, datagram);
-        }
         let Some(ch) = self.channels.get_mut(channel) else {
             self.totals.unmatched += 1;
             return Err(Error::UnknownChannel(channel.clone()));
@@ -687,48 +680,6 @@ impl Relay {
         Ok(())
     }
 
-    // ----- personalised channels (crate::personalized) --------------------------------------
-
-    /// Create a personalised channel: a channel fed by a splicer over existing channels
-    /// following `spec`'s schedule from `now` on (see [`crate::personalized`]).
-    pub fn create_personalized(
-        &mut self,
-        now: Instant,
-        spec: &crate::personalized::PersonalizedSpec,
-    ) -> Result<crate::personalized::PersonalizedInfo, Error> {
-        self.personalized
-            .check(spec, |c| self.channels.contains_key(c))?;
-        self.create_channel(ChannelSpec {
-            channel: spec.channel.clone(),
-            media: spec.media,
-            clock_rate: 90_000,
-        })?;
-        let r = self.next_random();
-        let splice = crate::splice::SpliceConfig {
-            ssrc: (r as u32).max(1),
-            first_sequence: (r >> 32) as u16,
-            first_timestamp: (r >> 16) as u32,
-            ..crate::splice::SpliceConfig::default()
-        };
-        Ok(self.personalized.add(now, spec, splice))
-    }
-
-    /// Counters of the personalised channels.
-    pub fn personalized_stats(&self) -> Vec<crate::personalized::PersonalizedStats> {
-        self.personalized.stats()
-    }
-
-    /// A packet of a source channel goes through the splicers that use it; what they send is
-    /// ingested into the personalised channels (never sources themselves: no deeper recursion).
-    fn feed_personalized(&mut self, now: Instant, source: &ChannelId, datagram: &[u8]) {
-        let mut out = self.personalized.take_output();
-        self.personalized.push(now, source, datagram, &mut out);
-        for (target, packet) in out.drain(..) {
-            let _ = self.ingest(now, &target, &packet);
-        }
-        self.personalized.put_output(out);
-    }
-
     /// An RTCP datagram on a channel's ingest RTCP port (the producer's SR/SDES/BYE): counted,
     /// content otherwise ignored in this version.
     pub fn handle_ingest_rtcp(
@@ -755,6 +706,18 @@ impl Relay {
     /// socket). Report blocks about a viewer's SSRC update that viewer; otherwise the source
     /// address identifies it. A BYE drops the viewer.
     pub fn handle_viewer_rtcp(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        if LiveFeedback::is_peer_rtcp(datagram) {
+            // Another relay of the channel's feedback tree (crate::feedback::live).
+            match self
+                .feedback
+                .on_peer_rtcp(now, from, datagram, self.channels.keys())
+            {
+                Ok(_) => self.totals.rtcp_in += 1,
+                Err(_) => self.totals.malformed_rtcp += 1,
+            }
+            self.queue_feedback();
+            return;
+        }
         let mut reports = std::mem::take(&mut self.reports);
         reports.clear();
         let summary = match rtcp::parse_compound(datagram, |r| {
@@ -824,6 +787,34 @@ impl Relay {
         Ok(self.feedback.summary(now, channel))
     }
 
+    /// Send `channel`'s feedback summaries (RSI + vote tally) to the parent FT `parent` (the
+    /// RTCP address of the relay this one pulls the channel from, or a pure FT), or stop with
+    /// `None`; see [`crate::feedback::live`].
+    pub fn set_feedback_parent(
+        &mut self,
+        now: Instant,
+        channel: &ChannelId,
+        parent: Option<SocketAddr>,
+    ) -> Result<(), Error> {
+        if !self.channels.contains_key(channel) {
+            return Err(Error::UnknownChannel(channel.clone()));
+        }
+        self.feedback.set_parent(now, channel, parent);
+        Ok(())
+    }
+
+    fn queue_feedback(&mut self) {
+        while let Some((dest, bytes)) = self.feedback.poll_transmit() {
+            let start = self.arena.len();
+            self.arena.extend_from_slice(&bytes);
+            self.totals.rtcp_out += 1;
+            self.queue.push_back(OutMeta {
+                viewer: None,
+                ..OutMeta::whole(OutSocket::Rtcp, dest, start, bytes.len(), ViewerId(0))
+            });
+        }
+    }
+
     /// Sending to `viewer` failed. Unreachable errors (ICMP port/host/network unreachable)
     /// drop the viewer; any other error is only counted. Never affects other viewers. (A full
     /// socket buffer is better reported with [`Relay::handle_send_congested`], which also thins
@@ -883,7 +874,11 @@ impl Relay {
 
     /// The earliest instant at which [`Relay::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.iter().flatten().min().copied()
+        let t = self.timers.iter().flatten().min().copied();
+        match (t, self.feedback.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Run the timers due at `now`: sender reports (NTP time from `wall`, the wallclock the
@@ -897,6 +892,10 @@ impl Relay {
         if self.timers[Timer::Liveness as usize].is_some_and(|t| t <= now) {
             self.timers[Timer::Liveness as usize] = None;
             self.sweep_liveness(now);
+        }
+        if self.feedback.poll_timeout().is_some_and(|t| t <= now) {
+            self.feedback.handle_timeout(now);
+            self.queue_feedback();
         }
     }
 

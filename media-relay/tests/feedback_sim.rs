@@ -212,18 +212,24 @@ fn ha_sim_is_deterministic_by_seed() {
     let b = hasim::run(&cfg, origin()).unwrap();
     assert_eq!(a, b);
     let svg = hasim::plot_svg(
-        &[hasim::SweepPoint {
-            viewers: 20_000,
-            freshness_s: a.freshness_s,
-            rtcp_share: a.rtcp_share,
-            depth: a.depth,
-            flat_rfc3550_interval_s: a.flat_rfc3550_interval_s,
-            flat_rfc3550_freshness_s: a.flat_rfc3550_freshness_s,
+        &[hasim::SweepPoint::from(&a), {
+            let mut big = hasim::SweepPoint::from(&a);
+            big.viewers = 1_000_000;
+            big
         }],
         1000.0,
     )
     .unwrap();
     assert!(svg.starts_with("<svg"), "{}", &svg[..40.min(svg.len())]);
+    for label in [
+        "20 s target",
+        "hierarchical",
+        "flat RFC 3550",
+        "viewers",
+        "seconds",
+    ] {
+        assert!(svg.contains(label), "plot lacks {label}");
+    }
 }
 
 #[test]

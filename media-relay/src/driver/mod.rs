@@ -490,8 +490,8 @@ fn handle_command(st: &mut State, cmd: Command) -> bool {
         Command::Feedback(channel, reply) => {
             let _ = reply.send(st.relay.feedback(now, &channel));
         }
-        Command::Personalized(cmd) => {
-            crate::personalized::handle_command(&mut st.relay, now, cmd);
+        Command::SetFeedbackParent(channel, parent, reply) => {
+            let _ = reply.send(st.relay.set_feedback_parent(now, &channel, parent));
         }
     }
     true

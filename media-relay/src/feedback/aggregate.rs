@@ -40,6 +40,10 @@ pub const VOTE_SUBTYPE_CAST: u8 = 0;
 pub const VOTE_SUBTYPE_TALLY: u8 = 1;
 /// Most `(poll, option)` entries a tally carries (12 octets each).
 pub const MAX_TALLY_ENTRIES: usize = 256;
+/// A pseudo-poll in tallies between relays: its option 0 counts the voters below the FT
+/// (viewers that voted in some poll), so the source knows voters as well as votes. Viewers'
+/// votes for this poll id are ignored.
+pub const VOTERS_POLL: u32 = u32::MAX;
 /// Most colliding SSRCs a summary carries (RFC 5760 Collisions sub-report).
 pub const MAX_COLLISIONS: usize = 32;
 
@@ -657,6 +661,9 @@ impl FeedbackTarget {
 
     /// Record a vote; a viewer's latest vote per poll counts.
     pub fn on_vote(&mut self, now: Instant, ssrc: u32, poll: u32, option: u32) {
+        if poll == VOTERS_POLL {
+            return;
+        }
         self.add_viewer(ssrc, now);
         if let Some(v) = self.viewers.get_mut(&ssrc) {
             if v.votes.len() < MAX_TALLY_ENTRIES || v.votes.contains_key(&poll) {
@@ -855,6 +862,9 @@ impl FeedbackTarget {
             for (&poll, &option) in &v.votes {
                 s.votes.add(poll, option, v.weight);
             }
+            if !v.votes.is_empty() {
+                s.votes.add(VOTERS_POLL, 0, v.weight);
+            }
         }
         if sized > 0 {
             s.avg_rtcp_size = size_sum / sized as f64;
@@ -891,7 +901,19 @@ impl FeedbackTarget {
     /// The compound we send up: RSI, then the APP tally when there are votes. Also returns the
     /// summary it encodes.
     pub fn upstream_packet(&mut self, ntp: u64) -> Result<(Vec<u8>, Summary), FeedbackError> {
-        let summary = self.summary();
+        self.upstream_packet_with(ntp, &VoteTally::default())
+    }
+
+    /// [`FeedbackTarget::upstream_packet`] with `extra` votes added to the tally: votes kept
+    /// outside the FT (the live relay keeps each viewer's votes beyond its membership, see
+    /// [`crate::feedback::live`]).
+    pub fn upstream_packet_with(
+        &mut self,
+        ntp: u64,
+        extra: &VoteTally,
+    ) -> Result<(Vec<u8>, Summary), FeedbackError> {
+        let mut summary = self.summary();
+        summary.votes.merge(extra);
         let rsi = self.rsi_of(&summary, ntp);
         let mut out = rsi.to_vec()?;
         if !summary.votes.is_empty() {

@@ -605,7 +605,12 @@ pub fn run(cfg: &HaSimConfig, start: Instant) -> Result<HaSimReport, HaSimError>
     });
     let at_source = nodes[source].ft.summary();
     let votes_cast = cfg.viewers;
-    let votes_at_source = at_source.votes.iter().map(|(_, n)| n).sum();
+    let votes_at_source = at_source
+        .votes
+        .iter()
+        .filter(|((poll, _), _)| *poll != aggregate::VOTERS_POLL)
+        .map(|(_, n)| n)
+        .sum();
     Ok(HaSimReport {
         viewers: cfg.viewers,
         depth,
@@ -692,6 +697,37 @@ pub struct SweepPoint {
     pub flat_rfc3550_interval_s: f64,
     /// Flat RFC 3550 freshness, seconds.
     pub flat_rfc3550_freshness_s: f64,
+    /// Mean age of the newest complete summary at the source, seconds.
+    pub freshness_mean_s: f64,
+    /// FTs in the tree.
+    pub feedback_targets: u64,
+    /// Mean interval of a viewer's reports, seconds.
+    pub viewer_interval_s: f64,
+    /// Summary size at the source, octets with UDP/IPv4.
+    pub summary_bytes: u64,
+    /// Votes cast and votes in the source's tally (equal when nothing is lost).
+    pub votes_cast: u64,
+    /// Votes in the source's tally.
+    pub votes_at_source: u64,
+}
+
+impl From<&HaSimReport> for SweepPoint {
+    fn from(r: &HaSimReport) -> SweepPoint {
+        SweepPoint {
+            viewers: r.viewers,
+            freshness_s: r.freshness_s,
+            rtcp_share: r.rtcp_share,
+            depth: r.depth,
+            flat_rfc3550_interval_s: r.flat_rfc3550_interval_s,
+            flat_rfc3550_freshness_s: r.flat_rfc3550_freshness_s,
+            freshness_mean_s: r.freshness_mean_s,
+            feedback_targets: r.feedback_targets,
+            viewer_interval_s: r.viewer_interval_s,
+            summary_bytes: r.summary_bytes,
+            votes_cast: r.votes_cast,
+            votes_at_source: r.votes_at_source,
+        }
+    }
 }
 
 /// Audiences of a sweep: 10^2 .. 10^6 in steps of about half a decade.
@@ -711,14 +747,7 @@ pub fn sweep(base: &HaSimConfig, start: Instant) -> Result<Vec<SweepPoint>, HaSi
                 },
                 start,
             )?;
-            Ok(SweepPoint {
-                viewers: v,
-                freshness_s: r.freshness_s,
-                rtcp_share: r.rtcp_share,
-                depth: r.depth,
-                flat_rfc3550_interval_s: r.flat_rfc3550_interval_s,
-                flat_rfc3550_freshness_s: r.flat_rfc3550_freshness_s,
-            })
+            Ok(SweepPoint::from(&r))
         })
         .collect()
 }

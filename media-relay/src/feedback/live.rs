@@ -17,17 +17,59 @@
 //! ([`crate::control::RelayHandle::feedback`]). Nothing here runs per forwarded RTP packet.
 //! Sans-IO: the wallclock needed for RTT comes from the relay's timer calls
 //! ([`LiveFeedback::set_wall`]).
+//!
+//! # Summaries up the relay tree
+//!
+//! A relay that pulls a channel from another relay (or is told a parent FT,
+//! [`LiveFeedback::set_parent`]) is a child FT for that channel: on its own RFC 3550 A.7
+//! interval among its siblings ([`FeedbackTarget::upstream_interval_s`]) it sends the parent's
+//! RTCP address one compound, RSI (RFC 5760 section 7.1, distributions and group size) + APP
+//! `VOTE` tally, whose size does not depend on its audience; the tally holds its viewers' latest
+//! votes plus its own children's tallies, and [`VOTERS_POLL`] counts its voters. The RSI names
+//! the channel by [`channel_ssrc`] (its "summarized SSRC"), so the parent knows which channel a
+//! summary is about without any signalling; each relay's FT SSRC for a channel is its own
+//! (seeded) number, the key under which the parent keeps that child's latest summary. The
+//! parent ([`LiveFeedback::on_peer_rtcp`]) replaces a child's previous summary with the new
+//! one, so a summary repeated, or a vote repeated below, is never counted twice; a child not
+//! heard for the member timeout drops out. Downwards, the parent answers a new child at once
+//! and then on the senders' share of the RTCP bandwidth with a group-size RSI (SRBT 11 RTCP
+//! bandwidth, SRBT 12 group and average packet size): the child's interval then fits its
+//! group's share, however many viewers the whole tree has. The root (the channel's source
+//! relay, no parent) merges every child's summary into [`LiveFeedback::summary`], so the AS
+//! reading the root sees the whole tree's tally; a child's summary says
+//! [`FeedbackSummary::feedback_parent`] so the AS does not count its subtree twice.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use rtcp_types::{Compound, Packet, RtcpPacketParserExt};
 
 use crate::control::{ChannelId, FeedbackSummary, QualityDistribution};
 use crate::feedback::aggregate::{
-    rtt_from_lsr_dlsr, FeedbackTarget, FtConfig, Histogram, ViewerReport, VOTE_SUBTYPE_CAST,
+    rtt_from_lsr_dlsr, FeedbackError, FeedbackTarget, FtConfig, Histogram, ViewerReport, VoteTally,
+    VOTERS_POLL, VOTE_SUBTYPE_CAST,
 };
+use crate::feedback::interval;
+use crate::rsi::{Rsi, RSI};
 use crate::rtcp;
+
+/// Most relay-to-relay datagrams queued (summaries up, group sizes down) before the oldest are
+/// dropped.
+pub const MAX_PEER_QUEUE: usize = 4096;
+/// Most child FTs one channel answers with group sizes.
+pub const MAX_CHILDREN_PER_CHANNEL: usize = 4096;
+
+/// The SSRC that names `channel` in summaries between relays (the RSI's summarized SSRC):
+/// FNV-1a of the channel id, the same at every relay.
+pub fn channel_ssrc(channel: &ChannelId) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in channel.0.as_bytes() {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
 
 /// Most polls one viewer's votes are kept for.
 pub const MAX_POLLS_PER_VIEWER: usize = 16;
@@ -42,6 +84,23 @@ struct ChannelFeedback {
     ft: FeedbackTarget,
     /// Relay SSRC of the viewer -> poll -> option.
     votes: HashMap<u32, BTreeMap<u32, u32>>,
+    /// The parent FT's RTCP address, if this relay is a child for the channel.
+    parent: Option<SocketAddr>,
+    /// When the next summary goes up.
+    next_up: Option<Instant>,
+    /// Child FTs' addresses (they get group-size RSIs) and when each was last heard.
+    children: BTreeMap<SocketAddr, Instant>,
+    /// When the next group-size RSI goes down to the children.
+    next_down: Option<Instant>,
+}
+
+/// What a datagram from another relay (or pure FT) brought.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PeerHandled {
+    /// Child summaries taken.
+    pub child_summaries: u32,
+    /// Group-size RSIs taken from the parent.
+    pub parent_rsi: u32,
 }
 
 /// What one datagram brought (for counters and tests).
@@ -60,12 +119,41 @@ pub struct LiveFeedback {
     /// A monotonic instant and the wallclock read with it.
     anchor: Option<(Instant, SystemTime)>,
     member_timeout: Option<Duration>,
+    /// xorshift state: FT SSRCs and interval draws.
+    rng: u64,
+    /// Datagrams to other relays: (destination, compound).
+    out: VecDeque<(SocketAddr, Vec<u8>)>,
+    /// Datagrams dropped because [`MAX_PEER_QUEUE`] was reached.
+    dropped: u64,
 }
 
 impl LiveFeedback {
     /// No channels yet.
     pub fn new() -> Self {
-        Self::default()
+        Self::with_seed(0x5eed_f7f7)
+    }
+
+    /// No channels yet; `seed` picks this relay's FT SSRCs (relays in one tree need distinct
+    /// seeds) and its interval draws.
+    pub fn with_seed(seed: u64) -> Self {
+        LiveFeedback {
+            rng: seed | 1,
+            ..Self::default()
+        }
+    }
+
+    fn next_random(&mut self) -> u64 {
+        // xorshift64*
+        let mut x = self.rng.max(1);
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn uniform(&mut self) -> f64 {
+        (self.next_random() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// Override the FT member timeout (default that of [`FtConfig::new`]) for channels made
@@ -91,16 +179,205 @@ impl LiveFeedback {
 
     fn channel(&mut self, channel: &ChannelId) -> &mut ChannelFeedback {
         let timeout = self.member_timeout;
-        self.channels.entry(channel.clone()).or_insert_with(|| {
-            let mut cfg = FtConfig::new(0, 0, SESSION_BPS);
+        if !self.channels.contains_key(channel) {
+            // Our FT SSRC for the channel: never 0, never the channel's own SSRC.
+            let media = channel_ssrc(channel);
+            let mut ssrc = (self.next_random() >> 32) as u32;
+            if ssrc == 0 || ssrc == media {
+                ssrc ^= 0x8000_0001;
+            }
+            let mut cfg = FtConfig::new(ssrc, media, SESSION_BPS);
             if let Some(t) = timeout {
                 cfg.member_timeout = t;
             }
-            ChannelFeedback {
-                ft: FeedbackTarget::new(cfg),
-                votes: HashMap::new(),
+            self.channels.insert(
+                channel.clone(),
+                ChannelFeedback {
+                    ft: FeedbackTarget::new(cfg),
+                    votes: HashMap::new(),
+                    parent: None,
+                    next_up: None,
+                    children: BTreeMap::new(),
+                    next_down: None,
+                },
+            );
+        }
+        self.channels
+            .get_mut(channel)
+            .expect("inserted above when missing")
+    }
+
+    /// Make this relay a child FT for `channel` whose summaries go to `parent` (the parent
+    /// relay's RTCP address, or a pure FT's), or the channel's root with `None`. The first
+    /// summary goes up at once.
+    pub fn set_parent(&mut self, now: Instant, channel: &ChannelId, parent: Option<SocketAddr>) {
+        let c = self.channel(channel);
+        c.parent = parent;
+        c.next_up = parent.map(|_| now);
+    }
+
+    /// The parent FT of `channel`, if any.
+    pub fn parent(&self, channel: &ChannelId) -> Option<SocketAddr> {
+        self.channels.get(channel).and_then(|c| c.parent)
+    }
+
+    /// Whether a datagram on the RTCP socket is for the relay tree (a summary from a child or a
+    /// group-size RSI from a parent: its first packet is an RSI, RFC 5760 PT 209) rather than a
+    /// viewer's report. Viewers' compounds start with an SR or RR (RFC 3550 section 6.1).
+    pub fn is_peer_rtcp(datagram: &[u8]) -> bool {
+        datagram.len() >= 4 && datagram[0] >> 6 == 2 && datagram[1] == RSI.0
+    }
+
+    /// Feed a datagram for which [`LiveFeedback::is_peer_rtcp`] holds, from `from`. `channels`
+    /// are the relay's channels (the RSI names one by [`channel_ssrc`]); a summary about none
+    /// of them is refused. From the channel's parent it is the group-size RSI; from anyone
+    /// else a child's summary, which replaces that child's previous one (a new child is answered
+    /// at once with a group-size RSI).
+    pub fn on_peer_rtcp<'a>(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &[u8],
+        channels: impl IntoIterator<Item = &'a ChannelId>,
+    ) -> Result<PeerHandled, FeedbackError> {
+        let mut rsi: Option<Rsi> = None;
+        for p in Compound::parse(datagram)? {
+            if let Packet::Unknown(u) = p? {
+                if u.type_() == RSI.0 && rsi.is_none() {
+                    rsi = Some(Rsi::from_unknown(&u)?);
+                }
             }
+        }
+        let Some(rsi) = rsi else {
+            return Ok(PeerHandled::default());
+        };
+        let Some(channel) = channels
+            .into_iter()
+            .find(|c| channel_ssrc(c) == rsi.summarized_ssrc)
+            .cloned()
+        else {
+            return Ok(PeerHandled::default());
+        };
+        let ntp = self.arrival_ntp(now).unwrap_or(0);
+        let c = self.channel(&channel);
+        if c.parent == Some(from) {
+            c.ft.set_parent(rsi.ssrc);
+            c.ft.on_parent_rsi(&rsi);
+            return Ok(PeerHandled {
+                parent_rsi: 1,
+                ..PeerHandled::default()
+            });
+        }
+        if rsi.ssrc == c.ft.config().ssrc {
+            // Our own summary looped back: never a child of ourselves.
+            return Ok(PeerHandled::default());
+        }
+        let h = c.ft.handle_rtcp(now, from, ntp, datagram)?;
+        let new_child = !c.children.contains_key(&from);
+        if new_child && c.children.len() >= MAX_CHILDREN_PER_CHANNEL {
+            return Ok(PeerHandled {
+                child_summaries: h.child_summaries,
+                ..PeerHandled::default()
+            });
+        }
+        c.children.insert(from, now);
+        if new_child {
+            let down = c.ft.downstream_rsi(ntp).to_vec()?;
+            if c.next_down.is_none() {
+                c.next_down = Some(now + Duration::from_secs_f64(interval::RTCP_MIN_TIME_S));
+            }
+            self.push_out(from, down);
+        }
+        Ok(PeerHandled {
+            child_summaries: h.child_summaries,
+            ..PeerHandled::default()
         })
+    }
+
+    fn push_out(&mut self, dest: SocketAddr, bytes: Vec<u8>) {
+        if self.out.len() >= MAX_PEER_QUEUE {
+            self.out.pop_front();
+            self.dropped += 1;
+        }
+        self.out.push_back((dest, bytes));
+    }
+
+    /// When [`LiveFeedback::handle_timeout`] next has work (a summary up or group sizes down).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.channels
+            .values()
+            .flat_map(|c| [c.next_up, c.next_down])
+            .flatten()
+            .min()
+    }
+
+    /// Send what is due at `now`: each child channel's summary to its parent, each parent
+    /// channel's group-size RSI to its children. Drain [`LiveFeedback::poll_transmit`] after.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let ntp = self.arrival_ntp(now).unwrap_or(0);
+        let due: Vec<ChannelId> = self
+            .channels
+            .iter()
+            .filter(|(_, c)| {
+                c.next_up.is_some_and(|t| t <= now) || c.next_down.is_some_and(|t| t <= now)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            let u_up = self.uniform();
+            let u_down = self.uniform();
+            let Some(c) = self.channels.get_mut(&id) else {
+                continue;
+            };
+            c.ft.expire(now);
+            let timeout = c.ft.config().member_timeout;
+            c.children
+                .retain(|_, heard| now.saturating_duration_since(*heard) < timeout);
+            let mut out: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
+            if let (Some(parent), Some(t)) = (c.parent, c.next_up) {
+                if t <= now {
+                    let tally = local_tally(&c.votes);
+                    if let Ok((bytes, _)) = c.ft.upstream_packet_with(ntp, &tally) {
+                        out.push((parent, bytes));
+                    }
+                    let dt = c.ft.upstream_interval_s(u_up);
+                    c.next_up = Some(now + Duration::from_secs_f64(dt.clamp(0.1, 3600.0)));
+                }
+            }
+            if c.next_down.is_some_and(|t| t <= now) {
+                if c.children.is_empty() {
+                    c.next_down = None;
+                } else {
+                    if let Ok(down) = c.ft.downstream_rsi(ntp).to_vec() {
+                        for &child in c.children.keys() {
+                            out.push((child, down.clone()));
+                        }
+                        // The senders' quarter of the RTCP share, unicast to every child
+                        // (as in ha-sim), at least every 5 s (RFC 3550 section 6.2).
+                        let bw = interval::rtcp_bandwidth_bytes_per_s(c.ft.config().session_bps)
+                            * interval::SENDER_BW_FRACTION;
+                        let wire = (down.len() + 28) as f64 * c.children.len() as f64;
+                        let period = (wire / bw).max(interval::RTCP_MIN_TIME_S);
+                        let dt = period * (0.5 + u_down);
+                        c.next_down = Some(now + Duration::from_secs_f64(dt.min(3600.0)));
+                    }
+                }
+            }
+            for (dest, bytes) in out {
+                self.push_out(dest, bytes);
+            }
+        }
+    }
+
+    /// The next datagram to another relay: (destination RTCP address, compound).
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+        self.out.pop_front()
+    }
+
+    /// Relay-to-relay datagrams dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
     }
 
     /// Feed one RTCP datagram that the relay matched to the viewer it sends as `viewer_ssrc`
@@ -153,7 +430,9 @@ impl LiveFeedback {
                     if d.len() == 8 && votes.len() < MAX_POLLS_PER_VIEWER {
                         let poll = u32::from_be_bytes([d[0], d[1], d[2], d[3]]);
                         let option = u32::from_be_bytes([d[4], d[5], d[6], d[7]]);
-                        votes.push((poll, option));
+                        if poll != VOTERS_POLL {
+                            votes.push((poll, option));
+                        }
                     }
                 }
                 Ok(_) => {}
@@ -212,6 +491,21 @@ impl LiveFeedback {
         out.loss = dist(&s.loss);
         out.jitter = dist(&s.jitter);
         out.rtt_ms = dist(&s.rtt);
+        out.feedback_parent = c.parent;
+        out.child_fts = c.ft.child_count() as u64;
+        out.parent_group_size = c.parent.and(c.ft.parent_info()).map(|p| p.group_size);
+        // Child FTs' tallies (the FT holds no votes of our own viewers: they are below).
+        for ((poll, option), n) in s.votes.iter() {
+            if poll == VOTERS_POLL {
+                out.voters += n;
+            } else {
+                *out.votes
+                    .entry(poll)
+                    .or_default()
+                    .entry(option)
+                    .or_default() += n;
+            }
+        }
         for choices in c.votes.values() {
             if choices.is_empty() {
                 continue;
@@ -227,6 +521,21 @@ impl LiveFeedback {
         }
         out
     }
+}
+
+/// The tally of our own viewers' latest votes, with the voter count under [`VOTERS_POLL`].
+fn local_tally(votes: &HashMap<u32, BTreeMap<u32, u32>>) -> VoteTally {
+    let mut t = VoteTally::default();
+    for choices in votes.values() {
+        if choices.is_empty() {
+            continue;
+        }
+        t.add(VOTERS_POLL, 0, 1);
+        for (&poll, &option) in choices {
+            t.add(poll, option, 1);
+        }
+    }
+    t
 }
 
 fn dist(h: &Histogram) -> QualityDistribution {

@@ -10,7 +10,9 @@
 //! | [`aggregate`] | the sans-IO feedback target: RRs, votes and child RSIs in, RSI summaries out | none |
 //! | [`hasim`] | `media-relay ha-sim`: a tree of real FTs under a virtual clock; freshness and RTCP share | none |
 //! | [`gnp`] | `media-relay gnp-sim`: GNP coordinates (Ng & Zhang 2002) and FT placement | none |
-//! | [`live`] | the relay's per-channel FTs fed by its viewers' RTCP; summaries for the control API | none |
+//! | [`live`] | the relay's per-channel FTs fed by its viewers' RTCP, summaries up the relay tree; summaries for the control API | none |
+//! | [`node`] | a pure feedback target (`media-relay ft`): one FT with its timers, reporters and parent | none |
+//! | [`manager`] | the FT manager: GNP placement of viewers on FTs by distance and load, moves on FT failure | none |
 //!
 //! # Data flow
 //!
@@ -34,3 +36,5 @@ pub mod gnp;
 pub mod hasim;
 pub mod interval;
 pub mod live;
+pub mod manager;
+pub mod node;

@@ -1,0 +1,244 @@
+//! Summaries up the relay tree, three relay cores in one process under a virtual clock: two
+//! child relays send their channel's RSI + vote tally to the root relay's RTCP address
+//! (`Relay::set_feedback_parent`), the root answers with group sizes. Votes cast by the
+//! children's and the root's viewers appear exactly once in the root's tally; votes repeated
+//! (and summaries repeated every interval) never double; a changed vote moves; the children
+//! learn their group size from the root. No sockets, no sleeps.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use media_relay::control::{AddViewer, ChannelId, ChannelSpec, FeedbackSummary, RelayConfig};
+use media_relay::feedback::aggregate::write_vote;
+use media_relay::feedback::live::channel_ssrc;
+use media_relay::relay::{OutSocket, Relay};
+use media_relay::rsi::{Rsi, SubReport};
+use rtcp_types::{ReceiverReport, ReportBlock, RtcpPacketWriter, RtcpPacketWriterExt};
+
+const POLL: u32 = 5;
+
+#[expect(clippy::disallowed_methods, reason = "origin of the virtual clock")]
+fn t0() -> (Instant, SystemTime) {
+    (Instant::now(), SystemTime::now())
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+/// A viewer's RR about the SSRC the relay sends it, plus its vote.
+fn report_and_vote(ssrc: u32, about: u32, option: u32) -> Vec<u8> {
+    let rr = ReceiverReport::builder(ssrc).add_report_block(
+        ReportBlock::builder(about)
+            .fraction_lost(4)
+            .interarrival_jitter(300),
+    );
+    let mut v = vec![0u8; rr.calculate_size().unwrap()];
+    rr.write_into(&mut v).unwrap();
+    write_vote(&mut v, ssrc, POLL, option).unwrap();
+    v
+}
+
+struct Node {
+    relay: Relay,
+    rtcp: SocketAddr,
+    /// (viewer address, the SSRC the relay sends it, the viewer's own SSRC).
+    viewers: Vec<(SocketAddr, u32, u32)>,
+}
+
+struct Lab {
+    nodes: Vec<Node>,
+    now: Instant,
+    wall: SystemTime,
+    /// Relay-to-relay datagrams delivered.
+    peer_datagrams: u64,
+}
+
+impl Lab {
+    /// Deliver every RTCP datagram addressed to another relay; drop media and viewers' SRs.
+    fn deliver(&mut self) {
+        for _ in 0..100 {
+            let mut moved = Vec::new();
+            for (i, n) in self.nodes.iter_mut().enumerate() {
+                while let Some(t) = n.relay.poll_transmit() {
+                    if t.socket == OutSocket::Rtcp {
+                        moved.push((i, t.dest, t.payload.to_vec()));
+                    }
+                }
+            }
+            let mut any = false;
+            for (from, dest, bytes) in moved {
+                let src = self.nodes[from].rtcp;
+                if let Some(n) = self.nodes.iter_mut().find(|n| n.rtcp == dest) {
+                    n.relay.handle_viewer_rtcp(self.now, src, &bytes);
+                    self.peer_datagrams += 1;
+                    any = true;
+                }
+            }
+            if !any {
+                return;
+            }
+        }
+    }
+
+    /// Run the virtual clock for `secs` in 50 ms steps.
+    fn run(&mut self, secs: f64) {
+        let end = self.now + Duration::from_secs_f64(secs);
+        while self.now < end {
+            self.now += Duration::from_millis(50);
+            self.wall += Duration::from_millis(50);
+            for n in &mut self.nodes {
+                if n.relay.poll_timeout().is_some_and(|t| t <= self.now) {
+                    n.relay.handle_timeout(self.now, self.wall);
+                }
+            }
+            self.deliver();
+        }
+    }
+
+    fn vote(&mut self, node: usize, viewer: usize, option: u32) {
+        let n = &mut self.nodes[node];
+        let (from, relay_ssrc, own) = n.viewers[viewer];
+        n.relay
+            .handle_viewer_rtcp(self.now, from, &report_and_vote(own, relay_ssrc, option));
+    }
+
+    fn feedback(&mut self, node: usize, ch: &ChannelId) -> FeedbackSummary {
+        self.nodes[node].relay.feedback(self.now, ch).unwrap()
+    }
+}
+
+fn tally(s: &FeedbackSummary) -> BTreeMap<u32, u64> {
+    s.votes.get(&POLL).cloned().unwrap_or_default()
+}
+
+#[test]
+fn children_summaries_reach_the_root_exactly_once() {
+    let (now, wall) = t0();
+    let ch = ChannelId::from("news");
+    let rtcp = ["10.0.0.1:5001", "10.0.0.2:5001", "10.0.0.3:5001"];
+    // Viewers per relay: root 3, child A 40, child B 25.
+    let sizes = [3usize, 40, 25];
+    let mut nodes = Vec::new();
+    for (i, (&a, &size)) in rtcp.iter().zip(&sizes).enumerate() {
+        let mut relay = Relay::new(RelayConfig::default(), 100 + i as u64);
+        relay.create_channel(ChannelSpec::new("news")).unwrap();
+        let mut viewers = Vec::new();
+        for v in 0..size {
+            let rtp: SocketAddr = format!("192.0.2.{}:{}", i + 1, 20_000 + 2 * v)
+                .parse()
+                .unwrap();
+            let req: AddViewer = serde_json::from_value(serde_json::json!({
+                "viewer": (i * 1000 + v) as u64,
+                "channel": "news",
+                "rtp_dest": rtp,
+                "payload_type": 96,
+            }))
+            .unwrap();
+            let ssrc = relay.add_viewer(now, &req).unwrap();
+            viewers.push((rtp, ssrc, 0x7000_0000 + (i * 1000 + v) as u32));
+        }
+        nodes.push(Node {
+            relay,
+            rtcp: addr(a),
+            viewers,
+        });
+    }
+    let root_rtcp = nodes[0].rtcp;
+    for n in &mut nodes[1..] {
+        n.relay
+            .set_feedback_parent(now, &ch, Some(root_rtcp))
+            .unwrap();
+    }
+    assert!(nodes[1]
+        .relay
+        .set_feedback_parent(now, &ChannelId::from("nope"), Some(root_rtcp))
+        .is_err());
+    let mut lab = Lab {
+        nodes,
+        now,
+        wall,
+        peer_datagrams: 0,
+    };
+
+    // Every viewer votes option (viewer % 3).
+    let mut expected: BTreeMap<u32, u64> = BTreeMap::new();
+    for (node, &size) in sizes.iter().enumerate() {
+        for v in 0..size {
+            lab.vote(node, v, (v % 3) as u32);
+            *expected.entry((v % 3) as u32).or_default() += 1;
+        }
+    }
+    lab.run(10.0);
+    let root = lab.feedback(0, &ch);
+    assert_eq!(tally(&root), expected, "root tally: {root:?}");
+    let total: u64 = sizes.iter().map(|&s| s as u64).sum();
+    assert_eq!(root.voters, total);
+    assert_eq!(root.viewers_heard, total);
+    assert_eq!(root.viewers_reporting, total);
+    assert_eq!(root.loss.count, total);
+    assert_eq!(root.child_fts, 2);
+    assert_eq!(root.feedback_parent, None);
+    let a = lab.feedback(1, &ch);
+    assert_eq!(a.feedback_parent, Some(root_rtcp));
+    assert_eq!(a.voters, 40);
+    // The AS's merge over relays, skipping children (their counts are in the root's).
+    let mut merged = FeedbackSummary::empty(ch.clone());
+    for i in 0..3 {
+        let s = lab.feedback(i, &ch);
+        if s.feedback_parent.is_none() {
+            merged.merge(&s);
+        }
+    }
+    assert_eq!(tally(&merged), expected);
+    let peer_after_first = lab.peer_datagrams;
+    assert!(
+        peer_after_first >= 2 * 5,
+        "summaries flow: {peer_after_first}"
+    );
+
+    // Every vote is repeated (same option), and child A's viewer 0 changes to option 2:
+    // nothing doubles, the change moves one vote.
+    for (node, &size) in sizes.iter().enumerate() {
+        for v in 0..size {
+            lab.vote(node, v, (v % 3) as u32);
+        }
+    }
+    lab.vote(1, 0, 2);
+    *expected.get_mut(&0).unwrap() -= 1;
+    *expected.get_mut(&2).unwrap() += 1;
+    lab.run(10.0);
+    let root = lab.feedback(0, &ch);
+    assert_eq!(tally(&root), expected, "after repeats: {root:?}");
+    assert_eq!(root.voters, total);
+
+    // The children learned their group from the root's RSI (SRBT 12): the root's reporters
+    // are its 3 viewers and 2 children, plus itself.
+    assert_eq!(lab.feedback(1, &ch).parent_group_size, Some(6));
+    assert_eq!(lab.feedback(2, &ch).parent_group_size, Some(6));
+    assert_eq!(lab.feedback(0, &ch).parent_group_size, None);
+    // A summary forced out now (setting the parent again sends at once) names the channel
+    // and the child's own group.
+    let n = &mut lab.nodes[1];
+    n.relay
+        .set_feedback_parent(lab.now, &ch, Some(root_rtcp))
+        .unwrap();
+    n.relay.handle_timeout(lab.now, lab.wall);
+    let mut up = None;
+    while let Some(t) = n.relay.poll_transmit() {
+        if t.dest == root_rtcp {
+            up = Some(t.payload.to_vec());
+        }
+    }
+    let up = up.expect("a summary to the root");
+    let rsi_len = (usize::from(u16::from_be_bytes([up[2], up[3]])) + 1) * 4;
+    let rsi = Rsi::decode(&up[..rsi_len]).unwrap();
+    assert_eq!(rsi.summarized_ssrc, channel_ssrc(&ch));
+    assert!(rsi
+        .sub_reports
+        .iter()
+        .any(|r| matches!(r, SubReport::GroupAndAvgPacketSize { group_size: 40, .. })));
+    // Size independent of viewers: a summary of 40 viewers is a few hundred octets.
+    assert!(up.len() < 600, "{} octets", up.len());
+}
