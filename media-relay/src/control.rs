@@ -495,6 +495,8 @@ pub enum Command {
         Option<SocketAddr>,
         oneshot::Sender<Result<(), Error>>,
     ),
+    /// Personalised channels: see [`RelayHandle::create_personalized`].
+    Personalized(crate::personalized::PersonalizedCommand),
 }
 
 /// Events the driver keeps for a subscriber that is slow; beyond, the subscriber gets
@@ -615,6 +617,28 @@ impl RelayHandle {
     ) -> Result<(), Error> {
         self.call(|r| Command::SetFeedbackParent(channel.clone(), parent, r))
             .await?
+    }
+
+    /// Create a personalised channel: a channel spliced from existing channels of this relay
+    /// by a repeating schedule, switched at key frames, one continuous stream for its viewers
+    /// (see [`crate::personalized`]). Viewers join it like any channel; `delete_ingest`
+    /// removes it. Errors: `UnknownChannel` (a source), `ChannelExists`, `Invalid` (schedule).
+    pub async fn create_personalized(
+        &self,
+        spec: crate::personalized::PersonalizedSpec,
+    ) -> Result<crate::personalized::PersonalizedInfo, Error> {
+        self.call(|r| {
+            Command::Personalized(crate::personalized::PersonalizedCommand::Create(spec, r))
+        })
+        .await?
+    }
+
+    /// Counters of this relay's personalised channels (source on air, switches).
+    pub async fn personalized_stats(
+        &self,
+    ) -> Result<Vec<crate::personalized::PersonalizedStats>, Error> {
+        self.call(|r| Command::Personalized(crate::personalized::PersonalizedCommand::Stats(r)))
+            .await
     }
 }
 

@@ -334,6 +334,8 @@ pub struct Relay {
     reports: Vec<rtcp::ReportInfo>,
     /// Per-channel RFC 5760 feedback targets fed by viewers' RTCP (quality and votes).
     feedback: LiveFeedback,
+    /// Personalised channels: splicers fed by their source channels.
+    personalized: crate::personalized::Registry,
 }
 
 impl Relay {
@@ -356,6 +358,7 @@ impl Relay {
             totals: TotalStats::default(),
             reports: Vec::new(),
             feedback: LiveFeedback::with_seed(seed.rotate_left(17) ^ 0xfeed),
+            personalized: crate::personalized::Registry::new(),
         }
     }
 
@@ -415,6 +418,7 @@ impl Relay {
             .remove(channel)
             .ok_or_else(|| Error::UnknownChannel(channel.clone()))?;
         self.feedback.remove_channel(channel);
+        self.personalized.remove(channel);
         for slot in ch.viewers {
             if let Some(v) = self.viewers.get(slot).and_then(Option::as_ref) {
                 let id = v.id;
@@ -627,6 +631,9 @@ impl Relay {
         if rtp::is_rtcp(datagram) {
             return self.handle_ingest_rtcp(now, channel, datagram);
         }
+        if self.personalized.is_source(channel) {
+            self.feed_personalized(now, channel, datagram);
+        }
         let Some(ch) = self.channels.get_mut(channel) else {
             self.totals.unmatched += 1;
             return Err(Error::UnknownChannel(channel.clone()));
@@ -678,6 +685,48 @@ impl Relay {
             }
         }
         Ok(())
+    }
+
+    // ----- personalised channels (crate::personalized) --------------------------------------
+
+    /// Create a personalised channel: a channel fed by a splicer over existing channels
+    /// following `spec`'s schedule from `now` on (see [`crate::personalized`]).
+    pub fn create_personalized(
+        &mut self,
+        now: Instant,
+        spec: &crate::personalized::PersonalizedSpec,
+    ) -> Result<crate::personalized::PersonalizedInfo, Error> {
+        self.personalized
+            .check(spec, |c| self.channels.contains_key(c))?;
+        self.create_channel(ChannelSpec {
+            channel: spec.channel.clone(),
+            media: spec.media,
+            clock_rate: 90_000,
+        })?;
+        let r = self.next_random();
+        let splice = crate::splice::SpliceConfig {
+            ssrc: (r as u32).max(1),
+            first_sequence: (r >> 32) as u16,
+            first_timestamp: (r >> 16) as u32,
+            ..crate::splice::SpliceConfig::default()
+        };
+        Ok(self.personalized.add(now, spec, splice))
+    }
+
+    /// Counters of the personalised channels.
+    pub fn personalized_stats(&self) -> Vec<crate::personalized::PersonalizedStats> {
+        self.personalized.stats()
+    }
+
+    /// A packet of a source channel goes through the splicers that use it; what they send is
+    /// ingested into the personalised channels (never sources themselves: no deeper recursion).
+    fn feed_personalized(&mut self, now: Instant, source: &ChannelId, datagram: &[u8]) {
+        let mut out = self.personalized.take_output();
+        self.personalized.push(now, source, datagram, &mut out);
+        for (target, packet) in out.drain(..) {
+            let _ = self.ingest(now, &target, &packet);
+        }
+        self.personalized.put_output(out);
     }
 
     /// An RTCP datagram on a channel's ingest RTCP port (the producer's SR/SDES/BYE): counted,

@@ -493,6 +493,9 @@ fn handle_command(st: &mut State, cmd: Command) -> bool {
         Command::SetFeedbackParent(channel, parent, reply) => {
             let _ = reply.send(st.relay.set_feedback_parent(now, &channel, parent));
         }
+        Command::Personalized(cmd) => {
+            crate::personalized::handle_command(&mut st.relay, now, cmd);
+        }
     }
     true
 }
