@@ -91,6 +91,34 @@ enum SimCommand {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// A pure RFC 5760 feedback target: takes RR/SDES/APP VOTE from viewers and RSI + APP
+    /// tallies from child FTs on one UDP port, answers reporters with their group size, and
+    /// sends its summary (RSI + tally) to a parent FT. Prints a JSON line when listening and,
+    /// with --status-interval, a JSON status line that often.
+    Ft {
+        /// UDP address to receive RTCP on (port 0: any).
+        #[arg(long, default_value = "127.0.0.1:5005")]
+        listen: SocketAddr,
+        /// Parent FT (or the channel's source relay) RTCP address.
+        #[arg(long)]
+        parent: Option<SocketAddr>,
+        /// SSRC of the media stream whose reception is summarised (report blocks about other
+        /// SSRCs are ignored); decimal or 0x-hex.
+        #[arg(long = "media-ssrc", value_parser = parse_u32, default_value = "0")]
+        media_ssrc: u32,
+        /// Our SSRC (default: from the listen address).
+        #[arg(long, value_parser = parse_u32)]
+        ssrc: Option<u32>,
+        /// Session bandwidth, kbit/s (RTCP gets 5 %).
+        #[arg(long = "bandwidth-kbps", default_value_t = 1000.0)]
+        bandwidth_kbps: f64,
+        /// Minimum interval of our summaries to the parent, seconds.
+        #[arg(long = "min-interval", default_value_t = 1.0)]
+        min_interval: f64,
+        /// Print a JSON status line every so many seconds (0: never).
+        #[arg(long = "status-interval", default_value_t = 0.0)]
+        status_interval: f64,
+    },
     /// GNP coordinates and FT placement on a synthetic geography.
     GnpSim {
         /// Seed.
@@ -141,10 +169,136 @@ fn run_sim(cmd: SimCommand) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string(&report)?);
             }
         }
+        SimCommand::Ft { .. } => anyhow::bail!("ft is not a simulation"),
         SimCommand::GnpSim { seed, viewers } => {
             let mut cfg = gnp::GnpConfig::new(seed);
             cfg.viewers = viewers;
             println!("{}", serde_json::to_string(&gnp::run(&cfg))?);
+        }
+    }
+    Ok(())
+}
+
+fn parse_u32(s: &str) -> Result<u32, String> {
+    let s = s.trim();
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u32::from_str_radix(h, 16).map_err(|e| e.to_string()),
+        None => s.parse().map_err(|e| format!("{e}")),
+    }
+}
+
+/// The `ft` driver's only clock read: monotonic and wall time together.
+#[expect(clippy::disallowed_methods)]
+fn ft_clock() -> (std::time::Instant, u64) {
+    (
+        std::time::Instant::now(),
+        media_relay::rtcp::ntp_timestamp(std::time::SystemTime::now()),
+    )
+}
+
+/// `media-relay ft`: the thin tokio driver of [`media_relay::feedback::node::FtNode`].
+#[allow(clippy::too_many_arguments)]
+async fn run_ft(
+    listen: SocketAddr,
+    parent: Option<SocketAddr>,
+    media_ssrc: u32,
+    ssrc: Option<u32>,
+    bandwidth_kbps: f64,
+    min_interval: f64,
+    status_interval: f64,
+) -> anyhow::Result<()> {
+    use media_relay::feedback::aggregate::{FtConfig, VOTERS_POLL};
+    use media_relay::feedback::node::FtNode;
+    use std::time::Duration;
+
+    anyhow::ensure!(bandwidth_kbps > 0.0, "--bandwidth-kbps must be positive");
+    let sock = tokio::net::UdpSocket::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let local = sock.local_addr()?;
+    let ssrc = ssrc.unwrap_or_else(|| {
+        let ip = match local.ip() {
+            IpAddr::V4(a) => u32::from(a),
+            IpAddr::V6(a) => a
+                .octets()
+                .iter()
+                .fold(0u32, |h, b| h.rotate_left(5) ^ u32::from(*b)),
+        };
+        (ip ^ (u32::from(local.port()) << 16) ^ 0x4654_0000) | 1
+    });
+    let mut cfg = FtConfig::new(ssrc, media_ssrc, bandwidth_kbps * 1000.0);
+    cfg.ft_min_interval_s = min_interval.clamp(0.01, 3600.0);
+    cfg.address = Some(local);
+    let (start, _) = ft_clock();
+    let mut node = FtNode::new(cfg, parent, start, u64::from(ssrc) << 7 ^ 0x5eed);
+    println!(
+        "{}",
+        serde_json::json!({ "listening": local.to_string(), "ssrc": ssrc, "parent": parent })
+    );
+    tracing::info!(%local, ?parent, "feedback target");
+    let status_every = (status_interval > 0.0).then(|| Duration::from_secs_f64(status_interval));
+    let mut next_status = status_every.map(|d| start + d);
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let deadline = [node.poll_timeout(), next_status]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(start + Duration::from_secs(86_400 * 365));
+        tokio::select! {
+            r = sock.recv_from(&mut buf) => {
+                let (n, from) = match r {
+                    Ok(x) => x,
+                    // ICMP errors from a reporter that went away: not ours to stop on.
+                    Err(_) => continue,
+                };
+                let (now, ntp) = ft_clock();
+                if let Err(e) = node.handle(now, ntp, from, &buf[..n]) {
+                    tracing::debug!(%from, error = %e, "refused RTCP");
+                }
+            }
+            () = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {
+                let (now, ntp) = ft_clock();
+                if node.poll_timeout().is_some_and(|t| t <= now) {
+                    node.handle_timeout(now, ntp)?;
+                }
+                if let (Some(d), Some(t)) = (status_every, next_status) {
+                    if t <= now {
+                        next_status = Some(now + d);
+                        let s = node.summary();
+                        let mut votes = serde_json::Map::new();
+                        let mut voters = 0;
+                        for ((poll, option), n) in s.votes.iter() {
+                            if poll == VOTERS_POLL {
+                                voters += n;
+                                continue;
+                            }
+                            let e = votes
+                                .entry(poll.to_string())
+                                .or_insert_with(|| serde_json::json!({}));
+                            e[option.to_string()] = serde_json::json!(n);
+                        }
+                        println!(
+                            "{}",
+                            serde_json::json!({
+                                "group_size": s.group_size,
+                                "reporters": node.reporters(),
+                                "child_fts": node.ft().child_count(),
+                                "viewers_reporting": s.loss.total(),
+                                "votes": votes,
+                                "voters": voters,
+                                "summaries_sent": node.summaries_sent(),
+                                "parent_group_size": node.ft().parent_info().map(|p| p.group_size),
+                            })
+                        );
+                    }
+                }
+            }
+            _ = tokio::signal::ctrl_c() => break,
+        }
+        while let Some(t) = node.poll_transmit() {
+            // Best effort, never waits: a full buffer drops this summary; the next one follows.
+            let _ = sock.try_send_to(&t.payload, t.dest);
         }
     }
     Ok(())
@@ -187,6 +341,27 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let mut args = Args::parse();
     if let Some(cmd) = args.command.take() {
+        if let SimCommand::Ft {
+            listen,
+            parent,
+            media_ssrc,
+            ssrc,
+            bandwidth_kbps,
+            min_interval,
+            status_interval,
+        } = cmd
+        {
+            return run_ft(
+                listen,
+                parent,
+                media_ssrc,
+                ssrc,
+                bandwidth_kbps,
+                min_interval,
+                status_interval,
+            )
+            .await;
+        }
         return run_sim(cmd);
     }
     let mut cfg = match &args.config {
