@@ -5,9 +5,12 @@
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::process::Command;
 
+use media_relay::control::{AddViewer, ChannelId, ChannelSpec, RelayConfig};
 use media_relay::feedback::aggregate::{write_vote, FeedbackTarget, FtConfig, ViewerReport};
+use media_relay::feedback::node::FtNode;
 use media_relay::rsi::{Distribution, Rsi, RsiError, Srbt, SubReport, RSI};
 use media_relay::rtcp::{write_sender_report, SenderInfo};
+use media_relay::Relay;
 use rtcp_types::{
     Compound, Packet, ReceiverReport, ReportBlock, RtcpPacketParserExt, RtcpPacketWriter,
     RtcpPacketWriterExt, Sdes, SdesChunk, SdesItem,
@@ -444,6 +447,58 @@ fn our_packets() -> Vec<Vec<u8>> {
     let (up, _) = ft.upstream_packet(0xe000_0001_0000_0000).unwrap();
     out.push(up);
     out.push(ft.downstream_rsi(0xe000_0001_0000_0000).to_vec().unwrap());
+    // A viewer's last compound: RR + SDES + APP vote + BYE.
+    let rr = ReceiverReport::builder(0x4444).add_report_block(ReportBlock::builder(0x1111));
+    let sdes = Sdes::builder()
+        .add_chunk(SdesChunk::builder(0x4444).add_item(SdesItem::builder(1, "w@iptv.example")));
+    let c = Compound::builder().add_packet(rr).add_packet(sdes);
+    let mut v = vec![0u8; c.calculate_size().unwrap()];
+    c.write_into(&mut v).unwrap();
+    write_vote(&mut v, 0x4444, 7, 1).unwrap();
+    let bye = rtcp_types::Bye::builder().add_source(0x4444);
+    let mut b = vec![0u8; bye.calculate_size().unwrap()];
+    bye.write_into(&mut b).unwrap();
+    v.extend_from_slice(&b);
+    out.push(v);
+    // What a pure FT (`media-relay ft`) answers a reporter: RSI with its IPv4 address, RTCP
+    // bandwidth and group size.
+    let mut cfg = FtConfig::new(0x5555, 0x1111, 1_000_000.0);
+    cfg.address = Some("192.0.2.9:5005".parse().unwrap());
+    let mut node = FtNode::new(cfg, None, t0, 1);
+    let mut vv = Vec::new();
+    let rr = ReceiverReport::builder(0x6666).add_report_block(ReportBlock::builder(0x1111));
+    vv.resize(rr.calculate_size().unwrap(), 0);
+    rr.write_into(&mut vv).unwrap();
+    node.handle(t0, 0, "192.0.2.10:7000".parse().unwrap(), &vv)
+        .unwrap();
+    out.push(node.poll_transmit().unwrap().payload);
+    // A child relay's summary to its parent relay (RSI + APP tally with the voters entry), as
+    // the relay core emits it.
+    let mut relay = Relay::new(RelayConfig::default(), 3);
+    relay.create_channel(ChannelSpec::new("news")).unwrap();
+    let req: AddViewer = serde_json::from_value(serde_json::json!({
+        "viewer": 1, "channel": "news", "rtp_dest": "192.0.2.20:4000", "payload_type": 96
+    }))
+    .unwrap();
+    let ssrc = relay.add_viewer(t0, &req).unwrap();
+    let rr = ReceiverReport::builder(0x7777)
+        .add_report_block(ReportBlock::builder(ssrc).fraction_lost(2));
+    let mut vv = vec![0u8; rr.calculate_size().unwrap()];
+    rr.write_into(&mut vv).unwrap();
+    write_vote(&mut vv, 0x7777, 7, 3).unwrap();
+    relay.handle_viewer_rtcp(t0, "192.0.2.20:4001".parse().unwrap(), &vv);
+    let parent: std::net::SocketAddr = "192.0.2.1:5001".parse().unwrap();
+    relay
+        .set_feedback_parent(t0, &ChannelId::from("news"), Some(parent))
+        .unwrap();
+    relay.handle_timeout(t0, std::time::SystemTime::UNIX_EPOCH);
+    let mut summary = None;
+    while let Some(t) = relay.poll_transmit() {
+        if t.dest == parent {
+            summary = Some(t.payload.to_vec());
+        }
+    }
+    out.push(summary.expect("the relay sent its summary up"));
     out
 }
 
@@ -493,7 +548,7 @@ fn tshark_decodes_our_rtcp_cleanly() {
     let pts = String::from_utf8_lossy(&fields.stdout).to_string();
     eprintln!("RTCP packet types per datagram:\n{pts}");
     let _ = std::fs::remove_dir_all(&dir);
-    for pt in ["200", "201", "202", "204", "209"] {
+    for pt in ["200", "201", "202", "203", "204", "209"] {
         assert!(pts.contains(pt), "tshark saw no RTCP PT {pt}:\n{pts}");
     }
     assert_eq!(pts.lines().count(), packets.len(), "{pts}");
