@@ -54,6 +54,7 @@ fn fanout(c: &mut Criterion) {
                         rtp_dest: SocketAddr::from(([127, 0, 0, 1], 10_000 + v as u16 * 2)),
                         rtcp_dest: None,
                         payload_type: 96,
+                        downstream: false,
                     },
                 )
                 .unwrap();

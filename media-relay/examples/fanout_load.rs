@@ -589,6 +589,7 @@ impl Target {
                         rtp_dest: *addr,
                         rtcp_dest: None,
                         payload_type: 96,
+                        downstream: false,
                     }))?;
                 }
                 Ok((ingest.rtp_addr, channel.to_string()))

@@ -115,6 +115,11 @@ pub struct AddViewer {
     pub rtcp_dest: Option<SocketAddr>,
     /// Payload type negotiated with the viewer; written into every packet it gets.
     pub payload_type: u8,
+    /// A relay-to-relay copy (the "viewer" is another relay's ingest pulling the channel, see
+    /// [`crate::tree`]): counted in [`ChannelStats::downstreams`] instead of the viewers, never
+    /// thinned after a congested send.
+    #[serde(default)]
+    pub downstream: bool,
 }
 
 /// What the AS puts in its SDP answer for a viewer.
@@ -149,6 +154,12 @@ pub struct ChannelStats {
     pub malformed: u64,
     /// RTCP packets from the producer.
     pub rtcp_in: u64,
+    /// Copies of the channel sent to other relays now ([`AddViewer::downstream`]).
+    #[serde(default)]
+    pub downstreams: usize,
+    /// RTP packets sent to downstream relays (bursts included).
+    #[serde(default)]
+    pub downstream_packets: u64,
 }
 
 /// Counters of one viewer.
@@ -406,6 +417,10 @@ pub struct RelayConfig {
     pub zap_timestamp_step: u32,
     /// CNAME in the relay's SDES (RFC 3550 section 6.5.1).
     pub cname: String,
+    /// A pulled channel ([`RelayHandle::set_upstream`]) with viewers whose upstream sends
+    /// nothing this long is re-attached to the next candidate ([`crate::tree`]).
+    #[serde(with = "secs_f64")]
+    pub upstream_silence: Duration,
 }
 
 impl Default for RelayConfig {
@@ -424,6 +439,7 @@ impl Default for RelayConfig {
             viewer_timeout: Some(Duration::from_secs(30)),
             zap_timestamp_step: 3000,
             cname: "media-relay".to_owned(),
+            upstream_silence: crate::tree::DEFAULT_UPSTREAM_SILENCE,
         }
     }
 }
@@ -489,6 +505,8 @@ pub enum Command {
     Shutdown(oneshot::Sender<()>),
     /// See [`RelayHandle::feedback`].
     Feedback(ChannelId, oneshot::Sender<Result<FeedbackSummary, Error>>),
+    /// The relay tree: see [`RelayHandle::set_upstream`] and [`crate::tree`].
+    Tree(crate::tree::TreeCommand),
     /// See [`RelayHandle::set_feedback_parent`].
     SetFeedbackParent(
         ChannelId,
@@ -515,6 +533,25 @@ pub enum RelayEvent {
         /// Why.
         reason: crate::relay::DropReason,
     },
+    /// A pulled channel lost its upstream (silence or a control error) and is being
+    /// re-attached to another candidate ([`crate::tree`]).
+    UpstreamLost {
+        /// The channel.
+        channel: ChannelId,
+        /// Index of the lost upstream in the candidate list.
+        candidate: usize,
+        /// Why.
+        reason: crate::tree::LostReason,
+    },
+    /// A pulled channel is attached to an upstream (first attach or re-attach).
+    UpstreamAttached {
+        /// The channel.
+        channel: ChannelId,
+        /// Index of the upstream in the candidate list.
+        candidate: usize,
+        /// Its HTTP control address, for an [`crate::tree::Upstream::Http`].
+        control: Option<SocketAddr>,
+    },
 }
 
 /// The in-process handle to a running relay (clone it freely).
@@ -536,13 +573,21 @@ impl RelayHandle {
         RelayHandle { tx, events }
     }
 
+    /// Whether both handles drive the same relay.
+    pub fn same_relay(&self, other: &RelayHandle) -> bool {
+        self.tx.same_channel(&other.tx)
+    }
+
     /// The relay's events from now on (each call is a new subscriber). A subscriber that
     /// falls more than [`EVENT_CAPACITY`] events behind gets `Lagged` once and goes on.
     pub fn events(&self) -> broadcast::Receiver<RelayEvent> {
         self.events.subscribe()
     }
 
-    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Error> {
+    pub(crate) async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, Error> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(make(reply))

@@ -15,6 +15,7 @@
 //! | [`rsi`] | RFC 5760 RSI codec (PT 209), every sub-report block, open block types | none |
 //! | [`feedback`] | RFC 3550 A.7 interval, the sans-IO feedback target (RR/votes/child RSI in, RSI + tally out), the live per-channel FTs of the relay, `ha-sim`, `gnp-sim` | none |
 //! | [`prometheus`] | one Prometheus text writer for the relay and the AS | none |
+//! | [`tree`] | the relay tree: pull one copy of a channel from an upstream relay while it has viewers here, re-attach to another candidate when it goes silent | none (its control calls run in [`driver`] tasks) |
 //! | [`splice`] | personalised channels: several sources in turn, switched at key frames, one continuous SSRC/sequence/timestamp line | none |
 //! | [`personalized`] | personalised channels in the core: schedules of source channels, one [`splice::Splicer`] each, fed by the sources' packets, output ingested as a channel | none |
 //!
@@ -50,9 +51,11 @@ pub mod rtcp;
 pub mod rtp;
 pub mod splice;
 pub mod testpattern;
+pub mod tree;
 
 pub use control::{
     AddViewer, ChannelId, ChannelSpec, Error, IngestInfo, RelayConfig, RelayEvent, RelayHandle,
     RelayStats, ViewerId, ViewerInfo,
 };
 pub use relay::Relay;
+pub use tree::Upstream;

@@ -211,6 +211,8 @@ struct ChannelCounters {
     bytes_in: u64,
     malformed: u64,
     rtcp_in: u64,
+    /// RTP packets sent to downstream relays ([`AddViewer::downstream`]).
+    downstream_packets: u64,
 }
 
 #[derive(Debug)]
@@ -254,6 +256,8 @@ struct Viewer {
     payload_type: u8,
     ssrc: u32,
     clock_rate: u32,
+    /// Another relay's ingest pulling the channel (see [`crate::tree`]).
+    downstream: bool,
     mapping: Option<Mapping>,
     /// Live packets are held back until a key frame (joined a keyed channel with no cache, or
     /// thinned after a congested send).
@@ -465,6 +469,7 @@ impl Relay {
             payload_type: req.payload_type,
             ssrc,
             clock_rate,
+            downstream: req.downstream,
             mapping: None,
             awaiting_key: false,
             packets_dropped: 0,
@@ -567,6 +572,7 @@ impl Relay {
         let Some(ch) = self.channels.get(&v.channel) else {
             return;
         };
+        let burst_before = v.burst_packets;
         let Some(first) = ch.cache.packets().next() else {
             // Nothing to burst: wait for a key frame when this channel is known to have them.
             v.awaiting_key = ch.cache.key_frames() > 0;
@@ -588,7 +594,11 @@ impl Relay {
                     .wrapping_add(m.seq_offset)
                     .wrapping_sub(n_ps - i as u16),
                 timestamp: first_info.timestamp.wrapping_add(m.ts_offset),
-                payload_type: v.payload_type,
+                payload_type: if v.downstream {
+                    first_info.payload_type
+                } else {
+                    v.payload_type
+                },
             };
             let start = self.arena.len();
             rtp::write_header(&mut self.arena, false, &rw);
@@ -613,6 +623,13 @@ impl Relay {
                 v.burst_packets += 1;
                 self.totals.burst_packets += 1;
                 self.queue.push_back(meta);
+            }
+        }
+        if v.downstream {
+            let sent = v.burst_packets - burst_before;
+            let channel = v.channel.clone();
+            if let Some(ch) = self.channels.get_mut(&channel) {
+                ch.counters.downstream_packets += sent;
             }
         }
     }
@@ -681,6 +698,9 @@ impl Relay {
                 v.remap(now, &info, 0, step);
             }
             if let Some(meta) = emit(&mut self.totals, v, now, datagram, &info, body) {
+                if v.downstream {
+                    ch.counters.downstream_packets += 1;
+                }
                 self.queue.push_back(meta);
             }
         }
@@ -893,7 +913,9 @@ impl Relay {
         };
         if let Some(v) = self.viewers[slot].as_mut() {
             v.packets_dropped += 1;
-            if !v.awaiting_key {
+            // A downstream relay's copy is not thinned: every viewer behind it would wait for
+            // the next key frame; the lost packet is counted and the copy goes on.
+            if !v.awaiting_key && !v.downstream {
                 v.awaiting_key = true;
                 self.totals.viewers_thinned += 1;
             }
@@ -1087,16 +1109,28 @@ impl Relay {
             .values()
             .map(|c| {
                 let (cached_packets, cached_bytes) = c.cache.len();
+                let downstreams = c
+                    .viewers
+                    .iter()
+                    .filter(|&&s| {
+                        self.viewers
+                            .get(s)
+                            .and_then(Option::as_ref)
+                            .is_some_and(|v| v.downstream)
+                    })
+                    .count();
                 ChannelStats {
                     channel: c.spec.channel.clone(),
                     packets_in: c.counters.packets_in,
                     bytes_in: c.counters.bytes_in,
                     key_frames: c.cache.key_frames(),
-                    viewers: c.viewers.len(),
+                    viewers: c.viewers.len() - downstreams,
                     cached_packets,
                     cached_bytes,
                     malformed: c.counters.malformed,
                     rtcp_in: c.counters.rtcp_in,
+                    downstreams,
+                    downstream_packets: c.counters.downstream_packets,
                 }
             })
             .collect();
@@ -1105,6 +1139,7 @@ impl Relay {
             .viewers
             .iter()
             .flatten()
+            .filter(|v| !v.downstream)
             .map(|v| ViewerStats {
                 viewer: v.id,
                 channel: v.channel.clone(),
@@ -1133,6 +1168,21 @@ impl Relay {
     /// Viewers now.
     pub fn viewer_count(&self) -> usize {
         self.viewer_slots.len()
+    }
+
+    /// Everyone the channel is sent to now (viewers and downstream relays), or `None` for an
+    /// unknown channel: the reference count of a pulled channel ([`crate::tree`]).
+    pub fn channel_consumers(&self, channel: &ChannelId) -> Option<usize> {
+        self.channels.get(channel).map(|c| c.viewers.len())
+    }
+
+    /// Forget the channel's cached GOP (a pulled channel that stopped flowing must not burst
+    /// stale pictures to its next viewer).
+    pub fn reset_channel_cache(&mut self, channel: &ChannelId) {
+        let limits = self.config.cache;
+        if let Some(c) = self.channels.get_mut(channel) {
+            c.cache = GopCache::new(limits);
+        }
     }
 }
 
@@ -1171,7 +1221,12 @@ fn emit(
         ssrc: v.ssrc,
         sequence: info.sequence.wrapping_add(m.seq_offset),
         timestamp: info.timestamp.wrapping_add(m.ts_offset),
-        payload_type: v.payload_type,
+        // A downstream relay classifies the copy by its payload type: keep the source's.
+        payload_type: if v.downstream {
+            info.payload_type
+        } else {
+            v.payload_type
+        },
     };
     let mut header = [0u8; rtp::FIXED_HEADER_LEN];
     header.copy_from_slice(datagram.get(..rtp::FIXED_HEADER_LEN)?);
@@ -1240,6 +1295,7 @@ mod tests {
                     rtp_dest: SocketAddr::from(([127, 0, 0, 1], 20_000 + i as u16 * 2)),
                     rtcp_dest: None,
                     payload_type: 96,
+                    downstream: false,
                 },
             )
             .unwrap();

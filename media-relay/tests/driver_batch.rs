@@ -103,6 +103,7 @@ fn fan_out_to_50_viewers(mode: SendMode) -> media_relay::driver::batch::SendCoun
                     rtp_dest: s.local_addr().unwrap(),
                     rtcp_dest: None,
                     payload_type: 96,
+                    downstream: false,
                 },
             )
             .unwrap();
@@ -201,6 +202,7 @@ async fn a_viewer_that_never_reads_costs_the_others_nothing() {
                 rtp_dest: *d,
                 rtcp_dest: None,
                 payload_type: 96,
+                downstream: false,
             })
             .await
             .unwrap();

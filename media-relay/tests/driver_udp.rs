@@ -64,6 +64,7 @@ async fn vanished_viewer_does_not_disturb_the_others() {
                 rtp_dest: v.local_addr().unwrap(),
                 rtcp_dest: None,
                 payload_type: 96,
+                downstream: false,
             })
             .await
             .unwrap();
@@ -162,6 +163,7 @@ async fn test_pattern_viewer_starts_on_parameter_sets() {
             rtp_dest: v.local_addr().unwrap(),
             rtcp_dest: None,
             payload_type: 100,
+            downstream: false,
         })
         .await
         .unwrap();
@@ -198,6 +200,7 @@ async fn dropped_viewer_is_published_on_events() {
                 rtp_dest: sock.local_addr().unwrap(),
                 rtcp_dest: None,
                 payload_type: 96,
+                downstream: false,
             })
             .await
             .unwrap();

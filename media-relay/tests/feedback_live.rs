@@ -75,6 +75,7 @@ async fn votes_and_reports_from_udp_viewers_are_tallied_exactly() {
                 rtp_dest: sock.local_addr().unwrap(),
                 rtcp_dest: None,
                 payload_type: 96,
+                downstream: false,
             })
             .await
             .unwrap();

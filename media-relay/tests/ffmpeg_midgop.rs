@@ -66,6 +66,7 @@ impl Tap {
             rtp_dest: self.rtp.local_addr().expect("addr"),
             rtcp_dest: Some(self.rtcp.local_addr().expect("addr")),
             payload_type: 96,
+            downstream: false,
         }
     }
 
@@ -199,6 +200,7 @@ fn mid_gop_join(name: &str, producer: Producer) {
         rtp_dest: SocketAddr::from(([127, 0, 0, 1], ff_port)),
         rtcp_dest: Some(SocketAddr::from(([127, 0, 0, 1], ff_port + 1))),
         payload_type: 96,
+        downstream: false,
     }))
     .expect("add ffmpeg viewer");
     rt.block_on(relay.add_viewer(probe.viewer(3, &channel)))

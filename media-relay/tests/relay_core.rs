@@ -103,6 +103,7 @@ fn viewer(id: u64, channel: &str, port: u16, pt: u8) -> AddViewer {
         rtp_dest: addr(port),
         rtcp_dest: None,
         payload_type: pt,
+        downstream: false,
     }
 }
 

@@ -588,6 +588,8 @@ mod tests {
             cached_bytes: 0,
             malformed: 0,
             rtcp_in: 0,
+            downstreams: 0,
+            downstream_packets: 0,
         };
         let mut a = RelayStats {
             channels: vec![ch("news", 2), ch("mine", 1)],

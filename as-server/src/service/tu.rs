@@ -1285,6 +1285,7 @@ impl Service {
                 rtp_dest,
                 rtcp_dest: video.offerer_rtcp,
                 payload_type: video.codec.payload_type,
+                downstream: false,
             })
             .await
             .map_err(|e| error_reject(&relay_err(e, retry)))?;
@@ -1733,6 +1734,7 @@ impl Service {
                 rtp_dest,
                 rtcp_dest,
                 payload_type,
+                downstream: false,
             })
             .await
             .map_err(|e| error_reject(&relay_err(e, retry)))?;

@@ -10,6 +10,8 @@
 //! | DELETE | `/channels/{id}` | | 204 |
 //! | POST | `/channels/{id}/test-pattern` | | 204 |
 //! | GET | `/channels/{id}/feedback` | | [`crate::control::FeedbackSummary`] |
+//! | POST | `/channels/{id}/upstream` | [`UpstreamBody`] | 204 (pull the channel, [`crate::tree`]) |
+//! | DELETE | `/channels/{id}/upstream` | | 204 (stop pulling) |
 //! | POST | `/personalized` | [`crate::personalized::PersonalizedSpec`] | 201 [`crate::personalized::PersonalizedInfo`] |
 //! | GET | `/personalized` | | `[`[`crate::personalized::PersonalizedStats`]`]` |
 //! | POST | `/viewers` | [`AddViewer`] | 201 [`crate::control::ViewerInfo`] |
@@ -56,6 +58,36 @@ pub struct SwitchBody {
     pub channel: ChannelId,
 }
 
+/// Body of `POST /channels/{id}/upstream`: the HTTP control addresses of the relays that
+/// carry the channel, in order of preference.
+#[derive(Debug, Deserialize, serde::Serialize)]
+pub struct UpstreamBody {
+    /// `"ip:port"` of each candidate's control API.
+    pub candidates: Vec<std::net::SocketAddr>,
+}
+
+async fn set_upstream(
+    State(h): State<RelayHandle>,
+    Path(id): Path<String>,
+    Json(body): Json<UpstreamBody>,
+) -> Result<StatusCode, Error> {
+    let candidates = body
+        .candidates
+        .into_iter()
+        .map(|control| crate::tree::Upstream::Http { control })
+        .collect();
+    h.set_upstream(ChannelId(id), candidates).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn clear_upstream(
+    State(h): State<RelayHandle>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Error> {
+    h.clear_upstream(&ChannelId(id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// The HTTP routes over a relay handle.
 pub fn router(handle: RelayHandle) -> Router {
     Router::new()
@@ -63,6 +95,10 @@ pub fn router(handle: RelayHandle) -> Router {
         .route("/channels/{id}", delete(delete_channel))
         .route("/channels/{id}/test-pattern", post(test_pattern))
         .route("/channels/{id}/feedback", get(feedback))
+        .route(
+            "/channels/{id}/upstream",
+            post(set_upstream).delete(clear_upstream),
+        )
         .route(
             "/personalized",
             post(create_personalized).get(personalized_stats),

@@ -43,6 +43,7 @@ use crate::testpattern::{TestPattern, TestPatternConfig};
 
 pub mod batch;
 pub mod http;
+mod upstream;
 
 pub use batch::SendMode;
 
@@ -192,6 +193,12 @@ struct State {
     pattern_out: Vec<Bytes>,
     /// Where the core's events go ([`RelayHandle::events`]).
     events: tokio::sync::broadcast::Sender<RelayEvent>,
+    /// Pulled channels ([`crate::tree`]); `tree_dirty`: a command, timer or dropped viewer
+    /// since the last [`tree_turn`].
+    tree: crate::tree::Tree,
+    tree_dirty: bool,
+    /// Our own command channel, for the tree's control tasks' answers.
+    own: mpsc::WeakSender<Command>,
 }
 
 impl Relay {
@@ -221,6 +228,7 @@ impl Relay {
         tracing::debug!(mode = %sender.mode(), "relay output");
         let (tx, rx) = mpsc::channel(256);
         let (events, _) = tokio::sync::broadcast::channel(EVENT_CAPACITY);
+        let upstream_silence = config.upstream_silence;
         let state = State {
             relay: Relay::new(config.clone(), Relay::random_seed()),
             io: Io {
@@ -242,6 +250,9 @@ impl Relay {
             },
             pattern_out: Vec::new(),
             events: events.clone(),
+            tree: crate::tree::Tree::new(upstream_silence),
+            tree_dirty: false,
+            own: tx.downgrade(),
         };
         tokio::spawn(run(state, rx));
         Ok(RelayHandle::with_events(tx, events))
@@ -258,6 +269,7 @@ async fn run(mut st: State, mut commands: mpsc::Receiver<Command>) {
             st.relay.poll_timeout(),
             st.patterns.values().map(TestPattern::next_timeout).min(),
             held_since.map(|t| t + st.options.coalesce),
+            st.tree.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -274,6 +286,7 @@ async fn run(mut st: State, mut commands: mpsc::Receiver<Command>) {
         tokio::select! {
             cmd = commands.recv() => {
                 let Some(cmd) = cmd else { break };
+                st.tree_dirty = true;
                 if !handle_command(&mut st, cmd) {
                     break;
                 }
@@ -296,6 +309,7 @@ async fn run(mut st: State, mut commands: mpsc::Receiver<Command>) {
                 let (now, wall) = clock();
                 st.relay.handle_timeout(now, wall);
                 run_patterns(&mut st, now);
+                st.tree_dirty = true;
             }
         }
         if send_now {
@@ -303,6 +317,9 @@ async fn run(mut st: State, mut commands: mpsc::Receiver<Command>) {
             held_since = None;
         } else if held_since.is_none() && st.relay.pending_transmits() > 0 {
             held_since = Some(clock().0);
+        }
+        if st.tree_dirty {
+            tree_turn(&mut st);
         }
     }
     flush(&mut st);
@@ -328,7 +345,9 @@ fn handle_input(st: &mut State, input: Input, buf: &[u8]) {
         Input::ViewerRtcp(from, len) => st.relay.handle_viewer_rtcp(now, from, &buf[..len]),
         Input::IngestRtp(i, len) => {
             if let Some(ing) = st.io.ingests.get(i) {
-                let _ = st.relay.ingest(now, &ing.channel, &buf[..len]);
+                if st.tree.accept(now, &ing.channel, &buf[..len]) {
+                    let _ = st.relay.ingest(now, &ing.channel, &buf[..len]);
+                }
             }
         }
         Input::IngestRtcp(i, len) => {
@@ -365,6 +384,7 @@ fn flush(st: &mut State) {
         }
     }
     while let Some(ev) = st.relay.poll_event() {
+        st.tree_dirty = true;
         match ev {
             Event::ViewerDropped { viewer, reason } => {
                 tracing::info!(%viewer, ?reason, "viewer dropped");
@@ -467,6 +487,10 @@ fn handle_command(st: &mut State, cmd: Command) -> bool {
         }
         Command::AddViewer(req, reply) => {
             let (relay_rtp, relay_rtcp) = st.io.viewer_addrs;
+            if req.downstream && is_own_ingest(st, req.rtp_dest) {
+                let _ = reply.send(Err(Error::Invalid("a relay cannot pull from itself")));
+                return true;
+            }
             let r = st.relay.add_viewer(now, &req).map(|ssrc| ViewerInfo {
                 relay_rtp,
                 relay_rtcp,
@@ -490,6 +514,7 @@ fn handle_command(st: &mut State, cmd: Command) -> bool {
         Command::Feedback(channel, reply) => {
             let _ = reply.send(st.relay.feedback(now, &channel));
         }
+        Command::Tree(cmd) => tree_command(st, now, cmd),
         Command::SetFeedbackParent(channel, parent, reply) => {
             let _ = reply.send(st.relay.set_feedback_parent(now, &channel, parent));
         }
@@ -498,4 +523,76 @@ fn handle_command(st: &mut State, cmd: Command) -> bool {
         }
     }
     true
+}
+
+/// Whether `dest` is one of this relay's ingest RTP sockets (a downstream copy to it would
+/// loop).
+fn is_own_ingest(st: &State, dest: SocketAddr) -> bool {
+    st.io.ingests.iter().any(|i| {
+        i.rtp
+            .local_addr()
+            .is_ok_and(|a| a == dest || advertised(&st.config, a) == dest)
+    })
+}
+
+/// The relay tree's commands ([`crate::tree`]).
+fn tree_command(st: &mut State, now: Instant, cmd: crate::tree::TreeCommand) {
+    use crate::tree::TreeCommand;
+    match cmd {
+        TreeCommand::SetUpstream(channel, candidates, reply) => {
+            let _ = reply.send(set_upstream(st, channel, candidates));
+        }
+        TreeCommand::ClearUpstream(channel, reply) => {
+            let _ = reply.send(st.tree.clear_upstream(&channel));
+        }
+        TreeCommand::AttachDone {
+            channel,
+            attempt,
+            upstream,
+            viewer,
+            result,
+        } => st
+            .tree
+            .attach_done(now, &channel, attempt, upstream, viewer, result),
+    }
+}
+
+fn set_upstream(
+    st: &mut State,
+    channel: ChannelId,
+    candidates: Vec<crate::tree::Upstream>,
+) -> Result<(), Error> {
+    if candidates.is_empty() {
+        return Err(Error::Invalid("no upstream candidate"));
+    }
+    if !st.relay.has_channel(&channel) {
+        create_ingest(st, ChannelSpec::new(channel.clone()))?;
+    }
+    let ing = st
+        .io
+        .ingests
+        .iter()
+        .find(|i| i.channel == channel)
+        .ok_or(Error::Invalid("the channel has no ingest socket"))?;
+    let rtp = advertised(&st.config, ing.rtp.local_addr()?);
+    let rtcp = advertised(&st.config, ing.rtcp.local_addr()?);
+    st.tree.set_upstream(channel, candidates, rtp, rtcp)
+}
+
+/// Bring the pulled channels in line with their viewers; start the control calls; publish
+/// the tree's events.
+fn tree_turn(st: &mut State) {
+    st.tree_dirty = false;
+    if st.tree.is_idle() {
+        return;
+    }
+    let (now, _) = clock();
+    st.tree.reconcile(now, &mut st.relay);
+    while let Some(action) = st.tree.poll_action() {
+        upstream::spawn_action(action, st.own.clone());
+    }
+    while let Some(ev) = st.tree.poll_event() {
+        tracing::info!(?ev, "relay tree");
+        let _ = st.events.send(ev);
+    }
 }

@@ -287,6 +287,7 @@ impl Service {
                 rtp_dest: *rtp_dest,
                 rtcp_dest: *rtcp_dest,
                 payload_type: *payload_type,
+                downstream: false,
             })
             .await;
         let (relay, info) = match placed {
