@@ -3,7 +3,8 @@
 //! (`Relay::set_feedback_parent`), the root answers with group sizes. Votes cast by the
 //! children's and the root's viewers appear exactly once in the root's tally; votes repeated
 //! (and summaries repeated every interval) never double; a changed vote moves; the children
-//! learn their group size from the root. No sockets, no sleeps.
+//! learn their group size from the root, although its answers come from another address than
+//! the one they send to. No sockets, no sleeps.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -42,7 +43,10 @@ fn report_and_vote(ssrc: u32, about: u32, option: u32) -> Vec<u8> {
 
 struct Node {
     relay: Relay,
+    /// The address other relays send to (advertised).
     rtcp: SocketAddr,
+    /// The address its datagrams come from (another one for the root: a wildcard bind).
+    src: SocketAddr,
     /// (viewer address, the SSRC the relay sends it, the viewer's own SSRC).
     viewers: Vec<(SocketAddr, u32, u32)>,
 }
@@ -69,7 +73,7 @@ impl Lab {
             }
             let mut any = false;
             for (from, dest, bytes) in moved {
-                let src = self.nodes[from].rtcp;
+                let src = self.nodes[from].src;
                 if let Some(n) = self.nodes.iter_mut().find(|n| n.rtcp == dest) {
                     n.relay.handle_viewer_rtcp(self.now, src, &bytes);
                     self.peer_datagrams += 1;
@@ -139,9 +143,15 @@ fn children_summaries_reach_the_root_exactly_once() {
             let ssrc = relay.add_viewer(now, &req).unwrap();
             viewers.push((rtp, ssrc, 0x7000_0000 + (i * 1000 + v) as u32));
         }
+        let src = if i == 0 {
+            addr("10.0.0.100:5001")
+        } else {
+            addr(a)
+        };
         nodes.push(Node {
             relay,
             rtcp: addr(a),
+            src,
             viewers,
         });
     }
@@ -241,4 +251,81 @@ fn children_summaries_reach_the_root_exactly_once() {
         .any(|r| matches!(r, SubReport::GroupAndAvgPacketSize { group_size: 40, .. })));
     // Size independent of viewers: a summary of 40 viewers is a few hundred octets.
     assert!(up.len() < 600, "{} octets", up.len());
+}
+
+/// The same over real relays on 127.0.0.1: B and C pull the channel from A (the relay tree,
+/// `RelayHandle::set_upstream`), which makes A their parent FT by itself; viewers at B and C
+/// vote over UDP; A's feedback holds every vote once. Waits are bounded; votes are re-sent
+/// each round (a latest vote is idempotent) so a datagram lost on a loaded loopback only
+/// delays the tally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulled_relays_report_to_their_upstream() {
+    use media_relay::{RelayHandle, Upstream};
+    use tokio::net::UdpSocket;
+
+    let a = Relay::spawn(RelayConfig::default()).unwrap();
+    a.create_ingest(ChannelSpec::new("quiz")).await.unwrap();
+    let quiz = ChannelId::from("quiz");
+    a.start_test_pattern(&quiz).await.unwrap();
+    let b = Relay::spawn(RelayConfig::default()).unwrap();
+    let c = Relay::spawn(RelayConfig::default()).unwrap();
+    for r in [&b, &c] {
+        r.set_upstream(quiz.clone(), vec![Upstream::Local(a.clone())])
+            .await
+            .unwrap();
+    }
+    let mut viewers: Vec<(UdpSocket, u32, SocketAddr, u32)> = Vec::new();
+    let mut expected: BTreeMap<u32, u64> = BTreeMap::new();
+    let children: [(&RelayHandle, u32); 2] = [(&b, 30), (&c, 20)];
+    for (k, (relay, n)) in children.iter().enumerate() {
+        for i in 0..*n {
+            let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let req: AddViewer = serde_json::from_value(serde_json::json!({
+                "viewer": (k as u64 + 1) * 1000 + u64::from(i),
+                "channel": "quiz",
+                "rtp_dest": sock.local_addr().unwrap(),
+                "payload_type": 96,
+            }))
+            .unwrap();
+            let info = relay.add_viewer(req).await.unwrap();
+            let mut rtcp = info.relay_rtcp;
+            if rtcp.ip().is_unspecified() {
+                rtcp.set_ip([127, 0, 0, 1].into());
+            }
+            let option = i % 3;
+            *expected.entry(option).or_default() += 1;
+            viewers.push((sock, info.ssrc, rtcp, option));
+        }
+    }
+    let total: u64 = expected.values().sum();
+    let mut last = None;
+    for _round in 0..40 {
+        for (i, (sock, about, rtcp, option)) in viewers.iter().enumerate() {
+            let d = report_and_vote(0x9000 + i as u32, *about, *option);
+            sock.send_to(&d, rtcp).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let s = a.feedback(&quiz).await.unwrap();
+        let done = tally(&s) == expected && s.voters == total;
+        last = Some(s);
+        if done {
+            break;
+        }
+    }
+    let root = last.unwrap();
+    assert_eq!(tally(&root), expected, "root: {root:?}");
+    assert_eq!(root.voters, total);
+    assert_eq!(root.child_fts, 2);
+    assert_eq!(root.feedback_parent, None);
+    for (relay, n) in children {
+        let s = relay.feedback(&quiz).await.unwrap();
+        assert!(s.feedback_parent.is_some(), "{s:?}");
+        assert_eq!(s.voters, u64::from(n));
+    }
+    // Clearing the upstream makes B a root again.
+    b.clear_upstream(&quiz).await.unwrap();
+    assert_eq!(b.feedback(&quiz).await.unwrap().feedback_parent, None);
+    for r in [&a, &b, &c] {
+        let _ = r.shutdown().await;
+    }
 }

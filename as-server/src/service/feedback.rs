@@ -7,10 +7,12 @@
 //! [`FeedbackSummary`] whose size does not grow with viewers. [`channel_feedback`] asks every
 //! healthy relay carrying the channel (bounded by the pool's health timeout) and merges the
 //! answers (viewers at different relays are different viewers: counts add; histograms add bin
-//! by bin). [`Polls`] keeps the polls the operator (or a channel owner) declared: a poll id is
-//! the `u32` viewers put in their vote, an option is its 0-based index in the poll's option
-//! list; [`Polls::tally`] maps the merged counts onto the options. Each viewer counts once per
-//! poll (its latest vote, kept by the relay). The HTTP routes are in [`crate::api`].
+//! by bin; a relay that sends its summaries up the channel's relay tree is left out when the
+//! tree's root answered, since the root's summary holds its subtree). [`Polls`] keeps the polls
+//! the operator (or a channel owner) declared: a poll id is the `u32` viewers put in their vote,
+//! an option is its 0-based index in the poll's option list; [`Polls::tally`] maps the merged
+//! counts onto the options. Each viewer counts once per poll (its latest vote, kept by the
+//! relay). The HTTP routes are in [`crate::api`].
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -106,10 +108,22 @@ pub async fn channel_feedback(relays: &RelayPool, channel: &str) -> ChannelQuali
         relays: 0,
         summary: FeedbackSummary::empty(id),
     };
+    let mut answers = Vec::new();
     while let Some(r) = calls.join_next().await {
         if let Ok(Ok(Ok(s))) = r {
             out.relays += 1;
-            out.summary.merge(&s);
+            answers.push(s);
+        }
+    }
+    // A relay that is a child in the channel's feedback tree (`feedback_parent`) already
+    // counts in its root's summary: when a root that merged children answered, the children
+    // are left out so nobody counts twice (media_relay::feedback::live).
+    let tree_root = answers
+        .iter()
+        .any(|s| s.feedback_parent.is_none() && s.child_fts > 0);
+    for s in &answers {
+        if !(tree_root && s.feedback_parent.is_some()) {
+            out.summary.merge(s);
         }
     }
     out

@@ -543,7 +543,12 @@ fn tree_command(st: &mut State, now: Instant, cmd: crate::tree::TreeCommand) {
             let _ = reply.send(set_upstream(st, channel, candidates));
         }
         TreeCommand::ClearUpstream(channel, reply) => {
-            let _ = reply.send(st.tree.clear_upstream(&channel));
+            let r = st.tree.clear_upstream(&channel);
+            if r.is_ok() {
+                // No longer pulled: the channel's feedback tree ends here (crate::feedback::live).
+                let _ = st.relay.set_feedback_parent(now, &channel, None);
+            }
+            let _ = reply.send(r);
         }
         TreeCommand::AttachDone {
             channel,
@@ -551,9 +556,24 @@ fn tree_command(st: &mut State, now: Instant, cmd: crate::tree::TreeCommand) {
             upstream,
             viewer,
             result,
-        } => st
-            .tree
-            .attach_done(now, &channel, attempt, upstream, viewer, result),
+        } => {
+            // The relay we pull from is the channel's parent FT: our summaries go to its RTCP
+            // address (crate::feedback::live).
+            if let Ok(info) = &result {
+                let mut parent = info.relay_rtcp;
+                if parent.ip().is_unspecified() {
+                    // A wildcard bind: its control address (or this host) reaches it.
+                    parent.set_ip(
+                        upstream
+                            .control()
+                            .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.ip()),
+                    );
+                }
+                let _ = st.relay.set_feedback_parent(now, &channel, Some(parent));
+            }
+            st.tree
+                .attach_done(now, &channel, attempt, upstream, viewer, result)
+        }
     }
 }
 

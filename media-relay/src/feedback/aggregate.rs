@@ -797,7 +797,7 @@ impl FeedbackTarget {
             }
         }
         if let Some((ssrc, rsi)) = rsi_from {
-            if Some(ssrc) == self.parent_ssrc {
+            if Some(ssrc) == self.parent_ssrc || is_group_size_rsi(&rsi) {
                 self.on_parent_rsi(&rsi);
                 h.parent_rsi += 1;
             } else {
@@ -1008,6 +1008,22 @@ impl FeedbackTarget {
         };
         interval::randomized_interval_s(&params, u)
     }
+}
+
+/// Whether an RSI is a group-size announcement from a parent ([`FeedbackTarget::downstream_rsi`]:
+/// it carries the receivers' RTCP bandwidth, SRBT 11) rather than a child's summary (which never
+/// does). Telling them apart by content keeps a tree right when a parent answers from another
+/// address than the one its children send to (a wildcard bind, NAT).
+pub fn is_group_size_rsi(rsi: &Rsi) -> bool {
+    rsi.sub_reports.iter().any(|r| {
+        matches!(
+            r,
+            SubReport::RtcpBandwidth {
+                receivers: true,
+                ..
+            }
+        )
+    })
 }
 
 /// What a viewer makes of its FT's downstream RSI: the parameters of its RFC 3550 interval.

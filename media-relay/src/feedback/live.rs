@@ -29,8 +29,8 @@
 //! the channel by [`channel_ssrc`] (its "summarized SSRC"), so the parent knows which channel a
 //! summary is about without any signalling; each relay's FT SSRC for a channel is its own
 //! (seeded) number, the key under which the parent keeps that child's latest summary. The
-//! parent ([`LiveFeedback::on_peer_rtcp`]) replaces a child's previous summary with the new
-//! one, so a summary repeated, or a vote repeated below, is never counted twice; a child not
+//! parent ([`LiveFeedback::on_peer_rtcp`]; a group-size RSI is told from a summary by its
+//! content, [`is_group_size_rsi`]) replaces a child's previous summary with the new one, so a summary repeated, or a vote repeated below, is never counted twice; a child not
 //! heard for the member timeout drops out. Downwards, the parent answers a new child at once
 //! and then on the senders' share of the RTCP bandwidth with a group-size RSI (SRBT 11 RTCP
 //! bandwidth, SRBT 12 group and average packet size): the child's interval then fits its
@@ -47,8 +47,8 @@ use rtcp_types::{Compound, Packet, RtcpPacketParserExt};
 
 use crate::control::{ChannelId, FeedbackSummary, QualityDistribution};
 use crate::feedback::aggregate::{
-    rtt_from_lsr_dlsr, FeedbackError, FeedbackTarget, FtConfig, Histogram, ViewerReport, VoteTally,
-    VOTERS_POLL, VOTE_SUBTYPE_CAST,
+    is_group_size_rsi, rtt_from_lsr_dlsr, FeedbackError, FeedbackTarget, FtConfig, Histogram,
+    ViewerReport, VoteTally, VOTERS_POLL, VOTE_SUBTYPE_CAST,
 };
 use crate::feedback::interval;
 use crate::rsi::{Rsi, RSI};
@@ -260,13 +260,22 @@ impl LiveFeedback {
         };
         let ntp = self.arrival_ntp(now).unwrap_or(0);
         let c = self.channel(&channel);
-        if c.parent == Some(from) {
+        if is_group_size_rsi(&rsi) {
+            // From our parent (by content, whatever address it answers from); a root has no
+            // use for one.
+            if c.parent.is_none() {
+                return Ok(PeerHandled::default());
+            }
             c.ft.set_parent(rsi.ssrc);
             c.ft.on_parent_rsi(&rsi);
             return Ok(PeerHandled {
                 parent_rsi: 1,
                 ..PeerHandled::default()
             });
+        }
+        if c.parent == Some(from) {
+            // A parent sends group sizes down, never summaries.
+            return Ok(PeerHandled::default());
         }
         if rsi.ssrc == c.ft.config().ssrc {
             // Our own summary looped back: never a child of ourselves.

@@ -126,7 +126,13 @@ impl FtNode {
             }
             return Ok(h);
         }
+        // A group-size RSI from elsewhere (a parent answering from another address) is taken
+        // by the FT as its parent's
+        // (`aggregate::is_group_size_rsi`) and makes nobody a reporter.
         let h = self.ft.handle_rtcp(now, from, ntp, data)?;
+        if h.parent_rsi > 0 && h.reports == 0 && h.votes == 0 && h.child_summaries == 0 {
+            return Ok(h);
+        }
         if h == Handled::default() {
             return Ok(h);
         }
