@@ -61,6 +61,10 @@ pub struct Config {
     pub registrar: ExpiryBounds,
     /// Diameter AAA: Sh authorisation, Rf accounting, REGISTER digest (`service::aaa`).
     pub aaa: crate::service::aaa::AaaSection,
+    /// Channel categories for personalised channels' category rules: category name ->
+    /// channel ids, in the order a rule puts them on air (`[categories]`,
+    /// e.g. `sport = ["sport1", "sport2"]`; `service::personalized`).
+    pub categories: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Default for Config {
@@ -87,6 +91,7 @@ impl Default for Config {
                 default: 3600,
             },
             aaa: crate::service::aaa::AaaSection::default(),
+            categories: std::collections::BTreeMap::new(),
         }
     }
 }

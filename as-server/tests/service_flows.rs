@@ -984,6 +984,7 @@ async fn every_request_gets_a_final_response() {
             405,
         ),
         (
+            // MESSAGE creates personalised channels from JSON (RFC 3428; 415 otherwise).
             "MESSAGE",
             req(
                 "MESSAGE",
@@ -991,7 +992,7 @@ async fn every_request_gets_a_final_response() {
                 &format!("{from}{to}Content-Type: text/plain\n"),
                 "hi",
             ),
-            405,
+            415,
         ),
         (
             "REGISTER of Contact * without Expires: 0",

@@ -3,6 +3,7 @@
 //! | method + path | answer |
 //! | --- | --- |
 //! | `POST /api/channels` `{"id"?, "name", "kind"?, "test_pattern"?}` | `201` `{"channel": {...}, "ingest": {"rtp": "ip:port", "rtcp": "ip:port"}}`: the relay ingest address a producer sends RTP to |
+//! | `POST /api/channels` `{"id"?, "name", "kind": "personalized", "schedule": [{"channel", "seconds"}, ...]}` or `"rule": {"category", "seconds"?}` | `201` `{"channel": {...}, "id", "uri", "schedule", "relays"}`: a personalised channel ([`crate::service::personalized`]); `400` with the reason |
 //! | `GET /api/channels` | `200` the channel list, the same JSON array as the `iptv-channels` NOTIFY body |
 //! | `GET /api/channels/{id}` | `200` one channel, or `404` |
 //! | `DELETE /api/channels/{id}` | `204`; its viewers get a BYE |
@@ -41,6 +42,12 @@ pub struct CreateChannel {
     /// Feed it with the relay's H.264 test pattern instead of an external producer.
     #[serde(default)]
     pub test_pattern: bool,
+    /// A personalised channel's slots (kind `personalized`).
+    #[serde(default)]
+    pub schedule: Option<Vec<crate::service::personalized::SlotDef>>,
+    /// A personalised channel's category rule (kind `personalized`).
+    #[serde(default)]
+    pub rule: Option<crate::service::personalized::Rule>,
 }
 
 /// Where a producer sends the channel's media.
@@ -121,8 +128,24 @@ async fn get_channel(
 async fn create_channel(
     State(s): State<Service>,
     body: Result<Json<CreateChannel>, axum::extract::rejection::JsonRejection>,
-) -> Result<(StatusCode, Json<Created>), ApiError> {
+) -> Result<Response, ApiError> {
     let Json(req) = body.map_err(|e| ApiError(Error::Invalid(e.body_text())))?;
+    if req.kind.as_deref() == Some("personalized") || req.schedule.is_some() || req.rule.is_some() {
+        if req.test_pattern {
+            return Err(ApiError(Error::Invalid(
+                "a personalized channel has no test pattern".into(),
+            )));
+        }
+        let def = crate::service::personalized::Definition {
+            id: req.id,
+            name: req.name,
+            kind: req.kind,
+            schedule: req.schedule,
+            rule: req.rule,
+        };
+        let created = s.create_personalized(def, None).await?;
+        return Ok((StatusCode::CREATED, Json(created)).into_response());
+    }
     let (channel, ingest) = s
         .create_channel(NewChannel {
             id: req.id,
@@ -141,7 +164,8 @@ async fn create_channel(
                 rtcp: ingest.rtcp_addr,
             },
         }),
-    ))
+    )
+        .into_response())
 }
 
 async fn delete_channel(

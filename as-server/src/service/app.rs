@@ -5,9 +5,10 @@
 //! [`App::start`], so the tests run exactly what the binary runs; [`App::stop_relay`] stops
 //! one relay abruptly, as a crash would, for the lab and the failover tests.
 //!
-//! Start-up reconciles the catalogue with the fresh relays: personal channels left over from
-//! a previous run are removed (their dialogs died with it), every other channel gets a new
-//! ingest, and the configured seeds are created (test-pattern ones fed by every relay).
+//! Start-up reconciles the catalogue with the fresh relays: personal and personalised
+//! channels left over from a previous run are removed (their dialogs and schedules died with
+//! it), every other channel gets a new ingest, and the configured seeds are created
+//! (test-pattern ones fed by every relay).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -126,6 +127,7 @@ impl App {
             relays,
             client,
         );
+        service.set_categories(cfg.categories.clone());
         reconcile(&service, &store, &cfg.channels).await?;
         service.enable_aaa(&cfg.aaa, store.clone()).await?;
 
@@ -286,7 +288,8 @@ async fn reconcile(
         if seeds.iter().any(|s| s.id == ch.id) {
             continue;
         }
-        if ch.kind == ChannelKind::Personal {
+        if matches!(ch.kind, ChannelKind::Personal | ChannelKind::Personalized) {
+            // Personalised channels' schedules lived in the relays of the previous run.
             let _ = store.delete_channel(&ch.id).await;
             info!(channel = %ch.id, "stale personal channel removed");
             continue;

@@ -37,6 +37,8 @@
 //!   `tu/failover.rs`); a UE's re-INVITE meanwhile gets `491`. No relay left, or the
 //!   re-INVITE refused: BYE with a `Reason` header.
 //! * **Personal channel**: see [`personal`].
+//! * **Personalised channel** (a schedule of channels or a category rule, created by
+//!   `MESSAGE sip:new-channel@<as-host>` with a JSON body or over HTTP): see [`personalized`].
 //! * **Channel list**: `SUBSCRIBE` with `Event: iptv-channels`, see [`channel_list`] for the
 //!   event package.
 //! * **REGISTER**: standalone registrar, see [`registrar`].
@@ -83,6 +85,7 @@ pub mod feedback;
 pub mod metrics;
 pub mod overload;
 pub mod personal;
+pub mod personalized;
 pub mod registrar;
 pub mod relays;
 pub mod rules;

@@ -23,6 +23,7 @@ pub const ALLOWED: &[&str] = &[
     "OPTIONS",
     "REGISTER",
     "SUBSCRIBE",
+    "MESSAGE",
 ];
 
 /// Option tags the AS supports (`Supported` header). None yet.

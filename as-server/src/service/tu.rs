@@ -42,6 +42,7 @@ use crate::sip::dialog::DialogId;
 #[path = "aaa/tu_hooks.rs"]
 mod aaa_hooks;
 mod failover;
+mod personalized;
 
 /// Reads the wall clock and the monotonic clock: the one place the service does.
 #[expect(clippy::disallowed_methods)]
@@ -255,6 +256,8 @@ struct Inner {
     sdp_session: u64,
     /// The AAA client (`[aaa] peer` set), see `aaa_hooks`.
     aaa: std::sync::OnceLock<super::aaa::AaaClient>,
+    /// Category -> channel ids, for personalised channels' category rules.
+    categories: Mutex<std::collections::BTreeMap<String, Vec<String>>>,
 }
 
 /// The channel service (cheap to clone).
@@ -322,6 +325,7 @@ impl Service {
                 next_tag: AtomicU64::new(seed),
                 sdp_session: (seed >> 1) & 0x7fff_ffff_ffff,
                 aaa: std::sync::OnceLock::new(),
+                categories: Mutex::default(),
             }),
         }
     }
@@ -672,7 +676,11 @@ impl Service {
         // RFC 3261 section 8.2 checks the codec offers (416, 415, 406...).
         let policy = crate::sip::Policy {
             supported: rules::SUPPORTED,
-            accepted_types: &["application/sdp"],
+            accepted_types: if method == "MESSAGE" {
+                &[super::personalized::CONTENT_TYPE]
+            } else {
+                &["application/sdp"]
+            },
             answer_type: Some("application/sdp"),
             forwarding: false,
         };
@@ -697,6 +705,7 @@ impl Service {
             "BYE" => Some(self.bye(req).await),
             "INVITE" if in_dialog.is_some() => Some(self.reinvite(req).await),
             "INVITE" => Some(self.invite(tr).await),
+            "MESSAGE" => Some(self.message(tr).await),
             "CANCEL" => {
                 // Answered by the transaction layer (200, and 487 to the INVITE).
                 self.cancel(req).await;

@@ -1,0 +1,203 @@
+//! The service side of personalised channels (see [`crate::service::personalized`] for the
+//! definition and the flows): the SIP MESSAGE handler, creation in the catalogue and on the
+//! relays, the category table.
+//!
+//! A personalised channel is made on every live relay that carries all its sources (a
+//! test-pattern source is on every relay, a producer or personal channel on one), so a
+//! viewer placed on any of them gets the same schedule; each relay splices its own copy.
+//! Deletion is the common channel teardown (`delete_ingest` on each relay removes the
+//! splicer). Schedules live in the relays only: they are not stored, and the catalogue
+//! row of a personalised channel does not survive a restart of the AS.
+
+use std::collections::BTreeMap;
+
+use media_relay::control::Error as RelayError;
+use tracing::{debug, info};
+
+use super::{error_reject, now, relay_err, Service};
+use crate::error::{Error, Result};
+use crate::service::channel_list::ChannelEntry;
+use crate::service::personal;
+use crate::service::personalized::{self as def, Created, Definition, DefinitionError};
+use crate::service::rules::Reject;
+use crate::service::{sipmsg, TuRequest};
+use crate::sip::{HeaderName, Response};
+use crate::store::ChannelKind;
+
+fn invalid(e: DefinitionError) -> Error {
+    Error::Invalid(e.reason_phrase())
+}
+
+impl Service {
+    /// Sets the category table used by category rules (`[categories]` of the configuration:
+    /// category -> channel ids).
+    pub fn set_categories(&self, categories: BTreeMap<String, Vec<String>>) {
+        *self
+            .inner
+            .categories
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = categories;
+    }
+
+    /// The category table.
+    pub fn categories(&self) -> BTreeMap<String, Vec<String>> {
+        self.inner
+            .categories
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Creates a personalised channel from its definition; `owner` is the creator's AoR (the
+    /// MESSAGE's From), `None` over HTTP. Errors: `Invalid` with the reason (bad definition,
+    /// unknown or unusable source, sources on no common relay), `Conflict` (id taken),
+    /// relay errors.
+    pub async fn create_personalized(
+        &self,
+        definition: Definition,
+        owner: Option<String>,
+    ) -> Result<Created> {
+        let name = definition.name.trim().to_owned();
+        if name.is_empty() || name.len() > 200 {
+            return Err(Error::Invalid("Name must be 1 to 200 bytes".into()));
+        }
+        let channels = self.inner.catalogue.list_raw().await?;
+        let categories = self.categories();
+        let slots = def::expand(&definition, &categories, |c| {
+            channels.iter().any(|ch| ch.id == c)
+        })
+        .map_err(invalid)?;
+        let mut sources: Vec<String> = Vec::new();
+        for slot in &slots {
+            match channels.iter().find(|ch| ch.id == slot.channel) {
+                None => {
+                    return Err(invalid(DefinitionError::UnknownChannel(
+                        slot.channel.clone(),
+                    )))
+                }
+                Some(ch) if ch.kind == ChannelKind::Personalized => {
+                    return Err(invalid(DefinitionError::BadSource(ch.id.clone())))
+                }
+                Some(_) => {}
+            }
+            if !sources.contains(&slot.channel) {
+                sources.push(slot.channel.clone());
+            }
+        }
+        let id = match definition.id {
+            Some(id) => {
+                if !personal::is_valid_channel_id(&id) {
+                    return Err(Error::Invalid(format!(
+                        "Channel id {id:?}: use 1-64 of a-z 0-9 - _ ."
+                    )));
+                }
+                if channels.iter().any(|c| c.id == id) {
+                    return Err(Error::Conflict(format!("channel {id}")));
+                }
+                id
+            }
+            None => personal::unique_id(&name, |c| channels.iter().any(|t| t.id == c))
+                .ok_or_else(|| Error::Conflict("no free id for this name".into()))?,
+        };
+        let targets: Vec<usize> = {
+            let st = self.inner.relays.state();
+            st.healthy()
+                .into_iter()
+                .filter(|&i| sources.iter().all(|s| st.carries(i, s)))
+                .collect()
+        };
+        if targets.is_empty() {
+            return Err(Error::Invalid("Sources are not on one relay".into()));
+        }
+        let spec = def::relay_spec(&id, &slots);
+        let mut made: Vec<usize> = Vec::new();
+        let mut last_err = None;
+        for i in targets {
+            let relay = self.relay(i).clone();
+            match self
+                .relay_call(i, relay.create_personalized(spec.clone()))
+                .await
+            {
+                Ok(_) => {
+                    self.inner.relays.state().add_channel(i, &id);
+                    made.push(i);
+                }
+                Err(e) => {
+                    debug!(channel = %id, relay = %self.inner.relays.name(i), error = %e, "create_personalized");
+                    last_err = Some(e);
+                }
+            }
+        }
+        let Some(&first) = made.first() else {
+            let retry = self.inner.cfg.limits.retry_after_secs;
+            return Err(match last_err {
+                Some(RelayError::UnknownChannel(c)) => {
+                    invalid(DefinitionError::UnknownChannel(c.to_string()))
+                }
+                Some(RelayError::Invalid(m)) => Error::Invalid(m.to_owned()),
+                Some(e) => relay_err(e, retry),
+                None => Error::Overloaded { retry_after: retry },
+            });
+        };
+        let entry = ChannelEntry {
+            id: id.clone(),
+            name,
+            kind: ChannelKind::Personalized.as_str().to_owned(),
+            owner,
+            created_ms: now().1,
+        };
+        if let Err(e) = self
+            .inner
+            .catalogue
+            .insert_on(&entry, None, Some(self.inner.relays.name(first)))
+            .await
+        {
+            self.drop_ingest(&id).await;
+            return Err(e);
+        }
+        let relays: Vec<String> = made
+            .iter()
+            .map(|&i| self.inner.relays.name(i).to_owned())
+            .collect();
+        info!(channel = %id, ?relays, slots = slots.len(), "personalised channel created");
+        self.list_changed().await;
+        Ok(Created {
+            uri: format!("sip:{id}@{}", self.inner.cfg.domain),
+            id,
+            channel: entry,
+            schedule: slots,
+            relays,
+        })
+    }
+
+    /// A MESSAGE (RFC 3428): to `sip:new-channel@<as-host>` with a JSON definition it
+    /// creates a personalised channel (`200 OK`, `Contact: <sip:<id>@<as-host:port>>`);
+    /// anything else is refused (module docs of [`crate::service::personalized`]).
+    pub(super) async fn message(&self, tr: &TuRequest) -> Response {
+        let req = tr.request();
+        let tag = self.tag();
+        let reject = |r: Reject| sipmsg::reject(req, &r, Some(&tag));
+        if req.uri.user.as_deref() != Some(personal::CREATION_USER) {
+            return reject(Reject::new(404, "Not Found"));
+        }
+        if !req.content_type_is(def::CONTENT_TYPE) {
+            return reject(
+                Reject::new(415, "Unsupported Media Type").with("Accept", def::CONTENT_TYPE),
+            );
+        }
+        let definition = match def::parse(&req.body) {
+            Ok(d) => d,
+            Err(e) => return reject(Reject::new(400, e.reason_phrase())),
+        };
+        let owner = req.from().map(|f| sipmsg::aor(&f.uri)).ok();
+        match self.create_personalized(definition, owner).await {
+            Ok(created) => {
+                let mut r = sipmsg::response(req, 200, "OK", Some(&tag));
+                r.headers
+                    .push(HeaderName::CONTACT, self.contact_for(&created.id));
+                r
+            }
+            Err(e) => reject(error_reject(&e)),
+        }
+    }
+}
