@@ -43,6 +43,7 @@ use crate::sip::dialog::DialogId;
 mod aaa_hooks;
 mod failover;
 mod personalized;
+mod poll_event;
 
 /// Reads the wall clock and the monotonic clock: the one place the service does.
 #[expect(clippy::disallowed_methods)]
@@ -256,6 +257,8 @@ struct Inner {
     sdp_session: u64,
     /// The AAA client (`[aaa] peer` set), see `aaa_hooks`.
     aaa: std::sync::OnceLock<super::aaa::AaaClient>,
+    /// Subscriptions to the `iptv-poll` event package, see `poll_event`.
+    poll_subs: Mutex<poll_event::PollSubs>,
     /// Category -> channel ids, for personalised channels' category rules.
     categories: Mutex<std::collections::BTreeMap<String, Vec<String>>>,
 }
@@ -316,6 +319,7 @@ impl Service {
                     dropped: HashMap::new(),
                     ended: HashMap::new(),
                 }),
+                poll_subs: Mutex::new(poll_event::PollSubs::new(cfg.subscriptions)),
                 cfg,
                 catalogue,
                 relays,
@@ -792,8 +796,12 @@ impl Service {
     async fn subscribe(&self, tr: &TuRequest) -> Response {
         let req = tr.request();
         let event = req.headers.get(&HeaderName::EVENT).unwrap_or("");
+        if poll_event::is_poll_event(event) {
+            return self.subscribe_poll(tr).await;
+        }
         if !channel_list::is_our_event(event) {
-            let r = Reject::new(489, "Bad Event").with("Allow-Events", channel_list::EVENT);
+            let allow = format!("{}, {}", channel_list::EVENT, poll_event::EVENT);
+            let r = Reject::new(489, "Bad Event").with("Allow-Events", allow);
             return sipmsg::reject(req, &r, Some(&self.tag()));
         }
         if let Some(acc) = req.headers.get(&HeaderName::ACCEPT) {
