@@ -995,6 +995,9 @@ impl Relay {
                     let start = self.arena.len();
                     if rtcp::write_sender_report(&mut self.arena, &info, &self.config.cname).is_ok()
                     {
+                        // The viewer's group size and RTCP share (crate::feedback::live).
+                        self.feedback
+                            .append_viewer_rsi(now, &v.channel, v.ssrc, &mut self.arena);
                         self.totals.rtcp_out += 1;
                         self.queue.push_back(OutMeta::whole(
                             OutSocket::Rtcp,

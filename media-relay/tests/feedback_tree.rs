@@ -57,6 +57,8 @@ struct Lab {
     wall: SystemTime,
     /// Relay-to-relay datagrams delivered.
     peer_datagrams: u64,
+    /// The latest RTCP compound each relay sent to a viewer: (relay, viewer address, bytes).
+    to_viewers: Vec<(usize, SocketAddr, Vec<u8>)>,
 }
 
 impl Lab {
@@ -78,6 +80,10 @@ impl Lab {
                     n.relay.handle_viewer_rtcp(self.now, src, &bytes);
                     self.peer_datagrams += 1;
                     any = true;
+                } else {
+                    self.to_viewers
+                        .retain(|(r, d, _)| !(*r == from && *d == dest));
+                    self.to_viewers.push((from, dest, bytes));
                 }
             }
             if !any {
@@ -155,6 +161,23 @@ fn children_summaries_reach_the_root_exactly_once() {
             viewers,
         });
     }
+    // A key frame on every relay, so each viewer has had RTP and gets sender reports.
+    for n in &mut nodes {
+        let mut idr = Vec::new();
+        media_relay::rtp::write_header(
+            &mut idr,
+            true,
+            &media_relay::rtp::HeaderRewrite {
+                ssrc: 0x4242,
+                sequence: 1,
+                timestamp: 9000,
+                payload_type: 96,
+            },
+        );
+        idr.extend_from_slice(&[0x65, 0x88, 0x84]);
+        let _ = n.relay.ingest(now, &ch, &idr);
+        while n.relay.poll_transmit().is_some() {}
+    }
     let root_rtcp = nodes[0].rtcp;
     for n in &mut nodes[1..] {
         n.relay
@@ -170,6 +193,7 @@ fn children_summaries_reach_the_root_exactly_once() {
         now,
         wall,
         peer_datagrams: 0,
+        to_viewers: Vec::new(),
     };
 
     // Every viewer votes option (viewer % 3).
@@ -226,6 +250,27 @@ fn children_summaries_reach_the_root_exactly_once() {
     // The children learned their group from the root's RSI (SRBT 12): the root's reporters
     // are its 3 viewers and 2 children, plus itself.
     assert_eq!(lab.feedback(1, &ch).parent_group_size, Some(6));
+    // Each relay's viewers learn their own group from the RSI after the relay's SR (RFC 5760
+    // section 7.1, SRBT 12): child A's 40 viewers and itself.
+    let (_, _, sr) = lab
+        .to_viewers
+        .iter()
+        .find(|(r, _, _)| *r == 1)
+        .expect("A sent a viewer an SR");
+    let mut rsi_at = 0;
+    while rsi_at + 4 <= sr.len() && sr[rsi_at + 1] != 209 {
+        rsi_at += (usize::from(u16::from_be_bytes([sr[rsi_at + 2], sr[rsi_at + 3]])) + 1) * 4;
+    }
+    assert_eq!(sr[1], 200, "the compound starts with the SR");
+    let viewer_rsi = Rsi::decode(&sr[rsi_at..]).expect("an RSI after the SR");
+    assert_eq!(
+        viewer_rsi.ssrc,
+        u32::from_be_bytes([sr[4], sr[5], sr[6], sr[7]])
+    );
+    assert!(viewer_rsi
+        .sub_reports
+        .iter()
+        .any(|r| matches!(r, SubReport::GroupAndAvgPacketSize { group_size: 41, .. })));
     assert_eq!(lab.feedback(2, &ch).parent_group_size, Some(6));
     assert_eq!(lab.feedback(0, &ch).parent_group_size, None);
     // A summary forced out now (setting the parent again sends at once) names the channel

@@ -499,6 +499,31 @@ fn our_packets() -> Vec<Vec<u8>> {
         }
     }
     out.push(summary.expect("the relay sent its summary up"));
+    // The relay's SR + SDES + group-size RSI to a viewer (after it had RTP).
+    let mut idr = Vec::new();
+    media_relay::rtp::write_header(
+        &mut idr,
+        true,
+        &media_relay::rtp::HeaderRewrite {
+            ssrc: 0x4242,
+            sequence: 1,
+            timestamp: 9000,
+            payload_type: 96,
+        },
+    );
+    idr.extend_from_slice(&[0x65, 0x88, 0x84]);
+    let _ = relay.ingest(t0, &ChannelId::from("news"), &idr);
+    let later = t0 + std::time::Duration::from_secs(8);
+    relay.handle_timeout(later, std::time::SystemTime::UNIX_EPOCH);
+    let mut sr = None;
+    while let Some(t) = relay.poll_transmit() {
+        if t.dest.port() == 4001 && t.payload.get(1) == Some(&200) {
+            sr = Some(t.payload.to_vec());
+        }
+    }
+    let sr = sr.expect("an SR to the viewer");
+    assert!(sr.windows(2).any(|w| w[1] == 209), "RSI after the SR");
+    out.push(sr);
     out
 }
 

@@ -92,6 +92,8 @@ struct ChannelFeedback {
     children: BTreeMap<SocketAddr, Instant>,
     /// When the next group-size RSI goes down to the children.
     next_down: Option<Instant>,
+    /// The group-size RSI for this relay's viewers and when it was made.
+    viewer_rsi: Option<(Instant, Vec<u8>)>,
 }
 
 /// What a datagram from another relay (or pure FT) brought.
@@ -199,6 +201,7 @@ impl LiveFeedback {
                     next_up: None,
                     children: BTreeMap::new(),
                     next_down: None,
+                    viewer_rsi: None,
                 },
             );
         }
@@ -374,6 +377,40 @@ impl LiveFeedback {
             }
             for (dest, bytes) in out {
                 self.push_out(dest, bytes);
+            }
+        }
+    }
+
+    /// Append to `out` (a viewer's SR compound) the group-size RSI of `channel` at this relay
+    /// (RFC 5760 section 7.1: SRBT 11, the receivers' RTCP bandwidth, and SRBT 12, the group
+    /// and average packet size), naming `viewer_ssrc` (the SSRC the relay sends that viewer) as
+    /// distribution source and summarised SSRC, so the viewer's RFC 3550 interval fits this
+    /// relay's group rather than the whole audience. Nothing for a channel no viewer reported
+    /// on yet. The packet is remade at most once a second.
+    pub fn append_viewer_rsi(
+        &mut self,
+        now: Instant,
+        channel: &ChannelId,
+        viewer_ssrc: u32,
+        out: &mut Vec<u8>,
+    ) {
+        let ntp = self.arrival_ntp(now).unwrap_or(0);
+        let Some(c) = self.channels.get_mut(channel) else {
+            return;
+        };
+        let fresh = c
+            .viewer_rsi
+            .as_ref()
+            .is_some_and(|(at, _)| now.saturating_duration_since(*at) < Duration::from_secs(1));
+        if !fresh {
+            c.viewer_rsi = c.ft.downstream_rsi(ntp).to_vec().ok().map(|b| (now, b));
+        }
+        if let Some((_, rsi)) = &c.viewer_rsi {
+            if rsi.len() >= 12 {
+                let at = out.len();
+                out.extend_from_slice(rsi);
+                out[at + 4..at + 8].copy_from_slice(&viewer_ssrc.to_be_bytes());
+                out[at + 8..at + 12].copy_from_slice(&viewer_ssrc.to_be_bytes());
             }
         }
     }
