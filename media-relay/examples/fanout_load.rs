@@ -162,7 +162,21 @@ struct Args {
     /// Write the JSON results here.
     #[arg(long, default_value = "ci-artifacts/bench/relay-fanout.json")]
     out: PathBuf,
+    /// Sinks take GSO datagrams whole (UDP_GRO on their sockets, `poll` sinks only): the
+    /// loopback receive then does not split a GSO run back into datagrams, which it otherwise
+    /// does in the sending relay's system call. Models a NIC with UDP segmentation offload;
+    /// the default (off) charges the relay for software segmentation.
+    #[arg(long)]
+    sinks_gro: bool,
+    /// The sender emits packets in frames of this many back to back (an encoder's frame), at
+    /// rate / this frames per second; 1: evenly paced.
+    #[arg(long, default_value_t = 1)]
+    frame_packets: u32,
 }
+
+/// Latency histogram buckets (sender -> sink, one bucket per 100 µs, the last one open).
+const LAT_BUCKETS: usize = 1000;
+const LAT_BUCKET_US: u64 = 100;
 
 /// How the sinks read (see `--sinks`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -285,6 +299,8 @@ fn start_relay(options: DriverOptions) -> anyhow::Result<RelayThread> {
 struct Sinks {
     addrs: Vec<SocketAddr>,
     counts: Arc<Vec<AtomicU64>>,
+    /// Sender -> sink latency of the first datagram of each read, in [`LAT_BUCKET_US`] buckets.
+    latency: Arc<Vec<AtomicU64>>,
     stop: Arc<AtomicBool>,
     /// The sink thread's id (for its CPU time).
     tid: u32,
@@ -294,7 +310,7 @@ struct Sinks {
 impl Sinks {
     /// `n` UDP sinks on 127.0.1.1, 127.0.1.2, ... (ephemeral ports), read by one thread:
     /// `epoll` (a tokio task per socket) or `poll` (non-blocking reads in a loop, 50 µs naps).
-    fn start(n: usize, how: SinkMode) -> anyhow::Result<Sinks> {
+    fn start(n: usize, how: SinkMode, gro: bool, base: Instant) -> anyhow::Result<Sinks> {
         let mut socks = Vec::with_capacity(n);
         let mut addrs = Vec::with_capacity(n);
         for i in 0..n {
@@ -309,10 +325,17 @@ impl Sinks {
             s.bind(&SocketAddr::from((ip, 0)).into())
                 .with_context(|| format!("binding a sink on {ip}"))?;
             let s: StdUdpSocket = s.into();
+            if gro {
+                nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::UdpGroSegment, &true)
+                    .context("UDP_GRO on a sink")?;
+            }
             addrs.push(s.local_addr()?);
             socks.push(s);
         }
         let counts: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
+        let latency: Arc<Vec<AtomicU64>> =
+            Arc::new((0..LAT_BUCKETS).map(|_| AtomicU64::new(0)).collect());
+        let lat = latency.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let (c, st) = (counts.clone(), stop.clone());
         let (tid_tx, tid_rx) = std::sync::mpsc::channel();
@@ -321,14 +344,15 @@ impl Sinks {
             if how == SinkMode::Poll {
                 // Nobody sleeps on these sockets, so a delivery wakes no one: the relay's
                 // send path pays for the loopback receive, not for waking this thread.
-                let mut buf = vec![0u8; 2048];
+                let mut buf = vec![0u8; 65_536];
                 while !st.load(Ordering::Relaxed) {
                     let mut any = false;
                     for (i, s) in socks.iter().enumerate() {
                         let mut k = 0u64;
-                        while let Ok(len) = s.recv(&mut buf) {
+                        while let Some((len, segments)) = recv_counted(s, &mut buf, gro) {
                             if len >= 12 && !(72..=76).contains(&(buf[1] & 0x7f)) {
-                                k += 1;
+                                k += segments;
+                                note_latency(&lat, &buf[..len], base);
                             }
                         }
                         if k > 0 {
@@ -377,6 +401,7 @@ impl Sinks {
         Ok(Sinks {
             addrs,
             counts,
+            latency,
             stop,
             tid,
             join,
@@ -387,10 +412,82 @@ impl Sinks {
         self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
     }
 
+    fn latency_snapshot(&self) -> Vec<u64> {
+        self.latency
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect()
+    }
+
     fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.join.join();
     }
+}
+
+/// One non-blocking read: (bytes, datagrams in it: more than one when UDP_GRO joined a GSO run).
+fn recv_counted(s: &StdUdpSocket, buf: &mut [u8], gro: bool) -> Option<(usize, u64)> {
+    if !gro {
+        return s.recv(buf).ok().map(|n| (n, 1));
+    }
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrStorage};
+    use std::os::fd::AsRawFd;
+    let mut cmsg = nix::cmsg_space!(i32);
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let msg = recvmsg::<SockaddrStorage>(
+        s.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_DONTWAIT,
+    )
+    .ok()?;
+    let len = msg.bytes;
+    let seg = msg.cmsgs().ok().and_then(|mut c| {
+        c.find_map(|m| match m {
+            ControlMessageOwned::UdpGroSegments(s) => usize::try_from(s).ok(),
+            _ => None,
+        })
+    });
+    Some(match seg {
+        Some(seg) if seg > 0 => (len.min(seg), len.div_ceil(seg) as u64),
+        _ => (len, 1),
+    })
+}
+
+/// The sender writes its send time (ns since `base`) at payload offset 1..9 (after the NAL
+/// header byte): sender -> sink latency, relay queueing and coalescing included.
+const STAMP: std::ops::Range<usize> = 13..21;
+
+fn note_latency(hist: &[AtomicU64], datagram: &[u8], base: Instant) {
+    let Some(stamp) = datagram
+        .get(STAMP)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+    else {
+        return;
+    };
+    let sent = u64::from_be_bytes(stamp);
+    let now = now().duration_since(base).as_nanos() as u64;
+    let us = now.saturating_sub(sent) / 1000;
+    let b = ((us / LAT_BUCKET_US) as usize).min(LAT_BUCKETS - 1);
+    hist[b].fetch_add(1, Ordering::Relaxed);
+}
+
+/// The `q` quantile (0..1) of a histogram difference, in milliseconds (bucket upper edge).
+fn quantile_ms(after: &[u64], before: &[u64], q: f64) -> f64 {
+    let d: Vec<u64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
+    let total: u64 = d.iter().sum();
+    if total == 0 {
+        return 0.0;
+    }
+    let want = ((total as f64) * q).ceil().max(1.0) as u64;
+    let mut acc = 0;
+    for (i, c) in d.iter().enumerate() {
+        acc += c;
+        if acc >= want {
+            return ((i as u64 + 1) * LAT_BUCKET_US) as f64 / 1000.0;
+        }
+    }
+    (LAT_BUCKETS as u64 * LAT_BUCKET_US) as f64 / 1000.0
 }
 
 // ----- sender ----------------------------------------------------------------------------------
@@ -417,6 +514,7 @@ fn send_step(
     total: u64,
     first_seq: u64,
     args: &Args,
+    base: Instant,
 ) -> (u64, f64) {
     let mut buf = vec![0xabu8; 12 + args.payload];
     let start = now();
@@ -429,9 +527,15 @@ fn send_step(
         if elapsed > limit {
             break;
         }
-        let due = ((elapsed.as_secs_f64() * f64::from(rate)) as u64 + 1).min(total);
+        let k = u64::from(args.frame_packets.max(1));
+        let frames = (elapsed.as_secs_f64() * f64::from(rate) / k as f64) as u64 + 1;
+        let due = (frames * k).min(total);
         while sent + failed < due {
             packet(&mut buf, first_seq + sent + failed, args.gop_packets);
+            let t = now().duration_since(base).as_nanos() as u64;
+            if let Some(b) = buf.get_mut(STAMP) {
+                b.copy_from_slice(&t.to_be_bytes());
+            }
             match sock.send_to(&buf, dest) {
                 Ok(_) => sent += 1,
                 Err(_) => failed += 1,
@@ -480,6 +584,11 @@ struct Step {
     /// The whole machine's busy CPU, % of one core (200 % = both cores of a 2-core box busy):
     /// shows when other work left the relay short of CPU.
     box_cpu_percent: f64,
+    /// Sender -> sink latency of the first datagram of each sink read (relay queueing and
+    /// coalescing included), 0.1 ms buckets: median, 99th percentile, largest.
+    latency_p50_ms: f64,
+    latency_p99_ms: f64,
+    latency_max_ms: f64,
     saturated: bool,
     saturated_because: Vec<&'static str>,
 }
@@ -490,6 +599,8 @@ struct Report {
     coalesce_us: u64,
     ingest_batch: usize,
     sinks: SinkMode,
+    sinks_gro: bool,
+    frame_packets: u32,
     packet_bytes: usize,
     gop_packets: u64,
     step_seconds: f64,
@@ -879,7 +990,8 @@ fn run_n(
     steps: &mut Vec<Step>,
 ) -> anyhow::Result<()> {
     let mode = target.label();
-    let sinks = Sinks::start(n, args.sinks)?;
+    let base = now();
+    let sinks = Sinks::start(n, args.sinks, args.sinks_gro, base)?;
     let sender = socket2::Socket::new(
         socket2::Domain::IPV4,
         socket2::Type::DGRAM,
@@ -912,6 +1024,7 @@ fn run_n(
         let c0 = target.counters(rt)?;
         let allocs0 = counting::ALLOCS.load(Ordering::Relaxed);
         let recv0 = sinks.total();
+        let lat0 = sinks.latency_snapshot();
         let cpu0 = target.cpu_secs()?;
         let sink_cpu0 = thread_cpu_secs(sinks.tid)?;
         let sender_cpu0 = thread_cpu_secs(sender_tid)?;
@@ -922,7 +1035,7 @@ fn run_n(
         let mut slice = 0u64;
         while slice * u64::from(rate) < total {
             let this = (total - slice * u64::from(rate)).min(u64::from(rate));
-            let (s, _) = send_step(&sender, ingest, rate, this, seq, args);
+            let (s, _) = send_step(&sender, ingest, rate, this, seq, args, base);
             seq += this;
             sent += s;
             slice += 1;
@@ -952,6 +1065,7 @@ fn run_n(
         let sink_cpu = thread_cpu_secs(sinks.tid)? - sink_cpu0;
         let sender_cpu = thread_cpu_secs(sender_tid)? - sender_cpu0;
         let received = sinks.total() - recv0;
+        let lat1 = sinks.latency_snapshot();
         let allocs = counting::ALLOCS.load(Ordering::Relaxed) - allocs0;
         let c1 = target.counters(rt)?;
         // rtpengine does not count for us: its whole loss shows as "after send".
@@ -1008,11 +1122,14 @@ fn run_n(
             sinks_cpu_percent: 100.0 * sink_cpu / send_secs,
             sender_cpu_percent: 100.0 * sender_cpu / send_secs,
             box_cpu_percent: 100.0 * box_busy / send_secs,
+            latency_p50_ms: quantile_ms(&lat1, &lat0, 0.5),
+            latency_p99_ms: quantile_ms(&lat1, &lat0, 0.99),
+            latency_max_ms: quantile_ms(&lat1, &lat0, 1.0),
             saturated: !why.is_empty(),
             saturated_because: why,
         };
         println!(
-            "   -> in {:.0} pps, out {:.0} pps, relay cpu {:.2} s ({:.0}%), {:.0} out pkts/cpu-s, {:.4} allocs/out pkt, loss {:.4}% (before relay {}, at send {}, after send {}){}",
+            "   -> in {:.0} pps, out {:.0} pps, relay cpu {:.2} s ({:.0}%), {:.0} out pkts/cpu-s, {:.4} allocs/out pkt, loss {:.4}% (before relay {}, at send {}, after send {}), latency p50/p99/max {:.1}/{:.1}/{:.1} ms{}",
             step.input_pps,
             step.output_pps,
             step.relay_cpu_seconds,
@@ -1023,6 +1140,9 @@ fn run_n(
             lost_before_relay,
             lost_at_send,
             lost_after_send,
+            step.latency_p50_ms,
+            step.latency_p99_ms,
+            step.latency_max_ms,
             if step.saturated {
                 format!("  SATURATED ({})", step.saturated_because.join(", "))
             } else {
@@ -1057,6 +1177,9 @@ fn main() -> anyhow::Result<()> {
     if !(0.1..=60.0).contains(&args.duration) || args.payload < 1 || args.payload > 8000 {
         bail!("duration 0.1..60 s, payload 1..8000 bytes");
     }
+    if args.sinks_gro && args.sinks != SinkMode::Poll {
+        bail!("--sinks-gro needs --sinks poll");
+    }
     let loadavg_start = read_trim("/proc/loadavg");
     println!(
         "relay fan-out load: {} byte RTP packets, {} s per step, load average {loadavg_start}",
@@ -1085,6 +1208,7 @@ fn main() -> anyhow::Result<()> {
                     send_mode,
                     ingest_batch: args.ingest_batch,
                     coalesce: Duration::from_micros(window),
+                    ..DriverOptions::default()
                 })?,
                 mode: send_mode,
                 coalesce_us: window,
@@ -1129,6 +1253,8 @@ fn main() -> anyhow::Result<()> {
     let report = Report {
         tool: "media-relay/examples/fanout_load.rs",
         sinks: args.sinks,
+        sinks_gro: args.sinks_gro,
+        frame_packets: args.frame_packets,
         coalesce_us: args.coalesce_us,
         ingest_batch: args.ingest_batch,
         packet_bytes: 12 + args.payload,
@@ -1144,11 +1270,11 @@ fn main() -> anyhow::Result<()> {
     };
 
     println!();
-    println!("| mode | viewers | input pps | output pps | relay CPU s | relay CPU % | output pkts per relay CPU-s | relay allocs per out pkt | loss % | lost before relay / at send / after send | sinks / sender / machine CPU % | saturated |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| mode | viewers | input pps | output pps | relay CPU s | relay CPU % | output pkts per relay CPU-s | relay allocs per out pkt | loss % | lost before relay / at send / after send | latency p50 / p99 ms | sinks / sender / machine CPU % | saturated |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for s in &report.steps {
         println!(
-            "| {} | {} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} | {:.4} | {:.3} | {} / {} / {} | {:.0} / {:.0} / {:.0} | {} |",
+            "| {} | {} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} | {:.4} | {:.3} | {} / {} / {} | {:.1} / {:.1} | {:.0} / {:.0} / {:.0} | {} |",
             s.mode,
             s.viewers,
             s.input_pps,
@@ -1161,6 +1287,8 @@ fn main() -> anyhow::Result<()> {
             s.lost_before_relay,
             s.lost_at_send,
             s.lost_after_send,
+            s.latency_p50_ms,
+            s.latency_p99_ms,
             s.sinks_cpu_percent,
             s.sender_cpu_percent,
             s.box_cpu_percent,

@@ -131,6 +131,10 @@ pub struct ViewerInfo {
     pub relay_rtcp: SocketAddr,
     /// SSRC of the stream this viewer receives (stable across zaps).
     pub ssrc: u32,
+    /// A multicast channel: `relay_rtp` is the group, and this its TTL (SDP
+    /// `c=IN IP4 <group>/<ttl>`, RFC 8866 section 5.7).
+    #[serde(default)]
+    pub multicast_ttl: Option<u8>,
 }
 
 /// Counters of one channel.
@@ -421,6 +425,30 @@ pub struct RelayConfig {
     /// nothing this long is re-attached to the next candidate ([`crate::tree`]).
     #[serde(with = "secs_f64")]
     pub upstream_silence: Duration,
+    /// Channels sent to a multicast group instead of per viewer (`[[relay.multicast]]`): one
+    /// stream to the group while the channel has members; the AS answers viewers with
+    /// `c=IN IP4 <group>/<ttl>` ([`ViewerInfo::multicast_ttl`]).
+    pub multicast: Vec<MulticastChannel>,
+    /// IPv4 TTL of the multicast streams (RFC 8866 section 5.7: also the SDP `c=` TTL).
+    pub multicast_ttl: u8,
+    /// Interface address multicast leaves from (default: the routing table's choice).
+    pub multicast_interface: Option<Ipv4Addr>,
+}
+
+/// A channel sent to a multicast group ([`RelayConfig::multicast`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MulticastChannel {
+    /// The channel (created as usual; the group is used from its first viewer on).
+    pub channel: ChannelId,
+    /// Group address and RTP port (RTCP: port + 1).
+    pub group: SocketAddr,
+    /// Payload type of the group stream (every member's SDP carries the same one).
+    #[serde(default = "default_multicast_pt")]
+    pub payload_type: u8,
+}
+
+fn default_multicast_pt() -> u8 {
+    96
 }
 
 impl Default for RelayConfig {
@@ -440,6 +468,9 @@ impl Default for RelayConfig {
             zap_timestamp_step: 3000,
             cname: "media-relay".to_owned(),
             upstream_silence: crate::tree::DEFAULT_UPSTREAM_SILENCE,
+            multicast: Vec::new(),
+            multicast_ttl: 16,
+            multicast_interface: None,
         }
     }
 }
@@ -571,6 +602,11 @@ impl RelayHandle {
     /// A handle sending to a driver's command channel whose driver publishes on `events`.
     pub fn with_events(tx: mpsc::Sender<Command>, events: broadcast::Sender<RelayEvent>) -> Self {
         RelayHandle { tx, events }
+    }
+
+    /// The driver's command channel (the shard router forwards commands on it).
+    pub(crate) fn command_sender(&self) -> &mpsc::Sender<Command> {
+        &self.tx
     }
 
     /// Whether both handles drive the same relay.

@@ -224,7 +224,24 @@ struct Channel {
     counters: ChannelCounters,
     /// Where the next packet's fan-out starts in `viewers` (rotates per packet).
     rotate: usize,
+    /// Sent to a multicast group instead of per viewer ([`RelayConfig::multicast`]).
+    group: Option<Group>,
 }
+
+/// A multicast channel's one stream: while it has members, a relay-owned "viewer" (id with
+/// [`GROUP_STREAM_BIT`]) whose destination is the group; members get nothing unicast.
+#[derive(Debug)]
+struct Group {
+    dest: SocketAddr,
+    payload_type: u8,
+    /// The group stream's viewer while there are members.
+    stream: Option<ViewerId>,
+    members: usize,
+}
+
+/// Viewer ids with this bit set are the relay's own multicast group streams (callers number
+/// viewers from 0 up; one with this bit is refused).
+pub const GROUP_STREAM_BIT: u64 = 1 << 63;
 
 impl Channel {
     fn kind(&self, pt: u8) -> MediaKind {
@@ -262,6 +279,8 @@ struct Viewer {
     /// Live packets are held back until a key frame (joined a keyed channel with no cache, or
     /// thinned after a congested send).
     awaiting_key: bool,
+    /// A member of a multicast channel: it receives the group stream, nothing of its own.
+    member: bool,
     /// Packets not sent to this viewer because of overload (failed sends, then the rest of the
     /// GOP until the next key frame).
     packets_dropped: u64,
@@ -402,6 +421,17 @@ impl Relay {
             return Err(Error::Invalid("clock rate 0"));
         }
         let cache = GopCache::new(self.config.cache);
+        let group = self
+            .config
+            .multicast
+            .iter()
+            .find(|m| m.channel == spec.channel)
+            .map(|m| Group {
+                dest: m.group,
+                payload_type: m.payload_type,
+                stream: None,
+                members: 0,
+            });
         self.channels.insert(
             spec.channel.clone(),
             Channel {
@@ -410,6 +440,7 @@ impl Relay {
                 viewers: Vec::new(),
                 counters: ChannelCounters::default(),
                 rotate: 0,
+                group,
             },
         );
         Ok(())
@@ -452,6 +483,16 @@ impl Relay {
         if self.viewer_slots.len() >= self.config.max_viewers {
             return Err(Error::Overloaded("too many viewers"));
         }
+        let group_stream = req.viewer.0 & GROUP_STREAM_BIT != 0;
+        let member_of = match &ch.group {
+            Some(_) if group_stream => None,
+            Some(_) => Some(self.join_group(now, &req.channel)?),
+            None if group_stream => return Err(Error::Invalid("viewer id with the top bit set")),
+            None => None,
+        };
+        let Some(ch) = self.channels.get(&req.channel) else {
+            return Err(Error::UnknownChannel(req.channel.clone()));
+        };
         let clock_rate = ch.spec.clock_rate;
         let mut ssrc = self.next_random() as u32;
         while ssrc == 0 || self.ssrcs.contains_key(&ssrc) {
@@ -472,6 +513,7 @@ impl Relay {
             downstream: req.downstream,
             mapping: None,
             awaiting_key: false,
+            member: false,
             packets_dropped: 0,
             last_seq: r as u16,
             last_ts: (r >> 32) as u32,
@@ -506,8 +548,70 @@ impl Relay {
                 self.arm(Timer::Liveness, now + t);
             }
         }
+        if let Some(group_ssrc) = member_of {
+            if let Some(v) = self.viewers[slot].as_mut() {
+                v.member = true;
+            }
+            return Ok(group_ssrc);
+        }
         self.start_source(now, slot);
         Ok(ssrc)
+    }
+
+    /// A viewer joins `channel`'s multicast group: the group stream starts with the first
+    /// member (burst from the cached GOP, like a unicast viewer). Returns its SSRC.
+    fn join_group(&mut self, now: Instant, channel: &ChannelId) -> Result<u32, Error> {
+        let Some((stream, dest, payload_type)) = self
+            .channels
+            .get(channel)
+            .and_then(|c| c.group.as_ref())
+            .map(|g| (g.stream, g.dest, g.payload_type))
+        else {
+            return Err(Error::UnknownChannel(channel.clone()));
+        };
+        let stream = match stream {
+            Some(id) => id,
+            None => {
+                let mut id = ViewerId(GROUP_STREAM_BIT | (self.next_random() >> 1));
+                while self.viewer_slots.contains_key(&id) {
+                    id = ViewerId(GROUP_STREAM_BIT | (self.next_random() >> 1));
+                }
+                self.add_viewer(
+                    now,
+                    &AddViewer {
+                        viewer: id,
+                        channel: channel.clone(),
+                        rtp_dest: dest,
+                        rtcp_dest: Some(SocketAddr::new(dest.ip(), dest.port().wrapping_add(1))),
+                        payload_type,
+                        downstream: false,
+                    },
+                )?;
+                id
+            }
+        };
+        if let Some(g) = self
+            .channels
+            .get_mut(channel)
+            .and_then(|c| c.group.as_mut())
+        {
+            g.stream = Some(stream);
+            g.members += 1;
+        }
+        self.viewer_slots
+            .get(&stream)
+            .and_then(|&s| self.viewers[s].as_ref())
+            .map(|v| v.ssrc)
+            .ok_or(Error::UnknownViewer(stream))
+    }
+
+    /// The multicast group `channel` is sent to, if it is a multicast channel
+    /// ([`RelayConfig::multicast`]).
+    pub fn multicast_group(&self, channel: &ChannelId) -> Option<SocketAddr> {
+        self.channels
+            .get(channel)
+            .and_then(|c| c.group.as_ref())
+            .map(|g| g.dest)
     }
 
     /// Remove a viewer; queued datagrams for it are discarded, nothing more is sent.
@@ -518,6 +622,10 @@ impl Relay {
             .ok_or(Error::UnknownViewer(viewer))?;
         self.queue.retain(|m| m.viewer != Some(viewer));
         self.viewer_slots.remove(&viewer);
+        let left_group = self.viewers[slot]
+            .as_ref()
+            .filter(|v| v.member)
+            .map(|v| v.channel.clone());
         if let Some(v) = self.viewers[slot].take() {
             self.ssrcs.remove(&v.ssrc);
             self.feedback.remove_viewer(&v.channel, v.ssrc);
@@ -526,6 +634,24 @@ impl Relay {
             }
         }
         self.free_slots.push(slot);
+        if let Some(channel) = left_group {
+            // The last member gone: the group stream stops (like an IGMP leave).
+            let stream = self
+                .channels
+                .get_mut(&channel)
+                .and_then(|c| c.group.as_mut())
+                .and_then(|g| {
+                    g.members = g.members.saturating_sub(1);
+                    if g.members == 0 {
+                        g.stream.take()
+                    } else {
+                        None
+                    }
+                });
+            if let Some(id) = stream {
+                let _ = self.remove_viewer(id);
+            }
+        }
         Ok(())
     }
 
@@ -543,6 +669,11 @@ impl Relay {
             .ok_or(Error::UnknownViewer(viewer))?;
         if !self.channels.contains_key(channel) {
             return Err(Error::UnknownChannel(channel.clone()));
+        }
+        let member = self.viewers[slot].as_ref().is_some_and(|v| v.member);
+        if member || self.multicast_group(channel).is_some() {
+            // The viewer itself joins another group (a new SDP: re-INVITE).
+            return Err(Error::Unsupported("zap to or from a multicast channel"));
         }
         // Packets of the old channel not sent yet would break the new numbering: drop them.
         self.queue.retain(|m| m.viewer != Some(viewer));
@@ -566,7 +697,7 @@ impl Relay {
     /// Queue the burst for a viewer that just (re)started on its channel.
     fn start_source(&mut self, now: Instant, slot: usize) {
         let step = self.config.zap_timestamp_step;
-        let Some(v) = self.viewers[slot].as_mut() else {
+        let Some(v) = self.viewers[slot].as_mut().filter(|v| !v.member) else {
             return;
         };
         let Some(ch) = self.channels.get(&v.channel) else {
@@ -683,6 +814,9 @@ impl Relay {
             let Some(v) = self.viewers.get_mut(slot).and_then(Option::as_mut) else {
                 continue;
             };
+            if v.member {
+                continue; // it gets the group stream
+            }
             if v.awaiting_key {
                 if !class.key {
                     if v.mapping.is_some() {

@@ -81,10 +81,11 @@ impl std::fmt::Display for SendMode {
     }
 }
 
-/// Most messages per `sendmmsg` call.
-pub const MAX_MSGS: usize = 128;
-/// Most iovecs over all messages of one call (two per datagram).
-const MAX_IOV: usize = 1024;
+/// Most messages per `sendmmsg` call (the kernel caps `vlen` at `UIO_MAXIOV`, 1024).
+pub const MAX_MSGS: usize = 1024;
+/// Most iovecs over all messages of one call (two per datagram; one message has at most
+/// 2 x [`MAX_GSO_SEGMENTS`], well under the kernel's 1024 per message).
+const MAX_IOV: usize = 2 * MAX_MSGS;
 /// Most datagrams in one GSO message (the kernel's `UDP_MAX_SEGMENTS` is 64 or more).
 pub const MAX_GSO_SEGMENTS: usize = 64;
 /// Most bytes in one GSO message (a UDP payload is at most 65,507 bytes over IPv4).

@@ -43,6 +43,7 @@ use crate::testpattern::{TestPattern, TestPatternConfig};
 
 pub mod batch;
 pub mod http;
+pub mod shard;
 mod upstream;
 
 pub use batch::SendMode;
@@ -60,6 +61,10 @@ pub struct DriverOptions {
     /// queue of [`COALESCE_MAX_DATAGRAMS`] is sent at once. A few milliseconds are nothing next
     /// to a set-top box's jitter buffer and cut the kernel's per-packet work several times.
     pub coalesce: Duration,
+    /// Driver threads (default 1: one task on the caller's runtime). Above 1, channels are
+    /// hashed to that many independent relays, each on its own thread with its own sockets,
+    /// behind one handle ([`shard`]); the number of cores is the natural choice.
+    pub shards: usize,
 }
 
 /// Queued datagrams that end a coalescing window early.
@@ -71,6 +76,7 @@ impl Default for DriverOptions {
             send_mode: SendMode::Gso,
             ingest_batch: 64,
             coalesce: Duration::ZERO,
+            shards: 1,
         }
     }
 }
@@ -100,6 +106,17 @@ fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
     UdpSocket::from_std(s.into())
+}
+
+/// Multicast output options of a socket ([`RelayConfig::multicast`]): TTL, loopback to local
+/// members (on, so a receiver on the relay's host hears the group), the interface if given.
+fn set_multicast(s: &UdpSocket, config: &RelayConfig) -> io::Result<()> {
+    s.set_multicast_ttl_v4(u32::from(config.multicast_ttl))?;
+    s.set_multicast_loop_v4(true)?;
+    if let Some(ifaddr) = config.multicast_interface {
+        socket2::SockRef::from(s).set_multicast_if_v4(&ifaddr)?;
+    }
+    Ok(())
 }
 
 struct Ingest {
@@ -210,6 +227,9 @@ impl Relay {
 
     /// [`Relay::spawn`] with explicit driver options (send mode, ingest batch).
     pub fn spawn_with(config: RelayConfig, options: DriverOptions) -> Result<RelayHandle, Error> {
+        if options.shards > 1 {
+            return shard::spawn(config, options);
+        }
         let ip = config.bind_ip;
         let out_rtp = bind_udp(SocketAddr::new(ip, config.output_rtp_port))?;
         let rtcp_port = match (config.output_rtcp_port, config.output_rtp_port) {
@@ -220,6 +240,11 @@ impl Relay {
             (p, _) => p,
         };
         let out_rtcp = bind_udp(SocketAddr::new(ip, rtcp_port))?;
+        if !config.multicast.is_empty() {
+            for s in [&out_rtp, &out_rtcp] {
+                set_multicast(s, &config)?;
+            }
+        }
         let viewer_addrs = (
             advertised(&config, out_rtp.local_addr()?),
             advertised(&config, out_rtcp.local_addr()?),
@@ -491,10 +516,12 @@ fn handle_command(st: &mut State, cmd: Command) -> bool {
                 let _ = reply.send(Err(Error::Invalid("a relay cannot pull from itself")));
                 return true;
             }
+            let group = st.relay.multicast_group(&req.channel);
             let r = st.relay.add_viewer(now, &req).map(|ssrc| ViewerInfo {
-                relay_rtp,
+                relay_rtp: group.unwrap_or(relay_rtp),
                 relay_rtcp,
                 ssrc,
+                multicast_ttl: group.map(|_| st.config.multicast_ttl),
             });
             let _ = reply.send(r);
         }
