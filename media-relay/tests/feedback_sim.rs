@@ -249,5 +249,14 @@ fn gnp_sim_places_viewers_near_their_ft() {
     assert!(r.near_optimal_fraction_random < r.near_optimal_fraction);
     assert!(r.bandwidth_saving_vs_random > 0.0);
     assert!(r.max_ft_load <= r.ft_capacity);
+    // The live FT manager on the same network (every FT a landmark) and its failover.
+    assert!(
+        r.manager_near_optimal_fraction >= 0.8,
+        "manager near optimal {}",
+        r.manager_near_optimal_fraction
+    );
+    assert!(r.manager_failover_moved > 0);
+    assert_eq!(r.manager_failover_unplaced, 0);
+    assert!(r.manager_failover_mean_rtt_ms > 0.0);
     assert_eq!(r, gnp::run(&gnp::GnpConfig::new(2)));
 }

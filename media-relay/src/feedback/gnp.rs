@@ -20,7 +20,11 @@
 //! `near_optimal_fraction` the share of viewers whose FT is within 1.2x the RTT of their truly
 //! nearest FT; `bandwidth_saving_vs_random` is `1 - cost(gnp) / cost(random)` where the cost is
 //! the sum over viewers of stream bit rate x RTT to their FT (bit-milliseconds: RTT stands for
-//! the network distance the stream and its feedback travel).
+//! the network distance the stream and its feedback travel). The `manager_*` fields run the
+//! live [`crate::feedback::manager::FtManager`] on the same network (every FT a landmark,
+//! viewers placed by their RTTs to the FTs), then fail the most loaded FT: how many viewers
+//! move, how many land within 1.2x of their nearest survivor (capacity bounds the rest), how many
+//! found no room.
 
 use rand::Rng;
 use serde::Serialize;
@@ -111,6 +115,19 @@ pub struct GnpReport {
     pub failover_moved: usize,
     /// Of those, the share re-placed within 1.2x of their nearest surviving FT.
     pub failover_near_optimal_fraction: f64,
+    /// The live FT manager ([`crate::feedback::manager::FtManager`], every FT a landmark):
+    /// viewers within 1.2x of their nearest FT.
+    pub manager_near_optimal_fraction: f64,
+    /// The manager's mean RTT to the chosen FT, ms.
+    pub manager_mean_rtt_ms: f64,
+    /// Viewers the manager moved when the most loaded FT failed.
+    pub manager_failover_moved: usize,
+    /// Of those, the share within 1.2x of their nearest surviving FT.
+    pub manager_failover_near_optimal_fraction: f64,
+    /// Of those, viewers left without an FT (no survivor had room).
+    pub manager_failover_unplaced: usize,
+    /// Mean RTT of the moved viewers to their new FT, ms.
+    pub manager_failover_mean_rtt_ms: f64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -539,6 +556,64 @@ pub fn run(cfg: &GnpConfig) -> GnpReport {
             after[v] != dead && true_rtt[v][after[v]] <= 1.2 * best
         })
         .count();
+    // The live FT manager on the same network: every FT a landmark, each viewer placed by
+    // its RTTs to the FTs (the same arrival order and capacity), then the most loaded fails.
+    let ft_rtt: Vec<Vec<f64>> = ft_ids
+        .iter()
+        .map(|&a| {
+            ft_ids
+                .iter()
+                .map(|&b| if a == b { 0.0 } else { geo.rtt(a, b) })
+                .collect()
+        })
+        .collect();
+    let mut m = crate::feedback::manager::FtManager::new(
+        &ft_rtt,
+        cfg.dims,
+        capacity,
+        cfg.load_weight,
+        &mut rng,
+    )
+    .ok();
+    let mut m_chosen = vec![usize::MAX; nv];
+    if let Some(m) = m.as_mut() {
+        for &v in &order {
+            if let Ok(f) = m.place(v as u64, &true_rtt[v]) {
+                m_chosen[v] = f;
+            }
+        }
+    }
+    let placed: Vec<usize> = (0..nv).filter(|&v| m_chosen[v] != usize::MAX).collect();
+    let m_near = placed
+        .iter()
+        .filter(|&&v| true_rtt[v][m_chosen[v]] <= 1.2 * nearest[v])
+        .count() as f64
+        / nv.max(1) as f64;
+    let m_mean = placed
+        .iter()
+        .map(|&v| true_rtt[v][m_chosen[v]])
+        .sum::<f64>()
+        / placed.len().max(1) as f64;
+    let (mut m_moved, mut m_moved_near, mut m_unplaced, mut m_rtt) = (0usize, 0usize, 0usize, 0.0);
+    if let Some(m) = m.as_mut() {
+        let busiest = (0..nf).max_by_key(|&f| m.fts()[f].load).unwrap_or(0);
+        let moves = m.fail(busiest).unwrap_or_default();
+        m_moved = moves.len();
+        for mv in &moves {
+            let v = mv.viewer as usize;
+            let best = (0..nf)
+                .filter(|&f| f != busiest)
+                .map(|f| true_rtt[v][f])
+                .fold(f64::INFINITY, f64::min);
+            match mv.to {
+                Some(t) => {
+                    m_rtt += true_rtt[v][t];
+                    m_moved_near += usize::from(true_rtt[v][t] <= 1.2 * best);
+                }
+                None => m_unplaced += 1,
+            }
+        }
+    }
     let r4 = |x: f64| (x * 10_000.0).round() / 10_000.0;
     GnpReport {
         seed: cfg.seed,
@@ -560,6 +635,12 @@ pub fn run(cfg: &GnpConfig) -> GnpReport {
         ft_capacity: capacity,
         failover_moved: moved.len(),
         failover_near_optimal_fraction: r4(moved_near as f64 / moved.len().max(1) as f64),
+        manager_near_optimal_fraction: r4(m_near),
+        manager_mean_rtt_ms: r4(m_mean),
+        manager_failover_moved: m_moved,
+        manager_failover_near_optimal_fraction: r4(m_moved_near as f64 / m_moved.max(1) as f64),
+        manager_failover_unplaced: m_unplaced,
+        manager_failover_mean_rtt_ms: r4(m_rtt / (m_moved - m_unplaced).max(1) as f64),
     }
 }
 
