@@ -103,9 +103,14 @@ enum SimCommand {
         #[arg(long)]
         parent: Option<SocketAddr>,
         /// SSRC of the media stream whose reception is summarised (report blocks about other
-        /// SSRCs are ignored); decimal or 0x-hex.
-        #[arg(long = "media-ssrc", value_parser = parse_u32, default_value = "0")]
-        media_ssrc: u32,
+        /// SSRCs are ignored); decimal or 0x-hex. Without it, the first report block of each
+        /// RR counts whatever SSRC it names.
+        #[arg(long = "media-ssrc", value_parser = parse_u32)]
+        media_ssrc: Option<u32>,
+        /// The relay channel this FT serves: its summaries name the channel the way relays
+        /// do (`feedback::live::channel_ssrc`), so a relay carrying it can be the parent.
+        #[arg(long)]
+        channel: Option<String>,
         /// Our SSRC (default: from the listen address).
         #[arg(long, value_parser = parse_u32)]
         ssrc: Option<u32>,
@@ -197,11 +202,10 @@ fn ft_clock() -> (std::time::Instant, u64) {
 }
 
 /// `media-relay ft`: the thin tokio driver of [`media_relay::feedback::node::FtNode`].
-#[allow(clippy::too_many_arguments)]
 async fn run_ft(
     listen: SocketAddr,
     parent: Option<SocketAddr>,
-    media_ssrc: u32,
+    (media_ssrc, channel): (Option<u32>, Option<String>),
     ssrc: Option<u32>,
     bandwidth_kbps: f64,
     min_interval: f64,
@@ -226,7 +230,13 @@ async fn run_ft(
         };
         (ip ^ (u32::from(local.port()) << 16) ^ 0x4654_0000) | 1
     });
-    let mut cfg = FtConfig::new(ssrc, media_ssrc, bandwidth_kbps * 1000.0);
+    let named = channel.map(|c| media_relay::feedback::live::channel_ssrc(&ChannelId(c)));
+    let mut cfg = FtConfig::new(
+        ssrc,
+        media_ssrc.or(named).unwrap_or(0),
+        bandwidth_kbps * 1000.0,
+    );
+    cfg.any_media = media_ssrc.is_none();
     cfg.ft_min_interval_s = min_interval.clamp(0.01, 3600.0);
     cfg.address = Some(local);
     let (start, _) = ft_clock();
@@ -345,6 +355,7 @@ async fn main() -> anyhow::Result<()> {
             listen,
             parent,
             media_ssrc,
+            channel,
             ssrc,
             bandwidth_kbps,
             min_interval,
@@ -354,7 +365,7 @@ async fn main() -> anyhow::Result<()> {
             return run_ft(
                 listen,
                 parent,
-                media_ssrc,
+                (media_ssrc, channel),
                 ssrc,
                 bandwidth_kbps,
                 min_interval,

@@ -185,3 +185,93 @@ fn pure_ft_over_loopback() {
     }
     assert!(seen, "status never showed the parent's group size");
 }
+
+/// A pure FT below a relay: `ft --channel quiz --parent <relay RTCP>` takes 10 viewers' RR +
+/// votes (report blocks about any SSRC, as a relay numbers each viewer's stream) and its
+/// summaries reach the relay, whose feedback for `quiz` then holds every vote once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pure_ft_below_a_relay() {
+    use media_relay::{AddViewer, ChannelId, ChannelSpec, Relay, RelayConfig};
+
+    let relay = Relay::spawn(RelayConfig::default()).unwrap();
+    relay.create_ingest(ChannelSpec::new("quiz")).await.unwrap();
+    let quiz = ChannelId::from("quiz");
+    // A viewer of the relay only to learn its RTCP address.
+    let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let req: AddViewer = serde_json::from_value(serde_json::json!({
+        "viewer": 1, "channel": "quiz", "rtp_dest": probe.local_addr().unwrap(), "payload_type": 96
+    }))
+    .unwrap();
+    let mut relay_rtcp = relay.add_viewer(req).await.unwrap().relay_rtcp;
+    if relay_rtcp.ip().is_unspecified() {
+        relay_rtcp.set_ip([127, 0, 0, 1].into());
+    }
+    let child = Command::new(env!("CARGO_BIN_EXE_media-relay"))
+        .args([
+            "ft",
+            "--listen",
+            "127.0.0.1:0",
+            "--channel",
+            "quiz",
+            "--parent",
+        ])
+        .arg(relay_rtcp.to_string())
+        .args(["--min-interval", "0.2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = Killed(child);
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, lines) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut ft: Option<SocketAddr> = None;
+    for _ in 0..20 {
+        let Ok(line) = lines.recv_timeout(Duration::from_secs(10)) else {
+            break;
+        };
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+            ft = v["listening"].as_str().and_then(|a| a.parse().ok());
+            if ft.is_some() {
+                break;
+            }
+        }
+    }
+    let ft = ft.expect("the FT printed its address");
+    let socks: Vec<UdpSocket> = (0..10)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let mut last = None;
+    for _round in 0..40 {
+        // Report blocks about per-viewer SSRCs; options 0 x4, 1 x6. Re-sent each round.
+        for (i, s) in socks.iter().enumerate() {
+            let rr = ReceiverReport::builder(0x500 + i as u32)
+                .add_report_block(ReportBlock::builder(0xa000 + i as u32).fraction_lost(3));
+            let mut v = vec![0u8; rr.calculate_size().unwrap()];
+            rr.write_into(&mut v).unwrap();
+            write_vote(&mut v, 0x500 + i as u32, POLL, u32::from(i >= 4)).unwrap();
+            s.send_to(&v, ft).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let f = relay.feedback(&quiz).await.unwrap();
+        let done = f.voters == 10 && f.viewers_reporting == 10;
+        last = Some(f);
+        if done {
+            break;
+        }
+    }
+    let f = last.unwrap();
+    assert_eq!(f.voters, 10, "{f:?}");
+    assert_eq!(f.viewers_reporting, 10);
+    assert_eq!(f.child_fts, 1);
+    assert_eq!(f.votes[&POLL][&0], 4);
+    assert_eq!(f.votes[&POLL][&1], 6);
+    let _ = relay.shutdown().await;
+}

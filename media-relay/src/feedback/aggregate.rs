@@ -515,6 +515,10 @@ pub struct FtConfig {
     pub member_timeout: Duration,
     /// Summary or simple model.
     pub model: Model,
+    /// Take the first report block of each RR whatever SSRC it names, instead of only blocks
+    /// about `media_ssrc`: a pure FT serving the viewers of a relay, which numbers each
+    /// viewer's stream itself (RFC 3550 section 7.2), sees a different SSRC per viewer.
+    pub any_media: bool,
 }
 
 impl FtConfig {
@@ -529,6 +533,7 @@ impl FtConfig {
             member_timeout: Duration::from_secs(40),
             model: Model::Summary,
             address: None,
+            any_media: false,
         }
     }
 }
@@ -745,8 +750,13 @@ impl FeedbackTarget {
                     if self.collides(rr.ssrc(), from) {
                         continue;
                     }
-                    for rb in rr.report_blocks() {
-                        if rb.ssrc() != self.cfg.media_ssrc {
+                    for (i, rb) in rr.report_blocks().enumerate() {
+                        let wanted = if self.cfg.any_media {
+                            i == 0
+                        } else {
+                            rb.ssrc() == self.cfg.media_ssrc
+                        };
+                        if !wanted {
                             continue;
                         }
                         let cum = rb.cumulative_lost();
