@@ -28,8 +28,12 @@
 //! bandwidth they share, so each group's intervals follow RFC 3550 within its own 5 % share
 //! instead of the whole audience's: that is what keeps a million viewers' feedback seconds old.
 //! [`live`] wires one FT per channel into the relay core (viewers' RTCP in,
-//! [`crate::control::RelayHandle::feedback`] out); the AS merges relays' summaries into its
-//! quality and poll API.
+//! [`crate::control::RelayHandle::feedback`] out, a group-size RSI after each SR to a viewer);
+//! a relay that pulls a channel from another ([`crate::tree`]) sends that relay its summary,
+//! so the channel's source relay holds the whole tree's tally, and the AS reads it there
+//! (leaving out the children it already holds). A pure FT process (`media-relay ft`, [`node`])
+//! can sit anywhere in the tree, below a relay or above other FTs. [`manager`] places viewers
+//! on FTs by GNP coordinates and load and moves them when an FT fails.
 
 pub mod aggregate;
 pub mod gnp;
