@@ -24,8 +24,10 @@
 //! records and the sessions that have both. The AS stops before the AAA, so its last records
 //! can still be acknowledged.
 //!
-//! Components that do not exist yet (overlay peers, feedback targets) join here as they
-//! land.
+//! With `[votes]` the UEs declare their polls and read the tallies and the channels' quality
+//! summaries at the lab AS's HTTP API (the scenario's `api` is set to it): every relay is a
+//! live RFC 5760 feedback target for its channels, so the viewers' RTCP (RR, APP `VOTE`) is
+//! the whole path. Components that do not exist yet (overlay peers) join here as they land.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -258,6 +260,17 @@ impl Testbed {
         relays: usize,
         subscribers: Option<Vec<SubscriberSeed>>,
     ) -> Result<Self, Error> {
+        Self::start_lab(channels, relays, subscribers, false)
+    }
+
+    /// [`Testbed::start_with_aaa`], with the relays as a relay tree when `tree` (`[relay]
+    /// tree`: each channel ingested at one relay, pulled by the others).
+    pub fn start_lab(
+        channels: &[String],
+        relays: usize,
+        subscribers: Option<Vec<SubscriberSeed>>,
+        tree: bool,
+    ) -> Result<Self, Error> {
         let mut channels = channels.to_vec();
         if channels.is_empty() {
             channels = DEFAULT_CHANNELS.iter().map(|s| (*s).to_owned()).collect();
@@ -265,6 +278,7 @@ impl Testbed {
         let dir = tempfile::Builder::new().prefix("ue-sim-lab-").tempdir()?;
         let db = format!("sqlite://{}?mode=rwc", dir.path().join("lab.db").display());
         let mut cfg = lab_config_relays(&db, &channels, relays);
+        cfg.relay.tree = tree;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("lab-as")
@@ -537,8 +551,17 @@ pub fn lab_scenario(
         .aaa
         .enabled
         .then(|| aaa_subscribers(scenario, &Ipv4Addr::LOCALHOST.to_string()));
-    let tb = Testbed::start_with_aaa(&scenario.channels.list, scenario.relays, subscribers)?;
+    let tb = Testbed::start_lab(
+        &scenario.channels.list,
+        scenario.relays,
+        subscribers,
+        scenario.relay_tree,
+    )?;
     tracing::info!(sip = %tb.sip, http = ?tb.http, aaa = ?tb.aaa_addr(), relays = scenario.relays, "lab testbed up");
+    // Polls and quality summaries go to the lab AS's own HTTP API.
+    let mut scenario = scenario.clone();
+    scenario.api = tb.http.map(|a| a.to_string());
+    let scenario = &scenario;
     let r = run_and_report(tb.sip, out, &thresholds, progress, |target, p| {
         let mut st = run_scenario_with_faults(scenario, target, p, &|f| tb.inject(f))
             .map_err(|e| e.to_string())?;

@@ -74,6 +74,12 @@ pub struct Thresholds {
     /// Most accounting sessions at the AAA without both START and STOP
     /// (`aaa.unaccounted_sessions`).
     pub max_unaccounted: Option<u64>,
+    /// The AS's poll tallies equal the votes cast (`votes.exact`).
+    #[serde(default)]
+    pub votes_exact: Option<bool>,
+    /// Longest last vote -> exact tally, ms (`votes.time_to_exact_ms`).
+    #[serde(default)]
+    pub votes_time_to_exact_ms: Option<f64>,
 }
 
 impl From<&crate::scenario::Thresholds> for Thresholds {
@@ -97,6 +103,8 @@ impl From<&crate::scenario::Thresholds> for Thresholds {
             min_personal_viewers: t.min_personal_viewers,
             min_authorised: t.min_authorised,
             max_unaccounted: t.max_unaccounted,
+            votes_exact: t.votes_exact,
+            votes_time_to_exact_ms: t.max_votes_time_to_exact_ms,
         }
     }
 }
@@ -119,6 +127,8 @@ impl Default for Thresholds {
             min_personal_viewers: None,
             min_authorised: None,
             max_unaccounted: None,
+            votes_exact: None,
+            votes_time_to_exact_ms: None,
         }
     }
 }
@@ -165,6 +175,12 @@ pub struct Dist {
 }
 
 impl Dist {
+    /// No sample.
+    #[must_use]
+    pub fn none() -> Self {
+        Self::of(&[])
+    }
+
     /// Summarises `samples` (non-finite samples are ignored).
     #[must_use]
     pub fn of(samples: &[f64]) -> Self {
@@ -228,6 +244,11 @@ pub struct Moves {
     pub gap_ms: Dist,
     /// Per moved viewer: its longest gap over the whole run (spans its move).
     pub viewer_gap_ms: Dist,
+    /// Per viewer with media that was not moved: its longest gap over the whole run. After a
+    /// relay fault with the relay tree these are the viewers whose own relay survived but
+    /// pulled a channel from the dead relay (the gap is the tree's re-attach).
+    #[serde(default = "Dist::none")]
+    pub unmoved_gap_ms: Dist,
 }
 
 /// Which side of its limit a checked value must stay on.
@@ -327,6 +348,15 @@ pub struct Summary {
     /// The lab's AAA figures (`[aaa] enabled`), else `null`.
     #[serde(default)]
     pub aaa: Option<crate::stats::AaaFigures>,
+    /// The viewers' RTCP, summed.
+    #[serde(default)]
+    pub rtcp: crate::rtcp::RtcpCounters,
+    /// Votes cast against the AS's tallies (`[votes]`), else `null`.
+    #[serde(default)]
+    pub votes: Option<crate::stats::VoteFigures>,
+    /// Each channel's quality summary from the AS.
+    #[serde(default)]
+    pub quality: Vec<crate::stats::ChannelQualityFigures>,
     /// Threshold checks.
     pub checks: Vec<Check>,
     /// Every check passed.
@@ -376,6 +406,9 @@ impl Summary {
                 zaps: stats.zaps_refused_by.clone(),
             },
             aaa: stats.aaa.clone(),
+            rtcp: stats.rtcp,
+            votes: stats.votes.clone(),
+            quality: stats.quality.clone(),
             join_ms: Dist::of(&stats.join_ms),
             zap_ms: Dist::of(&stats.zap_ms),
             first_packet_ms: Dist::of(&stats.first_packet_ms),
@@ -393,6 +426,7 @@ impl Summary {
                 viewers: stats.viewers.iter().filter(|v| v.moves > 0).count(),
                 gap_ms: Dist::of(&stats.move_gap_ms),
                 viewer_gap_ms: Dist::of(&moved_gaps(stats)),
+                unmoved_gap_ms: Dist::of(&unmoved_gaps(stats)),
             },
             personal: Personal {
                 producers: stats.producers,
@@ -514,6 +548,19 @@ impl Summary {
             t.max_unaccounted.map(|n| n as f64),
             self.aaa.as_ref().map(|a| a.unaccounted_sessions as f64),
         );
+        // Without vote figures (no [votes], or no API) the values are missing: fail.
+        add_bound(
+            "votes.exact",
+            Bound::Min,
+            t.votes_exact.filter(|&b| b).map(|_| 1.0),
+            self.votes.as_ref().map(|v| if v.exact { 1.0 } else { 0.0 }),
+        );
+        add_bound(
+            "votes.time_to_exact_ms",
+            Bound::Max,
+            t.votes_time_to_exact_ms,
+            self.votes.as_ref().and_then(|v| v.time_to_exact_ms),
+        );
         out
     }
 
@@ -572,6 +619,14 @@ impl Summary {
                 ms(self.moves.viewer_gap_ms.p99),
                 ms(self.moves.viewer_gap_ms.max)
             );
+            let _ = writeln!(
+                s,
+                "  viewers not moved ({}): longest gap p50 {} p99 {} max {}",
+                self.moves.unmoved_gap_ms.count,
+                ms(self.moves.unmoved_gap_ms.p50),
+                ms(self.moves.unmoved_gap_ms.p99),
+                ms(self.moves.unmoved_gap_ms.max)
+            );
         }
         for f in &self.faults {
             let _ = writeln!(
@@ -627,6 +682,52 @@ impl Summary {
                 a.outbox_left
             );
         }
+        if self.rtcp.compounds > 0 {
+            let r = &self.rtcp;
+            let _ = writeln!(
+                s,
+                "  rtcp: {} compounds sent ({} octets), {} with BYE, {} APP VOTE; {} SRs and {} RSIs received",
+                r.compounds, r.bytes, r.byes, r.vote_packets, r.srs_received, r.rsis_received
+            );
+        }
+        if let Some(v) = &self.votes {
+            let _ = writeln!(
+                s,
+                "  votes: {} voters, {} cast, {} missed; AS tally {} ({}); time to exact {}; {} tally reads{}",
+                v.voters,
+                v.cast,
+                v.missed,
+                v.tallied,
+                if v.exact { "exact" } else { "NOT exact" },
+                ms(v.time_to_exact_ms),
+                v.tally_reads,
+                v.error.as_ref().map_or_else(String::new, |e| format!("; error: {e}"))
+            );
+            for p in &v.polls {
+                let _ = writeln!(
+                    s,
+                    "    poll {} on {}: cast {:?}, tally {:?}",
+                    p.poll, p.channel, p.cast, p.tally
+                );
+            }
+        }
+        for q in &self.quality {
+            let o = |v: Option<u32>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
+            let _ = writeln!(
+                s,
+                "  quality {}: {} viewers reporting ({} heard, {} voters) on {} relays; loss median {}/256; jitter median {} ts; RTT median {} ms p95 {} ms (n={})",
+                q.channel,
+                q.viewers_reporting,
+                q.viewers_heard,
+                q.voters,
+                q.relays,
+                o(q.loss_median),
+                o(q.jitter_median),
+                o(q.rtt_ms_median),
+                o(q.rtt_ms_p95),
+                q.rtt_count
+            );
+        }
         if !self.failures.is_empty() {
             let f: Vec<String> = self
                 .failures
@@ -652,6 +753,16 @@ impl Summary {
 }
 
 /// The longest gap of every viewer that a relay move touched, ms.
+/// The longest gap of each viewer that received media and was never moved.
+fn unmoved_gaps(stats: &RunStats) -> Vec<f64> {
+    stats
+        .viewers
+        .iter()
+        .filter(|v| v.moves == 0 && v.packets > 0)
+        .map(|v| v.gap_ms_max)
+        .collect()
+}
+
 fn moved_gaps(stats: &RunStats) -> Vec<f64> {
     stats
         .viewers
@@ -790,6 +901,8 @@ pub fn html(stats: &RunStats, summary: &Summary) -> Result<String, Error> {
     if summary.personal.producers > 0 {
         personal_section(&mut p, summary);
     }
+    votes_section(&mut p, summary);
+    feedback_section(&mut p, summary);
     worst_viewers(&mut p, stats);
     p.push_str(
         "<p>Raw figures: <code>report.json</code> (key <code>raw</code>).</p>\n</body></html>\n",
@@ -969,6 +1082,151 @@ fn moves_section(p: &mut String, stats: &RunStats, s: &Summary) -> Result<(), Er
     );
     p.push_str("</div>\n");
     Ok(())
+}
+
+fn votes_section(p: &mut String, s: &Summary) {
+    let Some(v) = &s.votes else { return };
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.0} ms"));
+    let _ = writeln!(
+        p,
+        "<h2>Votes</h2>\n<p>{} viewers meant to vote; {} votes cast (RTCP APP <code>VOTE</code>, repeated in every compound until the poll closed), {} missed (no polled channel watched in the window). The AS's tally: {} votes, <span class=\"{}\">{}</span>; last vote to exact tally: {} ({} reads of <code>GET /api/polls/{{id}}</code>).{}</p>",
+        v.voters,
+        v.cast,
+        v.missed,
+        v.tallied,
+        if v.exact { "pass" } else { "fail" },
+        if v.exact { "exact" } else { "NOT exact" },
+        ms(v.time_to_exact_ms),
+        v.tally_reads,
+        v.error
+            .as_ref()
+            .map_or_else(String::new, |e| format!(" Error: {}", esc(e)))
+    );
+    for poll in &v.polls {
+        let _ = writeln!(
+            p,
+            "<h3>Poll {} on {}</h3>\n<table><tr><th>option</th><th>cast</th><th>AS tally</th><th></th></tr>",
+            poll.poll,
+            esc(&poll.channel)
+        );
+        for (k, label) in poll.options.iter().enumerate() {
+            let c = poll.cast.get(k).copied().unwrap_or(0);
+            let t = poll.tally.get(k).copied().unwrap_or(0);
+            let _ = writeln!(
+                p,
+                "<tr><td>{k}: {}</td><td>{c}</td><td>{t}</td><td class=\"{}\">{}</td></tr>",
+                esc(label),
+                if c == t { "pass" } else { "fail" },
+                if c == t { "=" } else { "differs" }
+            );
+        }
+        if poll.undeclared > 0 {
+            let _ = writeln!(
+                p,
+                "<tr><td>undeclared options</td><td>0</td><td>{}</td><td class=\"fail\">differs</td></tr>",
+                poll.undeclared
+            );
+        }
+        p.push_str("</table>\n");
+        figure(
+            p,
+            &format!(
+                "poll {}: votes cast (grey) and the AS's tally (blue) per option",
+                poll.poll
+            ),
+            vote_bars_svg(poll),
+        );
+    }
+}
+
+/// Grouped bars, cast beside tally per option, as a small hand-written SVG.
+fn vote_bars_svg(poll: &crate::stats::PollFigures) -> String {
+    let (w, h, top, bottom, left) = (W as f64, 200.0, 10.0, 30.0, 40.0);
+    let n = poll.options.len().max(1) as f64;
+    let max = poll
+        .cast
+        .iter()
+        .chain(&poll.tally)
+        .copied()
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    let slot = (w - left - 10.0) / n;
+    let bar = slot * 0.35;
+    let scale = (h - top - bottom) / max;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\">\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\
+         <line x1=\"{left}\" y1=\"{y0}\" x2=\"{x1}\" y2=\"{y0}\" stroke=\"black\"/>\
+         <text x=\"2\" y=\"{ty}\" font-size=\"11\" font-family=\"sans-serif\">{max:.0}</text>",
+        y0 = h - bottom,
+        x1 = w - 10.0,
+        ty = top + 10.0
+    );
+    for (k, label) in poll.options.iter().enumerate() {
+        let x = left + slot * k as f64 + slot * 0.1;
+        for (j, (v, colour)) in [
+            (poll.cast.get(k).copied().unwrap_or(0), "#999"),
+            (poll.tally.get(k).copied().unwrap_or(0), "#36c"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let bh = v as f64 * scale;
+            let _ = write!(
+                svg,
+                "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{bar:.1}\" height=\"{bh:.1}\" fill=\"{colour}\"><title>{v}</title></rect>",
+                x + j as f64 * bar,
+                h - bottom - bh
+            );
+        }
+        let _ = write!(
+            svg,
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" font-family=\"sans-serif\">{}</text>",
+            x,
+            h - bottom + 14.0,
+            esc(label)
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+fn feedback_section(p: &mut String, s: &Summary) {
+    if s.rtcp.compounds == 0 && s.quality.is_empty() {
+        return;
+    }
+    let r = &s.rtcp;
+    let _ = writeln!(
+        p,
+        "<h2>RTCP feedback</h2>\n<p>Viewers sent {} RTCP compounds ({} octets; RR + SDES CNAME at the RFC 3550 interval, {} with BYE, {} with APP <code>VOTE</code>) and received {} sender reports and {} RSIs.</p>",
+        r.compounds, r.bytes, r.byes, r.vote_packets, r.srs_received, r.rsis_received
+    );
+    if s.quality.is_empty() {
+        return;
+    }
+    p.push_str("<p>Quality per channel as the AS reports it (<code>GET /api/channels/{id}/quality</code>, merged over relays; bin centres):</p>\n<table><tr><th>channel</th><th>read at s</th><th>relays</th><th>viewers reporting</th><th>heard</th><th>voters</th><th>loss median /256</th><th>loss p95</th><th>jitter median (ts)</th><th>jitter p95</th><th>RTT median ms</th><th>RTT p95 ms</th><th>with RTT</th></tr>\n");
+    let o = |v: Option<u32>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
+    for q in &s.quality {
+        let _ = writeln!(
+            p,
+            "<tr><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&q.channel),
+            q.at_s,
+            q.relays,
+            q.viewers_reporting,
+            q.viewers_heard,
+            q.voters,
+            o(q.loss_median),
+            o(q.loss_p95),
+            o(q.jitter_median),
+            o(q.jitter_p95),
+            o(q.rtt_ms_median),
+            o(q.rtt_ms_p95),
+            q.rtt_count
+        );
+    }
+    p.push_str("</table>\n");
 }
 
 fn personal_section(p: &mut String, s: &Summary) {

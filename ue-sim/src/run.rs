@@ -14,14 +14,26 @@
 //!   from the first packet of a new path; to make that unambiguous, at most one UE per RTP
 //!   socket may wait for a new path at a time (a join or a BYE + INVITE zap picks a socket with
 //!   no such UE, and waits a little when all are taken). RTCP is offered on the RTP port
-//!   (`a=rtcp`), so the relay's sender reports land on the same socket and are skipped. A
-//!   producer sends its RTP from its RTP socket. Few sockets are needed, so ports never run
+//!   (`a=rtcp`), so the relay's sender reports land on the same socket; they are routed by
+//!   their SSRC (the relay's SSRC for the viewer) like RTP. A viewer's own RTCP
+//!   ([`crate::rtcp`]) goes out from its RTP socket; the relay tells viewers apart by the
+//!   report block's SSRC, not by address. A producer sends its RTP from its RTP socket. Few sockets are needed, so ports never run
 //!   short and no fd limit has to be raised; addresses over 127.0.0.0/8 are therefore not
 //!   needed either.
 //! - **Producers** (`[producers]`) are extra UEs after the viewers: each creates a personal
 //!   channel; viewers send `viewer_share` of their joins and zaps to the channels created so far.
 //! - **Faults** (`[[faults]]`) are injected at their time by the caller's
 //!   [`FaultInjector`] (the lab stops a relay); [`run`] refuses a scenario with faults.
+//! - **Votes** (`[votes]`): before the first join the driver declares one poll per polled
+//!   channel over the AS's HTTP API ([`crate::api`]); each voting viewer gets an instant in
+//!   the window and an option (from its own RNG stream seeded by the scenario's seed), and at
+//!   that instant votes ([`Ue::vote`]) in the poll of the channel it watches, or tries again
+//!   200 ms later (until the window ends) when it watches no polled channel or is busy. A
+//!   viewer does not zap or leave within [`VOTE_HOLD`] of its vote. Once every vote is cast
+//!   (or missed), a task reads `GET /api/polls/{id}` every 100 ms (at most
+//!   [`TALLY_WAIT`]) until every tally equals the votes cast, then reads each channel's
+//!   quality summary; a run without votes but with an API reads the quality summaries a
+//!   second before the end. Both happen while the viewers still watch.
 //! - **Tasks**: one reader task per socket (a few) batches datagrams with their arrival time
 //!   into one channel; one loop owns every UE, the timer heap and the scenario actions.
 //!
@@ -39,7 +51,10 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use crate::scenario::{Fault, Scenario};
-use crate::stats::{FaultRecord, RunStats, TimelinePoint, ViewerStats};
+use crate::stats::{
+    ChannelQualityFigures, FaultRecord, PollFigures, RunStats, TimelinePoint, ViewerStats,
+    VoteFigures,
+};
 use crate::ue::{Transmit, Ue, UeConfig, UeEvent, ZapMethod};
 
 /// Errors of a run.
@@ -57,6 +72,49 @@ pub enum RunError {
 const DRAIN: Duration = Duration::from_secs(4);
 /// How long a UE may hold its RTP socket's "new path" slot without a packet.
 const PATH_WAIT: Duration = Duration::from_secs(5);
+/// A viewer neither zaps nor leaves this soon after its vote (its vote reaches the relay
+/// before the relay moves it to another channel).
+pub const VOTE_HOLD: Duration = Duration::from_millis(500);
+/// A voter that cannot vote yet (no polled channel, busy) tries again after this.
+const VOTE_RETRY: Duration = Duration::from_millis(200);
+/// Longest wait, from the last vote, for the AS's tallies to equal the votes cast.
+pub const TALLY_WAIT: Duration = Duration::from_secs(30);
+/// Between two reads of the tallies.
+const TALLY_READ_EVERY: Duration = Duration::from_millis(100);
+
+/// The votes of a run (`[votes]`).
+#[derive(Debug)]
+struct VotePlan {
+    /// `(poll id, channel)`.
+    polls: Vec<(u32, String)>,
+    options: Vec<String>,
+    /// The option each UE will vote for (`None`: not a voter).
+    option_of: Vec<Option<u32>>,
+    /// When each voter votes (or tries again).
+    heap: BinaryHeap<Reverse<(Instant, usize)>>,
+    window_end: Instant,
+    /// Votes are repeated until here.
+    close: Instant,
+    /// Per poll, per option.
+    cast: Vec<Vec<u64>>,
+    pending: usize,
+    missed: u64,
+    last_vote: Option<Instant>,
+    voted_at: Vec<Option<Instant>>,
+    /// The run's start.
+    start: Instant,
+}
+
+/// What the tally reader found.
+#[derive(Debug, Default)]
+struct TallyOutcome {
+    time_to_exact: Option<Duration>,
+    /// Per poll: the last tally read.
+    tallies: Vec<Option<crate::api::PollTallyRead>>,
+    reads: u64,
+    error: Option<String>,
+    quality: Vec<ChannelQualityFigures>,
+}
 
 /// The only clock read of the driver.
 #[expect(clippy::disallowed_methods)]
@@ -179,6 +237,7 @@ struct Driver<'a> {
     start: Instant,
     end: Instant,
     zap_timeout: Duration,
+    votes: Option<VotePlan>,
 }
 
 impl Driver<'_> {
@@ -286,6 +345,15 @@ impl Driver<'_> {
                 }
             }
             Phase::Watching if now < self.end => {
+                let voted = self
+                    .votes
+                    .as_ref()
+                    .and_then(|v| v.voted_at[i])
+                    .filter(|&t| now < t + VOTE_HOLD);
+                if let Some(t) = voted {
+                    self.actions.push(Reverse((t + VOTE_HOLD, i)));
+                    return;
+                }
                 if !self.slots[i].ue.is_watching() {
                     // Busy (e.g. the AS's re-INVITE is being acknowledged): try again soon.
                     if self.slots[i].ue.channel().is_some() {
@@ -552,7 +620,25 @@ impl Driver<'_> {
                     }
                 }
                 SockKind::Rtp => {
-                    if media_relay::rtp::is_rtcp(&bytes) || bytes.len() < 12 {
+                    if media_relay::rtp::is_rtcp(&bytes) {
+                        // The relay's SR (sender SSRC = its SSRC for the viewer) or an RSI
+                        // (summarised SSRC second): routed like RTP, never kept.
+                        let word = |k: usize| {
+                            bytes
+                                .get(k..k + 4)
+                                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+                        };
+                        let ue = [word(4), word(8)]
+                            .into_iter()
+                            .flatten()
+                            .find_map(|s| self.ssrc_map.get(&(idx, s)).copied());
+                        if let Some(u) = ue {
+                            self.slots[u].ue.handle_media(at, &bytes);
+                            self.touch(u);
+                        }
+                        continue;
+                    }
+                    if bytes.len() < 12 {
                         continue;
                     }
                     let ssrc = u32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
@@ -592,7 +678,46 @@ impl Driver<'_> {
         self.unknown_total = total;
     }
 
+    /// Casts the votes due at `now` (module docs).
+    fn fire_votes(&mut self, now: Instant) {
+        let Some(mut plan) = self.votes.take() else {
+            return;
+        };
+        while let Some(&Reverse((t, i))) = plan.heap.peek() {
+            if t > now {
+                break;
+            }
+            plan.heap.pop();
+            let Some(option) = plan.option_of[i] else {
+                continue;
+            };
+            let ue = &mut self.slots[i].ue;
+            let poll = ue.channel().and_then(|c| {
+                plan.polls
+                    .iter()
+                    .position(|(_, ch)| ch == c)
+                    .filter(|_| ue.is_watching())
+            });
+            let cast =
+                poll.is_some_and(|k| ue.vote(now, plan.polls[k].0, option, plan.close).is_ok());
+            if let (true, Some(k)) = (cast, poll) {
+                plan.cast[k][option as usize] += 1;
+                plan.last_vote = Some(now);
+                plan.voted_at[i] = Some(now);
+                plan.pending -= 1;
+                self.touch(i);
+            } else if now + VOTE_RETRY < plan.window_end {
+                plan.heap.push(Reverse((now + VOTE_RETRY, i)));
+            } else {
+                plan.missed += 1;
+                plan.pending -= 1;
+            }
+        }
+        self.votes = Some(plan);
+    }
+
     fn fire(&mut self, now: Instant) {
+        self.fire_votes(now);
         while let Some(&Reverse((t, i))) = self.actions.peek() {
             if t > now {
                 break;
@@ -617,6 +742,10 @@ impl Driver<'_> {
         [
             self.actions.peek().map(|r| r.0 .0),
             self.timers.peek().map(|r| r.0 .0),
+            self.votes
+                .as_ref()
+                .and_then(|v| v.heap.peek())
+                .map(|r| r.0 .0),
         ]
         .into_iter()
         .flatten()
@@ -653,6 +782,173 @@ impl Driver<'_> {
 /// Injects one scenario fault into the system under test (the lab stops a relay): `Ok(n)`
 /// with the number of viewers it hit (those the AS should move), `Err` why it could not.
 pub type FaultInjector<'a> = dyn Fn(&Fault) -> Result<u64, String> + 'a;
+
+/// Declares `[votes]`' polls at the AS's API and plans who votes when and for what.
+/// `Ok(None)` without `[votes]`; `Err` why votes cannot run.
+async fn plan_votes(
+    sc: &Scenario,
+    api: Option<SocketAddr>,
+    start: Instant,
+    ues: usize,
+) -> Result<Option<VotePlan>, String> {
+    let Some(v) = &sc.votes else {
+        return Ok(None);
+    };
+    let api = api.ok_or("no API address for the polls (scenario `api`)")?;
+    let polls: Vec<(u32, String)> = v
+        .polls(sc)
+        .into_iter()
+        .map(|(id, c)| (id, c.to_owned()))
+        .collect();
+    for (id, channel) in &polls {
+        crate::api::create_poll(api, *id, channel, &v.question, &v.options)
+            .await
+            .map_err(|e| format!("poll {id} on {channel}: {e}"))?;
+    }
+    // Its own RNG stream: adding votes does not change the scenario's other draws.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(sc.seed ^ 0x766f_7465_7321);
+    let window_start = start + Duration::from_secs_f64(v.window_start_s);
+    let window = Duration::from_secs_f64(v.window_s);
+    let mut option_of = vec![None; ues];
+    let mut heap = BinaryHeap::new();
+    for (i, o) in option_of
+        .iter_mut()
+        .enumerate()
+        .take(v.viewers_voting.min(ues))
+    {
+        *o = Some(v.pick_option(&mut rng));
+        heap.push(Reverse((
+            window_start + window.mul_f64(rng.gen::<f64>()),
+            i,
+        )));
+    }
+    let window_end = window_start + window;
+    Ok(Some(VotePlan {
+        cast: vec![vec![0; v.options.len()]; polls.len()],
+        polls,
+        options: v.options.clone(),
+        option_of,
+        pending: heap.len(),
+        heap,
+        window_end,
+        close: window_end + Duration::from_secs_f64(v.close_after_s),
+        missed: 0,
+        last_vote: None,
+        voted_at: vec![None; ues],
+        start,
+    }))
+}
+
+/// Reads every channel's quality summary from the AS.
+async fn read_quality(
+    api: SocketAddr,
+    channels: &[String],
+    start: Instant,
+) -> (Vec<ChannelQualityFigures>, Option<String>) {
+    let mut out = Vec::new();
+    let mut error = None;
+    for c in channels {
+        match crate::api::get_quality(api, c).await {
+            Ok(mut q) => {
+                q.at_s = (now() - start).as_secs_f64();
+                out.push(q);
+            }
+            Err(e) => error = Some(format!("quality of {c}: {e}")),
+        }
+    }
+    (out, error)
+}
+
+/// Reads the polls' tallies every [`TALLY_READ_EVERY`] until each equals its votes cast
+/// (option by option, nothing undeclared) or [`TALLY_WAIT`] after `last_vote`; then the
+/// channels' quality.
+async fn read_tallies(
+    api: SocketAddr,
+    polls: Vec<(u32, Vec<u64>)>,
+    last_vote: Instant,
+    channels: Vec<String>,
+    start: Instant,
+) -> TallyOutcome {
+    let mut o = TallyOutcome {
+        tallies: vec![None; polls.len()],
+        ..TallyOutcome::default()
+    };
+    loop {
+        let mut exact = true;
+        for (k, (poll, cast)) in polls.iter().enumerate() {
+            match crate::api::get_poll(api, *poll).await {
+                Ok(t) => {
+                    o.reads += 1;
+                    exact &= t.options == *cast && t.undeclared == 0;
+                    o.tallies[k] = Some(t);
+                }
+                Err(e) => {
+                    exact = false;
+                    o.error = Some(format!("poll {poll}: {e}"));
+                }
+            }
+        }
+        let t = now();
+        if exact {
+            o.time_to_exact = Some(t.saturating_duration_since(last_vote));
+            o.error = None;
+            break;
+        }
+        if t >= last_vote + TALLY_WAIT {
+            break;
+        }
+        tokio::time::sleep(TALLY_READ_EVERY).await;
+    }
+    let (q, e) = read_quality(api, &channels, start).await;
+    o.quality = q;
+    if o.error.is_none() {
+        o.error = e;
+    }
+    o
+}
+
+/// The vote figures of a finished run.
+fn vote_figures(
+    plan: Option<&VotePlan>,
+    voters: u64,
+    o: Option<TallyOutcome>,
+    error: Option<String>,
+) -> VoteFigures {
+    let mut f = VoteFigures {
+        voters,
+        error,
+        ..VoteFigures::default()
+    };
+    let Some(plan) = plan else {
+        return f;
+    };
+    f.cast = plan.cast.iter().flatten().sum();
+    f.missed = plan.missed;
+    f.last_vote_s = plan
+        .last_vote
+        .map(|t| t.saturating_duration_since(plan.start).as_secs_f64());
+    let o = o.unwrap_or_default();
+    f.tally_reads = o.reads;
+    f.time_to_exact_ms = o.time_to_exact.map(|d| d.as_secs_f64() * 1000.0);
+    f.exact = o.time_to_exact.is_some();
+    if f.error.is_none() {
+        f.error = o.error;
+    }
+    for (k, (poll, channel)) in plan.polls.iter().enumerate() {
+        let t = o.tallies.get(k).cloned().flatten().unwrap_or_default();
+        f.tallied += t.options.iter().sum::<u64>() + t.undeclared;
+        f.polls.push(PollFigures {
+            poll: *poll,
+            channel: channel.clone(),
+            options: plan.options.clone(),
+            cast: plan.cast[k].clone(),
+            tally: t.options,
+            undeclared: t.undeclared,
+            relays: t.relays,
+        });
+    }
+    f
+}
 
 /// A UDP socket on `ip` (free port): the tokio half for its reader task, a non-blocking std
 /// clone for sending.
@@ -739,6 +1035,7 @@ pub async fn run_with_faults(
             media_ip: ip,
         });
         ue.set_zap_timeout(Duration::from_secs_f64(scenario.zap.timeout_s));
+        ue.set_rtcp(scenario.rtcp.config());
         slots.push(Slot {
             ue,
             sip: s,
@@ -772,6 +1069,18 @@ pub async fn run_with_faults(
         .collect();
     faults.sort_by_key(|(t, _)| *t);
     let mut faults = std::collections::VecDeque::from(faults);
+    let api: Option<SocketAddr> = scenario.api.as_deref().and_then(|a| a.parse().ok());
+    let voters = scenario
+        .votes
+        .as_ref()
+        .map_or(0, |v| v.viewers_voting.min(viewers) as u64);
+    let (plan, vote_error) = match plan_votes(scenario, api, start, n).await {
+        Ok(p) => (p, None),
+        Err(e) => {
+            tracing::warn!(error = %e, "votes not run");
+            (None, Some(e))
+        }
+    };
     let mut d = Driver {
         sc: scenario,
         slots,
@@ -799,7 +1108,20 @@ pub async fn run_with_faults(
         start,
         end: start + Duration::from_secs_f64(scenario.duration_s),
         zap_timeout: Duration::from_secs_f64(scenario.zap.timeout_s),
+        votes: plan,
     };
+    let channels = scenario.channels.list.clone();
+    let mut tally_task: Option<tokio::task::JoinHandle<TallyOutcome>> = None;
+    let mut quality_task: Option<
+        tokio::task::JoinHandle<(Vec<ChannelQualityFigures>, Option<String>)>,
+    > = None;
+    // Without votes, the quality summaries are read a second before the end.
+    let mut quality_at = api.filter(|_| d.votes.is_none()).map(|_| {
+        d.end
+            .checked_sub(Duration::from_secs(1))
+            .unwrap_or(start)
+            .max(start)
+    });
     let hard_end = d.end + DRAIN + d.zap_timeout;
     let mut next_tick = start + Duration::from_secs(1);
     let mut ending = false;
@@ -810,6 +1132,33 @@ pub async fn run_with_faults(
             d.inject(&f, t, injector);
         }
         d.fire(t);
+        if let (Some(api), None, Some(plan)) = (api, &tally_task, &d.votes) {
+            if plan.pending == 0 {
+                let polls = plan
+                    .polls
+                    .iter()
+                    .zip(&plan.cast)
+                    .map(|((id, _), c)| (*id, c.clone()))
+                    .collect();
+                let last = plan.last_vote.unwrap_or(t);
+                tally_task = Some(tokio::spawn(read_tallies(
+                    api,
+                    polls,
+                    last,
+                    channels.clone(),
+                    start,
+                )));
+            }
+        }
+        if let (Some(api), Some(at)) = (api, quality_at) {
+            if t >= at {
+                quality_at = None;
+                let chans = channels.clone();
+                quality_task = Some(tokio::spawn(async move {
+                    read_quality(api, &chans, start).await
+                }));
+            }
+        }
         if t >= d.end && !ending {
             ending = true;
             for i in 0..n {
@@ -845,6 +1194,9 @@ pub async fn run_with_faults(
         if let Some((x, _)) = faults.front() {
             wake = wake.min(*x);
         }
+        if let Some(x) = quality_at {
+            wake = wake.min(x);
+        }
         tokio::select! {
             b = rx.recv() => {
                 if let Some(b) = b {
@@ -866,6 +1218,35 @@ pub async fn run_with_faults(
         d.tick.active = d.active();
         progress(&d.tick);
         d.stats.timeline.push(std::mem::take(&mut d.tick));
+    }
+    // The tally reader is bounded by TALLY_WAIT after the last vote, the quality reader by
+    // the API timeout per channel.
+    let bound = TALLY_WAIT + crate::api::TIMEOUT * (2 + channels.len() as u32);
+    let outcome = match tally_task {
+        Some(h) => tokio::time::timeout(bound, h)
+            .await
+            .ok()
+            .and_then(Result::ok),
+        None => None,
+    };
+    let mut quality_error = None;
+    if let Some(h) = quality_task {
+        if let Ok(Ok((q, e))) = tokio::time::timeout(bound, h).await {
+            d.stats.quality = q;
+            quality_error = e;
+        }
+    }
+    if let Some(e) = quality_error {
+        tracing::warn!(error = %e, "quality summaries");
+    }
+    if scenario.votes.is_some() {
+        if let Some(o) = &outcome {
+            d.stats.quality.clone_from(&o.quality);
+        }
+        d.stats.votes = Some(vote_figures(d.votes.as_ref(), voters, outcome, vote_error));
+    }
+    for s in &d.slots {
+        d.stats.rtcp.add(&s.ue.rtcp_counters());
     }
     let mut stats = d.stats;
     stats.duration_s = (end - start).as_secs_f64();

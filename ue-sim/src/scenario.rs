@@ -33,11 +33,21 @@
 //! unknown_share = 0.2  # not subscribers: joins get 403 (counted as refused, not failed)
 //! restricted_share = 0.2  # subscribers entitled to the first channel only
 //! max_streams = 1
+//! [rtcp]               # viewers' RTCP (RFC 3550 A.7 interval, RR + SDES, BYE on leave)
+//! min_interval_s = 5.0
+//! session_kbps = 2000
+//! [votes]              # polls over the AS's HTTP API, votes as RTCP APP `VOTE`
+//! viewers_voting = 40  # the first N viewers vote once each
+//! options = ["red", "blue", "green"]
+//! window_start_s = 5.0
+//! window_s = 5.0
 //! [thresholds]
 //! max_joins_failed = 0
 //! max_gap_ms_p99 = 500.0   # over the viewers a relay fault moved
 //! min_authorised = 20      # joins and zaps the AS authorised ([aaa])
 //! max_unaccounted = 0      # sessions without START + STOP at the AAA ([aaa])
+//! votes_exact = true       # the AS's tally equals the votes cast ([votes])
+//! max_votes_time_to_exact_ms = 10000.0
 //! ```
 
 use std::time::Duration;
@@ -99,12 +109,138 @@ pub struct Scenario {
     pub rtp_sockets: usize,
     /// Relays the lab's AS runs (`relay.count`); only `ue-sim lab` uses it.
     pub relays: usize,
+    /// The lab's relays form a relay tree (`[relay] tree`): each channel is ingested at one
+    /// relay and pulled by the others while they have viewers of it.
+    pub relay_tree: bool,
     /// Producers creating personal channels.
     pub producers: Producers,
     /// Faults injected during the run (`ue-sim lab` only).
     pub faults: Vec<Fault>,
     /// The lab's embedded AAA (Diameter Sh authorisation, Rf accounting); off by default.
     pub aaa: AaaScenario,
+    /// Viewers' RTCP.
+    pub rtcp: RtcpScenario,
+    /// Polls and votes; none by default.
+    pub votes: Option<Votes>,
+    /// The AS's HTTP API (`host:port`) for polls and channel quality. `ue-sim lab` sets its
+    /// own; `ue-sim run` needs it for `[votes]` and the quality summaries.
+    pub api: Option<String>,
+}
+
+/// `[rtcp]`: viewers' RTCP ([`crate::rtcp`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtcpScenario {
+    /// Send RTCP at all.
+    pub enabled: bool,
+    /// Minimum report interval, s (RFC 3550 `Tmin`; the first report after half of it).
+    pub min_interval_s: f64,
+    /// Session bandwidth, kbit/s, for the interval until the FT announces its own.
+    pub session_kbps: f64,
+}
+
+impl Default for RtcpScenario {
+    fn default() -> Self {
+        let d = crate::rtcp::RtcpConfig::default();
+        Self {
+            enabled: d.enabled,
+            min_interval_s: d.min_interval_s,
+            session_kbps: d.session_bps / 1000.0,
+        }
+    }
+}
+
+impl RtcpScenario {
+    /// The UEs' RTCP settings.
+    #[must_use]
+    pub fn config(&self) -> crate::rtcp::RtcpConfig {
+        crate::rtcp::RtcpConfig {
+            enabled: self.enabled,
+            session_bps: self.session_kbps * 1000.0,
+            min_interval_s: self.min_interval_s,
+        }
+    }
+}
+
+/// `[votes]`: at the start of the run ue-sim declares one poll per channel of `channels`
+/// (`POST /api/polls`, ids `first_poll`, `first_poll + 1`, ...). Each of the first
+/// `viewers_voting` viewers votes once, at a uniformly drawn instant of the window, for an
+/// option drawn by `weights`, in the poll of the channel it watches then (a vote belongs to
+/// the channel the viewer watches when it votes; one that watches no poll's channel then,
+/// or is busy zapping, tries again every 200 ms until the window ends, else its vote is
+/// counted as missed). The vote is repeated in the viewer's RTCP until `close_after_s`
+/// after the window. After the last vote ue-sim polls `GET /api/polls/{id}` until every
+/// tally equals the votes cast.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Votes {
+    /// How many viewers vote (the first ones by index).
+    pub viewers_voting: usize,
+    /// Channels with a poll; empty: every channel of `[channels] list`.
+    pub channels: Vec<String>,
+    /// Id of the first poll.
+    pub first_poll: u32,
+    /// The question.
+    pub question: String,
+    /// Option labels (a vote sends the index).
+    pub options: Vec<String>,
+    /// Relative weight of each option; empty: uniform.
+    pub weights: Vec<f64>,
+    /// Window start, s since the run start.
+    pub window_start_s: f64,
+    /// Window length, s.
+    pub window_s: f64,
+    /// Votes are repeated in RTCP until this long after the window, s.
+    pub close_after_s: f64,
+}
+
+impl Default for Votes {
+    fn default() -> Self {
+        Self {
+            viewers_voting: 0,
+            channels: Vec::new(),
+            first_poll: 1,
+            question: "Which one?".into(),
+            options: vec!["yes".into(), "no".into()],
+            weights: Vec::new(),
+            window_start_s: 5.0,
+            window_s: 10.0,
+            close_after_s: 15.0,
+        }
+    }
+}
+
+impl Votes {
+    /// The channels with a poll, with their poll ids.
+    #[must_use]
+    pub fn polls<'a>(&'a self, sc: &'a Scenario) -> Vec<(u32, &'a str)> {
+        let list = if self.channels.is_empty() {
+            &sc.channels.list
+        } else {
+            &self.channels
+        };
+        list.iter()
+            .enumerate()
+            .map(|(k, c)| (self.first_poll.wrapping_add(k as u32), c.as_str()))
+            .collect()
+    }
+
+    /// An option index drawn by the weights.
+    pub fn pick_option<R: Rng>(&self, rng: &mut R) -> u32 {
+        let n = self.options.len().max(1);
+        if self.weights.len() != n {
+            return rng.gen_range(0..n) as u32;
+        }
+        let total: f64 = self.weights.iter().sum();
+        let mut x = rng.gen::<f64>() * total;
+        for (k, w) in self.weights.iter().enumerate() {
+            if x < *w {
+                return k as u32;
+            }
+            x -= w;
+        }
+        (n - 1) as u32
+    }
 }
 
 /// `[aaa]`: `ue-sim lab` starts the embedded AAA, seeds a subscriber per UE and points the
@@ -335,6 +471,10 @@ pub struct Thresholds {
     pub min_authorised: Option<u64>,
     /// Most accounting sessions without both a START and a STOP at the AAA (`[aaa]` labs).
     pub max_unaccounted: Option<u64>,
+    /// The AS's poll tallies must equal the votes cast (`[votes]`).
+    pub votes_exact: Option<bool>,
+    /// Longest time from the last vote to an exact tally at the AS, ms (`[votes]`).
+    pub max_votes_time_to_exact_ms: Option<f64>,
 }
 
 impl Default for Scenario {
@@ -354,9 +494,13 @@ impl Default for Scenario {
             sip_sockets: 4,
             rtp_sockets: 64,
             relays: 1,
+            relay_tree: false,
             producers: Producers::default(),
             faults: Vec::new(),
             aaa: AaaScenario::default(),
+            rtcp: RtcpScenario::default(),
+            votes: None,
+            api: None,
         }
     }
 }
@@ -462,6 +606,44 @@ impl Scenario {
             || a.max_streams > 1000
         {
             return bad("aaa: unknown_share and restricted_share in [0, 1], max_streams 1..=1000");
+        }
+        self.rtcp
+            .config()
+            .validate()
+            .map_err(ScenarioError::Invalid)?;
+        if let Some(v) = &self.votes {
+            if v.viewers_voting > self.ues {
+                return bad("votes.viewers_voting must be <= ues");
+            }
+            if v.options.is_empty() || v.options.len() > 64 {
+                return bad("votes.options: 1 to 64 options");
+            }
+            if !v.weights.is_empty()
+                && (v.weights.len() != v.options.len()
+                    || v.weights.iter().any(|w| !(*w >= 0.0 && w.is_finite()))
+                    || v.weights.iter().sum::<f64>() <= 0.0)
+            {
+                return bad("votes.weights: one weight >= 0 per option, not all 0");
+            }
+            if !(v.window_start_s >= 0.0
+                && v.window_s > 0.0
+                && v.window_start_s + v.window_s <= self.duration_s
+                && v.close_after_s >= 0.0
+                && v.close_after_s.is_finite())
+            {
+                return bad("votes: window_start_s >= 0, window_s > 0, the window inside duration_s, close_after_s >= 0");
+            }
+            if v.channels.iter().any(|c| !self.channels.list.contains(c)) {
+                return bad("votes.channels must be channels of [channels] list");
+            }
+            if v.polls(self).is_empty() {
+                return bad("votes: no channel to poll");
+            }
+        }
+        if let Some(a) = &self.api {
+            if a.parse::<std::net::SocketAddr>().is_err() {
+                return bad("api must be host:port with an IP address");
+            }
         }
         for f in &self.faults {
             if !(f.at_s >= 0.0 && f.at_s < self.duration_s) {
@@ -611,6 +793,23 @@ impl Scenario {
                     a.unaccounted_sessions
                 )),
                 None => v.push("aaa unaccounted sessions: no AAA figures".into()),
+            }
+        }
+        if t.votes_exact == Some(true) {
+            match &stats.votes {
+                Some(vf) if vf.exact => {}
+                Some(vf) => v.push(format!(
+                    "votes: the AS's tally ({}) differs from the votes cast ({})",
+                    vf.tallied, vf.cast
+                )),
+                None => v.push("votes: no vote figures".into()),
+            }
+        }
+        if let Some(l) = t.max_votes_time_to_exact_ms {
+            match stats.votes.as_ref().and_then(|vf| vf.time_to_exact_ms) {
+                Some(ms) if ms <= l => {}
+                Some(ms) => v.push(format!("votes time_to_exact_ms = {ms:.0} > {l}")),
+                None => v.push("votes time_to_exact_ms: never exact".into()),
             }
         }
         if let Some(l) = t.min_personal_viewers {
@@ -782,6 +981,7 @@ mod tests {
             "relay-fault.toml",
             "10k.toml",
             "aaa.toml",
+            "votes.toml",
         ] {
             let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("scenarios")

@@ -98,6 +98,91 @@ pub struct RunStats {
     /// What the lab's embedded AAA and the AS's AAA client counted (`[aaa] enabled`).
     #[serde(default)]
     pub aaa: Option<AaaFigures>,
+    /// The viewers' RTCP, summed.
+    #[serde(default)]
+    pub rtcp: crate::rtcp::RtcpCounters,
+    /// Votes cast and the AS's tallies (`[votes]`).
+    #[serde(default)]
+    pub votes: Option<VoteFigures>,
+    /// Each channel's quality summary from the AS (`GET /api/channels/{id}/quality`), read
+    /// while the viewers still watch.
+    #[serde(default)]
+    pub quality: Vec<ChannelQualityFigures>,
+}
+
+/// Votes cast by the UEs against the AS's live tallies.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VoteFigures {
+    /// Viewers meant to vote (`viewers_voting`).
+    pub voters: u64,
+    /// Votes cast (one per viewer at most).
+    pub cast: u64,
+    /// Voters that never watched a poll's channel during the window.
+    pub missed: u64,
+    /// Votes in the AS's last tallies, over every poll.
+    pub tallied: u64,
+    /// Every poll's tally equals its votes cast, option by option.
+    pub exact: bool,
+    /// Last vote cast -> first exact tally, ms (`None`: never exact within the wait).
+    pub time_to_exact_ms: Option<f64>,
+    /// When the last vote was cast, s since the run start.
+    pub last_vote_s: Option<f64>,
+    /// `GET /api/polls/{id}` requests made while waiting.
+    pub tally_reads: u64,
+    /// Per poll.
+    pub polls: Vec<PollFigures>,
+    /// Why votes could not be run or read (no API address, a refused poll, ...).
+    pub error: Option<String>,
+}
+
+/// One poll: votes cast per option and the AS's tally.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PollFigures {
+    /// Poll id.
+    pub poll: u32,
+    /// Its channel.
+    pub channel: String,
+    /// Option labels.
+    pub options: Vec<String>,
+    /// Votes cast per option.
+    pub cast: Vec<u64>,
+    /// The AS's last tally per option.
+    pub tally: Vec<u64>,
+    /// Votes the AS counted for options the poll does not declare.
+    pub undeclared: u64,
+    /// Relays that answered the AS for the last tally.
+    pub relays: u64,
+}
+
+/// A channel's merged feedback at the AS.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChannelQualityFigures {
+    /// Channel.
+    pub channel: String,
+    /// When it was read, s since the run start.
+    pub at_s: f64,
+    /// Relays that answered.
+    pub relays: u64,
+    /// Viewers whose receiver report the relays hold.
+    pub viewers_reporting: u64,
+    /// Viewers heard (reports or votes).
+    pub viewers_heard: u64,
+    /// Viewers that voted.
+    pub voters: u64,
+    /// Fraction lost, 1/256: median and p95 bin centres.
+    pub loss_median: Option<u32>,
+    /// See `loss_median`.
+    pub loss_p95: Option<u32>,
+    /// Jitter, RTP timestamp units: median and p95.
+    pub jitter_median: Option<u32>,
+    /// See `jitter_median`.
+    pub jitter_p95: Option<u32>,
+    /// RTT from LSR/DLSR, ms: median and p95.
+    pub rtt_ms_median: Option<u32>,
+    /// See `rtt_ms_median`.
+    pub rtt_ms_p95: Option<u32>,
+    /// Viewers with an RTT.
+    pub rtt_count: u64,
 }
 
 /// The AAA figures of a lab run: the AS's `as_aaa_*` counters and the embedded AAA's CDR

@@ -41,8 +41,18 @@
 //! its first frame is the first key-frame packet that arrives after the re-INVITE is sent (the
 //! relay's burst of the new channel arrives before the 200 OK, see BENCHMARKS.md); an IDR of
 //! the old channel arriving between the re-INVITE and the switch would be counted too
-//! (gating zaps on the GOP phase, as `zap_bench` does, is not done yet). RTCP receiver reports (RFC 3550 6.4.2) go to the
-//! relay's RTCP address from the answer every [`RR_INTERVAL`].
+//! (gating zaps on the GOP phase, as `zap_bench` does, is not done yet).
+//!
+//! RTCP ([`crate::rtcp`]): a viewer sends RR + SDES CNAME to the relay's RTCP address from
+//! the answer (`a=rtcp`, else the RTP port + 1) at the RFC 3550 A.7 interval, takes the
+//! relay's SRs (LSR/DLSR) and RSIs (group size) that arrive on its RTP port, and ends with an
+//! RTCP BYE when it leaves. Votes ([`Ue::vote`]): an APP `VOTE` (poll, option) goes out at
+//! once in a compound of its own and is repeated in every following compound until the poll
+//! closes, as long as the viewer stays in the session it voted in (same INVITE dialog; a
+//! relay move keeps it) and on the channel it voted on: the relay counts each viewer's latest
+//! vote, keyed by its per-viewer SSRC, so repeats never count twice and a lost datagram is
+//! made good by the next one. Before a re-INVITE zap or a BYE the vote is sent once more, so
+//! a viewer that moves on right after voting still gets two copies through.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -60,8 +70,7 @@ use as_server::sip::transaction::{
 use as_server::sip::{HeaderName, Host, Message, Method, Request, Response, StatusCode, Uri};
 use bytes::Bytes;
 
-/// How often a viewer sends an RTCP receiver report.
-pub const RR_INTERVAL: Duration = Duration::from_secs(2);
+use crate::rtcp::{Reception, RtcpConfig, RtcpCounters, ViewerRtcp};
 
 /// How long the UE waits for the ACK of its 2xx to the AS's re-INVITE before it may send a
 /// re-INVITE of its own again (64*T1, RFC 3261 13.3.1.4).
@@ -321,6 +330,8 @@ struct RtpPath {
     last_transit: Option<f64>,
     received: u64,
     lost: u64,
+    /// Sequence number cycles, shifted (RFC 3550 A.1 `cycles`).
+    cycles: u32,
 }
 
 /// One simulated UE.
@@ -342,7 +353,11 @@ pub struct Ue {
     last_packet: Option<Instant>,
     relay_rtcp: Option<SocketAddr>,
     rtcp_ssrc: u32,
-    next_rr: Option<Instant>,
+    rtcp: ViewerRtcp,
+    /// The vote being repeated, if any.
+    vote: Option<ActiveVote>,
+    /// Counts INVITE sessions (a vote repeats only in the session it was cast in).
+    session_epoch: u64,
     zap_timeout: Duration,
     /// Relay move waiting for media on the new path.
     moving: Option<Move>,
@@ -366,8 +381,14 @@ impl Ue {
     /// A new idle UE with given SIP timer values.
     #[must_use]
     pub fn with_timers(cfg: UeConfig, timers: TimerConfig) -> Self {
+        let rtcp_ssrc = rand::random::<u32>() | 1;
+        let cname = format!("{}@{}", cfg.user, cfg.media_ip);
+        let seed = (cfg.index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(rtcp_ssrc);
         Ue {
-            rtcp_ssrc: (rand::random::<u32>() | 1),
+            rtcp_ssrc,
+            rtcp: ViewerRtcp::new(RtcpConfig::default(), rtcp_ssrc, cname, seed),
+            vote: None,
+            session_epoch: 0,
             cfg,
             tl: TransactionLayer::new(timers),
             epoch: None,
@@ -382,7 +403,6 @@ impl Ue {
             media: MediaStats::default(),
             last_packet: None,
             relay_rtcp: None,
-            next_rr: None,
             zap_timeout: Duration::from_secs(3),
             moving: None,
             remote_reinvite: None,
@@ -498,7 +518,7 @@ impl Ue {
         let produce = self.producing.as_ref().map(|p| p.pattern.next_timeout());
         [
             self.tl.poll_timeout(),
-            self.next_rr,
+            self.rtcp.next_timeout(),
             zap,
             moving,
             remote,
@@ -673,6 +693,7 @@ impl Ue {
     ) -> Result<(), UeError> {
         self.rtp_port = rtp_port;
         let offer = self.offer()?;
+        self.session_epoch += 1;
         let mut r = self.new_request(Method::INVITE, channel);
         r.headers.push(HeaderName::CONTENT_TYPE, "application/sdp");
         r.body = Bytes::from(offer.to_bytes());
@@ -720,6 +741,10 @@ impl Ue {
         }
         match method {
             ZapMethod::Reinvite => {
+                // The vote once more before the relay switches this viewer's channel.
+                if self.vote_here(now).is_some() {
+                    self.send_report(now, false);
+                }
                 let offer = self.offer()?;
                 let new_uri = self.uri(channel);
                 let Session::Active { dialog, .. } = &mut self.session else {
@@ -770,16 +795,21 @@ impl Ue {
     }
 
     fn send_bye(&mut self, now: Instant, then_join: Option<String>) {
+        //= RFC 3550 6.6: a participant leaving sends BYE (after its vote, once more).
+        if matches!(self.session, Session::Active { .. }) && !self.is_producer() {
+            self.send_report(now, true);
+        }
         let Session::Active { dialog, .. } = std::mem::replace(&mut self.session, Session::Leaving)
         else {
             return;
         };
         let (mut bye, _ended) = dialog.bye();
         bye.headers.push_front(HeaderName::VIA, self.via());
+        self.vote = None;
         self.producing = None;
         self.moving = None;
         self.relay_rtcp = None;
-        self.next_rr = None;
+        self.rtcp.stop();
         self.last_packet = None;
         self.start(now, bye, Op::Bye { then_join });
     }
@@ -810,9 +840,8 @@ impl Ue {
                 }
             }
         }
-        if self.next_rr.is_some_and(|t| now >= t) {
-            self.next_rr = Some(now + RR_INTERVAL);
-            self.send_rr();
+        if self.rtcp.due(now) {
+            self.send_report(now, false);
         }
         if self
             .moving
@@ -1037,7 +1066,8 @@ impl Ue {
         self.remote_reinvite = None;
         self.source = None;
         self.relay_rtcp = None;
-        self.next_rr = None;
+        self.rtcp.stop();
+        self.vote = None;
         self.last_packet = None;
         self.path = RtpPath::default();
     }
@@ -1224,7 +1254,7 @@ impl Ue {
                             });
                         }
                     } else {
-                        self.next_rr = Some(now + RR_INTERVAL);
+                        self.rtcp.start(now);
                         // The relay's per-viewer SSRC, when the answer says it (RFC 5576):
                         // the driver then routes this path's packets without guessing.
                         if let Some(ssrc) = sdp_ssrc(&resp.body) {
@@ -1274,9 +1304,13 @@ impl Ue {
         }
     }
 
-    /// An RTP (or RTCP, ignored) datagram that the driver routed to this UE.
+    /// An RTP or RTCP datagram that the driver routed to this UE (RTCP: the relay's SR
+    /// about this viewer's stream, or an RSI from its feedback target).
     pub fn handle_media(&mut self, now: Instant, bytes: &[u8]) {
         if media_relay::rtp::is_rtcp(bytes) {
+            if !matches!(self.session, Session::Idle | Session::Leaving) {
+                self.rtcp.on_rtcp(now, self.path.ssrc, bytes);
+            }
             return;
         }
         let Ok(info) = media_relay::rtp::parse(bytes) else {
@@ -1298,6 +1332,9 @@ impl Ue {
             }
             self.path.lost += u64::from(d - 1);
             self.media.lost += u64::from(d - 1);
+            if info.sequence < last {
+                self.path.cycles = self.path.cycles.wrapping_add(1 << 16);
+            }
         }
         self.path.last_seq = Some(info.sequence);
         self.path.received += 1;
@@ -1347,41 +1384,103 @@ impl Ue {
         }
     }
 
-    fn send_rr(&mut self) {
-        let (Some(to), Some(src)) = (self.relay_rtcp, self.path.ssrc) else {
+    /// Sends an RTCP compound now: RR about the current stream + SDES CNAME, the active
+    /// vote if it still belongs here, and BYE if `bye` (a vote then goes in a compound of its
+    /// own first, since the relay drops a viewer on BYE before reading the rest). Nothing
+    /// without a relay RTCP address or a known stream SSRC.
+    fn send_report(&mut self, now: Instant, bye: bool) {
+        let (Some(to), Some(ssrc)) = (self.relay_rtcp, self.path.ssrc) else {
             return;
         };
-        let lost = u32::try_from(self.path.lost.min(0x7f_ffff)).unwrap_or(0);
         let expected = self.path.received + self.path.lost;
-        let fraction = (self.path.lost * 256)
-            .checked_div(expected)
-            .map_or(0, |f| u8::try_from(f.min(255)).unwrap_or(255));
-        let rr = rtcp_types::ReceiverReport::builder(self.rtcp_ssrc).add_report_block(
-            rtcp_types::ReportBlock::builder(src)
-                .fraction_lost(fraction)
-                .cumulative_lost(lost)
-                .extended_sequence_number(u32::from(self.path.last_seq.unwrap_or(0)))
-                .interarrival_jitter(self.media.jitter_ts as u32),
-        );
-        let sdes = rtcp_types::Sdes::builder().add_chunk(
-            rtcp_types::SdesChunk::builder(self.rtcp_ssrc)
-                .add_item(rtcp_types::SdesItem::builder(1, "ue-sim")),
-        );
-        let compound = rtcp_types::Compound::builder()
-            .add_packet(rr)
-            .add_packet(sdes);
-        use rtcp_types::{RtcpPacketWriter, RtcpPacketWriterExt};
-        let Ok(size) = compound.calculate_size() else {
-            return;
+        let rx = Reception {
+            ssrc,
+            ext_max_seq: self
+                .path
+                .cycles
+                .wrapping_add(u32::from(self.path.last_seq.unwrap_or(0))),
+            received: self.path.received,
+            expected,
+            jitter: self.media.jitter_ts.clamp(0.0, f64::from(u32::MAX)) as u32,
         };
-        let mut buf = vec![0u8; size];
-        if compound.write_into(&mut buf).is_ok() {
-            self.out.push_back(Transmit::Rtcp {
-                to,
-                bytes: Bytes::from(buf),
-            });
+        let vote = self.vote_here(now);
+        let mut push = |bytes: Option<Vec<u8>>| {
+            if let Some(b) = bytes {
+                self.out.push_back(Transmit::Rtcp {
+                    to,
+                    bytes: Bytes::from(b),
+                });
+            }
+        };
+        if bye {
+            if vote.is_some() {
+                push(self.rtcp.compound(now, &rx, vote, false));
+            }
+            push(self.rtcp.compound(now, &rx, None, true));
+        } else {
+            push(self.rtcp.compound(now, &rx, vote, false));
         }
     }
+
+    /// The `(poll, option)` to put in a compound at `now`: the active vote while the poll is
+    /// open and the viewer is in the session and on the channel it voted in.
+    fn vote_here(&self, now: Instant) -> Option<(u32, u32)> {
+        let v = self.vote.as_ref()?;
+        let here = match &self.session {
+            Session::Active { channel, .. } => *channel == v.channel,
+            _ => false,
+        };
+        (here && now < v.until && self.session_epoch == v.epoch).then_some((v.poll, v.option))
+    }
+
+    /// Votes `option` in `poll` on the channel being watched: an APP `VOTE` in an RTCP
+    /// compound at once (the report interval restarts from here), repeated in every
+    /// compound until `until` (module docs). `NoSession` unless a viewer's session is active
+    /// with a known stream and relay RTCP address.
+    pub fn vote(
+        &mut self,
+        now: Instant,
+        poll: u32,
+        option: u32,
+        until: Instant,
+    ) -> Result<(), UeError> {
+        let Session::Active { channel, .. } = &self.session else {
+            return Err(UeError::NoSession);
+        };
+        if self.is_producer() || self.path.ssrc.is_none() || self.relay_rtcp.is_none() {
+            return Err(UeError::NoSession);
+        }
+        self.vote = Some(ActiveVote {
+            poll,
+            option,
+            channel: channel.clone(),
+            epoch: self.session_epoch,
+            until,
+        });
+        self.send_report(now, false);
+        Ok(())
+    }
+
+    /// The RTCP settings (scenario `[rtcp]`).
+    pub fn set_rtcp(&mut self, cfg: RtcpConfig) {
+        self.rtcp.set_config(cfg);
+    }
+
+    /// What this UE's RTCP sent and received.
+    #[must_use]
+    pub fn rtcp_counters(&self) -> RtcpCounters {
+        self.rtcp.counters()
+    }
+}
+
+/// A vote being repeated.
+#[derive(Debug, Clone)]
+struct ActiveVote {
+    poll: u32,
+    option: u32,
+    channel: String,
+    epoch: u64,
+    until: Instant,
 }
 
 /// The first `a=ssrc:<ssrc>` of an SDP body (RFC 5576 section 4.1), if any.
@@ -1491,6 +1590,120 @@ mod tests {
         p.extend_from_slice(&0xabcdu32.to_be_bytes());
         p.extend_from_slice(payload);
         p
+    }
+
+    /// One RTCP compound the UE queued: `(to, vote, bye, report block SSRC)`.
+    type Sent = (SocketAddr, Option<(u32, u32)>, bool, Option<u32>);
+
+    /// The RTCP compounds the UE queued; SIP skipped.
+    fn rtcp_out(ue: &mut Ue) -> Vec<Sent> {
+        use rtcp_types::{Compound, Packet};
+        let mut v = Vec::new();
+        while let Some(t) = ue.poll_transmit() {
+            let Transmit::Rtcp { to, bytes } = t else {
+                continue;
+            };
+            let (mut vote, mut bye, mut about) = (None, false, None);
+            for p in Compound::parse(&bytes).unwrap() {
+                match p.unwrap() {
+                    Packet::Rr(rr) => about = rr.report_blocks().next().map(|b| b.ssrc()),
+                    Packet::App(a) => {
+                        let d = a.data();
+                        vote = Some((
+                            u32::from_be_bytes([d[0], d[1], d[2], d[3]]),
+                            u32::from_be_bytes([d[4], d[5], d[6], d[7]]),
+                        ));
+                    }
+                    Packet::Bye(_) => bye = true,
+                    _ => {}
+                }
+            }
+            v.push((to, vote, bye, about));
+        }
+        v
+    }
+
+    /// Fires the UE's timers until it sends RTCP (other timers, and reconsideration of the
+    /// RTCP timer, may come first); the time and the compounds.
+    fn next_rtcp(ue: &mut Ue) -> (Instant, Vec<Sent>) {
+        for _ in 0..50 {
+            let t = ue.poll_timeout().unwrap();
+            ue.handle_timeout(t);
+            while ue.poll_event().is_some() {}
+            let out = rtcp_out(ue);
+            if !out.is_empty() {
+                return (t, out);
+            }
+        }
+        panic!("no RTCP within 50 timer expiries");
+    }
+
+    #[test]
+    fn a_vote_goes_at_once_repeats_until_the_poll_closes_and_stays_on_its_channel() {
+        let relay: SocketAddr = "127.0.0.1:7001".parse().unwrap();
+        let mut ue = ue();
+        let t0 = origin();
+        joined(&mut ue, t0);
+        let until = t0 + Duration::from_secs(60);
+        assert_eq!(
+            ue.vote(t0, 7, 1, until),
+            Err(UeError::NoSession),
+            "no stream yet"
+        );
+        ue.handle_media(t0 + Duration::from_millis(10), &rtp(1, 0, &[0x65]));
+        while ue.poll_event().is_some() {}
+        let t1 = t0 + Duration::from_secs(1);
+        ue.vote(t1, 7, 1, until).unwrap();
+        assert_eq!(
+            rtcp_out(&mut ue),
+            [(relay, Some((7, 1)), false, Some(0xabcd))]
+        );
+        // The interval restarts at the vote; the next report repeats it.
+        let (next, out) = next_rtcp(&mut ue);
+        assert!(next > t1 + Duration::from_secs(2), "{:?}", next - t1);
+        assert_eq!(out, [(relay, Some((7, 1)), false, Some(0xabcd))]);
+        // A re-INVITE zap sends it once more first; on the new channel it is not repeated.
+        let t2 = next + Duration::from_millis(100);
+        ue.zap(t2, "sport", ZapMethod::Reinvite, 0).unwrap();
+        let out: Vec<Transmit> = std::iter::from_fn(|| ue.poll_transmit()).collect();
+        assert!(matches!(&out[0], Transmit::Rtcp { .. }), "{out:?}");
+        let Some(Transmit::Sip { bytes, .. }) = out.get(1) else {
+            panic!("{out:?}")
+        };
+        let Message::Request(re) = Message::parse(bytes).unwrap() else {
+            panic!("not a request")
+        };
+        ue.handle_sip(t2, AS.parse().unwrap(), &answer(&re, "sport"));
+        while ue.poll_event().is_some() {}
+        let _ = sent_request(&mut ue); // ACK
+        assert_eq!(ue.channel(), Some("sport"));
+        let (t3, out) = next_rtcp(&mut ue);
+        assert_eq!(out, [(relay, None, false, Some(0xabcd))]);
+        // Leaving: an RTCP BYE (RR + SDES + BYE) with the SIP BYE.
+        ue.leave(t3).unwrap();
+        assert_eq!(rtcp_out(&mut ue), [(relay, None, true, Some(0xabcd))]);
+        assert_eq!(ue.rtcp_counters().byes, 1);
+        assert_eq!(ue.rtcp_counters().vote_packets, 3);
+
+        // Still on the poll's channel: the vote goes once more before the BYE; after the
+        // poll closes it is no longer sent.
+        let mut ue = self::ue();
+        joined(&mut ue, t0);
+        ue.handle_media(t0 + Duration::from_millis(10), &rtp(1, 0, &[0x65]));
+        ue.vote(t1, 7, 0, t1 + Duration::from_secs(30)).unwrap();
+        let _ = rtcp_out(&mut ue);
+        ue.leave(t1 + Duration::from_secs(2)).unwrap();
+        let out = rtcp_out(&mut ue);
+        assert_eq!(
+            out.iter().map(|c| (c.1, c.2)).collect::<Vec<_>>(),
+            [(Some((7, 0)), false), (None, true)]
+        );
+        let mut ue = self::ue();
+        joined(&mut ue, t0);
+        ue.handle_media(t0 + Duration::from_millis(10), &rtp(1, 0, &[0x65]));
+        ue.vote(t1, 7, 0, t1 + Duration::from_secs(1)).unwrap();
+        let _ = rtcp_out(&mut ue);
+        assert_eq!(next_rtcp(&mut ue).1[0].1, None, "the poll closed");
     }
 
     #[test]
@@ -1795,7 +2008,7 @@ mod tests {
         assert_eq!(ue.media().gap_max, Duration::from_millis(370));
         assert_eq!(ue.media().lost, 0, "a new path restarts the sequence check");
         // RTCP now goes to relay 1.
-        ue.handle_timeout(t0 + RR_INTERVAL + Duration::from_millis(10));
+        ue.handle_timeout(t0 + Duration::from_secs(4));
         let rtcp: Vec<SocketAddr> = std::iter::from_fn(|| ue.poll_transmit())
             .filter_map(|t| match t {
                 Transmit::Rtcp { to, .. } => Some(to),

@@ -1,6 +1,7 @@
 //! CI test of the lab: `ue-sim lab scenarios/smoke.toml --out TMP` (the real binary: AS,
 //! relay, test patterns and UEs in one process on loopback, about 15 s) must exit 0 and write
-//! a report whose numbers add up. Numbers, not timings: no latency is asserted.
+//! a report whose numbers add up, the viewers' votes included (the AS's poll tallies equal
+//! the votes cast). Numbers, not timings: no latency is asserted.
 
 use std::io::Read;
 use std::path::Path;
@@ -77,7 +78,7 @@ fn lab_smoke_scenario_reports_every_join() {
     let j: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
     let ues = j["ues"].as_u64().unwrap();
-    assert_eq!(ues, 20, "smoke.toml has 20 UEs");
+    assert_eq!(ues, 30, "smoke.toml has 30 UEs");
     assert_eq!(j["joins"]["failed"], 0);
     assert_eq!(j["joins"]["ok"].as_u64(), Some(ues));
     assert_eq!(j["pass"], true);
@@ -110,8 +111,56 @@ fn lab_smoke_scenario_reports_every_join() {
     assert_eq!(sum("leaves"), j["leaves"].as_u64().unwrap());
     assert_eq!(sum("leaves"), ues, "every session ended");
     assert_eq!(sum("failures"), 0);
+    // Votes: every viewer that watched a polled channel in the window voted once; the AS's
+    // tally of each poll equals the votes cast, option by option.
+    let v = &j["votes"];
+    assert_eq!(v["voters"].as_u64(), Some(ues));
+    let cast = v["cast"].as_u64().unwrap();
+    assert_eq!(cast + v["missed"].as_u64().unwrap(), ues);
+    assert!(
+        cast >= ues / 2,
+        "most viewers watch a channel when they vote: {v}"
+    );
+    assert_eq!(v["exact"], true, "{v}");
+    assert_eq!(v["tallied"].as_u64(), Some(cast));
+    let polls = v["polls"].as_array().unwrap();
+    assert_eq!(polls.len(), 2, "one poll per channel");
+    let mut sum = 0;
+    for p in polls {
+        assert_eq!(p["cast"], p["tally"], "{p}");
+        assert_eq!(p["undeclared"], 0);
+        sum += p["cast"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_u64().unwrap())
+            .sum::<u64>();
+    }
+    assert_eq!(sum, cast);
+    // RTCP: reports, the votes in them, a BYE per session the UE ended (the leaves at the
+    // end and the BYE + INVITE zaps), and the relay's SRs heard.
+    let r = &j["rtcp"];
+    assert!(r["compounds"].as_u64().unwrap() >= ues, "{r}");
+    assert!(r["vote_packets"].as_u64().unwrap() >= cast, "{r}");
+    assert!(r["byes"].as_u64().unwrap() >= 1, "{r}");
+    assert!(r["srs_received"].as_u64().unwrap() >= 1, "{r}");
+    // The channels' quality summaries, read from the AS while the viewers watched.
+    let q = j["quality"].as_array().unwrap();
+    assert_eq!(q.len(), 2, "{q:?}");
+    let reporting: u64 = q
+        .iter()
+        .map(|c| c["viewers_reporting"].as_u64().unwrap())
+        .sum();
+    assert!(reporting >= 1, "{q:?}");
+    assert!(j["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["name"] == "votes.exact" && c["pass"] == true));
     let html = std::fs::read_to_string(&html_path).unwrap();
-    assert_eq!(html.matches("<svg").count(), 12);
+    assert!(html.contains("<h2>Votes</h2>") && html.contains("<h2>RTCP feedback</h2>"));
+    // 12 plots, and a bar chart per poll.
+    assert_eq!(html.matches("<svg").count(), 14);
 
     // `ue-sim report` renders the same figures again from the raw stats.
     let again = out.path().join("again");
