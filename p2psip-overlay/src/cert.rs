@@ -12,6 +12,9 @@
 //!   one.
 //! - [`PeerIdentity::from_der`]: the Node-IDs, user and overlay a certificate names
 //!   (x509-parser).
+//! - [`Trust`]: the check of a certificate that signed a message or a stored value
+//!   (RFC 6940 sections 6.3.4 and 7.1): its chain leads to the overlay's root at the time
+//!   given (sans-IO), and the Node-IDs and user it names for this overlay.
 //! - [`server_verifier`] / [`client_verifier`]: rustls verifiers for overlay links. The chain
 //!   must lead to the overlay's root; in place of a DNS name check the peer's certificate must
 //!   carry a `reload://` URI of this overlay. Which Node-ID the link expected is checked by the
@@ -288,6 +291,89 @@ impl DevCa {
         req.params = self.leaf_params(&node, user)?;
         let cert = req.signed_by(&self.cert, &self.key)?;
         Ok(cert.der().clone())
+    }
+}
+
+/// Most certificates [`Trust`] remembers as checked.
+const TRUST_CACHE: usize = 4096;
+
+/// Certificates checked against the overlay's roots (module docs): the signer
+/// certificates of messages and stored values. Sans-IO: the time is an argument.
+/// Certificates that passed are remembered (bounded) with their identity, so a
+/// peer's certificate is path-checked once, not per message.
+pub struct Trust {
+    roots: Arc<RootCertStore>,
+    overlay: String,
+    provider: Arc<CryptoProvider>,
+    checked: std::collections::HashMap<Vec<u8>, (PeerIdentity, u64)>,
+}
+
+impl std::fmt::Debug for Trust {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trust")
+            .field("overlay", &self.overlay)
+            .field("checked", &self.checked.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Trust {
+    /// Trust in the overlay `overlay` whose root certificates are `root_ders`.
+    pub fn new(root_ders: &[CertificateDer<'static>], overlay: &str) -> Result<Self, CertError> {
+        Ok(Self {
+            roots: Arc::new(roots(root_ders)?),
+            overlay: overlay.to_owned(),
+            provider: provider(),
+            checked: std::collections::HashMap::new(),
+        })
+    }
+
+    /// The identity of the DER certificate `cert` if it chains to the overlay's
+    /// root (with `intermediates`) at `now_unix_s` (seconds since the epoch) and
+    /// names a Node-ID of this overlay.
+    pub fn check(
+        &mut self,
+        cert: &[u8],
+        intermediates: &[CertificateDer<'_>],
+        now_unix_s: u64,
+    ) -> Result<PeerIdentity, CertError> {
+        if let Some((id, until)) = self.checked.get(cert) {
+            if now_unix_s <= *until {
+                return Ok(id.clone());
+            }
+        }
+        let der = CertificateDer::from(cert);
+        let parsed = rustls::server::ParsedCertificate::try_from(&der)
+            .map_err(|e| CertError::Tls(e.to_string()))?;
+        rustls::client::verify_server_cert_signed_by_trust_anchor(
+            &parsed,
+            &self.roots,
+            intermediates,
+            UnixTime::since_unix_epoch(std::time::Duration::from_secs(now_unix_s)),
+            self.provider.signature_verification_algorithms.all,
+        )
+        .map_err(|e| CertError::Tls(e.to_string()))?;
+        let id = PeerIdentity::from_der(cert)?;
+        if id.node_in(&self.overlay).is_none() {
+            return Err(CertError::NoNodeId(self.overlay.clone()));
+        }
+        let not_after = X509Certificate::from_der(cert)
+            .map(|(_, c)| c.validity().not_after.timestamp())
+            .unwrap_or(0);
+        if self.checked.len() >= TRUST_CACHE {
+            self.checked.clear();
+        }
+        self.checked.insert(
+            cert.to_vec(),
+            (id.clone(), u64::try_from(not_after).unwrap_or(0)),
+        );
+        Ok(id)
+    }
+
+    /// The overlay name.
+    #[must_use]
+    pub fn overlay(&self) -> &str {
+        &self.overlay
     }
 }
 

@@ -25,9 +25,12 @@
 //!   server-chosen Node-ID back) and its client; it also serves the configuration document.
 //! - [`config`]: the RFC 6940 section 11.1 overlay configuration document (XML), written and
 //!   parsed strictly.
-//! - [`driver`]: the tokio driver of a real peer: the node core, TLS links
-//!   ([`link`]), timers, the driver's address book and per-value signatures, and the
-//!   async [`driver::OverlayHandle`] (`store` / `fetch`); `p2psip-node run` serves it.
+//! - [`driver`]: the tokio driver of a real peer: TLS links ([`link`]), timers and the
+//!   async [`driver::OverlayHandle`] (`store` / `fetch`) around [`driver::peer::Peer`], the
+//!   sans-IO message layer (the node core behind the RFC 6940 security checks: lengths,
+//!   via-list loops, signatures by certificates of the overlay CA naming the sender,
+//!   per-value signatures; RELOAD errors for refused requests) with the driver's address
+//!   book; `p2psip-node run` serves it.
 //! - [`sim`]: deterministic simulator (seeded RNG, virtual clock, per-link latency and loss)
 //!   running thousands of real node cores; `p2psip-node sim` prints its JSON report.
 //!

@@ -134,7 +134,7 @@ fn joins_build_a_correct_ring() {
 }
 
 #[test]
-fn three_copies_then_handover_on_join() {
+fn four_copies_then_handover_on_join() {
     let (mut sim, idx) = ring(20, 4);
     let r = Id(rand::rngs::StdRng::seed_from_u64(9).gen());
     store(&mut sim, idx[0], r);
@@ -142,9 +142,12 @@ fn three_copies_then_handover_on_join() {
     let own = owners(&sim, r);
     let mut h = holders(&sim, r);
     h.sort_unstable();
-    let mut want = own[..3].to_vec();
+    let mut want = own[..4].to_vec();
     want.sort_unstable();
-    assert_eq!(h, want, "responsible peer and its first two successors");
+    assert_eq!(
+        h, want,
+        "responsible peer and its first three successors (3 replicas on successors)"
+    );
     // A peer joins with an id equal to r: it becomes responsible and gets the data.
     let n = sim.build_ring(&[r], &NodeConfig::default(), Duration::from_millis(10))[0];
     sim.run_for(Duration::from_secs(20));
@@ -312,4 +315,140 @@ fn frames_encode_and_the_size_estimate_is_close() {
         );
     }
     assert_eq!(frame_bytes(&Frame::Ack { seq: 3 }, 1).unwrap().len(), 9);
+}
+
+/// Every DATA frame a node queued, drained.
+fn data_out(n: &mut Node) -> Vec<(Id, Message)> {
+    std::iter::from_fn(|| n.poll_transmit())
+        .filter_map(|t| match t.frame {
+            Frame::Data { msg, .. } => Some((t.to, *msg)),
+            Frame::Ack { .. } => None,
+        })
+        .collect()
+}
+
+/// A message as it travels: encoded to the wire and decoded back (what a driver
+/// feeds the core).
+fn over_the_wire(m: &Message) -> Message {
+    use p2psip_overlay::node::convert::{from_wire, to_wire};
+    let bytes = to_wire(m, 1).unwrap().to_bytes().unwrap();
+    let back = p2psip_overlay::wire::Message::decode(&bytes).unwrap();
+    from_wire(&back, &Signer::default()).unwrap()
+}
+
+#[test]
+fn ping_answer_straight_from_the_responder_names_the_link_peer() {
+    // A joining node routes a Ping to its own id through the bootstrap; the
+    // bootstrap answers itself, so the answer's via list is empty on the wire.
+    // The admitting peer is the link's peer: the Join must go to it (not to
+    // Node-ID 0 nor be dropped).
+    let now = base_instant();
+    let (me, boot) = (Id(0x1000 << 64), Id(0x2000 << 64));
+    let mut n = Node::new(me, NodeConfig::default());
+    n.join(now, boot);
+    let out = data_out(&mut n);
+    assert_eq!(out.len(), 1);
+    let (to, ping) = &out[0];
+    assert_eq!(*to, boot);
+    assert!(ping.via.is_empty() && matches!(ping.body, Body::PingReq));
+    let answer = Message {
+        txid: ping.txid,
+        ttl: 100,
+        via: vec![],
+        dest: vec![Dest::Node(me)],
+        body: Body::PingAns { responder: boot },
+    };
+    let received = over_the_wire(&answer);
+    n.handle(
+        now,
+        boot,
+        Frame::Data {
+            seq: 1,
+            msg: Box::new(received),
+        },
+    );
+    let out = data_out(&mut n);
+    assert_eq!(out.len(), 1, "one JoinReq: {out:?}");
+    assert_eq!(out[0].0, boot);
+    assert_eq!(out[0].1.dest, vec![Dest::Node(boot)]);
+    assert!(matches!(out[0].1.body, Body::JoinReq { joining } if joining == me));
+}
+
+#[test]
+fn transaction_ids_are_random_and_answers_do_not_cross_wire() {
+    let now = base_instant();
+    // Two nodes whose ids share the low 64 bits draw different transaction ids.
+    let (a, b) = (Id(1 << 64 | 5), Id(2 << 64 | 5));
+    let first = |id: Id| {
+        let mut n = Node::new(id, NodeConfig::default());
+        n.join(now, Id(9));
+        data_out(&mut n)[0].1.txid
+    };
+    assert_ne!(first(a), first(b));
+    // The ids of one node are not a sequence.
+    let mut n = Node::new(Id(7 << 64), NodeConfig::default());
+    n.start_alone(now);
+    while n.poll_event().is_some() {}
+    let peer = Id(8 << 64);
+    let h = n.fetch(now, peer, vec![]);
+    let h2 = n.fetch(now, Id(9 << 64), vec![]);
+    assert_ne!(h, h2);
+    // a lone node answers its own fetches at once
+    let done: Vec<_> = std::iter::from_fn(|| n.poll_event()).collect();
+    assert_eq!(done.len(), 2);
+    // Requests to a peer: only that peer's answer of the right type completes them.
+    let mut n = Node::new(Id(7 << 64), NodeConfig::default());
+    n.join(now, peer);
+    let ping = data_out(&mut n).remove(0).1;
+    let txid = ping.txid;
+    let deliver = |n: &mut Node, from: Id, body: Body| {
+        n.handle(
+            now,
+            from,
+            Frame::Data {
+                seq: 1,
+                msg: Box::new(Message {
+                    txid,
+                    ttl: 100,
+                    via: vec![],
+                    dest: vec![Dest::Node(Id(7 << 64))],
+                    body,
+                }),
+            },
+        );
+        data_out(n)
+    };
+    // wrong type for a PingReq: ignored
+    assert!(deliver(&mut n, peer, Body::UpdateAns).is_empty());
+    assert!(deliver(&mut n, peer, Body::FetchAns { kind_data: vec![] }).is_empty());
+    // the right answer still completes it: the Join follows
+    let out = deliver(&mut n, peer, Body::PingAns { responder: peer });
+    assert!(matches!(out[0].1.body, Body::JoinReq { .. }));
+    // a Join to `peer` in flight: an answer from another peer is ignored
+    let join_tx = out[0].1.txid;
+    assert_ne!(join_tx, txid);
+    n.handle(
+        now,
+        Id(66),
+        Frame::Data {
+            seq: 2,
+            msg: Box::new(Message {
+                txid: join_tx,
+                ttl: 100,
+                via: vec![],
+                dest: vec![Dest::Node(Id(7 << 64))],
+                body: Body::JoinAns,
+            }),
+        },
+    );
+    // still pending: the transaction retries to `peer` when it times out
+    let later = now + NodeConfig::default().request_timeout;
+    n.handle_timeout(later);
+    let retry = data_out(&mut n);
+    assert!(
+        retry.iter().any(|(to, m)| *to == peer
+            && m.txid == join_tx
+            && matches!(m.body, Body::JoinReq { .. })),
+        "{retry:?}"
+    );
 }

@@ -40,7 +40,7 @@ enum Cmd {
         /// Churn phase length in seconds.
         #[arg(long, default_value_t = 300.0)]
         duration: f64,
-        /// Copies of each record (responsible peer + successors).
+        /// Replicas on successors (copies of each record = 1 + replicas).
         #[arg(long, default_value_t = 3)]
         replicas: usize,
         /// Per-frame link loss probability.
@@ -82,7 +82,7 @@ fn main() -> anyhow::Result<()> {
                 loss,
                 ..Default::default()
             };
-            cfg.node.replicas = replicas.max(1);
+            cfg.node.replicas = replicas;
             cfg.node.chord.successors = neighbors.max(3);
             cfg.node.chord.predecessors = neighbors.max(3);
             let report = p2psip_overlay::sim::run(&cfg);

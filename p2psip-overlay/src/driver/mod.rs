@@ -4,9 +4,12 @@
 //! Run loop ([`start`] spawns it): one task owns the [`Node`]. It
 //! - accepts links on a [`LinkListener`] (peers authenticated by the overlay CA; the
 //!   peer's Node-ID comes from its certificate, RFC 6940 section 11.3),
-//! - feeds every RELOAD message a link delivers, with `now`, into [`Node::handle`] as a
-//!   DATA frame from the link's Node-ID, after checking its signature (section 6.3.4) and
-//!   naming the signer from the certificate the security block carries,
+//! - feeds every RELOAD message a link delivers (and every DATA frame that does not
+//!   decode, [`LinkEvent::Invalid`]) to its [`Peer`] ([`peer`]), the sans-IO message
+//!   layer: lengths, loops, the signature (section 6.3.4) by a certificate of the overlay
+//!   CA naming the sender, per-value signatures; a refused request is answered with its
+//!   RELOAD error, an accepted message goes to [`Node::handle`] as a DATA frame from the
+//!   link's Node-ID,
 //! - puts every DATA frame [`Node::poll_transmit`] returns on the link to its Node-ID,
 //!   opening that link first ([`Link::connect`] with the expected Node-ID) when the
 //!   address is known ([`addr`]); the first link goes to the bootstrap address and the
@@ -20,16 +23,17 @@
 //! A peer whose link cannot be opened (a killed process) gets no acknowledgement, so the
 //! core's hop retransmission declares it failed and reroutes (section 9.6.3).
 //!
-//! Signatures: a message this node originates (requests, answers, errors) is signed with
-//! its key, certificate included, and the StoredData of its own stores get per-value
-//! signatures (section 7.1); a message it forwards keeps the originator's contents and
-//! security block byte for byte (only the forwarding header is rebuilt, which the
-//! signature does not cover).
+//! Signatures ([`Peer::encode`]): a message this node originates (requests, answers,
+//! errors) is signed with its key, certificate included, and the StoredData of its own
+//! stores get per-value signatures (section 7.1); a message it forwards keeps the
+//! originator's contents and security block byte for byte (only the forwarding header is
+//! rebuilt, which the signature does not cover).
 //!
 //! Only the private `clock` function reads the clock.
 
 pub mod addr;
 pub mod control;
+pub mod peer;
 pub mod sigs;
 
 use std::collections::HashMap;
@@ -42,22 +46,19 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::cert::{NodeIdentity, PeerIdentity};
+use crate::cert::NodeIdentity;
 use crate::link::{Link, LinkConfig, LinkError, LinkEvent, LinkListener};
-use crate::node::convert::{from_wire, to_wire, ConvertError};
-use crate::node::msg::{Body, Dest, Frame, Message};
-use crate::node::{Event, Node, NodeConfig, Outcome, RequestError};
+use crate::node::msg::{Frame, Message};
+#[cfg(doc)]
+use crate::node::Node;
+use crate::node::{Event, NodeConfig, Outcome, RequestError};
 use crate::storage::{
     DataModel, FetchSpec, KindData, KindId, KindRegistry, Select, Signer, StoredValue, ValueKey,
     APPEND,
 };
 use crate::topology::{hash_to_id, Id};
-use crate::wire::{
-    self, find_certificate, overlay_hash, verify_message, MessageContents, NodeId, SecurityBlock,
-    SignError,
-};
-use addr::AddressBook;
-use sigs::DataSigs;
+use crate::wire::{self, NodeId, SignError};
+use peer::Peer;
 
 /// Driver errors.
 #[derive(Debug, thiserror::Error)]
@@ -111,7 +112,7 @@ pub struct DriverConfig {
 
 impl DriverConfig {
     /// A configuration with real-network defaults for the core (2 s stabilisation,
-    /// 3 replicas) and one-hour value lifetimes.
+    /// 3 replicas on successors) and one-hour value lifetimes.
     #[must_use]
     pub fn new(link: LinkConfig, listen: SocketAddr, bootstrap: Option<SocketAddr>) -> Self {
         let node = NodeConfig {
@@ -143,6 +144,11 @@ fn clock() -> (Instant, u64) {
     (Instant::now(), ms)
 }
 
+/// Wall-clock seconds since the epoch (certificate validity), from [`clock`].
+fn unix_s() -> u64 {
+    clock().1 / 1000
+}
+
 enum Command {
     Store {
         resource: Id,
@@ -167,6 +173,7 @@ enum Internal {
     Accepted(Link),
     Connected(Id, Result<Link, LinkError>),
     Message(Id, u64, Box<wire::Message>),
+    Invalid(Id, u64, Vec<u8>),
     Closed(Id, u64, String),
 }
 
@@ -288,11 +295,9 @@ pub async fn start(cfg: DriverConfig) -> Result<(OverlayHandle, JoinHandle<()>),
     let listener = LinkListener::bind(Arc::clone(&link_cfg), cfg.listen).await?;
     let listen = listener.local_addr()?;
     let identity = &cfg.link.identity;
-    let signer = wire::Signer::ecdsa_p256(
-        &identity.key_pkcs8,
-        identity.chain.first().map_or(&[][..], |c| c.as_ref()),
-    )?;
-    let me = Id(identity.node.to_u128());
+    let mut peer = Peer::new(&cfg.link, listen, cfg.node.clone())?;
+    // transaction ids from the OS RNG, not from the (public) Node-ID
+    peer.node.reseed(rand::random());
     let bootstrap = match cfg.bootstrap {
         Some(a) => Some(Link::connect(&link_cfg, a, None).await?),
         None => None,
@@ -314,43 +319,31 @@ pub async fn start(cfg: DriverConfig) -> Result<(OverlayHandle, JoinHandle<()>),
         }
     });
     let mut d = Driver {
-        node: Node::new(me, cfg.node.clone()),
-        me,
-        listen,
-        overlay: overlay_hash(&cfg.link.overlay),
-        overlay_name: cfg.link.overlay.clone(),
+        peer,
         link_cfg,
-        signer,
         kinds: KindRegistry::default(),
         lifetime: cfg.lifetime,
         links: HashMap::new(),
         next_gen: 1,
         connecting: HashMap::new(),
-        book: AddressBook::default(),
-        forwarded: HashMap::new(),
         int_tx,
         pending: HashMap::new(),
         joined: joined_tx,
-        rx_seq: 1,
-        sigs: DataSigs::default(),
         pcap: cfg.pcap.clone(),
         record: cfg.record.clone(),
         sent: Vec::new(),
     };
-    if let Some(c) = cfg.link.identity.chain.first() {
-        d.sigs.add_own_cert(c);
-    }
     let (now, _) = clock();
     match bootstrap {
         Some(link) => {
             let peer = Id(link.peer.to_u128());
             if let Some(a) = cfg.bootstrap {
-                d.book.set(peer, a);
+                d.peer.book.set(peer, a);
             }
             d.register(link);
-            d.node.join(now, peer);
+            d.peer.node.join(now, peer);
         }
-        None => d.node.start_alone(now),
+        None => d.peer.node.start_alone(now),
     }
     d.after();
     let task = tokio::spawn(async move {
@@ -378,32 +371,19 @@ struct LinkEntry {
     tx: mpsc::Sender<Vec<u8>>,
 }
 
-/// Bound of the forwarded-security cache.
-const FORWARD_CACHE: usize = 4096;
-
 struct Driver {
-    node: Node,
-    me: Id,
-    listen: SocketAddr,
-    overlay: u32,
-    overlay_name: String,
+    /// The core behind the security checks, and the encoder ([`peer`]).
+    peer: Peer,
     link_cfg: Arc<LinkConfig>,
-    signer: wire::Signer,
     kinds: KindRegistry,
     lifetime: u32,
     links: HashMap<Id, LinkEntry>,
     next_gen: u64,
     /// Frames waiting for a link being opened (seq, message).
     connecting: HashMap<Id, Vec<(u32, Message)>>,
-    book: AddressBook,
-    /// (transaction id, is response, originator) -> the contents and security block as
-    /// received, so that forwarding keeps the originator's signature.
-    forwarded: HashMap<(u64, bool, Id), (MessageContents, SecurityBlock)>,
     int_tx: mpsc::Sender<Internal>,
     pending: HashMap<u64, Reply>,
     joined: watch::Sender<bool>,
-    rx_seq: u32,
-    sigs: DataSigs,
     pcap: Option<PathBuf>,
     record: Option<Arc<std::sync::Mutex<Vec<Vec<u8>>>>>,
     sent: Vec<Vec<u8>>,
@@ -416,7 +396,7 @@ impl Driver {
         mut int_rx: mpsc::Receiver<Internal>,
     ) {
         loop {
-            let deadline = self.node.poll_timeout();
+            let deadline = self.peer.node.poll_timeout();
             let sleep = async {
                 match deadline {
                     Some(t) => tokio::time::sleep_until(t.into()).await,
@@ -427,7 +407,7 @@ impl Driver {
                 c = cmd_rx.recv() => match c {
                     Some(Command::Shutdown(done)) => {
                         let (now, _) = clock();
-                        self.node.leave(now);
+                        self.peer.node.leave(now);
                         self.after();
                         // let the links flush the Leaves
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -444,7 +424,7 @@ impl Driver {
                 Some(i) = int_rx.recv() => self.internal(i),
                 () = sleep => {
                     let (now, _) = clock();
-                    self.node.handle_timeout(now);
+                    self.peer.node.handle_timeout(now);
                 }
             }
             self.after();
@@ -475,7 +455,7 @@ impl Driver {
                 let key = match def.model {
                     DataModel::Single => ValueKey::Single,
                     DataModel::Array => ValueKey::Index(APPEND),
-                    DataModel::Dictionary => ValueKey::Key(self.me.to_be_bytes().to_vec()),
+                    DataModel::Dictionary => ValueKey::Key(self.peer.me.to_be_bytes().to_vec()),
                 };
                 let me = self.my_signer();
                 let kd = KindData {
@@ -490,7 +470,7 @@ impl Driver {
                         signer: me.clone(),
                     }],
                 };
-                let h = self.node.store(now, resource, vec![kd], me);
+                let h = self.peer.node.store(now, resource, vec![kd], me);
                 self.pending.insert(h, Reply::Store(reply));
             }
             Command::Fetch {
@@ -507,7 +487,7 @@ impl Driver {
                     DataModel::Array => Select::Indices(vec![(0, u32::MAX - 1)]),
                     DataModel::Dictionary => Select::Keys(Vec::new()),
                 };
-                let h = self.node.fetch(
+                let h = self.peer.node.fetch(
                     now,
                     resource,
                     vec![FetchSpec {
@@ -533,6 +513,7 @@ impl Driver {
                     select: select_all(def.model),
                 };
                 let values = self
+                    .peer
                     .node
                     .storage()
                     .fetch(now, resource, &[spec])
@@ -551,7 +532,7 @@ impl Driver {
 
     fn my_signer(&self) -> Signer {
         Signer {
-            node_id: self.me,
+            node_id: self.peer.me,
             user_name: String::new(),
         }
     }
@@ -573,6 +554,7 @@ impl Driver {
             while let Some(ev) = link.recv().await {
                 let msg = match ev {
                     LinkEvent::Message(m) => Internal::Message(peer, gen, m),
+                    LinkEvent::Invalid(b) => Internal::Invalid(peer, gen, b),
                     LinkEvent::Closed(why) => Internal::Closed(peer, gen, why),
                 };
                 if tx.send(msg).await.is_err() {
@@ -599,7 +581,7 @@ impl Driver {
             Internal::Connected(peer, Err(e)) => {
                 debug!(peer = %NodeId::from_u128(peer.0), "connect failed: {e}");
                 self.connecting.remove(&peer);
-                self.book.forget(peer);
+                self.peer.book.forget(peer);
             }
             Internal::Closed(peer, gen, why) => {
                 if self.links.get(&peer).is_some_and(|l| l.gen == gen) {
@@ -607,81 +589,13 @@ impl Driver {
                     self.links.remove(&peer);
                 }
             }
-            Internal::Message(peer, _gen, m) => self.receive(now, peer, &m),
-        }
-    }
-
-    fn receive(&mut self, now: Instant, peer: Id, m: &wire::Message) {
-        if m.forwarding.overlay != self.overlay {
-            debug!("message for another overlay dropped");
-            return;
-        }
-        for o in &m.forwarding.options {
-            if o.option_type == addr::ADDR_OPTION {
-                if let Some(e) = addr::decode(&o.value) {
-                    self.book.learn(&e, self.me);
-                }
+            Internal::Message(peer, _gen, m) => {
+                let _ = self.peer.receive(now, unix_s(), peer, &m);
+            }
+            Internal::Invalid(peer, _gen, bytes) => {
+                let _ = self.peer.receive_bytes(now, unix_s(), peer, &bytes);
             }
         }
-        // RFC 6940 section 6.3.4: the signature covers overlay, transaction id, contents
-        // and signer identity, with the certificate in the security block.
-        if let Err(e) = verify_message(m, None) {
-            warn!(peer = %NodeId::from_u128(peer.0), "bad signature, dropped: {e}");
-            return;
-        }
-        let Some(cert) = find_certificate(&m.security, &m.security.signature.identity) else {
-            return;
-        };
-        let Ok(who) = PeerIdentity::from_der(cert) else {
-            return;
-        };
-        let Some(node) = who.node_in(&self.overlay_name) else {
-            warn!("signer certificate names no Node-ID of this overlay; dropped");
-            return;
-        };
-        let signer = Signer {
-            node_id: Id(node.to_u128()),
-            user_name: who.user.clone().unwrap_or_default(),
-        };
-        let mut msg = match from_wire(m, &signer) {
-            Ok(x) => x,
-            Err(ConvertError::Unsupported(code)) => {
-                debug!("message code {code} not handled by the core");
-                return;
-            }
-            Err(e) => {
-                warn!("undecodable message dropped: {e}");
-                return;
-            }
-        };
-        // A PingAns names its responder by the first via entry (`from_wire`); when it
-        // comes straight from the responder the via list is still empty and the
-        // responder is the link's peer.
-        if let Body::PingAns { responder } = &mut msg.body {
-            if msg.via.is_empty() {
-                *responder = peer;
-            }
-        }
-        self.sigs.on_receive(m, &mut msg, &self.overlay_name);
-        if self.forwarded.len() >= FORWARD_CACHE {
-            self.forwarded.clear();
-        }
-        // the originator: the first via entry, or the link's peer for a direct message
-        let origin = msg.via.first().copied().unwrap_or(peer);
-        self.forwarded.insert(
-            (msg.txid, msg.body.is_response(), origin),
-            (m.contents.clone(), m.security.clone()),
-        );
-        let seq = self.rx_seq;
-        self.rx_seq = self.rx_seq.wrapping_add(1);
-        self.node.handle(
-            now,
-            peer,
-            Frame::Data {
-                seq,
-                msg: Box::new(msg),
-            },
-        );
     }
 
     /// Drains the core's transmits and events, and runs its timers when they are due
@@ -690,27 +604,27 @@ impl Driver {
         for _ in 0..8 {
             let (now, _) = clock();
             self.drain(now);
-            if self.node.poll_timeout().is_none_or(|t| t > now) {
+            if self.peer.node.poll_timeout().is_none_or(|t| t > now) {
                 return;
             }
-            self.node.handle_timeout(now);
+            self.peer.node.handle_timeout(now);
         }
         let (now, _) = clock();
         self.drain(now);
     }
 
     fn drain(&mut self, now: Instant) {
-        while let Some(t) = self.node.poll_transmit() {
+        while let Some(t) = self.peer.node.poll_transmit() {
             match t.frame {
                 // the link acknowledges on its own (module docs)
                 Frame::Ack { .. } => {}
                 Frame::Data { seq, msg } => self.transmit(now, t.to, seq, *msg),
             }
         }
-        while let Some(e) = self.node.poll_event() {
+        while let Some(e) = self.peer.node.poll_event() {
             match e {
                 Event::Joined => {
-                    info!(node = %NodeId::from_u128(self.me.0), "joined");
+                    info!(node = %NodeId::from_u128(self.peer.me.0), "joined");
                     let _ = self.joined.send(true);
                 }
                 Event::PeerFailed(p) => {
@@ -753,7 +667,7 @@ impl Driver {
             }
             return;
         }
-        let Some(addr) = self.book.get(to) else {
+        let Some(addr) = self.peer.book.get(to) else {
             debug!(peer = %NodeId::from_u128(to.0), "no address; frame dropped");
             return;
         };
@@ -773,7 +687,7 @@ impl Driver {
 
     /// Encodes, signs (or keeps the originator's signature) and queues one message.
     fn send_data(&mut self, now: Instant, to: Id, seq: u32, msg: &Message) {
-        let bytes = match self.encode(msg) {
+        let bytes = match self.peer.encode(msg) {
             Ok(b) => b,
             Err(e) => {
                 warn!("cannot encode {}: {e}", msg.body.name());
@@ -792,7 +706,7 @@ impl Driver {
             }
         }
         match link.tx.try_send(bytes) {
-            Ok(()) => self.node.handle(now, to, Frame::Ack { seq }),
+            Ok(()) => self.peer.node.handle(now, to, Frame::Ack { seq }),
             Err(mpsc::error::TrySendError::Full(_)) => {
                 debug!("link queue full; the core will retransmit");
             }
@@ -800,63 +714,6 @@ impl Driver {
                 self.links.remove(&to);
             }
         }
-    }
-
-    fn encode(&mut self, msg: &Message) -> Result<Vec<u8>, String> {
-        let mut w = to_wire(msg, self.overlay).map_err(|e| e.to_string())?;
-        let mut ids: Vec<Id> = msg.via.clone();
-        ids.extend(msg.dest.iter().map(|d| match d {
-            Dest::Node(x) | Dest::Resource(x) => *x,
-        }));
-        match &msg.body {
-            Body::UpdateReq(u) => {
-                ids.extend(u.predecessors.iter().chain(&u.successors).chain(&u.fingers));
-            }
-            Body::PingAns { responder } => ids.push(*responder),
-            Body::JoinReq { joining } => ids.push(*joining),
-            Body::LeaveReq {
-                successors,
-                predecessors,
-                ..
-            } => ids.extend(successors.iter().chain(predecessors)),
-            _ => {}
-        }
-        w.forwarding.options = vec![addr::encode(&self.book.entries_for(
-            self.me,
-            self.listen,
-            ids,
-        ))];
-        // A message with a via list is one this node forwards (the core pushes the
-        // previous hop); one without is its own.
-        let cached = msg
-            .via
-            .first()
-            .and_then(|&o| self.forwarded.get(&(msg.txid, msg.body.is_response(), o)));
-        if let Some((contents, security)) = cached {
-            w.contents = contents.clone();
-            w.security = security.clone();
-        } else {
-            let resource = match &msg.body {
-                Body::StoreReq { resource, .. } => Some(*resource),
-                _ => None,
-            };
-            let extra = if matches!(msg.body, Body::StoreReq { .. } | Body::FetchAns { .. }) {
-                self.sigs
-                    .on_send(&mut w, &self.signer, resource)
-                    .map_err(|e| e.to_string())?
-            } else {
-                Vec::new()
-            };
-            self.signer
-                .sign_message(&mut w)
-                .map_err(|e| e.to_string())?;
-            for c in extra {
-                if !w.security.certificates.contains(&c) {
-                    w.security.certificates.push(c);
-                }
-            }
-        }
-        w.to_bytes().map_err(|e| e.to_string())
     }
 }
 

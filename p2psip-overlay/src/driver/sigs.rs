@@ -6,14 +6,16 @@
 //! them here, keyed by (kind, value, storage time), together with the signer's
 //! certificate: a StoreReq or FetchAns it sends carries the original signatures and the
 //! certificates that verify them in its security block; one it receives is checked
-//! value by value and each value's signer is taken from the certificate that verified it.
+//! value by value (the certificate must chain to the overlay's root, the signature must
+//! verify, else the whole message is refused) and each value's signer is taken from the
+//! certificate that verified it.
 //! Both tables are bounded (cleared when full, after which values are re-signed by the
 //! sending peer, the behaviour of the core's placeholders).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::cert::PeerIdentity;
+use crate::cert::Trust;
 use crate::node::msg::{Body, Message};
 use crate::storage::Signer as ValueSigner;
 use crate::topology::Id;
@@ -26,6 +28,20 @@ const MAX_SIGS: usize = 200_000;
 const MAX_CERTS: usize = 10_000;
 
 type Key = (KindId, u64, StoredDataValue);
+
+/// Why the stored values of a message were refused (answer Error_Forbidden).
+#[derive(Debug, thiserror::Error)]
+pub enum ValueRefused {
+    /// A value's signer identity names no certificate of the security block.
+    #[error("stored value signed by no certificate in the message")]
+    NoCertificate,
+    /// The value's certificate does not chain to the overlay's root.
+    #[error("stored value signer not trusted: {0}")]
+    Untrusted(String),
+    /// The value's signature does not verify.
+    #[error("stored value signature: {0}")]
+    BadSignature(wire::SignError),
+}
 
 /// The signature table (module docs).
 #[derive(Debug, Default)]
@@ -57,16 +73,24 @@ impl DataSigs {
     }
 
     /// A received message: learns its certificates, checks each StoredData signature of a
-    /// StoreReq (against its Resource-ID) or FetchAns and sets the value signers in
-    /// `msg` (the core's form of `w`) from the certificates. Values whose signature does
-    /// not verify keep the message signer (the storage policy then decides).
-    pub fn on_receive(&mut self, w: &wire::Message, msg: &mut Message, overlay: &str) {
-        for c in &w.security.certificates {
-            if c.cert_type == CertificateType::X509 {
-                self.add_cert(&c.certificate);
-            }
-        }
-        let Ok(body) = w.body() else { return };
+    /// StoreReq (against its Resource-ID) or FetchAns (against `resource`, the Resource-ID
+    /// this node fetched; `None`: the answer is only passing through, not checked) and sets
+    /// the value signers in `msg` (the core's form of `w`) from the certificates.
+    ///
+    /// Strict (RFC 6940 section 7.1 and 7.4.1.1): every value must carry a signature by a
+    /// certificate that chains to the overlay's root at `now_unix_s` ([`Trust`]) and
+    /// verifies; otherwise the whole message is refused ([`ValueRefused`]), and nothing of
+    /// it reaches the storage. The storage then checks each value's signer against the
+    /// kind's access policy.
+    pub fn on_receive(
+        &mut self,
+        w: &wire::Message,
+        msg: &mut Message,
+        trust: &mut Trust,
+        now_unix_s: u64,
+        resource: Option<Id>,
+    ) -> Result<(), ValueRefused> {
+        let Ok(body) = w.body() else { return Ok(()) };
         let (resource, kinds): (Option<ResourceId>, Vec<(KindId, Vec<StoredData>)>) = match body {
             wire::Body::StoreReq(s) => (
                 Some(s.resource),
@@ -75,36 +99,53 @@ impl DataSigs {
                     .map(|k| (k.kind, k.values))
                     .collect(),
             ),
-            wire::Body::FetchAns(r) => (None, r.into_iter().map(|k| (k.kind, k.values)).collect()),
-            _ => return,
+            wire::Body::FetchAns(r) => match resource {
+                Some(res) => (
+                    Some(ResourceId::from_node_id(NodeId::from_u128(res.0))),
+                    r.into_iter().map(|k| (k.kind, k.values)).collect(),
+                ),
+                None => return Ok(()),
+            },
+            _ => return Ok(()),
         };
+        let Some(rid) = resource else { return Ok(()) };
         let core_kinds = match &mut msg.body {
             Body::StoreReq { kind_data, .. } | Body::FetchAns { kind_data } => kind_data,
-            _ => return,
+            _ => return Ok(()),
         };
+        let certs: Vec<&[u8]> = w
+            .security
+            .certificates
+            .iter()
+            .filter(|c| c.cert_type == CertificateType::X509)
+            .map(|c| c.certificate.as_slice())
+            .collect();
+        let mut good = Vec::new();
         for ((kind, values), ckd) in kinds.into_iter().zip(core_kinds.iter_mut()) {
             for (d, cv) in values.iter().zip(ckd.values.iter_mut()) {
-                let Some(cert) = self.cert(&d.signature.identity) else {
-                    continue;
-                };
-                if let Some(r) = &resource {
-                    if verify_stored_data(r, kind, d, &cert).is_err() {
-                        continue;
-                    }
-                }
-                let Ok(who) = PeerIdentity::from_der(&cert) else {
-                    continue;
-                };
-                let Some(node) = who.node_in(overlay) else {
-                    continue;
-                };
+                let cert = certs
+                    .iter()
+                    .find(|c| cert_hash_identity(c) == d.signature.identity)
+                    .ok_or(ValueRefused::NoCertificate)?;
+                let who = trust
+                    .check(cert, &[], now_unix_s)
+                    .map_err(|e| ValueRefused::Untrusted(e.to_string()))?;
+                verify_stored_data(&rid, kind, d, cert).map_err(ValueRefused::BadSignature)?;
+                let node = who
+                    .node_in(trust.overlay())
+                    .ok_or_else(|| ValueRefused::Untrusted("no Node-ID".into()))?;
                 cv.signer = ValueSigner {
                     node_id: Id(node.to_u128()),
                     user_name: who.user.clone().unwrap_or_default(),
                 };
-                self.add_sig(kind, d);
+                good.push((kind, d.clone(), cert.to_vec()));
             }
         }
+        for (kind, d, cert) in good {
+            self.add_cert(&cert);
+            self.add_sig(kind, &d);
+        }
+        Ok(())
     }
 
     /// A StoreReq or FetchAns this node sends (not forwards): each value gets its

@@ -10,8 +10,10 @@
 //!   before it arrived too (TCP does not lose frames, so the bitmap is the plain record; the
 //!   acknowledgements are what RFC 6940 asks for and what a peer may use to measure the
 //!   link). [`LinkStats`] counts both directions.
-//! - A frame the decoder rejects, or a `data` frame that is not a RELOAD message, closes the
-//!   link ([`LinkEvent::Closed`] says why): garbage is never passed up.
+//! - A frame the decoder rejects (bad framing, a frame over the max-message-size) closes
+//!   the link ([`LinkEvent::Closed`] says why): garbage framing is never passed up. A
+//!   well-framed `data` frame whose payload is not a valid RELOAD message is acknowledged
+//!   and passed up as [`LinkEvent::Invalid`] (the node answers Error_Invalid_Message).
 //!
 //! One task per link owns the TLS stream; the application talks to it through a bounded
 //! channel of encoded messages (back-pressure instead of unbounded queues) and receives
@@ -110,6 +112,10 @@ impl LinkConfig {
 pub enum LinkEvent {
     /// A RELOAD message from the peer.
     Message(Box<Message>),
+    /// A DATA frame whose payload is not a valid RELOAD message (bad lengths, truncated
+    /// contents): passed up as is, so the peer can answer Error_Invalid_Message
+    /// (RFC 6940 section 6.3.3.1); the framing is intact, so the link stays up.
+    Invalid(Vec<u8>),
     /// The link is down; no more events follow.
     Closed(String),
 }
@@ -423,15 +429,14 @@ async fn drain<W: AsyncWrite + Unpin>(
         match frame {
             FramedMessage::Data { sequence, message } => {
                 stats.data_received.fetch_add(1, Ordering::Relaxed);
-                let msg = Message::decode(&message)?;
+                let ev = match Message::decode(&message) {
+                    Ok(msg) => LinkEvent::Message(Box::new(msg)),
+                    Err(_) => LinkEvent::Invalid(message),
+                };
                 let ack = window.receive(sequence);
                 write_frame(wr, &ack, stats).await?;
                 stats.acks_sent.fetch_add(1, Ordering::Relaxed);
-                if events
-                    .send(LinkEvent::Message(Box::new(msg)))
-                    .await
-                    .is_err()
-                {
+                if events.send(ev).await.is_err() {
                     return Err(LinkError::Closed);
                 }
             }

@@ -153,7 +153,9 @@ fn body_to_wire(b: &Body) -> wire::Body {
         Body::UpdateAns => wire::Body::UpdateAns,
         Body::PingReq => wire::Body::PingReq(Vec::new()),
         Body::PingAns { responder } => wire::Body::PingAns(wire::PingAns {
-            response_id: responder.0 as u64,
+            // response_id (section 6.5.3): any 64-bit value of the responder's
+            // choice; both halves of its Node-ID folded (never used for matching)
+            response_id: ((responder.0 >> 64) as u64) ^ (responder.0 as u64),
             time: 0,
         }),
         Body::StoreReq {
@@ -332,7 +334,10 @@ pub fn from_wire(w: &wire::Message, signer: &Signer) -> Result<Message, ConvertE
         wire::Body::UpdateAns => Body::UpdateAns,
         wire::Body::PingReq(_) => Body::PingReq,
         wire::Body::PingAns(_) => Body::PingAns {
-            // the answering peer is the first entry of the response's via list
+            // The answering peer is the first entry of the response's via list;
+            // the via list of an answer straight from the responder is empty, and
+            // the node core names the responder from the link then
+            // (`Node::handle` pushes the link's peer before delivery).
             responder: via.first().copied().unwrap_or_default(),
         },
         wire::Body::StoreReq(s) => Body::StoreReq {

@@ -15,7 +15,13 @@
 //!   without an ACK after a retransmission marks that peer failed and the
 //!   message goes to the next alternate hop.
 //! - **Transactions**: requests this peer originates time out end to end and
-//!   are retried once over a fresh route.
+//!   are retried once over a fresh route. Transaction ids are full 64-bit
+//!   random values (section 6.3.2) from the node's seeded RNG
+//!   ([`Node::reseed`]), never one still in flight; an answer completes a
+//!   transaction only when its type matches the request and, for a request
+//!   addressed to a Node-ID, it comes from that peer (an error may come from
+//!   any hop), so a colliding or forged transaction id cannot cross-wire
+//!   answers.
 //! - **Join** (9.5): find the admitting peer by routing a Ping to our own id,
 //!   send it a Join, receive its full Update (and the data in our range).
 //! - **Stabilisation** (9.7, Updates and stabilisation): periodic Updates to the nearest successor and
@@ -24,7 +30,8 @@
 //!   the neighbours get Updates; data is re-replicated.
 //! - **Leave** (9.9, Leaving): data handed to the successor, Leave to the neighbours.
 //! - **Storage and replicas** (section 7; CHORD-RELOAD replication, 9): the responsible peer
-//!   stores and copies each resource to its first `replicas - 1` successors;
+//!   stores and copies each resource to its first [`NodeConfig::replicas`] successors
+//!   (3 by default: "3 replicas on successors", 4 copies in all);
 //!   data moves to a new responsible peer on join and on leave.
 
 pub mod convert;
@@ -32,6 +39,9 @@ pub mod msg;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 use crate::storage::{FetchSpec, KindData, Signer, Storage, StoreResult};
 use crate::topology::{finger_start, ChordConfig, Id, RoutingTable};
@@ -42,8 +52,10 @@ use msg::{error_code, Body, ChordUpdate, Dest, Frame, Message, UpdateType};
 pub struct NodeConfig {
     /// Neighbour table sizes.
     pub chord: ChordConfig,
-    /// Copies of each resource, the responsible peer's included (3: the
-    /// responsible peer and its first two successors).
+    /// Replicas on successors: how many of the responsible peer's first
+    /// successors hold a copy of each resource (RFC 6940 section 9, Data
+    /// Storage). The default 3 is "3 replicas on successors": 4 copies in
+    /// all, the responsible peer's included.
     pub replicas: usize,
     /// chord-update-interval: periodic Update to the nearest neighbours.
     pub update_interval: Duration,
@@ -143,6 +155,8 @@ enum Purpose {
 #[derive(Debug)]
 struct Tx {
     purpose: Purpose,
+    /// For a request to a Node-ID: the peer whose answer is expected.
+    expect: Option<Id>,
     msg: Message,
     deadline: Instant,
     retries_left: u8,
@@ -173,7 +187,7 @@ pub struct Node {
     storage: Storage,
     state: State,
     started: Option<Instant>,
-    next_txid: u64,
+    rng: StdRng,
     next_seq: u32,
     out: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -204,8 +218,7 @@ impl Node {
             storage: Storage::default(),
             state: State::Idle,
             started: None,
-            // distinct per node so transaction ids do not collide on paths
-            next_txid: (id.0 as u64) | 1,
+            rng: StdRng::from_seed(seed_of(id)),
             next_seq: 1,
             out: VecDeque::new(),
             events: VecDeque::new(),
@@ -222,6 +235,23 @@ impl Node {
             announced: Vec::new(),
             sync_needed: false,
             next_handle: 1,
+        }
+    }
+
+    /// Reseeds the RNG transaction ids come from. [`Node::new`] seeds it from
+    /// the Node-ID (deterministic, for the simulator); a real peer reseeds it
+    /// from the operating system's RNG so its ids are not predictable.
+    pub fn reseed(&mut self, seed: [u8; 32]) {
+        self.rng = StdRng::from_seed(seed);
+    }
+
+    /// A fresh transaction id: 64 random bits, not 0, not one in flight.
+    fn new_txid(&mut self) -> u64 {
+        loop {
+            let t: u64 = self.rng.gen();
+            if t != 0 && !self.tx.contains_key(&t) {
+                return t;
+            }
         }
     }
 
@@ -413,8 +443,11 @@ impl Node {
     // ----- sending -----
 
     fn request(&mut self, now: Instant, dest: Dest, body: Body, purpose: Purpose) {
-        let txid = self.next_txid;
-        self.next_txid = self.next_txid.wrapping_add(2);
+        let txid = self.new_txid();
+        let expect = match dest {
+            Dest::Node(x) => Some(x),
+            Dest::Resource(_) => None,
+        };
         let msg = Message {
             txid,
             ttl: self.cfg.initial_ttl,
@@ -426,6 +459,7 @@ impl Node {
             txid,
             Tx {
                 purpose,
+                expect,
                 msg: msg.clone(),
                 deadline: now + self.cfg.request_timeout,
                 retries_left: self.cfg.request_retries,
@@ -629,18 +663,73 @@ impl Node {
         self.after(now);
     }
 
+    /// Answers a request that the security layer refused before it reached the
+    /// core (RFC 6940 section 6.3.3.1): an ErrorResponse with `code`, routed back
+    /// over the request's via list (`via` as received, without the link's peer
+    /// `from`, which is pushed here as for any received request). Nothing else
+    /// changes: the request is neither forwarded nor delivered.
+    pub fn answer_error(
+        &mut self,
+        now: Instant,
+        from: Id,
+        txid: u64,
+        mut via: Vec<Id>,
+        code: u16,
+        reason: &str,
+    ) {
+        if matches!(self.state, State::Left | State::Idle) || via.len() > 255 {
+            return;
+        }
+        via.push(from);
+        let req = Message {
+            txid,
+            ttl: 0,
+            via,
+            dest: Vec::new(),
+            body: Body::PingReq,
+        };
+        self.respond(
+            now,
+            &req,
+            Body::Error {
+                code,
+                reason: reason.into(),
+            },
+        );
+        self.after(now);
+    }
+
     /// Handle a message addressed here. `to_resource` is true when it was
     /// routed to a Resource-ID this peer is responsible for (a client request)
     /// and false when it was addressed to this Node-ID (peer to peer).
     fn deliver(&mut self, now: Instant, msg: Message, to_resource: bool) {
         if msg.body.is_response() {
             let hops = msg.via.len();
+            // The answering peer is the first via entry: the core pushes the
+            // link's peer, so an answer straight from the responder (empty
+            // via list on the wire) names that peer; an empty list here is
+            // our own answer to our own request.
+            let responder = msg.via.first().copied().unwrap_or(self.id);
+            let mut body = msg.body;
+            if let Body::PingAns { responder: r } = &mut body {
+                *r = responder;
+            }
+            let Some(tx) = self.tx.get(&msg.txid) else {
+                return;
+            };
+            if !answers(&tx.msg.body, &body)
+                || (!matches!(body, Body::Error { .. })
+                    && tx.expect.is_some_and(|x| x != responder))
+            {
+                // not the answer to this transaction (a colliding or forged id)
+                return;
+            }
             for &v in &msg.via {
                 if !self.is_dead(v, now) && self.state == State::Joined {
                     self.table.offer_finger(v);
                 }
             }
-            self.finish(now, msg.txid, msg.body, hops);
+            self.finish(now, msg.txid, body, hops);
             return;
         }
         let from = msg.via.first().copied().unwrap_or(self.id);
@@ -997,10 +1086,10 @@ impl Node {
     }
 
     /// Make sure each resource has its copies (RFC 6940 section 9, Redundancy and Joining):
-    /// the responsible peer keeps `replicas - 1` successors supplied; data in
+    /// the responsible peer keeps its first `replicas` successors supplied; data in
     /// a predecessor's range is handed to that predecessor.
     fn sync_storage(&mut self, now: Instant) {
-        let want = self.cfg.replicas.saturating_sub(1);
+        let want = self.cfg.replicas;
         for r in self.storage.resources() {
             let have = self.holders.get(&r).cloned().unwrap_or_default();
             if self.table.is_responsible(r) {
@@ -1017,4 +1106,27 @@ impl Node {
             }
         }
     }
+}
+
+/// The RNG seed of a node: its full 128-bit id, twice.
+fn seed_of(id: Id) -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    seed[..16].copy_from_slice(&id.to_be_bytes());
+    seed[16..].copy_from_slice(&(!id.0).to_be_bytes());
+    seed
+}
+
+/// True when `answer` is a possible answer to the request `req` (its own
+/// answer type, or an error).
+fn answers(req: &Body, answer: &Body) -> bool {
+    matches!(
+        (req, answer),
+        (_, Body::Error { .. })
+            | (Body::PingReq, Body::PingAns { .. })
+            | (Body::JoinReq { .. }, Body::JoinAns)
+            | (Body::LeaveReq { .. }, Body::LeaveAns)
+            | (Body::UpdateReq(_), Body::UpdateAns)
+            | (Body::StoreReq { .. }, Body::StoreAns { .. })
+            | (Body::FetchReq { .. }, Body::FetchAns { .. })
+    )
 }

@@ -126,6 +126,10 @@ pub mod error_code {
     pub const REQUEST_TIMEOUT: u16 = 4;
     /// Error_TTL_Exceeded.
     pub const TTL_EXCEEDED: u16 = 10;
+    /// Error_Message_Too_Large.
+    pub const MESSAGE_TOO_LARGE: u16 = 11;
+    /// Error_Invalid_Message.
+    pub const INVALID_MESSAGE: u16 = 20;
 }
 
 impl Body {

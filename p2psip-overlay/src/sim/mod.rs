@@ -104,8 +104,10 @@ pub struct SimReport {
     pub records: usize,
     /// Records that no longer answer a Fetch after repair.
     pub records_lost: usize,
-    /// Copies per record.
+    /// Replicas on successors per record (the node's `replicas`).
     pub replicas: usize,
+    /// Copies per record: the responsible peer's and the replicas.
+    pub copies: usize,
     /// Bytes sent per node per second in a quiet minute (no churn, no lookups).
     pub idle_bytes_per_node_s: f64,
     /// Churn rate (departures/s and joins/s).
@@ -696,6 +698,7 @@ pub fn run(cfg: &SimConfig) -> SimReport {
         records: n_rec,
         records_lost,
         replicas: ncfg.replicas,
+        copies: ncfg.replicas + 1,
         idle_bytes_per_node_s: round3(idle),
         churn_rate: cfg.churn,
         churn_duration_s: cfg.churn_duration,
