@@ -113,6 +113,9 @@ pub struct PersonalizedStats {
     pub switches: u64,
     /// Switches forced with the old picture incomplete.
     pub forced: u64,
+    /// Kept SPS/PPS packets sent ahead of a key frame that lacked them.
+    #[serde(default)]
+    pub parameter_sets: u64,
     /// Packets spliced into the channel.
     pub forwarded: u64,
     /// Source packets not on air.
@@ -179,6 +182,7 @@ impl Mix {
             wanted: name(self.splicer.wanted()),
             switches: st.switches,
             forced: st.forced,
+            parameter_sets: st.parameter_sets,
             forwarded: st.forwarded,
             skipped: st.skipped,
         }

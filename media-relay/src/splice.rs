@@ -14,6 +14,12 @@
 //!   5.1): while the old source finishes its picture, the new source's key-frame packets wait
 //!   in a bounded buffer ([`SpliceConfig::max_pending`]); past that bound the switch is forced
 //!   and counted ([`SpliceStats::forced`]).
+//! - **with the new source's parameter sets**: each source's last SPS and PPS are kept (H.264,
+//!   at most [`MAX_PARAMETER_SET`] bytes each); when the key frame switched to does not start
+//!   with an SPS of its own (a producer that sends parameter sets once, or out of band), the
+//!   kept SPS and PPS go out first as single NAL unit packets (RFC 6184 section 5.6) with the
+//!   key frame's timestamp ([`SpliceStats::parameter_sets`]), so a decoder that was fed another
+//!   source (another resolution) never gets an IDR slice without the SPS/PPS it refers to.
 //!
 //! Header rewriting (RFC 3550 section 5.1):
 //! - **SSRC**: always [`SpliceConfig::ssrc`]: one synchronisation source for the whole channel.
@@ -77,6 +83,9 @@ pub enum SpliceError {
     NotRtp(String),
 }
 
+/// Largest SPS or PPS kept per source (larger ones are not kept).
+pub const MAX_PARAMETER_SET: usize = 512;
+
 /// Counters of a splicer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SpliceStats {
@@ -88,13 +97,19 @@ pub struct SpliceStats {
     pub switches: u64,
     /// Switches done with the old source's picture incomplete (`max_pending` reached).
     pub forced: u64,
+    /// Parameter-set packets (kept SPS/PPS) sent ahead of a key frame that lacked them.
+    pub parameter_sets: u64,
 }
 
-/// Per-source state: where its last packet left off, to find access-unit starts.
-#[derive(Debug, Clone, Copy, Default)]
+/// Per-source state: where its last packet left off, to find access-unit starts, and its last
+/// parameter sets.
+#[derive(Debug, Clone, Default)]
 struct SourceTrack {
     /// Timestamp and marker bit of the source's last packet.
     last: Option<(u32, bool)>,
+    /// Last SPS / PPS NAL unit seen (H.264), empty if none.
+    sps: Vec<u8>,
+    pps: Vec<u8>,
 }
 
 impl SourceTrack {
@@ -204,15 +219,24 @@ impl Splicer {
             return Err(SpliceError::NotRtp("RTCP".into()));
         }
         let info = rtp::parse(datagram).map_err(|e| SpliceError::NotRtp(e.to_string()))?;
-        let starts_au = self.track(source).observe(info.timestamp, info.marker);
+        let kind = self.cfg.kind.resolve(info.payload_type);
+        let class = fcc::classify(kind, info.payload(datagram));
+        let track = self.track(source);
+        let starts_au = track.observe(info.timestamp, info.marker);
+        let payload = info.payload(datagram);
+        for (range, kept) in [(class.sps, &mut track.sps), (class.pps, &mut track.pps)] {
+            if let Some(nal) = range.and_then(|(s, e)| payload.get(s..e)) {
+                if nal.len() <= MAX_PARAMETER_SET {
+                    kept.clear();
+                    kept.extend_from_slice(nal);
+                }
+            }
+        }
         let is_current = self.current.map(|s| s.source) == Some(source);
 
         if self.wanted == Some(source) {
             let holding = !self.pending.is_empty();
-            let key_start = starts_au && {
-                let kind = self.cfg.kind.resolve(info.payload_type);
-                fcc::classify(kind, info.payload(datagram)).key
-            };
+            let key_start = starts_au && class.key;
             if holding || key_start {
                 self.pending.push(Bytes::copy_from_slice(datagram));
                 let old_done = self.last_out.is_none_or(|(_, _, m)| m) || self.current.is_none();
@@ -238,9 +262,15 @@ impl Splicer {
         Ok(())
     }
 
-    /// Makes `source` current from the first held packet and sends the held packets.
+    /// Makes `source` current from the first held packet and sends the held packets, after
+    /// the source's kept SPS/PPS when the held key frame lacks them (module docs).
     fn splice(&mut self, source: SourceId, forced: bool, out: &mut Vec<Bytes>) {
-        let held = std::mem::take(&mut self.pending);
+        let mut held = std::mem::take(&mut self.pending);
+        let Some(first) = held.first().and_then(|p| rtp::parse(p).ok()) else {
+            return;
+        };
+        let added = self.prepend_parameter_sets(source, &first, &mut held);
+        self.stats.parameter_sets += added;
         let Some(first) = held.first().and_then(|p| rtp::parse(p).ok()) else {
             return;
         };
@@ -269,6 +299,64 @@ impl Splicer {
         for p in &held {
             self.forward(p, out);
         }
+    }
+
+    /// Puts the source's kept SPS and PPS in front of `held` (a key frame starting with
+    /// `first`) when the held packets carry no SPS (a key frame with in-band parameter sets
+    /// starts with them; its PPS may still be on its way); they take the sequence numbers just
+    /// before `first` and its timestamp. Returns how many packets were added.
+    fn prepend_parameter_sets(
+        &self,
+        source: SourceId,
+        first: &rtp::RtpInfo,
+        held: &mut Vec<Bytes>,
+    ) -> u64 {
+        let kind = self.cfg.kind.resolve(first.payload_type);
+        if !matches!(kind, MediaKind::H264 | MediaKind::Auto) {
+            return 0;
+        }
+        let Some(track) = self
+            .tracks
+            .iter()
+            .find(|(s, _)| *s == source)
+            .map(|(_, t)| t)
+        else {
+            return 0;
+        };
+        let has_sps = held
+            .iter()
+            .any(|p| rtp::parse(p).is_ok_and(|i| fcc::classify(kind, i.payload(p)).sps.is_some()));
+        if has_sps {
+            return 0;
+        }
+        let missing: Vec<&[u8]> = [&track.sps, &track.pps]
+            .into_iter()
+            .filter(|kept| !kept.is_empty())
+            .map(Vec::as_slice)
+            .collect();
+        let n = missing.len() as u16;
+        let mut extra = Vec::with_capacity(missing.len() + held.len());
+        for (i, nal) in missing.iter().enumerate() {
+            let mut p = Vec::with_capacity(rtp::FIXED_HEADER_LEN + nal.len());
+            rtp::write_header(
+                &mut p,
+                false,
+                &HeaderRewrite {
+                    ssrc: first.ssrc,
+                    sequence: first.sequence.wrapping_sub(n - i as u16),
+                    timestamp: first.timestamp,
+                    payload_type: first.payload_type,
+                },
+            );
+            p.extend_from_slice(nal);
+            extra.push(Bytes::from(p));
+        }
+        if extra.is_empty() {
+            return 0;
+        }
+        extra.append(held);
+        *held = extra;
+        u64::from(n)
     }
 
     /// Rewrites one packet of the current segment into `out`.
@@ -490,6 +578,57 @@ mod tests {
         assert_eq!(s.current(), Some(SourceId(1)));
         assert_eq!(s.stats().forced, 1);
         assert_eq!(out.len(), 5);
+    }
+
+    #[test]
+    fn parameter_sets_sent_once_by_a_source_are_replayed_at_the_switch() {
+        let mut s = Splicer::new(SpliceConfig {
+            ssrc: 5,
+            ..SpliceConfig::default()
+        });
+        let mut out = Vec::new();
+        s.switch_to(SourceId(0));
+        // A: IDR pictures only; B: SPS (7) and PPS (8) once at its start, then IDR/non-IDR.
+        s.push(SourceId(0), &pkt(10, 0, 1, true, 5), &mut out)
+            .unwrap();
+        s.push(SourceId(1), &pkt(100, 50, 2, false, 7), &mut out)
+            .unwrap();
+        s.push(SourceId(1), &pkt(101, 50, 2, false, 8), &mut out)
+            .unwrap();
+        s.push(SourceId(1), &pkt(102, 50, 2, true, 5), &mut out)
+            .unwrap();
+        s.push(SourceId(1), &pkt(103, 3050, 2, true, 1), &mut out)
+            .unwrap();
+        assert_eq!(out.len(), 1, "only A so far");
+        s.switch_to(SourceId(1));
+        s.push(SourceId(0), &pkt(11, 3000, 1, true, 1), &mut out)
+            .unwrap();
+        s.push(SourceId(1), &pkt(104, 6050, 2, true, 5), &mut out)
+            .unwrap();
+        assert_eq!(s.current(), Some(SourceId(1)));
+        // A's two pictures, then B's kept SPS and PPS, then B's IDR.
+        let nals: Vec<u8> = out.iter().map(|p| p[12] & 0x1f).collect();
+        assert_eq!(nals, vec![5, 1, 7, 8, 5]);
+        for w in out.windows(2) {
+            assert_eq!(info(&w[1]).sequence, info(&w[0]).sequence.wrapping_add(1));
+            assert_eq!(info(&w[1]).ssrc, 5);
+        }
+        let ts: Vec<u32> = out.iter().map(|p| info(p).timestamp).collect();
+        assert_eq!(ts[2], ts[4], "parameter sets carry the IDR's timestamp");
+        assert_eq!(ts[4].wrapping_sub(ts[1]), 3000);
+        assert!(!info(&out[2]).marker && !info(&out[3]).marker);
+        assert_eq!(s.stats().parameter_sets, 2);
+        // A key frame with its own SPS/PPS gets nothing added.
+        s.switch_to(SourceId(0));
+        s.push(SourceId(0), &pkt(12, 9000, 1, false, 7), &mut out)
+            .unwrap();
+        s.push(SourceId(0), &pkt(13, 9000, 1, false, 8), &mut out)
+            .unwrap();
+        s.push(SourceId(0), &pkt(14, 9000, 1, true, 5), &mut out)
+            .unwrap();
+        assert_eq!(s.current(), Some(SourceId(0)));
+        assert_eq!(s.stats().parameter_sets, 2);
+        assert_eq!(out.len(), 8);
     }
 
     #[test]
