@@ -1307,9 +1307,14 @@ impl Service {
             .await
             .map_err(|e| error_reject(&relay_err(e, retry)))?;
         let session_id = self.inner.sdp_session + viewer.0;
-        let answer = negotiation
-            .clone()
-            .answer(&self.viewer_transport(relay, &info, session_id, 1));
+        let transport = self.viewer_transport(relay, &info, session_id, 1);
+        // A multicast channel: the answer names the group and TTL (media-relay multicast).
+        let answer = match info.multicast_ttl {
+            Some(ttl) => negotiation
+                .clone()
+                .answer_multicast(&transport, info.relay_rtp, ttl),
+            None => negotiation.clone().answer(&transport),
+        };
         let answer = match answer {
             Ok(a) => a.to_bytes(),
             Err(e) => {
@@ -1757,7 +1762,12 @@ impl Service {
             .map_err(|e| error_reject(&relay_err(e, retry)))?;
         let version = session.sdp.version + 1;
         let transport = self.viewer_transport(relay, &info, session.sdp.session_id, version);
-        let body = match session.sdp.negotiation.clone().answer(&transport) {
+        let negotiation = session.sdp.negotiation.clone();
+        let answer = match info.multicast_ttl {
+            Some(ttl) => negotiation.answer_multicast(&transport, info.relay_rtp, ttl),
+            None => negotiation.answer(&transport),
+        };
+        let body = match answer {
             Ok(a) => a.to_bytes(),
             Err(e) => {
                 self.remove_viewer(relay, viewer).await;

@@ -511,6 +511,40 @@ impl Negotiation {
         self.streams.iter().filter_map(|s| s.as_ref().ok())
     }
 
+    /// [`Negotiation::answer`] for a channel the relay sends to a multicast `group`: the
+    /// answer's `c=` is `IN IP4 <group>/<ttl>` (RFC 8866 section 5.7; the TTL only for
+    /// IPv4), every accepted stream's port is the group's, RTCP still goes to `t`'s feedback
+    /// target (RFC 5760 `a=rtcp-unicast:rsi`, made for this case). The viewer offered its
+    /// unicast address; the service decides the group, as in an IPTV broadcast session.
+    pub fn answer_multicast(
+        self,
+        t: &AnswerTransport,
+        group: SocketAddr,
+        ttl: u8,
+    ) -> Result<SdpAnswer, NegotiationError> {
+        if !group.ip().is_multicast() {
+            return Err(NegotiationError::Policy("not a multicast group"));
+        }
+        let on_group = |m: Option<MediaTransport>| {
+            m.map(|m| MediaTransport {
+                rtp_port: group.port(),
+                ..m
+            })
+        };
+        let mt = AnswerTransport {
+            addresses: vec![group.ip()],
+            video: on_group(t.video),
+            audio: on_group(t.audio),
+            ..t.clone()
+        };
+        let mut answer = self.answer(&mt)?;
+        let ttl = group.is_ipv4().then_some(ttl);
+        let mut raw = answer.desc.raw().clone();
+        raw.set_connection(sdp_types::Connection::from_ip_addr_ttl(group.ip(), ttl));
+        answer.desc = SessionDescription::from_session(raw)?;
+        Ok(answer)
+    }
+
     /// Builds the answer: same number and order of m-lines as the offer, rejected streams
     /// with port 0, accepted ones with the relay's address and ports, the offerer's payload
     /// type numbers, our direction, `a=rtcp` / `a=rtcp-unicast` as the transport says.
