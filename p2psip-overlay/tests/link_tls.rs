@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use p2psip_overlay::cert::DevCa;
 use p2psip_overlay::link::{Link, LinkConfig, LinkError, LinkEvent, LinkListener};
+use p2psip_overlay::wire::examples::{TEST_CERT_DER, TEST_KEY_PKCS8};
+use p2psip_overlay::wire::pcap::{tshark_check, TsharkOutcome};
 use p2psip_overlay::wire::{
-    overlay_hash, Body, Destination, ForwardingHeader, Message, NodeId, TransactionId,
+    overlay_hash, Body, Destination, ForwardingHeader, Message, NodeId, Signer, TransactionId,
 };
 use tokio::time::timeout;
 
@@ -24,7 +26,12 @@ fn ping(to: NodeId, tid: u64) -> Message {
         TransactionId(tid),
         vec![Destination::Node(to)],
     );
-    Message::new(fwd, &Body::PingReq(vec![0u8; 16])).unwrap()
+    let mut m = Message::new(fwd, &Body::PingReq(vec![0u8; 16])).unwrap();
+    Signer::ecdsa_p256(TEST_KEY_PKCS8, TEST_CERT_DER)
+        .unwrap()
+        .sign_message(&mut m)
+        .unwrap();
+    m
 }
 
 fn config(ca: &DevCa, node: u128) -> Arc<LinkConfig> {
@@ -56,15 +63,20 @@ async fn messages_flow_both_ways_with_acks() {
     assert_eq!(la.peer, NodeId::from_u128(0xb));
     assert_eq!(lb.peer, NodeId::from_u128(0xa));
 
+    let mut sent = Vec::new();
     for i in 0..20 {
-        la.send(&ping(lb.peer, i)).await.unwrap();
+        let m = ping(lb.peer, i);
+        sent.push(m.to_bytes().unwrap());
+        la.send(&m).await.unwrap();
     }
     for i in 0..20 {
         let m = next_message(&mut lb).await;
         assert_eq!(m.forwarding.transaction_id, TransactionId(i));
         assert_eq!(m.body().unwrap(), Body::PingReq(vec![0u8; 16]));
     }
-    lb.send(&ping(la.peer, 99)).await.unwrap();
+    let m = ping(la.peer, 99);
+    sent.push(m.to_bytes().unwrap());
+    lb.send(&m).await.unwrap();
     let m = next_message(&mut la).await;
     assert_eq!(m.forwarding.transaction_id, TransactionId(99));
 
@@ -86,6 +98,18 @@ async fn messages_flow_both_ways_with_acks() {
         Some(LinkEvent::Closed(_)) => {}
         other => panic!("expected close, got {other:?}"),
     }
+    // every PDU sent decodes in tshark's RELOAD dissector (missing tshark: CI fails)
+    let dir = std::env::temp_dir().join(format!("link_tls_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    match tshark_check(&sent, &dir).expect("tshark runs") {
+        TsharkOutcome::Clean(codes) => assert_eq!(codes.len(), sent.len()),
+        TsharkOutcome::Missing => {
+            assert!(std::env::var_os("CI").is_none(), "tshark missing under CI");
+            eprintln!("tshark not installed: check skipped");
+        }
+        TsharkOutcome::Problems(p) => panic!("tshark: {p}"),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]

@@ -103,7 +103,8 @@ pub struct DriverConfig {
     /// Lifetime of stored values, seconds.
     pub lifetime: u32,
     /// Dev/test option: append every message this node sends (framed PDUs) to a list
-    /// written as a pcap by [`crate::wire::pcap::reload_pcap`] at shutdown.
+    /// written as a pcap by [`crate::wire::pcap::reload_pcap`] at shutdown (and as it
+    /// grows: every 64 messages up to 4,096, then every 4,096).
     pub pcap: Option<PathBuf>,
     /// Dev/test option: every encoded message this node sends is also appended here
     /// (for [`crate::wire::pcap::tshark_check`]).
@@ -699,6 +700,11 @@ impl Driver {
         };
         if self.pcap.is_some() && self.sent.len() < 100_000 {
             self.sent.push(bytes.clone());
+            // written as it grows too, so a killed process leaves most of its PDUs
+            let n = self.sent.len();
+            if (n <= 4096 && n % 64 == 0) || n % 4096 == 0 {
+                self.write_pcap();
+            }
         }
         if let Some(r) = &self.record {
             if let Ok(mut r) = r.lock() {

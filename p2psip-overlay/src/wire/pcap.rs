@@ -127,6 +127,32 @@ pub fn reload_pcap(pdus: &[Vec<u8>]) -> Vec<u8> {
     p.out
 }
 
+/// The RELOAD messages of a pcap written by [`reload_pcap`] (the DATA frames from the
+/// client side, in order). Anything that is not such a pcap yields what could be read
+/// before it; never panics.
+#[must_use]
+pub fn read_reload_pcap(bytes: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut at = 24;
+    while let Some(rec) = bytes.get(at..at + 16) {
+        let len = u32::from_le_bytes([rec[8], rec[9], rec[10], rec[11]]) as usize;
+        let Some(pkt) = bytes.get(at + 16..at + 16 + len) else {
+            break;
+        };
+        at += 16 + len;
+        // raw IPv4, 20-byte header; TCP, 20-byte header
+        let Some(tcp) = pkt.get(20..40) else { continue };
+        if u16::from_be_bytes([tcp[2], tcp[3]]) != PORT {
+            continue;
+        }
+        let payload = &pkt[40..];
+        if let Ok(FramedMessage::Data { message, .. }) = FramedMessage::decode(payload) {
+            out.push(message);
+        }
+    }
+    out
+}
+
 /// What [`tshark_check`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TsharkOutcome {
