@@ -229,6 +229,14 @@ async fn message_creates_a_listed_joinable_personalised_channel() {
         .find(|s| s.channel.as_str() == "my-mix")
         .unwrap();
     assert!(st.switches >= 1 && st.forwarded > 0, "{st:?}");
+    let (code, body) = http(h.http, "GET", "/api/channels/my-mix/personalized", None).await;
+    assert_eq!(code, 200, "{body}");
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status[0]["relay"], "relay-0");
+    assert_eq!(status[0]["channel"], "my-mix");
+    assert!(status[0]["switches"].as_u64().unwrap() >= 1, "{body}");
+    let (code, _) = http(h.http, "GET", "/api/channels/news/personalized", None).await;
+    assert_eq!(code, 404, "not a personalised channel");
 
     // A category rule: the configured channels that exist, in order.
     let ok = call(

@@ -10,12 +10,14 @@
 //! | `GET /api/sessions` | `200` live sessions `[{"call_id", "channel", "kind", "viewer", "remote", "started_ms"}]` |
 //! | `GET /metrics` | Prometheus text (sessions active, joins, zaps, leaves, failures by code, subscriptions, relay stats) |
 //! | `GET /healthz` | `200 ok` |
+//! | `GET /api/channels/{id}/personalized` | `200` a personalised channel's splicer at each relay: see [`personalized`] |
 //! | `GET /api/channels/{id}/quality`, `POST/GET /api/polls`, `GET /api/polls/{poll}` | live feedback: see [`feedback`] |
 //!
 //! Errors are JSON `{"error": "..."}` with the status of [`crate::error::Error::http_status`].
 //! The handlers only translate: every decision is in [`crate::service::Service`].
 
 pub mod feedback;
+pub mod personalized;
 
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
@@ -80,6 +82,7 @@ pub fn router(service: Service) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(service.clone())
+        .merge(personalized::routes(service.clone()))
         .merge(feedback::routes(service))
 }
 

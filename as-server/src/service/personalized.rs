@@ -14,8 +14,9 @@
 //!   unknown channel or category, has an empty schedule or bad slot lengths gets `400` with
 //!   the reason in the reason phrase; another content type `415` with `Accept`; a MESSAGE to
 //!   any other user `404`.
-//! * **HTTP** `POST /api/channels` with `"kind": "personalized"` (or a `schedule`/`rule`), or
-//!   `POST /api/channels/personalized`: `201` with the channel, its URI and its schedule.
+//! * **HTTP** `POST /api/channels` with `"kind": "personalized"` (or a `schedule`/`rule`):
+//!   `201` with the channel, its URI and its schedule. `GET /api/channels/{id}/personalized`
+//!   shows each relay's splicer (source on air, switches).
 //!
 //! Either way the channel is stored with kind `personalized` (owner: the MESSAGE's From AoR),
 //! listed in `GET /api/channels` and in the `iptv-channels` NOTIFY, joined by INVITE, and
@@ -97,6 +98,16 @@ pub struct Created {
     pub schedule: Vec<SlotDef>,
     /// The relays that splice it.
     pub relays: Vec<String>,
+}
+
+/// A personalised channel's splicer at one relay (`GET /api/channels/{id}/personalized`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RelayStatus {
+    /// The relay (`relay-0`, ...).
+    pub relay: String,
+    /// Source on air, switches, packets.
+    #[serde(flatten)]
+    pub stats: media_relay::personalized::PersonalizedStats,
 }
 
 /// Why a definition is refused; the text is the SIP reason phrase / HTTP error (all 400).

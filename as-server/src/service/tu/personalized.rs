@@ -170,6 +170,32 @@ impl Service {
         })
     }
 
+    /// The splicer of personalised channel `id` at each relay that has it (`NotFound` when
+    /// no relay reports it: not a personalised channel).
+    pub async fn personalized_status(&self, id: &str) -> Result<Vec<def::RelayStatus>> {
+        let carriers = self.inner.relays.state().carriers(id);
+        let mut out = Vec::new();
+        for i in carriers {
+            let relay = self.relay(i).clone();
+            let Ok(stats) = self.relay_call(i, relay.personalized_stats()).await else {
+                continue;
+            };
+            out.extend(
+                stats
+                    .into_iter()
+                    .filter(|s| s.channel.as_str() == id)
+                    .map(|stats| def::RelayStatus {
+                        relay: self.inner.relays.name(i).to_owned(),
+                        stats,
+                    }),
+            );
+        }
+        if out.is_empty() {
+            return Err(Error::NotFound(format!("personalised channel {id}")));
+        }
+        Ok(out)
+    }
+
     /// A MESSAGE (RFC 3428): to `sip:new-channel@<as-host>` with a JSON definition it
     /// creates a personalised channel (`200 OK`, `Contact: <sip:<id>@<as-host:port>>`);
     /// anything else is refused (module docs of [`crate::service::personalized`]).
