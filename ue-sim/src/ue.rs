@@ -1423,13 +1423,17 @@ impl Ue {
     }
 
     /// The `(poll, option)` to put in a compound at `now`: the active vote while the poll is
-    /// open and the viewer is in the session and on the channel it voted in.
+    /// open and the viewer is in the session and on the channel it voted in. Not while our
+    /// re-INVITE zap is under way: the relay may have switched the channel already.
     fn vote_here(&self, now: Instant) -> Option<(u32, u32)> {
         let v = self.vote.as_ref()?;
         let here = match &self.session {
             Session::Active { channel, .. } => *channel == v.channel,
             _ => false,
-        };
+        } && !self
+            .ops
+            .values()
+            .any(|(op, _)| matches!(op, Op::Reinvite { .. }));
         (here && now < v.until && self.session_epoch == v.epoch).then_some((v.poll, v.option))
     }
 
