@@ -207,6 +207,12 @@ pub struct RelaySection {
     /// silence, unreachable) waits for the UE's own SIP BYE before the AS ends it with a BYE.
     /// A phone sends its SIP BYE and its RTCP BYE together, in either order.
     pub dropped_viewer_grace_ms: u64,
+    /// Relay tree (`service::tu::tree`, default off): a channel is ingested at one relay,
+    /// its home (a test pattern runs there only), and every other relay pulls one copy from
+    /// the home while it has viewers of it; viewers go to the least-loaded relay. When the
+    /// home dies the failover re-homes the ingest and points the other relays at the new
+    /// home.
+    pub tree: bool,
 }
 
 impl Default for RelaySection {
@@ -224,6 +230,7 @@ impl Default for RelaySection {
             health_failures: 2,
             health_timeout_ms: 500,
             dropped_viewer_grace_ms: 2000,
+            tree: false,
         }
     }
 }

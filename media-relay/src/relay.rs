@@ -968,7 +968,8 @@ impl Relay {
                 }
             }
             Some(slot) => {
-                if let Some(v) = self.viewers[slot].as_ref() {
+                // A downstream relay's receiver reports only keep its copy alive.
+                if let Some(v) = self.viewers[slot].as_ref().filter(|v| !v.downstream) {
                     let _ = self
                         .feedback
                         .on_viewer_rtcp(now, &v.channel, v.ssrc, datagram);

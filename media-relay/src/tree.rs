@@ -11,8 +11,16 @@
 //!  viewers: 1 -> 0 (leave, zap out, drop)  Detach: the upstream removes it; our cache is
 //!                                          forgotten so no stale GOP is burst later
 //!  upstream silent for `upstream_silence`  Detach (best effort) + Attach to the next candidate
-//!  (or its control API refuses/fails)      (round robin over the list), RelayEvent::UpstreamLost
+//!  (or its control API refuses/fails)      (round robin over the list), RelayEvent::UpstreamLost;
+//!                                          the GOP of the lost source is forgotten
+//!  set_upstream again (the ingest moved)   an attached upstream still listed is kept, else
+//!                                          Detach + Attach to the new list's head at once
 //! ```
+//!
+//! Candidates should be relays with the channel's own ingest, never relays that pull it
+//! themselves: two relays pulling from each other would pass packets round for ever (a relay
+//! refuses a downstream copy to its own ingest, the shortest loop). The AS places them so
+//! (`as-server` `service/tu/tree.rs`).
 //!
 //! The upstream sends the copy from its output socket to our ingest like to any viewer (its own
 //! SSRC and numbering for us, the key-frame burst on attach, see [`crate::relay`]); it counts
@@ -35,7 +43,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use crate::control::{
-    AddViewer, ChannelId, Command, Error, RelayEvent, RelayHandle, ViewerId, ViewerInfo,
+    AddViewer, ChannelId, Command, Error, IngestInfo, RelayEvent, RelayHandle, ViewerId, ViewerInfo,
 };
 use crate::relay::Relay;
 
@@ -49,12 +57,19 @@ pub const RETRY_AFTER: Duration = Duration::from_millis(500);
 /// Longest wait for an upstream's control answer (the driver's tasks time out after it).
 pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Interval of the receiver reports a pulling relay sends its upstream (RFC 3550 section
+/// 6.4.2): they keep our copy alive there, so a relay that dies is dropped by its upstream
+/// after the upstream's `viewer_timeout` instead of being fed for ever.
+pub const REPORT_INTERVAL: Duration = Duration::from_secs(2);
+
 /// Previous upstreams' SSRCs remembered per channel (their late packets are dropped).
 const REJECTED_SSRCS: usize = 4;
 
-/// Viewer ids a relay uses for itself at its upstreams: the top bit set (the AS numbers its
-/// sessions from 1), then a hash of our ingest address, then the attempt number.
-const DOWNSTREAM_ID_BIT: u64 = 1 << 63;
+/// Viewer ids a relay uses for itself at its upstreams: bit 62 set (the AS numbers its
+/// sessions from 1; the top bit is the relay's own multicast group streams,
+/// [`crate::relay::GROUP_STREAM_BIT`]), then a hash of our ingest address, then the attempt
+/// number.
+const DOWNSTREAM_ID_BIT: u64 = 1 << 62;
 
 /// A relay that carries a channel.
 #[derive(Debug, Clone)]
@@ -103,6 +118,8 @@ pub enum TreeCommand {
     SetUpstream(ChannelId, Vec<Upstream>, oneshot::Sender<Result<(), Error>>),
     /// See [`RelayHandle::clear_upstream`].
     ClearUpstream(ChannelId, oneshot::Sender<Result<(), Error>>),
+    /// See [`RelayHandle::ingest_info`].
+    IngestOf(ChannelId, oneshot::Sender<Result<IngestInfo, Error>>),
     /// The answer of an [`Action::Attach`] (sent by the driver's own task).
     AttachDone {
         /// The channel.
@@ -122,7 +139,9 @@ impl TreeCommand {
     /// The channel the command is about (a sharded relay routes by it).
     pub fn channel(&self) -> &ChannelId {
         match self {
-            TreeCommand::SetUpstream(c, ..) | TreeCommand::ClearUpstream(c, _) => c,
+            TreeCommand::SetUpstream(c, ..)
+            | TreeCommand::ClearUpstream(c, _)
+            | TreeCommand::IngestOf(c, _) => c,
             TreeCommand::AttachDone { channel, .. } => channel,
         }
     }
@@ -165,7 +184,21 @@ enum PullState {
         upstream: Upstream,
         viewer: ViewerId,
         ssrc: u32,
+        /// The upstream's RTCP address and when our next receiver report is due.
+        report_to: SocketAddr,
+        next_report: Instant,
     },
+}
+
+/// A receiver report due to an upstream ([`Tree::reports_due`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportDue {
+    /// The pulled channel (sent from its ingest RTCP socket).
+    pub channel: ChannelId,
+    /// The upstream's RTCP address.
+    pub dest: SocketAddr,
+    /// The SSRC the upstream sends us (the report block's source).
+    pub ssrc: u32,
 }
 
 #[derive(Debug)]
@@ -184,6 +217,9 @@ struct Pulled {
     last_packet: Option<Instant>,
     rejected: [Option<u32>; REJECTED_SSRCS],
     rejected_next: usize,
+    /// The upstream was lost or replaced: the cached GOP is from a source that is gone, so
+    /// [`Tree::reconcile`] forgets it (a viewer joining meanwhile waits for the new copy).
+    stale: bool,
 }
 
 impl Pulled {
@@ -255,6 +291,7 @@ impl Tree {
                         last_packet: None,
                         rejected: [None; REJECTED_SSRCS],
                         rejected_next: 0,
+                        stale: false,
                     },
                 );
             }
@@ -292,6 +329,7 @@ impl Tree {
                     } = old
                     {
                         p.reject(ssrc);
+                        p.stale = true;
                         self.actions.push_back(Action::Detach { upstream, viewer });
                     }
                 }
@@ -367,11 +405,22 @@ impl Tree {
         match result {
             Ok(info) => {
                 tracing::debug!(%channel, candidate, ssrc = info.ssrc, "upstream attached");
+                let mut report_to = info.relay_rtcp;
+                if report_to.ip().is_unspecified() {
+                    // A wildcard bind: its control address (or this host) reaches it.
+                    report_to.set_ip(
+                        upstream
+                            .control()
+                            .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |c| c.ip()),
+                    );
+                }
                 p.state = PullState::Attached {
                     candidate,
                     upstream: upstream.clone(),
                     viewer,
                     ssrc: info.ssrc,
+                    report_to,
+                    next_report: now,
                 };
                 p.rejected.iter_mut().for_each(|r| {
                     if *r == Some(info.ssrc) {
@@ -416,6 +465,9 @@ impl Tree {
                 gone.push(channel.clone());
                 continue;
             };
+            if std::mem::take(&mut p.stale) {
+                relay.reset_channel_cache(channel);
+            }
             if consumers == 0 {
                 let old = std::mem::replace(&mut p.state, PullState::Idle);
                 match old {
@@ -456,6 +508,7 @@ impl Tree {
                     continue;
                 };
                 p.reject(ssrc);
+                relay.reset_channel_cache(channel);
                 p.next = (candidate + 1) % p.candidates.len();
                 self.actions.push_back(Action::Detach { upstream, viewer });
                 self.events.push_back(RelayEvent::UpstreamLost {
@@ -504,11 +557,37 @@ impl Tree {
         self.channels
             .values()
             .filter_map(|p| match p.state {
-                PullState::Attached { .. } => p.last_packet.map(|t| t + self.silence),
+                PullState::Attached { next_report, .. } => Some(
+                    p.last_packet
+                        .map_or(next_report, |t| next_report.min(t + self.silence)),
+                ),
                 PullState::Idle => p.retry_at,
                 PullState::Attaching { .. } => None,
             })
             .min()
+    }
+
+    /// The receiver reports due at `now` (appended to `out`); each is due again
+    /// [`REPORT_INTERVAL`] later.
+    pub fn reports_due(&mut self, now: Instant, out: &mut Vec<ReportDue>) {
+        for (channel, p) in &mut self.channels {
+            if let PullState::Attached {
+                ssrc,
+                report_to,
+                next_report,
+                ..
+            } = &mut p.state
+            {
+                if *next_report <= now {
+                    *next_report = now + REPORT_INTERVAL;
+                    out.push(ReportDue {
+                        channel: channel.clone(),
+                        dest: *report_to,
+                        ssrc: *ssrc,
+                    });
+                }
+            }
+        }
     }
 
     /// The next control call to make.
@@ -530,7 +609,7 @@ fn downstream_viewer_id(ingest: SocketAddr, channel: &ChannelId, attempt: u64) -
             .build_hasher();
     h.write(ingest.to_string().as_bytes());
     h.write(channel.as_str().as_bytes());
-    ViewerId(DOWNSTREAM_ID_BIT | (h.finish() & 0x7fff_ffff_ffff_0000) | (attempt & 0xffff))
+    ViewerId(DOWNSTREAM_ID_BIT | (h.finish() & 0x3fff_ffff_ffff_0000) | (attempt & 0xffff))
 }
 
 impl RelayHandle {
@@ -546,6 +625,13 @@ impl RelayHandle {
         candidates: Vec<Upstream>,
     ) -> Result<(), Error> {
         self.call(|r| Command::Tree(TreeCommand::SetUpstream(channel, candidates, r)))
+            .await?
+    }
+
+    /// Where the channel's existing ingest is (a pulled channel's too: after
+    /// [`clear_upstream`](Self::clear_upstream) a producer can be sent there).
+    pub async fn ingest_info(&self, channel: &ChannelId) -> Result<IngestInfo, Error> {
+        self.call(|r| Command::Tree(TreeCommand::IngestOf(channel.clone(), r)))
             .await?
     }
 
@@ -668,6 +754,20 @@ mod tests {
             !tree.accept(now, &ch, &rtp(222)),
             "another SSRC once attached"
         );
+
+        // A receiver report to the upstream at once, then every REPORT_INTERVAL.
+        let mut due = Vec::new();
+        tree.reports_due(now, &mut due);
+        assert_eq!(
+            due,
+            vec![ReportDue {
+                channel: ch.clone(),
+                dest: SocketAddr::from(([127, 0, 0, 1], 5001)),
+                ssrc: 111,
+            }]
+        );
+        tree.reports_due(now + Duration::from_millis(100), &mut due);
+        assert_eq!(due.len(), 1);
 
         // Packets keep it; 200 ms of silence replace it by the next candidate.
         let t1 = now + Duration::from_millis(150);

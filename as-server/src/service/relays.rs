@@ -82,6 +82,10 @@ pub struct RelayState {
     pub viewers: usize,
     /// Channels it has an ingest for.
     pub channels: BTreeSet<String>,
+    /// Channels it pulls from another relay (relay tree, `[relay] tree`): viewers may be
+    /// placed on it, but it is not a source (a failover re-homes a channel whose only
+    /// ingest died even when relays pull it).
+    pub pulled: BTreeSet<String>,
 }
 
 /// Health, load and channels of every relay (sans-IO; the service holds it in a mutex).
@@ -194,9 +198,28 @@ impl PoolState {
         self.patterns.contains(channel)
     }
 
-    /// The least-loaded live relay that carries `channel` (ties: lowest index).
+    /// The least-loaded live relay that carries `channel`, as an ingest or pulled from
+    /// another relay (ties: lowest index).
     pub fn pick_for_channel(&self, channel: &str) -> Option<usize> {
-        self.pick(|r| r.channels.contains(channel))
+        self.pick(|r| r.channels.contains(channel) || r.pulled.contains(channel))
+    }
+
+    /// Relay `i` pulls `channel` from another relay (`on`), or no longer does.
+    pub fn set_pulled(&mut self, i: usize, channel: &str, on: bool) {
+        if let Some(r) = self.relays.get_mut(i) {
+            if on && !r.dead {
+                r.pulled.insert(channel.to_owned());
+            } else {
+                r.pulled.remove(channel);
+            }
+        }
+    }
+
+    /// Live relays that pull `channel` from another relay.
+    pub fn pullers(&self, channel: &str) -> Vec<usize> {
+        (0..self.relays.len())
+            .filter(|&i| self.is_healthy(i) && self.relays[i].pulled.contains(channel))
+            .collect()
     }
 
     /// The least-loaded live relay (ties: fewer channels, then lowest index), for a new
@@ -252,7 +275,8 @@ impl PoolState {
         let mut had = Vec::new();
         for (i, r) in self.relays.iter_mut().enumerate() {
             self.ingests.remove(&(i, channel.to_owned()));
-            if r.channels.remove(channel) && !r.dead {
+            let pulled = r.pulled.remove(channel);
+            if (r.channels.remove(channel) || pulled) && !r.dead {
                 had.push(i);
             }
         }
@@ -291,6 +315,8 @@ struct PoolInner {
     handles: Vec<RelayHandle>,
     health: HealthConfig,
     state: Mutex<PoolState>,
+    /// Relay tree (`[relay] tree`, `tu/tree.rs`).
+    tree: std::sync::atomic::AtomicBool,
 }
 
 /// The relays of one AS (cheap to clone).
@@ -310,6 +336,7 @@ impl RelayPool {
                 handles,
                 health,
                 state: Mutex::new(PoolState::new(n)),
+                tree: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -337,7 +364,21 @@ impl RelayPool {
                 }
             }
         }
-        Ok(Self::new(relays, HealthConfig::from_section(section)))
+        let pool = Self::new(relays, HealthConfig::from_section(section));
+        pool.set_tree(section.tree);
+        Ok(pool)
+    }
+
+    /// Whether channels are ingested at one relay and pulled by the others (`[relay] tree`).
+    pub fn tree(&self) -> bool {
+        self.inner.tree.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Turns the relay tree on or off (for channels placed from now on).
+    pub fn set_tree(&self, on: bool) {
+        self.inner
+            .tree
+            .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Number of relays.
@@ -464,6 +505,8 @@ pub fn merge_stats(all: &[RelayStats]) -> RelayStats {
                     x.cached_bytes += c.cached_bytes;
                     x.malformed += c.malformed;
                     x.rtcp_in += c.rtcp_in;
+                    x.downstreams += c.downstreams;
+                    x.downstream_packets += c.downstream_packets;
                 }
                 None => out.channels.push(c.clone()),
             }

@@ -44,6 +44,7 @@ mod aaa_hooks;
 mod failover;
 mod personalized;
 mod poll_event;
+mod tree;
 
 /// Reads the wall clock and the monotonic clock: the one place the service does.
 #[expect(clippy::disallowed_methods)]
@@ -450,6 +451,9 @@ impl Service {
     /// own pattern), any other on the least-loaded live relay. Returns the first relay that
     /// has it and its ingest (the address in the catalogue).
     async fn place_ingest(&self, id: &str, test_pattern: bool) -> Result<(usize, IngestInfo)> {
+        if self.inner.relays.tree() {
+            return self.place_ingest_tree(id, test_pattern).await;
+        }
         let retry = self.inner.cfg.limits.retry_after_secs;
         let targets: Vec<usize> = {
             let st = self.inner.relays.state();

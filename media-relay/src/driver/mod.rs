@@ -577,6 +577,19 @@ fn tree_command(st: &mut State, now: Instant, cmd: crate::tree::TreeCommand) {
             }
             let _ = reply.send(r);
         }
+        TreeCommand::IngestOf(channel, reply) => {
+            let r = match st.io.ingests.iter().find(|i| i.channel == channel) {
+                Some(i) => (|| {
+                    Ok(IngestInfo {
+                        channel: channel.clone(),
+                        rtp_addr: advertised(&st.config, i.rtp.local_addr()?),
+                        rtcp_addr: advertised(&st.config, i.rtcp.local_addr()?),
+                    })
+                })(),
+                None => Err(Error::UnknownChannel(channel)),
+            };
+            let _ = reply.send(r);
+        }
         TreeCommand::AttachDone {
             channel,
             attempt,
@@ -635,6 +648,15 @@ fn tree_turn(st: &mut State) {
     }
     let (now, _) = clock();
     st.tree.reconcile(now, &mut st.relay);
+    // Receiver reports to the upstreams: our copies stay alive there while we run.
+    let mut due = Vec::new();
+    st.tree.reports_due(now, &mut due);
+    for r in due {
+        if let Some(ing) = st.io.ingests.iter().find(|i| i.channel == r.channel) {
+            let rr = upstream::receiver_report(r.ssrc);
+            let _ = ing.rtcp.try_send_to(&rr, r.dest);
+        }
+    }
     while let Some(action) = st.tree.poll_action() {
         upstream::spawn_action(action, st.own.clone());
     }

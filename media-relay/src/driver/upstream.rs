@@ -17,6 +17,21 @@ use tokio::sync::mpsc;
 use crate::control::{AddViewer, Command, Error, ViewerId, ViewerInfo};
 use crate::tree::{Action, TreeCommand, Upstream, CONTROL_TIMEOUT};
 
+/// An RTCP receiver report about `ssrc` (RFC 3550 section 6.4.2: one report block, counters
+/// zero: the relay forwards, it does not judge the stream), sent by a pulling relay to its
+/// upstream so that its copy stays alive there.
+pub(crate) fn receiver_report(ssrc: u32) -> Vec<u8> {
+    use rtcp_types::{ReceiverReport, ReportBlock, RtcpPacketWriter, RtcpPacketWriterExt};
+    let rr =
+        ReceiverReport::builder(ssrc ^ 0x7265_6c79).add_report_block(ReportBlock::builder(ssrc));
+    let mut buf = vec![0u8; rr.calculate_size().unwrap_or(32)];
+    match rr.write_into(&mut buf) {
+        Ok(n) => buf.truncate(n),
+        Err(_) => buf.clear(),
+    }
+    buf
+}
+
 /// Largest HTTP answer read from an upstream.
 const MAX_ANSWER: u64 = 64 * 1024;
 
@@ -161,6 +176,16 @@ fn parse_answer(answer: &[u8]) -> Option<(u16, Vec<u8>)> {
 #[cfg(test)]
 mod tests {
     use super::parse_answer;
+
+    #[test]
+    fn receiver_report_names_the_upstreams_ssrc() {
+        let rr = super::receiver_report(0xabcd);
+        let mut blocks = Vec::new();
+        let s = crate::rtcp::parse_compound(&rr, |r| blocks.push(r)).unwrap();
+        assert_eq!(s.receiver_reports, 1);
+        assert_eq!(blocks.len(), 1);
+        assert_eq!(blocks[0].source_ssrc, 0xabcd);
+    }
 
     #[test]
     fn answers_parse_with_length_chunked_and_garbage() {
