@@ -1643,6 +1643,60 @@ mod tests {
     }
 
     #[test]
+    fn repeated_votes_survive_loss_and_count_once_at_the_relays_feedback_target() {
+        use media_relay::control::ChannelId;
+        use media_relay::feedback::live::LiveFeedback;
+        let t0 = origin();
+        let ch = ChannelId("news".into());
+        let mut fb = LiveFeedback::new();
+        let mut ues = Vec::new();
+        for k in 0..40u32 {
+            let mut ue = ue();
+            joined(&mut ue, t0);
+            ue.handle_media(
+                t0 + Duration::from_millis(10),
+                &rtp_from(1000 + k, 1, 0, &[0x65]),
+            );
+            while ue.poll_event().is_some() {}
+            ues.push(ue);
+        }
+        // Every viewer votes at 1 s; every one of those datagrams is lost.
+        let close = t0 + Duration::from_secs(30);
+        let mut expected = std::collections::BTreeMap::new();
+        for (k, ue) in ues.iter_mut().enumerate() {
+            let option = k as u32 % 3;
+            *expected.entry(option).or_insert(0u64) += 1;
+            ue.vote(t0 + Duration::from_secs(1), 9, option, close)
+                .unwrap();
+            while ue.poll_transmit().is_some() {}
+        }
+        // 40 s of virtual time; a third of the later datagrams are lost too.
+        let mut sent = 0u64;
+        let mut t = t0 + Duration::from_secs(1);
+        while t < t0 + Duration::from_secs(40) {
+            t += Duration::from_millis(100);
+            for (k, ue) in ues.iter_mut().enumerate() {
+                if ue.poll_timeout().is_some_and(|d| d <= t) {
+                    ue.handle_timeout(t);
+                }
+                while let Some(x) = ue.poll_transmit() {
+                    if let Transmit::Rtcp { bytes, .. } = x {
+                        sent += 1;
+                        if sent % 3 != 0 {
+                            let _ = fb.on_viewer_rtcp(t, &ch, 1000 + k as u32, &bytes);
+                        }
+                    }
+                }
+                while ue.poll_event().is_some() {}
+            }
+        }
+        let s = fb.summary(t, &ch);
+        assert_eq!(s.voters, 40);
+        assert_eq!(s.votes[&9], expected, "each viewer's vote once, none lost");
+        assert!(sent >= 40 * 4, "about one report per 5 s each: {sent}");
+    }
+
+    #[test]
     fn a_vote_goes_at_once_repeats_until_the_poll_closes_and_stays_on_its_channel() {
         let relay: SocketAddr = "127.0.0.1:7001".parse().unwrap();
         let mut ue = ue();
