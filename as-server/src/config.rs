@@ -65,6 +65,9 @@ pub struct Config {
     /// channel ids, in the order a rule puts them on air (`[categories]`,
     /// e.g. `sport = ["sport1", "sport2"]`; `service::personalized`).
     pub categories: std::collections::BTreeMap<String, Vec<String>>,
+    /// RELOAD overlay peer: channel directory, channel -> relays, SIP-REGISTRATION
+    /// (`service::overlay`; off by default).
+    pub overlay: crate::service::overlay::OverlaySection,
 }
 
 impl Default for Config {
@@ -92,6 +95,7 @@ impl Default for Config {
             },
             aaa: crate::service::aaa::AaaSection::default(),
             categories: std::collections::BTreeMap::new(),
+            overlay: crate::service::overlay::OverlaySection::default(),
         }
     }
 }
@@ -213,6 +217,10 @@ pub struct RelaySection {
     /// home dies the failover re-homes the ingest and points the other relays at the new
     /// home.
     pub tree: bool,
+    /// Where the AS serves each in-process relay's HTTP control API (relay `i` on port +
+    /// `i`, or any port when 0), so other ASes' relays can pull channels from them
+    /// (`service::overlay`). `None` (default): not served.
+    pub control_listen: Option<SocketAddr>,
 }
 
 impl Default for RelaySection {
@@ -231,6 +239,7 @@ impl Default for RelaySection {
             health_timeout_ms: 500,
             dropped_viewer_grace_ms: 2000,
             tree: false,
+            control_listen: None,
         }
     }
 }

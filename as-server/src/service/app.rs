@@ -57,6 +57,9 @@ pub enum StartError {
     /// The AAA client (`[aaa]`) could not start.
     #[error("AAA client: {0}")]
     Aaa(#[from] super::aaa::AaaStartError),
+    /// The overlay peer (`[overlay]`) could not start or join.
+    #[error("overlay: {0}")]
+    Overlay(#[from] super::overlay::OverlayStartError),
 }
 
 /// A running AS.
@@ -70,6 +73,8 @@ pub struct App {
     pub sip: Vec<(Transport, SocketAddr)>,
     /// Bound HTTP API address.
     pub http: Option<SocketAddr>,
+    /// Each relay's HTTP control API address (`[relay] control_listen`), by index.
+    pub relay_controls: Vec<Option<SocketAddr>>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     endpoint: super::endpoint::Endpoint,
@@ -132,6 +137,18 @@ impl App {
         service.enable_aaa(&cfg.aaa, store.clone()).await?;
 
         let mut tasks = Vec::new();
+        // Relay control APIs (for other ASes' relays), then the overlay peer.
+        let (relay_controls, control_tasks) = super::overlay::serve_relay_controls(
+            cfg.relay.control_listen,
+            service.relays().handles(),
+            &shutdown_rx,
+        )
+        .await
+        .map_err(|(addr, source)| StartError::Bind { addr, source })?;
+        tasks.extend(control_tasks);
+        service
+            .enable_overlay(&cfg.overlay, relay_controls.clone())
+            .await?;
         // The TU loop: one task per request.
         {
             let svc = service.clone();
@@ -239,6 +256,7 @@ impl App {
             relay,
             sip,
             http,
+            relay_controls,
             shutdown,
             tasks,
             endpoint,
@@ -266,6 +284,7 @@ impl App {
     pub async fn shutdown(self) {
         self.service.shutdown(Duration::from_secs(2)).await;
         self.service.stop_aaa().await;
+        self.service.stop_overlay().await;
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(2), t).await;

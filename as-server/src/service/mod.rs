@@ -42,6 +42,9 @@
 //! * **Channel list**: `SUBSCRIBE` with `Event: iptv-channels`, see [`channel_list`] for the
 //!   event package.
 //! * **REGISTER**: standalone registrar, see [`registrar`].
+//! * **Overlay** (`[overlay] enabled`): the AS is a RELOAD peer; its channels are listed
+//!   and joinable at every other AS of the overlay, REGISTER bindings are stored there;
+//!   see [`overlay`].
 //! * **AAA** (`[aaa] peer` set): joins and zaps authorised by the subscriber's Sh profile
 //!   (403 with a reason, or the fail-open/fail-closed policy), sessions accounted over Rf
 //!   through a durable outbox, PNR revoking channels with a BYE, REGISTER digest: see [`aaa`].
@@ -83,6 +86,7 @@ pub mod channel_list;
 pub mod endpoint;
 pub mod feedback;
 pub mod metrics;
+pub mod overlay;
 pub mod overload;
 pub mod personal;
 pub mod personalized;

@@ -42,6 +42,8 @@ use crate::sip::dialog::DialogId;
 #[path = "aaa/tu_hooks.rs"]
 mod aaa_hooks;
 mod failover;
+#[path = "overlay/tu_hooks.rs"]
+mod overlay_hooks;
 mod personalized;
 mod poll_event;
 mod tree;
@@ -262,6 +264,8 @@ struct Inner {
     poll_subs: Mutex<poll_event::PollSubs>,
     /// Category -> channel ids, for personalised channels' category rules.
     categories: Mutex<std::collections::BTreeMap<String, Vec<String>>>,
+    /// The overlay part (`[overlay] enabled`), see `overlay_hooks`.
+    overlay: std::sync::OnceLock<super::overlay::OverlayAs>,
 }
 
 /// The channel service (cheap to clone).
@@ -331,6 +335,7 @@ impl Service {
                 sdp_session: (seed >> 1) & 0x7fff_ffff_ffff,
                 aaa: std::sync::OnceLock::new(),
                 categories: Mutex::default(),
+                overlay: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -378,13 +383,17 @@ impl Service {
     /// The channel list (sorted by id).
     pub async fn list_channels(&self) -> Result<Vec<ChannelEntry>> {
         let mut l = self.inner.catalogue.list().await?;
+        self.overlay_extend(&mut l);
         l.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(l)
     }
 
     /// One channel.
     pub async fn get_channel(&self, id: &str) -> Result<Option<ChannelEntry>> {
-        self.inner.catalogue.get(id).await
+        Ok(match self.inner.catalogue.get(id).await? {
+            Some(c) => Some(c),
+            None => self.overlay_remote_entry(id),
+        })
     }
 
     /// Creates a channel: catalogue row, relay ingest, test pattern if asked. Subscribers get
@@ -648,6 +657,7 @@ impl Service {
             .metrics
             .render_relays(&mut text, &self.inner.relays.gauges());
         self.aaa_metrics(&mut text).await;
+        self.overlay_metrics(&mut text);
         text
     }
 
@@ -774,6 +784,7 @@ impl Service {
         match result {
             Ok(bindings) => {
                 Metrics::inc(&self.inner.metrics.registers);
+                self.overlay_register(&rr.aor, &bindings);
                 let mut r = sipmsg::response(req, 200, "OK", Some(&to_tag));
                 for b in bindings {
                     r.headers.push(
@@ -888,6 +899,7 @@ impl Service {
 
     /// The channel list changed: NOTIFY every subscriber.
     async fn list_changed(&self) {
+        self.overlay_poke();
         let orders = {
             let (t, _) = now();
             self.state().subs.changed(t)
@@ -1262,7 +1274,10 @@ impl Service {
             .map_err(|o| rules::overloaded(o.retry_after))?;
         match self.inner.catalogue.get(channel).await {
             Ok(Some(_)) => {}
-            Ok(None) => return Err(Reject::new(404, "Not Found")),
+            Ok(None) if self.overlay_remote_entry(channel).is_none() => {
+                return Err(Reject::new(404, "Not Found"))
+            }
+            Ok(None) => {}
             Err(e) => return Err(error_reject(&e)),
         }
         self.aaa_authorize_join(req, channel).await?;
@@ -1297,6 +1312,8 @@ impl Service {
                 format!("399 {} \"No RTP address\"", self.inner.cfg.domain),
             ));
         }
+        // A channel another AS owns: one local relay pulls it first (service::overlay).
+        self.overlay_prepare_join(channel).await?;
         let viewer = ViewerId(self.inner.next_viewer.fetch_add(1, Ordering::Relaxed));
         let retry = self.inner.cfg.limits.retry_after_secs;
         let (relay, info) = self

@@ -1,0 +1,489 @@
+//! Two ASes on one RELOAD overlay (`[overlay]`, `service::overlay`), in one process on
+//! 127.0.0.1: AS1 starts the overlay, AS2 joins through it. A personal channel created at
+//! AS1 shows up in the channel list a UE subscribed to at AS2 (the propagation time is
+//! printed, not asserted), a viewer joins it at AS2 and receives RTP from AS2's relay
+//! (which pulls one copy from AS1's relay), its BYE stops the pull, the owner's BYE removes
+//! the channel from AS2's list. A REGISTER at AS1 is fetched as SIP-REGISTRATION through
+//! AS2's overlay peer. Every RELOAD PDU the two peers sent is checked with tshark's
+//! dissector.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use as_server::config::{ChannelSeed, Config};
+use as_server::service::app::App;
+use as_server::service::channel_list::ChannelEntry;
+use as_server::service::overlay::directory;
+use as_server::sip::transaction::Transport;
+use as_server::sip::{HeaderName, Message, Request, Response};
+use p2psip_overlay::storage::KindId;
+use p2psip_overlay::wire::pcap::{message_codes, tshark_check, TsharkOutcome};
+use tokio::net::UdpSocket;
+use tokio::time::timeout;
+
+mod common;
+use common::offer;
+
+/// The test's one clock reading (for the printed propagation time only).
+#[expect(clippy::disallowed_methods)]
+fn clock() -> Instant {
+    Instant::now()
+}
+
+fn config(ca: &Path, pcap: &Path, bootstrap: Option<SocketAddr>, user: Option<&str>) -> Config {
+    let mut c = Config::default();
+    c.sip.udp = Some("127.0.0.1:0".parse().unwrap());
+    c.sip.tcp = None;
+    c.sip.tls = None;
+    c.sip.domain = "127.0.0.1".into();
+    c.http.listen = None;
+    c.database.url = "sqlite::memory:".into();
+    c.relay.port_min = 0;
+    c.relay.port_max = 0;
+    c.relay.output_rtp_port = 0;
+    c.relay.control_listen = Some("127.0.0.1:0".parse().unwrap());
+    // Both ASes have a "news": AS1's is never listed at AS2 (a remote channel does not
+    // hide a local one).
+    c.channels = vec![ChannelSeed {
+        id: "news".into(),
+        name: "News".into(),
+        test_pattern: true,
+    }];
+    c.overlay.enabled = true;
+    c.overlay.ca_dir = Some(ca.to_path_buf());
+    c.overlay.bootstrap = bootstrap;
+    c.overlay.user = user.map(str::to_owned);
+    c.overlay.pcap = Some(pcap.to_path_buf());
+    c.overlay.poll_ms = 20;
+    c
+}
+
+/// A UE: one UDP socket for SIP, requests from the AS queued apart from responses.
+struct Ue {
+    sock: UdpSocket,
+    addr: SocketAddr,
+    as_addr: SocketAddr,
+    user: &'static str,
+    requests: VecDeque<Request>,
+    branch: u32,
+}
+
+impl Ue {
+    async fn new(user: &'static str, as_addr: SocketAddr) -> Self {
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = sock.local_addr().unwrap();
+        Self {
+            sock,
+            addr,
+            as_addr,
+            user,
+            requests: VecDeque::new(),
+            branch: 0,
+        }
+    }
+
+    /// Sends a request; `\n` become CRLF, `{via}` / `{contact}` / `{from}` are filled in.
+    async fn send(&mut self, text: &str, body: &str) {
+        self.branch += 1;
+        let body = body.replace('\n', "\r\n");
+        let text = text
+            .replace(
+                "{via}",
+                &format!(
+                    "Via: SIP/2.0/UDP {};branch=z9hG4bK{}x{}",
+                    self.addr, self.user, self.branch
+                ),
+            )
+            .replace(
+                "{contact}",
+                &format!("Contact: <sip:{}@{}>", self.user, self.addr),
+            )
+            .replace(
+                "{from}",
+                &format!("From: <sip:{}@127.0.0.1>;tag={}-tag", self.user, self.user),
+            );
+        let mut msg = text.trim_start().replace('\n', "\r\n");
+        msg.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+        self.sock
+            .send_to(msg.as_bytes(), self.as_addr)
+            .await
+            .unwrap();
+    }
+
+    async fn recv(&mut self, wait: Duration) -> Option<Message> {
+        let mut buf = vec![0u8; 65536];
+        let (n, _) = timeout(wait, self.sock.recv_from(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        Some(Message::parse(&buf[..n]).expect("the AS sends valid SIP"))
+    }
+
+    /// The final response for `call_id`/`method` (requests from the AS queued).
+    async fn response(&mut self, call_id: &str, method: &str) -> Response {
+        let wait = async {
+            loop {
+                match self.recv(Duration::from_secs(5)).await? {
+                    Message::Response(r) => {
+                        let cseq = r.cseq().unwrap();
+                        if r.call_id().unwrap() == call_id
+                            && cseq.method.as_str() == method
+                            && r.status.is_final()
+                        {
+                            return Some(r);
+                        }
+                    }
+                    Message::Request(q) => self.requests.push_back(q),
+                }
+            }
+        };
+        timeout(Duration::from_secs(5), wait)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("no response to {method} {call_id}"))
+    }
+
+    /// The next request from the AS with `method` (answered 200 OK), within `wait`.
+    async fn request_within(&mut self, method: &str, wait: Duration) -> Option<Request> {
+        let get = async {
+            loop {
+                if let Some(i) = self
+                    .requests
+                    .iter()
+                    .position(|r| r.method.as_str() == method)
+                {
+                    return self.requests.remove(i);
+                }
+                match self.recv(Duration::from_secs(10)).await? {
+                    Message::Request(q) => self.requests.push_back(q),
+                    Message::Response(_) => {}
+                }
+            }
+        };
+        let r = timeout(wait, get).await.ok().flatten()?;
+        let resp = Response::for_request(&r, as_server::sip::StatusCode::OK, "OK");
+        self.sock
+            .send_to(&resp.to_bytes(), self.as_addr)
+            .await
+            .unwrap();
+        Some(r)
+    }
+
+    async fn ack(&mut self, target: &str, call_id: &str, cseq: u32, to_tag: &str) {
+        self.send(
+            &format!(
+                "ACK {target} SIP/2.0\n{{via}}\nMax-Forwards: 70\n{{from}}\n\
+                 To: <{target}>;tag={to_tag}\nCall-ID: {call_id}\nCSeq: {cseq} ACK\n"
+            ),
+            "",
+        )
+        .await;
+    }
+}
+
+fn invite_text(target: &str, call_id: &str, extra: &str) -> String {
+    format!(
+        "INVITE {target} SIP/2.0\n{{via}}\nMax-Forwards: 70\n{{from}}\nTo: <{target}>\n\
+         Call-ID: {call_id}\nCSeq: 1 INVITE\n{{contact}}\n{extra}Content-Type: application/sdp\n"
+    )
+}
+
+fn bye_text(target: &str, call_id: &str, cseq: u32, to_tag: &str) -> String {
+    format!(
+        "BYE {target} SIP/2.0\n{{via}}\nMax-Forwards: 70\n{{from}}\nTo: <{target}>;tag={to_tag}\n\
+         Call-ID: {call_id}\nCSeq: {cseq} BYE\n"
+    )
+}
+
+fn register_text(user: &str, call_id: &str) -> String {
+    format!(
+        "REGISTER sip:127.0.0.1 SIP/2.0\n{{via}}\nMax-Forwards: 70\n{{from}}\n\
+         To: <sip:{user}@127.0.0.1>\nCall-ID: {call_id}\nCSeq: 1 REGISTER\n{{contact}}\nExpires: 600\n"
+    )
+}
+
+fn tag_of(r: &Response) -> String {
+    r.to().unwrap().tag().unwrap().to_owned()
+}
+
+fn notify_list(n: &Request) -> Vec<String> {
+    assert_eq!(n.headers.get(&HeaderName::EVENT), Some("iptv-channels"));
+    let l: Vec<ChannelEntry> = serde_json::from_slice(&n.body).unwrap();
+    l.into_iter().map(|c| c.id).collect()
+}
+
+/// The RTP address of an SDP answer (`c=` and the video `m=` port).
+fn sdp_rtp(sdp: &str) -> SocketAddr {
+    let ip = sdp
+        .lines()
+        .find_map(|l| l.strip_prefix("c=IN IP4 "))
+        .unwrap()
+        .trim();
+    let port = sdp
+        .lines()
+        .find_map(|l| l.strip_prefix("m=video "))
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap();
+    format!("{ip}:{port}").parse().unwrap()
+}
+
+/// (viewers, copies to other relays) of `channel` on a relay ((0, 0) when it does not
+/// carry it).
+async fn viewers_on(relay: &media_relay::RelayHandle, channel: &str) -> (usize, usize) {
+    relay
+        .stats()
+        .await
+        .unwrap()
+        .channels
+        .iter()
+        .find(|c| c.channel.as_str() == channel)
+        .map_or((0, 0), |c| (c.viewers, c.downstreams))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn personal_channel_at_as1_listed_and_joinable_at_as2() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let dir = std::env::temp_dir().join(format!("overlay_as_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("ca");
+    p2psip_overlay::driver::control::write_ca(&ca, "iptv.test").unwrap();
+
+    // AS1 starts the overlay; its certificate names alice (USER-NODE-MATCH, RFC 7904).
+    let as1 = App::start(&config(
+        &ca,
+        &dir.join("as1.pcap"),
+        None,
+        Some("alice@127.0.0.1"),
+    ))
+    .await
+    .expect("AS1 starts");
+    let boot = as1.service.overlay().unwrap().handle().listen_addr();
+    let as2 = App::start(&config(&ca, &dir.join("as2.pcap"), Some(boot), None))
+        .await
+        .expect("AS2 starts and joins");
+    let as1_sip = as1.sip_addr(Transport::Udp).unwrap();
+    let as2_sip = as2.sip_addr(Transport::Udp).unwrap();
+    assert!(as2.relay_controls[0].is_some(), "relay control API served");
+
+    // bob subscribes to the channel list at AS2: only AS2's own news.
+    let mut bob = Ue::new("bob", as2_sip).await;
+    bob.send(
+        "SUBSCRIBE sip:channels@127.0.0.1 SIP/2.0\n{via}\nMax-Forwards: 70\n{from}\n\
+         To: <sip:channels@127.0.0.1>\nCall-ID: s1\nCSeq: 1 SUBSCRIBE\n{contact}\n\
+         Event: iptv-channels\nExpires: 600\n",
+        "",
+    )
+    .await;
+    assert_eq!(bob.response("s1", "SUBSCRIBE").await.status.0, 200);
+    let n = bob
+        .request_within("NOTIFY", Duration::from_secs(5))
+        .await
+        .expect("first NOTIFY");
+    assert_eq!(notify_list(&n), ["news"]);
+
+    // carol creates a personal channel at AS1.
+    let mut carol = Ue::new("carol", as1_sip).await;
+    let create = "sip:new-channel@127.0.0.1";
+    let t0 = clock();
+    carol
+        .send(
+            &invite_text(create, "p1", "Subject: Carol Live\n"),
+            &offer(7000, "h264", "sendonly"),
+        )
+        .await;
+    let created = carol.response("p1", "INVITE").await;
+    assert_eq!(created.status.0, 200, "{created:?}");
+    let t_created = clock();
+    let ctag = tag_of(&created);
+    let ccontact = created.contact().unwrap().unwrap().uri;
+    assert_eq!(ccontact.user.as_deref(), Some("carol-live"));
+    carol.ack(&ccontact.to_string(), "p1", 1, &ctag).await;
+    let ingest = sdp_rtp(std::str::from_utf8(&created.body).unwrap());
+
+    // ... and bob's subscription at AS2 lists it.
+    let listed = loop {
+        let n = bob
+            .request_within("NOTIFY", Duration::from_secs(5))
+            .await
+            .expect("a NOTIFY listing carol-live at AS2");
+        let l = notify_list(&n);
+        if l.contains(&"carol-live".to_owned()) {
+            break l;
+        }
+    };
+    let t_listed = clock();
+    assert_eq!(
+        listed,
+        ["carol-live", "news"],
+        "AS1's news never hides AS2's"
+    );
+    println!(
+        "propagation: INVITE at AS1 -> NOTIFY at AS2 {:.1} ms (200 OK at AS1 -> NOTIFY {:.1} ms)",
+        (t_listed - t0).as_secs_f64() * 1e3,
+        (t_listed - t_created).as_secs_f64() * 1e3
+    );
+
+    // The producer streams into AS1's ingest.
+    let producer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let stream = tokio::spawn(async move {
+        for i in 0u16..2000 {
+            let mut p = vec![0x80, 0x80 | 96];
+            p.extend_from_slice(&i.to_be_bytes());
+            p.extend_from_slice(&(u32::from(i) * 3000).to_be_bytes());
+            p.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+            // IDR slices now and then, the rest non-IDR (H.264 NAL types 5 and 1).
+            p.push(if i % 25 == 0 { 0x65 } else { 0x41 });
+            p.extend_from_slice(&[0u8; 100]);
+            let _ = producer.send_to(&p, ingest).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+
+    // dave joins carol-live at AS2 and gets RTP from AS2's relay.
+    let mut dave = Ue::new("dave", as2_sip).await;
+    let media = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = media.local_addr().unwrap().port();
+    let live = "sip:carol-live@127.0.0.1";
+    dave.send(
+        &invite_text(live, "d1", ""),
+        &offer(port, "h264", "recvonly"),
+    )
+    .await;
+    let ok = dave.response("d1", "INVITE").await;
+    assert_eq!(ok.status.0, 200, "{ok:?}");
+    let dtag = tag_of(&ok);
+    dave.ack(live, "d1", 1, &dtag).await;
+    let served_by = sdp_rtp(std::str::from_utf8(&ok.body).unwrap());
+    let mut got = 0;
+    let mut buf = vec![0u8; 2048];
+    let mut from_relay = None;
+    while got < 20 {
+        let (n, src) = timeout(Duration::from_secs(5), media.recv_from(&mut buf))
+            .await
+            .expect("RTP at the viewer of AS2")
+            .unwrap();
+        assert!(n >= 12 && buf[0] >> 6 == 2, "RTP version 2");
+        from_relay = Some(src);
+        got += 1;
+    }
+    println!("viewer at AS2: {got} RTP packets from {from_relay:?} (answer names {served_by})");
+    assert_eq!(from_relay, Some(served_by), "media from AS2's relay");
+    assert_eq!(viewers_on(&as2.relays()[0], "carol-live").await, (1, 0));
+    assert_eq!(
+        viewers_on(&as1.relays()[0], "carol-live").await,
+        (0, 1),
+        "AS1's relay sends one copy, to AS2's relay"
+    );
+    let ov2 = as2.service.overlay().unwrap();
+    assert_eq!(ov2.stats.pulls_started.load(Ordering::Relaxed), 1);
+
+    // dave's BYE: the pull stops (AS1's relay sends no copy any more).
+    dave.send(&bye_text(live, "d1", 2, &dtag), "").await;
+    assert_eq!(dave.response("d1", "BYE").await.status.0, 200);
+    let mut left = false;
+    for _ in 0..100 {
+        if viewers_on(&as1.relays()[0], "carol-live").await == (0, 0) {
+            left = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(left, "the copy to AS2 stopped on the last leave");
+    stream.abort();
+
+    // carol's BYE at AS1 removes the channel from AS2's list.
+    carol
+        .send(&bye_text(&ccontact.to_string(), "p1", 2, &ctag), "")
+        .await;
+    assert_eq!(carol.response("p1", "BYE").await.status.0, 200);
+    loop {
+        let n = bob
+            .request_within("NOTIFY", Duration::from_secs(5))
+            .await
+            .expect("a NOTIFY without carol-live at AS2");
+        if notify_list(&n) == ["news"] {
+            break;
+        }
+    }
+    assert_eq!(
+        ov2.stats.pulls_stopped.load(Ordering::Relaxed),
+        1,
+        "the upstream declaration is withdrawn"
+    );
+
+    // REGISTER at AS1: alice's binding is fetched through AS2's peer (RFC 7904).
+    let mut alice = Ue::new("alice", as1_sip).await;
+    alice.send(&register_text("alice", "r1"), "").await;
+    assert_eq!(alice.response("r1", "REGISTER").await.status.0, 200);
+    let want = format!("sip:alice@{}", alice.addr);
+    let mut found = None;
+    for _ in 0..100 {
+        let v = ov2
+            .handle()
+            .fetch(b"alice@127.0.0.1", KindId::SIP_REGISTRATION)
+            .await
+            .unwrap_or_default();
+        found = v
+            .iter()
+            .filter_map(|v| directory::decode_sip_registration(&v.data))
+            .find(|u| !u.is_empty());
+        if found.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(found.as_deref(), Some(want.as_str()));
+    // A REGISTER the overlay refuses (AS1's certificate does not name erin) still gets 200.
+    let mut erin = Ue::new("erin", as1_sip).await;
+    erin.send(&register_text("erin", "r2"), "").await;
+    assert_eq!(erin.response("r2", "REGISTER").await.status.0, 200);
+    let ov1 = as1.service.overlay().unwrap();
+    let mut refused = false;
+    for _ in 0..150 {
+        if ov1.stats.registration_failures.load(Ordering::Relaxed) >= 1 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refused, "the refused store is counted");
+    assert!(ov1.stats.registrations.load(Ordering::Relaxed) >= 1);
+
+    let mut pdus = ov1.recorded();
+    pdus.extend(ov2.recorded());
+    as2.shutdown().await;
+    as1.shutdown().await;
+
+    // Every RELOAD PDU decodes in tshark's dissector (up to five of each message code).
+    assert!(pdus.len() > 20, "{} PDUs recorded", pdus.len());
+    let mut per_code = std::collections::HashMap::<u16, usize>::new();
+    let sample: Vec<Vec<u8>> = pdus
+        .into_iter()
+        .filter(|p| {
+            let code = message_codes(std::slice::from_ref(p)).first().copied();
+            let n = per_code.entry(code.unwrap_or(0)).or_default();
+            *n += 1;
+            *n <= 5
+        })
+        .collect();
+    for code in [7u16, 8, 9, 10] {
+        assert!(per_code.contains_key(&code), "no message with code {code}");
+    }
+    match tshark_check(&sample, &dir).expect("tshark runs") {
+        TsharkOutcome::Missing if std::env::var_os("CI").is_none() => {
+            eprintln!("tshark not installed: check skipped")
+        }
+        TsharkOutcome::Missing => panic!("tshark missing in CI"),
+        TsharkOutcome::Clean(codes) => assert!(!codes.is_empty()),
+        TsharkOutcome::Problems(p) => panic!("tshark: {p}"),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
