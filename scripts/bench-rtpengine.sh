@@ -13,6 +13,12 @@
 # as a table on stdout and JSON in $out/rtpengine-vs-relay.json. rtpengine is killed by its
 # PID at the end (also on error).
 #
+# Load shapes (EXTRA_ARGS, the same for every target): `--frame-packets 10` sends each frame's
+# 10 packets back to back as an encoder does (default: evenly paced packets); `--sinks-gro` lets
+# the sinks take a GSO run whole (UDP_GRO), which models a NIC with UDP segmentation offload:
+# without it the loopback receive splits every GSO run in the relay's own system call.
+# rtpengine sends no GSO, so `--sinks-gro` changes nothing for it.
+#
 # Environment: VIEWERS ("100,1000"), MODES ("rtpengine,sendto,sendmmsg,gso,gso@2000"),
 #              OUTPUT_RATES, STEP_S (2), SINKS (poll), NG_PORT (22222), EXTRA_ARGS,
 #              CI_ARTIFACTS (ci-artifacts), NO_BUILD (1: use target/release/examples/fanout_load as is).

@@ -20,6 +20,10 @@
 //! RTCP silence ([`RelayConfig::viewer_timeout`]) or by errors a send reports at once (no route
 //! to host), and until then it costs one `sendto` per packet and nothing else.
 //!
+//! Sharding: with [`DriverOptions::shards`] above 1, [`Relay::spawn_with`] starts that many of
+//! these loops, each on its own thread with its own sockets, behind one handle; channels are
+//! hashed to them ([`shard`]).
+//!
 //! [`clock`] is the only function in the crate that reads the clock.
 
 use std::collections::HashMap;
