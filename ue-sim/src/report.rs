@@ -2008,4 +2008,82 @@ mod tests {
         assert!(h.contains("sessions accounted (START + STOP at the AAA)</td><td>5<"));
         assert!(h.contains("Channel sport not in subscription"));
     }
+
+    #[test]
+    fn votes_quality_and_rtcp_are_reported_and_checked() {
+        let mut stats = synthetic();
+        let t = Thresholds {
+            max_failed_joins: None,
+            votes_exact: Some(true),
+            votes_time_to_exact_ms: Some(10_000.0),
+            ..Thresholds::default()
+        };
+        let failed = |sum: &Summary| -> Vec<String> {
+            sum.checks
+                .iter()
+                .filter(|c| !c.pass)
+                .map(|c| c.name.clone())
+                .collect()
+        };
+        assert_eq!(
+            failed(&Summary::new(&stats, &t)),
+            ["votes.exact", "votes.time_to_exact_ms"],
+            "no vote figures: the vote checks cannot pass"
+        );
+        let poll = crate::stats::PollFigures {
+            poll: 1,
+            channel: "news".into(),
+            options: vec!["a".into(), "b<".into()],
+            cast: vec![5, 3],
+            tally: vec![5, 2],
+            undeclared: 0,
+            relays: 1,
+        };
+        stats.votes = Some(crate::stats::VoteFigures {
+            voters: 9,
+            cast: 8,
+            missed: 1,
+            tallied: 7,
+            exact: false,
+            time_to_exact_ms: None,
+            last_vote_s: Some(12.0),
+            tally_reads: 300,
+            polls: vec![poll],
+            error: None,
+        });
+        stats.rtcp.compounds = 40;
+        stats.quality.push(crate::stats::ChannelQualityFigures {
+            channel: "news".into(),
+            viewers_reporting: 9,
+            rtt_ms_median: Some(25),
+            ..Default::default()
+        });
+        let sum = Summary::new(&stats, &t);
+        assert_eq!(failed(&sum), ["votes.exact", "votes.time_to_exact_ms"]);
+        let h = html(&stats, &sum).unwrap();
+        assert!(h.contains("<h2>Votes</h2>") && h.contains("NOT exact"));
+        assert!(h.contains("<td>1: b&lt;</td><td>3</td><td>2</td><td class=\"fail\">differs"));
+        assert!(h.contains("<h2>RTCP feedback</h2>") && h.contains("<td>news</td>"));
+        assert!(sum
+            .text()
+            .contains("votes: 9 voters, 8 cast, 1 missed; AS tally 7 (NOT exact)"));
+        let v = stats.votes.as_mut().unwrap();
+        v.polls[0].tally = vec![5, 3];
+        v.tallied = 8;
+        v.exact = true;
+        v.time_to_exact_ms = Some(150.0);
+        let sum = Summary::new(&stats, &t);
+        assert!(sum.pass, "{:?}", sum.checks);
+        let j = json(&stats, &sum).unwrap();
+        assert_eq!(j["votes"]["exact"], true);
+        assert_eq!(j["votes"]["time_to_exact_ms"], 150.0);
+        assert_eq!(j["quality"][0]["rtt_ms_median"], 25);
+        assert_eq!(j["rtcp"]["compounds"], 40);
+        // Slower than the limit fails.
+        stats.votes.as_mut().unwrap().time_to_exact_ms = Some(12_000.0);
+        assert_eq!(
+            failed(&Summary::new(&stats, &t)),
+            ["votes.time_to_exact_ms"]
+        );
+    }
 }

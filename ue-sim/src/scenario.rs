@@ -957,6 +957,52 @@ mod tests {
     }
 
     #[test]
+    fn votes_and_rtcp_parse_validate_and_draw() {
+        let s = Scenario::from_toml(
+            "ues = 10\nduration_s = 20\n[channels]\nlist = [\"a\", \"b\"]\n[rtcp]\nmin_interval_s = 1.0\n\
+             [votes]\nviewers_voting = 10\noptions = [\"x\", \"y\"]\nweights = [3.0, 1.0]\n\
+             first_poll = 7\nwindow_start_s = 2.0\nwindow_s = 10.0\n",
+        )
+        .unwrap();
+        let v = s.votes.as_ref().unwrap();
+        assert_eq!(
+            v.polls(&s),
+            [(7, "a"), (8, "b")],
+            "one poll per channel by default"
+        );
+        assert_eq!(s.rtcp.config().min_interval_s, 1.0);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let mut n = [0u32; 2];
+        for _ in 0..4000 {
+            n[v.pick_option(&mut rng) as usize] += 1;
+        }
+        assert!((2700..3300).contains(&n[0]), "weights 3:1: {n:?}");
+        for bad in [
+            "ues = 5\n[votes]\nviewers_voting = 6\n",
+            "duration_s = 10\n[votes]\nwindow_start_s = 5.0\nwindow_s = 6.0\n",
+            "[votes]\noptions = [\"x\"]\nweights = [1.0, 2.0]\n",
+            "[votes]\noptions = []\n",
+            "[votes]\nchannels = [\"nope\"]\n",
+            "[rtcp]\nmin_interval_s = 0.0\n",
+            "api = \"not an address\"\n",
+        ] {
+            assert!(Scenario::from_toml(bad).is_err(), "{bad}");
+        }
+        let mut st = RunStats::default();
+        let t = Scenario::from_toml(
+            "[thresholds]\nvotes_exact = true\nmax_votes_time_to_exact_ms = 10000.0\n",
+        )
+        .unwrap();
+        assert_eq!(t.check(&st).len(), 2, "no vote figures: both checks fail");
+        st.votes = Some(crate::stats::VoteFigures {
+            exact: true,
+            time_to_exact_ms: Some(120.0),
+            ..Default::default()
+        });
+        assert!(t.check(&st).is_empty());
+    }
+
+    #[test]
     fn thresholds_fail() {
         let s = Scenario::from_toml(
             "[thresholds]\nmax_joins_failed = 0\nmax_zap_ms_p99 = 100.0\nmin_zaps_ok = 1\n",
