@@ -22,7 +22,10 @@
 //! A personalised channel cannot be a source of another one (so splicing never recurses), and
 //! a channel that is a source cannot be made personalised. Deleting a source leaves the
 //! personalised channel in place (the slot keeps the previous source on air until the source
-//! comes back); deleting the personalised channel removes its splicer.
+//! comes back); deleting the personalised channel removes its splicer. The schedule of a
+//! live personalised channel can be replaced ([`crate::RelayHandle::update_personalized`],
+//! what the AS does when a source is deleted): the splicer and its numbering go on, the new
+//! schedule starts at the update, so viewers see no break beyond a switch.
 //!
 //! Sans-IO: the schedule reads `now` from its caller.
 
@@ -133,6 +136,25 @@ pub enum PersonalizedCommand {
     ),
     /// See [`crate::RelayHandle::personalized_stats`].
     Stats(oneshot::Sender<Vec<PersonalizedStats>>),
+    /// See [`crate::RelayHandle::update_personalized`].
+    Update(
+        PersonalizedSpec,
+        oneshot::Sender<Result<PersonalizedInfo, Error>>,
+    ),
+}
+
+impl crate::control::RelayHandle {
+    /// Replace the schedule of personalised channel `spec.channel` (made by
+    /// [`crate::RelayHandle::create_personalized`]): its viewers and its output numbering
+    /// stay, the new schedule starts now. Errors: `UnknownChannel` (not a personalised
+    /// channel, or a source), `Invalid` (schedule).
+    pub async fn update_personalized(
+        &self,
+        spec: PersonalizedSpec,
+    ) -> Result<PersonalizedInfo, Error> {
+        self.call(|r| crate::control::Command::Personalized(PersonalizedCommand::Update(spec, r)))
+            .await?
+    }
 }
 
 /// Runs one command on the core (called by the driver).
@@ -143,6 +165,9 @@ pub fn handle_command(relay: &mut Relay, now: Instant, cmd: PersonalizedCommand)
         }
         PersonalizedCommand::Stats(reply) => {
             let _ = reply.send(relay.personalized_stats());
+        }
+        PersonalizedCommand::Update(spec, reply) => {
+            let _ = reply.send(relay.update_personalized(now, &spec));
         }
     }
 }
@@ -235,16 +260,25 @@ impl Registry {
         spec: &PersonalizedSpec,
         exists: impl Fn(&ChannelId) -> bool,
     ) -> Result<(), Error> {
+        if self.by_source.contains_key(&spec.channel) {
+            return Err(Error::Invalid(
+                "the channel is a source of a personalised channel",
+            ));
+        }
+        self.check_slots(spec, exists)
+    }
+
+    /// The slot checks of [`Registry::check`].
+    fn check_slots(
+        &self,
+        spec: &PersonalizedSpec,
+        exists: impl Fn(&ChannelId) -> bool,
+    ) -> Result<(), Error> {
         if spec.schedule.is_empty() {
             return Err(Error::Invalid("empty schedule"));
         }
         if spec.schedule.len() > MAX_SLOTS {
             return Err(Error::Invalid("more than 64 slots"));
-        }
-        if self.by_source.contains_key(&spec.channel) {
-            return Err(Error::Invalid(
-                "the channel is a source of a personalised channel",
-            ));
         }
         for slot in &spec.schedule {
             if !slot.seconds.is_finite()
@@ -312,6 +346,53 @@ impl Registry {
         info
     }
 
+    /// Replaces the schedule of personalised channel `spec.channel` from `now` on (checked
+    /// like [`Registry::check`]; `UnknownChannel` if it is not one). The splicer stays, so
+    /// the output numbering goes on; a source kept keeps its splicer id (its parameter sets
+    /// and key-frame state), a source dropped no longer feeds the channel.
+    pub fn update(
+        &mut self,
+        now: Instant,
+        spec: &PersonalizedSpec,
+        exists: impl Fn(&ChannelId) -> bool,
+    ) -> Result<PersonalizedInfo, Error> {
+        let Some(i) = self.mixes.iter().position(|m| m.channel == spec.channel) else {
+            return Err(Error::UnknownChannel(spec.channel.clone()));
+        };
+        self.check_slots(spec, exists)?;
+        let m = &mut self.mixes[i];
+        let mut slots = Vec::with_capacity(spec.schedule.len());
+        let mut used: Vec<ChannelId> = Vec::new();
+        let mut end = Duration::ZERO;
+        for slot in &spec.schedule {
+            let idx = match m.sources.iter().position(|s| s == &slot.channel) {
+                Some(i) => i,
+                None => {
+                    m.sources.push(slot.channel.clone());
+                    m.sources.len() - 1
+                }
+            };
+            if !used.contains(&slot.channel) {
+                used.push(slot.channel.clone());
+            }
+            end += Duration::from_secs_f64(slot.seconds);
+            slots.push((idx as u32, end));
+        }
+        m.slots = slots;
+        m.period = end;
+        m.start = now;
+        let first = SourceId(m.scheduled(now));
+        if m.splicer.current() != Some(first) && m.splicer.wanted() != Some(first) {
+            m.splicer.switch_to(first);
+        }
+        self.reindex();
+        Ok(PersonalizedInfo {
+            channel: spec.channel.clone(),
+            sources: used,
+            period_secs: end.as_secs_f64(),
+        })
+    }
+
     /// Removes a personalised channel; `false` if it was not one.
     pub fn remove(&mut self, channel: &ChannelId) -> bool {
         let before = self.mixes.len();
@@ -326,8 +407,11 @@ impl Registry {
     fn reindex(&mut self) {
         self.by_source.clear();
         for (i, m) in self.mixes.iter().enumerate() {
-            for s in &m.sources {
-                self.by_source.entry(s.clone()).or_default().push(i);
+            // Only the sources the schedule uses (an update may have dropped some).
+            for (s, src) in m.sources.iter().enumerate() {
+                if m.slots.iter().any(|(x, _)| *x as usize == s) {
+                    self.by_source.entry(src.clone()).or_default().push(i);
+                }
             }
         }
     }
@@ -518,6 +602,61 @@ mod tests {
         assert_eq!(st.forced, 0);
         r.put_output(out);
         assert!(r.take_output().is_empty());
+    }
+
+    #[test]
+    fn update_replaces_the_schedule_and_keeps_the_numbering() {
+        let mut r = Registry::new();
+        let now = t0();
+        r.add(
+            now,
+            &spec(&[("a", 1.0), ("b", 1.0)]),
+            SpliceConfig {
+                ssrc: 9,
+                ..SpliceConfig::default()
+            },
+        );
+        let mut out = r.take_output();
+        let mut n = 0u16;
+        let mut feed = |r: &mut Registry, out: &mut Vec<(ChannelId, Bytes)>, until: u16| {
+            while n < until {
+                let t = now + Duration::from_millis(100 * u64::from(n));
+                r.push(t, &"a".into(), &pkt(1, n, n % 5 == 0), out);
+                r.push(t, &"b".into(), &pkt(2, 1000 + n, n % 5 == 2), out);
+                n += 1;
+            }
+        };
+        feed(&mut r, &mut out, 30);
+        let before = out.len();
+        assert!(before > 0);
+        // Errors: not a personalised channel, an unknown source, an empty schedule.
+        let mut other = spec(&[("b", 1.0)]);
+        other.channel = "a".into();
+        assert!(matches!(
+            r.update(now, &other, |_| true),
+            Err(Error::UnknownChannel(_))
+        ));
+        assert!(matches!(
+            r.update(now, &spec(&[("zz", 1.0)]), |c| c.as_str() != "zz"),
+            Err(Error::UnknownChannel(_))
+        ));
+        assert!(r.update(now, &spec(&[]), |_| true).is_err());
+        // b only from 3 s on: a feeds no more, the output goes on in one numbering.
+        let t = now + Duration::from_millis(3000);
+        let info = r.update(t, &spec(&[("b", 2.0)]), |_| true).unwrap();
+        assert_eq!(info.sources, vec![ChannelId::from("b")]);
+        assert!(!r.is_source(&"a".into()));
+        assert!(r.is_source(&"b".into()));
+        feed(&mut r, &mut out, 60);
+        assert!(out.len() > before + 20, "{} then {}", before, out.len());
+        let infos: Vec<rtp::RtpInfo> = out.iter().map(|(_, p)| rtp::parse(p).unwrap()).collect();
+        for w in infos.windows(2) {
+            assert_eq!(w[1].ssrc, 9);
+            assert_eq!(w[1].sequence, w[0].sequence.wrapping_add(1));
+        }
+        let st = &r.stats()[0];
+        assert_eq!(st.current.as_ref().map(ChannelId::as_str), Some("b"));
+        r.put_output(out);
     }
 
     /// An [`crate::control::AddViewer`] from JSON (optional fields at their defaults).

@@ -867,6 +867,18 @@ impl Relay {
         Ok(self.personalized.add(now, spec, splice))
     }
 
+    /// Replace the schedule of a personalised channel from `now` on; its viewers and output
+    /// numbering stay (see [`crate::personalized::Registry::update`]).
+    pub fn update_personalized(
+        &mut self,
+        now: Instant,
+        spec: &crate::personalized::PersonalizedSpec,
+    ) -> Result<crate::personalized::PersonalizedInfo, Error> {
+        let channels = &self.channels;
+        self.personalized
+            .update(now, spec, |c| channels.contains_key(c))
+    }
+
     /// Counters of the personalised channels.
     pub fn personalized_stats(&self) -> Vec<crate::personalized::PersonalizedStats> {
         self.personalized.stats()
