@@ -485,7 +485,8 @@ impl Relay {
         }
         let group_stream = req.viewer.0 & GROUP_STREAM_BIT != 0;
         let member_of = match &ch.group {
-            Some(_) if group_stream => None,
+            // A downstream relay's copy is unicast to its ingest, not a group member.
+            Some(_) if group_stream || req.downstream => None,
             Some(_) => Some(self.join_group(now, &req.channel)?),
             None if group_stream => return Err(Error::Invalid("viewer id with the top bit set")),
             None => None,

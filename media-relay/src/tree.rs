@@ -823,6 +823,41 @@ mod tests {
     }
 
     #[test]
+    fn a_downstream_copy_of_a_multicast_channel_is_unicast() {
+        let now = t0();
+        let config: RelayConfig = serde_json::from_value(serde_json::json!({
+            "multicast": [{"channel": "news", "group": "239.1.1.1:5004"}],
+        }))
+        .unwrap();
+        let mut relay = Relay::new(config, 3);
+        relay.create_channel(ChannelSpec::new("news")).unwrap();
+        let ingest = SocketAddr::from(([127, 0, 0, 1], 7000));
+        let ssrc = relay
+            .add_viewer(
+                now,
+                &AddViewer {
+                    viewer: downstream_viewer_id(ingest, &ChannelId::from("news"), 1),
+                    channel: ChannelId::from("news"),
+                    rtp_dest: ingest,
+                    rtcp_dest: None,
+                    payload_type: 96,
+                    downstream: true,
+                },
+            )
+            .unwrap();
+        let st = relay.stats(now);
+        assert_eq!(st.channels[0].downstreams, 1);
+        assert_ne!(ssrc, 0);
+        // A packet goes to our ingest, nowhere else.
+        let mut p = vec![0x80, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9];
+        p.push(0x65);
+        relay.ingest(now, &ChannelId::from("news"), &p).unwrap();
+        let q = relay.transmits();
+        assert_eq!(q.len(), 1);
+        assert_eq!(q.get(0).unwrap().dest, ingest);
+    }
+
+    #[test]
     fn failing_candidates_rotate_then_wait_and_stale_answers_are_undone() {
         let now = t0();
         let mut relay = Relay::new(RelayConfig::default(), 3);
