@@ -119,6 +119,8 @@ pub struct Sender {
     mode: SendMode,
     /// Queue indices in send order (GSO: grouped by destination).
     order: Vec<u32>,
+    /// GSO planning: (destination key, queue index), sorted (reused).
+    keys: Vec<(u64, u32)>,
     /// Groups of `order` (start, end) that go out as one message each.
     groups: Vec<(u32, u32)>,
     /// Destinations of the messages of one call (reused, owned: no per-call allocation).
@@ -173,6 +175,7 @@ impl Sender {
         Sender {
             mode,
             order: Vec::new(),
+            keys: Vec::new(),
             groups: Vec::new(),
             addrs: Vec::with_capacity(MAX_MSGS),
             counters: SendCounters::default(),
@@ -285,13 +288,15 @@ impl Sender {
             return;
         }
         // By destination, queue order kept inside one destination (the index breaks ties).
-        let key = |i: u32| {
-            let d = q
-                .get(i as usize)
-                .map(|d| (d.socket == OutSocket::Rtcp, d.dest));
-            (d, i)
-        };
-        self.order.sort_unstable_by_key(|&i| key(i));
+        // Keys are computed once and sorted as plain integers (a comparison that read the
+        // queue entries cost more than the sort itself); two destinations sharing a key (only
+        // possible for IPv6) just split a run below, where destinations are compared exactly.
+        self.keys.clear();
+        self.keys
+            .extend((0..n as u32).map(|i| (dest_key(&dgram(q, i)), i)));
+        self.keys.sort_unstable();
+        self.order.clear();
+        self.order.extend(self.keys.iter().map(|&(_, i)| i));
         let mut a = 0usize;
         while a < n {
             let first = dgram(q, self.order[a]);
@@ -470,6 +475,20 @@ impl Sender {
             Err(e) => Err((g0, e)),
         }
     }
+}
+
+/// A sort key grouping datagrams by socket and destination: exact for IPv4 (address, port,
+/// socket), a fold for IPv6.
+fn dest_key(d: &OutDatagram<'_>) -> u64 {
+    let ip = match d.dest {
+        SocketAddr::V4(a) => u64::from(a.ip().to_bits()),
+        SocketAddr::V6(a) => {
+            let b = a.ip().to_bits();
+            ((b >> 64) as u64 ^ b as u64) & 0x7fff_ffff_ffff
+        }
+    };
+    let rtcp = u64::from(d.socket == OutSocket::Rtcp);
+    (rtcp << 63) | (ip << 16) | u64::from(d.dest.port())
 }
 
 fn dgram<'a>(q: &QueuedTransmits<'a>, i: u32) -> OutDatagram<'a> {
