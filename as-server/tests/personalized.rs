@@ -458,3 +458,117 @@ async fn http_creates_and_deletes_a_personalised_channel() {
     );
     assert!(h.svc.get_channel("news").await.unwrap().is_some());
 }
+
+/// RTP packets at `rtp` until `n` arrived (3 s each at most): (sequence, SSRC) each.
+async fn rtp_packets(rtp: &UdpSocket, n: usize) -> Vec<(u16, u32)> {
+    let mut buf = vec![0u8; 2048];
+    let mut v = Vec::with_capacity(n);
+    while v.len() < n {
+        let len = timeout(Duration::from_secs(3), rtp.recv(&mut buf))
+            .await
+            .expect("RTP of the personalised channel")
+            .unwrap();
+        let p = &buf[..len];
+        v.push((
+            u16::from_be_bytes([p[2], p[3]]),
+            u32::from_be_bytes([p[8], p[9], p[10], p[11]]),
+        ));
+    }
+    v
+}
+
+fn assert_one_stream(pkts: &[(u16, u32)]) {
+    for w in pkts.windows(2) {
+        assert_eq!(w[1].1, w[0].1, "one SSRC");
+        assert_eq!(
+            w[1].0,
+            w[0].0.wrapping_add(1),
+            "consecutive sequence numbers"
+        );
+    }
+}
+
+/// The schedule in force of personalised channel `id`, as stored.
+async fn stored_sources(svc: &Service, id: &str) -> Vec<String> {
+    let text = svc
+        .catalogue()
+        .store()
+        .channel_definition(id)
+        .await
+        .unwrap()
+        .expect("a personalised channel keeps its definition");
+    let st = as_server::service::personalized::Stored::from_json(&text).unwrap();
+    st.schedule.into_iter().map(|s| s.channel).collect()
+}
+
+/// Deleting a source channel takes its slots out of every personalised channel that uses
+/// it, at the relay (the viewer keeps one continuous stream, now of the other source) and in
+/// the store; the personalised channel left without a slot is deleted like any channel: its
+/// viewer gets a BYE, it leaves the list and the relay.
+#[tokio::test]
+async fn deleting_a_source_removes_its_slots_and_the_last_one_the_channel() {
+    let mut h = harness().await;
+    for body in [
+        r#"{"id":"mix","name":"Mix","schedule":[{"channel":"news","seconds":1},{"channel":"sport1","seconds":1},{"channel":"news","seconds":1}]}"#,
+        r#"{"id":"only","name":"Only news","schedule":[{"channel":"news","seconds":2}]}"#,
+    ] {
+        let (st, body) = http(h.http, "POST", "/api/channels", Some(body)).await;
+        assert_eq!(st, 201, "{body}");
+    }
+    assert_eq!(
+        stored_sources(&h.svc, "mix").await,
+        ["news", "sport1", "news"]
+    );
+    let rtp_mix = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let rtp_only = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for (user, call_id, sock) in [("mix", "v1", &rtp_mix), ("only", "v2", &rtp_only)] {
+        let port = sock.local_addr().unwrap().port();
+        let ok = call(&h.svc, invite(user, call_id, port)).await;
+        assert_eq!(ok.status.0, 200, "{ok:?}");
+    }
+    assert_one_stream(&rtp_packets(&rtp_mix, 20).await);
+
+    // news goes: "only" has no slot left (deleted, BYE), "mix" keeps sport1.
+    let (st, _) = http(h.http, "DELETE", "/api/channels/news", None).await;
+    assert_eq!(st, 204);
+    let bye = next_sent(&mut h.sent, "BYE").await;
+    assert_eq!(bye.call_id().unwrap(), "v2");
+    let (st, _) = http(h.http, "GET", "/api/channels/only", None).await;
+    assert_eq!(st, 404);
+    let (st, body) = http(h.http, "GET", "/api/channels/mix", None).await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(stored_sources(&h.svc, "mix").await, ["sport1"]);
+    let stats = h.relay.personalized_stats().await.unwrap();
+    assert_eq!(
+        stats.iter().map(|s| s.channel.as_str()).collect::<Vec<_>>(),
+        ["mix"]
+    );
+    // The viewer of mix goes on in one stream, from sport1 alone.
+    let after = rtp_packets(&rtp_mix, 100).await;
+    assert_one_stream(&after);
+    let st = h.relay.personalized_stats().await.unwrap();
+    assert_eq!(
+        st[0].current.as_ref().map(|c| c.as_str()),
+        Some("sport1"),
+        "{st:?}"
+    );
+    assert!(st[0].wanted.is_none(), "{st:?}");
+
+    // sport1 goes too: mix is left without a slot and is deleted.
+    let (st, _) = http(h.http, "DELETE", "/api/channels/sport1", None).await;
+    assert_eq!(st, 204);
+    let bye = next_sent(&mut h.sent, "BYE").await;
+    assert_eq!(bye.call_id().unwrap(), "v1");
+    let (st, _) = http(h.http, "GET", "/api/channels/mix", None).await;
+    assert_eq!(st, 404);
+    assert!(h.relay.personalized_stats().await.unwrap().is_empty());
+    let left: Vec<String> = h
+        .svc
+        .list_channels()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(left, ["sport2"]);
+}

@@ -5,10 +5,12 @@
 //! [`App::start`], so the tests run exactly what the binary runs; [`App::stop_relay`] stops
 //! one relay abruptly, as a crash would, for the lab and the failover tests.
 //!
-//! Start-up reconciles the catalogue with the fresh relays: personal and personalised
-//! channels left over from a previous run are removed (their dialogs and schedules died with
-//! it), every other channel gets a new ingest, and the configured seeds are created
-//! (test-pattern ones fed by every relay).
+//! Start-up reconciles the catalogue with the fresh relays: personal channels left over from
+//! a previous run are removed (their dialogs died with it), every other channel gets a new
+//! ingest, the configured seeds are created (test-pattern ones fed by every relay), and then
+//! the personalised channels are re-created on the relays from their stored definitions
+//! (`Service::restore_personalized`: slots of sources gone are dropped, a channel left
+//! without any is removed).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -307,8 +309,11 @@ async fn reconcile(
         if seeds.iter().any(|s| s.id == ch.id) {
             continue;
         }
-        if matches!(ch.kind, ChannelKind::Personal | ChannelKind::Personalized) {
-            // Personalised channels' schedules lived in the relays of the previous run.
+        if ch.kind == ChannelKind::Personalized {
+            // Re-created below, once their sources are back.
+            continue;
+        }
+        if ch.kind == ChannelKind::Personal {
             let _ = store.delete_channel(&ch.id).await;
             info!(channel = %ch.id, "stale personal channel removed");
             continue;
@@ -333,5 +338,6 @@ async fn reconcile(
             })?;
         info!(channel = %seed.id, ingest = %ingest.rtp_addr, test_pattern = seed.test_pattern, "channel ready");
     }
+    service.restore_personalized().await;
     Ok(())
 }

@@ -244,6 +244,49 @@ pub fn expand(
     Ok(slots)
 }
 
+/// What the store keeps of a personalised channel (its row's `definition` column, JSON):
+/// the definition as created, and the schedule in force (a rule expanded when the channel
+/// was made, minus the slots of sources deleted since). Start-up re-creates the channel
+/// on the relays from `schedule`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stored {
+    /// The definition as received (MESSAGE or HTTP body).
+    pub definition: Definition,
+    /// The slots in force.
+    pub schedule: Vec<SlotDef>,
+}
+
+impl Stored {
+    /// The stored text.
+    pub fn to_json(&self) -> String {
+        // A struct of strings and finite numbers always serialises.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Reads the stored text; `BadJson` for text this version cannot read.
+    pub fn from_json(s: &str) -> Result<Self, DefinitionError> {
+        serde_json::from_str(s).map_err(|e| DefinitionError::BadJson(phrase(&e.to_string())))
+    }
+
+    /// Drops every slot of `source`; `true` if there was one.
+    pub fn remove_source(&mut self, source: &str) -> bool {
+        let before = self.schedule.len();
+        self.schedule.retain(|s| s.channel != source);
+        self.schedule.len() != before
+    }
+
+    /// The distinct sources of the schedule, in order of first appearance.
+    pub fn sources(&self) -> Vec<String> {
+        let mut v: Vec<String> = Vec::new();
+        for s in &self.schedule {
+            if !v.contains(&s.channel) {
+                v.push(s.channel.clone());
+            }
+        }
+        v
+    }
+}
+
 /// The relay's spec for channel `id` made of `slots`.
 pub fn relay_spec(id: &str, slots: &[SlotDef]) -> media_relay::personalized::PersonalizedSpec {
     media_relay::personalized::PersonalizedSpec {
@@ -320,6 +363,24 @@ mod tests {
             expand(&d, &cats(), |_| false).unwrap_err(),
             DefinitionError::EmptyCategory("sport".into())
         );
+    }
+
+    #[test]
+    fn stored_round_trips_and_loses_a_source() {
+        let d = parse(br#"{"name":"All sport","rule":{"category":"sport","seconds":3}}"#).unwrap();
+        let schedule = expand(&d, &cats(), |_| true).unwrap();
+        let mut st = Stored {
+            definition: d,
+            schedule,
+        };
+        let back = Stored::from_json(&st.to_json()).unwrap();
+        assert_eq!(back, st);
+        assert_eq!(st.sources(), vec!["sport1", "gone", "sport2"]);
+        assert!(st.remove_source("gone"));
+        assert!(!st.remove_source("gone"));
+        assert_eq!(st.sources(), vec!["sport1", "sport2"]);
+        assert!(Stored::from_json("{}").is_err());
+        assert!(Stored::from_json("not json").is_err());
     }
 
     #[test]

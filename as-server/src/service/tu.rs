@@ -548,6 +548,16 @@ impl Service {
     /// BYE to every viewer of `id` (and the owner unless `except` is its dialog), relay ingest
     /// and catalogue row removed, NOTIFY to subscribers.
     async fn teardown_channel(&self, id: &str, except: Option<&DialogId>) {
+        self.teardown_one(id, except).await;
+        // Its slots leave the personalised channels that used it; those left without a slot
+        // go too (tu/personalized.rs).
+        for emptied in self.source_removed(id).await {
+            self.teardown_one(&emptied, None).await;
+        }
+    }
+
+    /// [`Self::teardown_channel`] of `id` alone.
+    async fn teardown_one(&self, id: &str, except: Option<&DialogId>) {
         let ended: Vec<Session> = {
             let mut st = self.state();
             let keys: Vec<DialogId> = st

@@ -219,6 +219,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "aaa outbox",
         include_str!("../../migrations/20250301000001_aaa_outbox.sql"),
     ),
+    (
+        20250401000001,
+        "personalized definition",
+        include_str!("../../migrations/20250401000001_personalized_definition.sql"),
+    ),
 ];
 
 /// [`MIGRATIONS`] as an sqlx migration source.
@@ -421,6 +426,73 @@ impl Store {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Adds a channel with its definition (a personalised channel's JSON, kept so a restart
+    /// can re-create it; [`Store::channel_definitions`]). `Duplicate` if the id is taken.
+    pub async fn create_channel_with_definition(
+        &self,
+        ch: &Channel,
+        definition: &str,
+    ) -> Result<(), Error> {
+        let r = sqlx::query(
+            "INSERT INTO channels \
+             (id, name, kind, owner, created_ms, ingest_addr, relay, definition) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&ch.id)
+        .bind(&ch.name)
+        .bind(ch.kind.as_str())
+        .bind(ch.owner.as_deref())
+        .bind(ch.created_ms)
+        .bind(ch.ingest_addr.map(|a| a.to_string()))
+        .bind(ch.relay.as_deref())
+        .bind(definition)
+        .execute(&self.pool)
+        .await;
+        self.forget_channel(&ch.id);
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => {
+                Err(Error::Duplicate(format!("channel {}", ch.id)))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Replaces a channel's definition (`None` clears it). `NotFound` for an unknown channel.
+    pub async fn set_channel_definition(
+        &self,
+        id: &str,
+        definition: Option<&str>,
+    ) -> Result<(), Error> {
+        let q = sqlx::query("UPDATE channels SET definition = $1 WHERE id = $2")
+            .bind(definition)
+            .bind(id);
+        self.write_channel(id, q).await
+    }
+
+    /// One channel's definition (`None` when it has none). `NotFound` for an unknown channel.
+    pub async fn channel_definition(&self, id: &str) -> Result<Option<String>, Error> {
+        let row = sqlx::query("SELECT definition FROM channels WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("channel {id}")))?;
+        Ok(row.try_get("definition")?)
+    }
+
+    /// Every channel that has a definition, as `(id, definition)`, oldest first.
+    pub async fn channel_definitions(&self) -> Result<Vec<(String, String)>, Error> {
+        let rows = sqlx::query(
+            "SELECT id, definition FROM channels WHERE definition IS NOT NULL \
+             ORDER BY created_ms, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("definition")?)))
+            .collect()
     }
 
     /// Reads one channel.

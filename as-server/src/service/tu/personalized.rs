@@ -6,23 +6,46 @@
 //! test-pattern source is on every relay, a producer or personal channel on one), so a
 //! viewer placed on any of them gets the same schedule; each relay splices its own copy.
 //! Deletion is the common channel teardown (`delete_ingest` on each relay removes the
-//! splicer). Schedules live in the relays only: they are not stored, and the catalogue
-//! row of a personalised channel does not survive a restart of the AS.
+//! splicer).
+//!
+//! Persistence: the channel's row keeps its definition ([`def::Stored`]: the definition as
+//! created and the schedule in force, the `definition` column), so an AS restarted on the
+//! same database re-creates each personalised channel on its fresh relays
+//! ([`Service::restore_personalized`], from `app.rs` start-up) with the URI it had. Slots
+//! whose source is gone by then are dropped (warning logged); a channel left without any
+//! slot, or that no relay can splice, is removed (warning logged).
+//!
+//! Deleting a source (`DELETE /api/channels/{id}`, a personal channel's owner hanging up)
+//! removes that source's slots from every personalised channel that uses it, on the relays
+//! (`RelayHandle::update_personalized`: viewers stay, the new schedule starts at once) and
+//! in the store; a personalised channel left without any slot is deleted like any channel
+//! (its viewers get a BYE, subscribers a NOTIFY). So the operator never keeps a channel
+//! that shows a frozen source, and a restart shows what ran before it.
 
 use std::collections::BTreeMap;
 
 use media_relay::control::Error as RelayError;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::{error_reject, now, relay_err, Service};
 use crate::error::{Error, Result};
 use crate::service::channel_list::ChannelEntry;
 use crate::service::personal;
-use crate::service::personalized::{self as def, Created, Definition, DefinitionError};
+use crate::service::personalized::{
+    self as def, Created, Definition, DefinitionError, SlotDef, Stored,
+};
 use crate::service::rules::Reject;
 use crate::service::{sipmsg, TuRequest};
 use crate::sip::{HeaderName, Response};
-use crate::store::ChannelKind;
+use crate::store::{Channel, ChannelKind};
+
+fn store_err(e: crate::store::Error) -> Error {
+    match e {
+        crate::store::Error::Duplicate(m) => Error::Conflict(m),
+        crate::store::Error::NotFound(m) => Error::NotFound(m),
+        e => Error::Store(e.to_string()),
+    }
+}
 
 fn invalid(e: DefinitionError) -> Error {
     Error::Invalid(e.reason_phrase())
@@ -84,7 +107,7 @@ impl Service {
                 sources.push(slot.channel.clone());
             }
         }
-        let id = match definition.id {
+        let id = match definition.id.clone() {
             Some(id) => {
                 if !personal::is_valid_channel_id(&id) {
                     return Err(Error::Invalid(format!(
@@ -146,11 +169,26 @@ impl Service {
             owner,
             created_ms: now().1,
         };
+        let stored = Stored {
+            definition,
+            schedule: slots.clone(),
+        };
+        let row = Channel {
+            id: id.clone(),
+            name: entry.name.clone(),
+            kind: ChannelKind::Personalized,
+            owner: entry.owner.clone(),
+            created_ms: entry.created_ms,
+            ingest_addr: None,
+            relay: Some(self.inner.relays.name(first).to_owned()),
+        };
         if let Err(e) = self
             .inner
             .catalogue
-            .insert_on(&entry, None, Some(self.inner.relays.name(first)))
+            .store()
+            .create_channel_with_definition(&row, &stored.to_json())
             .await
+            .map_err(store_err)
         {
             self.drop_ingest(&id).await;
             return Err(e);
@@ -168,6 +206,154 @@ impl Service {
             schedule: slots,
             relays,
         })
+    }
+
+    /// Makes personalised channel `id` with `slots` on every healthy relay that carries all
+    /// its sources; the relays that made it.
+    async fn splice_on_relays(&self, id: &str, slots: &[SlotDef]) -> Vec<usize> {
+        let sources: Vec<&str> = slots.iter().map(|s| s.channel.as_str()).collect();
+        let targets: Vec<usize> = {
+            let st = self.inner.relays.state();
+            st.healthy()
+                .into_iter()
+                .filter(|&i| sources.iter().all(|s| st.carries(i, s)))
+                .collect()
+        };
+        let spec = def::relay_spec(id, slots);
+        let mut made = Vec::new();
+        for i in targets {
+            let relay = self.relay(i).clone();
+            match self
+                .relay_call(i, relay.create_personalized(spec.clone()))
+                .await
+            {
+                Ok(_) => {
+                    self.inner.relays.state().add_channel(i, id);
+                    made.push(i);
+                }
+                Err(e) => {
+                    debug!(channel = %id, relay = %self.inner.relays.name(i), error = %e, "create_personalized");
+                }
+            }
+        }
+        made
+    }
+
+    /// Start-up: re-creates every personalised channel of the store on the relays, from its
+    /// stored schedule (module docs). Call after the other channels are restored (they are
+    /// the sources). A channel without a readable definition (made by an older version),
+    /// without any source left, or that no relay can splice is removed, with a warning.
+    pub async fn restore_personalized(&self) {
+        let store = self.inner.catalogue.store().clone();
+        let (channels, defs) = match (
+            store.list_channels().await,
+            store.channel_definitions().await,
+        ) {
+            (Ok(c), Ok(d)) => (c, d),
+            (Err(e), _) | (_, Err(e)) => {
+                warn!(error = %e, "personalised channels not restored: store");
+                return;
+            }
+        };
+        let defs: BTreeMap<String, String> = defs.into_iter().collect();
+        let is_source = |c: &str| {
+            channels
+                .iter()
+                .any(|ch| ch.id == c && ch.kind != ChannelKind::Personalized)
+        };
+        for ch in channels
+            .iter()
+            .filter(|c| c.kind == ChannelKind::Personalized)
+        {
+            let stored = match defs.get(&ch.id).map(|d| Stored::from_json(d)) {
+                Some(Ok(s)) => s,
+                Some(Err(e)) => {
+                    warn!(channel = %ch.id, error = %e, "personalised channel removed: unreadable definition");
+                    let _ = store.delete_channel(&ch.id).await;
+                    continue;
+                }
+                None => {
+                    warn!(channel = %ch.id, "personalised channel removed: no stored definition");
+                    let _ = store.delete_channel(&ch.id).await;
+                    continue;
+                }
+            };
+            let mut kept = stored.clone();
+            for src in stored.sources() {
+                if !is_source(&src) {
+                    warn!(channel = %ch.id, source = %src, "source of a personalised channel is gone: its slots dropped");
+                    kept.remove_source(&src);
+                }
+            }
+            if kept.schedule.is_empty() {
+                warn!(channel = %ch.id, "personalised channel removed: none of its sources exists");
+                let _ = store.delete_channel(&ch.id).await;
+                continue;
+            }
+            let made = self.splice_on_relays(&ch.id, &kept.schedule).await;
+            if made.is_empty() {
+                warn!(channel = %ch.id, "personalised channel removed: no relay carries all its sources");
+                let _ = store.delete_channel(&ch.id).await;
+                continue;
+            }
+            if kept != stored {
+                if let Err(e) = store
+                    .set_channel_definition(&ch.id, Some(&kept.to_json()))
+                    .await
+                {
+                    warn!(channel = %ch.id, error = %e, "personalised channel definition not updated");
+                }
+            }
+            info!(channel = %ch.id, slots = kept.schedule.len(), relays = made.len(), "personalised channel restored");
+        }
+    }
+
+    /// Source channel `source` was deleted: its slots leave every personalised channel that
+    /// used it, on the relays and in the store; a channel left without a slot is deleted
+    /// (module docs). Called by the common channel teardown, which tears down the channels
+    /// this returns (those left without a slot).
+    pub(super) async fn source_removed(&self, source: &str) -> Vec<String> {
+        let mut emptied = Vec::new();
+        let store = self.inner.catalogue.store().clone();
+        let defs = match store.channel_definitions().await {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(channel = source, error = %e, "personalised channels not updated: store");
+                return emptied;
+            }
+        };
+        for (id, text) in defs {
+            let Ok(mut stored) = Stored::from_json(&text) else {
+                continue;
+            };
+            if !stored.remove_source(source) {
+                continue;
+            }
+            if stored.schedule.is_empty() {
+                info!(channel = %id, source, "personalised channel lost its last source: removed");
+                emptied.push(id);
+                continue;
+            }
+            let spec = def::relay_spec(&id, &stored.schedule);
+            let carriers = self.inner.relays.state().carriers(&id);
+            for i in carriers {
+                let relay = self.relay(i).clone();
+                if let Err(e) = self
+                    .relay_call(i, relay.update_personalized(spec.clone()))
+                    .await
+                {
+                    warn!(channel = %id, relay = %self.inner.relays.name(i), error = %e, "personalised schedule not updated");
+                }
+            }
+            if let Err(e) = store
+                .set_channel_definition(&id, Some(&stored.to_json()))
+                .await
+            {
+                warn!(channel = %id, error = %e, "personalised channel definition not updated");
+            }
+            info!(channel = %id, source, slots = stored.schedule.len(), "source removed from personalised channel");
+        }
+        emptied
     }
 
     /// The splicer of personalised channel `id` at each relay that has it (`NotFound` when
