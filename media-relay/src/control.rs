@@ -317,7 +317,7 @@ impl RelayStats {
             "viewers",
             self.viewers.len() as u64,
         );
-        let per_channel: [ChannelMetric; 4] = [
+        let per_channel: [ChannelMetric; 6] = [
             (
                 "channel_packets_in_total",
                 "counter",
@@ -338,6 +338,18 @@ impl RelayStats {
                 "gauge",
                 "GOP cache bytes per channel",
                 |c| c.cached_bytes as u64,
+            ),
+            (
+                "channel_downstreams",
+                "gauge",
+                "copies of the channel sent to other relays (relay tree)",
+                |c| c.downstreams as u64,
+            ),
+            (
+                "channel_downstream_packets_total",
+                "counter",
+                "RTP packets sent to other relays per channel (relay tree)",
+                |c| c.downstream_packets,
             ),
         ];
         for (name, kind, help, get) in per_channel {

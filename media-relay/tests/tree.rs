@@ -190,6 +190,11 @@ async fn one_copy_per_downstream_relay_and_the_last_leave_stops_it() {
     let s1 = channel_stats(&a, "news").await;
     assert_eq!(s1.downstreams, 2, "one copy to B, one to C");
     assert_eq!(s1.viewers, 0, "downstream copies are not viewers");
+    let metrics = a.stats().await.unwrap().to_prometheus();
+    assert!(
+        metrics.contains("media_relay_channel_downstreams{channel=\"news\"} 2"),
+        "{metrics}"
+    );
     sleep(Duration::from_millis(500)).await;
     let s2 = channel_stats(&a, "news").await;
     let ingested = s2.packets_in - s1.packets_in;
