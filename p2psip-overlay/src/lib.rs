@@ -15,7 +15,8 @@
 //! - [`node`]: the sans-IO peer core: `handle(now, from, frame)` / `handle_timeout(now)` in,
 //!   `poll_transmit` / `poll_timeout` / `poll_event` out. Forwarding with via lists and TTL,
 //!   per-hop ACKs and alternate next hops, Join / Update / Leave, finger probes, reactive
-//!   recovery, replicas on successors, handover on join and leave.
+//!   recovery, 3 replicas on successors (4 copies), handover on join and leave, Attach
+//!   without ICE (host candidates routed through the overlay).
 //! - [`cert`]: certificates carrying Node-IDs as `reload://NODEID@OVERLAY/` URIs (RFC 6940
 //!   section 11.3), the testbed's dev CA, and the rustls verifiers of overlay links.
 //! - [`link`]: TLS links (tokio + rustls) with the RFC 6940 framing header: data frames with
@@ -30,7 +31,8 @@
 //!   sans-IO message layer (the node core behind the RFC 6940 security checks: lengths,
 //!   via-list loops, signatures by certificates of the overlay CA naming the sender,
 //!   per-value signatures; RELOAD errors for refused requests) with the driver's address
-//!   book; `p2psip-node run` serves it.
+//!   book; a peer without a link or address to a Node-ID Attaches to it and opens a TLS
+//!   link to the host candidate of the answer; `p2psip-node run` serves it.
 //! - [`sim`]: deterministic simulator (seeded RNG, virtual clock, per-link latency and loss)
 //!   running thousands of real node cores; `p2psip-node sim` prints its JSON report.
 //!

@@ -1,5 +1,6 @@
 //! The tokio driver in one process: five peers over real TLS links on 127.0.0.1 (dev CA),
-//! store through one, fetch through every other, one peer leaves, fetch again.
+//! store through one, fetch through every other, one peer leaves, fetch again. Peers learn
+//! each other's addresses by Attach (counted); every PDU sent is tshark-checked.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -81,6 +82,14 @@ async fn five_peers_store_fetch_leave() {
             assert_eq!(v[0].data, format!("relay {r}").into_bytes());
         }
     }
+    // Peers 1..4 only know the bootstrap's address: the links between them were
+    // opened to host candidates from Attach answers (RFC 6940 section 6.5.1, no ICE).
+    let attached: Vec<u64> = peers.iter().map(|p| p.attach_links()).collect();
+    eprintln!("links opened via Attach, per peer: {attached:?}");
+    assert!(
+        attached.iter().sum::<u64>() >= 3,
+        "links opened via Attach: {attached:?}"
+    );
     peers[3].shutdown().await;
     for r in 0..10 {
         let name = format!("channel-{r}");
@@ -95,7 +104,7 @@ async fn five_peers_store_fetch_leave() {
     }
     // Every RELOAD PDU the peers sent decodes in tshark's dissector with no expert
     // error or warning (signed messages, certificates, per-value signatures, the
-    // address-list forwarding option).
+    // address forwarding option, Attach requests and answers).
     let pdus: Vec<Vec<u8>> = record.lock().unwrap().clone();
     assert!(pdus.len() > 50, "{} PDUs recorded", pdus.len());
     let dir = std::env::temp_dir().join(format!("driver_tls_{}", std::process::id()));
@@ -104,7 +113,7 @@ async fn five_peers_store_fetch_leave() {
     for code in message_codes(&pdus) {
         *per_code.entry(code).or_default() += 1;
     }
-    for code in [7u16, 8, 9, 10, 15, 16, 19, 20] {
+    for code in [3u16, 4, 7, 8, 9, 10, 15, 16, 19, 20] {
         assert!(
             per_code.contains_key(&code),
             "no message with code {code} sent"

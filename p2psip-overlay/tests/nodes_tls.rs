@@ -200,7 +200,10 @@ fn tmpdir() -> PathBuf {
 }
 
 #[test]
+#[expect(clippy::disallowed_methods)] // phase times printed for the report
 fn ten_processes_store_fetch_kill_restart() {
+    let t0 = std::time::Instant::now();
+    let phase = |what: &str| eprintln!("nodes_tls: {what} at {:.1} s", t0.elapsed().as_secs_f64());
     let dir = tmpdir();
     let ca = dir.join("ca");
     let st = Command::new(bin())
@@ -224,6 +227,7 @@ fn ten_processes_store_fetch_kill_restart() {
     for (k, rx) in rxs.iter().enumerate() {
         joined.push(wait_joined(rx, k + 1));
     }
+    phase("10 joined");
     // Let stabilisation spread the tables (2 s update interval); fetches below retry anyway.
     std::thread::sleep(Duration::from_secs(3));
 
@@ -265,6 +269,7 @@ fn ten_processes_store_fetch_kill_restart() {
         fetch_eventually(joined[2].control, n, &value(n)).expect("fetch through peer 2");
     }
 
+    phase("stored and fetched");
     for &i in &killed {
         procs.kill(i);
     }
@@ -272,6 +277,7 @@ fn ten_processes_store_fetch_kill_restart() {
         fetch_eventually(joined[4].control, n, &value(n)).expect("fetch after kill -9 of 3");
     }
 
+    phase("fetched after kill -9");
     // Restart the victim with its Node-ID and port.
     let (c, rx) = spawn(&ca, victim, &joined[victim].listen.to_string(), Some(boot));
     procs.0[victim] = Some(c);
@@ -295,14 +301,18 @@ fn ten_processes_store_fetch_kill_restart() {
         std::thread::sleep(Duration::from_millis(500));
     }
     assert!(missing.is_empty(), "restarted peer lacks {missing:?}");
+    phase("restarted peer holds its share");
     for n in &names {
         fetch_eventually(back.control, n, &value(n)).expect("fetch through the restarted peer");
     }
+    phase("fetched through the restarted peer");
     for i in 0..N {
         procs.terminate(i);
     }
+    phase("terminated");
     drop(procs);
     tshark_all(&dir);
+    phase("tshark");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -323,6 +333,12 @@ fn tshark_all(dir: &Path) {
     // when it had sent 64 PDUs
     assert!(files >= N - 2, "{files} pcap files");
     assert!(pdus.len() > 500, "{} PDUs", pdus.len());
+    eprintln!("nodes_tls: {} PDUs from {files} pcap files", pdus.len());
+    let mut h = std::collections::BTreeMap::<u16, usize>::new();
+    for c in p2psip_overlay::wire::pcap::message_codes(&pdus) {
+        *h.entry(c).or_default() += 1;
+    }
+    eprintln!("nodes_tls: by code {h:?}");
     let check = dir.join("check");
     std::fs::create_dir_all(&check).expect("check dir");
     match tshark_check(&pdus, &check).expect("tshark runs") {

@@ -1,13 +1,14 @@
-//! The driver's address book and the forwarding option that carries it.
+//! The driver's address book and the forwarding option that carries the sender's address.
 //!
-//! The node core names peers by Node-ID only; a link needs a socket address. Until the
-//! core speaks Attach (RFC 6940 section 6.5.1, no-ICE host candidates), every message a
-//! driver puts on a link carries a project forwarding option (type [`ADDR_OPTION`], not
-//! critical, so peers that do not know it forward it untouched, RFC 6940 section 6.3.2.3)
-//! listing the sender's own listen address first and then the addresses it knows for the
-//! Node-IDs the message mentions (via and destination lists, Update neighbour tables,
-//! Ping responders). Forwarding options are outside the signature (section 6.3.4), so each
-//! hop rewrites its own without breaking the originator's signature.
+//! The node core names peers by Node-ID only; a link needs a socket address. Addresses of
+//! other peers come from Attach (RFC 6940 section 6.5.1, no-ICE host candidates; see
+//! [`super`]). Every message a driver puts on a link also carries a project forwarding
+//! option (type [`ADDR_OPTION`], not critical, so peers that do not know it forward it
+//! untouched, RFC 6940 section 6.3.2.3) with the sender's own listen address, so a peer
+//! that accepted a link can reopen it later; the receiver takes only that first entry and
+//! only for the link's authenticated Node-ID ([`super::peer`]). Forwarding options are
+//! outside the signature (section 6.3.4), so each hop rewrites its own. The codec and the
+//! book still read lists of entries ([`AddressBook::learn`], [`AddressBook::entries_for`]).
 //!
 //! Entry: `node_id[16] family(1: 4 | 6) address(4 | 16) port(2)`; at most [`MAX_ENTRIES`].
 

@@ -12,8 +12,12 @@
 //!   link's Node-ID,
 //! - puts every DATA frame [`Node::poll_transmit`] returns on the link to its Node-ID,
 //!   opening that link first ([`Link::connect`] with the expected Node-ID) when the
-//!   address is known ([`addr`]); the first link goes to the bootstrap address and the
-//!   bootstrap's Node-ID is read from its certificate before [`Node::join`],
+//!   address is known ([`addr`]: the bootstrap's, a link peer's own, or one from an
+//!   Attach); for a Node-ID without one the frame waits while the core Attaches to it
+//!   (RFC 6940 section 6.5.1, no ICE: the AttachReq goes over a link this peer has, the
+//!   answer's host candidate is where the link is opened, counted by
+//!   [`OverlayHandle::attach_links`]); the first link goes to the bootstrap address and
+//!   the bootstrap's Node-ID is read from its certificate before [`Node::join`],
 //! - sleeps until [`Node::poll_timeout`] and calls [`Node::handle_timeout`],
 //! - turns [`Event`]s into answers of the async [`OverlayHandle`] API.
 //!
@@ -36,9 +40,10 @@ pub mod control;
 pub mod peer;
 pub mod sigs;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -48,7 +53,7 @@ use tracing::{debug, info, warn};
 
 use crate::cert::NodeIdentity;
 use crate::link::{Link, LinkConfig, LinkError, LinkEvent, LinkListener};
-use crate::node::msg::{Frame, Message};
+use crate::node::msg::{Body, Dest, Frame, Message};
 #[cfg(doc)]
 use crate::node::Node;
 use crate::node::{Event, NodeConfig, Outcome, RequestError};
@@ -185,6 +190,7 @@ pub struct OverlayHandle {
     node_id: NodeId,
     listen: SocketAddr,
     joined: watch::Receiver<bool>,
+    attach_links: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Command {
@@ -210,6 +216,13 @@ impl OverlayHandle {
     #[must_use]
     pub fn listen_addr(&self) -> SocketAddr {
         self.listen
+    }
+
+    /// Links this peer opened to an address it learnt from an Attach answer (RFC 6940
+    /// section 6.5.1).
+    #[must_use]
+    pub fn attach_links(&self) -> u64 {
+        self.attach_links.load(Ordering::Relaxed)
     }
 
     /// Waits until the peer is part of the ring.
@@ -297,6 +310,8 @@ pub async fn start(cfg: DriverConfig) -> Result<(OverlayHandle, JoinHandle<()>),
     let listen = listener.local_addr()?;
     let identity = &cfg.link.identity;
     let mut peer = Peer::new(&cfg.link, listen, cfg.node.clone())?;
+    peer.node.set_candidates(vec![listen]);
+    let attach_links = Arc::new(AtomicU64::new(0));
     // transaction ids from the OS RNG, not from the (public) Node-ID
     peer.node.reseed(rand::random());
     let bootstrap = match cfg.bootstrap {
@@ -327,6 +342,9 @@ pub async fn start(cfg: DriverConfig) -> Result<(OverlayHandle, JoinHandle<()>),
         links: HashMap::new(),
         next_gen: 1,
         connecting: HashMap::new(),
+        attaching: HashMap::new(),
+        via_attach: HashSet::new(),
+        attach_links: Arc::clone(&attach_links),
         int_tx,
         pending: HashMap::new(),
         joined: joined_tx,
@@ -357,6 +375,7 @@ pub async fn start(cfg: DriverConfig) -> Result<(OverlayHandle, JoinHandle<()>),
             node_id: identity.node,
             listen,
             joined: joined_rx,
+            attach_links,
         },
         task,
     ))
@@ -382,6 +401,12 @@ struct Driver {
     next_gen: u64,
     /// Frames waiting for a link being opened (seq, message).
     connecting: HashMap<Id, Vec<(u32, Message)>>,
+    /// Frames waiting for the answer of an Attach to their peer.
+    attaching: HashMap<Id, Vec<(u32, Message)>>,
+    /// Links being opened to an address an Attach answer gave.
+    via_attach: HashSet<Id>,
+    /// Links opened that way (what [`OverlayHandle::attach_links`] reads).
+    attach_links: Arc<AtomicU64>,
     int_tx: mpsc::Sender<Internal>,
     pending: HashMap<u64, Reply>,
     joined: watch::Sender<bool>,
@@ -574,6 +599,9 @@ impl Driver {
                 self.register(link);
             }
             Internal::Connected(peer, Ok(link)) => {
+                if self.via_attach.remove(&peer) {
+                    self.attach_links.fetch_add(1, Ordering::Relaxed);
+                }
                 self.register(link);
                 for (seq, msg) in self.connecting.remove(&peer).unwrap_or_default() {
                     self.send_data(now, peer, seq, &msg);
@@ -581,6 +609,7 @@ impl Driver {
             }
             Internal::Connected(peer, Err(e)) => {
                 debug!(peer = %NodeId::from_u128(peer.0), "connect failed: {e}");
+                self.via_attach.remove(&peer);
                 self.connecting.remove(&peer);
                 self.peer.book.forget(peer);
             }
@@ -632,6 +661,30 @@ impl Driver {
                     info!(peer = %NodeId::from_u128(p.0), "peer failed");
                     self.links.remove(&p);
                 }
+                Event::Attached { peer, addrs } => {
+                    let queued = self.attaching.remove(&peer).unwrap_or_default();
+                    let Some(&addr) = addrs.first() else { continue };
+                    self.peer.book.set(peer, addr);
+                    if self.links.contains_key(&peer) {
+                        for (seq, msg) in queued {
+                            self.send_data(now, peer, seq, &msg);
+                        }
+                    } else if let Some(q) = self.connecting.get_mut(&peer) {
+                        q.extend(queued);
+                    } else {
+                        self.via_attach.insert(peer);
+                        self.open(peer, addr, queued);
+                    }
+                }
+                Event::AttachFailed(peer) => {
+                    debug!(peer = %NodeId::from_u128(peer.0), "attach failed");
+                    self.attaching.remove(&peer);
+                }
+                Event::AttachRequested { peer, addrs } => {
+                    if let Some(&addr) = addrs.first() {
+                        self.peer.book.set(peer, addr);
+                    }
+                }
                 Event::Done { handle, result, .. } => match self.pending.remove(&handle) {
                     Some(Reply::Store(r)) => {
                         let _ = r.send(match result {
@@ -668,11 +721,48 @@ impl Driver {
             }
             return;
         }
+        if let Some(q) = self.attaching.get_mut(&to) {
+            if !q.iter().any(|(s, _)| *s == seq) {
+                q.push((seq, msg));
+            }
+            return;
+        }
         let Some(addr) = self.peer.book.get(to) else {
-            debug!(peer = %NodeId::from_u128(to.0), "no address; frame dropped");
+            if let Body::AttachReq { .. } = msg.body {
+                // An Attach is never the reason for another Attach: it goes over a link
+                // this peer has, the one nearest the target the routing table names
+                // first, else any (any peer routes it on).
+                let target = match msg.dest.first() {
+                    Some(Dest::Node(x) | Dest::Resource(x)) => *x,
+                    None => to,
+                };
+                let via = self
+                    .peer
+                    .node
+                    .table()
+                    .next_hops(target)
+                    .into_iter()
+                    .find(|h| self.links.contains_key(h) && *h != target)
+                    .or_else(|| self.links.keys().copied().find(|h| *h != target));
+                match via {
+                    Some(h) => self.send_data_over(now, h, to, seq, &msg),
+                    None => debug!("no link for an Attach; dropped"),
+                }
+                return;
+            }
+            // RFC 6940 section 6.5.1: ask the peer for its host candidates through
+            // the overlay; the frame waits for the answer (the core retransmits it
+            // or reroutes if the answer does not come).
+            self.attaching.insert(to, vec![(seq, msg)]);
+            self.peer.node.attach(now, to);
             return;
         };
-        self.connecting.insert(to, vec![(seq, msg)]);
+        self.open(to, addr, vec![(seq, msg)]);
+    }
+
+    /// Opens a link to `to` at `addr`; `queued` go out once it is up.
+    fn open(&mut self, to: Id, addr: SocketAddr, queued: Vec<(u32, Message)>) {
+        self.connecting.insert(to, queued);
         let cfg = Arc::clone(&self.link_cfg);
         let tx = self.int_tx.clone();
         tokio::spawn(async move {
@@ -688,6 +778,12 @@ impl Driver {
 
     /// Encodes, signs (or keeps the originator's signature) and queues one message.
     fn send_data(&mut self, now: Instant, to: Id, seq: u32, msg: &Message) {
+        self.send_data_over(now, to, to, seq, msg);
+    }
+
+    /// [`Driver::send_data`] on the link to `link`, acknowledged to the core as the hop
+    /// to `to`.
+    fn send_data_over(&mut self, now: Instant, link: Id, to: Id, seq: u32, msg: &Message) {
         let bytes = match self.peer.encode(msg) {
             Ok(b) => b,
             Err(e) => {
@@ -695,7 +791,7 @@ impl Driver {
                 return;
             }
         };
-        let Some(link) = self.links.get(&to) else {
+        let Some(entry) = self.links.get(&link) else {
             return;
         };
         if self.pcap.is_some() && self.sent.len() < 100_000 {
@@ -711,13 +807,13 @@ impl Driver {
                 r.push(bytes.clone());
             }
         }
-        match link.tx.try_send(bytes) {
+        match entry.tx.try_send(bytes) {
             Ok(()) => self.peer.node.handle(now, to, Frame::Ack { seq }),
             Err(mpsc::error::TrySendError::Full(_)) => {
                 debug!("link queue full; the core will retransmit");
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
-                self.links.remove(&to);
+                self.links.remove(&link);
             }
         }
     }

@@ -43,7 +43,7 @@ use super::DriverError;
 use crate::cert::Trust;
 use crate::link::LinkConfig;
 use crate::node::convert::{from_wire, to_wire, ConvertError};
-use crate::node::msg::{error_code, Body, Dest, Frame, Message};
+use crate::node::msg::{error_code, Body, Frame, Message};
 use crate::node::{Node, NodeConfig};
 use crate::storage::Signer;
 use crate::topology::Id;
@@ -359,10 +359,15 @@ impl Peer {
         {
             return self.refuse_msg(now, link_peer, m, forbidden, &e.to_string());
         }
+        // The address option: only the link peer's own listen address is taken (the
+        // first entry, naming the link's authenticated Node-ID); other peers' addresses
+        // come from Attach (section 6.5.1).
         for o in &m.forwarding.options {
             if o.option_type == addr::ADDR_OPTION {
-                if let Some(e) = addr::decode(&o.value) {
-                    self.book.learn(&e, self.me);
+                if let Some(&(id, a)) = addr::decode(&o.value).as_deref().and_then(<[_]>::first) {
+                    if id == link_peer && id != self.me {
+                        self.book.set(id, a);
+                    }
                 }
             }
         }
@@ -399,28 +404,8 @@ impl Peer {
     /// Encodes, signs (or keeps the originator's signature) one message (module docs).
     pub fn encode(&mut self, msg: &Message) -> Result<Vec<u8>, String> {
         let mut w = to_wire(msg, self.overlay).map_err(|e| e.to_string())?;
-        let mut ids: Vec<Id> = msg.via.clone();
-        ids.extend(msg.dest.iter().map(|d| match d {
-            Dest::Node(x) | Dest::Resource(x) => *x,
-        }));
-        match &msg.body {
-            Body::UpdateReq(u) => {
-                ids.extend(u.predecessors.iter().chain(&u.successors).chain(&u.fingers));
-            }
-            Body::PingAns { responder } => ids.push(*responder),
-            Body::JoinReq { joining } => ids.push(*joining),
-            Body::LeaveReq {
-                successors,
-                predecessors,
-                ..
-            } => ids.extend(successors.iter().chain(predecessors)),
-            _ => {}
-        }
-        w.forwarding.options = vec![addr::encode(&self.book.entries_for(
-            self.me,
-            self.listen,
-            ids,
-        ))];
+        // the address option: this node's own listen address only
+        w.forwarding.options = vec![addr::encode(&[(self.me, self.listen)])];
         // A message with a via list is one this node forwards (the core pushes the
         // previous hop); one without is its own.
         let cached = msg

@@ -13,12 +13,14 @@ use crate::storage::{
     FetchSpec, KindData, KindId, Select, Signer, StoreResult, StoredValue, ValueKey,
 };
 use crate::topology::Id;
+use std::net::SocketAddr;
+
 use crate::wire::{
-    self, ArrayRange, ChordLeaveData, ChordUpdateKind, DataSpecifier, DataValue, Destination,
-    ErrorCode, ErrorResponse, FetchKindResponse, ForwardingHeader, FramedMessage, HashAlgorithm,
-    NodeId, ResourceId, SecurityBlock, Signature, SignatureAndHashAlgorithm, SignerIdentity,
-    StoreKindData, StoreKindResponse, StoredData, StoredDataSpecifier, StoredDataValue,
-    TransactionId, WireError,
+    self, ArrayRange, AttachReqAns, CandType, ChordLeaveData, ChordUpdateKind, DataSpecifier,
+    DataValue, Destination, ErrorCode, ErrorResponse, FetchKindResponse, ForwardingHeader,
+    FramedMessage, HashAlgorithm, IceCandidate, NodeId, OverlayLinkType, ResourceId, SecurityBlock,
+    Signature, SignatureAndHashAlgorithm, SignerIdentity, StoreKindData, StoreKindResponse,
+    StoredData, StoredDataSpecifier, StoredDataValue, TransactionId, WireError,
 };
 
 use super::msg::{Body, ChordUpdate, Dest, Frame, Message, UpdateType};
@@ -217,7 +219,38 @@ fn body_to_wire(b: &Body) -> wire::Body {
         Body::Error { code, reason } => {
             wire::Body::Error(ErrorResponse::new(ErrorCode(*code), reason))
         }
+        Body::AttachReq {
+            candidates,
+            send_update,
+        } => wire::Body::AttachReq(attach(candidates, b"active", *send_update)),
+        Body::AttachAns { candidates } => {
+            wire::Body::AttachAns(attach(candidates, b"passive", false))
+        }
     }
+}
+
+/// AttachReqAns without ICE (RFC 6940 section 6.5.1.1): host candidates for
+/// TLS-TCP-FH-NO-ICE; the ICE username fragment and password are fixed tokens (no
+/// connectivity checks run).
+fn attach(candidates: &[SocketAddr], role: &[u8], send_update: bool) -> AttachReqAns {
+    AttachReqAns {
+        ufrag: b"reload".to_vec(),
+        password: b"no-ice".to_vec(),
+        role: role.to_vec(),
+        candidates: candidates.iter().map(|&a| IceCandidate::host(a)).collect(),
+        send_update,
+    }
+}
+
+/// The host candidates of an Attach for TLS-TCP-FH-NO-ICE (others are ignored).
+fn host_candidates(a: &AttachReqAns) -> Vec<SocketAddr> {
+    a.candidates
+        .iter()
+        .filter(|c| {
+            c.cand_type == CandType::Host && c.overlay_link == OverlayLinkType::TLS_TCP_FH_NO_ICE
+        })
+        .map(|c| c.addr_port)
+        .collect()
 }
 
 fn dest(d: &Dest) -> Destination {
@@ -390,6 +423,13 @@ pub fn from_wire(w: &wire::Message, signer: &Signer) -> Result<Message, ConvertE
                     values: values(&kd.values),
                 })
                 .collect(),
+        },
+        wire::Body::AttachReq(a) => Body::AttachReq {
+            candidates: host_candidates(&a),
+            send_update: a.send_update,
+        },
+        wire::Body::AttachAns(a) => Body::AttachAns {
+            candidates: host_candidates(&a),
         },
         wire::Body::Error(e) => Body::Error {
             code: e.code.0,

@@ -28,6 +28,11 @@
 //!   predecessor; finger probes (a Ping routed to each finger start point).
 //! - **Reactive recovery** (9.7, neighbour failures): a failed peer is removed everywhere and
 //!   the neighbours get Updates; data is re-replicated.
+//! - **Attach** (6.5.1, no ICE): [`Node::attach`] routes an AttachReq with this
+//!   node's host candidates ([`Node::set_candidates`]) through the overlay to a
+//!   Node-ID (never straight to it); the peer answers with its own, and both sides
+//!   get an event ([`Event::Attached`], [`Event::AttachRequested`]) so the driver
+//!   can open the link.
 //! - **Leave** (9.9, Leaving): data handed to the successor, Leave to the neighbours.
 //! - **Storage and replicas** (section 7; CHORD-RELOAD replication, 9): the responsible peer
 //!   stores and copies each resource to its first [`NodeConfig::replicas`] successors
@@ -139,6 +144,23 @@ pub enum Event {
     },
     /// A peer was found dead and removed.
     PeerFailed(Id),
+    /// Our Attach to `peer` was answered with its host candidates (RFC 6940
+    /// section 6.5.1, no ICE): the driver can open a link to one of them.
+    Attached {
+        /// The peer attached to.
+        peer: Id,
+        /// Its host candidates.
+        addrs: Vec<std::net::SocketAddr>,
+    },
+    /// Our Attach to this peer failed (error or timeout).
+    AttachFailed(Id),
+    /// A peer sent us an Attach (answered with our candidates): its host candidates.
+    AttachRequested {
+        /// The requesting peer.
+        peer: Id,
+        /// Its host candidates.
+        addrs: Vec<std::net::SocketAddr>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,6 +172,7 @@ enum Purpose {
     Finger(usize),
     Replica,
     Leave,
+    Attach(Id),
 }
 
 #[derive(Debug)]
@@ -205,6 +228,10 @@ pub struct Node {
     announced: Vec<Id>,
     sync_needed: bool,
     next_handle: u64,
+    /// Host candidates this node announces in Attach (section 6.5.1).
+    candidates: Vec<std::net::SocketAddr>,
+    /// When this node last sent each peer an Update that teaches it peers.
+    taught: HashMap<Id, Instant>,
 }
 
 impl Node {
@@ -235,6 +262,8 @@ impl Node {
             announced: Vec::new(),
             sync_needed: false,
             next_handle: 1,
+            candidates: Vec::new(),
+            taught: HashMap::new(),
         }
     }
 
@@ -373,6 +402,27 @@ impl Node {
         };
         self.request(now, Dest::Resource(resource), body, Purpose::App(h));
         h
+    }
+
+    /// The host candidates (listen addresses) this node puts in its Attach
+    /// requests and answers (RFC 6940 section 6.5.1, TLS-TCP-FH-NO-ICE).
+    pub fn set_candidates(&mut self, candidates: Vec<std::net::SocketAddr>) {
+        self.candidates = candidates;
+    }
+
+    /// Attach to the peer `to` (RFC 6940 section 6.5.1, no ICE): an AttachReq with
+    /// our host candidates routed through the overlay to its Node-ID (never
+    /// straight to it: there is no link yet). The answer comes as
+    /// [`Event::Attached`] (or [`Event::AttachFailed`]).
+    pub fn attach(&mut self, now: Instant, to: Id) {
+        if to == self.id || matches!(self.state, State::Idle | State::Left) {
+            return;
+        }
+        let body = Body::AttachReq {
+            candidates: self.candidates.clone(),
+            send_update: false,
+        };
+        self.request(now, Dest::Node(to), body, Purpose::Attach(to));
     }
 
     /// Next frame to send.
@@ -526,6 +576,7 @@ impl Node {
             // Not in the ring yet: everything goes through the bootstrap,
             // except messages to a peer we address directly.
             let to = match front {
+                Dest::Node(_) if matches!(msg.body, Body::AttachReq { .. }) => bootstrap,
                 Dest::Node(x) => x,
                 Dest::Resource(_) => bootstrap,
             };
@@ -533,6 +584,22 @@ impl Node {
             return;
         }
         let target = match front {
+            Dest::Node(x) if msg.via.is_empty() && matches!(msg.body, Body::AttachReq { .. }) => {
+                // our Attach: through the overlay, not to the peer itself
+                match self
+                    .pick_hop(now, x, &msg.via)
+                    .filter(|&h| h != x)
+                    .or_else(|| {
+                        self.table
+                            .next_hops(x)
+                            .into_iter()
+                            .find(|&h| h != x && !self.is_dead(h, now))
+                    }) {
+                    Some(h) => self.send_hop(now, h, msg),
+                    None => self.respond_error(now, msg, error_code::NOT_FOUND, "no route"),
+                }
+                return;
+            }
             Dest::Node(x) => {
                 if msg.via.is_empty() {
                     // we originate a message to a peer we have a link with;
@@ -805,6 +872,17 @@ impl Node {
                     },
                 }
             }
+            Body::AttachReq { candidates, .. } => {
+                if from != self.id {
+                    self.events.push_back(Event::AttachRequested {
+                        peer: from,
+                        addrs: candidates.clone(),
+                    });
+                }
+                Body::AttachAns {
+                    candidates: self.candidates.clone(),
+                }
+            }
             Body::FetchReq { resource, specs } => match self.storage.fetch(now, *resource, specs) {
                 Ok(kind_data) => Body::FetchAns { kind_data },
                 Err(e) => Body::Error {
@@ -872,7 +950,18 @@ impl Node {
         for p in self.table.neighbors() {
             teach |= theirs.add_peer(p);
         }
-        if teach && self.table.is_neighbor(from) {
+        // At most once per update interval per peer: two peers whose dead-peer
+        // memories differ would otherwise teach each other the same peers over and
+        // over, at network speed.
+        let recent = self
+            .taught
+            .get(&from)
+            .is_some_and(|&t| now < t + self.cfg.update_interval);
+        if teach && self.table.is_neighbor(from) && !recent {
+            if self.taught.len() > 4096 {
+                self.taught.clear();
+            }
+            self.taught.insert(from, now);
             self.send_update(now, from, UpdateType::Neighbors);
         }
     }
@@ -940,6 +1029,15 @@ impl Node {
                     }
                 }
             }
+            Purpose::Attach(p) => match body {
+                Body::AttachAns { candidates } if !candidates.is_empty() => {
+                    self.events.push_back(Event::Attached {
+                        peer: p,
+                        addrs: candidates,
+                    });
+                }
+                _ => self.events.push_back(Event::AttachFailed(p)),
+            },
             Purpose::Join | Purpose::Update(_) | Purpose::Replica | Purpose::Leave => {}
         }
     }
@@ -1009,6 +1107,7 @@ impl Node {
                     hops: 0,
                 }),
                 Purpose::Update(p) => self.peer_failed(now, p),
+                Purpose::Attach(p) => self.events.push_back(Event::AttachFailed(p)),
                 _ => {}
             }
         }
@@ -1128,5 +1227,6 @@ fn answers(req: &Body, answer: &Body) -> bool {
             | (Body::UpdateReq(_), Body::UpdateAns)
             | (Body::StoreReq { .. }, Body::StoreAns { .. })
             | (Body::FetchReq { .. }, Body::FetchAns { .. })
+            | (Body::AttachReq { .. }, Body::AttachAns { .. })
     )
 }

@@ -8,6 +8,8 @@
 //! contents, a security block with one ECDSA P-256 signature and a
 //! certificate-hash signer identity, framing header).
 
+use std::net::SocketAddr;
+
 use crate::storage::{FetchSpec, KindData, Select, Signer, StoreResult, ValueKey};
 use crate::topology::Id;
 
@@ -107,6 +109,19 @@ pub enum Body {
         /// Per-kind values.
         kind_data: Vec<KindData>,
     },
+    /// AttachReq without ICE (section 6.5.1): routed through the overlay to a
+    /// Node-ID; carries the sender's host candidates (TLS-TCP-FH-NO-ICE).
+    AttachReq {
+        /// Host candidates (listen addresses) of the sender.
+        candidates: Vec<SocketAddr>,
+        /// send_update: ask the answerer for an Update once linked.
+        send_update: bool,
+    },
+    /// AttachAns: the answerer's host candidates.
+    AttachAns {
+        /// Host candidates of the answering peer.
+        candidates: Vec<SocketAddr>,
+    },
     /// ErrorResponse (section 6.3.3.1).
     Error {
         /// RFC 6940 section 14.9 code.
@@ -144,6 +159,7 @@ impl Body {
                 | Body::PingAns { .. }
                 | Body::StoreAns { .. }
                 | Body::FetchAns { .. }
+                | Body::AttachAns { .. }
                 | Body::Error { .. }
         )
     }
@@ -164,6 +180,8 @@ impl Body {
             Body::StoreAns { .. } => "StoreAns",
             Body::FetchReq { .. } => "FetchReq",
             Body::FetchAns { .. } => "FetchAns",
+            Body::AttachReq { .. } => "AttachReq",
+            Body::AttachAns { .. } => "AttachAns",
             Body::Error { .. } => "Error",
         }
     }
@@ -273,6 +291,10 @@ impl Body {
             }
             Body::FetchAns { kind_data } => 4 + kind_data.iter().map(kind_data_size).sum::<usize>(),
             Body::Error { reason, .. } => 2 + 1 + reason.len() + 2,
+            // ufrag, password, role, candidates (IPv4 host: 29 bytes each), send_update
+            Body::AttachReq { candidates, .. } | Body::AttachAns { candidates } => {
+                1 + 6 + 1 + 6 + 1 + 7 + 2 + 29 * candidates.len() + 1
+            }
         }
     }
 }
