@@ -8,7 +8,10 @@
 //!   healthy relay that carries the channel ([`PoolState::pick_for_channel`]); a new ingest
 //!   (personal or producer channel) to the least-loaded healthy relay
 //!   ([`PoolState::pick_least_loaded`]); a test-pattern channel is created on every healthy
-//!   relay (each runs its own pattern). Ties go to the lowest index.
+//!   relay (each runs its own pattern). Ties go to the lowest index. With `[relay] tree`
+//!   (`tu/tree.rs`) a channel has one ingest, at its home relay (a test pattern too), and
+//!   the other relays pull it from there ([`RelayState::pulled`]): a join then goes to the
+//!   least-loaded relay that has the ingest or pulls it.
 //! * [`RelayPool`] is the driver around it: the [`RelayHandle`]s, the health probe
 //!   ([`RelayPool::probe`]: `stats()` under a timeout) that the service's monitor task runs
 //!   every `relay.health_interval_ms`, and [`RelayPool::stop`], which stops a relay abruptly

@@ -9,7 +9,8 @@
 //!   probe: a relay busy with a failover burst must not be declared dead for it.
 //! * **Failover** ([`Service::failover`]): first every channel only the dead relay carried
 //!   gets a new ingest on the least-loaded live relay (a test-pattern channel its own
-//!   pattern there; the catalogue's ingest address is updated). Then every session of the
+//!   pattern there; the catalogue's ingest address is updated; with the relay tree the new
+//!   home is a relay that pulled the channel and the others are pointed at it, `tu/tree.rs`). Then every session of the
 //!   dead relay is moved, concurrently ([`FAILOVER_CONCURRENCY`] at a time):
 //!   - a viewer: `add_viewer` on the least-loaded live relay carrying its channel (its
 //!     key-frame burst gives the picture back at once), then a re-INVITE in the dialog
