@@ -4,7 +4,7 @@
 //!
 //! | module | role | I/O |
 //! | --- | --- | --- |
-//! | [`ue`] | the sans-IO UE: REGISTER, SUBSCRIBE `iptv-channels`, join, zap (re-INVITE naming the channel, or BYE + INVITE), BYE, RTCP RR; answers the AS's relay-move re-INVITE (new relay, new SSRC); producer mode (creates a personal channel, sends the shipped H.264 clip in real time); media meter (first packet, first key frame, loss, jitter, gaps that span relay moves) | none |
+//! | [`ue`] | the sans-IO UE: REGISTER, SUBSCRIBE `iptv-channels`, join, zap (re-INVITE naming the channel, or BYE + INVITE), BYE, RTCP ([`rtcp`]: reports at the A.7 interval, BYE on leave, votes repeated until the poll closes); answers the AS's relay-move re-INVITE (new relay, new SSRC); producer mode (creates a personal channel, sends the shipped H.264 clip in real time); media meter (first packet, first key frame, loss, jitter, gaps that span relay moves) | none |
 //! | [`rtcp`] | a viewer's RTCP (RFC 3550): A.7 intervals (group from the FT's RSI, else a configured minimum), RR with LSR/DLSR + SDES CNAME, APP `VOTE`, BYE | none |
 //! | [`scenario`] | TOML scenarios: population, arrival rate, Zipf channels, dwell, zap behaviour, producers and personal-channel viewers, faults (`stop_relay` at t), relays of the lab, the lab's AAA (`[aaa]`: unknown and restricted shares, stream limit), thresholds | files |
 //! | [`stats`] | [`stats::RunStats`], what a run measured; nearest-rank [`stats::percentile`] | none |
@@ -20,9 +20,12 @@
 //!  reader task per socket (few) ──batches (from, bytes, t)──► run loop (one task)
 //!     SIP: Call-ID "ue<i>-..." ─► Ue[i].handle_sip      timers heap ─► Ue[i].handle_timeout
 //!     RTP: (socket, SSRC) ─► Ue[i].handle_media          actions heap ─► join / zap / leave
+//!     RTCP SR / RSI: (socket, SSRC) ─► Ue[i].handle_media  votes heap ─► Ue[i].vote (APP VOTE)
 //!          unknown SSRC ─► kept 2 s, replayed when a UE learns it (a=ssrc)   faults ─► injector
 //!  Ue[i].poll_transmit ─► try_send_to    Ue[i].poll_event ─► RunStats    1 s tick ─► progress
 //!  (SIP, RTCP, a producer's RTP paced by Ue[i].poll_timeout)
+//!  [votes]: POST /api/polls before the first join; after the last vote a task reads
+//!  GET /api/polls/{id} every 100 ms until exact, then GET /api/channels/{id}/quality
 //! ```
 pub mod api;
 pub mod lab;

@@ -52,7 +52,9 @@
 //! relay move keeps it) and on the channel it voted on: the relay counts each viewer's latest
 //! vote, keyed by its per-viewer SSRC, so repeats never count twice and a lost datagram is
 //! made good by the next one. Before a re-INVITE zap or a BYE the vote is sent once more, so
-//! a viewer that moves on right after voting still gets two copies through.
+//! a viewer that moves on right after voting still gets two copies through (the copy before a
+//! re-INVITE can reach the relay after the AS had it switch the viewer: it then sits in the
+//! new channel's feedback target under the old poll's id, where no tally reads it).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
