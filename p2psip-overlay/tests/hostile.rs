@@ -1,7 +1,7 @@
 //! Hostile PDUs against one peer (issue 4): bad lengths, via-list loops, TTL 0, forged
 //! Node-IDs (another node's certificate, a certificate of another CA), unsigned and wrongly
 //! signed stores, stored data signed by a node the access policy forbids, oversize
-//! messages, forged responses.
+//! messages, forged responses, an AppAttach for an application the peer does not serve.
 //!
 //! Each case drives the sans-IO message layer of a real peer
 //! ([`p2psip_overlay::driver::peer::Peer`]: the security checks in front of the node core,
@@ -457,6 +457,27 @@ fn hostile_pdus_get_errors_and_never_change_stored_data() {
         |w| w.security = no_signature(),
     );
     bench.dropped("unsigned answer", B, &b, true);
+
+    // AppAttach for an application this peer does not serve: Error_Not_Found.
+    let b = pb
+        .encode(&Message {
+            txid: 26,
+            ttl: 100,
+            via: vec![],
+            dest: vec![Dest::Node(Id(A))],
+            body: Body::AppAttachReq {
+                application: 5060,
+                candidates: vec![ADDR.parse().unwrap()],
+            },
+        })
+        .unwrap();
+    bench.refused(
+        "AppAttach, unknown application",
+        B,
+        &b,
+        true,
+        error_code::NOT_FOUND,
+    );
 
     // A real Fetch by B still gets B's original value.
     let fetch = pb

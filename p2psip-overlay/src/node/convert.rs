@@ -226,6 +226,16 @@ fn body_to_wire(b: &Body) -> wire::Body {
         Body::AttachAns { candidates } => {
             wire::Body::AttachAns(attach(candidates, b"passive", false))
         }
+        Body::AppAttachReq {
+            application,
+            candidates,
+        } => wire::Body::AppAttachReq(wire::AppAttach {
+            ufrag: b"reload".to_vec(),
+            password: b"no-ice".to_vec(),
+            application: *application,
+            role: b"active".to_vec(),
+            candidates: candidates.iter().map(|&a| IceCandidate::host(a)).collect(),
+        }),
     }
 }
 
@@ -430,6 +440,10 @@ pub fn from_wire(w: &wire::Message, signer: &Signer) -> Result<Message, ConvertE
         },
         wire::Body::AttachAns(a) => Body::AttachAns {
             candidates: host_candidates(&a),
+        },
+        wire::Body::AppAttachReq(a) => Body::AppAttachReq {
+            application: a.application,
+            candidates: a.candidates.iter().map(|c| c.addr_port).collect(),
         },
         wire::Body::Error(e) => Body::Error {
             code: e.code.0,

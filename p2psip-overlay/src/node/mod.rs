@@ -883,6 +883,11 @@ impl Node {
                     candidates: self.candidates.clone(),
                 }
             }
+            // RFC 6940 section 6.5.2: this peer serves no application over AppAttach
+            Body::AppAttachReq { application, .. } => Body::Error {
+                code: error_code::NOT_FOUND,
+                reason: format!("application {application} not served"),
+            },
             Body::FetchReq { resource, specs } => match self.storage.fetch(now, *resource, specs) {
                 Ok(kind_data) => Body::FetchAns { kind_data },
                 Err(e) => Body::Error {

@@ -117,6 +117,14 @@ pub enum Body {
         /// send_update: ask the answerer for an Update once linked.
         send_update: bool,
     },
+    /// AppAttachReq (section 6.5.2): a link for an application. This node serves
+    /// none, so it is answered with Error_Not_Found.
+    AppAttachReq {
+        /// The application (port registry number, 5060 for SIP).
+        application: u16,
+        /// Host candidates of the sender.
+        candidates: Vec<SocketAddr>,
+    },
     /// AttachAns: the answerer's host candidates.
     AttachAns {
         /// Host candidates of the answering peer.
@@ -182,6 +190,7 @@ impl Body {
             Body::FetchAns { .. } => "FetchAns",
             Body::AttachReq { .. } => "AttachReq",
             Body::AttachAns { .. } => "AttachAns",
+            Body::AppAttachReq { .. } => "AppAttachReq",
             Body::Error { .. } => "Error",
         }
     }
@@ -292,7 +301,9 @@ impl Body {
             Body::FetchAns { kind_data } => 4 + kind_data.iter().map(kind_data_size).sum::<usize>(),
             Body::Error { reason, .. } => 2 + 1 + reason.len() + 2,
             // ufrag, password, role, candidates (IPv4 host: 29 bytes each), send_update
-            Body::AttachReq { candidates, .. } | Body::AttachAns { candidates } => {
+            Body::AttachReq { candidates, .. }
+            | Body::AttachAns { candidates }
+            | Body::AppAttachReq { candidates, .. } => {
                 1 + 6 + 1 + 6 + 1 + 7 + 2 + 29 * candidates.len() + 1
             }
         }
