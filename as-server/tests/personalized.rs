@@ -572,3 +572,67 @@ async fn deleting_a_source_removes_its_slots_and_the_last_one_the_channel() {
         .collect();
     assert_eq!(left, ["sport2"]);
 }
+
+/// A personal channel's owner hanging up deletes a source like `DELETE` does: its slots
+/// leave the personalised channels, and one left without a slot is deleted (BYE).
+#[tokio::test]
+async fn a_personal_source_whose_owner_hangs_up_leaves_the_personalised_channels() {
+    let mut h = harness().await;
+    let offer = "v=0\no=cam 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\n\
+                 m=video 6000 RTP/AVP 96\na=rtpmap:96 H264/90000\na=fmtp:96 packetization-mode=1\na=sendonly\n";
+    let len = offer.replace('\n', "\r\n").len();
+    let created = call(
+        &h.svc,
+        parse(&format!(
+            "INVITE sip:new-channel@127.0.0.1 SIP/2.0\n\
+             Via: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bKown1\n\
+             Max-Forwards: 70\n\
+             From: <sip:alice@127.0.0.1>;tag=own1\n\
+             To: <sip:new-channel@127.0.0.1>\n\
+             Call-ID: p1\n\
+             CSeq: 1 INVITE\n\
+             Contact: <sip:alice@127.0.0.1:5099>\n\
+             Subject: Cam\n\
+             Content-Type: application/sdp\n\
+             Content-Length: {len}\n\n{offer}"
+        )),
+    )
+    .await;
+    assert_eq!(created.status.0, 200, "{created:?}");
+    let owner_tag = created.to().unwrap().tag().unwrap().to_owned();
+    assert!(h.svc.get_channel("cam").await.unwrap().is_some());
+    for body in [
+        r#"{"id":"mix","name":"Mix","schedule":[{"channel":"news","seconds":1},{"channel":"cam","seconds":1}]}"#,
+        r#"{"id":"camonly","name":"Cam only","schedule":[{"channel":"cam","seconds":2}]}"#,
+    ] {
+        let (st, body) = http(h.http, "POST", "/api/channels", Some(body)).await;
+        assert_eq!(st, 201, "{body}");
+    }
+    let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = rtp.local_addr().unwrap().port();
+    let ok = call(&h.svc, invite("camonly", "v3", port)).await;
+    assert_eq!(ok.status.0, 200, "{ok:?}");
+
+    let bye = parse(&format!(
+        "BYE sip:cam@127.0.0.1:5060 SIP/2.0\n\
+         Via: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bKown2\n\
+         Max-Forwards: 70\n\
+         From: <sip:alice@127.0.0.1>;tag=own1\n\
+         To: <sip:new-channel@127.0.0.1>;tag={owner_tag}\n\
+         Call-ID: p1\n\
+         CSeq: 2 BYE\n\
+         Content-Length: 0\n\n"
+    ));
+    assert_eq!(call(&h.svc, bye).await.status.0, 200);
+    let bye = next_sent(&mut h.sent, "BYE").await;
+    assert_eq!(bye.call_id().unwrap(), "v3");
+    assert!(h.svc.get_channel("cam").await.unwrap().is_none());
+    assert!(h.svc.get_channel("camonly").await.unwrap().is_none());
+    assert!(h.svc.get_channel("mix").await.unwrap().is_some());
+    assert_eq!(stored_sources(&h.svc, "mix").await, ["news"]);
+    let stats = h.relay.personalized_stats().await.unwrap();
+    assert_eq!(
+        stats.iter().map(|s| s.channel.as_str()).collect::<Vec<_>>(),
+        ["mix"]
+    );
+}

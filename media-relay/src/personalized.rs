@@ -198,6 +198,18 @@ impl Mix {
             .map_or(0, |(s, _)| *s)
     }
 
+    /// Asks the splicer for the source scheduled at `now` unless it is on air with no other
+    /// switch pending or already awaited (a pending switch to a source whose slot has
+    /// passed is cancelled).
+    fn follow_schedule(&mut self, now: Instant) {
+        let want = SourceId(self.scheduled(now));
+        let on_air = self.splicer.current() == Some(want);
+        let wanted = self.splicer.wanted();
+        if (on_air && wanted.is_some()) || (!on_air && wanted != Some(want)) {
+            self.splicer.switch_to(want);
+        }
+    }
+
     fn stats(&self) -> PersonalizedStats {
         let st = self.splicer.stats();
         let name = |s: Option<SourceId>| s.and_then(|s| self.sources.get(s.0 as usize)).cloned();
@@ -381,10 +393,7 @@ impl Registry {
         m.slots = slots;
         m.period = end;
         m.start = now;
-        let first = SourceId(m.scheduled(now));
-        if m.splicer.current() != Some(first) && m.splicer.wanted() != Some(first) {
-            m.splicer.switch_to(first);
-        }
+        m.follow_schedule(now);
         self.reindex();
         Ok(PersonalizedInfo {
             channel: spec.channel.clone(),
@@ -450,10 +459,7 @@ impl Registry {
             let Some(src) = m.sources.iter().position(|s| s == source) else {
                 continue;
             };
-            let want = SourceId(m.scheduled(now));
-            if m.splicer.current() != Some(want) && m.splicer.wanted() != Some(want) {
-                m.splicer.switch_to(want);
-            }
+            m.follow_schedule(now);
             self.batch.clear();
             if m.splicer
                 .push(SourceId(src as u32), datagram, &mut self.batch)
@@ -656,6 +662,10 @@ mod tests {
         }
         let st = &r.stats()[0];
         assert_eq!(st.current.as_ref().map(ChannelId::as_str), Some("b"));
+        assert_eq!(
+            st.wanted, None,
+            "no switch left pending to a dropped source"
+        );
         r.put_output(out);
     }
 
