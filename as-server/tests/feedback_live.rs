@@ -188,11 +188,19 @@ async fn poll_tally_at_the_as_equals_the_votes_cast() {
     let mut ssrcs = Vec::new();
     for (sock, _) in &viewers {
         let mut buf = vec![0u8; 2048];
-        let n = timeout(Duration::from_secs(10), sock.recv(&mut buf))
-            .await
-            .expect("RTP within 10 s")
-            .unwrap();
-        assert!(n >= 12);
+        // Skip RTCP: the offer names no a=rtcp, so the relay sends each viewer's SRs to its
+        // RTP port + 1, which may be another viewer's RTP socket (with thousands of sockets
+        // this happened: the SR's NTP bytes were taken for the SSRC and 1-4 votes went astray).
+        loop {
+            let n = timeout(Duration::from_secs(10), sock.recv(&mut buf))
+                .await
+                .expect("RTP within 10 s")
+                .unwrap();
+            assert!(n >= 12);
+            if !(200..=204).contains(&buf[1]) {
+                break;
+            }
+        }
         ssrcs.push(u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]));
     }
 
