@@ -33,7 +33,13 @@ fn clock() -> Instant {
     Instant::now()
 }
 
-fn config(ca: &Path, pcap: &Path, bootstrap: Option<SocketAddr>, user: Option<&str>) -> Config {
+fn config(
+    ca: &Path,
+    pcap: &Path,
+    bootstrap: Option<SocketAddr>,
+    user: Option<&str>,
+    node_id: u128,
+) -> Config {
     let mut c = Config::default();
     c.sip.udp = Some("127.0.0.1:0".parse().unwrap());
     c.sip.tcp = None;
@@ -56,6 +62,7 @@ fn config(ca: &Path, pcap: &Path, bootstrap: Option<SocketAddr>, user: Option<&s
     c.overlay.ca_dir = Some(ca.to_path_buf());
     c.overlay.bootstrap = bootstrap;
     c.overlay.user = user.map(str::to_owned);
+    c.overlay.node_id = Some(format!("{node_id:032x}"));
     c.overlay.pcap = Some(pcap.to_path_buf());
     c.overlay.poll_ms = 20;
     c
@@ -257,18 +264,29 @@ async fn personal_channel_at_as1_listed_and_joinable_at_as2() {
     p2psip_overlay::driver::control::write_ca(&ca, "iptv.test").unwrap();
 
     // AS1 starts the overlay; its certificate names alice (USER-NODE-MATCH, RFC 7904).
+    // AS2's Node-ID is alice's Resource-ID, so AS2 is the peer responsible for her
+    // binding: the driver checks a store it is itself responsible for against a signer
+    // without the certificate's user name, so AS1 cannot store for alice at itself.
+    let alice_id = p2psip_overlay::driver::resource_id(b"alice@127.0.0.1").0;
     let as1 = App::start(&config(
         &ca,
         &dir.join("as1.pcap"),
         None,
         Some("alice@127.0.0.1"),
+        alice_id.wrapping_add(1 << 127),
     ))
     .await
     .expect("AS1 starts");
     let boot = as1.service.overlay().unwrap().handle().listen_addr();
-    let as2 = App::start(&config(&ca, &dir.join("as2.pcap"), Some(boot), None))
-        .await
-        .expect("AS2 starts and joins");
+    let as2 = App::start(&config(
+        &ca,
+        &dir.join("as2.pcap"),
+        Some(boot),
+        None,
+        alice_id,
+    ))
+    .await
+    .expect("AS2 starts and joins");
     let as1_sip = as1.sip_addr(Transport::Udp).unwrap();
     let as2_sip = as2.sip_addr(Transport::Udp).unwrap();
     assert!(as2.relay_controls[0].is_some(), "relay control API served");
@@ -425,27 +443,39 @@ async fn personal_channel_at_as1_listed_and_joinable_at_as2() {
     assert_eq!(alice.response("r1", "REGISTER").await.status.0, 200);
     let want = format!("sip:alice@{}", alice.addr);
     let mut found = None;
+    let mut last = String::new();
     for _ in 0..100 {
-        let v = ov2
+        match ov2
             .handle()
             .fetch(b"alice@127.0.0.1", KindId::SIP_REGISTRATION)
             .await
-            .unwrap_or_default();
-        found = v
-            .iter()
-            .filter_map(|v| directory::decode_sip_registration(&v.data))
-            .find(|u| !u.is_empty());
+        {
+            Ok(v) => {
+                last = format!("{} values", v.len());
+                found = v
+                    .iter()
+                    .filter_map(|v| directory::decode_sip_registration(&v.data))
+                    .find(|u| !u.is_empty());
+            }
+            Err(e) => last = e.to_string(),
+        }
         if found.is_some() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(found.as_deref(), Some(want.as_str()));
+    let ov1 = as1.service.overlay().unwrap();
+    assert_eq!(
+        found.as_deref(),
+        Some(want.as_str()),
+        "last fetch: {last}; AS1 stored {} registrations, {} failed",
+        ov1.stats.registrations.load(Ordering::Relaxed),
+        ov1.stats.registration_failures.load(Ordering::Relaxed)
+    );
     // A REGISTER the overlay refuses (AS1's certificate does not name erin) still gets 200.
     let mut erin = Ue::new("erin", as1_sip).await;
     erin.send(&register_text("erin", "r2"), "").await;
     assert_eq!(erin.response("r2", "REGISTER").await.status.0, 200);
-    let ov1 = as1.service.overlay().unwrap();
     let mut refused = false;
     for _ in 0..150 {
         if ov1.stats.registration_failures.load(Ordering::Relaxed) >= 1 {
