@@ -512,6 +512,10 @@ async fn register_and_options() {
         .unwrap()
         .contains("application/sdp"));
     assert!(r.headers.contains(&HeaderName::SUPPORTED));
+    assert_eq!(
+        r.headers.get(&HeaderName::ALLOW_EVENTS),
+        Some("iptv-channels, iptv-poll")
+    );
 }
 
 /// One HTTP/1.1 request over a fresh connection; returns (status, body).

@@ -757,8 +757,7 @@ impl Service {
         );
         r.headers
             .push(HeaderName::SUPPORTED, rules::SUPPORTED.join(", "));
-        r.headers
-            .push(HeaderName::new("Allow-Events"), channel_list::EVENT);
+        r.headers.push(HeaderName::ALLOW_EVENTS, allow_events());
         r
     }
 
@@ -825,8 +824,7 @@ impl Service {
             return self.subscribe_poll(tr).await;
         }
         if !channel_list::is_our_event(event) {
-            let allow = format!("{}, {}", channel_list::EVENT, poll_event::EVENT);
-            let r = Reject::new(489, "Bad Event").with("Allow-Events", allow);
+            let r = Reject::new(489, "Bad Event").with("Allow-Events", allow_events());
             return sipmsg::reject(req, &r, Some(&self.tag()));
         }
         if let Some(acc) = req.headers.get(&HeaderName::ACCEPT) {
@@ -2053,4 +2051,10 @@ fn invite_key(req: &Request) -> Option<InviteKey> {
 /// `487 Request Terminated` (RFC 3261 9.2).
 fn request_terminated() -> Reject {
     Reject::new(487, "Request Terminated")
+}
+
+/// The event packages the AS serves (RFC 6665 section 8.2.2 `Allow-Events`, in OPTIONS answers
+/// and 489s): the channel list and the channel owner's live poll tally.
+fn allow_events() -> String {
+    format!("{}, {}", channel_list::EVENT, poll_event::EVENT)
 }
