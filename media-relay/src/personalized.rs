@@ -710,6 +710,8 @@ mod tests {
         let nested = PersonalizedSpec::round_robin("m3", ["mix".into()], Duration::from_secs(1));
         assert!(relay.create_personalized(now, &nested).is_err());
         assert!(!relay.has_channel(&"m2".into()));
+        // A source counts one consumer for the splicer (it holds a pulled source's pull).
+        assert_eq!(relay.channel_consumers(&"b".into()), Some(1));
 
         // A viewer of a source and a viewer of the mix.
         relay.add_viewer(now, &add_viewer(1, "a", 30_000)).unwrap();
@@ -749,6 +751,7 @@ mod tests {
         // Deleting the channel removes its splicer; the sources go on.
         relay.delete_channel(&"mix".into()).unwrap();
         assert!(relay.personalized_stats().is_empty());
+        assert_eq!(relay.channel_consumers(&"b".into()), Some(0));
         relay.ingest(now, &"a".into(), &pkt(1, 99, true)).unwrap();
     }
 }

@@ -1321,10 +1321,14 @@ impl Relay {
         self.viewer_slots.len()
     }
 
-    /// Everyone the channel is sent to now (viewers and downstream relays), or `None` for an
-    /// unknown channel: the reference count of a pulled channel ([`crate::tree`]).
+    /// Everyone the channel is sent to now (viewers and downstream relays, plus one while it
+    /// is a source of a personalised channel here: the splicer holds a pulled source's pull
+    /// without a viewer), or `None` for an unknown channel: the reference count of a pulled
+    /// channel ([`crate::tree`]).
     pub fn channel_consumers(&self, channel: &ChannelId) -> Option<usize> {
-        self.channels.get(channel).map(|c| c.viewers.len())
+        self.channels
+            .get(channel)
+            .map(|c| c.viewers.len() + usize::from(self.personalized.is_source(channel)))
     }
 
     /// Forget the channel's cached GOP (a pulled channel that stopped flowing must not burst

@@ -2,9 +2,14 @@
 //! definition and the flows): the SIP MESSAGE handler, creation in the catalogue and on the
 //! relays, the category table.
 //!
-//! A personalised channel is made on every live relay that carries all its sources (a
-//! test-pattern source is on every relay, a producer or personal channel on one), so a
-//! viewer placed on any of them gets the same schedule; each relay splices its own copy.
+//! A personalised channel is made on every live relay that has all its sources (a
+//! test-pattern source is on every relay, a producer or personal channel on one; with the
+//! relay tree, every relay pulls every channel), so a viewer placed on any of them gets the
+//! same schedule; each relay splices its own copy. Sources spread over relays (`[relay]
+//! count` > 1, no relay has them all): the relay with most of them pulls the others from
+//! their ingest relays (`RelayHandle::set_upstream`, `media_relay::tree`); the splicer holds
+//! each such pull like a viewer would, and the relay stops it when no personalised channel
+//! there uses the source any more.
 //! Deletion is the common channel teardown (`delete_ingest` on each relay removes the
 //! splicer).
 //!
@@ -122,15 +127,9 @@ impl Service {
             None => personal::unique_id(&name, |c| channels.iter().any(|t| t.id == c))
                 .ok_or_else(|| Error::Conflict("no free id for this name".into()))?,
         };
-        let targets: Vec<usize> = {
-            let st = self.inner.relays.state();
-            st.healthy()
-                .into_iter()
-                .filter(|&i| sources.iter().all(|s| st.carries(i, s)))
-                .collect()
-        };
+        let targets = self.splice_targets(&sources).await;
         if targets.is_empty() {
-            return Err(Error::Invalid("Sources are not on one relay".into()));
+            return Err(Error::Invalid("Sources are not on a live relay".into()));
         }
         let spec = def::relay_spec(&id, &slots);
         let mut made: Vec<usize> = Vec::new();
@@ -208,17 +207,77 @@ impl Service {
         })
     }
 
+    /// The relays to splice a channel of `sources` on: every live relay that has all of them
+    /// (an ingest, or a pull of the relay tree); when none has and the sources are spread
+    /// over relays, the live relay that has most of them, made to pull each other one from
+    /// the relays with its ingest (`RelayHandle::set_upstream`: the relay holds that pull
+    /// while the source feeds a splicer there, viewers or not, and stops it when no
+    /// personalised channel uses the source any more, `media_relay::tree`). Empty when a
+    /// source is on no live relay or a pull cannot be set.
+    async fn splice_targets(&self, sources: &[String]) -> Vec<usize> {
+        let (best, missing) = {
+            let st = self.inner.relays.state();
+            let has = |i: usize, s: &str| st.carries(i, s) || st.pullers(s).contains(&i);
+            let healthy = st.healthy();
+            let all: Vec<usize> = healthy
+                .iter()
+                .copied()
+                .filter(|&i| sources.iter().all(|s| has(i, s)))
+                .collect();
+            if !all.is_empty() {
+                return all;
+            }
+            let Some(best) = healthy.iter().copied().max_by_key(|&i| {
+                (
+                    sources.iter().filter(|s| has(i, s)).count(),
+                    std::cmp::Reverse(i),
+                )
+            }) else {
+                return Vec::new();
+            };
+            let mut missing = Vec::new();
+            for s in sources.iter().filter(|s| !has(best, s)) {
+                // Ingest relays only: a pulling relay is never a candidate (no loops).
+                let homes = st.carriers(s);
+                if homes.is_empty() {
+                    return Vec::new();
+                }
+                missing.push((s.clone(), homes));
+            }
+            (best, missing)
+        };
+        let relay = self.relay(best).clone();
+        for (source, homes) in missing {
+            let candidates: Vec<media_relay::Upstream> = homes
+                .iter()
+                .map(|&h| media_relay::Upstream::Local(self.relay(h).clone()))
+                .collect();
+            let channel = media_relay::control::ChannelId::from(source.as_str());
+            match self
+                .relay_call(best, relay.set_upstream(channel, candidates))
+                .await
+            {
+                Ok(()) => self.inner.relays.state().set_pulled(best, &source, true),
+                Err(e) => {
+                    warn!(source = %source, relay = %self.inner.relays.name(best), error = %e, "relay cannot pull a source of a personalised channel");
+                    return Vec::new();
+                }
+            }
+            info!(source = %source, relay = %self.inner.relays.name(best), "relay pulls a source for a personalised channel");
+        }
+        vec![best]
+    }
+
     /// Makes personalised channel `id` with `slots` on every healthy relay that carries all
     /// its sources; the relays that made it.
     async fn splice_on_relays(&self, id: &str, slots: &[SlotDef]) -> Vec<usize> {
-        let sources: Vec<&str> = slots.iter().map(|s| s.channel.as_str()).collect();
-        let targets: Vec<usize> = {
-            let st = self.inner.relays.state();
-            st.healthy()
-                .into_iter()
-                .filter(|&i| sources.iter().all(|s| st.carries(i, s)))
-                .collect()
-        };
+        let mut sources: Vec<String> = Vec::new();
+        for s in slots {
+            if !sources.contains(&s.channel) {
+                sources.push(s.channel.clone());
+            }
+        }
+        let targets = self.splice_targets(&sources).await;
         let spec = def::relay_spec(id, slots);
         let mut made = Vec::new();
         for i in targets {
