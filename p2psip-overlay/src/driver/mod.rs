@@ -92,6 +92,9 @@ pub enum DriverError {
     /// The driver task has stopped.
     #[error("driver stopped")]
     Stopped,
+    /// [`OverlayHandle::store_as`] with a certificate issued to another Node-ID.
+    #[error("the value signer's certificate names another Node-ID")]
+    NotThisNode,
 }
 
 /// What the driver needs.
@@ -160,6 +163,8 @@ enum Command {
         resource: Id,
         kind: KindId,
         value: Vec<u8>,
+        /// Sign the value with this identity instead of the peer's own.
+        value_signer: Option<Arc<NodeIdentity>>,
         reply: oneshot::Sender<Result<(), DriverError>>,
     },
     Fetch {
@@ -247,6 +252,36 @@ impl OverlayHandle {
             resource: resource_id(resource),
             kind,
             value,
+            value_signer: None,
+            reply,
+        })
+        .await
+    }
+
+    /// [`OverlayHandle::store`] with the value signed (RFC 6940 section 7.1, the
+    /// per-StoredData signature) by `identity` instead of this peer's own certificate:
+    /// a certificate the overlay's CA issued to this peer's Node-ID for a user (the
+    /// rfc822Name), e.g. the AoR whose SIP-REGISTRATION an AS stores on its users'
+    /// behalf. The message itself is still signed by this peer. The responsible peer
+    /// checks the value's certificate (chain to the CA, signature) and the kind's access
+    /// policy against it (USER-NODE-MATCH: the user must hash to `resource`, the
+    /// dictionary key is this Node-ID). [`DriverError::NotThisNode`] when `identity`
+    /// names another Node-ID.
+    pub async fn store_as(
+        &self,
+        identity: Arc<NodeIdentity>,
+        resource: &[u8],
+        kind: KindId,
+        value: Vec<u8>,
+    ) -> Result<(), DriverError> {
+        if identity.node != self.node_id {
+            return Err(DriverError::NotThisNode);
+        }
+        self.ask(|reply| Command::Store {
+            resource: resource_id(resource),
+            kind,
+            value,
+            value_signer: Some(identity),
             reply,
         })
         .await
@@ -334,8 +369,15 @@ pub async fn start(cfg: DriverConfig) -> Result<(OverlayHandle, JoinHandle<()>),
             }
         }
     });
+    let user = identity
+        .chain
+        .first()
+        .and_then(|c| crate::cert::PeerIdentity::from_der(c).ok())
+        .and_then(|p| p.user)
+        .unwrap_or_default();
     let mut d = Driver {
         peer,
+        user,
         link_cfg,
         kinds: KindRegistry::default(),
         lifetime: cfg.lifetime,
@@ -394,6 +436,8 @@ struct LinkEntry {
 struct Driver {
     /// The core behind the security checks, and the encoder ([`peer`]).
     peer: Peer,
+    /// The user name (rfc822Name) of this peer's certificate, empty when none.
+    user: String,
     link_cfg: Arc<LinkConfig>,
     kinds: KindRegistry,
     lifetime: u32,
@@ -472,6 +516,7 @@ impl Driver {
                 resource,
                 kind,
                 value,
+                value_signer,
                 reply,
             } => {
                 let Some(def) = self.kinds.get(kind) else {
@@ -483,7 +528,16 @@ impl Driver {
                     DataModel::Array => ValueKey::Index(APPEND),
                     DataModel::Dictionary => ValueKey::Key(self.peer.me.to_be_bytes().to_vec()),
                 };
-                let me = self.my_signer();
+                let value_signer = match value_signer.as_deref().map(user_signer).transpose() {
+                    Ok(v) => v,
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                        return;
+                    }
+                };
+                let me = value_signer
+                    .as_ref()
+                    .map_or_else(|| self.my_signer(), |(_, s)| s.clone());
                 let kd = KindData {
                     kind,
                     generation: 0,
@@ -496,6 +550,14 @@ impl Driver {
                         signer: me.clone(),
                     }],
                 };
+                if let Some((w, _)) = &value_signer {
+                    for v in &kd.values {
+                        if let Err(e) = self.peer.sigs.presign(resource, kind, v, w) {
+                            let _ = reply.send(Err(e.into()));
+                            return;
+                        }
+                    }
+                }
                 let h = self.peer.node.store(now, resource, vec![kd], me);
                 self.pending.insert(h, Reply::Store(reply));
             }
@@ -556,10 +618,12 @@ impl Driver {
         }
     }
 
+    /// This peer as a signer: its Node-ID and its certificate's user name (the
+    /// storage's USER-MATCH / USER-NODE-MATCH checks of its own stores need it).
     fn my_signer(&self) -> Signer {
         Signer {
             node_id: self.peer.me,
-            user_name: String::new(),
+            user_name: self.user.clone(),
         }
     }
 
@@ -817,6 +881,23 @@ impl Driver {
             }
         }
     }
+}
+
+/// The wire signer of a value-signing identity and the storage's view of it (its
+/// Node-ID and user name).
+fn user_signer(id: &NodeIdentity) -> Result<(wire::Signer, Signer), DriverError> {
+    let cert = id.chain.first().map_or(&[][..], |c| c.as_ref());
+    let w = wire::Signer::ecdsa_p256(&id.key_pkcs8, cert)?;
+    let user = crate::cert::PeerIdentity::from_der(cert)?
+        .user
+        .unwrap_or_default();
+    Ok((
+        w,
+        Signer {
+            node_id: Id(id.node.to_u128()),
+            user_name: user,
+        },
+    ))
 }
 
 /// A fetch selection of every value of a model.

@@ -27,7 +27,10 @@ use crate::wire::{
 const MAX_SIGS: usize = 200_000;
 const MAX_CERTS: usize = 10_000;
 
-type Key = (KindId, u64, StoredDataValue);
+/// (Resource-ID, kind, storage time, value): the resource too, so that equal values
+/// stored at two resources in the same millisecond (two users' unregisters by one peer)
+/// keep their own signatures.
+type Key = (ResourceId, KindId, u64, StoredDataValue);
 
 /// Why the stored values of a message were refused (answer Error_Forbidden).
 #[derive(Debug, thiserror::Error)]
@@ -64,12 +67,56 @@ impl DataSigs {
             .or_insert_with(|| Arc::new(der.to_vec()));
     }
 
-    fn add_sig(&mut self, kind: KindId, d: &StoredData) {
+    fn add_sig(&mut self, rid: &ResourceId, kind: KindId, d: &StoredData) {
         if self.sigs.len() >= MAX_SIGS {
             self.sigs.clear();
         }
-        self.sigs
-            .insert((kind, d.storage_time, d.value.clone()), d.signature.clone());
+        self.sigs.insert(
+            (rid.clone(), kind, d.storage_time, d.value.clone()),
+            d.signature.clone(),
+        );
+    }
+
+    /// Signs the value `v` this node is about to store at `resource` with `signer`, a
+    /// certificate other than this node's own (a user certificate issued to this node's
+    /// Node-ID, [`super::OverlayHandle::store_as`]), and records the signature and the
+    /// certificate: the StoreReq carrying it (and later replica and handover stores, and
+    /// fetch answers) carry this signature, and its certificate in the security block.
+    pub fn presign(
+        &mut self,
+        resource: Id,
+        kind: crate::storage::KindId,
+        v: &crate::storage::StoredValue,
+        signer: &wire::Signer,
+    ) -> Result<(), wire::SignError> {
+        use crate::storage::ValueKey;
+        let value = wire::DataValue {
+            exists: v.exists,
+            value: v.data.clone(),
+        };
+        let mut d = StoredData {
+            storage_time: v.storage_time,
+            lifetime: v.lifetime,
+            value: match &v.key {
+                ValueKey::Single => StoredDataValue::Single(value),
+                ValueKey::Index(i) => StoredDataValue::Array { index: *i, value },
+                ValueKey::Key(k) => StoredDataValue::Dictionary {
+                    key: k.clone(),
+                    value,
+                },
+            },
+            signature: Signature {
+                algorithm: wire::SignatureAndHashAlgorithm::ECDSA_SHA256,
+                identity: signer.identity().clone(),
+                value: Vec::new(),
+            },
+        };
+        let rid = ResourceId::from_node_id(NodeId::from_u128(resource.0));
+        let kind = KindId(kind.0);
+        signer.sign_stored_data(&rid, kind, &mut d)?;
+        self.add_cert(&signer.certificate().certificate);
+        self.add_sig(&rid, kind, &d);
+        Ok(())
     }
 
     /// A received message: learns its certificates, checks each StoredData signature of a
@@ -141,9 +188,27 @@ impl DataSigs {
                 good.push((kind, d.clone(), cert.to_vec()));
             }
         }
+        // RFC 6940 section 7.4.1.1: the access check is on the credential that signed
+        // each element. A client store whose values are all signed by one certificate
+        // naming the sender's own Node-ID (a user certificate the enrollment server
+        // issued to that peer) is a store by that user: the requester takes its user
+        // name, so the storage's check of the requester agrees with the values'.
+        if let Body::StoreReq {
+            kind_data, signer, ..
+        } = &mut msg.body
+        {
+            let mut value_signers = kind_data
+                .iter()
+                .flat_map(|k| k.values.iter().map(|v| &v.signer));
+            if let Some(first) = value_signers.next() {
+                if first.node_id == signer.node_id && value_signers.all(|s| s == first) {
+                    signer.user_name = first.user_name.clone();
+                }
+            }
+        }
         for (kind, d, cert) in good {
             self.add_cert(&cert);
-            self.add_sig(kind, &d);
+            self.add_sig(&rid, kind, &d);
         }
         Ok(())
     }
@@ -172,7 +237,7 @@ impl DataSigs {
         let mut fresh = Vec::new();
         for (kind, values) in kinds {
             for d in values.iter_mut() {
-                let key = (kind, d.storage_time, d.value.clone());
+                let key = (rid.clone(), kind, d.storage_time, d.value.clone());
                 let known = self
                     .sigs
                     .get(&key)
@@ -195,7 +260,7 @@ impl DataSigs {
             }
         }
         for (kind, d) in fresh {
-            self.add_sig(kind, &d);
+            self.add_sig(&rid, kind, &d);
         }
         w.contents = MessageContents::from_body(&body)?;
         Ok(certs)
