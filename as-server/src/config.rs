@@ -221,6 +221,14 @@ pub struct RelaySection {
     /// `i`, or any port when 0), so other ASes' relays can pull channels from them
     /// (`service::overlay`). `None` (default): not served.
     pub control_listen: Option<SocketAddr>,
+    /// Channels sent to a multicast group instead of per-viewer unicast
+    /// (`[[relay.multicast]]` with `channel`, `group = "239.1.1.1:5004"`, `payload_type`;
+    /// default none): the relay sends one stream to the group while the channel has
+    /// viewers, and their SDP answers carry `c=IN IP4 <group>/<ttl>` (RFC 8866 section 5.7).
+    /// Only where the network routes multicast to the viewers.
+    pub multicast: Vec<media_relay::control::MulticastChannel>,
+    /// IPv4 TTL of the multicast streams, also written in the SDP `c=` line.
+    pub multicast_ttl: u8,
 }
 
 impl Default for RelaySection {
@@ -240,6 +248,8 @@ impl Default for RelaySection {
             dropped_viewer_grace_ms: 2000,
             tree: false,
             control_listen: None,
+            multicast: Vec::new(),
+            multicast_ttl: 16,
         }
     }
 }
@@ -289,6 +299,8 @@ impl RelaySection {
             output_rtcp_port: 0,
             max_viewers: self.max_viewers,
             cname: Self::relay_name(i),
+            multicast: self.multicast.clone(),
+            multicast_ttl: self.multicast_ttl,
             ..media_relay::RelayConfig::default()
         }
     }
@@ -333,6 +345,21 @@ impl RelaySection {
                     self.port_min, self.port_max
                 ));
             }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for m in &self.multicast {
+            if !m.group.ip().is_multicast() || m.group.port() == 0 {
+                return Err(format!(
+                    "relay.multicast {}: group {} is not a multicast address with a port",
+                    m.channel.0, m.group
+                ));
+            }
+            if !seen.insert(&m.channel) {
+                return Err(format!("relay.multicast: channel {} twice", m.channel.0));
+            }
+        }
+        if !self.multicast.is_empty() && self.multicast_ttl == 0 {
+            return Err("relay.multicast_ttl must be > 0".into());
         }
         Ok(())
     }
@@ -580,6 +607,34 @@ mod tests {
         assert_eq!(c.sip.tls, SipConfig::default().tls);
         assert_eq!(c.channels.len(), 1);
         assert!(c.channels[0].test_pattern, "test_pattern defaults to true");
+    }
+
+    #[test]
+    fn multicast_channels_reach_every_relay_and_are_checked() {
+        let c = Config::from_toml(
+            "[relay]\ncount = 2\nmulticast_ttl = 4\n\
+             [[relay.multicast]]\nchannel = \"news\"\ngroup = \"239.1.1.1:5004\"\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        for i in 0..2 {
+            let r = c.relay.relay_config_for(i);
+            assert_eq!(r.multicast.len(), 1);
+            assert_eq!(r.multicast[0].group, "239.1.1.1:5004".parse().unwrap());
+            assert_eq!(r.multicast_ttl, 4);
+        }
+        let bad = Config::from_toml(
+            "[[relay.multicast]]\nchannel = \"news\"\ngroup = \"10.0.0.1:5004\"\n",
+        )
+        .unwrap();
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("not a multicast address"), "{e}");
+        let twice = Config::from_toml(
+            "[[relay.multicast]]\nchannel = \"news\"\ngroup = \"239.1.1.1:5004\"\n\
+             [[relay.multicast]]\nchannel = \"news\"\ngroup = \"239.1.1.2:5004\"\n",
+        )
+        .unwrap();
+        assert!(twice.validate().is_err());
     }
 
     #[test]
