@@ -18,9 +18,12 @@
 //!   `201` with the channel, its URI and its schedule. `GET /api/channels/{id}/personalized`
 //!   shows each relay's splicer (source on air, switches).
 //!
-//! Either way the channel is stored with kind `personalized` (owner: the MESSAGE's From AoR),
+//! Either way the channel is stored with kind `personalized` (owner: the MESSAGE's From AoR)
+//! and its definition ([`Stored`], so an AS restarted on the same database makes it again),
 //! listed in `GET /api/channels` and in the `iptv-channels` NOTIFY, joined by INVITE, and
-//! removed with `DELETE /api/channels/{id}` (viewers get a BYE). A rule expands, when the
+//! removed with `DELETE /api/channels/{id}` (viewers get a BYE). A source channel deleted
+//! (or a personal source whose owner hangs up) leaves the schedule; a personalised channel
+//! left without any slot is deleted. A rule expands, when the
 //! channel is made, to the category's channels that exist (configured `[categories]`), each
 //! on air for the rule's `seconds` (default [`DEFAULT_RULE_SECS`]).
 //!

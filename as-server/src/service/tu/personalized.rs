@@ -372,6 +372,10 @@ impl Service {
     /// (module docs). Called by the common channel teardown, which tears down the channels
     /// this returns (those left without a slot).
     pub(super) async fn source_removed(&self, source: &str) -> Vec<String> {
+        // Two sources deleted at once (two owners hanging up) must not both rewrite one
+        // definition from what they read before the other's write.
+        static EDITS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let _edit = EDITS.lock().await;
         let mut emptied = Vec::new();
         let store = self.inner.catalogue.store().clone();
         let defs = match store.channel_definitions().await {
