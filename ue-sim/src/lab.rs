@@ -81,6 +81,9 @@ pub enum Error {
     /// The embedded AAA did not start, or the AS's Diameter peer did not open.
     #[error("AAA: {0}")]
     Aaa(String),
+    /// The lab's RELOAD overlay (dev CA, peers) did not start.
+    #[error("overlay: {0}")]
+    Overlay(String),
 }
 
 /// What a lab (or a run against an existing AS) produced.
@@ -540,6 +543,9 @@ pub fn lab_scenario(
     out: &Path,
     progress: &Progress,
 ) -> Result<Outcome, Error> {
+    if scenario.overlay.is_some() {
+        return lab_overlay(scenario, out, progress);
+    }
     if scenario.faults.iter().any(|f| f.kind == FaultKind::StopAs) {
         return Err(Error::Run(
             "stop_as faults are not supported yet (the lab runs one AS)".into(),
@@ -573,6 +579,519 @@ pub fn lab_scenario(
             st.aaa = Some(f);
         }
         Ok::<_, String>(st)
+    });
+    tb.shutdown();
+    r
+}
+
+/// The overlay name of the lab's RELOAD overlay (certificates' `@overlay`).
+pub const OVERLAY_NAME: &str = "iptv.test";
+/// How often the lab polls each AS's `GET /api/channels` for the personal channels.
+pub const LIST_POLL: Duration = Duration::from_millis(10);
+/// The cross-AS viewers stop this long before the producers (who stop with the run), so
+/// no viewer sees its channel torn down under it.
+const CROSS_AS_MARGIN_S: f64 = 2.0;
+/// The shortest cross-AS run worth starting, seconds.
+const CROSS_AS_MIN_S: f64 = 2.0;
+
+/// The lab's clock (the listing times of the overlay lab; drivers may read the clock).
+#[expect(clippy::disallowed_methods)]
+fn clock() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
+/// A RELOAD overlay testbed (`[overlay]`): `peers` plain overlay peers (the first starts
+/// the overlay) and `ases` ASes with `[overlay] enabled` bootstrapped to the first peer,
+/// all with identities from one dev CA in the temporary directory. Each AS is as
+/// [`Testbed`]'s (its own SQLite file, SIP port, HTTP API, relays, the test-pattern
+/// channels) plus a relay control API (`[relay] control_listen`) so another AS's relay can
+/// pull its channels.
+#[derive(Debug)]
+pub struct OverlayTestbed {
+    rt: tokio::runtime::Runtime,
+    peers: Vec<(
+        p2psip_overlay::driver::OverlayHandle,
+        tokio::task::JoinHandle<()>,
+    )>,
+    ases: Vec<App>,
+    dir: tempfile::TempDir,
+    /// Each AS's SIP UDP address.
+    pub sips: Vec<SocketAddr>,
+    /// Each AS's HTTP API.
+    pub https: Vec<SocketAddr>,
+    /// The test-pattern channels every AS serves.
+    pub channels: Vec<String>,
+    /// The first peer's RELOAD listen address (every AS's bootstrap).
+    pub bootstrap: SocketAddr,
+}
+
+impl OverlayTestbed {
+    /// Starts the peers one after the other (each joined before the next), then the ASes.
+    pub fn start(
+        channels: &[String],
+        relays: usize,
+        peers: usize,
+        ases: usize,
+    ) -> Result<Self, Error> {
+        let mut channels = channels.to_vec();
+        if channels.is_empty() {
+            channels = DEFAULT_CHANNELS.iter().map(|s| (*s).to_owned()).collect();
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("ue-sim-overlay-lab-")
+            .tempdir()?;
+        let ca = dir.path().join("ca");
+        p2psip_overlay::driver::control::write_ca(&ca, OVERLAY_NAME)
+            .map_err(|e| Error::Overlay(format!("dev CA: {e}")))?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("lab-overlay")
+            .enable_all()
+            .build()?;
+        let mut tb = Self {
+            rt,
+            peers: Vec::new(),
+            ases: Vec::new(),
+            dir,
+            sips: Vec::new(),
+            https: Vec::new(),
+            channels,
+            bootstrap: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+        };
+        match tb.boot(&ca, relays, peers.max(1), ases) {
+            Ok(()) => Ok(tb),
+            Err(e) => {
+                tb.shutdown();
+                Err(e)
+            }
+        }
+    }
+
+    fn boot(&mut self, ca: &Path, relays: usize, peers: usize, ases: usize) -> Result<(), Error> {
+        let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let mut boot = None;
+        for i in 0..peers {
+            let node = p2psip_overlay::driver::control::random_node_id();
+            let (id, roots) = p2psip_overlay::driver::identity_from_ca_dir(ca, OVERLAY_NAME, node)
+                .map_err(|e| Error::Overlay(format!("peer {i} identity: {e}")))?;
+            let link = p2psip_overlay::link::LinkConfig::new(OVERLAY_NAME, id, roots);
+            let dc = p2psip_overlay::driver::DriverConfig::new(link, SocketAddr::new(lo, 0), boot);
+            let (h, task) = self
+                .rt
+                .block_on(p2psip_overlay::driver::start(dc))
+                .map_err(|e| Error::Overlay(format!("peer {i}: {e}")))?;
+            let joined = self
+                .rt
+                .block_on(async { tokio::time::timeout(OVERLAY_JOIN_WAIT, h.joined()).await });
+            let addr = h.listen_addr();
+            self.peers.push((h, task));
+            match joined {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(Error::Overlay(format!("peer {i} join: {e}"))),
+                Err(_) => return Err(Error::Overlay(format!("peer {i}: no join within 10 s"))),
+            }
+            boot.get_or_insert(addr);
+        }
+        self.bootstrap = boot.unwrap_or(self.bootstrap);
+        for k in 0..ases {
+            let db = format!(
+                "sqlite://{}?mode=rwc",
+                self.dir.path().join(format!("as{k}.db")).display()
+            );
+            let mut cfg = lab_config_relays(&db, &self.channels, relays);
+            cfg.relay.control_listen = Some(SocketAddr::new(lo, 0));
+            cfg.overlay.enabled = true;
+            cfg.overlay.ca_dir = Some(ca.to_path_buf());
+            cfg.overlay.name = OVERLAY_NAME.into();
+            cfg.overlay.bootstrap = boot;
+            let app = self.rt.block_on(App::start(&cfg))?;
+            let (sip, http) = (app.sip_addr(Transport::Udp), app.http);
+            self.ases.push(app);
+            let (Some(sip), Some(http)) = (sip, http) else {
+                return Err(Error::NoUdp);
+            };
+            self.sips.push(sip);
+            self.https.push(http);
+        }
+        Ok(())
+    }
+
+    /// The runtime the ASes and peers run on.
+    #[must_use]
+    pub fn runtime(&self) -> &tokio::runtime::Runtime {
+        &self.rt
+    }
+
+    /// The temporary directory (dev CA, SQLite files; removed on shutdown).
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Each AS's `as_overlay_*` counters (what its `/metrics` shows).
+    #[must_use]
+    pub fn overlay_counters(&self) -> Vec<std::collections::BTreeMap<String, u64>> {
+        self.ases
+            .iter()
+            .map(|app| {
+                let mut text = String::new();
+                if let Some(ov) = app.service.overlay() {
+                    ov.stats.render(&mut text);
+                }
+                prefixed_samples(&text, "as_overlay_")
+            })
+            .collect()
+    }
+
+    /// Stops the ASes (BYE to viewers, directory entries withdrawn), then the peers, the
+    /// runtime; removes the temporary directory.
+    pub fn shutdown(self) {
+        let Self {
+            rt,
+            peers,
+            ases,
+            dir,
+            ..
+        } = self;
+        for app in ases {
+            rt.block_on(app.shutdown());
+        }
+        for (h, task) in peers {
+            rt.block_on(h.shutdown());
+            task.abort();
+        }
+        rt.shutdown_timeout(Duration::from_secs(2));
+        drop(dir);
+    }
+}
+
+/// How long the lab waits for each plain overlay peer to join.
+const OVERLAY_JOIN_WAIT: Duration = Duration::from_secs(10);
+
+/// The samples of the Prometheus `text` whose names start with `prefix`.
+#[must_use]
+pub fn prefixed_samples(text: &str, prefix: &str) -> std::collections::BTreeMap<String, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with(prefix)) {
+        let mut it = line.split_whitespace();
+        if let (Some(name), Some(v)) = (it.next(), it.next()) {
+            if let Ok(v) = v.parse::<f64>() {
+                out.insert(name.to_owned(), v.max(0.0) as u64);
+            }
+        }
+    }
+    out
+}
+
+/// How many of `ues` viewers run at AS `k` of `ases` (viewer `i` at AS `i % ases`).
+#[must_use]
+pub fn viewers_at(ues: usize, ases: usize, k: usize) -> usize {
+    ues / ases + usize::from(k < ues % ases)
+}
+
+/// The scenario AS `k` (>= 1) of an overlay lab runs: its share of the viewers, no
+/// producers, no polls, `channels` (the personal channels of AS 0 listed here) joined by
+/// INVITE and zapped by BYE + INVITE (the AS offers no re-INVITE into a remote channel),
+/// `duration_s` long, its own seed.
+#[must_use]
+pub fn cross_as_scenario(
+    base: &Scenario,
+    k: usize,
+    ases: usize,
+    channels: Vec<String>,
+    duration_s: f64,
+) -> Scenario {
+    let mut s = base.clone();
+    s.name = format!("{} (AS {k})", base.name);
+    s.ues = viewers_at(base.ues, ases, k);
+    s.seed = base.seed.wrapping_add(k as u64);
+    s.duration_s = duration_s;
+    s.channels.list = channels;
+    s.producers.count = 0;
+    s.zap.method = crate::scenario::ZapChoice::ByeInvite;
+    s.votes = None;
+    s.faults.clear();
+    s.overlay = None;
+    s.api = None;
+    s
+}
+
+/// Adds run `b` (started `offset_s` after `a`'s start) into `a`: counts summed, samples
+/// and viewers appended, timelines merged by second. Its joins are all of personal
+/// channels, so they count as personal viewers too.
+pub fn merge_stats(a: &mut RunStats, b: &RunStats, offset_s: f64) {
+    a.ues += b.ues;
+    a.duration_s = a.duration_s.max(b.duration_s + offset_s);
+    a.joins_ok += b.joins_ok;
+    a.joins_failed += b.joins_failed;
+    a.zaps_ok += b.zaps_ok;
+    a.zaps_failed += b.zaps_failed;
+    a.registrations_ok += b.registrations_ok;
+    a.registrations_failed += b.registrations_failed;
+    a.join_ms.extend_from_slice(&b.join_ms);
+    a.zap_ms.extend_from_slice(&b.zap_ms);
+    a.first_packet_ms.extend_from_slice(&b.first_packet_ms);
+    a.first_frame_ms.extend_from_slice(&b.first_frame_ms);
+    a.personal_first_frame_ms
+        .extend_from_slice(&b.first_frame_ms);
+    a.personal_viewers += b.joins_ok + b.zaps_ok;
+    a.viewers.extend(b.viewers.iter().cloned());
+    for (k, v) in &b.failures {
+        *a.failures.entry(k.clone()).or_default() += v;
+    }
+    a.leaves += b.leaves;
+    a.moves_ok += b.moves_ok;
+    a.moves_failed += b.moves_failed;
+    a.move_gap_ms.extend_from_slice(&b.move_gap_ms);
+    a.joins_refused += b.joins_refused;
+    a.zaps_refused += b.zaps_refused;
+    for (k, v) in &b.joins_refused_by {
+        *a.joins_refused_by.entry(k.clone()).or_default() += v;
+    }
+    for (k, v) in &b.zaps_refused_by {
+        *a.zaps_refused_by.entry(k.clone()).or_default() += v;
+    }
+    a.rtcp.add(&b.rtcp);
+    for p in &b.timeline {
+        let t = (p.t_s + offset_s).round();
+        match a.timeline.iter_mut().find(|q| q.t_s.round() == t) {
+            Some(q) => {
+                q.joins += p.joins;
+                q.zaps += p.zaps;
+                q.leaves += p.leaves;
+                q.failures += p.failures;
+                q.moves += p.moves;
+                q.active += p.active;
+            }
+            None => a.timeline.push(TimelinePoint {
+                t_s: t,
+                ..p.clone()
+            }),
+        }
+    }
+    a.timeline.sort_by(|x, y| x.t_s.total_cmp(&y.t_s));
+}
+
+/// The personal channels listed in an AS's `GET /api/channels` body: every entry not in
+/// `seeded` (the test patterns every AS serves).
+fn listed_personal(body: &[u8], seeded: &[String]) -> Vec<String> {
+    let Ok(list) = serde_json::from_slice::<Vec<serde_json::Value>>(body) else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter_map(|e| e.get("id")?.as_str())
+        .filter(|id| !seeded.iter().any(|s| s == id))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Polls every AS's `GET /api/channels` every [`LIST_POLL`] from `t0` until each of the
+/// `expected` personal channels is listed at every AS or `until` passes; records when each
+/// channel was first seen at each AS (ms since `t0`).
+async fn watch_listings(
+    https: &[SocketAddr],
+    seeded: &[String],
+    expected: usize,
+    t0: std::time::Instant,
+    until: Duration,
+) -> Vec<report::OverlayChannel> {
+    let mut seen: Vec<report::OverlayChannel> = Vec::new();
+    let mut tick = tokio::time::interval(LIST_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        for (k, http) in https.iter().enumerate() {
+            let Ok((200, body)) = crate::api::request(*http, "GET", "/api/channels", None).await
+            else {
+                continue;
+            };
+            let at = (clock() - t0).as_secs_f64() * 1e3;
+            for id in listed_personal(&body, seeded) {
+                let i = match seen.iter().position(|c| c.id == id) {
+                    Some(i) => i,
+                    None => {
+                        seen.push(report::OverlayChannel {
+                            id: id.clone(),
+                            home: 0,
+                            listed_ms: vec![None; https.len()],
+                        });
+                        seen.len() - 1
+                    }
+                };
+                seen[i].listed_ms[k].get_or_insert(at);
+            }
+        }
+        let everywhere = seen
+            .iter()
+            .filter(|c| c.listed_ms.iter().all(Option::is_some))
+            .count();
+        if everywhere >= expected || clock() - t0 >= until {
+            return seen;
+        }
+    }
+}
+
+impl OverlayTestbed {
+    /// Runs an overlay lab scenario (module docs): AS 0's share of the viewers and the
+    /// producers on this thread (with `progress`); meanwhile a helper thread watches the
+    /// ASes' channel lists and, once the producers' channels are listed at every AS (or
+    /// `list_timeout_s` past the producers' start), runs each other AS's viewers on the
+    /// channels listed there. Returns the merged figures with [`report::OverlayFigures`].
+    pub fn run(
+        &self,
+        scenario: &Scenario,
+        progress: &dyn Fn(&TimelinePoint),
+    ) -> Result<RunStats, String> {
+        let o = scenario.overlay.clone().unwrap_or_default();
+        let ases = self.sips.len();
+        let mut sc0 = scenario.clone();
+        sc0.ues = viewers_at(scenario.ues, ases, 0);
+        sc0.overlay = None;
+        sc0.api = Some(self.https[0].to_string());
+        let t0 = clock();
+        let until = Duration::from_secs_f64(
+            (scenario.producers.start_s + o.list_timeout_s).min(scenario.duration_s),
+        );
+        let (stats0, (channels, others, error)) = std::thread::scope(|s| {
+            let helper = s.spawn(|| self.cross_as_runs(scenario, t0, until));
+            let st0 = run_scenario(&sc0, self.sips[0], progress);
+            let others = helper.join().unwrap_or_else(|_| {
+                (
+                    Vec::new(),
+                    Vec::new(),
+                    Some("cross-AS runs panicked".into()),
+                )
+            });
+            (st0, others)
+        });
+        let mut st = stats0.map_err(|e| format!("AS 0: {e}"))?;
+        st.scenario.clone_from(&scenario.name);
+        let mut f = report::OverlayFigures {
+            peers: self.peers.len(),
+            ases,
+            viewers_per_as: vec![sc0.ues as u64],
+            channels,
+            error,
+            ..report::OverlayFigures::default()
+        };
+        for (k, offset, r) in others {
+            match r {
+                Ok(b) => {
+                    f.viewers_per_as.push(b.ues as u64);
+                    f.cross_as_ok += b.joins_ok + b.zaps_ok;
+                    f.cross_as_failed += b.joins_failed + b.zaps_failed;
+                    f.cross_as_refused += b.joins_refused + b.zaps_refused;
+                    merge_stats(&mut st, &b, offset);
+                }
+                Err(e) => {
+                    // Its viewers never joined: each counts as a failed cross-AS join.
+                    let n = viewers_at(scenario.ues, ases, k) as u64;
+                    f.viewers_per_as.push(n);
+                    f.cross_as_failed += n;
+                    st.joins_failed += n;
+                    let msg = format!("AS {k}: {e}");
+                    f.error = Some(f.error.map_or(msg.clone(), |x| format!("{x}; {msg}")));
+                }
+            }
+        }
+        f.as_counters = self.overlay_counters();
+        st.overlay = Some(f);
+        Ok(st)
+    }
+
+    /// The helper thread of [`OverlayTestbed::run`]: (channels seen, per other AS (index,
+    /// start offset s, its run), setup error).
+    #[allow(clippy::type_complexity)]
+    fn cross_as_runs(
+        &self,
+        scenario: &Scenario,
+        t0: std::time::Instant,
+        until: Duration,
+    ) -> (
+        Vec<report::OverlayChannel>,
+        Vec<(usize, f64, Result<RunStats, String>)>,
+        Option<String>,
+    ) {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => return (Vec::new(), Vec::new(), Some(format!("runtime: {e}"))),
+        };
+        let seen = rt.block_on(watch_listings(
+            &self.https,
+            &self.channels,
+            scenario.producers.count,
+            t0,
+            until,
+        ));
+        drop(rt);
+        let offset = (clock() - t0).as_secs_f64();
+        let left = scenario.duration_s - offset - CROSS_AS_MARGIN_S;
+        let ases = self.sips.len();
+        let mut error = None;
+        if seen.len() < scenario.producers.count {
+            error = Some(format!(
+                "{} of {} personal channels seen",
+                seen.len(),
+                scenario.producers.count
+            ));
+        }
+        let runs = std::thread::scope(|s| {
+            let handles: Vec<_> = (1..ases)
+                .map(|k| {
+                    let listed: Vec<String> = seen
+                        .iter()
+                        .filter(|c| c.listed_ms[k].is_some())
+                        .map(|c| c.id.clone())
+                        .collect();
+                    let sip = self.sips[k];
+                    let http = self.https[k];
+                    s.spawn(move || {
+                        if listed.is_empty() {
+                            return Err("no personal channel listed here".to_owned());
+                        }
+                        if left < CROSS_AS_MIN_S {
+                            return Err(format!("only {left:.1} s left for the cross-AS viewers"));
+                        }
+                        let mut sc = cross_as_scenario(scenario, k, ases, listed, left);
+                        sc.api = Some(http.to_string());
+                        run_scenario(&sc, sip, &|_| {}).map_err(|e| e.to_string())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    let r = h
+                        .join()
+                        .unwrap_or_else(|_| Err("cross-AS run panicked".to_owned()));
+                    (i + 1, offset, r)
+                })
+                .collect()
+        });
+        (seen, runs, error)
+    }
+}
+
+/// `ue-sim lab` with `[overlay]`: the [`OverlayTestbed`] (the scenario's channels and
+/// `relays` per AS), [`OverlayTestbed::run`], the report, teardown.
+pub fn lab_overlay(scenario: &Scenario, out: &Path, progress: &Progress) -> Result<Outcome, Error> {
+    let Some(o) = &scenario.overlay else {
+        return Err(Error::Run("no [overlay] section".into()));
+    };
+    if !scenario.faults.is_empty() || scenario.aaa.enabled {
+        return Err(Error::Run(
+            "[overlay] labs support no [[faults]] and no [aaa] yet".into(),
+        ));
+    }
+    let thresholds = Thresholds::from(&scenario.thresholds);
+    let tb = OverlayTestbed::start(&scenario.channels.list, scenario.relays, o.peers, o.ases)?;
+    tracing::info!(sips = ?tb.sips, https = ?tb.https, bootstrap = %tb.bootstrap, peers = o.peers, "overlay lab up");
+    let r = run_and_report(tb.sips[0], out, &thresholds, progress, |_, p| {
+        tb.run(scenario, p)
     });
     tb.shutdown();
     r

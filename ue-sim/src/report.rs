@@ -80,6 +80,12 @@ pub struct Thresholds {
     /// Longest last vote -> exact tally, ms (`votes.time_to_exact_ms`).
     #[serde(default)]
     pub votes_time_to_exact_ms: Option<f64>,
+    /// Most failed cross-AS joins/zaps (`overlay.cross_as.failed`, `[overlay]` labs).
+    #[serde(default)]
+    pub max_failed_cross_as: Option<u64>,
+    /// Fewest successful cross-AS joins/zaps (`overlay.cross_as.ok`).
+    #[serde(default)]
+    pub min_cross_as_ok: Option<u64>,
 }
 
 impl From<&crate::scenario::Thresholds> for Thresholds {
@@ -105,6 +111,8 @@ impl From<&crate::scenario::Thresholds> for Thresholds {
             max_unaccounted: t.max_unaccounted,
             votes_exact: t.votes_exact,
             votes_time_to_exact_ms: t.max_votes_time_to_exact_ms,
+            max_failed_cross_as: t.max_cross_as_joins_failed,
+            min_cross_as_ok: t.min_cross_as_joins,
         }
     }
 }
@@ -129,6 +137,8 @@ impl Default for Thresholds {
             max_unaccounted: None,
             votes_exact: None,
             votes_time_to_exact_ms: None,
+            max_failed_cross_as: None,
+            min_cross_as_ok: None,
         }
     }
 }
@@ -357,6 +367,9 @@ pub struct Summary {
     /// Each channel's quality summary from the AS.
     #[serde(default)]
     pub quality: Vec<crate::stats::ChannelQualityFigures>,
+    /// The lab's overlay (`[overlay]`), else `null`.
+    #[serde(default)]
+    pub overlay: Option<OverlaySummary>,
     /// Threshold checks.
     pub checks: Vec<Check>,
     /// Every check passed.
@@ -409,6 +422,7 @@ impl Summary {
             rtcp: stats.rtcp,
             votes: stats.votes.clone(),
             quality: stats.quality.clone(),
+            overlay: stats.overlay.as_ref().map(OverlaySummary::of),
             join_ms: Dist::of(&stats.join_ms),
             zap_ms: Dist::of(&stats.zap_ms),
             first_packet_ms: Dist::of(&stats.first_packet_ms),
@@ -561,6 +575,19 @@ impl Summary {
             t.votes_time_to_exact_ms,
             self.votes.as_ref().and_then(|v| v.time_to_exact_ms),
         );
+        // Without overlay figures (no [overlay]) the values are missing: fail.
+        add_bound(
+            "overlay.cross_as.failed",
+            Bound::Max,
+            t.max_failed_cross_as.map(|n| n as f64),
+            self.overlay.as_ref().map(|o| o.cross_as.failed as f64),
+        );
+        add_bound(
+            "overlay.cross_as.ok",
+            Bound::Min,
+            t.min_cross_as_ok.map(|n| n as f64),
+            self.overlay.as_ref().map(|o| o.cross_as.ok as f64),
+        );
         out
     }
 
@@ -681,6 +708,27 @@ impl Summary {
                 a.cdrs,
                 a.outbox_left
             );
+        }
+        if let Some(o) = &self.overlay {
+            let _ = writeln!(
+                s,
+                "  overlay: {} peers, {} ASes (viewers {:?}); {} personal channels listed at another AS {} times ({} never), propagation p50 {} p99 {} max {}; cross-AS joins {} ok / {} failed / {} refused",
+                o.peers,
+                o.ases,
+                o.viewers_per_as,
+                o.channels,
+                o.listed,
+                o.not_listed,
+                ms(o.propagation_ms.p50),
+                ms(o.propagation_ms.p99),
+                ms(o.propagation_ms.max),
+                o.cross_as.ok,
+                o.cross_as.failed,
+                o.cross_as.refused
+            );
+            if let Some(e) = &o.error {
+                let _ = writeln!(s, "  overlay error: {e}");
+            }
         }
         if self.rtcp.compounds > 0 {
             let r = &self.rtcp;
@@ -961,6 +1009,7 @@ fn summary_tables(p: &mut String, s: &Summary) {
         p.push_str("</table>\n");
     }
     aaa_section(p, s);
+    overlay_section(p, s);
     p.push_str("<h2>Thresholds</h2>\n");
     if s.checks.is_empty() {
         p.push_str("<p>No threshold set.</p>\n");
@@ -1031,6 +1080,161 @@ fn aaa_section(p: &mut String, s: &Summary) {
         p.push_str("<table><tr><th>AS counter</th><th>value</th></tr>\n");
         for (k, v) in &a.as_counters {
             let _ = writeln!(p, "<tr><td><code>{}</code></td><td>{v}</td></tr>", esc(k));
+        }
+        p.push_str("</table>\n");
+    }
+}
+
+/// What the lab measured of its RELOAD overlay (`[overlay]`): filled by `lab`, kept in
+/// the raw stats (`raw.overlay`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OverlayFigures {
+    /// Plain overlay peers the lab ran.
+    pub peers: usize,
+    /// ASes on the overlay.
+    pub ases: usize,
+    /// Viewers that ran at each AS (index = AS).
+    pub viewers_per_as: Vec<u64>,
+    /// Each personal channel and when the lab saw it listed at each AS.
+    pub channels: Vec<OverlayChannel>,
+    /// Joins and zaps at one AS of a channel owned by another: ok.
+    pub cross_as_ok: u64,
+    /// ... failed (no answer, error or no media).
+    pub cross_as_failed: u64,
+    /// ... refused (403).
+    pub cross_as_refused: u64,
+    /// Each AS's `as_overlay_*` counters (its `/metrics`), index = AS.
+    pub as_counters: Vec<BTreeMap<String, u64>>,
+    /// What went wrong setting up the cross-AS part, if anything.
+    pub error: Option<String>,
+}
+
+/// A personal channel of an overlay lab: `listed_ms[k]` is when it first appeared in AS
+/// `k`'s `GET /api/channels` (ms since the lab's first poll; each AS polled every 10 ms).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OverlayChannel {
+    /// Channel id.
+    pub id: String,
+    /// The AS it was created at.
+    pub home: usize,
+    /// First seen at each AS, ms (`None`: never listed there).
+    pub listed_ms: Vec<Option<f64>>,
+}
+
+impl OverlayChannel {
+    /// Directory propagation times seen by the lab: listed at each other AS minus listed at
+    /// the home AS, ms (`None` for an AS it never reached).
+    #[must_use]
+    pub fn propagation_ms(&self) -> Vec<Option<f64>> {
+        let home = self.listed_ms.get(self.home).copied().flatten();
+        self.listed_ms
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| *k != self.home)
+            .map(|(_, t)| Some((*t)? - home?).map(|d| d.max(0.0)))
+            .collect()
+    }
+}
+
+/// The overlay part of the summary (`overlay` in `report.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OverlaySummary {
+    /// Plain overlay peers.
+    pub peers: usize,
+    /// ASes.
+    pub ases: usize,
+    /// Viewers per AS.
+    pub viewers_per_as: Vec<u64>,
+    /// Personal channels seen.
+    pub channels: usize,
+    /// (channel, other AS) pairs where the channel was listed.
+    pub listed: u64,
+    /// ... where it never was.
+    pub not_listed: u64,
+    /// Home listing -> listed at another AS, ms (10 ms polling resolution).
+    pub propagation_ms: Dist,
+    /// Cross-AS joins and zaps.
+    pub cross_as: Counts,
+    /// Each AS's `as_overlay_*` counters.
+    pub as_counters: Vec<BTreeMap<String, u64>>,
+    /// Setup error, if any.
+    pub error: Option<String>,
+}
+
+impl OverlaySummary {
+    /// Reduces the lab's figures.
+    #[must_use]
+    pub fn of(o: &OverlayFigures) -> Self {
+        let props: Vec<Option<f64>> = o
+            .channels
+            .iter()
+            .flat_map(OverlayChannel::propagation_ms)
+            .collect();
+        let samples: Vec<f64> = props.iter().flatten().copied().collect();
+        Self {
+            peers: o.peers,
+            ases: o.ases,
+            viewers_per_as: o.viewers_per_as.clone(),
+            channels: o.channels.len(),
+            listed: samples.len() as u64,
+            not_listed: (props.len() - samples.len()) as u64,
+            propagation_ms: Dist::of(&samples),
+            cross_as: Counts {
+                ok: o.cross_as_ok,
+                failed: o.cross_as_failed,
+                refused: o.cross_as_refused,
+            },
+            as_counters: o.as_counters.clone(),
+            error: o.error.clone(),
+        }
+    }
+}
+
+fn overlay_section(p: &mut String, s: &Summary) {
+    let Some(o) = &s.overlay else { return };
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.1}"));
+    let d = &o.propagation_ms;
+    let _ = writeln!(
+        p,
+        "<h2>Overlay (RELOAD)</h2>\n<table><tr><th>figure</th><th>value</th></tr>\n\
+         <tr><td>overlay peers / ASes</td><td>{} / {}</td></tr>\n\
+         <tr><td>viewers per AS</td><td>{:?}</td></tr>\n\
+         <tr><td>personal channels</td><td>{}</td></tr>\n\
+         <tr><td>listed at another AS / never</td><td>{} / {}</td></tr>\n\
+         <tr><td>propagation ms (n, p50, p99, max)</td><td>{}, {}, {}, {}</td></tr>\n\
+         <tr><td>cross-AS joins ok / failed / refused</td><td>{} / {} / {}</td></tr>\n</table>",
+        o.peers,
+        o.ases,
+        o.viewers_per_as,
+        o.channels,
+        o.listed,
+        o.not_listed,
+        d.count,
+        ms(d.p50),
+        ms(d.p99),
+        ms(d.max),
+        o.cross_as.ok,
+        o.cross_as.failed,
+        o.cross_as.refused
+    );
+    if let Some(e) = &o.error {
+        let _ = writeln!(p, "<p class=\"fail\">{}</p>", esc(e));
+    }
+    if !o.as_counters.is_empty() {
+        p.push_str("<table><tr><th>AS counter</th>");
+        for k in 0..o.as_counters.len() {
+            let _ = write!(p, "<th>AS {k}</th>");
+        }
+        p.push_str("</tr>\n");
+        let mut names: Vec<&String> = o.as_counters.iter().flat_map(BTreeMap::keys).collect();
+        names.sort();
+        names.dedup();
+        for n in names {
+            let _ = write!(p, "<tr><td><code>{}</code></td>", esc(n));
+            for c in &o.as_counters {
+                let _ = write!(p, "<td>{}</td>", c.get(n).copied().unwrap_or(0));
+            }
+            p.push_str("</tr>\n");
         }
         p.push_str("</table>\n");
     }

@@ -48,6 +48,11 @@
 //! max_unaccounted = 0      # sessions without START + STOP at the AAA ([aaa])
 //! votes_exact = true       # the AS's tally equals the votes cast ([votes])
 //! max_votes_time_to_exact_ms = 10000.0
+//! max_cross_as_joins_failed = 0  # [overlay]: joins at one AS of a channel of another
+//! min_cross_as_joins = 1
+//! [overlay]            # `ue-sim lab` only: a RELOAD overlay with several ASes
+//! peers = 5            # plain overlay peers
+//! ases = 2             # ASes on the overlay; viewer i at AS i % ases, producers at AS 0
 //! ```
 
 use std::time::Duration;
@@ -125,6 +130,34 @@ pub struct Scenario {
     /// The AS's HTTP API (`host:port`) for polls and channel quality. `ue-sim lab` sets its
     /// own; `ue-sim run` needs it for `[votes]` and the quality summaries.
     pub api: Option<String>,
+    /// `[overlay]`: the lab runs a RELOAD overlay with several ASes on it; none by default.
+    pub overlay: Option<OverlayScenario>,
+}
+
+/// `[overlay]`: `ue-sim lab` starts `peers` plain RELOAD overlay peers and `ases` ASes with
+/// `[overlay] enabled` bootstrapped to the first peer (one dev CA). Viewer `i` runs at AS
+/// `i % ases`; the producers create their personal channels at AS 0 and the viewers at the
+/// other ASes join those (cross-AS joins, pulled through the relay tree).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OverlayScenario {
+    /// Plain overlay peers (no AS), 1..=64.
+    pub peers: usize,
+    /// AS instances on the overlay, 2..=16.
+    pub ases: usize,
+    /// Longest wait, seconds, for a personal channel to be listed at every other AS before
+    /// that AS's viewers start anyway (their joins then fail and are counted).
+    pub list_timeout_s: f64,
+}
+
+impl Default for OverlayScenario {
+    fn default() -> Self {
+        Self {
+            peers: 3,
+            ases: 2,
+            list_timeout_s: 10.0,
+        }
+    }
 }
 
 /// `[rtcp]`: viewers' RTCP ([`crate::rtcp`]).
@@ -475,6 +508,10 @@ pub struct Thresholds {
     pub votes_exact: Option<bool>,
     /// Longest time from the last vote to an exact tally at the AS, ms (`[votes]`).
     pub max_votes_time_to_exact_ms: Option<f64>,
+    /// Most failed joins/zaps at one AS of a channel owned by another (`[overlay]` labs).
+    pub max_cross_as_joins_failed: Option<u64>,
+    /// Fewest successful cross-AS joins/zaps (`[overlay]` labs).
+    pub min_cross_as_joins: Option<u64>,
 }
 
 impl Default for Scenario {
@@ -501,6 +538,7 @@ impl Default for Scenario {
             rtcp: RtcpScenario::default(),
             votes: None,
             api: None,
+            overlay: None,
         }
     }
 }
@@ -638,6 +676,23 @@ impl Scenario {
             }
             if v.polls(self).is_empty() {
                 return bad("votes: no channel to poll");
+            }
+        }
+        if let Some(o) = &self.overlay {
+            let ok = (1..=64).contains(&o.peers)
+                && (2..=16).contains(&o.ases)
+                && o.list_timeout_s > 0.0
+                && o.list_timeout_s <= 600.0;
+            if !ok {
+                return bad("overlay: peers 1..=64, ases 2..=16, list_timeout_s in (0, 600]");
+            }
+            if self.producers.count == 0 {
+                return bad(
+                    "overlay: needs [producers] count >= 1 (their channels are joined across ASes)",
+                );
+            }
+            if self.ues < o.ases {
+                return bad("overlay: ues must be >= ases (every AS gets viewers)");
             }
         }
         if let Some(a) = &self.api {

@@ -108,6 +108,9 @@ pub struct RunStats {
     /// while the viewers still watch.
     #[serde(default)]
     pub quality: Vec<ChannelQualityFigures>,
+    /// The lab's RELOAD overlay and cross-AS joins (`[overlay]`).
+    #[serde(default)]
+    pub overlay: Option<crate::report::OverlayFigures>,
 }
 
 /// Votes cast by the UEs against the AS's live tallies.
