@@ -213,3 +213,57 @@ async fn sources_on_two_relays_are_spliced_through_a_pull_the_splicer_holds() {
     );
     app.shutdown().await;
 }
+
+/// The only relay splicing a personalised channel dies: the failover makes the channel again
+/// on the live relay from its stored schedule, after re-homing its source (its viewers would
+/// otherwise move to an empty channel).
+#[tokio::test]
+async fn a_personalised_channel_is_made_again_when_its_relay_dies() {
+    let app = App::start(&config()).await.unwrap();
+    let api = app.http.unwrap();
+    let relays = app.relays().to_vec();
+    let a = producer(api, &relays, "cam-a").await;
+    let b = 1 - a;
+    let (st, body) = http(
+        api,
+        "POST",
+        "/api/channels",
+        Some(
+            r#"{"id":"mix","name":"Mix","schedule":[{"channel":"cam-a","seconds":2.5},{"channel":"news","seconds":2.5}]}"#,
+        ),
+    )
+    .await;
+    assert_eq!(st, 201, "{body}");
+    assert!(
+        body.contains(&format!("\"relays\":[\"relay-{a}\"]")),
+        "{body}"
+    );
+    assert!(relays[b].personalized_stats().await.unwrap().is_empty());
+
+    assert!(app.stop_relay(a).await);
+    assert!(
+        eventually(10, || async {
+            relays[b]
+                .personalized_stats()
+                .await
+                .is_ok_and(|s| s.iter().any(|m| m.channel.as_str() == "mix"))
+        })
+        .await,
+        "mix made again on relay-{b}"
+    );
+    let (st, body) = http(api, "GET", "/api/channels/mix/personalized", None).await;
+    assert_eq!(st, 200, "{body}");
+    assert!(body.contains(&format!("\"relay-{b}\"")), "{body}");
+    // It splices there: news (a test pattern on every relay) goes on air.
+    assert!(
+        eventually(10, || async {
+            relays[b]
+                .personalized_stats()
+                .await
+                .is_ok_and(|s| s.iter().any(|m| m.forwarded > 0))
+        })
+        .await,
+        "the re-made channel forwards"
+    );
+    app.shutdown().await;
+}

@@ -165,8 +165,13 @@ impl Service {
                 .filter(|c| pool.carriers(c).is_empty())
                 .collect()
         };
-        for channel in orphans {
-            self.rehome_channel(&channel).await;
+        // Personalised channels last: they are made again over their re-homed sources.
+        let mixes = self.personalized_among(&orphans).await;
+        for channel in orphans.iter().filter(|c| !mixes.contains(c)) {
+            self.rehome_channel(channel).await;
+        }
+        for channel in &mixes {
+            self.rehome_personalized(channel).await;
         }
         // 2. Sessions move, a bounded number at a time.
         let keys: Vec<DialogId> = self

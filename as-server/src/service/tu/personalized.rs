@@ -367,6 +367,50 @@ impl Service {
         }
     }
 
+    /// Failover: the personalised channels among `channels` (those with a stored
+    /// definition).
+    pub(super) async fn personalized_among(&self, channels: &[String]) -> Vec<String> {
+        match self.inner.catalogue.store().channel_definitions().await {
+            Ok(defs) => defs
+                .into_iter()
+                .map(|(id, _)| id)
+                .filter(|id| channels.contains(id))
+                .collect(),
+            Err(e) => {
+                warn!(error = %e, "personalised channels not found: store");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Failover: personalised channel `id` lost every relay that spliced it; it is made
+    /// again from its stored schedule on the live relays (its sources re-homed before), so
+    /// its viewers move to a splicer and not to an empty channel. A failure is logged; its
+    /// viewers' sessions then end like those of any channel without a relay.
+    pub(super) async fn rehome_personalized(&self, id: &str) {
+        let store = self.inner.catalogue.store().clone();
+        let stored = match store
+            .channel_definition(id)
+            .await
+            .map(|d| d.map(|d| Stored::from_json(&d)))
+        {
+            Ok(Some(Ok(s))) => s,
+            _ => {
+                warn!(channel = %id, "personalised channel lost its relay: no readable definition");
+                return;
+            }
+        };
+        let made = self.splice_on_relays(id, &stored.schedule).await;
+        match made.first() {
+            Some(&i) => {
+                info!(channel = %id, relay = %self.inner.relays.name(i), "personalised channel re-made");
+            }
+            None => {
+                warn!(channel = %id, "personalised channel lost its relay: no live relay has its sources")
+            }
+        }
+    }
+
     /// Source channel `source` was deleted: its slots leave every personalised channel that
     /// used it, on the relays and in the store; a channel left without a slot is deleted
     /// (module docs). Called by the common channel teardown, which tears down the channels
