@@ -27,7 +27,21 @@
 //! With `[votes]` the UEs declare their polls and read the tallies and the channels' quality
 //! summaries at the lab AS's HTTP API (the scenario's `api` is set to it): every relay is a
 //! live RFC 5760 feedback target for its channels, so the viewers' RTCP (RR, APP `VOTE`) is
-//! the whole path. Components that do not exist yet (overlay peers) join here as they land.
+//! the whole path.
+//!
+//! With `[overlay]` ([`lab_overlay`], [`OverlayTestbed`]) the lab makes a dev CA in its
+//! temporary directory, starts `peers` plain RELOAD peers (`p2psip_overlay::driver`, TLS on
+//! loopback, each joined before the next) and `ases` ASes with `[overlay] enabled`
+//! bootstrapped to the first peer, each with its own SQLite file, SIP port, HTTP API, relays
+//! and relay control API. Viewer `i` runs at AS `i % ases`. AS 0's viewers and the
+//! producers run as in the one-AS lab; meanwhile a helper thread polls every AS's
+//! `GET /api/channels` every 10 ms, records when each personal channel is first listed at
+//! each AS (propagation = listed at the other AS - listed at AS 0), and once the
+//! producers' channels are listed everywhere (or `list_timeout_s` after the producers'
+//! start) runs each other AS's viewers on the channels listed there (joins by INVITE,
+//! zaps by BYE + INVITE: the AS offers no re-INVITE into a remote channel), until 2 s
+//! before the end. Their joins and zaps are the cross-AS joins; the runs are merged into
+//! one report with an Overlay section and each AS's `as_overlay_*` counters.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -1302,6 +1316,94 @@ mod tests {
         );
         assert!(subs.iter().any(|x| x.identity == "sip:ue10@127.0.0.1"));
         lab_aaa_config("sqlite::memory:", subs).validate().unwrap();
+    }
+
+    #[test]
+    fn overlay_lab_splits_viewers_and_merges_runs() {
+        assert_eq!(
+            (0..3).map(|k| viewers_at(10, 3, k)).collect::<Vec<_>>(),
+            [4, 3, 3]
+        );
+        let base = Scenario::from_toml(
+            "ues = 9\nduration_s = 30\n[producers]\ncount = 2\n[overlay]\npeers = 4\nases = 2\n\
+             [votes]\nviewers_voting = 2\noptions = [\"a\", \"b\"]\n",
+        )
+        .unwrap();
+        let s = cross_as_scenario(&base, 1, 2, vec!["p-0".into()], 5.0);
+        assert_eq!(s.ues, 4);
+        assert_eq!(s.producers.count, 0);
+        assert_eq!(s.channels.list, ["p-0"]);
+        assert_eq!(s.zap.method, crate::scenario::ZapChoice::ByeInvite);
+        assert!(s.votes.is_none() && s.overlay.is_none());
+        assert_ne!(s.seed, base.seed);
+        s.validate().unwrap();
+
+        let point = |t_s: f64, joins: u64| TimelinePoint {
+            t_s,
+            joins,
+            active: joins,
+            ..TimelinePoint::default()
+        };
+        let mut a = RunStats {
+            ues: 5,
+            duration_s: 10.0,
+            joins_ok: 5,
+            join_ms: vec![1.0; 5],
+            timeline: vec![point(1.0, 3), point(2.0, 2)],
+            ..RunStats::default()
+        };
+        let mut b = RunStats {
+            ues: 4,
+            duration_s: 7.0,
+            joins_ok: 3,
+            joins_failed: 1,
+            zaps_ok: 2,
+            first_frame_ms: vec![2.0; 3],
+            timeline: vec![point(1.0, 4)],
+            ..RunStats::default()
+        };
+        b.failures.insert("timeout".into(), 1);
+        merge_stats(&mut a, &b, 1.2);
+        assert_eq!((a.ues, a.joins_ok, a.joins_failed, a.zaps_ok), (9, 8, 1, 2));
+        assert_eq!(
+            a.personal_viewers, 5,
+            "cross-AS joins and zaps are of personal channels"
+        );
+        assert_eq!(a.personal_first_frame_ms.len(), 3);
+        assert_eq!(a.join_ms.len(), 5);
+        assert!((a.duration_s - 10.0).abs() < 1e-9);
+        assert_eq!(a.failures["timeout"], 1);
+        let joins: Vec<u64> = a.timeline.iter().map(|p| p.joins).collect();
+        assert_eq!(joins, [3, 6], "b's second 1 is a's second 2 (offset 1.2 s)");
+    }
+
+    #[test]
+    fn overlay_lab_reads_listings_and_counters() {
+        let body = br#"[{"id":"news","name":"n","kind":"producer","owner":null,"created_ms":1},
+                        {"id":"ue-sim-personal-0","name":"p","kind":"personal","owner":"sip:ue5@x","created_ms":2}]"#;
+        assert_eq!(
+            listed_personal(body, &["news".into()]),
+            ["ue-sim-personal-0"]
+        );
+        assert!(listed_personal(b"not json", &[]).is_empty());
+        let m = prefixed_samples(
+            "# TYPE as_overlay_pulls_started_total counter\nas_overlay_pulls_started_total 3\n\
+             as_sessions 2\nas_overlay_fetch_failures_total 0\n",
+            "as_overlay_",
+        );
+        assert_eq!(m.len(), 2);
+        assert_eq!(m["as_overlay_pulls_started_total"], 3);
+    }
+
+    #[test]
+    fn overlay_labs_refuse_faults_and_aaa() {
+        let out = tempfile::tempdir().unwrap();
+        let s = Scenario::from_toml(
+            "duration_s = 5\n[producers]\ncount = 1\n[overlay]\n[aaa]\nenabled = true\n",
+        )
+        .unwrap();
+        let r = lab_scenario(&s, out.path(), &Progress::quiet());
+        assert!(matches!(r, Err(Error::Run(m)) if m.contains("[overlay]")));
     }
 
     #[test]

@@ -2160,6 +2160,70 @@ mod tests {
     }
 
     #[test]
+    fn overlay_figures_are_summarised_checked_and_shown() {
+        let mut stats = synthetic();
+        let t = Thresholds {
+            max_failed_cross_as: Some(0),
+            min_cross_as_ok: Some(1),
+            max_failed_joins: None,
+            ..Thresholds::default()
+        };
+        // No overlay figures: both checks fail (never measured).
+        let s = Summary::new(&stats, &t);
+        assert!(!s.pass);
+        assert!(s.overlay.is_none());
+        stats.overlay = Some(OverlayFigures {
+            peers: 5,
+            ases: 3,
+            viewers_per_as: vec![4, 3, 3],
+            channels: vec![
+                OverlayChannel {
+                    id: "a".into(),
+                    home: 0,
+                    listed_ms: vec![Some(100.0), Some(130.0), None],
+                },
+                OverlayChannel {
+                    id: "b".into(),
+                    home: 0,
+                    listed_ms: vec![Some(200.0), Some(210.0), Some(250.0)],
+                },
+            ],
+            cross_as_ok: 7,
+            cross_as_failed: 0,
+            cross_as_refused: 1,
+            as_counters: vec![BTreeMap::from([(
+                "as_overlay_pulls_started_total".to_owned(),
+                2,
+            )])],
+            error: None,
+        });
+        let s = Summary::new(&stats, &t);
+        assert!(s.pass, "{:?}", s.checks);
+        let o = s.overlay.as_ref().unwrap();
+        assert_eq!((o.listed, o.not_listed, o.channels), (3, 1, 2));
+        assert_eq!(o.propagation_ms.count, 3);
+        assert_eq!(o.propagation_ms.max, Some(50.0));
+        assert_eq!(o.propagation_ms.min, Some(10.0));
+        assert_eq!(
+            (o.cross_as.ok, o.cross_as.failed, o.cross_as.refused),
+            (7, 0, 1)
+        );
+        let j = json(&stats, &s).unwrap();
+        assert_eq!(j["overlay"]["cross_as"]["ok"], 7);
+        assert_eq!(j["raw"]["overlay"]["channels"][1]["listed_ms"][2], 250.0);
+        let h = html(&stats, &s).unwrap();
+        assert!(h.contains("Overlay (RELOAD)") && h.contains("as_overlay_pulls_started_total"));
+        assert!(s.text().contains("cross-AS joins 7 ok / 0 failed"));
+        stats.overlay.as_mut().unwrap().cross_as_failed = 2;
+        let s = Summary::new(&stats, &t);
+        assert!(!s.pass);
+        assert!(s
+            .checks
+            .iter()
+            .any(|c| c.name == "overlay.cross_as.failed" && !c.pass));
+    }
+
+    #[test]
     fn refusals_and_aaa_figures_are_reported_and_checked() {
         let mut stats = synthetic();
         stats.joins_refused = 3;

@@ -917,6 +917,30 @@ mod tests {
     }
 
     #[test]
+    fn overlay_section_parses_and_is_checked() {
+        let s = Scenario::from_toml(
+            "ues = 10\n[producers]\ncount = 1\n[overlay]\npeers = 5\nases = 2\n\
+             [thresholds]\nmax_cross_as_joins_failed = 0\nmin_cross_as_joins = 3\n",
+        )
+        .unwrap();
+        let o = s.overlay.as_ref().unwrap();
+        assert_eq!((o.peers, o.ases), (5, 2));
+        assert!((o.list_timeout_s - 10.0).abs() < 1e-9, "default");
+        assert_eq!(s.thresholds.max_cross_as_joins_failed, Some(0));
+        assert_eq!(s.thresholds.min_cross_as_joins, Some(3));
+        assert!(Scenario::from_toml("").unwrap().overlay.is_none());
+        for bad in [
+            "[producers]\ncount = 1\n[overlay]\nases = 1\n",
+            "[producers]\ncount = 1\n[overlay]\npeers = 0\n",
+            "[overlay]\nases = 2\n",
+            "ues = 2\n[producers]\ncount = 1\n[overlay]\nases = 3\n",
+            "[producers]\ncount = 1\n[overlay]\nbogus = 1\n",
+        ] {
+            assert!(Scenario::from_toml(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn faults_and_producers_parse_and_are_checked() {
         let s = Scenario::from_toml(
             "duration_s = 30\nrelays = 2\n[producers]\ncount = 2\nviewer_share = 0.5\n\

@@ -389,3 +389,76 @@ fn lab_with_aaa_counts_authorised_refused_and_accounted() {
     let html = std::fs::read_to_string(o.written.html).unwrap();
     assert!(html.contains("AAA (Diameter Sh / Rf)") && html.contains("Unknown subscriber"));
 }
+
+/// `[overlay]`: 3 plain RELOAD peers and 2 ASes on one overlay, 10 viewers for 10 s. The
+/// producer's personal channel, created at AS 0, is listed at AS 1 (seen by the lab's
+/// polls of AS 1's `GET /api/channels`) and AS 1's viewers join it there: cross-AS joins
+/// succeed, none fails, and AS 1 pulled the channel (its `as_overlay_pulls_started_total`).
+#[test]
+fn lab_overlay_two_ases_join_across() {
+    let out = tempfile::tempdir().unwrap();
+    let scenario = out.path().join("overlay-smoke.toml");
+    std::fs::write(
+        &scenario,
+        "name = \"overlay-smoke\"\nues = 10\nduration_s = 10\narrival_rate = 5.0\nseed = 3\n\
+         [channels]\nlist = [\"news\"]\n\
+         [dwell]\nmean_s = 3.0\nmin_s = 1.0\nmax_s = 5.0\n\
+         [zap]\nprobability = 0.5\nmethod = \"bye_invite\"\n\
+         [producers]\ncount = 1\nstart_s = 0.3\nviewer_share = 0.3\n\
+         [overlay]\npeers = 3\nases = 2\n\
+         [thresholds]\nmax_joins_failed = 0\nmax_cross_as_joins_failed = 0\nmin_cross_as_joins = 1\n",
+    )
+    .unwrap();
+    let dir = out.path().join("report");
+    let (status, stdout, stderr) = ue_sim(&[
+        "lab".as_ref(),
+        scenario.as_os_str(),
+        "--out".as_ref(),
+        dir.as_os_str(),
+    ]);
+    assert!(
+        status.success(),
+        "exit {status}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let o = &j["overlay"];
+    assert_eq!(
+        (o["peers"].as_u64(), o["ases"].as_u64()),
+        (Some(3), Some(2)),
+        "{o}"
+    );
+    assert_eq!(o["viewers_per_as"], serde_json::json!([5, 5]), "{o}");
+    assert_eq!(o["channels"], 1, "the producer's channel: {o}");
+    assert_eq!(o["listed"], 1, "listed at the other AS: {o}");
+    assert_eq!(o["not_listed"], 0, "{o}");
+    assert_eq!(o["propagation_ms"]["count"], 1, "{o}");
+    assert!(o["cross_as"]["ok"].as_u64().unwrap() > 0, "{o}");
+    assert_eq!(o["cross_as"]["failed"], 0, "{o}");
+    assert!(o["error"].is_null(), "{o}");
+    let ch = &j["raw"]["overlay"]["channels"][0];
+    assert_eq!(ch["home"], 0);
+    assert!(
+        ch["listed_ms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(serde_json::Value::is_number),
+        "listed at both ASes: {ch}"
+    );
+    let c = o["as_counters"].as_array().unwrap();
+    assert_eq!(c.len(), 2);
+    assert!(
+        c[1]["as_overlay_pulls_started_total"].as_u64().unwrap() >= 1,
+        "{o}"
+    );
+    assert!(
+        c[0]["as_overlay_directory_stores_total"].as_u64().unwrap() >= 1,
+        "{o}"
+    );
+    assert_eq!(j["joins"]["failed"], 0);
+    assert_eq!(j["pass"], true);
+    assert!(std::fs::read_to_string(dir.join("report.html"))
+        .unwrap()
+        .contains("Overlay (RELOAD)"));
+}
