@@ -30,9 +30,17 @@
 //!   not offered.
 //! * **REGISTER**: a successful REGISTER also stores the binding (RFC 7904
 //!   `sip_registration_uri`) at the AoR; an unregister stores an empty URI. The kind's
-//!   USER-NODE-MATCH policy (RFC 6940 section 7.3.3) lets a peer store only under the user
-//!   its certificate names (`[overlay] user`), so an AS storing for many users is refused
-//!   by the overlay; a failed store never fails the REGISTER (a warning and the
+//!   USER-NODE-MATCH policy (RFC 6940 section 7.3.3) wants the value signed by a
+//!   certificate whose user name hashes to the AoR and whose Node-ID is the dictionary key
+//!   (this peer's). The AS holds the overlay CA (the `ca_dir` key it issues its own
+//!   certificate with, dev or not), so it mints one certificate per AoR (user = the AoR
+//!   without scheme, Node-ID = its own; [`OverlayAs::user_identity`], cached, at most
+//!   [`USER_CERTS`]) and signs each binding's StoredData with it
+//!   (`OverlayHandle::store_as`, RFC 6940 section 7.1; the message is signed by the AS's
+//!   own certificate). A deployment whose AS gets its certificate from an enrollment
+//!   server without holding the CA key could only store for the user its own certificate
+//!   names (`[overlay] user`); this AS always loads the CA key, so that case does not
+//!   arise here. A failed store never fails the REGISTER (a warning and the
 //!   `as_overlay_registration_failures_total` counter).
 //!
 //! The pure parts (value formats, merge, pull candidates) are in [`directory`] and
@@ -43,14 +51,14 @@
 pub mod directory;
 pub mod pull;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use p2psip_overlay::cert::DevCa;
+use p2psip_overlay::cert::{DevCa, NodeIdentity};
 use p2psip_overlay::driver::{start, DriverConfig, DriverError, OverlayHandle};
 use p2psip_overlay::link::LinkConfig;
 use p2psip_overlay::wire::NodeId;
@@ -79,8 +87,8 @@ pub struct OverlaySection {
     pub dev: bool,
     /// Overlay name (the `@overlay` of certificate URIs).
     pub name: String,
-    /// The user (rfc822Name) of this AS's certificate: the one AoR (without scheme) whose
-    /// SIP-REGISTRATION the overlay lets it store (USER-NODE-MATCH). `None`: no user.
+    /// The user (rfc822Name) of this AS's own certificate. `None`: no user. (REGISTER
+    /// bindings are signed with per-AoR user certificates, not with this one: module docs.)
     pub user: Option<String>,
     /// Node-ID as 32 hex digits; `None`: random.
     pub node_id: Option<String>,
@@ -249,7 +257,15 @@ pub struct OverlayAs {
     pub stats: OverlayStats,
     record: Option<Arc<Mutex<Vec<Vec<u8>>>>>,
     pub(crate) loops: Mutex<Vec<JoinHandle<()>>>,
+    /// The overlay CA (issues the per-AoR user certificates).
+    ca: DevCa,
+    /// User certificates by user name (AoR without scheme), at most [`USER_CERTS`].
+    user_certs: Mutex<HashMap<String, Arc<NodeIdentity>>>,
 }
+
+/// Most user certificates [`OverlayAs`] keeps (cleared when full; a cleared one is
+/// minted again on its user's next REGISTER).
+pub const USER_CERTS: usize = 100_000;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -327,7 +343,42 @@ impl OverlayAs {
             stats: OverlayStats::default(),
             record,
             loops: Mutex::default(),
+            ca,
+            user_certs: Mutex::default(),
         })
+    }
+
+    /// The certificate for `user` (an AoR without scheme) on this peer's Node-ID, issued
+    /// by the overlay CA and cached (module docs): what signs the user's SIP-REGISTRATION
+    /// values.
+    pub fn user_identity(
+        &self,
+        user: &str,
+    ) -> Result<Arc<NodeIdentity>, p2psip_overlay::cert::CertError> {
+        if let Some(id) = lock(&self.user_certs).get(user) {
+            return Ok(Arc::clone(id));
+        }
+        let id = Arc::new(self.ca.issue(self.handle.node_id(), Some(user))?);
+        let mut certs = lock(&self.user_certs);
+        if certs.len() >= USER_CERTS {
+            certs.clear();
+        }
+        certs.insert(user.to_owned(), Arc::clone(&id));
+        Ok(id)
+    }
+
+    /// Stores `value` as the SIP-REGISTRATION of `user` (its AoR without scheme, which is
+    /// also the resource name), signed with the user's certificate.
+    pub async fn store_registration(&self, user: &str, value: Vec<u8>) -> Result<(), DriverError> {
+        let id = self.user_identity(user)?;
+        self.handle
+            .store_as(
+                id,
+                user.as_bytes(),
+                p2psip_overlay::storage::KindId::SIP_REGISTRATION,
+                value,
+            )
+            .await
     }
 
     /// The peer's handle (store/fetch through the overlay).

@@ -428,11 +428,7 @@ impl Service {
         tokio::spawn(async move {
             let Some(ov) = svc.overlay() else { return };
             let value = directory::encode_sip_registration(&uri);
-            match ov
-                .handle()
-                .store(resource.as_bytes(), KindId::SIP_REGISTRATION, value)
-                .await
-            {
+            match ov.store_registration(&resource, value).await {
                 Ok(()) => OverlayStats::inc(&ov.stats.registrations),
                 Err(e) => {
                     OverlayStats::inc(&ov.stats.registration_failures);
