@@ -29,7 +29,11 @@
 //!
 //! Signatures ([`Peer::encode`]): a message this node originates (requests, answers,
 //! errors) is signed with its key, certificate included, and the StoredData of its own
-//! stores get per-value signatures (section 7.1); a message it forwards keeps the
+//! stores get per-value signatures (section 7.1), by its own certificate or, for
+//! [`OverlayHandle::store_as`], by a user certificate the CA issued to its Node-ID (an
+//! AS storing its users' SIP-REGISTRATIONs; the certificate goes into the security
+//! block, and the values keep that signature in replicas and fetch answers, [`sigs`]);
+//! a message it forwards keeps the
 //! originator's contents and security block byte for byte (only the forwarding header is
 //! rebuilt, which the signature does not cover).
 //!
