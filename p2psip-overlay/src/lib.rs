@@ -16,7 +16,10 @@
 //!   `poll_transmit` / `poll_timeout` / `poll_event` out. Forwarding with via lists and TTL,
 //!   per-hop ACKs and alternate next hops, Join / Update / Leave, finger probes, reactive
 //!   recovery, 3 replicas on successors (4 copies), handover on join and leave, Attach
-//!   without ICE (host candidates routed through the overlay).
+//!   without ICE (host candidates routed through the overlay), Stat and Find (RFC 6940
+//!   sections 7.4.3, 7.4.4). Forwarding is type-agnostic (section 6.1): a message of any
+//!   code, unknown ones included, is forwarded by its destination list; only the
+//!   destination interprets it (Error_Invalid_Message for a request type it lacks).
 //! - [`cert`]: certificates carrying Node-IDs as `reload://NODEID@OVERLAY/` URIs (RFC 6940
 //!   section 11.3), the testbed's dev CA, and the rustls verifiers of overlay links.
 //! - [`link`]: TLS links (tokio + rustls) with the RFC 6940 framing header: data frames with

@@ -10,17 +10,19 @@
 //! [`from_wire`] is the way back for a driver that receives bytes.
 
 use crate::storage::{
-    FetchSpec, KindData, KindId, Select, Signer, StoreResult, StoredValue, ValueKey,
+    FetchSpec, KindData, KindId, Select, Signer, StatKind, StoreResult, StoredValue, ValueKey,
+    ValueMeta,
 };
 use crate::topology::Id;
 use std::net::SocketAddr;
 
 use crate::wire::{
     self, ArrayRange, AttachReqAns, CandType, ChordLeaveData, ChordUpdateKind, DataSpecifier,
-    DataValue, Destination, ErrorCode, ErrorResponse, FetchKindResponse, ForwardingHeader,
-    FramedMessage, HashAlgorithm, IceCandidate, NodeId, OverlayLinkType, ResourceId, SecurityBlock,
-    Signature, SignatureAndHashAlgorithm, SignerIdentity, StoreKindData, StoreKindResponse,
-    StoredData, StoredDataSpecifier, StoredDataValue, TransactionId, WireError,
+    DataValue, Destination, ErrorCode, ErrorResponse, FetchKindResponse, FindKindData,
+    ForwardingHeader, FramedMessage, HashAlgorithm, IceCandidate, MetaData, MetaDataValue, NodeId,
+    OverlayLinkType, ResourceId, SecurityBlock, Signature, SignatureAndHashAlgorithm,
+    SignerIdentity, StatKindResponse, StoreKindData, StoreKindResponse, StoredData,
+    StoredDataSpecifier, StoredDataValue, StoredMetaData, TransactionId, WireError,
 };
 
 use super::msg::{Body, ChordUpdate, Dest, Frame, Message, UpdateType};
@@ -31,7 +33,8 @@ pub enum ConvertError {
     /// The bytes do not decode.
     #[error("wire: {0}")]
     Wire(#[from] WireError),
-    /// A message the node core does not handle (Attach, Find, ...).
+    /// A message the node core does not handle. Not produced any more: bodies the
+    /// core does not interpret become [`Body::Opaque`] (forwarded unchanged).
     #[error("message code {0} is not handled by the node core")]
     Unsupported(u16),
     /// A destination that is not a 128-bit Node-ID or Resource-ID.
@@ -189,23 +192,39 @@ fn body_to_wire(b: &Body) -> wire::Body {
         ),
         Body::FetchReq { resource: r, specs } => wire::Body::FetchReq(wire::FetchReq {
             resource: resource(*r),
-            specifiers: specs
+            specifiers: specs_to_wire(specs),
+        }),
+        Body::StatReq { resource: r, specs } => wire::Body::StatReq(wire::FetchReq {
+            resource: resource(*r),
+            specifiers: specs_to_wire(specs),
+        }),
+        Body::StatAns { kinds } => wire::Body::StatAns(
+            kinds
                 .iter()
-                .map(|s| StoredDataSpecifier {
-                    kind: wire::KindId(s.kind.0),
-                    generation: s.generation,
-                    model: match &s.select {
-                        Select::Single => DataSpecifier::Single,
-                        Select::Indices(r) => DataSpecifier::Array(
-                            r.iter()
-                                .map(|&(first, last)| ArrayRange { first, last })
-                                .collect(),
-                        ),
-                        Select::Keys(k) => DataSpecifier::Dictionary(k.clone()),
-                    },
+                .map(|k| StatKindResponse {
+                    kind: wire::KindId(k.kind.0),
+                    generation: k.generation,
+                    values: k.values.iter().map(meta_to_wire).collect(),
                 })
                 .collect(),
+        ),
+        Body::FindReq { resource: r, kinds } => wire::Body::FindReq(wire::FindReq {
+            resource: resource(*r),
+            kinds: kinds.iter().map(|k| wire::KindId(k.0)).collect(),
         }),
+        Body::FindAns { results } => wire::Body::FindAns(
+            results
+                .iter()
+                .map(|&(k, r)| FindKindData {
+                    kind: wire::KindId(k.0),
+                    closest: r.map_or_else(ResourceId::default, resource),
+                })
+                .collect(),
+        ),
+        Body::Opaque { code, body } => wire::Body::Unknown {
+            code: wire::MessageCode(*code),
+            body: body.clone(),
+        },
         Body::FetchAns { kind_data } => wire::Body::FetchAns(
             kind_data
                 .iter()
@@ -236,6 +255,83 @@ fn body_to_wire(b: &Body) -> wire::Body {
             role: b"active".to_vec(),
             candidates: candidates.iter().map(|&a| IceCandidate::host(a)).collect(),
         }),
+    }
+}
+
+fn specs_to_wire(specs: &[FetchSpec]) -> Vec<StoredDataSpecifier> {
+    specs
+        .iter()
+        .map(|s| StoredDataSpecifier {
+            kind: wire::KindId(s.kind.0),
+            generation: s.generation,
+            model: match &s.select {
+                Select::Single => DataSpecifier::Single,
+                Select::Indices(r) => DataSpecifier::Array(
+                    r.iter()
+                        .map(|&(first, last)| ArrayRange { first, last })
+                        .collect(),
+                ),
+                Select::Keys(k) => DataSpecifier::Dictionary(k.clone()),
+            },
+        })
+        .collect()
+}
+
+fn specs_from_wire(specs: &[StoredDataSpecifier]) -> Vec<FetchSpec> {
+    specs
+        .iter()
+        .map(|s| FetchSpec {
+            kind: KindId(s.kind.0),
+            generation: s.generation,
+            select: match &s.model {
+                DataSpecifier::Single => Select::Single,
+                DataSpecifier::Array(r) => {
+                    Select::Indices(r.iter().map(|r| (r.first, r.last)).collect())
+                }
+                DataSpecifier::Dictionary(k) => Select::Keys(k.clone()),
+            },
+        })
+        .collect()
+}
+
+/// StoredMetaData of one value (RFC 6940 section 7.4.3).
+fn meta_to_wire(v: &ValueMeta) -> StoredMetaData {
+    let m = MetaData {
+        exists: v.exists,
+        value_length: v.value_length,
+        hash_algorithm: HashAlgorithm::SHA256,
+        hash_value: v.hash.clone(),
+    };
+    StoredMetaData {
+        storage_time: v.storage_time,
+        lifetime: v.lifetime,
+        metadata: match &v.key {
+            ValueKey::Single => MetaDataValue::Single(m),
+            ValueKey::Index(index) => MetaDataValue::Array {
+                index: *index,
+                value: m,
+            },
+            ValueKey::Key(key) => MetaDataValue::Dictionary {
+                key: key.clone(),
+                value: m,
+            },
+        },
+    }
+}
+
+fn meta_from_wire(d: &StoredMetaData) -> ValueMeta {
+    let (key, m) = match &d.metadata {
+        MetaDataValue::Single(m) => (ValueKey::Single, m),
+        MetaDataValue::Array { index, value } => (ValueKey::Index(*index), value),
+        MetaDataValue::Dictionary { key, value } => (ValueKey::Key(key.clone()), value),
+    };
+    ValueMeta {
+        key,
+        storage_time: d.storage_time,
+        lifetime: d.lifetime,
+        exists: m.exists,
+        value_length: m.value_length,
+        hash: m.hash_value.clone(),
     }
 }
 
@@ -408,21 +504,38 @@ pub fn from_wire(w: &wire::Message, signer: &Signer) -> Result<Message, ConvertE
         },
         wire::Body::FetchReq(f) => Body::FetchReq {
             resource: resource_id(&f.resource)?,
-            specs: f
-                .specifiers
+            specs: specs_from_wire(&f.specifiers),
+        },
+        wire::Body::StatReq(f) => Body::StatReq {
+            resource: resource_id(&f.resource)?,
+            specs: specs_from_wire(&f.specifiers),
+        },
+        wire::Body::StatAns(r) => Body::StatAns {
+            kinds: r
                 .iter()
-                .map(|s| FetchSpec {
-                    kind: KindId(s.kind.0),
-                    generation: s.generation,
-                    select: match &s.model {
-                        DataSpecifier::Single => Select::Single,
-                        DataSpecifier::Array(r) => {
-                            Select::Indices(r.iter().map(|r| (r.first, r.last)).collect())
-                        }
-                        DataSpecifier::Dictionary(k) => Select::Keys(k.clone()),
-                    },
+                .map(|k| StatKind {
+                    kind: KindId(k.kind.0),
+                    generation: k.generation,
+                    values: k.values.iter().map(meta_from_wire).collect(),
                 })
                 .collect(),
+        },
+        wire::Body::FindReq(f) => Body::FindReq {
+            resource: resource_id(&f.resource)?,
+            kinds: f.kinds.iter().map(|k| KindId(k.0)).collect(),
+        },
+        wire::Body::FindAns(r) => Body::FindAns {
+            results: r
+                .iter()
+                .map(|f| {
+                    let closest = if f.closest.as_bytes().is_empty() {
+                        None
+                    } else {
+                        Some(resource_id(&f.closest)?)
+                    };
+                    Ok((KindId(f.kind.0), closest))
+                })
+                .collect::<Result<Vec<_>, ConvertError>>()?,
         },
         wire::Body::FetchAns(r) => Body::FetchAns {
             kind_data: r
@@ -449,7 +562,12 @@ pub fn from_wire(w: &wire::Message, signer: &Signer) -> Result<Message, ConvertE
             code: e.code.0,
             reason: String::from_utf8_lossy(&e.info).into_owned(),
         },
-        other => return Err(ConvertError::Unsupported(other.code().0)),
+        // Probe, RouteQuery, ConfigUpdate, AppAttachAns and unknown codes: carried
+        // as they came, so a forwarding peer forwards them (RFC 6940 section 6.1)
+        other => Body::Opaque {
+            code: other.code().0,
+            body: w.contents.body.clone(),
+        },
     };
     Ok(Message {
         txid: w.forwarding.transaction_id.0,

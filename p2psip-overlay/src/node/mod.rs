@@ -13,7 +13,12 @@
 //!   the via list and decrementing the TTL; responses retrace the via list.
 //!   Every DATA frame is acknowledged on its link (section 5.6.3.1); a hop
 //!   without an ACK after a retransmission marks that peer failed and the
-//!   message goes to the next alternate hop.
+//!   message goes to the next alternate hop. Forwarding does not depend on the
+//!   message type (section 6.1): a message the core does not interpret (Probe,
+//!   RouteQuery, ConfigUpdate, unknown codes) travels as [`msg::Body::Opaque`]
+//!   with its body bytes unchanged; at its destination such a request gets
+//!   Error_Invalid_Message (section 6.3.3.1 has no code of its own for an
+//!   unsupported message type).
 //! - **Transactions**: requests this peer originates time out end to end and
 //!   are retried once over a fresh route. Transaction ids are full 64-bit
 //!   random values (section 6.3.2) from the node's seeded RNG
@@ -38,6 +43,10 @@
 //!   stores and copies each resource to its first [`NodeConfig::replicas`] successors
 //!   (3 by default: "3 replicas on successors", 4 copies in all);
 //!   data moves to a new responsible peer on join and on leave.
+//! - **Stat and Find** (7.4.3, 7.4.4): [`Node::stat`] returns the metadata
+//!   (length, SHA-256 hash, lifetime, storage time, exists) of what a Fetch
+//!   would return; [`Node::find`] the closest Resource-ID at or after the
+//!   requested one, per kind, in the responsible peer's range.
 
 pub mod convert;
 pub mod msg;
@@ -48,7 +57,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::storage::{FetchSpec, KindData, Signer, Storage, StoreResult};
+use crate::storage::{FetchSpec, KindData, KindId, Signer, StatKind, Storage, StoreResult};
 use crate::topology::{finger_start, ChordConfig, Id, RoutingTable};
 use msg::{error_code, Body, ChordUpdate, Dest, Frame, Message, UpdateType};
 
@@ -125,6 +134,12 @@ pub enum Outcome {
     Fetched(Vec<KindData>),
     /// Store answer.
     Stored(Vec<StoreResult>),
+    /// Stat answer (RFC 6940 section 7.4.3).
+    Stat(Vec<StatKind>),
+    /// Find answer (section 7.4.4): per kind, the closest Resource-ID or none.
+    Found(Vec<(KindId, Option<Id>)>),
+    /// The answer to a [`Node::send_opaque`] request: its code and body bytes.
+    Other(u16, Vec<u8>),
 }
 
 /// Events for the application.
@@ -384,6 +399,46 @@ impl Node {
         h
     }
 
+    /// Stat (RFC 6940 section 7.4.3): metadata of the values under `resource`; the
+    /// answer comes as [`Event::Done`] with [`Outcome::Stat`].
+    pub fn stat(&mut self, now: Instant, resource: Id, specs: Vec<FetchSpec>) -> u64 {
+        let h = self.next_handle;
+        self.next_handle += 1;
+        self.request(
+            now,
+            Dest::Resource(resource),
+            Body::StatReq { resource, specs },
+            Purpose::App(h),
+        );
+        h
+    }
+
+    /// Find (RFC 6940 section 7.4.4): per kind, the closest Resource-ID at or after
+    /// `resource` that the peer responsible for `resource` stores; the answer comes as
+    /// [`Event::Done`] with [`Outcome::Found`].
+    pub fn find(&mut self, now: Instant, resource: Id, kinds: Vec<KindId>) -> u64 {
+        let h = self.next_handle;
+        self.next_handle += 1;
+        self.request(
+            now,
+            Dest::Resource(resource),
+            Body::FindReq { resource, kinds },
+            Purpose::App(h),
+        );
+        h
+    }
+
+    /// Sends a request the core does not interpret (message `code`, odd; `body` as
+    /// encoded) over the destination list `dest` (section 6.3.2.2); any answer comes as [`Event::Done`] with
+    /// [`Outcome::Other`] (or an error). For Probe and extensions' messages, and for
+    /// tests of type-agnostic forwarding (RFC 6940 section 6.1).
+    pub fn send_opaque(&mut self, now: Instant, dest: Vec<Dest>, code: u16, body: Vec<u8>) -> u64 {
+        let h = self.next_handle;
+        self.next_handle += 1;
+        self.request_to(now, dest, Body::Opaque { code, body }, Purpose::App(h));
+        h
+    }
+
     /// Store into the overlay (RFC 6940 section 7.4.1), signed by `signer`.
     pub fn store(
         &mut self,
@@ -493,16 +548,22 @@ impl Node {
     // ----- sending -----
 
     fn request(&mut self, now: Instant, dest: Dest, body: Body, purpose: Purpose) {
+        self.request_to(now, vec![dest], body, purpose);
+    }
+
+    /// A request with a destination list (RFC 6940 section 6.3.2.2); the answer is
+    /// expected from the last entry when it is a Node-ID.
+    fn request_to(&mut self, now: Instant, dest: Vec<Dest>, body: Body, purpose: Purpose) {
         let txid = self.new_txid();
-        let expect = match dest {
-            Dest::Node(x) => Some(x),
-            Dest::Resource(_) => None,
+        let expect = match dest.last() {
+            Some(&Dest::Node(x)) => Some(x),
+            _ => None,
         };
         let msg = Message {
             txid,
             ttl: self.cfg.initial_ttl,
             via: Vec::new(),
-            dest: vec![dest],
+            dest,
             body,
         };
         self.tx.insert(
@@ -895,6 +956,32 @@ impl Node {
                     reason: e.to_string(),
                 },
             },
+            Body::StatReq { resource, specs } => match self.storage.stat(now, *resource, specs) {
+                Ok(kinds) => Body::StatAns { kinds },
+                Err(e) => Body::Error {
+                    code: e.code(),
+                    reason: e.to_string(),
+                },
+            },
+            Body::FindReq { resource, kinds } => {
+                // RFC 6940 section 7.4.4: among the Resource-IDs this peer is
+                // responsible for (not the replicas it keeps for others: the range
+                // (pred, me]), from the requested one up to this peer's Node-ID:
+                // "at or after" does not wrap past the end of the range
+                let (table, me, from) = (&self.table, self.id, *resource);
+                let span = me.0.wrapping_sub(from.0);
+                let results = self.storage.find(now, from, kinds, |r| {
+                    table.is_responsible(r) && r.0.wrapping_sub(from.0) <= span
+                });
+                Body::FindAns { results }
+            }
+            // Probe, RouteQuery, ConfigUpdate, unknown codes: RFC 6940 defines no code
+            // of its own for a message type the destination does not implement;
+            // Error_Invalid_Message (section 6.3.3.1) is its catch-all.
+            Body::Opaque { code, .. } => Body::Error {
+                code: error_code::INVALID_MESSAGE,
+                reason: format!("message code {code} not supported"),
+            },
             _ => Body::Error {
                 code: error_code::FORBIDDEN,
                 reason: "unexpected message".into(),
@@ -1006,6 +1093,9 @@ impl Node {
                 let result = match body {
                     Body::FetchAns { kind_data } => Ok(Outcome::Fetched(kind_data)),
                     Body::StoreAns { results } => Ok(Outcome::Stored(results)),
+                    Body::StatAns { kinds } => Ok(Outcome::Stat(kinds)),
+                    Body::FindAns { results } => Ok(Outcome::Found(results)),
+                    Body::Opaque { code, body } => Ok(Outcome::Other(code, body)),
                     Body::Error { code, reason } => Err(RequestError::Error(code, reason)),
                     _ => Err(RequestError::Unexpected),
                 };
@@ -1233,5 +1323,8 @@ fn answers(req: &Body, answer: &Body) -> bool {
             | (Body::StoreReq { .. }, Body::StoreAns { .. })
             | (Body::FetchReq { .. }, Body::FetchAns { .. })
             | (Body::AttachReq { .. }, Body::AttachAns { .. })
-    )
+            | (Body::StatReq { .. }, Body::StatAns { .. })
+            | (Body::FindReq { .. }, Body::FindAns { .. })
+    ) || matches!((req, answer), (Body::Opaque { code: q, .. }, Body::Opaque { code: a, .. })
+            if crate::wire::MessageCode(*q).answer() == Some(crate::wire::MessageCode(*a)))
 }

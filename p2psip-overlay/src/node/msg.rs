@@ -10,7 +10,9 @@
 
 use std::net::SocketAddr;
 
-use crate::storage::{FetchSpec, KindData, Select, Signer, StoreResult, ValueKey};
+use crate::storage::{
+    FetchSpec, KindData, KindId, Select, Signer, StatKind, StoreResult, ValueKey,
+};
 use crate::topology::Id;
 
 /// A destination list entry (RFC 6940 section 6.3.2.2).
@@ -130,6 +132,41 @@ pub enum Body {
         /// Host candidates of the answering peer.
         candidates: Vec<SocketAddr>,
     },
+    /// StatReq (section 7.4.3): metadata of the values a FetchReq would return.
+    StatReq {
+        /// Resource-ID.
+        resource: Id,
+        /// What to describe.
+        specs: Vec<FetchSpec>,
+    },
+    /// StatAns: per-kind metadata.
+    StatAns {
+        /// Per-kind generation and value metadata.
+        kinds: Vec<StatKind>,
+    },
+    /// FindReq (section 7.4.4).
+    FindReq {
+        /// Where to start looking.
+        resource: Id,
+        /// Kinds looked for.
+        kinds: Vec<KindId>,
+    },
+    /// FindAns: per kind, the closest Resource-ID at or after the requested one
+    /// that the answering peer stores (`None`: an empty Resource-ID on the wire).
+    FindAns {
+        /// (kind, closest Resource-ID).
+        results: Vec<(KindId, Option<Id>)>,
+    },
+    /// A message the core does not interpret (Probe, RouteQuery, ConfigUpdate,
+    /// unknown codes): forwarded by its destination list whatever its type
+    /// (RFC 6940 section 6.1); a request of this kind addressed to this peer is
+    /// answered with Error_Invalid_Message. The body bytes travel unchanged.
+    Opaque {
+        /// The message code (odd: request, even or 0xffff: response; section 6.3.3).
+        code: u16,
+        /// The body as it came.
+        body: Vec<u8>,
+    },
     /// ErrorResponse (section 6.3.3.1).
     Error {
         /// RFC 6940 section 14.9 code.
@@ -168,8 +205,10 @@ impl Body {
                 | Body::StoreAns { .. }
                 | Body::FetchAns { .. }
                 | Body::AttachAns { .. }
+                | Body::StatAns { .. }
+                | Body::FindAns { .. }
                 | Body::Error { .. }
-        )
+        ) || matches!(self, Body::Opaque { code, .. } if !crate::wire::MessageCode(*code).is_request())
     }
 
     /// Short name for logs and statistics.
@@ -191,6 +230,11 @@ impl Body {
             Body::AttachReq { .. } => "AttachReq",
             Body::AttachAns { .. } => "AttachAns",
             Body::AppAttachReq { .. } => "AppAttachReq",
+            Body::StatReq { .. } => "StatReq",
+            Body::StatAns { .. } => "StatAns",
+            Body::FindReq { .. } => "FindReq",
+            Body::FindAns { .. } => "FindAns",
+            Body::Opaque { .. } => "Opaque",
             Body::Error { .. } => "Error",
         }
     }
@@ -260,6 +304,22 @@ fn kind_data_size(kd: &KindData) -> usize {
     4 + 8 + 4 + values
 }
 
+fn specs_size(specs: &[FetchSpec]) -> usize {
+    17 + 2
+        + specs
+            .iter()
+            .map(|s| {
+                4 + 8
+                    + 2
+                    + match &s.select {
+                        Select::Single => 0,
+                        Select::Indices(r) => 2 + 8 * r.len(),
+                        Select::Keys(k) => 2 + k.iter().map(|k| 2 + k.len()).sum::<usize>(),
+                    }
+            })
+            .sum::<usize>()
+}
+
 impl Body {
     /// Encoded size of the message body (RFC 6940 section 6.3.3 layouts).
     #[must_use]
@@ -281,25 +341,32 @@ impl Body {
                 17 + 1 + 4 + kind_data.iter().map(kind_data_size).sum::<usize>()
             }
             Body::StoreAns { results } => 2 + results.len() * (4 + 8 + 2),
-            Body::FetchReq { specs, .. } => {
-                17 + 2
-                    + specs
-                        .iter()
-                        .map(|s| {
-                            4 + 8
-                                + 2
-                                + match &s.select {
-                                    Select::Single => 0,
-                                    Select::Indices(r) => 2 + 8 * r.len(),
-                                    Select::Keys(k) => {
-                                        2 + k.iter().map(|k| 2 + k.len()).sum::<usize>()
-                                    }
-                                }
-                        })
-                        .sum::<usize>()
-            }
+            Body::FetchReq { specs, .. } | Body::StatReq { specs, .. } => specs_size(specs),
             Body::FetchAns { kind_data } => 4 + kind_data.iter().map(kind_data_size).sum::<usize>(),
             Body::Error { reason, .. } => 2 + 1 + reason.len() + 2,
+            Body::StatAns { kinds } => {
+                4 + kinds
+                    .iter()
+                    .map(|k| {
+                        4 + 8
+                            + 4
+                            + k.values
+                                .iter()
+                                .map(|v| {
+                                    let model = match &v.key {
+                                        ValueKey::Single => 0,
+                                        ValueKey::Index(_) => 4,
+                                        ValueKey::Key(k) => 2 + k.len(),
+                                    };
+                                    4 + 8 + 4 + model + 1 + 4 + 1 + 1 + v.hash.len()
+                                })
+                                .sum::<usize>()
+                    })
+                    .sum::<usize>()
+            }
+            Body::FindReq { kinds, .. } => 17 + 1 + 4 * kinds.len(),
+            Body::FindAns { results } => 2 + results.len() * (4 + 17),
+            Body::Opaque { body, .. } => body.len(),
             // ufrag, password, role, candidates (IPv4 host: 29 bytes each), send_update
             Body::AttachReq { candidates, .. }
             | Body::AttachAns { candidates }

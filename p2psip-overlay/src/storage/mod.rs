@@ -91,6 +91,35 @@ pub struct FetchSpec {
     pub select: Select,
 }
 
+/// MetaData of one value (RFC 6940 section 7.4.3): what Stat says about a value
+/// instead of the value itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValueMeta {
+    /// Which value of the kind's model.
+    pub key: ValueKey,
+    /// Storage time (ms since the Unix epoch, as stored).
+    pub storage_time: u64,
+    /// Lifetime in seconds (as stored).
+    pub lifetime: u32,
+    /// False for a tombstone.
+    pub exists: bool,
+    /// Length of the value's data.
+    pub value_length: u32,
+    /// SHA-256 of the value's data (`hash_algorithm` sha256).
+    pub hash: Vec<u8>,
+}
+
+/// StatKindResponse (RFC 6940 section 7.4.3): a kind's generation and value metadata.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatKind {
+    /// Kind.
+    pub kind: KindId,
+    /// Generation counter (0: nothing stored).
+    pub generation: u64,
+    /// Metadata of the selected values.
+    pub values: Vec<ValueMeta>,
+}
+
 /// Model-specific selection for a fetch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Select {
@@ -358,6 +387,66 @@ impl Storage {
             });
         }
         Ok(out)
+    }
+
+    /// Stat (RFC 6940 section 7.4.3): the metadata of what [`Storage::fetch`] would
+    /// return for `specs` (same selection, generation and errors), with the length and
+    /// SHA-256 hash of each value instead of the value.
+    pub fn stat(
+        &self,
+        now: Instant,
+        resource: Id,
+        specs: &[FetchSpec],
+    ) -> Result<Vec<StatKind>, StoreError> {
+        Ok(self
+            .fetch(now, resource, specs)?
+            .into_iter()
+            .map(|kd| StatKind {
+                kind: kd.kind,
+                generation: kd.generation,
+                values: kd
+                    .values
+                    .into_iter()
+                    .map(|v| ValueMeta {
+                        value_length: u32::try_from(v.data.len()).unwrap_or(u32::MAX),
+                        hash: ring::digest::digest(&ring::digest::SHA256, &v.data)
+                            .as_ref()
+                            .to_vec(),
+                        key: v.key,
+                        storage_time: v.storage_time,
+                        lifetime: v.lifetime,
+                        exists: v.exists,
+                    })
+                    .collect(),
+            })
+            .collect())
+    }
+
+    /// Find (RFC 6940 section 7.4.4): per kind, the stored Resource-ID with live data of
+    /// that kind closest at or after `resource` going clockwise round the ring, among
+    /// those `mine` accepts (the node passes its region of responsibility); `None` when
+    /// there is none (or the kind is unknown).
+    pub fn find(
+        &self,
+        now: Instant,
+        resource: Id,
+        kinds: &[KindId],
+        mine: impl Fn(Id) -> bool,
+    ) -> Vec<(KindId, Option<Id>)> {
+        kinds
+            .iter()
+            .map(|&kind| {
+                let best = self
+                    .data
+                    .iter()
+                    .filter(|(&(r, k), slot)| {
+                        k == kind && mine(r) && slot.values.values().any(|e| e.expires > now)
+                    })
+                    .map(|(&(r, _), _)| r)
+                    .min_by_key(|r| r.0.wrapping_sub(resource.0));
+                (kind, best)
+            })
+            .collect()
     }
 
     /// Drop values whose lifetime has run out; returns how many went.
