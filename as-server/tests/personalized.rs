@@ -509,7 +509,7 @@ async fn stored_sources(svc: &Service, id: &str) -> Vec<String> {
 async fn deleting_a_source_removes_its_slots_and_the_last_one_the_channel() {
     let mut h = harness().await;
     for body in [
-        r#"{"id":"mix","name":"Mix","schedule":[{"channel":"news","seconds":1},{"channel":"sport1","seconds":1},{"channel":"news","seconds":1}]}"#,
+        r#"{"id":"mix","name":"Mix","schedule":[{"channel":"news","seconds":2.5},{"channel":"sport1","seconds":2.5},{"channel":"news","seconds":2.5}]}"#,
         r#"{"id":"only","name":"Only news","schedule":[{"channel":"news","seconds":2}]}"#,
     ] {
         let (st, body) = http(h.http, "POST", "/api/channels", Some(body)).await;

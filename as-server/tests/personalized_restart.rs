@@ -118,7 +118,7 @@ async fn personalised_channels_survive_a_restart_without_their_lost_sources() {
         &app.service,
         message(
             "m1",
-            r#"{"id":"mix","name":"My mix","schedule":[{"channel":"news","seconds":1},{"channel":"cam","seconds":1},{"channel":"sport1","seconds":1}]}"#,
+            r#"{"id":"mix","name":"My mix","schedule":[{"channel":"news","seconds":2.5},{"channel":"cam","seconds":2.5},{"channel":"sport1","seconds":2.5}]}"#,
         ),
     )
     .await;
@@ -164,7 +164,8 @@ async fn personalised_channels_survive_a_restart_without_their_lost_sources() {
     assert_eq!(sources(&store, "mix").await, ["news", "sport1"]);
     assert_eq!(store.channel_definition("news").await.unwrap(), None);
 
-    // Joined by INVITE: the relay splices it again.
+    // Joined by INVITE: the relay splices it again (slots longer than the test pattern's
+    // 2 s GOP: a slot shorter than its source's GOP may never reach a key frame).
     let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let port = rtp.local_addr().unwrap().port();
     let joined = call(&app.service, invite("mix", "v1", port)).await;
