@@ -455,3 +455,49 @@ fn find_returns_the_closest_stored_resource_at_or_after() {
     );
     net.tshark_clean("find");
 }
+
+/// A Store with a stale generation counter gets Error_Generation_Counter_Too_Low whose
+/// error_info is a StoreAns with the current generation (RFC 6940 section 7.4.1.1), as
+/// tshark's dissector reads it.
+#[test]
+fn stale_generation_gets_the_current_one_in_the_error() {
+    let mut net = Net::ring(&[A, B, C, D]);
+    let r = Id((0x70 << 120) | 3);
+    store(&mut net, 0, r, b"one");
+    store(&mut net, 0, r, b"two");
+    let me = Id(A);
+    let mut kd = relay_value(me, b"stale", 3600);
+    kd.generation = 1;
+    let now = net.now;
+    let h = net.peers[0].node_mut().store(
+        now,
+        r,
+        vec![kd],
+        Signer {
+            node_id: me,
+            user_name: String::new(),
+        },
+    );
+    match net.done(0, h) {
+        Err(RequestError::Error(5, why)) => assert!(why.contains("generation: 2"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    let err = net
+        .pdus
+        .iter()
+        .filter_map(|b| wire::Message::decode(b).ok())
+        .filter_map(|m| match m.body() {
+            Ok(wire::Body::Error(e)) if e.code.0 == 5 => Some(e),
+            _ => None,
+        })
+        .next()
+        .expect("the error PDU");
+    match wire::Body::decode(wire::MessageCode::STORE_ANS, &err.info).unwrap() {
+        wire::Body::StoreAns(k) => {
+            assert_eq!(k.len(), 1);
+            assert_eq!((k[0].kind.0, k[0].generation_counter), (0xf000_0001, 2));
+        }
+        other => panic!("{other:?}"),
+    }
+    net.tshark_clean("generation");
+}

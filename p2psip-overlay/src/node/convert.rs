@@ -235,6 +235,22 @@ fn body_to_wire(b: &Body) -> wire::Body {
                 })
                 .collect(),
         ),
+        Body::GenerationTooLow { results } => {
+            let ans = wire::Body::StoreAns(
+                results
+                    .iter()
+                    .map(|r| StoreKindResponse {
+                        kind: wire::KindId(r.kind.0),
+                        generation_counter: r.generation,
+                        replicas: Vec::new(),
+                    })
+                    .collect(),
+            );
+            wire::Body::Error(ErrorResponse {
+                code: ErrorCode(5),
+                info: ans.to_bytes().unwrap_or_default(),
+            })
+        }
         Body::Error { code, reason } => {
             wire::Body::Error(ErrorResponse::new(ErrorCode(*code), reason))
         }
@@ -558,6 +574,28 @@ pub fn from_wire(w: &wire::Message, signer: &Signer) -> Result<Message, ConvertE
             application: a.application,
             candidates: a.candidates.iter().map(|c| c.addr_port).collect(),
         },
+        wire::Body::Error(e)
+            if e.code.0 == 5
+                && matches!(
+                    wire::Body::decode(wire::MessageCode::STORE_ANS, &e.info),
+                    Ok(wire::Body::StoreAns(_))
+                ) =>
+        {
+            let Ok(wire::Body::StoreAns(r)) =
+                wire::Body::decode(wire::MessageCode::STORE_ANS, &e.info)
+            else {
+                unreachable!("matched above")
+            };
+            Body::GenerationTooLow {
+                results: r
+                    .iter()
+                    .map(|r| StoreResult {
+                        kind: KindId(r.kind.0),
+                        generation: r.generation_counter,
+                    })
+                    .collect(),
+            }
+        }
         wire::Body::Error(e) => Body::Error {
             code: e.code.0,
             reason: String::from_utf8_lossy(&e.info).into_owned(),

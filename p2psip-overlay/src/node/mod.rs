@@ -57,7 +57,9 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::storage::{FetchSpec, KindData, KindId, Signer, StatKind, Storage, StoreResult};
+use crate::storage::{
+    FetchSpec, KindData, KindId, Select, Signer, StatKind, Storage, StoreError, StoreResult,
+};
 use crate::topology::{finger_start, ChordConfig, Id, RoutingTable};
 use msg::{error_code, Body, ChordUpdate, Dest, Frame, Message, UpdateType};
 
@@ -927,6 +929,32 @@ impl Node {
                         self.sync_needed = true;
                         Body::StoreAns { results }
                     }
+                    // section 7.4.1.1: the error_info carries the current generations
+                    Err(StoreError::GenerationCounterTooLow { .. }) => Body::GenerationTooLow {
+                        results: self
+                            .storage
+                            .fetch(
+                                now,
+                                r,
+                                &kind_data
+                                    .iter()
+                                    .map(|kd| FetchSpec {
+                                        kind: kd.kind,
+                                        generation: 0,
+                                        select: Select::Keys(Vec::new()),
+                                    })
+                                    .collect::<Vec<_>>(),
+                            )
+                            .map(|kds| {
+                                kds.iter()
+                                    .map(|kd| StoreResult {
+                                        kind: kd.kind,
+                                        generation: kd.generation,
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                    },
                     Err(e) => Body::Error {
                         code: e.code(),
                         reason: e.to_string(),
@@ -1097,6 +1125,10 @@ impl Node {
                     Body::FindAns { results } => Ok(Outcome::Found(results)),
                     Body::Opaque { code, body } => Ok(Outcome::Other(code, body)),
                     Body::Error { code, reason } => Err(RequestError::Error(code, reason)),
+                    Body::GenerationTooLow { results } => Err(RequestError::Error(
+                        5,
+                        format!("generation counter too low: current {results:?}"),
+                    )),
                     _ => Err(RequestError::Unexpected),
                 };
                 self.events.push_back(Event::Done {
@@ -1316,6 +1348,7 @@ fn answers(req: &Body, answer: &Body) -> bool {
     matches!(
         (req, answer),
         (_, Body::Error { .. })
+            | (Body::StoreReq { .. }, Body::GenerationTooLow { .. })
             | (Body::PingReq, Body::PingAns { .. })
             | (Body::JoinReq { .. }, Body::JoinAns)
             | (Body::LeaveReq { .. }, Body::LeaveAns)

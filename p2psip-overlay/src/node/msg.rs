@@ -167,6 +167,12 @@ pub enum Body {
         /// The body as it came.
         body: Vec<u8>,
     },
+    /// Error_Generation_Counter_Too_Low answering a StoreReq (section 7.4.1.1): the
+    /// error_info is a StoreAns with the kinds' current generation counters.
+    GenerationTooLow {
+        /// Per-kind current generations.
+        results: Vec<StoreResult>,
+    },
     /// ErrorResponse (section 6.3.3.1).
     Error {
         /// RFC 6940 section 14.9 code.
@@ -207,6 +213,7 @@ impl Body {
                 | Body::AttachAns { .. }
                 | Body::StatAns { .. }
                 | Body::FindAns { .. }
+                | Body::GenerationTooLow { .. }
                 | Body::Error { .. }
         ) || matches!(self, Body::Opaque { code, .. } if !crate::wire::MessageCode(*code).is_request())
     }
@@ -235,6 +242,7 @@ impl Body {
             Body::FindReq { .. } => "FindReq",
             Body::FindAns { .. } => "FindAns",
             Body::Opaque { .. } => "Opaque",
+            Body::GenerationTooLow { .. } => "Error",
             Body::Error { .. } => "Error",
         }
     }
@@ -341,6 +349,7 @@ impl Body {
                 17 + 1 + 4 + kind_data.iter().map(kind_data_size).sum::<usize>()
             }
             Body::StoreAns { results } => 2 + results.len() * (4 + 8 + 2),
+            Body::GenerationTooLow { results } => 2 + 2 + 2 + results.len() * (4 + 8 + 2) + 2,
             Body::FetchReq { specs, .. } | Body::StatReq { specs, .. } => specs_size(specs),
             Body::FetchAns { kind_data } => 4 + kind_data.iter().map(kind_data_size).sum::<usize>(),
             Body::Error { reason, .. } => 2 + 1 + reason.len() + 2,
