@@ -225,8 +225,8 @@ fn store(net: &mut Net, at: usize, resource: Id, data: &[u8]) {
 }
 
 /// Any request code, unknown ones included, is forwarded along its destination list by
-/// a peer it is not addressed to; the destination answers the types it does not
-/// implement with Error_Invalid_Message, and the error comes back the same way.
+/// a peer it is not addressed to; the destination answers Probe, and the types it does
+/// not implement with Error_Invalid_Message; the answer comes back the same way.
 #[test]
 fn forwarding_is_type_agnostic() {
     let mut net = Net::ring(&[A, B, C, D]);
@@ -258,8 +258,20 @@ fn forwarding_is_type_agnostic() {
             code,
             body.clone(),
         );
+        // C answers the Probe (number of Resource-IDs it stores, none yet), and nothing
+        // else it does not implement
+        let answer = if code == 1 { 2 } else { 0xffff };
         match net.done(a, h) {
-            Err(RequestError::Error(e, reason)) => {
+            Ok(Outcome::Other(2, b)) if code == 1 => {
+                let info = match wire::Body::decode(wire::MessageCode::PROBE_ANS, &b).unwrap() {
+                    wire::Body::ProbeAns(info) => info,
+                    other => panic!("{other:?}"),
+                };
+                assert_eq!(info.len(), 1);
+                assert_eq!(info[0].info_type, ProbeInformationType::NUM_RESOURCES);
+                assert_eq!(info[0].value, 0);
+            }
+            Err(RequestError::Error(e, reason)) if code != 1 => {
                 assert_eq!(e, error_code::INVALID_MESSAGE, "code {code}: {reason}");
                 assert!(reason.contains(&code.to_string()), "{reason}");
             }
@@ -269,7 +281,7 @@ fn forwarding_is_type_agnostic() {
         let path: Vec<(usize, Id, u16)> = net
             .log
             .iter()
-            .filter(|(_, _, k, _)| *k == code || *k == 0xffff)
+            .filter(|(_, _, k, _)| *k == code || *k == answer)
             .map(|&(j, from, k, ref v)| {
                 assert_eq!(*v, Inbound::Accepted, "code {code} at {j}");
                 (j, from, k)
@@ -280,8 +292,8 @@ fn forwarding_is_type_agnostic() {
             vec![
                 (b, Id(A), code),
                 (c, Id(B), code),
-                (b, Id(C), 0xffff),
-                (a, Id(B), 0xffff),
+                (b, Id(C), answer),
+                (a, Id(B), answer),
             ],
             "code {code}"
         );
@@ -500,4 +512,46 @@ fn stale_generation_gets_the_current_one_in_the_error() {
         other => panic!("{other:?}"),
     }
     net.tshark_clean("generation");
+}
+
+/// Probe (RFC 6940 section 6.4.2.5): responsible_ppb, num_resources and uptime, in the
+/// order asked; an unknown information type is left out.
+#[test]
+fn probe_reports_responsible_share_resources_and_uptime() {
+    let mut net = Net::ring(&[A, B, C, D]);
+    store(&mut net, 0, Id((0x70 << 120) | 1), b"x");
+    store(&mut net, 0, Id((0x80 << 120) | 1), b"y");
+    let body = wire::Body::ProbeReq(vec![
+        ProbeInformationType::UPTIME,
+        ProbeInformationType(99),
+        ProbeInformationType::RESPONSIBLE_SET,
+        ProbeInformationType::NUM_RESOURCES,
+    ])
+    .to_bytes()
+    .unwrap();
+    let now = net.now;
+    let h = net.peers[0]
+        .node_mut()
+        .send_opaque(now, vec![Dest::Node(Id(C))], 1, body);
+    let b = match net.done(0, h) {
+        Ok(Outcome::Other(2, b)) => b,
+        other => panic!("{other:?}"),
+    };
+    let info = match wire::Body::decode(wire::MessageCode::PROBE_ANS, &b).unwrap() {
+        wire::Body::ProbeAns(info) => info,
+        other => panic!("{other:?}"),
+    };
+    let types: Vec<u8> = info.iter().map(|i| i.info_type.0).collect();
+    assert_eq!(types, vec![3, 1, 2]);
+    // C has been up since it joined (about 65 s of virtual time before the stores)
+    assert!(
+        (60..=120).contains(&info[0].value),
+        "uptime {}",
+        info[0].value
+    );
+    // C is responsible for (B, C]: a quarter of the ring
+    assert_eq!(info[1].value, 250_000_000);
+    // two Resource-IDs of its own, plus the replicas it keeps for its predecessors
+    assert!(info[2].value >= 2, "num_resources {}", info[2].value);
+    net.tshark_clean("probe");
 }

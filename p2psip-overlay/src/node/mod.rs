@@ -47,6 +47,8 @@
 //!   (length, SHA-256 hash, lifetime, storage time, exists) of what a Fetch
 //!   would return; [`Node::find`] the closest Resource-ID at or after the
 //!   requested one, per kind, in the responsible peer's range.
+//! - **Probe** (6.4.2.5, section 9's ProbeInformation): a ProbeReq (sent with [`Node::send_opaque`]) is
+//!   answered with responsible_ppb, num_resources and uptime.
 
 pub mod convert;
 pub mod msg;
@@ -1003,7 +1005,14 @@ impl Node {
                 });
                 Body::FindAns { results }
             }
-            // Probe, RouteQuery, ConfigUpdate, unknown codes: RFC 6940 defines no code
+            Body::Opaque { code: 1, body } => match self.probe(now, body) {
+                Some(answer) => answer,
+                None => Body::Error {
+                    code: error_code::INVALID_MESSAGE,
+                    reason: "undecodable ProbeReq".into(),
+                },
+            },
+            // RouteQuery, ConfigUpdate, unknown codes: RFC 6940 defines no code
             // of its own for a message type the destination does not implement;
             // Error_Invalid_Message (section 6.3.3.1) is its catch-all.
             Body::Opaque { code, .. } => Body::Error {
@@ -1016,6 +1025,48 @@ impl Node {
             },
         };
         self.respond(now, &msg, answer);
+    }
+
+    /// ProbeAns (RFC 6940 section 6.4.2.5; CHORD-RELOAD's ProbeInformation, section 9): the requested
+    /// information, in the order asked: responsible_ppb (the share of the ring from
+    /// the predecessor to this peer, in parts per billion), num_resources (Resource-IDs
+    /// stored here) and uptime (seconds); unknown types are left out. `None` when the
+    /// body does not decode.
+    fn probe(&self, now: Instant, body: &[u8]) -> Option<Body> {
+        use crate::wire::{self, MessageCode, ProbeInformation, ProbeInformationType as T};
+        let Ok(wire::Body::ProbeReq(asked)) = wire::Body::decode(MessageCode::PROBE_REQ, body)
+        else {
+            return None;
+        };
+        let info = asked
+            .iter()
+            .filter_map(|&t| {
+                let value = match t {
+                    T::RESPONSIBLE_SET => {
+                        let share = match self.table.predecessors().first() {
+                            Some(p) => self.id.0.wrapping_sub(p.0),
+                            None => u128::MAX,
+                        };
+                        // share / 2^128 * 10^9, without overflow
+                        u32::try_from((share >> 64) * 1_000_000_000 >> 64).unwrap_or(u32::MAX)
+                    }
+                    T::NUM_RESOURCES => {
+                        u32::try_from(self.storage.resources().len()).unwrap_or(u32::MAX)
+                    }
+                    T::UPTIME => self.uptime(now),
+                    _ => return None,
+                };
+                Some(ProbeInformation {
+                    info_type: t,
+                    value,
+                })
+            })
+            .collect();
+        let bytes = wire::Body::ProbeAns(info).to_bytes().ok()?;
+        Some(Body::Opaque {
+            code: MessageCode::PROBE_ANS.0,
+            body: bytes,
+        })
     }
 
     fn on_update(&mut self, now: Instant, from: Id, u: &ChordUpdate) {
