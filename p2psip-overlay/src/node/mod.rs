@@ -1048,7 +1048,7 @@ impl Node {
                             None => u128::MAX,
                         };
                         // share / 2^128 * 10^9, without overflow
-                        u32::try_from((share >> 64) * 1_000_000_000 >> 64).unwrap_or(u32::MAX)
+                        u32::try_from(((share >> 64) * 1_000_000_000) >> 64).unwrap_or(u32::MAX)
                     }
                     T::NUM_RESOURCES => {
                         u32::try_from(self.storage.resources().len()).unwrap_or(u32::MAX)
