@@ -158,9 +158,10 @@ pub struct OverlayStats {
     pub registrations: AtomicU64,
     /// SIP-REGISTRATION stores the overlay refused or did not answer.
     pub registration_failures: AtomicU64,
-    /// Remote channels pulled onto a local relay.
+    /// Remote channels declared upstream on a local relay (`set_upstream`; the relay pulls
+    /// one copy while it has viewers of the channel and stops on the last leave by itself).
     pub pulls_started: AtomicU64,
-    /// Pulls ended (last viewer left).
+    /// Declarations withdrawn because the owner removed the channel (`clear_upstream`).
     pub pulls_stopped: AtomicU64,
     /// Joins of a remote channel that could not get a copy.
     pub pull_failures: AtomicU64,
@@ -217,12 +218,12 @@ impl OverlayStats {
             ),
             (
                 "as_overlay_pulls_started_total",
-                "remote channels pulled onto a local relay",
+                "remote channels declared upstream on a local relay (pulled while watched)",
                 &self.pulls_started,
             ),
             (
                 "as_overlay_pulls_stopped_total",
-                "pulls ended on the last leave",
+                "remote channels withdrawn from a local relay (owner removed them)",
                 &self.pulls_stopped,
             ),
             (
