@@ -13,7 +13,7 @@
 //! | [`driver`] | tokio UDP sockets and the one task loop; [`Relay::spawn`] | tokio |
 //! | [`h264`], [`testpattern`] | H.264 packetiser and the built-in test-pattern source | none |
 //! | [`rsi`] | RFC 5760 RSI codec (PT 209), every sub-report block, open block types | none |
-//! | [`feedback`] | RFC 3550 A.7 interval, the sans-IO feedback target (RR/votes/child RSI in, RSI + tally out), the live per-channel FTs of the relay, `ha-sim`, `gnp-sim` | none |
+//! | [`feedback`] | RFC 3550 A.7 interval, the sans-IO feedback target (RR/votes/child RSI in, RSI + tally out), the live per-channel FTs of the relay and summaries up the relay tree, the pure FT node (`media-relay ft`), the FT manager (GNP placement, failover), `ha-sim`, `gnp-sim` | none |
 //! | [`prometheus`] | one Prometheus text writer for the relay and the AS | none |
 //! | [`tree`] | the relay tree: pull one copy of a channel from an upstream relay while it has viewers here, re-attach to another candidate when it goes silent | none (its control calls run in [`driver`] tasks) |
 //! | [`splice`] | personalised channels: several sources in turn, switched at key frames, one continuous SSRC/sequence/timestamp line | none |

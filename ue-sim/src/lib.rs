@@ -6,13 +6,13 @@
 //! | --- | --- | --- |
 //! | [`ue`] | the sans-IO UE: REGISTER, SUBSCRIBE `iptv-channels`, join, zap (re-INVITE naming the channel, or BYE + INVITE), BYE, RTCP ([`rtcp`]: reports at the A.7 interval, BYE on leave, votes repeated until the poll closes); answers the AS's relay-move re-INVITE (new relay, new SSRC); producer mode (creates a personal channel, sends the shipped H.264 clip in real time); media meter (first packet, first key frame, loss, jitter, gaps that span relay moves) | none |
 //! | [`rtcp`] | a viewer's RTCP (RFC 3550): A.7 intervals (group from the FT's RSI, else a configured minimum), RR with LSR/DLSR + SDES CNAME, APP `VOTE`, BYE | none |
-//! | [`scenario`] | TOML scenarios: population, arrival rate, Zipf channels, dwell, zap behaviour, producers and personal-channel viewers, faults (`stop_relay` at t), relays of the lab, the lab's AAA (`[aaa]`: unknown and restricted shares, stream limit), thresholds | files |
+//! | [`scenario`] | TOML scenarios: population, arrival rate, Zipf channels, dwell, zap behaviour, producers and personal-channel viewers, faults (`stop_relay` at t), relays of the lab, the lab's AAA (`[aaa]`: unknown and restricted shares, stream limit), RTCP (`[rtcp]`), votes (`[votes]`), the overlay lab (`[overlay]`), thresholds | files |
 //! | [`stats`] | [`stats::RunStats`], what a run measured; nearest-rank [`stats::percentile`] | none |
 //! | [`run`] | the driver: every UE of a run over a few shared UDP sockets in one loop | tokio |
 //! | [`report`] | `report.json` (summary keys such as `joins.ok`, `zap_ms.p99`, plus the raw stats) and a self-contained `report.html` with SVG plots; threshold checks | files |
 //! | [`progress`] | live progress: a bar on a terminal, a periodic line otherwise | stderr |
 //! | [`api`] | a minimal HTTP client of the AS's poll and quality API (`POST /api/polls`, `GET /api/polls/{id}`, `GET /api/channels/{id}/quality`) | tokio |
-//! | [`lab`] | `ue-sim lab`: boots the AS and its relays (`relays = N`) in-process on loopback with embedded defaults, and with `[aaa] enabled` the embedded Diameter AAA (a subscriber per UE; the AS fail-closed against it), runs a scenario, injects its faults (`App::stop_relay`), reads the AAA figures (authorised, refused, START+STOP accounted sessions), writes the report, tears down | tokio |
+//! | [`lab`] | `ue-sim lab`: boots the AS and its relays (`relays = N`) in-process on loopback with embedded defaults, and with `[aaa] enabled` the embedded Diameter AAA (a subscriber per UE; the AS fail-closed against it), runs a scenario, injects its faults (`App::stop_relay`), reads the AAA figures (authorised, refused, START+STOP accounted sessions), declares the `[votes]` polls and reads their tallies; with `[overlay]`, N plain RELOAD peers and M ASes on one overlay and cross-AS joins; writes the report, tears down | tokio |
 //!
 //! # Run loop
 //!
