@@ -49,6 +49,9 @@
 //!   requested one, per kind, in the responsible peer's range.
 //! - **Probe** (6.4.2.5, section 9's ProbeInformation): a ProbeReq (sent with [`Node::send_opaque`]) is
 //!   answered with responsible_ppb, num_resources and uptime.
+//! - **ConfigUpdate** (6.5.4, type `config`): a newer configuration sequence
+//!   replaces [`Node::config_sequence`] (the document is kept,
+//!   [`Node::config_document`]); an older one gets Error_Config_Too_Old.
 
 pub mod convert;
 pub mod msg;
@@ -229,6 +232,10 @@ pub struct Node {
     storage: Storage,
     state: State,
     started: Option<Instant>,
+    /// Sequence of the overlay configuration in force (RFC 6940 section 6.5.4).
+    config_sequence: u16,
+    /// The last configuration document a ConfigUpdate brought.
+    config_document: Option<Vec<u8>>,
     rng: StdRng,
     next_seq: u32,
     out: VecDeque<Transmit>,
@@ -281,6 +288,8 @@ impl Node {
             announced: Vec::new(),
             sync_needed: false,
             next_handle: 1,
+            config_sequence: 0,
+            config_document: None,
             candidates: Vec::new(),
             taught: HashMap::new(),
         }
@@ -401,6 +410,24 @@ impl Node {
             Purpose::App(h),
         );
         h
+    }
+
+    /// The sequence number of the overlay configuration in force (RFC 6940 section
+    /// 11.1 `sequence`; 0 until set).
+    #[must_use]
+    pub fn config_sequence(&self) -> u16 {
+        self.config_sequence
+    }
+
+    /// Sets the configuration sequence (the driver, from the document it loaded).
+    pub fn set_config_sequence(&mut self, sequence: u16) {
+        self.config_sequence = sequence;
+    }
+
+    /// The configuration document the last accepted ConfigUpdate carried (XML bytes).
+    #[must_use]
+    pub fn config_document(&self) -> Option<&[u8]> {
+        self.config_document.as_deref()
     }
 
     /// Stat (RFC 6940 section 7.4.3): metadata of the values under `resource`; the
@@ -1012,7 +1039,8 @@ impl Node {
                     reason: "undecodable ProbeReq".into(),
                 },
             },
-            // RouteQuery, ConfigUpdate, unknown codes: RFC 6940 defines no code
+            Body::Opaque { code: 33, body } => self.config_update(body),
+            // RouteQuery, unknown codes: RFC 6940 defines no code
             // of its own for a message type the destination does not implement;
             // Error_Invalid_Message (section 6.3.3.1) is its catch-all.
             Body::Opaque { code, .. } => Body::Error {
@@ -1067,6 +1095,47 @@ impl Node {
             code: MessageCode::PROBE_ANS.0,
             body: bytes,
         })
+    }
+
+    /// ConfigUpdateReq (RFC 6940 section 6.5.4) of type `config`: a document with a
+    /// newer sequence replaces this node's (sequence and document kept; the storage's
+    /// kind list is not rebuilt from it), the same sequence is accepted with no change,
+    /// an older one gets Error_Config_Too_Old. A `kind` update is not supported
+    /// (Error_Invalid_Message), nor is an undecodable body or document.
+    fn config_update(&mut self, body: &[u8]) -> Body {
+        use crate::wire::{self, ConfigUpdateReq, MessageCode};
+        let invalid = |reason: &str| Body::Error {
+            code: error_code::INVALID_MESSAGE,
+            reason: reason.into(),
+        };
+        let doc = match wire::Body::decode(MessageCode::CONFIG_UPDATE_REQ, body) {
+            Ok(wire::Body::ConfigUpdateReq(ConfigUpdateReq::Config(doc))) => doc,
+            Ok(wire::Body::ConfigUpdateReq(ConfigUpdateReq::Kinds(_))) => {
+                return invalid("kind updates not supported")
+            }
+            _ => return invalid("undecodable ConfigUpdateReq"),
+        };
+        let Some(cfg) = std::str::from_utf8(&doc)
+            .ok()
+            .and_then(|x| crate::config::OverlayConfig::from_xml(x).ok())
+        else {
+            return invalid("configuration document does not parse");
+        };
+        match cfg.sequence.cmp(&self.config_sequence) {
+            std::cmp::Ordering::Less => Body::Error {
+                code: error_code::CONFIG_TOO_OLD,
+                reason: format!(
+                    "configuration sequence {} older than {}",
+                    cfg.sequence, self.config_sequence
+                ),
+            },
+            std::cmp::Ordering::Equal => config_update_ans(),
+            std::cmp::Ordering::Greater => {
+                self.config_sequence = cfg.sequence;
+                self.config_document = Some(doc);
+                config_update_ans()
+            }
+        }
     }
 
     fn on_update(&mut self, now: Instant, from: Id, u: &ChordUpdate) {
@@ -1391,6 +1460,14 @@ fn seed_of(id: Id) -> [u8; 32] {
     seed[..16].copy_from_slice(&id.to_be_bytes());
     seed[16..].copy_from_slice(&(!id.0).to_be_bytes());
     seed
+}
+
+/// ConfigUpdateAns (empty body, RFC 6940 section 6.5.4).
+fn config_update_ans() -> Body {
+    Body::Opaque {
+        code: crate::wire::MessageCode::CONFIG_UPDATE_ANS.0,
+        body: Vec::new(),
+    }
 }
 
 /// True when `answer` is a possible answer to the request `req` (its own
