@@ -31,7 +31,7 @@
 //! - [`config`]: the RFC 6940 section 11.1 overlay configuration document (XML), written and
 //!   parsed strictly.
 //! - [`driver`]: the tokio driver of a real peer: TLS links ([`link`]), timers and the
-//!   async [`driver::OverlayHandle`] (`store` / `fetch`) around [`driver::peer::Peer`], the
+//!   async [`driver::OverlayHandle`] (`store` / `fetch` / `stat` / `find`) around [`driver::peer::Peer`], the
 //!   sans-IO message layer (the node core behind the RFC 6940 security checks: lengths,
 //!   via-list loops, signatures by certificates of the overlay CA naming the sender,
 //!   per-value signatures; RELOAD errors for refused requests) with the driver's address

@@ -62,8 +62,8 @@ use crate::node::msg::{Body, Dest, Frame, Message};
 use crate::node::Node;
 use crate::node::{Event, NodeConfig, Outcome, RequestError};
 use crate::storage::{
-    DataModel, FetchSpec, KindData, KindId, KindRegistry, Select, Signer, StoredValue, ValueKey,
-    APPEND,
+    DataModel, FetchSpec, KindData, KindId, KindRegistry, Select, Signer, StatKind, StoredValue,
+    ValueKey, APPEND,
 };
 use crate::topology::{hash_to_id, Id};
 use crate::wire::{self, NodeId, SignError};
@@ -181,6 +181,16 @@ enum Command {
         kind: KindId,
         reply: oneshot::Sender<Result<Vec<StoredValue>, DriverError>>,
     },
+    Stat {
+        resource: Id,
+        kind: KindId,
+        reply: oneshot::Sender<Result<StatKind, DriverError>>,
+    },
+    Find {
+        resource: Id,
+        kind: KindId,
+        reply: oneshot::Sender<Result<Option<Id>, DriverError>>,
+    },
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -286,6 +296,28 @@ impl OverlayHandle {
             kind,
             value,
             value_signer: Some(identity),
+            reply,
+        })
+        .await
+    }
+
+    /// Stat (RFC 6940 section 7.4.3): the generation of `kind` at `resource` and the
+    /// metadata (length, SHA-256 hash, lifetime, storage time) of every value.
+    pub async fn stat(&self, resource: &[u8], kind: KindId) -> Result<StatKind, DriverError> {
+        self.ask(|reply| Command::Stat {
+            resource: resource_id(resource),
+            kind,
+            reply,
+        })
+        .await
+    }
+
+    /// Find (RFC 6940 section 7.4.4): the closest Resource-ID at or after `resource`
+    /// (an id, not a name) with values of `kind` that the peer responsible for it stores.
+    pub async fn find(&self, resource: Id, kind: KindId) -> Result<Option<Id>, DriverError> {
+        self.ask(|reply| Command::Find {
+            resource,
+            kind,
             reply,
         })
         .await
@@ -430,6 +462,8 @@ pub async fn start(cfg: DriverConfig) -> Result<(OverlayHandle, JoinHandle<()>),
 enum Reply {
     Store(oneshot::Sender<Result<(), DriverError>>),
     Fetch(oneshot::Sender<Result<Vec<StoredValue>, DriverError>>),
+    Stat(oneshot::Sender<Result<StatKind, DriverError>>),
+    Find(oneshot::Sender<Result<Option<Id>, DriverError>>),
 }
 
 struct LinkEntry {
@@ -589,6 +623,36 @@ impl Driver {
                     }],
                 );
                 self.pending.insert(h, Reply::Fetch(reply));
+            }
+            Command::Stat {
+                resource,
+                kind,
+                reply,
+            } => {
+                let Some(def) = self.kinds.get(kind) else {
+                    let _ = reply.send(Err(DriverError::UnknownKind(kind.0)));
+                    return;
+                };
+                let select = match def.model {
+                    DataModel::Single => Select::Single,
+                    DataModel::Array => Select::Indices(vec![(0, u32::MAX - 1)]),
+                    DataModel::Dictionary => Select::Keys(Vec::new()),
+                };
+                let spec = FetchSpec {
+                    kind,
+                    generation: 0,
+                    select,
+                };
+                let h = self.peer.node.stat(now, resource, vec![spec]);
+                self.pending.insert(h, Reply::Stat(reply));
+            }
+            Command::Find {
+                resource,
+                kind,
+                reply,
+            } => {
+                let h = self.peer.node.find(now, resource, vec![kind]);
+                self.pending.insert(h, Reply::Find(reply));
             }
             Command::Local {
                 resource,
@@ -768,6 +832,22 @@ impl Driver {
                                 .flat_map(|k| k.values)
                                 .filter(|v| v.exists)
                                 .collect()),
+                            Ok(_) => Err(DriverError::Request(RequestError::Unexpected)),
+                            Err(e) => Err(DriverError::Request(e)),
+                        });
+                    }
+                    Some(Reply::Stat(r)) => {
+                        let _ = r.send(match result {
+                            Ok(Outcome::Stat(k)) if k.len() == 1 => {
+                                Ok(k.into_iter().next().expect("one kind"))
+                            }
+                            Ok(_) => Err(DriverError::Request(RequestError::Unexpected)),
+                            Err(e) => Err(DriverError::Request(e)),
+                        });
+                    }
+                    Some(Reply::Find(r)) => {
+                        let _ = r.send(match result {
+                            Ok(Outcome::Found(f)) if f.len() == 1 => Ok(f[0].1),
                             Ok(_) => Err(DriverError::Request(RequestError::Unexpected)),
                             Err(e) => Err(DriverError::Request(e)),
                         });
