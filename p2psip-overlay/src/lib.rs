@@ -17,7 +17,7 @@
 //!   per-hop ACKs and alternate next hops, Join / Update / Leave, finger probes, reactive
 //!   recovery, 3 replicas on successors (4 copies), handover on join and leave, Attach
 //!   without ICE (host candidates routed through the overlay), Stat and Find (RFC 6940
-//!   sections 7.4.3, 7.4.4), Probe (section 6.4.2.5),
+//!   sections 7.4.3, 7.4.4), Probe (section 6.4.2.5), RouteQuery (6.4.2.4),
 //!   ConfigUpdate of the configuration sequence (section 6.5.4). Forwarding is type-agnostic (section 6.1): a message of any
 //!   code, unknown ones included, is forwarded by its destination list; only the
 //!   destination interprets it (Error_Invalid_Message for a request type it lacks).

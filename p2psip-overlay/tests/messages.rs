@@ -226,7 +226,7 @@ fn store(net: &mut Net, at: usize, resource: Id, data: &[u8]) {
 }
 
 /// Any request code, unknown ones included, is forwarded along its destination list by
-/// a peer it is not addressed to; the destination answers Probe, and the types it does
+/// a peer it is not addressed to; the destination answers Probe and RouteQuery, and the types it does
 /// not implement with Error_Invalid_Message; the answer comes back the same way.
 #[test]
 fn forwarding_is_type_agnostic() {
@@ -259,9 +259,12 @@ fn forwarding_is_type_agnostic() {
             code,
             body.clone(),
         );
-        // C answers the Probe (number of Resource-IDs it stores, none yet), and nothing
-        // else it does not implement
-        let answer = if code == 1 { 2 } else { 0xffff };
+        // C answers the Probe (number of Resource-IDs it stores, none yet) and the
+        // RouteQuery, and nothing else it does not implement
+        let answer = match code {
+            1 | 21 => code + 1,
+            _ => 0xffff,
+        };
         match net.done(a, h) {
             Ok(Outcome::Other(2, b)) if code == 1 => {
                 let info = match wire::Body::decode(wire::MessageCode::PROBE_ANS, &b).unwrap() {
@@ -272,7 +275,14 @@ fn forwarding_is_type_agnostic() {
                 assert_eq!(info[0].info_type, ProbeInformationType::NUM_RESOURCES);
                 assert_eq!(info[0].value, 0);
             }
-            Err(RequestError::Error(e, reason)) if code != 1 => {
+            // RouteQuery for D: C is not responsible, its next hop toward D is D
+            Ok(Outcome::Other(22, b)) if code == 21 => {
+                match wire::Body::decode(wire::MessageCode::ROUTE_QUERY_ANS, &b).unwrap() {
+                    wire::Body::RouteQueryAns(next) => assert_eq!(next, NodeId::from_u128(D)),
+                    other => panic!("{other:?}"),
+                }
+            }
+            Err(RequestError::Error(e, reason)) if answer == 0xffff => {
                 assert_eq!(e, error_code::INVALID_MESSAGE, "code {code}: {reason}");
                 assert!(code == 33 || reason.contains(&code.to_string()), "{reason}");
             }

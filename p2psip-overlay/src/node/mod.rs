@@ -16,7 +16,8 @@
 //!   message goes to the next alternate hop. Forwarding does not depend on the
 //!   message type (section 6.1): a message the core does not interpret (Probe,
 //!   RouteQuery, ConfigUpdate, unknown codes) travels as [`msg::Body::Opaque`]
-//!   with its body bytes unchanged; at its destination such a request gets
+//!   with its body bytes unchanged; at its destination Probe, RouteQuery and
+//!   ConfigUpdate are answered (below) and any other request gets
 //!   Error_Invalid_Message (section 6.3.3.1 has no code of its own for an
 //!   unsupported message type).
 //! - **Transactions**: requests this peer originates time out end to end and
@@ -49,6 +50,8 @@
 //!   requested one, per kind, in the responsible peer's range.
 //! - **Probe** (6.4.2.5, section 9's ProbeInformation): a ProbeReq (sent with [`Node::send_opaque`]) is
 //!   answered with responsible_ppb, num_resources and uptime.
+//! - **RouteQuery** (6.4.2.4): answered with the next hop this peer would use
+//!   for the queried destination (itself when responsible).
 //! - **ConfigUpdate** (6.5.4, type `config`): a newer configuration sequence
 //!   replaces [`Node::config_sequence`] (the document is kept,
 //!   [`Node::config_document`]); an older one gets Error_Config_Too_Old.
@@ -1040,6 +1043,18 @@ impl Node {
                 },
             },
             Body::Opaque { code: 33, body } => self.config_update(body),
+            Body::Opaque { code: 21, body } => match self.route_query(now, body, &msg.via) {
+                Some((answer, send_update)) => {
+                    if send_update && from != self.id {
+                        self.send_update(now, from, UpdateType::Full);
+                    }
+                    answer
+                }
+                None => Body::Error {
+                    code: error_code::INVALID_MESSAGE,
+                    reason: "undecodable RouteQueryReq".into(),
+                },
+            },
             // RouteQuery, unknown codes: RFC 6940 defines no code
             // of its own for a message type the destination does not implement;
             // Error_Invalid_Message (section 6.3.3.1) is its catch-all.
@@ -1136,6 +1151,39 @@ impl Node {
                 config_update_ans()
             }
         }
+    }
+
+    /// RouteQueryAns (RFC 6940 section 6.4.2.4; CHORD-RELOAD: the next peer): the peer
+    /// this node would forward a message for the queried destination to (itself when it
+    /// is responsible), and whether the querier asked for an Update. `None` when the body
+    /// does not decode.
+    fn route_query(&self, now: Instant, body: &[u8], via: &[Id]) -> Option<(Body, bool)> {
+        use crate::wire::{self, Destination, MessageCode, NodeId};
+        let Ok(wire::Body::RouteQueryReq(q)) =
+            wire::Body::decode(MessageCode::ROUTE_QUERY_REQ, body)
+        else {
+            return None;
+        };
+        let target = match &q.destination {
+            Destination::Node(n) => Id(n.to_u128()),
+            Destination::Resource(r) => Id(r.as_node_id()?.to_u128()),
+            _ => return None,
+        };
+        let next = if target == self.id || self.table.is_responsible(target) {
+            self.id
+        } else {
+            self.pick_hop(now, target, via).unwrap_or(self.id)
+        };
+        let bytes = wire::Body::RouteQueryAns(NodeId::from_u128(next.0))
+            .to_bytes()
+            .ok()?;
+        Some((
+            Body::Opaque {
+                code: MessageCode::ROUTE_QUERY_ANS.0,
+                body: bytes,
+            },
+            q.send_update,
+        ))
     }
 
     fn on_update(&mut self, now: Instant, from: Id, u: &ChordUpdate) {

@@ -159,8 +159,9 @@ pub enum Body {
     },
     /// A message the core does not interpret (Probe, RouteQuery, ConfigUpdate,
     /// unknown codes): forwarded by its destination list whatever its type
-    /// (RFC 6940 section 6.1); a request of this kind addressed to this peer is
-    /// answered with Error_Invalid_Message. The body bytes travel unchanged.
+    /// (RFC 6940 section 6.1). At its destination the core decodes Probe, RouteQuery
+    /// and ConfigUpdate itself and answers any other request with
+    /// Error_Invalid_Message. The body bytes travel unchanged.
     Opaque {
         /// The message code (odd: request, even or 0xffff: response; section 6.3.3).
         code: u16,
