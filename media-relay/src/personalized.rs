@@ -4,7 +4,7 @@
 //! How it fits: a personalised channel is an ordinary channel of the core
 //! ([`crate::relay::Relay`]): it has a GOP cache and viewers like any other, and viewers join,
 //! zap and leave it the same way. Only its input differs: no ingest socket, but a
-//! [`Splicer`](crate::splice::Splicer) fed with the packets of its *source* channels. The core
+//! [`Splicer`] fed with the packets of its *source* channels. The core
 //! hands every packet ingested on a source channel to the [`Registry`] (one hash lookup per
 //! packet, none at all while no personalised channel exists); the registry runs the schedule,
 //! pushes the packet into the splicer of each personalised channel using that source, and the

@@ -1,6 +1,6 @@
 //! Per-core sharding: N independent relay drivers, channels hashed to them, one handle.
 //!
-//! How it fits: [`Relay::spawn_with`] with [`DriverOptions::shards`] above 1 calls [`spawn`]
+//! How it fits: [`Relay::spawn_with`] with [`DriverOptions::shards`] above 1 calls `spawn`
 //! here. Each shard is a whole relay (its own sans-IO core, output sockets, ingest sockets,
 //! feeds and timers) on its own OS thread with a current-thread tokio runtime, so two shards
 //! run on two cores with nothing shared on the forwarding path: no lock, no queue between them.
