@@ -611,3 +611,41 @@ fn config_update_takes_newer_sequences_only() {
     assert_eq!(net.peers[1].node().config_sequence(), 0);
     net.tshark_clean("config");
 }
+
+/// The forwarding header's configuration sequence (RFC 6940 section 6.3.2): a peer
+/// refuses a request whose sequence is older (Error_Config_Too_Old) or newer
+/// (Error_Config_Too_New) than its own; equal sequences pass.
+#[test]
+fn mismatched_configuration_sequences_are_refused() {
+    let mut net = Net::ring(&[A, B, C, D]);
+    for p in &mut net.peers {
+        p.node_mut().set_config_sequence(5);
+    }
+    let r = Id((0x70 << 120) | 2);
+    store(&mut net, 0, r, b"same sequence");
+    let spec = || {
+        vec![FetchSpec {
+            kind: KindId::CHANNEL_RELAYS,
+            generation: 0,
+            select: Select::Keys(vec![]),
+        }]
+    };
+    for (seq, code) in [
+        (4u16, error_code::CONFIG_TOO_OLD),
+        (6, error_code::CONFIG_TOO_NEW),
+    ] {
+        net.peers[0].node_mut().set_config_sequence(seq);
+        let now = net.now;
+        let h = net.peers[0].node_mut().stat(now, r, spec());
+        match net.done(0, h) {
+            Err(RequestError::Error(c, _)) => assert_eq!(c, code, "sequence {seq}"),
+            other => panic!("sequence {seq}: {other:?}"),
+        }
+        assert!(net.log.iter().any(|x| x.3 == Inbound::Refused(code)));
+    }
+    net.peers[0].node_mut().set_config_sequence(5);
+    let now = net.now;
+    let h = net.peers[0].node_mut().stat(now, r, spec());
+    assert!(matches!(net.done(0, h), Ok(Outcome::Stat(_))));
+    net.tshark_clean("sequence");
+}

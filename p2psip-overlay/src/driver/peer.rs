@@ -22,6 +22,9 @@
 //!   Leave names the sender itself. Every StoredData signature of a StoreReq (or of a
 //!   FetchAns this node asked for) is checked the same way ([`DataSigs::on_receive`]).
 //!   Any failure: Error_Forbidden for a request (section 6.3.3.1), drop for a response.
+//! - **Configuration sequence** (section 6.3.2): a request whose sequence differs from
+//!   this node's ([`Node::config_sequence`]; 0 on either side is not checked) gets
+//!   Error_Config_Too_Old or Error_Config_Too_New; outgoing messages carry this node's.
 //! - TTL 0 and the access policies are the core's and the storage's checks.
 //!
 //! A refused message never reaches the core, so it never changes stored data.
@@ -282,6 +285,21 @@ impl Peer {
         if m.forwarding.overlay != self.overlay {
             return self.drop_msg("message for another overlay");
         }
+        // RFC 6940 section 6.3.2: a request with a configuration sequence other than this
+        // node's (0 on either side: not checked) is refused, Error_Config_Too_Old /
+        // _Too_New; responses pass (the error itself must reach the requester)
+        let (theirs, mine) = (
+            m.forwarding.configuration_sequence,
+            self.node.config_sequence(),
+        );
+        if m.contents.code.is_request() && theirs != 0 && mine != 0 && theirs != mine {
+            let (code, why) = if theirs < mine {
+                (error_code::CONFIG_TOO_OLD, "configuration sequence too old")
+            } else {
+                (error_code::CONFIG_TOO_NEW, "configuration sequence too new")
+            };
+            return self.refuse_msg(now, link_peer, m, code, why);
+        }
         let me = wire::NodeId::from_u128(self.me.0);
         if m.forwarding.via_list.contains(&Destination::Node(me)) {
             return self.refuse_msg(
@@ -404,6 +422,7 @@ impl Peer {
     /// Encodes, signs (or keeps the originator's signature) one message (module docs).
     pub fn encode(&mut self, msg: &Message) -> Result<Vec<u8>, String> {
         let mut w = to_wire(msg, self.overlay).map_err(|e| e.to_string())?;
+        w.forwarding.configuration_sequence = self.node.config_sequence();
         // the address option: this node's own listen address only
         w.forwarding.options = vec![addr::encode(&[(self.me, self.listen)])];
         // A message with a via list is one this node forwards (the core pushes the

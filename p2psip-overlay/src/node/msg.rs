@@ -193,6 +193,8 @@ pub mod error_code {
     pub const REQUEST_TIMEOUT: u16 = 4;
     /// Error_Config_Too_Old.
     pub const CONFIG_TOO_OLD: u16 = 15;
+    /// Error_Config_Too_New.
+    pub const CONFIG_TOO_NEW: u16 = 16;
     /// Error_TTL_Exceeded.
     pub const TTL_EXCEEDED: u16 = 10;
     /// Error_Message_Too_Large.
