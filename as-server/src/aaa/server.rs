@@ -417,17 +417,12 @@ impl Aaa {
                 .map_err(|source| AaaError::Bind { addr, source })?;
             http_addr = listener.local_addr().ok();
             let router = super::api::router(shared.clone());
-            let mut rx = shutdown_rx.clone();
-            tasks.push(tokio::spawn(async move {
-                let r = axum::serve(listener, router)
-                    .with_graceful_shutdown(async move {
-                        let _ = rx.changed().await;
-                    })
-                    .await;
-                if let Err(e) = r {
-                    tracing::warn!(error = %e, "aaa: HTTP server ended");
-                }
-            }));
+            tasks.push(crate::api::serve_until(
+                listener,
+                router,
+                shutdown_rx.clone(),
+                "aaa API",
+            ));
         }
         tracing::info!(%local_addr, host = %cfg.diameter.origin_host, "aaa: Diameter listening");
         Ok(AaaHandle {

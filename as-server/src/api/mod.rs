@@ -70,6 +70,27 @@ pub struct Created {
     pub ingest: IngestAddr,
 }
 
+/// Serves `router` on `listener` until `shutdown` changes (or its sender is gone), on its own
+/// task; `what` names the server in the warning logged if it ends with an error. The AS's
+/// operator API, the relays' control APIs and the AAA's API all run this way.
+pub fn serve_until(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    what: &'static str,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let r = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = shutdown.changed().await;
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, server = what, "HTTP server ended");
+        }
+    })
+}
+
 /// The router; serve it with `axum::serve`.
 pub fn router(service: Service) -> Router {
     Router::new()

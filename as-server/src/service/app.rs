@@ -240,17 +240,12 @@ impl App {
                 .map_err(|source| StartError::Bind { addr, source })?;
             http = Some(bound);
             let router = crate::api::router(service.clone());
-            let mut rx = shutdown_rx.clone();
-            tasks.push(tokio::spawn(async move {
-                let r = axum::serve(listener, router)
-                    .with_graceful_shutdown(async move {
-                        let _ = rx.changed().await;
-                    })
-                    .await;
-                if let Err(e) = r {
-                    warn!(error = %e, "HTTP server ended");
-                }
-            }));
+            tasks.push(crate::api::serve_until(
+                listener,
+                router,
+                shutdown_rx.clone(),
+                "operator API",
+            ));
         }
         info!("AS started");
         Ok(App {

@@ -473,17 +473,12 @@ pub async fn serve_relay_controls(
         let bound = listener.local_addr().map_err(|e| (addr, e))?;
         addrs.push(Some(bound));
         let router = media_relay::driver::http::router(h.clone());
-        let mut rx = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            let r = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.changed().await;
-                })
-                .await;
-            if let Err(e) = r {
-                tracing::warn!(error = %e, "relay control API ended");
-            }
-        }));
+        tasks.push(crate::api::serve_until(
+            listener,
+            router,
+            shutdown.clone(),
+            "relay control API",
+        ));
         info!(relay = i, control = %bound, "relay control API");
     }
     Ok((addrs, tasks))
