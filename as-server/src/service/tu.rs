@@ -834,14 +834,9 @@ impl Service {
                 return sipmsg::reject(req, &r, Some(&self.tag()));
             }
         }
-        let requested = match req.headers.get(&HeaderName::EXPIRES) {
-            None => None,
-            Some(v) => match v.trim().parse::<u64>() {
-                Ok(n) => Some(u32::try_from(n).unwrap_or(u32::MAX)),
-                Err(_) => {
-                    return sipmsg::reject(req, &Reject::new(400, "Bad Expires"), Some(&self.tag()))
-                }
-            },
+        let requested = match requested_expires(req) {
+            Ok(r) => r,
+            Err(rej) => return sipmsg::reject(req, &rej, Some(&self.tag())),
         };
         let existing_tag = req.to().ok().and_then(|t| t.tag().map(str::to_owned));
         let local_tag = existing_tag.clone().unwrap_or_else(|| self.tag());
@@ -2051,6 +2046,19 @@ fn invite_key(req: &Request) -> Option<InviteKey> {
 /// `487 Request Terminated` (RFC 3261 9.2).
 fn request_terminated() -> Reject {
     Reject::new(487, "Request Terminated")
+}
+
+/// The `Expires` a SUBSCRIBE asks for (RFC 6665 section 4.1.2.1): `None` when absent, values
+/// beyond `u32` capped; a non-number is a `400 Bad Expires`.
+fn requested_expires(req: &Request) -> Result<Option<u32>, Reject> {
+    match req.headers.get(&HeaderName::EXPIRES) {
+        None => Ok(None),
+        Some(v) => v
+            .trim()
+            .parse::<u64>()
+            .map(|n| Some(u32::try_from(n).unwrap_or(u32::MAX)))
+            .map_err(|_| Reject::new(400, "Bad Expires")),
+    }
 }
 
 /// The event packages the AS serves (RFC 6665 section 8.2.2 `Allow-Events`, in OPTIONS answers

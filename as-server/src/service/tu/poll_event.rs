@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tracing::debug;
 
-use super::{now, Service};
+use super::{now, requested_expires, Service};
 use crate::service::channel_list::{NotifyOrder, SubState, Subscriptions};
 use crate::service::feedback::channel_feedback;
 use crate::service::rules::Reject;
@@ -116,14 +116,9 @@ impl Service {
                 return sipmsg::reject(req, &r, Some(&self.tag()));
             }
         }
-        let requested = match req.headers.get(&HeaderName::EXPIRES) {
-            None => None,
-            Some(v) => match v.trim().parse::<u64>() {
-                Ok(n) => Some(u32::try_from(n).unwrap_or(u32::MAX)),
-                Err(_) => {
-                    return sipmsg::reject(req, &Reject::new(400, "Bad Expires"), Some(&self.tag()))
-                }
-            },
+        let requested = match requested_expires(req) {
+            Ok(r) => r,
+            Err(rej) => return sipmsg::reject(req, &rej, Some(&self.tag())),
         };
         let existing_tag = req.to().ok().and_then(|t| t.tag().map(str::to_owned));
         let local_tag = existing_tag.clone().unwrap_or_else(|| self.tag());
