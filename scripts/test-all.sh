@@ -35,6 +35,21 @@ profile=${TEST_ALL_PROFILE:-debug}
 profile_flag=()
 [[ "$profile" == release ]] && profile_flag=(--release)
 
+# A fresh clone in CI builds everything once: incremental caches only cost disk (GBs on the shared
+# disk) and time there, and the release build's debug info is for local profiling, not for tests.
+if [[ -n "${CI:-}" ]]; then
+    export CARGO_INCREMENTAL=0
+    export CARGO_PROFILE_RELEASE_DEBUG=0
+fi
+
+# disk_line WHERE: one line of free space (the CI machine's disk is shared; a full disk shows up as a
+# linker's "Bus error", so say it plainly in the log).
+disk_line() {
+    local avail
+    avail=$(df -Pk "$root" | awk 'NR == 2 { printf "%.1f", $4 / 1048576 }')
+    log "disk: ${avail} GB free ($1); target/ $(du -sh "${CARGO_TARGET_DIR:-$root/target}" 2>/dev/null | cut -f1)"
+}
+
 passed=0
 failed=0
 skipped=0
@@ -139,11 +154,13 @@ if [[ -f as-server/tests/pg-setup.sh ]]; then
 fi
 
 # ---- 2. Static checks and the build.
+disk_line "before the build"
 step fmt 300 cargo fmt --all -- --check
 step clippy 2400 cargo clippy --workspace --all-targets -- -D warnings
 step doc 900 env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 step build 2400 cargo build --release --workspace
 
+disk_line "after the release build"
 # ---- 3. cargo test (includes the fuzz-corpus replay and the ffmpeg mid-GOP decode).
 step test 2400 cargo test --workspace "${profile_flag[@]}"
 # The cargo-fuzz targets compile on stable (running them needs `cargo fuzz`; see each fuzz/README.md).
@@ -156,6 +173,7 @@ fuzz_check() {
     done
 }
 step fuzz-check 900 fuzz_check
+disk_line "after the tests"
 
 # ---- 4-7. SIPp, baresip and tshark against the booted testbed.
 if [[ -n "$tools_ok" ]]; then
