@@ -228,6 +228,18 @@ pub struct TotalStats {
     /// Times a viewer was thinned to key frames after a congested send.
     #[serde(default)]
     pub viewers_thinned: u64,
+    /// RTCP feedback summaries (RSI, RFC 5760) dropped: from an address that is neither a
+    /// downstream relay of the channel nor a registered child FT
+    /// ([`RelayHandle::set_feedback_child`]).
+    #[serde(default)]
+    pub feedback_refused_summaries: u64,
+    /// APP `VOTE` packets not counted: from an address that is no viewer's of the channel.
+    #[serde(default)]
+    pub feedback_refused_votes: u64,
+    /// APP `VOTE` packets not counted: for a poll of another channel (e.g. a copy sent just
+    /// before a zap).
+    #[serde(default)]
+    pub feedback_foreign_poll_votes: u64,
 }
 
 /// A snapshot of the relay's counters.
@@ -256,7 +268,7 @@ impl RelayStats {
         use std::fmt::Write as _;
         let mut out = String::new();
         let t = &self.totals;
-        let totals: [(&str, &str, u64); 13] = [
+        let totals: [(&str, &str, u64); 16] = [
             ("packets_in", "RTP packets ingested", t.packets_in),
             ("packets_out", "RTP packets sent to viewers", t.packets_out),
             ("bytes_out", "RTP bytes sent to viewers", t.bytes_out),
@@ -297,6 +309,21 @@ impl RelayStats {
                 "viewers_thinned",
                 "viewers thinned to the next key frame after a congested send",
                 t.viewers_thinned,
+            ),
+            (
+                "feedback_refused_summaries",
+                "RTCP feedback summaries dropped: not from a known child FT",
+                t.feedback_refused_summaries,
+            ),
+            (
+                "feedback_refused_votes",
+                "votes not counted: not from a viewer's address",
+                t.feedback_refused_votes,
+            ),
+            (
+                "feedback_foreign_poll_votes",
+                "votes not counted: for a poll of another channel",
+                t.feedback_foreign_poll_votes,
             ),
         ];
         for (name, help, v) in totals {
@@ -556,6 +583,15 @@ pub enum Command {
         Option<SocketAddr>,
         oneshot::Sender<Result<(), Error>>,
     ),
+    /// See [`RelayHandle::set_feedback_child`] (`true`: add, `false`: remove).
+    SetFeedbackChild(
+        ChannelId,
+        SocketAddr,
+        bool,
+        oneshot::Sender<Result<(), Error>>,
+    ),
+    /// See [`RelayHandle::set_channel_polls`].
+    SetChannelPolls(ChannelId, Vec<u32>, oneshot::Sender<Result<(), Error>>),
     /// Personalised channels: see [`RelayHandle::create_personalized`].
     Personalized(crate::personalized::PersonalizedCommand),
 }
@@ -709,6 +745,34 @@ impl RelayHandle {
         parent: Option<SocketAddr>,
     ) -> Result<(), Error> {
         self.call(|r| Command::SetFeedbackParent(channel.clone(), parent, r))
+            .await?
+    }
+
+    /// Register (`add`) or remove a child FT of `channel` at this relay: `child` is the RTCP
+    /// address a pure FT (`media-relay ft --parent <this relay>`), or a relay told its parent
+    /// with [`RelayHandle::set_feedback_parent`], sends its summaries from (for a relay: its
+    /// ingest RTCP address for the channel). Summaries from any other address are dropped and
+    /// counted ([`TotalStats::feedback_refused_summaries`]), except a downstream relay's that
+    /// pulls the channel from here ([`crate::tree`]), which is known without registration.
+    pub async fn set_feedback_child(
+        &self,
+        channel: &ChannelId,
+        child: SocketAddr,
+        add: bool,
+    ) -> Result<(), Error> {
+        self.call(|r| Command::SetFeedbackChild(channel.clone(), child, add, r))
+            .await?
+    }
+
+    /// Declare `channel`'s polls (the ids viewers put in APP `VOTE`): a vote for one of them
+    /// arriving on another channel of this relay is not counted there
+    /// ([`TotalStats::feedback_foreign_poll_votes`]). Replaces the channel's previous list.
+    pub async fn set_channel_polls(
+        &self,
+        channel: &ChannelId,
+        polls: Vec<u32>,
+    ) -> Result<(), Error> {
+        self.call(|r| Command::SetChannelPolls(channel.clone(), polls, r))
             .await?
     }
 

@@ -45,7 +45,7 @@ use crate::control::{
     RelayStats, TotalStats, ViewerId, ViewerStats,
 };
 use crate::fcc::{self, GopCache, MediaKind, PacketClass, PushOutcome};
-use crate::feedback::live::LiveFeedback;
+use crate::feedback::live::{LiveFeedback, UpTransmit, ViewerOrigin};
 use crate::rtcp;
 use crate::rtp::{self, HeaderRewrite, RtpInfo};
 
@@ -778,7 +778,10 @@ impl Relay {
         datagram: &[u8],
     ) -> Result<(), Error> {
         if rtp::is_rtcp(datagram) {
-            return self.handle_ingest_rtcp(now, channel, datagram);
+            // The source address is not known here (a feed, or the driver's RTP path): only a
+            // parent's group-size RSI needs none.
+            let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
+            return self.handle_ingest_rtcp(now, channel, unknown, datagram);
         }
         if self.personalized.is_source(channel) {
             self.feed_personalized(now, channel, datagram);
@@ -896,14 +899,43 @@ impl Relay {
         self.personalized.put_output(out);
     }
 
-    /// An RTCP datagram on a channel's ingest RTCP port (the producer's SR/SDES/BYE): counted,
-    /// content otherwise ignored in this version.
+    /// An RTCP datagram on a channel's ingest RTCP port from `from`: the producer's
+    /// SR/SDES/BYE (counted, content otherwise ignored in this version), or, for a pulled
+    /// channel, the group-size RSI its parent FT answers our summaries with (they go from
+    /// this socket, [`Relay::poll_summary_transmit`]; see [`crate::feedback::live`]).
     pub fn handle_ingest_rtcp(
         &mut self,
-        _now: Instant,
+        now: Instant,
         channel: &ChannelId,
+        from: SocketAddr,
         datagram: &[u8],
     ) -> Result<(), Error> {
+        if !self.channels.contains_key(channel) {
+            self.totals.unmatched += 1;
+            return Err(Error::UnknownChannel(channel.clone()));
+        }
+        if LiveFeedback::is_peer_rtcp(datagram) {
+            // Only this channel; a child's summary is no business of an ingest socket (its
+            // RTCP address is no downstream copy's), so it is refused like a stranger's.
+            let r = self.feedback.on_peer_rtcp(
+                now,
+                from,
+                datagram,
+                std::iter::once(channel),
+                |_, _| false,
+            );
+            if let Some(ch) = self.channels.get_mut(channel) {
+                match r {
+                    Ok(_) => ch.counters.rtcp_in += 1,
+                    Err(_) => {
+                        ch.counters.malformed += 1;
+                        self.totals.malformed_rtcp += 1;
+                    }
+                }
+            }
+            self.queue_feedback();
+            return Ok(());
+        }
         let Some(ch) = self.channels.get_mut(channel) else {
             self.totals.unmatched += 1;
             return Err(Error::UnknownChannel(channel.clone()));
@@ -923,11 +955,15 @@ impl Relay {
     /// address identifies it. A BYE drops the viewer.
     pub fn handle_viewer_rtcp(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
         if LiveFeedback::is_peer_rtcp(datagram) {
-            // Another relay of the channel's feedback tree (crate::feedback::live).
+            // Another relay of the channel's feedback tree (crate::feedback::live): a child's
+            // summary counts only from a known child (a downstream copy's RTCP address, or a
+            // registered FT).
+            let (channels, viewers) = (&self.channels, &self.viewers);
             match self
                 .feedback
-                .on_peer_rtcp(now, from, datagram, self.channels.keys())
-            {
+                .on_peer_rtcp(now, from, datagram, channels.keys(), |ch, from| {
+                    is_downstream_rtcp(channels, viewers, ch, from)
+                }) {
                 Ok(_) => self.totals.rtcp_in += 1,
                 Err(_) => self.totals.malformed_rtcp += 1,
             }
@@ -983,9 +1019,24 @@ impl Relay {
             Some(slot) => {
                 // A downstream relay's receiver reports only keep its copy alive.
                 if let Some(v) = self.viewers[slot].as_ref().filter(|v| !v.downstream) {
-                    let _ = self
-                        .feedback
-                        .on_viewer_rtcp(now, &v.channel, v.ssrc, datagram);
+                    // Votes count only from the address of a viewer of the channel (its SDP's
+                    // RTCP or RTP address): a report block naming the viewer's SSRC from
+                    // elsewhere still tells its reception, but puts no vote in the tally.
+                    let own = v.rtcp_dest == from || v.rtp_dest == from;
+                    let origin = if own
+                        || is_viewer_address(&self.channels, &self.viewers, &v.channel, from)
+                    {
+                        ViewerOrigin::ViewerAddress
+                    } else {
+                        ViewerOrigin::Elsewhere
+                    };
+                    let _ = self.feedback.on_viewer_rtcp(
+                        now,
+                        &v.channel,
+                        v.ssrc,
+                        (from, origin),
+                        datagram,
+                    );
                 }
             }
         }
@@ -1018,6 +1069,46 @@ impl Relay {
         }
         self.feedback.set_parent(now, channel, parent);
         Ok(())
+    }
+
+    /// Register `child` (the RTCP address a pure FT, or a relay told its parent by hand,
+    /// sends from) as a child FT of `channel`: its summaries are merged from now on. Summaries
+    /// from addresses neither registered nor a downstream relay's are dropped and counted
+    /// ([`crate::control::TotalStats::feedback_refused_summaries`]). `add = false` removes it.
+    pub fn set_feedback_child(
+        &mut self,
+        channel: &ChannelId,
+        child: SocketAddr,
+        add: bool,
+    ) -> Result<(), Error> {
+        if !self.channels.contains_key(channel) {
+            return Err(Error::UnknownChannel(channel.clone()));
+        }
+        if !add {
+            self.feedback.forbid_child(channel, child);
+        } else if !self.feedback.allow_child(channel, child) {
+            return Err(Error::Overloaded("too many child FTs"));
+        }
+        Ok(())
+    }
+
+    /// Declare `channel`'s polls: a vote for one of them arriving on another channel is not
+    /// counted there ([`LiveFeedback::set_channel_polls`]).
+    pub fn set_channel_polls(&mut self, channel: &ChannelId, polls: &[u32]) -> Result<(), Error> {
+        if !self.channels.contains_key(channel) {
+            return Err(Error::UnknownChannel(channel.clone()));
+        }
+        self.feedback.set_channel_polls(channel, polls);
+        Ok(())
+    }
+
+    /// The next feedback summary up the tree; the driver sends it from the channel's ingest
+    /// RTCP socket (the address the parent knows this relay by for the channel: it sends the
+    /// copy to the ingest, and the downstream copy's RTCP address is that socket), or from the
+    /// output RTCP socket when the channel has no ingest socket.
+    #[must_use]
+    pub fn poll_summary_transmit(&mut self) -> Option<UpTransmit> {
+        self.feedback.poll_transmit_up()
     }
 
     fn queue_feedback(&mut self) {
@@ -1309,10 +1400,16 @@ impl Relay {
             })
             .collect();
         viewers.sort_by_key(|v| v.viewer);
+        let fb = self.feedback.counters();
         RelayStats {
             channels,
             viewers,
-            totals: self.totals.clone(),
+            totals: TotalStats {
+                feedback_refused_summaries: fb.refused_summaries,
+                feedback_refused_votes: fb.refused_votes,
+                feedback_foreign_poll_votes: fb.foreign_poll_votes,
+                ..self.totals.clone()
+            },
         }
     }
 
@@ -1354,6 +1451,43 @@ impl Viewer {
 
 /// Copy what follows the fixed header of `datagram` (a packet [`rtp::parse`] accepted) into the
 /// arena once; returns its range there.
+/// Whether `from` is the RTCP address of a downstream relay pulling `channel` from us (the
+/// address its ingest gave in its attach, where its RTCP for the channel comes from; a
+/// wildcard IP there matches by port).
+fn is_downstream_rtcp(
+    channels: &HashMap<ChannelId, Channel>,
+    viewers: &[Option<Viewer>],
+    channel: &ChannelId,
+    from: SocketAddr,
+) -> bool {
+    channels.get(channel).is_some_and(|c| {
+        c.viewers.iter().any(|&s| {
+            viewers.get(s).and_then(Option::as_ref).is_some_and(|v| {
+                v.downstream
+                    && (v.rtcp_dest == from
+                        || (v.rtcp_dest.ip().is_unspecified() && v.rtcp_dest.port() == from.port()))
+            })
+        })
+    })
+}
+
+/// Whether `from` is the RTCP or RTP address of a (non-downstream) viewer of `channel`.
+fn is_viewer_address(
+    channels: &HashMap<ChannelId, Channel>,
+    viewers: &[Option<Viewer>],
+    channel: &ChannelId,
+    from: SocketAddr,
+) -> bool {
+    channels.get(channel).is_some_and(|c| {
+        c.viewers.iter().any(|&s| {
+            viewers
+                .get(s)
+                .and_then(Option::as_ref)
+                .is_some_and(|v| !v.downstream && (v.rtcp_dest == from || v.rtp_dest == from))
+        })
+    })
+}
+
 fn copy_body(arena: &mut Vec<u8>, datagram: &[u8]) -> Option<(usize, usize)> {
     let body = datagram.get(rtp::FIXED_HEADER_LEN..)?;
     let start = arena.len();

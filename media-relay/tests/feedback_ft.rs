@@ -187,8 +187,9 @@ fn pure_ft_over_loopback() {
 }
 
 /// A pure FT below a relay: `ft --channel quiz --parent <relay RTCP>` takes 10 viewers' RR +
-/// votes (report blocks about any SSRC, as a relay numbers each viewer's stream) and its
-/// summaries reach the relay, whose feedback for `quiz` then holds every vote once.
+/// votes (report blocks about any SSRC, as a relay numbers each viewer's stream). Until the FT
+/// is registered at the relay (`set_feedback_child`) its summaries are dropped and counted;
+/// then they reach the relay, whose feedback for `quiz` holds every vote once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pure_ft_below_a_relay() {
     use media_relay::{AddViewer, ChannelId, ChannelSpec, Relay, RelayConfig};
@@ -248,9 +249,8 @@ async fn pure_ft_below_a_relay() {
     let socks: Vec<UdpSocket> = (0..10)
         .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
         .collect();
-    let mut last = None;
-    for _round in 0..40 {
-        // Report blocks about per-viewer SSRCs; options 0 x4, 1 x6. Re-sent each round.
+    // Report blocks about per-viewer SSRCs; options 0 x4, 1 x6.
+    let send_reports = || {
         for (i, s) in socks.iter().enumerate() {
             let rr = ReceiverReport::builder(0x500 + i as u32)
                 .add_report_block(ReportBlock::builder(0xa000 + i as u32).fraction_lost(3));
@@ -259,6 +259,38 @@ async fn pure_ft_below_a_relay() {
             write_vote(&mut v, 0x500 + i as u32, POLL, u32::from(i >= 4)).unwrap();
             s.send_to(&v, ft).unwrap();
         }
+    };
+    // Not registered at the relay yet: its summaries are dropped and counted, nothing merged.
+    let mut refused = 0;
+    for _round in 0..40 {
+        send_reports();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        refused = relay
+            .stats()
+            .await
+            .unwrap()
+            .totals
+            .feedback_refused_summaries;
+        if refused >= 2 {
+            break;
+        }
+    }
+    assert!(
+        refused >= 2,
+        "the unregistered FT's summaries were not refused"
+    );
+    let f = relay.feedback(&quiz).await.unwrap();
+    assert_eq!(
+        (f.voters, f.child_fts, f.viewers_reporting),
+        (0, 0, 0),
+        "{f:?}"
+    );
+    // `POST /channels/quiz/feedback/children {"addr": <ft>}` does the same over HTTP.
+    relay.set_feedback_child(&quiz, ft, true).await.unwrap();
+    let mut last = None;
+    for _round in 0..40 {
+        // Re-sent each round.
+        send_reports();
         tokio::time::sleep(Duration::from_millis(250)).await;
         let f = relay.feedback(&quiz).await.unwrap();
         let done = f.voters == 10 && f.viewers_reporting == 10;

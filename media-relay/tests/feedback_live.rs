@@ -155,3 +155,99 @@ async fn votes_and_reports_from_udp_viewers_are_tallied_exactly() {
     assert_eq!(after.votes, s.votes);
     relay.shutdown().await.unwrap();
 }
+
+/// RR about `about` + APP VOTE (`poll`, `option`).
+fn vote_in(ssrc: u32, about: u32, poll: u32, option: u32) -> Vec<u8> {
+    let rr = ReceiverReport::builder(ssrc).add_report_block(ReportBlock::builder(about));
+    let mut out = vec![0u8; rr.calculate_size().unwrap()];
+    rr.write_into(&mut out).unwrap();
+    write_vote(&mut out, ssrc, poll, option).unwrap();
+    out
+}
+
+/// The sans-IO relay core, virtual time: a vote counts only from a viewer's own address, and
+/// only in a poll of the channel it arrives on. A stranger that names a viewer's SSRC gets its
+/// report counted, never its vote; the copy of a vote sent just before a zap that lands on the
+/// new channel (the relay keeps the viewer's SSRC) neither makes the viewer a voter there nor
+/// enters that channel's tally, and stays counted where it was cast; a poll declared for one
+/// channel counts on no other.
+#[test]
+fn votes_count_only_from_viewers_and_in_their_channels_polls() {
+    #[expect(clippy::disallowed_methods, reason = "origin of the virtual clock")]
+    let now = std::time::Instant::now();
+    let (a, b) = (ChannelId::from("a"), ChannelId::from("b"));
+    let mut r = media_relay::relay::Relay::new(RelayConfig::default(), 9);
+    r.create_channel(ChannelSpec::new("a")).unwrap();
+    r.create_channel(ChannelSpec::new("b")).unwrap();
+    // Viewers 1 and 3 on a, 2 on b; RTCP at RTP port + 1.
+    let mut ssrc = BTreeMap::new();
+    let rtcp = |v: u16| -> SocketAddr { format!("192.0.2.1:{}", 20_001 + 2 * v).parse().unwrap() };
+    for (v, ch) in [(1u16, "a"), (2, "b"), (3, "a")] {
+        let req: AddViewer = serde_json::from_value(serde_json::json!({
+            "viewer": v, "channel": ch, "payload_type": 96,
+            "rtp_dest": format!("192.0.2.1:{}", 20_000 + 2 * v),
+        }))
+        .unwrap();
+        ssrc.insert(v, r.add_viewer(now, &req).unwrap());
+    }
+    let voters = |r: &mut media_relay::relay::Relay, ch: &ChannelId| {
+        let s = r.feedback(now, ch).unwrap();
+        (s.voters, s.votes)
+    };
+    let totals = |r: &media_relay::relay::Relay| r.stats(now).totals;
+
+    // A stranger names viewer 1's SSRC: its report counts, its vote does not.
+    r.handle_viewer_rtcp(
+        now,
+        "203.0.113.5:9999".parse().unwrap(),
+        &vote_in(0x51, ssrc[&1], 5, 1),
+    );
+    let s = r.feedback(now, &a).unwrap();
+    assert_eq!((s.voters, s.viewers_reporting), (0, 1), "{s:?}");
+    assert!(s.votes.is_empty());
+    assert_eq!(totals(&r).feedback_refused_votes, 1);
+    // Viewer 1 votes in poll 5 from its own address.
+    r.handle_viewer_rtcp(now, rtcp(1), &vote_in(0x11, ssrc[&1], 5, 0));
+    assert_eq!(
+        voters(&mut r, &a),
+        (1, BTreeMap::from([(5, BTreeMap::from([(0, 1)]))]))
+    );
+
+    // Viewer 1 zaps to b (re-INVITE: same SSRC); a copy of its vote sent before lands on b.
+    r.switch_channel(now, ViewerId(1), &b).unwrap();
+    r.handle_viewer_rtcp(now, rtcp(1), &vote_in(0x11, ssrc[&1], 5, 0));
+    assert_eq!(
+        voters(&mut r, &b),
+        (0, BTreeMap::new()),
+        "stale copy counted on b"
+    );
+    assert_eq!(totals(&r).feedback_foreign_poll_votes, 1);
+    assert_eq!(voters(&mut r, &a).0, 1, "the vote stays where it was cast");
+    // A vote in b's own poll counts on b.
+    r.handle_viewer_rtcp(now, rtcp(1), &vote_in(0x11, ssrc[&1], 6, 2));
+    assert_eq!(
+        voters(&mut r, &b),
+        (1, BTreeMap::from([(6, BTreeMap::from([(2, 1)]))]))
+    );
+    // Back on a, viewer 1 may change its vote in poll 5.
+    r.switch_channel(now, ViewerId(1), &a).unwrap();
+    r.handle_viewer_rtcp(now, rtcp(1), &vote_in(0x11, ssrc[&1], 5, 1));
+    assert_eq!(
+        voters(&mut r, &a),
+        (1, BTreeMap::from([(5, BTreeMap::from([(1, 1)]))]))
+    );
+
+    // Poll 7 is declared for b: viewer 2 on b counts, viewer 3 on a (never voted in it
+    // before) does not.
+    r.set_channel_polls(&b, &[7]).unwrap();
+    r.handle_viewer_rtcp(now, rtcp(2), &vote_in(0x22, ssrc[&2], 7, 0));
+    r.handle_viewer_rtcp(now, rtcp(3), &vote_in(0x33, ssrc[&3], 7, 0));
+    assert_eq!(voters(&mut r, &b).1[&7], BTreeMap::from([(0, 1)]));
+    let (n, votes) = voters(&mut r, &a);
+    assert_eq!(n, 1, "viewer 3 is no voter of a");
+    assert!(!votes.contains_key(&7));
+    assert_eq!(totals(&r).feedback_foreign_poll_votes, 2);
+    let metrics = r.stats(now).to_prometheus();
+    assert!(metrics.contains("media_relay_feedback_foreign_poll_votes_total 2"));
+    assert!(metrics.contains("media_relay_feedback_refused_votes_total 1"));
+}

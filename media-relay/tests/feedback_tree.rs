@@ -53,6 +53,9 @@ struct Node {
     relay: Relay,
     /// The address other relays send to (advertised).
     rtcp: SocketAddr,
+    /// The channel's ingest RTCP address: summaries up go from here, group sizes come back
+    /// here.
+    ingest_rtcp: SocketAddr,
     /// The address its datagrams come from (another one for the root: a wildcard bind).
     src: SocketAddr,
     /// (viewer address, the SSRC the relay sends it, the viewer's own SSRC).
@@ -77,15 +80,24 @@ impl Lab {
             for (i, n) in self.nodes.iter_mut().enumerate() {
                 while let Some(t) = n.relay.poll_transmit() {
                     if t.socket == OutSocket::Rtcp {
-                        moved.push((i, t.dest, t.payload.to_vec()));
+                        moved.push((i, n.src, t.dest, t.payload.to_vec()));
                     }
+                }
+                // Summaries up go from the channel's ingest RTCP address.
+                while let Some(t) = n.relay.poll_summary_transmit() {
+                    moved.push((i, n.ingest_rtcp, t.dest, t.payload));
                 }
             }
             let mut any = false;
-            for (from, dest, bytes) in moved {
-                let src = self.nodes[from].src;
+            for (from, src, dest, bytes) in moved {
                 if let Some(n) = self.nodes.iter_mut().find(|n| n.rtcp == dest) {
                     n.relay.handle_viewer_rtcp(self.now, src, &bytes);
+                    self.peer_datagrams += 1;
+                    any = true;
+                } else if let Some(n) = self.nodes.iter_mut().find(|n| n.ingest_rtcp == dest) {
+                    n.relay
+                        .handle_ingest_rtcp(self.now, &ChannelId::from("news"), src, &bytes)
+                        .unwrap();
                     self.peer_datagrams += 1;
                     any = true;
                 } else {
@@ -165,6 +177,7 @@ fn children_summaries_reach_the_root_exactly_once() {
         nodes.push(Node {
             relay,
             rtcp: addr(a),
+            ingest_rtcp: SocketAddr::new(addr(a).ip(), 6001),
             src,
             viewers,
         });
@@ -191,6 +204,11 @@ fn children_summaries_reach_the_root_exactly_once() {
         n.relay
             .set_feedback_parent(now, &ch, Some(root_rtcp))
             .unwrap();
+    }
+    // Told their parent by hand (not pulling from it): the root must know them.
+    for i in 1..3 {
+        let child = nodes[i].ingest_rtcp;
+        nodes[0].relay.set_feedback_child(&ch, child, true).unwrap();
     }
     assert!(nodes[1]
         .relay
@@ -288,10 +306,12 @@ fn children_summaries_reach_the_root_exactly_once() {
         .set_feedback_parent(lab.now, &ch, Some(root_rtcp))
         .unwrap();
     n.relay.handle_timeout(lab.now, lab.wall);
+    while n.relay.poll_transmit().is_some() {}
     let mut up = None;
-    while let Some(t) = n.relay.poll_transmit() {
+    while let Some(t) = n.relay.poll_summary_transmit() {
         if t.dest == root_rtcp {
-            up = Some(t.payload.to_vec());
+            assert_eq!(t.channel, ch);
+            up = Some(t.payload);
         }
     }
     let up = up.expect("a summary to the root");
@@ -389,6 +409,12 @@ async fn pulled_relays_report_to_their_upstream() {
     assert_eq!(tally(&root), expected, "root: {root:?}");
     assert_eq!(root.voters, total);
     assert_eq!(root.child_fts, 2);
+    // The pulling relays' summaries come from their ingest RTCP addresses, which A knows
+    // from their attach: none refused.
+    assert_eq!(
+        a.stats().await.unwrap().totals.feedback_refused_summaries,
+        0
+    );
     assert_eq!(root.feedback_parent, None);
     for (relay, n) in children {
         let s = relay.feedback(&quiz).await.unwrap();
@@ -401,4 +427,114 @@ async fn pulled_relays_report_to_their_upstream() {
     for r in [&a, &b, &c] {
         let _ = r.shutdown().await;
     }
+}
+
+/// A child's summary (RSI + vote tally) merges at the parent only from a known child: a relay
+/// pulling the channel from it (the downstream copy's RTCP address, known without
+/// registration) or a registered child FT. The very same datagram from a stranger's address
+/// (even the child's IP with another port) is dropped, counted in the stats and metrics, and
+/// answered with nothing.
+#[test]
+fn a_summary_counts_only_from_a_known_child() {
+    let (now, wall) = t0();
+    let ch = ChannelId::from("news");
+    let root_rtcp = addr("10.0.0.1:5001");
+    let child_ingest_rtp = addr("10.0.0.2:6000");
+    let child_ingest_rtcp = addr("10.0.0.2:6001");
+    let mut root = Relay::new(RelayConfig::default(), 1);
+    root.create_channel(ChannelSpec::new("news")).unwrap();
+    // The child relay: 3 viewers voting 0, 1, 1.
+    let mut child = Relay::new(RelayConfig::default(), 2);
+    child.create_channel(ChannelSpec::new("news")).unwrap();
+    for v in 0..3u32 {
+        let rtp: SocketAddr = format!("192.0.2.2:{}", 20_000 + 2 * v).parse().unwrap();
+        let req: AddViewer = serde_json::from_value(serde_json::json!({
+            "viewer": u64::from(v) + 1, "channel": "news", "rtp_dest": rtp, "payload_type": 96,
+        }))
+        .unwrap();
+        let ssrc = child.add_viewer(now, &req).unwrap();
+        let rtcp = SocketAddr::new(rtp.ip(), rtp.port() + 1);
+        child.handle_viewer_rtcp(
+            now,
+            rtcp,
+            &report_and_vote(0x100 + v, ssrc, u32::from(v > 0)),
+        );
+    }
+    child
+        .set_feedback_parent(now, &ch, Some(root_rtcp))
+        .unwrap();
+    child.handle_timeout(now, wall);
+    let summary = std::iter::from_fn(|| child.poll_summary_transmit())
+        .find(|t| t.dest == root_rtcp)
+        .expect("the child's summary")
+        .payload;
+    let refused = |r: &Relay| r.stats(now).totals.feedback_refused_summaries;
+    let merged = |r: &mut Relay| {
+        let s = r.feedback(now, &ch).unwrap();
+        (s.voters, s.child_fts, tally(&s))
+    };
+    let nothing = (0, 0, BTreeMap::new());
+    let all = (3, 1, BTreeMap::from([(0, 1), (1, 2)]));
+
+    // Strangers: another host, and the child's host on another port.
+    for (i, stranger) in ["203.0.113.9:5001", "10.0.0.2:6003"].iter().enumerate() {
+        root.handle_viewer_rtcp(now, addr(stranger), &summary);
+        assert_eq!(merged(&mut root), nothing, "merged from {stranger}");
+        assert_eq!(refused(&root), i as u64 + 1);
+        assert!(root.poll_transmit().is_none(), "a stranger got an answer");
+    }
+    // The child pulls the channel from the root (the tree's attach: a downstream copy to the
+    // child's ingest, whose RTCP address is where the child's summaries come from).
+    let req: AddViewer = serde_json::from_value(serde_json::json!({
+        "viewer": 4_611_686_018_427_387_905u64, "channel": "news",
+        "rtp_dest": child_ingest_rtp, "rtcp_dest": child_ingest_rtcp,
+        "payload_type": 96, "downstream": true,
+    }))
+    .unwrap();
+    root.add_viewer(now, &req).unwrap();
+    while root.poll_transmit().is_some() {}
+    root.handle_viewer_rtcp(now, child_ingest_rtcp, &summary);
+    assert_eq!(merged(&mut root), all);
+    assert_eq!(refused(&root), 2);
+    // Answered at once with the group size, to the child's ingest RTCP address.
+    let answer = std::iter::from_fn(|| root.poll_transmit().map(|t| (t.dest, t.payload.to_vec())))
+        .find(|(d, _)| *d == child_ingest_rtcp)
+        .expect("a group-size RSI to the new child");
+    assert_eq!(answer.1[1], 209);
+    // ... which the child takes on that socket.
+    assert_eq!(child.feedback(now, &ch).unwrap().parent_group_size, None);
+    child
+        .handle_ingest_rtcp(now, &ch, root_rtcp, &answer.1)
+        .unwrap();
+    assert_eq!(child.feedback(now, &ch).unwrap().parent_group_size, Some(2));
+    // A stranger still cannot replace the child's summary, not even with the child's own
+    // bytes: the held summary stays as it was.
+    root.handle_viewer_rtcp(now, addr("203.0.113.9:5001"), &summary);
+    assert_eq!(merged(&mut root), all);
+    assert_eq!(refused(&root), 3);
+
+    // A registered child FT (a pure FT told `--parent <root>`): refused before registration,
+    // merged after, refused again once removed.
+    let ft = addr("198.51.100.7:5005");
+    let mut ft_summary = summary.clone();
+    // Another FT SSRC (the RSI's sender), so it is another child.
+    ft_summary[4..8].copy_from_slice(&0x0f7f_0001u32.to_be_bytes());
+    root.handle_viewer_rtcp(now, ft, &ft_summary);
+    assert_eq!(refused(&root), 4);
+    assert_eq!(merged(&mut root), all);
+    root.set_feedback_child(&ch, ft, true).unwrap();
+    assert!(root
+        .set_feedback_child(&ChannelId::from("nope"), ft, true)
+        .is_err());
+    root.handle_viewer_rtcp(now, ft, &ft_summary);
+    assert_eq!(merged(&mut root).0, 6, "both children's voters");
+    assert_eq!(merged(&mut root).1, 2);
+    root.set_feedback_child(&ch, ft, false).unwrap();
+    root.handle_viewer_rtcp(now, ft, &ft_summary);
+    assert_eq!(refused(&root), 5);
+    let metrics = root.stats(now).to_prometheus();
+    assert!(
+        metrics.contains("media_relay_feedback_refused_summaries_total 5"),
+        "{metrics}"
+    );
 }

@@ -418,7 +418,8 @@ fn malformed_datagrams_are_counted_and_dropped() {
     for g in garbage {
         r.ingest(now, &c, g).unwrap();
     }
-    r.handle_ingest_rtcp(now, &c, &[0x80, 200, 0, 40]).unwrap();
+    r.handle_ingest_rtcp(now, &c, "127.0.0.1:9".parse().unwrap(), &[0x80, 200, 0, 40])
+        .unwrap();
     r.ingest(now, &c, &[0x80, 201, 0, 99]).unwrap(); // RTCP-muxed, truncated
     r.handle_viewer_rtcp(now, addr(5001), &[1, 2, 3]);
     r.handle_viewer_rtcp(now, addr(5001), &[0x80, 201, 0xff, 0xff]);

@@ -493,11 +493,12 @@ fn our_packets() -> Vec<Vec<u8>> {
         .unwrap();
     relay.handle_timeout(t0, std::time::SystemTime::UNIX_EPOCH);
     let mut summary = None;
-    while let Some(t) = relay.poll_transmit() {
+    while let Some(t) = relay.poll_summary_transmit() {
         if t.dest == parent {
-            summary = Some(t.payload.to_vec());
+            summary = Some(t.payload);
         }
     }
+    while relay.poll_transmit().is_some() {}
     out.push(summary.expect("the relay sent its summary up"));
     // The relay's SR + SDES + group-size RSI to a viewer (after it had RTP).
     let mut idr = Vec::new();

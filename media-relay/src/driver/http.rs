@@ -12,6 +12,9 @@
 //! | GET | `/channels/{id}/feedback` | | [`crate::control::FeedbackSummary`] |
 //! | POST | `/channels/{id}/upstream` | [`UpstreamBody`] | 204 (pull the channel, [`crate::tree`]) |
 //! | DELETE | `/channels/{id}/upstream` | | 204 (stop pulling) |
+//! | POST | `/channels/{id}/feedback/children` | `{"addr": "<ip:port>"}` | 204 (register a child FT: its RSI summaries are merged; [`RelayHandle::set_feedback_child`]) |
+//! | DELETE | `/channels/{id}/feedback/children` | `{"addr": "<ip:port>"}` | 204 (unregister it) |
+//! | PUT | `/channels/{id}/polls` | `{"polls": [<u32>...]}` | 204 (the channel's polls: votes for them on other channels do not count; [`RelayHandle::set_channel_polls`]) |
 //! | POST | `/personalized` | [`crate::personalized::PersonalizedSpec`] | 201 [`crate::personalized::PersonalizedInfo`] |
 //! | GET | `/personalized` | | `[`[`crate::personalized::PersonalizedStats`]`]` |
 //! | POST | `/viewers` | [`AddViewer`] | 201 [`crate::control::ViewerInfo`] |
@@ -27,7 +30,7 @@
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 
@@ -99,6 +102,11 @@ pub fn router(handle: RelayHandle) -> Router {
             "/channels/{id}/upstream",
             post(set_upstream).delete(clear_upstream),
         )
+        .route(
+            "/channels/{id}/feedback/children",
+            post(add_feedback_child).delete(remove_feedback_child),
+        )
+        .route("/channels/{id}/polls", put(set_channel_polls))
         .route(
             "/personalized",
             post(create_personalized).get(personalized_stats),
@@ -173,6 +181,54 @@ async fn feedback(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, Error> {
     Ok(Json(h.feedback(&ChannelId(id)).await?))
+}
+
+/// `POST`/`DELETE /channels/{id}/feedback/children` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeedbackChildBody {
+    /// The RTCP address the child FT sends its summaries from.
+    addr: std::net::SocketAddr,
+}
+
+async fn add_feedback_child(
+    State(h): State<RelayHandle>,
+    Path(id): Path<String>,
+    Json(body): Json<FeedbackChildBody>,
+) -> Result<StatusCode, Error> {
+    h.set_feedback_child(&ChannelId(id), body.addr, true)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn remove_feedback_child(
+    State(h): State<RelayHandle>,
+    Path(id): Path<String>,
+    Json(body): Json<FeedbackChildBody>,
+) -> Result<StatusCode, Error> {
+    h.set_feedback_child(&ChannelId(id), body.addr, false)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `PUT /channels/{id}/polls` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChannelPollsBody {
+    /// The channel's poll ids.
+    polls: Vec<u32>,
+}
+
+async fn set_channel_polls(
+    State(h): State<RelayHandle>,
+    Path(id): Path<String>,
+    Json(body): Json<ChannelPollsBody>,
+) -> Result<StatusCode, Error> {
+    if body.polls.len() > crate::feedback::live::MAX_DECLARED_POLLS {
+        return Err(Error::Invalid("too many polls"));
+    }
+    h.set_channel_polls(&ChannelId(id), body.polls).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn create_personalized(

@@ -139,7 +139,7 @@ enum Input {
     /// RTCP (or RTP-muxed RTCP) from a viewer on an output socket.
     ViewerRtcp(SocketAddr, usize),
     IngestRtp(usize, usize),
-    IngestRtcp(usize, usize),
+    IngestRtcp(usize, SocketAddr, usize),
     Feed(usize, Bytes),
     FeedClosed(usize),
     RecvError,
@@ -190,7 +190,7 @@ impl Io {
                     return Poll::Ready(match i {
                         0 | 1 => Input::ViewerRtcp(from, len),
                         i if (i - 2) % 2 == 0 => Input::IngestRtp((i - 2) / 2, len),
-                        i => Input::IngestRtcp((i - 2) / 2, len),
+                        i => Input::IngestRtcp((i - 2) / 2, from, len),
                     });
                 }
                 // ICMP errors reported on receive and the like: nothing to read, go on.
@@ -379,9 +379,11 @@ fn handle_input(st: &mut State, input: Input, buf: &[u8]) {
                 }
             }
         }
-        Input::IngestRtcp(i, len) => {
+        Input::IngestRtcp(i, from, len) => {
             if let Some(ing) = st.io.ingests.get(i) {
-                let _ = st.relay.handle_ingest_rtcp(now, &ing.channel, &buf[..len]);
+                let _ = st
+                    .relay
+                    .handle_ingest_rtcp(now, &ing.channel, from, &buf[..len]);
             }
         }
         Input::Feed(i, packet) => {
@@ -398,6 +400,18 @@ fn handle_input(st: &mut State, input: Input, buf: &[u8]) {
 
 /// Send everything the core queued; never waits.
 fn flush(st: &mut State) {
+    // Feedback summaries up the relay tree go from the channel's ingest RTCP socket: the
+    // address the parent knows this relay by as the channel's child (crate::feedback::live).
+    while let Some(t) = st.relay.poll_summary_transmit() {
+        let sock = st
+            .io
+            .ingests
+            .iter()
+            .find(|i| i.channel == t.channel)
+            .map_or(&st.io.out_rtcp, |i| &i.rtcp);
+        // Best effort, never waits: the next summary follows on the FT's interval.
+        let _ = sock.try_send_to(&t.payload, t.dest);
+    }
     let q = st.relay.transmits();
     let n = st
         .sender
@@ -548,6 +562,12 @@ fn handle_command(st: &mut State, cmd: Command) -> bool {
         Command::Tree(cmd) => tree_command(st, now, cmd),
         Command::SetFeedbackParent(channel, parent, reply) => {
             let _ = reply.send(st.relay.set_feedback_parent(now, &channel, parent));
+        }
+        Command::SetFeedbackChild(channel, child, add, reply) => {
+            let _ = reply.send(st.relay.set_feedback_child(&channel, child, add));
+        }
+        Command::SetChannelPolls(channel, polls, reply) => {
+            let _ = reply.send(st.relay.set_channel_polls(&channel, &polls));
         }
         Command::Personalized(cmd) => {
             crate::personalized::handle_command(&mut st.relay, now, cmd);

@@ -213,7 +213,9 @@ fn channel_of(cmd: &Command) -> Option<&ChannelId> {
         | Command::AttachFeed(c, _)
         | Command::StartTestPattern(c, _)
         | Command::Feedback(c, _)
-        | Command::SetFeedbackParent(c, _, _) => Some(c),
+        | Command::SetFeedbackParent(c, _, _)
+        | Command::SetFeedbackChild(c, _, _, _)
+        | Command::SetChannelPolls(c, _, _) => Some(c),
         Command::Tree(t) => Some(t.channel()),
         _ => None,
     }

@@ -12,7 +12,12 @@
 //! in [`crate::feedback::aggregate`]) are votes. Viewers are keyed by the relay's SSRC for them,
 //! which is unique per viewer at the relay, so a viewer counts once per poll whatever SSRC it
 //! uses itself: its latest vote. Votes outlive the viewer's membership (a viewer that left
-//! still voted); quality covers viewers heard within the member timeout.
+//! still voted); quality covers viewers heard within the member timeout. A vote counts only
+//! from the address of a viewer of the channel (the relay knows them from the viewers' SDP;
+//! a datagram matched by SSRC alone from elsewhere gives reports, not votes) and only in a
+//! poll of the channel: one declared for another channel ([`LiveFeedback::set_channel_polls`])
+//! or, undeclared, one the viewer first voted in on another channel (a copy sent just before
+//! a zap that lands after it) is not counted.
 //! [`LiveFeedback::summary`] gives the [`FeedbackSummary`] the control API returns
 //! ([`crate::control::RelayHandle::feedback`]). Nothing here runs per forwarded RTP packet.
 //! Sans-IO: the wallclock needed for RTT comes from the relay's timer calls
@@ -23,15 +28,23 @@
 //! A relay that pulls a channel from another relay (or is told a parent FT,
 //! [`LiveFeedback::set_parent`]) is a child FT for that channel: on its own RFC 3550 A.7
 //! interval among its siblings ([`FeedbackTarget::upstream_interval_s`]) it sends the parent's
-//! RTCP address one compound, RSI (RFC 5760 section 7.1, distributions and group size) + APP
+//! RTCP address, from the channel's own RTCP address at this relay (its ingest RTCP socket,
+//! [`UpTransmit`]), one compound, RSI (RFC 5760 section 7.1, distributions and group size) + APP
 //! `VOTE` tally, whose size does not depend on its audience; the tally holds its viewers' latest
 //! votes plus its own children's tallies, and [`VOTERS_POLL`] counts its voters. The RSI names
 //! the channel by [`channel_ssrc`] (its "summarized SSRC"), so the parent knows which channel a
 //! summary is about without any signalling; each relay's FT SSRC for a channel is its own
 //! (seeded) number, the key under which the parent keeps that child's latest summary. The
 //! parent ([`LiveFeedback::on_peer_rtcp`]; a group-size RSI is told from a summary by its
-//! content, [`is_group_size_rsi`]) replaces a child's previous summary with the new one, so a summary repeated, or a vote repeated below, is never counted twice; a child not
-//! heard for the member timeout drops out. Downwards, the parent answers a new child at once
+//! content, [`is_group_size_rsi`]) takes a summary only from a known child of the channel: a
+//! relay that pulls the channel from it (the RTCP address of that downstream copy, which is
+//! the child's ingest RTCP socket, where its summaries come from) or a child FT registered
+//! with [`LiveFeedback::allow_child`] (a pure FT, or a relay told its parent by hand); any
+//! other sender's summary is dropped, counted ([`FeedbackCounters`]) and logged at debug at
+//! most once a second, so nobody can inject votes or quality into a channel's tally. It
+//! replaces a child's previous summary with the new one, so a summary repeated, or a vote
+//! repeated below, is never counted twice; a child not heard for the member timeout drops
+//! out. Downwards, the parent answers a new child at once
 //! and then on the senders' share of the RTCP bandwidth with a group-size RSI (SRBT 11 RTCP
 //! bandwidth, SRBT 12 group and average packet size): the child's interval then fits its
 //! group's share, however many viewers the whole tree has. The root (the channel's source
@@ -39,7 +52,7 @@
 //! reading the root sees the whole tree's tally; a child's summary says
 //! [`FeedbackSummary::feedback_parent`] so the AS does not count its subtree twice.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -94,6 +107,40 @@ struct ChannelFeedback {
     next_down: Option<Instant>,
     /// The group-size RSI for this relay's viewers and when it was made.
     viewer_rsi: Option<(Instant, Vec<u8>)>,
+    /// Child FTs registered for the channel ([`LiveFeedback::allow_child`]): pure FTs (or
+    /// relays) told to send their summaries here. Downstream relays that pull the channel from
+    /// us need no registration: the relay core knows their RTCP address.
+    allowed_children: BTreeSet<SocketAddr>,
+}
+
+/// A summary up the relay tree ([`LiveFeedback::poll_transmit_up`]): it goes from the
+/// channel's own RTCP address at this relay (its ingest RTCP socket, where the parent sends
+/// the channel's copy and from where our receiver reports about the copy go), the address by
+/// which the parent knows us as a child.
+#[must_use = "a summary must be sent (or counted as dropped)"]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpTransmit {
+    /// The channel the summary is about.
+    pub channel: ChannelId,
+    /// The parent FT's RTCP address.
+    pub dest: SocketAddr,
+    /// The compound: RSI + APP tally.
+    pub payload: Vec<u8>,
+}
+
+/// What the feedback path refused, for the relay's stats
+/// ([`crate::control::TotalStats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FeedbackCounters {
+    /// Child summaries (RSI, PT 209) from an address that is neither a downstream relay of the
+    /// channel nor a registered child FT: dropped.
+    pub refused_summaries: u64,
+    /// APP `VOTE` packets from an address that is not a viewer of the channel they were
+    /// matched to: not counted.
+    pub refused_votes: u64,
+    /// APP `VOTE` packets for a poll of another channel (the viewer voted in it on another
+    /// channel first, or the poll is declared for another channel): not counted.
+    pub foreign_poll_votes: u64,
 }
 
 /// What a datagram from another relay (or pure FT) brought.
@@ -103,6 +150,8 @@ pub struct PeerHandled {
     pub child_summaries: u32,
     /// Group-size RSIs taken from the parent.
     pub parent_rsi: u32,
+    /// Summaries refused: the sender is not a known child of the channel.
+    pub refused: u32,
 }
 
 /// What one datagram brought (for counters and tests).
@@ -112,6 +161,23 @@ pub struct LiveHandled {
     pub reports: u32,
     /// Votes taken.
     pub votes: u32,
+    /// Votes not counted: from an address that is not the viewer's.
+    pub refused_votes: u32,
+    /// Votes not counted: for a poll of another channel.
+    pub foreign_poll_votes: u32,
+}
+
+/// Where a viewer's RTCP datagram came from, as the relay core matched it
+/// ([`LiveFeedback::on_viewer_rtcp`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViewerOrigin {
+    /// From the RTCP (or RTP, when muxed) address of a viewer of the channel, as its SDP
+    /// gave it: reports and votes count.
+    ViewerAddress,
+    /// Matched by a report block naming the viewer's SSRC only, from an address that is no
+    /// viewer's of the channel: reports count (they are about the stream the viewer gets),
+    /// votes do not (anyone could send them).
+    Elsewhere,
 }
 
 /// The feedback targets of every channel on a relay.
@@ -125,9 +191,29 @@ pub struct LiveFeedback {
     rng: u64,
     /// Datagrams to other relays: (destination, compound).
     out: VecDeque<(SocketAddr, Vec<u8>)>,
+    /// Summaries up the tree, sent from the channel's own RTCP address.
+    up: VecDeque<UpTransmit>,
     /// Datagrams dropped because [`MAX_PEER_QUEUE`] was reached.
     dropped: u64,
+    /// (relay SSRC of a viewer, poll) -> [`channel_ssrc`] of the channel where the viewer's
+    /// first counted vote in that poll arrived: its votes in that poll arriving on another
+    /// channel (a copy sent before a zap, landing after it) are not counted there.
+    poll_home: HashMap<(u32, u32), u32>,
+    /// Polls declared for a channel ([`LiveFeedback::set_channel_polls`]): poll ->
+    /// [`channel_ssrc`] of its channel.
+    declared: HashMap<u32, u32>,
+    counters: FeedbackCounters,
+    /// Rate limit of the debug log of refused datagrams: when one was last logged, and how
+    /// many were refused since.
+    log_gate: Option<(Instant, u64)>,
 }
+
+/// Most (viewer, poll) homes remembered; beyond, new votes count without the check.
+pub const MAX_POLL_HOMES: usize = 1 << 22;
+/// Most polls declared on one relay.
+pub const MAX_DECLARED_POLLS: usize = 1 << 16;
+/// At most one debug line per this interval about refused feedback.
+const REFUSED_LOG_EVERY: Duration = Duration::from_secs(1);
 
 impl LiveFeedback {
     /// No channels yet.
@@ -202,6 +288,7 @@ impl LiveFeedback {
                     children: BTreeMap::new(),
                     next_down: None,
                     viewer_rsi: None,
+                    allowed_children: BTreeSet::new(),
                 },
             );
         }
@@ -231,17 +318,87 @@ impl LiveFeedback {
         datagram.len() >= 4 && datagram[0] >> 6 == 2 && datagram[1] == RSI.0
     }
 
+    /// Register `child` (the RTCP address a pure FT, or a relay told its parent by hand, sends
+    /// its summaries from) as a child FT of `channel`: its summaries are merged from now on.
+    /// Downstream relays that pull the channel from this relay need no registration. At most
+    /// [`MAX_CHILDREN_PER_CHANNEL`] per channel.
+    pub fn allow_child(&mut self, channel: &ChannelId, child: SocketAddr) -> bool {
+        let c = self.channel(channel);
+        if c.allowed_children.len() >= MAX_CHILDREN_PER_CHANNEL
+            && !c.allowed_children.contains(&child)
+        {
+            return false;
+        }
+        c.allowed_children.insert(child);
+        true
+    }
+
+    /// Remove a registration of [`LiveFeedback::allow_child`]; the child's summary held so far
+    /// drops out after the member timeout like a silent child's.
+    pub fn forbid_child(&mut self, channel: &ChannelId, child: SocketAddr) {
+        if let Some(c) = self.channels.get_mut(channel) {
+            c.allowed_children.remove(&child);
+        }
+    }
+
+    /// The child FTs registered for `channel`.
+    pub fn allowed_children(&self, channel: &ChannelId) -> Vec<SocketAddr> {
+        self.channels
+            .get(channel)
+            .map(|c| c.allowed_children.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Declare the polls of `channel` (the AS's polls, each of one channel): a vote for one of
+    /// them arriving on another channel is not counted there. Replaces the channel's previous
+    /// declaration. Polls nobody declared are placed by where each viewer's first vote in them
+    /// arrived (see [`LiveFeedback::on_viewer_rtcp`]).
+    pub fn set_channel_polls(&mut self, channel: &ChannelId, polls: &[u32]) {
+        let home = channel_ssrc(channel);
+        self.declared.retain(|_, c| *c != home);
+        for &p in polls {
+            if self.declared.len() >= MAX_DECLARED_POLLS {
+                break;
+            }
+            self.declared.insert(p, home);
+        }
+    }
+
+    /// What was refused so far.
+    pub fn counters(&self) -> FeedbackCounters {
+        self.counters
+    }
+
+    /// One refused datagram: a debug line at most every [`REFUSED_LOG_EVERY`], saying how many
+    /// were refused since the previous line.
+    fn log_refused(&mut self, now: Instant, from: SocketAddr, what: &'static str) {
+        match &mut self.log_gate {
+            Some((at, n)) if now.saturating_duration_since(*at) < REFUSED_LOG_EVERY => *n += 1,
+            gate => {
+                let since = gate.map_or(0, |(_, n)| n);
+                tracing::debug!(%from, what, refused_since_last_line = since, "feedback refused");
+                *gate = Some((now, 0));
+            }
+        }
+    }
+
     /// Feed a datagram for which [`LiveFeedback::is_peer_rtcp`] holds, from `from`. `channels`
     /// are the relay's channels (the RSI names one by [`channel_ssrc`]); a summary about none
-    /// of them is refused. From the channel's parent it is the group-size RSI; from anyone
-    /// else a child's summary, which replaces that child's previous one (a new child is answered
-    /// at once with a group-size RSI).
+    /// of them is refused. A group-size RSI is taken by a channel with a parent. A child's
+    /// summary is taken only from a known child of the channel: a downstream relay pulling it
+    /// from us (`downstream(channel, from)`, which the relay core answers from the RTCP
+    /// addresses of its downstream copies) or a child FT registered with
+    /// [`LiveFeedback::allow_child`]; anything else is dropped and counted
+    /// ([`FeedbackCounters::refused_summaries`]), so nobody else can put votes or quality into
+    /// a channel's tally. A taken summary replaces that child's previous one (a new child is
+    /// answered at once with a group-size RSI).
     pub fn on_peer_rtcp<'a>(
         &mut self,
         now: Instant,
         from: SocketAddr,
         datagram: &[u8],
         channels: impl IntoIterator<Item = &'a ChannelId>,
+        downstream: impl Fn(&ChannelId, SocketAddr) -> bool,
     ) -> Result<PeerHandled, FeedbackError> {
         let mut rsi: Option<Rsi> = None;
         for p in Compound::parse(datagram)? {
@@ -262,6 +419,7 @@ impl LiveFeedback {
             return Ok(PeerHandled::default());
         };
         let ntp = self.arrival_ntp(now).unwrap_or(0);
+        let known_downstream = downstream(&channel, from);
         let c = self.channel(&channel);
         if is_group_size_rsi(&rsi) {
             // From our parent (by content, whatever address it answers from); a root has no
@@ -283,6 +441,14 @@ impl LiveFeedback {
         if rsi.ssrc == c.ft.config().ssrc {
             // Our own summary looped back: never a child of ourselves.
             return Ok(PeerHandled::default());
+        }
+        if !known_downstream && !c.allowed_children.contains(&from) {
+            self.counters.refused_summaries += 1;
+            self.log_refused(now, from, "summary from an unknown child");
+            return Ok(PeerHandled {
+                refused: 1,
+                ..PeerHandled::default()
+            });
         }
         let h = c.ft.handle_rtcp(now, from, ntp, datagram)?;
         let new_child = !c.children.contains_key(&from);
@@ -312,6 +478,14 @@ impl LiveFeedback {
             self.dropped += 1;
         }
         self.out.push_back((dest, bytes));
+    }
+
+    fn push_up(&mut self, t: UpTransmit) {
+        if self.up.len() >= MAX_PEER_QUEUE {
+            self.up.pop_front();
+            self.dropped += 1;
+        }
+        self.up.push_back(t);
     }
 
     /// When [`LiveFeedback::handle_timeout`] next has work (a summary up or group sizes down).
@@ -346,11 +520,16 @@ impl LiveFeedback {
             c.children
                 .retain(|_, heard| now.saturating_duration_since(*heard) < timeout);
             let mut out: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
+            let mut up = None;
             if let (Some(parent), Some(t)) = (c.parent, c.next_up) {
                 if t <= now {
                     let tally = local_tally(&c.votes);
                     if let Ok((bytes, _)) = c.ft.upstream_packet_with(ntp, &tally) {
-                        out.push((parent, bytes));
+                        up = Some(UpTransmit {
+                            channel: id.clone(),
+                            dest: parent,
+                            payload: bytes,
+                        });
                     }
                     let dt = c.ft.upstream_interval_s(u_up);
                     c.next_up = Some(now + Duration::from_secs_f64(dt.clamp(0.1, 3600.0)));
@@ -377,6 +556,9 @@ impl LiveFeedback {
             }
             for (dest, bytes) in out {
                 self.push_out(dest, bytes);
+            }
+            if let Some(t) = up {
+                self.push_up(t);
             }
         }
     }
@@ -415,10 +597,18 @@ impl LiveFeedback {
         }
     }
 
-    /// The next datagram to another relay: (destination RTCP address, compound).
+    /// The next datagram down to a child FT (a group-size RSI): (destination RTCP address,
+    /// compound), sent from the relay's RTCP socket (the address its children send to).
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
         self.out.pop_front()
+    }
+
+    /// The next summary up to a parent FT, to be sent from the channel's own RTCP address
+    /// (see [`UpTransmit`]).
+    #[must_use]
+    pub fn poll_transmit_up(&mut self) -> Option<UpTransmit> {
+        self.up.pop_front()
     }
 
     /// Relay-to-relay datagrams dropped because the queue was full.
@@ -426,14 +616,24 @@ impl LiveFeedback {
         self.dropped
     }
 
-    /// Feed one RTCP datagram that the relay matched to the viewer it sends as `viewer_ssrc`
-    /// on `channel`. A datagram that does not parse brings nothing (the relay already counted
-    /// it as malformed).
+    /// Feed one RTCP datagram from `from` that the relay matched to the viewer it sends as
+    /// `viewer_ssrc` on `channel`. A datagram that does not parse brings nothing (the relay
+    /// already counted it as malformed).
+    ///
+    /// Votes count only when `origin` is [`ViewerOrigin::ViewerAddress`] (else
+    /// [`FeedbackCounters::refused_votes`]), and only in a poll of this channel (else
+    /// [`FeedbackCounters::foreign_poll_votes`]): a poll declared for another channel
+    /// ([`LiveFeedback::set_channel_polls`]), or, undeclared, one this viewer first voted in on
+    /// another channel. That is the copy of a vote sent just before a zap that lands on the new
+    /// channel (the relay keeps the viewer's SSRC across zaps): it neither makes the viewer a
+    /// voter of the new channel nor enters its tally, while the vote stays counted where it was
+    /// cast.
     pub fn on_viewer_rtcp(
         &mut self,
         now: Instant,
         channel: &ChannelId,
         viewer_ssrc: u32,
+        (from, origin): (SocketAddr, ViewerOrigin),
         datagram: &[u8],
     ) -> LiveHandled {
         let mut h = LiveHandled::default();
@@ -485,6 +685,30 @@ impl LiveFeedback {
                 Err(_) => break,
             }
         }
+        if !votes.is_empty() && origin == ViewerOrigin::Elsewhere {
+            let n = votes.len() as u32;
+            votes.clear();
+            h.refused_votes = n;
+            self.counters.refused_votes += u64::from(n);
+            self.log_refused(now, from, "vote from an address that is no viewer's");
+        }
+        let here = channel_ssrc(channel);
+        let before = votes.len();
+        votes.retain(|(poll, _)| {
+            let home = self
+                .declared
+                .get(poll)
+                .or_else(|| self.poll_home.get(&(viewer_ssrc, *poll)))
+                .copied();
+            home.is_none_or(|home| home == here)
+        });
+        if votes.len() < before {
+            let n = (before - votes.len()) as u32;
+            h.foreign_poll_votes = n;
+            self.counters.foreign_poll_votes += u64::from(n);
+            self.log_refused(now, from, "vote for a poll of another channel");
+        }
+        let mut counted: Vec<u32> = Vec::new();
         let size = datagram.len() + 28;
         let c = self.channel(channel);
         for r in reports {
@@ -503,8 +727,14 @@ impl LiveFeedback {
                     if mine.len() < MAX_POLLS_PER_VIEWER || mine.contains_key(&poll) {
                         mine.insert(poll, option);
                         h.votes += 1;
+                        counted.push(poll);
                     }
                 }
+            }
+        }
+        for poll in counted {
+            if self.poll_home.len() < MAX_POLL_HOMES {
+                self.poll_home.entry((viewer_ssrc, poll)).or_insert(here);
             }
         }
         h
@@ -518,9 +748,12 @@ impl LiveFeedback {
         }
     }
 
-    /// The channel is gone from the relay.
+    /// The channel is gone from the relay (its votes with it).
     pub fn remove_channel(&mut self, channel: &ChannelId) {
-        self.channels.remove(channel);
+        if self.channels.remove(channel).is_some() {
+            let gone = channel_ssrc(channel);
+            self.poll_home.retain(|_, c| *c != gone);
+        }
     }
 
     /// The channel's summary at `now` (members not heard within the timeout expire first);
@@ -595,6 +828,11 @@ mod tests {
     use crate::feedback::aggregate::write_vote;
     use rtcp_types::{ReceiverReport, ReportBlock, RtcpPacketWriter, RtcpPacketWriterExt};
 
+    const VIEWER: (SocketAddr, ViewerOrigin) = (
+        SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 7000),
+        ViewerOrigin::ViewerAddress,
+    );
+
     fn rr(out: &mut Vec<u8>, ssrc: u32, about: u32, lost: u8) {
         let p = ReceiverReport::builder(ssrc).add_report_block(
             ReportBlock::builder(about)
@@ -623,12 +861,13 @@ mod tests {
             let mut d = Vec::new();
             rr(&mut d, 1000 + v, 50 + v, if v < 5 { 0 } else { 128 });
             write_vote(&mut d, 1000 + v, 7, v % 3).unwrap();
-            let h = f.on_viewer_rtcp(now, &ch, 50 + v, &d);
+            let h = f.on_viewer_rtcp(now, &ch, 50 + v, VIEWER, &d);
             assert_eq!(
                 h,
                 LiveHandled {
                     reports: 1,
-                    votes: 1
+                    votes: 1,
+                    ..LiveHandled::default()
                 }
             );
         }
@@ -636,7 +875,7 @@ mod tests {
         let mut d = Vec::new();
         rr(&mut d, 1000, 999, 0);
         write_vote(&mut d, 1000, 7, 2).unwrap();
-        assert_eq!(f.on_viewer_rtcp(now, &ch, 50, &d).reports, 0);
+        assert_eq!(f.on_viewer_rtcp(now, &ch, 50, VIEWER, &d).reports, 0);
         let s = f.summary(now, &ch);
         assert_eq!(s.viewers_reporting, 10);
         assert_eq!(s.voters, 10);
@@ -664,7 +903,7 @@ mod tests {
         let ch = ChannelId("c".into());
         let mut f = LiveFeedback::new();
         assert_eq!(
-            f.on_viewer_rtcp(now, &ch, 1, &[0x80, 201, 0, 7]),
+            f.on_viewer_rtcp(now, &ch, 1, VIEWER, &[0x80, 201, 0, 7]),
             LiveHandled::default()
         );
         assert_eq!(f.summary(now, &ch).viewers_heard, 0);
