@@ -2,7 +2,8 @@
 //! 127.0.0.1: AS1 starts the overlay, AS2 joins through it. A personal channel created at
 //! AS1 shows up in the channel list a UE subscribed to at AS2 (the propagation time is
 //! printed, not asserted), a viewer joins it at AS2 and receives RTP from AS2's relay
-//! (which pulls one copy from AS1's relay), its BYE stops the pull, the owner's BYE removes
+//! (which pulls one copy from AS1's relay), its BYE stops and releases the pull (AS2's
+//! relay no longer carries the channel), the owner's BYE removes
 //! the channel from AS2's list. A REGISTER at AS1 is fetched as SIP-REGISTRATION through
 //! AS2's overlay peer. Every RELOAD PDU the two peers sent is checked with tshark's
 //! dissector.
@@ -418,6 +419,12 @@ async fn personal_channel_at_as1_listed_and_joinable_at_as2() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(left, "the copy to AS2 stopped on the last leave");
+    assert_eq!(
+        ov2.stats.pulls_released.load(Ordering::Relaxed),
+        1,
+        "the upstream declaration is withdrawn on the last leave"
+    );
+    assert_eq!(viewers_on(&as2.relays()[0], "carol-live").await, (0, 0));
     stream.abort();
 
     // carol's BYE at AS1 removes the channel from AS2's list.
@@ -436,8 +443,8 @@ async fn personal_channel_at_as1_listed_and_joinable_at_as2() {
     }
     assert_eq!(
         ov2.stats.pulls_stopped.load(Ordering::Relaxed),
-        1,
-        "the upstream declaration is withdrawn"
+        0,
+        "nothing left to withdraw: released at the last leave"
     );
 
     // REGISTER of several users at AS1: every binding is fetched through AS2's peer

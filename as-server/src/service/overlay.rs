@@ -9,12 +9,16 @@
 //!   producer, personal) as ONE dictionary entry under `"iptv:directory"` (kind
 //!   CHANNEL-DIRECTORY, key = its Node-ID, value [`directory::DirectoryValue`]) whenever
 //!   its channel list changes (create/delete: the service's `list_changed` wakes the
-//!   publisher) and again before half the value lifetime has passed. Every `poll_ms` it
-//!   fetches the whole directory and [`directory::merge`]s the other ASes' entries into its
-//!   remote channel table: a remote channel never hides a local one, two remote ones with
-//!   one id go to the older. A change of the table sends the `iptv-channels` NOTIFY to
-//!   every subscriber; the remote channels are listed there and at `/api/channels` after
-//!   the local ones.
+//!   publisher) and again every half `directory_ttl_s` (default 60 s: one store of at most
+//!   4 KB every 30 s per AS). Every `poll_ms` it fetches the whole directory, leaves out
+//!   the entries whose storage time has not changed for `directory_ttl_s`
+//!   ([`directory::Freshness`]: an AS that crashed without storing its empty entry; its
+//!   channels leave the other ASes' lists within that TTL plus one poll, whatever the
+//!   value lifetime), and [`directory::merge`]s the other ASes' entries into its remote
+//!   channel table: a remote channel never hides a local one, two remote ones with one id
+//!   go to the older. A change of the table sends the `iptv-channels` NOTIFY to every
+//!   subscriber; the remote channels are listed there and at `/api/channels` after the
+//!   local ones.
 //! * **Channel -> relays**: per local channel with an ingest, an entry under
 //!   `"iptv:channel:<id>"` (kind CHANNEL-RELAYS): each relay's control address (the relay
 //!   HTTP API this AS serves at `[relay] control_listen`), RTP ingest and load.
@@ -24,10 +28,16 @@
 //!   (`RelayHandle::set_upstream` with `Upstream::Http`, the relay tree: [`pull`]); the
 //!   viewer is then added to that relay as for any channel. The relay pulls one copy while
 //!   it has viewers (the last leave stops it) and moves to another candidate when its
-//!   upstream goes silent. When the owner removes the channel, the declaration is withdrawn
-//!   and its viewers here get a BYE. Such sessions have no session row (the store's
-//!   sessions refer to catalogue channels) and a zap (re-INVITE) into a remote channel is
-//!   not offered.
+//!   upstream goes silent. Such a session is a session like any other: listed at
+//!   `/api/sessions`, a session row (`Store::start_session_unlisted`: the channel is not in
+//!   this AS's catalogue), ACR START/STOP, ended by BYE, ACK timeout, relay drop or
+//!   revocation. When the last session of the channel here ends, the declaration is
+//!   withdrawn (`clear_upstream`, ingest deleted: the next first join looks the relays up
+//!   again); when the owner removes the channel, too, and its viewers here get a BYE.
+//! * **Zaps** (re-INVITE naming another channel) go into and out of remote channels as
+//!   between local ones: the target is pulled first (on the viewer's relay when it has to
+//!   be set up, so the relay switches the viewer's source at once), the row follows the
+//!   channel, and the channel zapped away from is released when nobody here watches it.
 //! * **REGISTER**: a successful REGISTER also stores the binding (RFC 7904
 //!   `sip_registration_uri`) at the AoR; an unregister stores an empty URI. The kind's
 //!   USER-NODE-MATCH policy (RFC 6940 section 7.3.3) wants the value signed by a
@@ -94,8 +104,14 @@ pub struct OverlaySection {
     pub node_id: Option<String>,
     /// Directory fetch interval, milliseconds.
     pub poll_ms: u64,
-    /// Lifetime of stored values, seconds (re-stored at half of it).
+    /// Lifetime of stored values, seconds (re-stored at half of it): the overlay drops a
+    /// value not stored again within it (SIP-REGISTRATION bindings too, which are stored
+    /// at REGISTER only, so keep it at least the registrations' expiry).
     pub lifetime_s: u32,
+    /// Directory TTL, seconds: this AS re-stores its directory entry every half of it,
+    /// and leaves out another AS's entry not re-stored within it (a crashed AS's channels
+    /// leave the list after it). At most `lifetime_s`.
+    pub directory_ttl_s: u32,
     /// Longest wait for the join at start-up, milliseconds.
     pub join_timeout_ms: u64,
     /// Dev/test: write every RELOAD PDU this peer sends to this pcap at shutdown (and keep
@@ -116,6 +132,7 @@ impl Default for OverlaySection {
             node_id: None,
             poll_ms: 20,
             lifetime_s: 600,
+            directory_ttl_s: 60,
             join_timeout_ms: 10_000,
             pcap: None,
         }
@@ -165,6 +182,11 @@ pub struct OverlayStats {
     pub pulls_stopped: AtomicU64,
     /// Joins of a remote channel that could not get a copy.
     pub pull_failures: AtomicU64,
+    /// Declarations withdrawn because the last session of the channel here ended.
+    pub pulls_released: AtomicU64,
+    /// Other ASes' directory entries left out because they were not refreshed within the
+    /// directory TTL.
+    pub entries_stale: AtomicU64,
 }
 
 impl OverlayStats {
@@ -175,7 +197,7 @@ impl OverlayStats {
     /// Prometheus text of the counters.
     pub fn render(&self, out: &mut String) {
         use media_relay::prometheus::write_metric;
-        let rows: [(&str, &str, &AtomicU64); 11] = [
+        let rows: [(&str, &str, &AtomicU64); 13] = [
             (
                 "as_overlay_directory_stores_total",
                 "directory entries stored",
@@ -231,6 +253,16 @@ impl OverlayStats {
                 "joins of a remote channel without a copy",
                 &self.pull_failures,
             ),
+            (
+                "as_overlay_pulls_released_total",
+                "remote channels withdrawn from a local relay (last session here ended)",
+                &self.pulls_released,
+            ),
+            (
+                "as_overlay_entries_stale_total",
+                "other ASes' directory entries left out (not refreshed within the TTL)",
+                &self.entries_stale,
+            ),
         ];
         for (name, help, v) in rows {
             write_metric(out, name, "counter", help, v.load(Ordering::Relaxed));
@@ -254,6 +286,8 @@ pub struct OverlayAs {
     /// concurrent first joins make one copy.
     pub(crate) pulls: tokio::sync::Mutex<PullTable>,
     pub(crate) poke: tokio::sync::Notify,
+    /// When each other AS's directory entry was last refreshed.
+    pub(crate) fresh: Mutex<directory::Freshness>,
     /// Counters.
     pub stats: OverlayStats,
     record: Option<Arc<Mutex<Vec<Vec<u8>>>>>,
@@ -341,6 +375,7 @@ impl OverlayAs {
             local_ids: Mutex::default(),
             pulls: tokio::sync::Mutex::default(),
             poke: tokio::sync::Notify::new(),
+            fresh: Mutex::default(),
             stats: OverlayStats::default(),
             record,
             loops: Mutex::default(),
@@ -434,6 +469,23 @@ impl OverlayAs {
         *lock(&self.local_ids) = ids;
     }
 
+    /// The directory TTL (`directory_ttl_s`, at least 2 s and at most the value lifetime).
+    pub fn directory_ttl(&self) -> Duration {
+        let lifetime = self.cfg.lifetime_s.max(2);
+        Duration::from_secs(u64::from(self.cfg.directory_ttl_s.clamp(2, lifetime)))
+    }
+
+    /// Dev/test: stops this peer as a crash would. The tasks are aborted: no Leave, no
+    /// empty directory entry, the links drop. The other peers find out by themselves.
+    pub fn abort(&self) {
+        for t in lock(&self.loops).drain(..) {
+            t.abort();
+        }
+        if let Some(t) = lock(&self.driver).take() {
+            t.abort();
+        }
+    }
+
     /// Leaves the overlay and stops the tasks.
     pub async fn shutdown(&self) {
         for t in lock(&self.loops).drain(..) {
@@ -515,6 +567,7 @@ mod tests {
         assert_eq!(c.overlay.name, "lab.test");
         assert_eq!(c.overlay.poll_ms, 50);
         assert_eq!(c.overlay.lifetime_s, 600, "default kept");
+        assert_eq!(c.overlay.directory_ttl_s, 60, "default kept");
         assert_eq!(c.relay.control_listen.map(|a| a.port()), Some(0));
         assert!(toml::from_str::<Config>("[overlay]\nnope = 1\n").is_err());
     }

@@ -1018,7 +1018,11 @@ impl Service {
                 tokio::spawn(async move { svc.teardown_channel(&channel, Some(&key)).await });
             }
         }
-        self.end_row(s.store_id).await;
+        self.end_row(s.store_id.clone()).await;
+        if let Role::Viewer { channel, .. } = &s.role {
+            // A remote channel nobody here watches any more is not pulled (service::overlay).
+            self.overlay_release_unused(channel).await;
+        }
         if bye {
             self.send_bye(s.dialog, reason);
         }
@@ -1158,7 +1162,13 @@ impl Service {
         }
         let res = match rules::invite_target(req.uri.user.as_deref()) {
             Err(r) => Err(r),
-            Ok(InviteTarget::Join(ch)) => self.join(tr, &ch, &tag).await,
+            Ok(InviteTarget::Join(ch)) => {
+                let r = self.join(tr, &ch, &tag).await;
+                if r.is_err() {
+                    self.overlay_release_unused(&ch).await;
+                }
+                r
+            }
             Ok(InviteTarget::Create) => self.create_personal(tr, &tag).await,
         };
         self.aaa_invite_done(req);
@@ -1315,8 +1325,9 @@ impl Service {
                 format!("399 {} \"No RTP address\"", self.inner.cfg.domain),
             ));
         }
-        // A channel another AS owns: one local relay pulls it first (service::overlay).
-        self.overlay_prepare_join(channel).await?;
+        // A channel another AS owns: one local relay pulls it first (service::overlay);
+        // the pull is not released before the session is in the table.
+        let _pull = self.overlay_prepare_join(channel, None).await?;
         let viewer = ViewerId(self.inner.next_viewer.fetch_add(1, Ordering::Relaxed));
         let retry = self.inner.cfg.limits.retry_after_secs;
         let (relay, info) = self
@@ -1349,9 +1360,7 @@ impl Service {
         let (_, ms) = now();
         let peer_aor = req.from().map(|f| sipmsg::aor(&f.uri)).unwrap_or_default();
         let store_id = self
-            .inner
-            .catalogue
-            .start_session(
+            .start_row(
                 &SessionRow {
                     call_id: dialog.id().call_id.clone(),
                     channel: channel.to_owned(),
@@ -1361,9 +1370,7 @@ impl Service {
                 },
                 &format!("{}/{}", dialog.id().call_id, dialog.id().local_tag),
             )
-            .await
-            .map_err(|e| warn!(error = %e, "session row not stored"))
-            .ok();
+            .await;
         let key = dialog.id().clone();
         self.commit(
             req,
@@ -1631,7 +1638,19 @@ impl Service {
             Ok(x) => x,
             Err(r) => return sipmsg::reject(req, &r, None),
         };
-        match self.reinvite_inner(req, &key, session).await {
+        let from = session.channel().to_owned();
+        let done = self.reinvite_inner(req, &key, session).await;
+        // A remote channel zapped away from, or one a failed zap pulled, is not pulled
+        // when nobody here watches it (service::overlay); not awaited: the zap's answer
+        // does not wait for it.
+        if let Some(to) = req.uri.user.clone().filter(|to| *to != from) {
+            let svc = self.clone();
+            tokio::spawn(async move {
+                svc.overlay_release_unused(&from).await;
+                svc.overlay_release_unused(&to).await;
+            });
+        }
+        match done {
             Ok(r) => {
                 if let Some(s) = self.state().sessions.get_mut(&key) {
                     s.unacked = cseq_of(req);
@@ -1695,12 +1714,15 @@ impl Service {
         let new_channel = match kind {
             ReinviteKind::Refresh => current.clone(),
             ReinviteKind::Zap(to) => {
-                match self.inner.catalogue.get(&to).await {
+                // A catalogue channel, or one another AS owns (listed through the overlay).
+                match self.get_channel(&to).await {
                     Ok(Some(_)) => {}
                     Ok(None) => return Err(Reject::new(404, "Not Found")),
                     Err(e) => return Err(error_reject(&e)),
                 }
                 self.aaa_authorize_zap(key, &to).await?;
+                // A remote channel: pulled first, on the viewer's relay when it is new.
+                let _pull = self.overlay_prepare_join(&to, Some(relay)).await?;
                 let retry = self.inner.cfg.limits.retry_after_secs;
                 if !self.inner.relays.state().carries(relay, &to) {
                     // The channel's ingest is on another relay (a personal channel with
@@ -1733,9 +1755,7 @@ impl Service {
                     }
                 }
                 if let Some(id) = &session.store_id {
-                    if let Err(e) = self.inner.catalogue.zap_session(id, &to, now().1).await {
-                        warn!(error = %e, "session zap not stored");
-                    }
+                    self.zap_row(id, &to).await;
                 }
                 Metrics::inc(&self.inner.metrics.zaps);
                 info!(from = %current, to = %to, call_id = %key.call_id, "zap");
@@ -1824,9 +1844,7 @@ impl Service {
         }
         self.remove_viewer(old_relay, old_viewer).await;
         if let Some(id) = &session.store_id {
-            if let Err(e) = self.inner.catalogue.zap_session(id, to, now().1).await {
-                warn!(error = %e, "session zap not stored");
-            }
+            self.zap_row(id, to).await;
             let name = self.inner.relays.name(relay).to_owned();
             if let Err(e) = self.inner.catalogue.set_session_relay(id, &name).await {
                 warn!(error = %e, "session relay not stored");

@@ -568,23 +568,38 @@ impl Store {
     /// One statement (autocommit): the row is inserted only if the channel exists, so the
     /// check and the insert are atomic without an explicit transaction.
     pub async fn start_session(&self, s: &Session) -> Result<(), Error> {
-        let r = sqlx::query(
+        self.insert_session(s, true).await
+    }
+
+    /// [`Store::start_session`] of a channel this catalogue does not hold (one another AS
+    /// owns, watched here through the overlay): no channel check.
+    pub async fn start_session_unlisted(&self, s: &Session) -> Result<(), Error> {
+        self.insert_session(s, false).await
+    }
+
+    async fn insert_session(&self, s: &Session, listed: bool) -> Result<(), Error> {
+        let sql = if listed {
             "INSERT INTO sessions \
              (id, channel_id, viewer_uri, call_id, relay, started_ms, switched_ms, zaps, ended_ms) \
              SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 \
-             WHERE EXISTS (SELECT 1 FROM channels WHERE id = $2)",
-        )
-        .bind(&s.id)
-        .bind(&s.channel_id)
-        .bind(&s.viewer_uri)
-        .bind(&s.call_id)
-        .bind(s.relay.as_deref())
-        .bind(s.started_ms)
-        .bind(s.switched_ms)
-        .bind(s.zaps)
-        .bind(s.ended_ms)
-        .execute(&self.pool)
-        .await;
+             WHERE EXISTS (SELECT 1 FROM channels WHERE id = $2)"
+        } else {
+            "INSERT INTO sessions \
+             (id, channel_id, viewer_uri, call_id, relay, started_ms, switched_ms, zaps, ended_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        };
+        let r = sqlx::query(sql)
+            .bind(&s.id)
+            .bind(&s.channel_id)
+            .bind(&s.viewer_uri)
+            .bind(&s.call_id)
+            .bind(s.relay.as_deref())
+            .bind(s.started_ms)
+            .bind(s.switched_ms)
+            .bind(s.zaps)
+            .bind(s.ended_ms)
+            .execute(&self.pool)
+            .await;
         match r {
             Ok(r) if r.rows_affected() == 0 => {
                 Err(Error::NotFound(format!("channel {}", s.channel_id)))
@@ -628,11 +643,36 @@ impl Store {
         channel_id: &str,
         now_ms: i64,
     ) -> Result<Session, Error> {
+        self.switch_session(id, channel_id, now_ms, true).await
+    }
+
+    /// [`Store::switch_session_channel`] to a channel this catalogue does not hold (one
+    /// another AS owns, watched here through the overlay): no channel check.
+    pub async fn switch_session_channel_unlisted(
+        &self,
+        id: &str,
+        channel_id: &str,
+        now_ms: i64,
+    ) -> Result<Session, Error> {
+        self.switch_session(id, channel_id, now_ms, false).await
+    }
+
+    async fn switch_session(
+        &self,
+        id: &str,
+        channel_id: &str,
+        now_ms: i64,
+        listed: bool,
+    ) -> Result<Session, Error> {
+        let check = if listed {
+            "AND EXISTS (SELECT 1 FROM channels WHERE id = $1) "
+        } else {
+            ""
+        };
         let sql = format!(
             "UPDATE sessions SET channel_id = $1, switched_ms = $2, zaps = zaps + 1 \
              WHERE id = $3 AND ended_ms IS NULL \
-             AND EXISTS (SELECT 1 FROM channels WHERE id = $1) \
-             RETURNING {SESSION_COLS}"
+             {check}RETURNING {SESSION_COLS}"
         );
         let rows = sqlx::query(&sql)
             .bind(channel_id)
@@ -644,12 +684,14 @@ impl Store {
             return session_from_row(row);
         }
         // Nothing changed: say why (unknown channel first, as the zap names it).
-        let channel = sqlx::query("SELECT id FROM channels WHERE id = $1")
-            .bind(channel_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        if channel.is_none() {
-            return Err(Error::NotFound(format!("channel {channel_id}")));
+        if listed {
+            let channel = sqlx::query("SELECT id FROM channels WHERE id = $1")
+                .bind(channel_id)
+                .fetch_optional(&self.pool)
+                .await?;
+            if channel.is_none() {
+                return Err(Error::NotFound(format!("channel {channel_id}")));
+            }
         }
         Err(self.not_active(id).await)
     }

@@ -15,9 +15,14 @@
 //! * **SIP-REGISTRATION** (RFC 7904 section 3, kind 1, resource = the AoR without its
 //!   scheme, [`registration_resource`]): a `SipRegistration` of type `sip_registration_uri`
 //!   naming the contact; an empty URI marks a removed binding (same reason as above).
+//!
+//! [`Freshness`] tells a reader which directory entries their AS stopped refreshing (it
+//! crashed or was cut off without storing its empty entry): those are left out of the merge
+//! after the directory TTL, long before the stored value's lifetime runs out.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -219,6 +224,52 @@ pub fn merge(me: &[u8], local: &BTreeSet<String>, entries: &[(Vec<u8>, Vec<u8>)]
         }
     }
     out
+}
+
+/// When each AS's directory entry was last refreshed, as one reader saw it. An entry whose
+/// storage time (RFC 6940 section 7.1 `storage_time`, written by its AS at every store) has
+/// not changed for `ttl` of the reader's own clock is stale: its AS stopped refreshing it.
+/// The writer's stamp is only compared with itself, so clock skew between ASes does not
+/// matter; an entry first seen is given a full `ttl`.
+#[derive(Debug, Default)]
+pub struct Freshness {
+    /// Key -> (storage time, since when, stale).
+    seen: BTreeMap<Vec<u8>, (u64, Instant, bool)>,
+    newly_stale: usize,
+}
+
+impl Freshness {
+    /// Feeds the entries `(key, storage_time)` of one fetch at `now`; returns the keys of
+    /// the stale ones. Keys not fetched any more are forgotten.
+    pub fn observe<'a>(
+        &mut self,
+        now: Instant,
+        ttl: Duration,
+        entries: impl IntoIterator<Item = (&'a [u8], u64)>,
+    ) -> BTreeSet<Vec<u8>> {
+        let mut next = BTreeMap::new();
+        let mut stale = BTreeSet::new();
+        self.newly_stale = 0;
+        for (key, stamp) in entries {
+            let (since, was) = match self.seen.get(key) {
+                Some(&(s, since, was)) if s == stamp => (since, was),
+                _ => (now, false),
+            };
+            let is = now.saturating_duration_since(since) >= ttl;
+            if is {
+                stale.insert(key.to_vec());
+                self.newly_stale += usize::from(!was);
+            }
+            next.insert(key.to_vec(), (stamp, since, is));
+        }
+        self.seen = next;
+        stale
+    }
+
+    /// How many entries the last [`Freshness::observe`] found stale for the first time.
+    pub fn newly_stale(&self) -> usize {
+        self.newly_stale
+    }
 }
 
 /// One relay carrying a channel, as the channel -> relays value names it.
@@ -436,6 +487,39 @@ mod tests {
         assert_eq!(decode_sip_registration(&[2, 0, 2, 0, 0]), None);
         assert_eq!(decode_sip_registration(&[1, 0, 9, 0, 7, b'x']), None);
         assert_eq!(decode_sip_registration(&[]), None);
+    }
+
+    #[test]
+    fn freshness_drops_entries_not_refreshed_within_the_ttl() {
+        #[expect(clippy::disallowed_methods, reason = "a test needs one base instant")]
+        let t0 = Instant::now();
+        let ttl = Duration::from_secs(60);
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut f = Freshness::default();
+        let (a, b): (&[u8], &[u8]) = (&[1], &[2]);
+        assert!(f.observe(at(0), ttl, [(a, 100), (b, 5)]).is_empty());
+        // a refreshes (new stamp), b does not.
+        assert!(f.observe(at(30), ttl, [(a, 130), (b, 5)]).is_empty());
+        assert_eq!(
+            f.observe(at(60), ttl, [(a, 130), (b, 5)]),
+            BTreeSet::from([b.to_vec()])
+        );
+        assert_eq!(f.newly_stale(), 1);
+        assert_eq!(f.observe(at(61), ttl, [(a, 130), (b, 5)]).len(), 1);
+        assert_eq!(f.newly_stale(), 0, "counted once");
+        assert!(f.observe(at(89), ttl, [(a, 130)]).is_empty(), "b forgotten");
+        assert_eq!(
+            f.observe(at(90), ttl, [(a, 130), (b, 5)]),
+            BTreeSet::from([a.to_vec()]),
+            "a's ttl is up; b, seen anew, has a full ttl again"
+        );
+        assert!(f.observe(at(149), ttl, [(b, 5)]).is_empty());
+        assert_eq!(
+            f.observe(at(150), ttl, [(b, 5)]),
+            BTreeSet::from([b.to_vec()])
+        );
+        // A stamp that goes back (the AS restarted with a slower clock) is a refresh too.
+        assert!(f.observe(at(151), ttl, [(b, 1)]).is_empty());
     }
 
     #[test]

@@ -7,10 +7,17 @@
 //! one copy from the first reachable candidate while it has viewers of the channel (the first
 //! viewer attaches, the last leave detaches: the relay keeps the ref count), and moves to the
 //! next candidate when its upstream goes silent. The declaration is withdrawn
-//! (`clear_upstream`, ingest deleted) when the owner removes the channel from the directory.
+//! (`clear_upstream`, ingest deleted) when the last session of the channel here ends (BYE,
+//! expiry, a zap away: [`PullTable::releasable`]), so the next first join looks the
+//! channel's relays up again, and when the owner removes the channel from the directory.
+//!
+//! A join or zap into a remote channel holds a [`PullHold`] from the moment the pull is
+//! made sure of until its session is in the table (or it failed): the pull is not released
+//! under it.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// One remote channel declared upstream on a local relay.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,7 +26,34 @@ pub struct Pull {
     pub relay: usize,
     /// The remote relays' control APIs it was given, in order of preference.
     pub candidates: Vec<SocketAddr>,
+    /// Shared with every [`PullHold`] handed out.
+    holds: Arc<()>,
 }
+
+impl Pull {
+    /// A pull on relay `relay` from `candidates`.
+    pub fn new(relay: usize, candidates: Vec<SocketAddr>) -> Self {
+        Self {
+            relay,
+            candidates,
+            holds: Arc::new(()),
+        }
+    }
+
+    /// A hold for a join or zap in progress (hand it out under the table's lock).
+    pub fn hold(&self) -> PullHold {
+        PullHold(Arc::clone(&self.holds))
+    }
+
+    /// Whether a join or zap into the channel is in progress.
+    pub fn held(&self) -> bool {
+        Arc::strong_count(&self.holds) > 1
+    }
+}
+
+/// A join or zap into a pulled channel in progress; dropping it ends the hold.
+#[derive(Debug)]
+pub struct PullHold(#[expect(dead_code, reason = "held for its count")] Arc<()>);
 
 /// The pulls of one AS, by channel.
 #[derive(Debug, Default)]
@@ -41,6 +75,12 @@ impl PullTable {
     /// Removes the pull of `channel`.
     pub fn remove(&mut self, channel: &str) -> Option<Pull> {
         self.pulls.remove(channel)
+    }
+
+    /// Whether the pull of `channel` may be released: there is one, no join or zap into it
+    /// is in progress, and no session here watches it (`watched`).
+    pub fn releasable(&self, channel: &str, watched: bool) -> bool {
+        !watched && self.pulls.get(channel).is_some_and(|p| !p.held())
     }
 
     /// Number of pulls.
@@ -88,15 +128,28 @@ mod tests {
     #[test]
     fn table_replaces_and_removes() {
         let mut t = PullTable::default();
-        let p = |relay| Pull {
-            relay,
-            candidates: vec![a(1)],
-        };
+        let p = |relay| Pull::new(relay, vec![a(1)]);
         assert_eq!(t.insert("cam", p(0)), None);
         assert_eq!(t.insert("cam", p(1)), Some(p(0)));
         assert_eq!(t.get("cam").map(|x| x.relay), Some(1));
         assert_eq!(t.len(), 1);
         assert_eq!(t.remove("cam"), Some(p(1)));
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn released_only_when_unwatched_and_not_held() {
+        let mut t = PullTable::default();
+        assert!(!t.releasable("cam", false), "no pull");
+        t.insert("cam", Pull::new(0, vec![a(1)]));
+        assert!(t.releasable("cam", false));
+        assert!(!t.releasable("cam", true), "a session watches it");
+        let hold = t.get("cam").unwrap().hold();
+        let second = t.get("cam").unwrap().hold();
+        assert!(!t.releasable("cam", false), "a join in progress");
+        drop(hold);
+        assert!(!t.releasable("cam", false), "another join in progress");
+        drop(second);
+        assert!(t.releasable("cam", false));
     }
 }

@@ -1,6 +1,7 @@
 //! The service's side of the overlay (see [`crate::service::overlay`]): start and stop,
-//! the publish and poll tasks, remote channels in the list, joins of remote channels
-//! (pulls), REGISTER bindings. A child module of the TU (`#[path]` from `tu.rs`), so it
+//! the publish and poll tasks, remote channels in the list, joins and zaps of remote
+//! channels (pulls, released when the last session here ends), their session rows,
+//! REGISTER bindings. A child module of the TU (`#[path]` from `tu.rs`), so it
 //! reaches the service's state the way `aaa/tu_hooks.rs` does.
 
 use std::collections::BTreeMap;
@@ -11,7 +12,7 @@ use super::*;
 use crate::service::overlay::directory::{
     self, DirChannel, DirectoryValue, RelayAd, RelaysValue, DIRECTORY_RESOURCE,
 };
-use crate::service::overlay::pull::{self, Pull};
+use crate::service::overlay::pull::{self, Pull, PullHold};
 use crate::service::overlay::{OverlayAs, OverlaySection, OverlayStartError, OverlayStats};
 use crate::service::registrar::CurrentBinding;
 
@@ -38,7 +39,7 @@ impl Service {
         let ov = OverlayAs::start(cfg, self.inner.cfg.contact_hostport.clone(), controls).await?;
         let _ = self.inner.overlay.set(ov);
         let mut published = Published::default();
-        self.overlay_publish(&mut published, true).await;
+        self.overlay_publish(&mut published, true, true).await;
         self.overlay_poll().await;
         let Some(ov) = self.overlay() else {
             return Ok(());
@@ -115,17 +116,36 @@ impl Service {
         }
     }
 
+    /// Stores what changed when poked; the directory entry again every half directory TTL
+    /// (its storage time is what other ASes' [`directory::Freshness`] watch), everything
+    /// again every half value lifetime. A failed store is retried every `poll_ms`.
     async fn run_overlay_publisher(&self, mut published: Published) {
         let Some(ov) = self.overlay() else { return };
-        let refresh = Duration::from_secs(u64::from(ov.cfg.lifetime_s / 2).max(1));
+        let dir_every = (ov.directory_ttl() / 2).max(Duration::from_secs(1));
+        let all_every = Duration::from_secs(u64::from(ov.cfg.lifetime_s.max(2) / 2).max(1));
         let retry = Duration::from_millis(ov.cfg.poll_ms.max(1));
-        let mut force = false;
+        let mut last_all = now().0;
+        // (directory, everything) to store again even if unchanged.
+        let mut force = (false, false);
         loop {
-            let ok = self.overlay_publish(&mut published, force).await;
-            let wait = if ok { refresh } else { retry };
+            let ok = self.overlay_publish(&mut published, force.0, force.1).await;
+            if ok && force.1 {
+                last_all = now().0;
+            }
+            let wait = if ok { dir_every } else { retry };
             tokio::select! {
-                () = ov.poke.notified() => force = false,
-                () = tokio::time::sleep(wait) => force = ok,
+                () = ov.poke.notified() => {
+                    if ok {
+                        force = (false, false);
+                    }
+                }
+                () = tokio::time::sleep(wait) => {
+                    if ok {
+                        let all = now().0.saturating_duration_since(last_all) + dir_every / 2
+                            >= all_every;
+                        force = (true, all);
+                    }
+                }
             }
         }
     }
@@ -141,8 +161,14 @@ impl Service {
     }
 
     /// Stores this AS's directory entry and channel -> relays entries where they changed
-    /// (all of them when `force`). `false` if a store failed (the publisher retries soon).
-    async fn overlay_publish(&self, published: &mut Published, force: bool) -> bool {
+    /// (the directory entry anyway when `force_dir`, all of them when `force`). `false` if
+    /// a store failed (the publisher retries soon).
+    async fn overlay_publish(
+        &self,
+        published: &mut Published,
+        force_dir: bool,
+        force: bool,
+    ) -> bool {
         let Some(ov) = self.overlay() else {
             return true;
         };
@@ -200,7 +226,7 @@ impl Service {
         };
         let (bytes, dropped) = directory::encode_directory(&value, directory::MAX_VALUE);
         let mut ok = true;
-        if force || published.directory.as_ref() != Some(&bytes) {
+        if force || force_dir || published.directory.as_ref() != Some(&bytes) {
             if dropped > 0 {
                 warn!(
                     dropped,
@@ -293,12 +319,39 @@ impl Service {
                 return;
             }
         };
-        let entries: Vec<(Vec<u8>, Vec<u8>)> = values
+        let entries: Vec<(Vec<u8>, u64, Vec<u8>)> = values
             .into_iter()
             .filter_map(|v| match v.key {
-                ValueKey::Key(k) => Some((k, v.data)),
+                ValueKey::Key(k) => Some((k, v.storage_time, v.data)),
                 _ => None,
             })
+            .collect();
+        // Entries their AS stopped refreshing (it crashed) are left out after the TTL.
+        let stale = {
+            let mut fresh = ov
+                .fresh
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let stale = fresh.observe(
+                now().0,
+                ov.directory_ttl(),
+                entries.iter().map(|(k, t, _)| (k.as_slice(), *t)),
+            );
+            if fresh.newly_stale() > 0 {
+                warn!(
+                    entries = fresh.newly_stale(),
+                    "overlay: directory entries not refreshed within the TTL left out"
+                );
+                ov.stats
+                    .entries_stale
+                    .fetch_add(fresh.newly_stale() as u64, Ordering::Relaxed);
+            }
+            stale
+        };
+        let entries: Vec<(Vec<u8>, Vec<u8>)> = entries
+            .into_iter()
+            .filter(|(k, _, _)| !stale.contains(k))
+            .map(|(k, _, d)| (k, d))
             .collect();
         let merged = directory::merge(&ov.key(), &ov.local_ids(), &entries);
         let skipped = merged.skipped.len() as u64;
@@ -324,24 +377,27 @@ impl Service {
         self.list_changed().await;
     }
 
-    /// Before a join of `channel`: when another AS owns it, make sure one local relay is
-    /// told where it is carried (`set_upstream` with the owner's relays, see
+    /// Before a join of (or a zap to) `channel`: when another AS owns it, make sure one
+    /// local relay is told where it is carried (`set_upstream` with the owner's relays, see
     /// [`crate::service::overlay::pull`]); the relay pulls one copy while it has viewers.
-    /// `Ok(true)`: a remote channel.
+    /// A new pull goes on relay `prefer` when it is live (a zapping viewer's relay), else
+    /// on the least loaded one. `Ok(Some(hold))`: a remote channel, whose pull is not
+    /// released while `hold` lives (keep it until the session is in the table).
     pub(super) async fn overlay_prepare_join(
         &self,
         channel: &str,
-    ) -> std::result::Result<bool, Reject> {
+        prefer: Option<usize>,
+    ) -> std::result::Result<Option<PullHold>, Reject> {
         let Some(ov) = self.overlay() else {
-            return Ok(false);
+            return Ok(None);
         };
         let Some(rc) = ov.remote(channel) else {
-            return Ok(false);
+            return Ok(None);
         };
         let mut pulls = ov.pulls.lock().await;
         if let Some(p) = pulls.get(channel) {
             if self.inner.relays.state().carries(p.relay, channel) {
-                return Ok(true);
+                return Ok(Some(p.hold()));
             }
         }
         // Channel -> relays (the lookup), then the directory's addresses as a fallback.
@@ -375,7 +431,13 @@ impl Service {
         if candidates.is_empty() {
             return Err(fail("no relay of the owner known"));
         }
-        let Some(i) = self.inner.relays.state().pick_least_loaded() else {
+        let picked = {
+            let st = self.inner.relays.state();
+            prefer
+                .filter(|&i| st.is_healthy(i))
+                .or_else(|| st.pick_least_loaded())
+        };
+        let Some(i) = picked else {
             return Err(fail("no live local relay"));
         };
         let relay = self.relay(i).clone();
@@ -391,15 +453,112 @@ impl Service {
         // The relay carries it now (joins are placed there); no producer ingest to record.
         self.inner.relays.state().add_channel(i, channel);
         info!(channel, upstream = ?candidates, relay = %self.inner.relays.name(i), "overlay: remote channel pulled");
-        pulls.insert(
-            channel,
-            Pull {
-                relay: i,
-                candidates,
-            },
-        );
+        let pull = Pull::new(i, candidates);
+        let hold = pull.hold();
+        pulls.insert(channel, pull);
         OverlayStats::inc(&ov.stats.pulls_started);
-        Ok(true)
+        Ok(Some(hold))
+    }
+
+    /// Relay failover: `channel`, which only a dead relay carried, is a pulled remote
+    /// channel: it is pulled again on a live relay (the owner's relays looked up again), so
+    /// its viewers move to a copy rather than to an empty ingest. `false`: not a pulled
+    /// remote channel (the caller re-homes it as a local one).
+    pub(super) async fn overlay_repull(&self, channel: &str) -> bool {
+        let Some(ov) = self.overlay() else {
+            return false;
+        };
+        if ov.pulls.lock().await.get(channel).is_none() {
+            return false;
+        }
+        match self.overlay_prepare_join(channel, None).await {
+            Ok(_) => info!(
+                channel,
+                "overlay: remote channel pulled again after a relay failure"
+            ),
+            Err(_) => warn!(
+                channel,
+                "overlay: remote channel not pulled again: its sessions end"
+            ),
+        }
+        true
+    }
+
+    /// A session of `channel` ended, a join or zap into it failed, or a zap left it: when
+    /// it is a pulled remote channel that no session here watches and no join or zap is
+    /// entering, the local relay stops pulling it and its ingest goes
+    /// (`clear_upstream`, `delete_ingest`); the next first join looks its relays up again.
+    pub(super) async fn overlay_release_unused(&self, channel: &str) {
+        let Some(ov) = self.overlay() else { return };
+        let mut pulls = ov.pulls.lock().await;
+        if pulls.get(channel).is_none() {
+            return;
+        }
+        let watched = self
+            .state()
+            .sessions
+            .values()
+            .any(|s| s.channel() == channel);
+        if !pulls.releasable(channel, watched) {
+            return;
+        }
+        let Some(p) = pulls.remove(channel) else {
+            return;
+        };
+        let relay = self.relay(p.relay).clone();
+        let id = ChannelId::from(channel);
+        if let Err(e) = self.relay_call(p.relay, relay.clear_upstream(&id)).await {
+            debug!(channel, error = %e, "overlay: clear_upstream");
+        }
+        self.drop_ingest(channel).await;
+        OverlayStats::inc(&ov.stats.pulls_released);
+        info!(channel, relay = %self.inner.relays.name(p.relay), "overlay: pull released (no session here)");
+    }
+
+    /// Writes the row of a session that starts: a catalogue channel's, or (not in the
+    /// catalogue) a remote channel's. `None` (logged) when it was not stored.
+    pub(super) async fn start_row(&self, row: &SessionRow, id: &str) -> Option<String> {
+        let r = match self.inner.catalogue.start_session(row, id).await {
+            Err(Error::NotFound(_)) if self.overlay_remote_entry(&row.channel).is_some() => {
+                let s = crate::store::Session::new(
+                    id,
+                    row.channel.clone(),
+                    row.peer.clone(),
+                    row.call_id.clone(),
+                    row.relay.clone(),
+                    row.started_ms,
+                );
+                self.inner
+                    .catalogue
+                    .store()
+                    .start_session_unlisted(&s)
+                    .await
+                    .map(|()| id.to_owned())
+                    .map_err(|e| Error::Store(e.to_string()))
+            }
+            r => r,
+        };
+        r.map_err(|e| warn!(channel = %row.channel, error = %e, "session row not stored"))
+            .ok()
+    }
+
+    /// Records a zap of row `id` to `to` (a catalogue or a remote channel).
+    pub(super) async fn zap_row(&self, id: &str, to: &str) {
+        let ms = now().1;
+        let r = match self.inner.catalogue.zap_session(id, to, ms).await {
+            Err(Error::NotFound(_)) if self.overlay_remote_entry(to).is_some() => self
+                .inner
+                .catalogue
+                .store()
+                .switch_session_channel_unlisted(id, to, ms)
+                .await
+                .map(|_| ())
+                .map_err(|e| Error::Store(e.to_string())),
+            r => r,
+        };
+        if let Err(e) = r {
+            warn!(channel = to, error = %e, "session zap not stored");
+        }
     }
 
     /// The owner removed a pulled channel: the local relay stops pulling it (its viewers

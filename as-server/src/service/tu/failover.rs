@@ -168,7 +168,10 @@ impl Service {
         // Personalised channels last: they are made again over their re-homed sources.
         let mixes = self.personalized_among(&orphans).await;
         for channel in orphans.iter().filter(|c| !mixes.contains(c)) {
-            self.rehome_channel(channel).await;
+            // A remote channel (service::overlay) is pulled again instead.
+            if !self.overlay_repull(channel).await {
+                self.rehome_channel(channel).await;
+            }
         }
         for channel in &mixes {
             self.rehome_personalized(channel).await;
