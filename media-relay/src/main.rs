@@ -99,9 +99,15 @@ enum SimCommand {
         /// UDP address to receive RTCP on (port 0: any).
         #[arg(long, default_value = "127.0.0.1:5005")]
         listen: SocketAddr,
-        /// Parent FT (or the channel's source relay) RTCP address.
+        /// Parent FT (or the channel's source relay) RTCP address. A relay parent takes our
+        /// summaries once this FT is registered there (`POST /channels/{id}/feedback/children`
+        /// with our listen address).
         #[arg(long)]
         parent: Option<SocketAddr>,
+        /// A child FT allowed to send us summaries (repeatable); with none, any sender may be
+        /// a child. Summaries from others are dropped and counted (`refused_summaries`).
+        #[arg(long = "child")]
+        children: Vec<SocketAddr>,
         /// SSRC of the media stream whose reception is summarised (report blocks about other
         /// SSRCs are ignored); decimal or 0x-hex. Without it, the first report block of each
         /// RR counts whatever SSRC it names.
@@ -204,7 +210,7 @@ fn ft_clock() -> (std::time::Instant, u64) {
 /// `media-relay ft`: the thin tokio driver of [`media_relay::feedback::node::FtNode`].
 async fn run_ft(
     listen: SocketAddr,
-    parent: Option<SocketAddr>,
+    (parent, children): (Option<SocketAddr>, Vec<SocketAddr>),
     (media_ssrc, channel): (Option<u32>, Option<String>),
     ssrc: Option<u32>,
     bandwidth_kbps: f64,
@@ -241,6 +247,9 @@ async fn run_ft(
     cfg.address = Some(local);
     let (start, _) = ft_clock();
     let mut node = FtNode::new(cfg, parent, start, u64::from(ssrc) << 7 ^ 0x5eed);
+    if !children.is_empty() {
+        node.set_children(Some(children.into_iter().collect()));
+    }
     println!(
         "{}",
         serde_json::json!({ "listening": local.to_string(), "ssrc": ssrc, "parent": parent })
@@ -298,6 +307,7 @@ async fn run_ft(
                                 "votes": votes,
                                 "voters": voters,
                                 "summaries_sent": node.summaries_sent(),
+                                "refused_summaries": node.refused_summaries(),
                                 "parent_group_size": node.ft().parent_info().map(|p| p.group_size),
                             })
                         );
@@ -354,6 +364,7 @@ async fn main() -> anyhow::Result<()> {
         if let SimCommand::Ft {
             listen,
             parent,
+            children,
             media_ssrc,
             channel,
             ssrc,
@@ -364,7 +375,7 @@ async fn main() -> anyhow::Result<()> {
         {
             return run_ft(
                 listen,
-                parent,
+                (parent, children),
                 (media_ssrc, channel),
                 ssrc,
                 bandwidth_kbps,

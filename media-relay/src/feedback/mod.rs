@@ -34,6 +34,13 @@
 //! (leaving out the children it already holds). A pure FT process (`media-relay ft`, [`node`])
 //! can sit anywhere in the tree, below a relay or above other FTs. [`manager`] places viewers
 //! on FTs by GNP coordinates and load and moves them when an FT fails.
+//!
+//! Who may feed a tally: a parent takes a child's summary only from a known child (at a relay:
+//! a relay pulling the channel from it, whose summaries come from its ingest RTCP address, or a
+//! child FT registered with `RelayHandle::set_feedback_child`; at a pure FT: its `--child`
+//! list, when given); a relay counts a vote only from the address of a viewer of the channel
+//! and only in a poll of that channel. Everything else is dropped and counted in the relay's
+//! stats ([`live::FeedbackCounters`]).
 
 pub mod aggregate;
 pub mod gnp;

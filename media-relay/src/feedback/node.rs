@@ -10,16 +10,23 @@
 //! summary ([`FeedbackTarget::upstream_packet`]: RSI + APP tally, size independent of the
 //! audience) on its RFC 3550 A.7 interval within the group its parent announced; the parent's
 //! group-size RSIs (recognised by source address) set that group. A reporter not heard for the
-//! member timeout is forgotten. Sans-IO: `handle(now, ntp, from, bytes)`, `handle_timeout`,
+//! member timeout is forgotten. With an allow-list of child FTs ([`FtNode::set_children`],
+//! `media-relay ft --child ADDR`), a summary (RSI, RFC 5760 PT 209) from any other address is
+//! dropped and counted ([`FtNode::refused_summaries`]), so nobody else can put votes into the
+//! tally; viewers' RR/SDES/APP `VOTE` are taken from anyone (the FT manager places viewers, the
+//! FT does not know their addresses). Without the list, any sender may be a child (the
+//! behaviour of a lab FT). Sans-IO: `handle(now, ntp, from, bytes)`, `handle_timeout`,
 //! `poll_timeout`, `poll_transmit`; the driver in `main.rs` owns the socket and the clock.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rtcp_types::{Compound, Packet, RtcpPacketParserExt};
 
-use crate::feedback::aggregate::{FeedbackError, FeedbackTarget, FtConfig, Handled, Summary};
+use crate::feedback::aggregate::{
+    is_group_size_rsi, FeedbackError, FeedbackTarget, FtConfig, Handled, Summary,
+};
 use crate::feedback::interval;
 use crate::rsi::{Rsi, RSI};
 
@@ -49,6 +56,9 @@ pub struct FtNode {
     rng: u64,
     out: VecDeque<FtTransmit>,
     sent_up: u64,
+    /// The child FTs allowed to send summaries, if restricted.
+    children: Option<BTreeSet<SocketAddr>>,
+    refused: u64,
 }
 
 impl FtNode {
@@ -64,6 +74,8 @@ impl FtNode {
             rng: seed | 1,
             out: VecDeque::new(),
             sent_up: 0,
+            children: None,
+            refused: 0,
         }
     }
 
@@ -89,6 +101,17 @@ impl FtNode {
     /// Summaries sent to the parent so far.
     pub fn summaries_sent(&self) -> u64 {
         self.sent_up
+    }
+
+    /// Take child summaries only from `children` (the RTCP addresses the child FTs send
+    /// from), or from anyone with `None`.
+    pub fn set_children(&mut self, children: Option<BTreeSet<SocketAddr>>) {
+        self.children = children;
+    }
+
+    /// Child summaries dropped so far: from an address not in [`FtNode::set_children`]'s list.
+    pub fn refused_summaries(&self) -> u64 {
+        self.refused
     }
 
     /// The summary of everything below this FT.
@@ -125,6 +148,10 @@ impl FtNode {
                 }
             }
             return Ok(h);
+        }
+        if self.children.as_ref().is_some_and(|c| !c.contains(&from)) && is_summary(data)? {
+            self.refused += 1;
+            return Ok(Handled::default());
         }
         // A group-size RSI from elsewhere (a parent answering from another address) is taken
         // by the FT as its parent's
@@ -200,6 +227,19 @@ impl FtNode {
     pub fn poll_transmit(&mut self) -> Option<FtTransmit> {
         self.out.pop_front()
     }
+}
+
+/// Whether `data` carries a child's summary: an RSI (RFC 5760 PT 209) that is not a
+/// group-size RSI from above.
+fn is_summary(data: &[u8]) -> Result<bool, FeedbackError> {
+    for p in Compound::parse(data)? {
+        if let Packet::Unknown(u) = p? {
+            if u.type_() == RSI.0 {
+                return Ok(!is_group_size_rsi(&Rsi::from_unknown(&u)?));
+            }
+        }
+    }
+    Ok(false)
 }
 
 #[cfg(test)]
@@ -287,5 +327,48 @@ mod tests {
         );
         // Garbage is an error, never a panic.
         assert!(root.handle(now, 0, addr(1), &[0x80, 0xc9, 0, 9]).is_err());
+    }
+
+    #[test]
+    fn with_a_child_list_only_listed_children_summaries_count() {
+        let now = t0();
+        let media = 0xabcd;
+        let mut root = FtNode::new(FtConfig::new(1, media, 1e6), None, now, 1);
+        root.set_children(Some(BTreeSet::from([addr(9100)])));
+        let mut leaf = FtNode::new(FtConfig::new(2, media, 1e6), Some(addr(9000)), now, 2);
+        for v in 0..4u32 {
+            leaf.handle(
+                now,
+                0,
+                addr(7000 + v as u16),
+                &report(100 + v, media, Some(1)),
+            )
+            .unwrap();
+        }
+        while leaf.poll_transmit().is_some() {}
+        leaf.handle_timeout(now, 0).unwrap();
+        let up = leaf.poll_transmit().unwrap().payload;
+        // The same summary from a stranger: dropped, counted, unanswered.
+        assert_eq!(
+            root.handle(now, 0, addr(9200), &up).unwrap(),
+            Handled::default()
+        );
+        assert_eq!(root.refused_summaries(), 1);
+        assert_eq!(root.summary().votes.get(3, 1), 0);
+        assert!(root.poll_transmit().is_none());
+        // From the listed child: merged.
+        assert_eq!(
+            root.handle(now, 0, addr(9100), &up)
+                .unwrap()
+                .child_summaries,
+            1
+        );
+        assert_eq!(root.summary().votes.get(3, 1), 4);
+        // Viewers' own reports and votes still come from anyone.
+        let h = root
+            .handle(now, 0, addr(7100), &report(200, media, Some(0)))
+            .unwrap();
+        assert_eq!((h.reports, h.votes), (1, 1));
+        assert_eq!(root.refused_summaries(), 1);
     }
 }
