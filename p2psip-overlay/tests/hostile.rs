@@ -1,7 +1,10 @@
 //! Hostile PDUs against one peer (issue 4): bad lengths, via-list loops, TTL 0, forged
 //! Node-IDs (another node's certificate, a certificate of another CA), unsigned and wrongly
 //! signed stores, stored data signed by a node the access policy forbids, oversize
-//! messages, forged responses, an AppAttach for an application the peer does not serve.
+//! messages, forged responses, an AppAttach for an application the peer does not serve,
+//! Store/Fetch/Stat naming kinds the peer does not know (Error_Unknown_Kind listing them),
+//! and oversize frames on a link (skipped with bounded memory, answered
+//! Error_Message_Too_Large, the link kept).
 //!
 //! Each case drives the sans-IO message layer of a real peer
 //! ([`p2psip_overlay::driver::peer::Peer`]: the security checks in front of the node core,
@@ -108,17 +111,26 @@ impl Bench {
         }
         let now = base_instant();
         let v = self.victim.receive_bytes(now, UNIX, Id(from), bytes);
+        let answers = self
+            .answers(from)
+            .into_iter()
+            .map(|w| w.body().unwrap())
+            .collect();
+        (v, answers)
+    }
+
+    /// The messages the victim sends back to link peer `from` (recorded for tshark).
+    fn answers(&mut self, from: u128) -> Vec<wire::Message> {
         let mut answers = Vec::new();
         while let Some(t) = self.victim.node_mut().poll_transmit() {
             if let p2psip_overlay::node::msg::Frame::Data { msg, .. } = t.frame {
                 assert_eq!(t.to, Id(from), "answers go back to the link's peer");
                 let out = self.victim.encode(&msg).unwrap();
-                let w = wire::Message::decode(&out).unwrap();
-                answers.push(w.body().unwrap());
+                answers.push(wire::Message::decode(&out).unwrap());
                 self.pdus.push(out);
             }
         }
-        (v, answers)
+        answers
     }
 
     fn stored(&self) -> Vec<KindData> {
@@ -511,17 +523,336 @@ fn hostile_pdus_get_errors_and_never_change_stored_data() {
     tshark_clean("core", &bench.pdus);
 }
 
-/// Over the real TLS driver: a forged store (signed with another node's certificate) and a
-/// truncated message on a real link get their RELOAD errors; the store changes nothing.
+/// Signs `w` again with a valid certificate of B.
+fn sign_as_b(ca: &DevCa, w: &mut wire::Message) {
+    let id = ca.issue(NodeId::from_u128(B), None).unwrap();
+    let signer = wire::Signer::ecdsa_p256(&id.key_pkcs8, id.chain[0].as_ref()).unwrap();
+    signer.sign_message(w).unwrap();
+}
+
+/// `bytes` with its typed body changed by `f`, signed again by B.
+fn resign(ca: &DevCa, bytes: &[u8], f: impl FnOnce(&mut wire::Body)) -> Vec<u8> {
+    let mut w = wire::Message::decode(bytes).unwrap();
+    let mut body = w.body().unwrap();
+    f(&mut body);
+    w.contents = wire::MessageContents::from_body(&body).unwrap();
+    sign_as_b(ca, &mut w);
+    w.to_bytes().unwrap()
+}
+
+/// A victim (A, 8 KiB max-message-size) holding B's relay entry, and B's message layer.
+fn bench_with_entry(ca: &DevCa) -> (Bench, Peer) {
+    let now = base_instant();
+    let mut victim = peer(ca, A, 8 * 1024);
+    victim.node_mut().start_alone(now);
+    while victim.node_mut().poll_event().is_some() {}
+    let mut pb = peer(ca, B, 5_000_000);
+    let resource = Id(0x1234 << 64);
+    let mut bench = Bench {
+        victim,
+        pdus: Vec::new(),
+        resource,
+    };
+    let good = pb
+        .encode(&store_msg(
+            1,
+            resource,
+            relay_value(B, B, b"192.0.2.1:5004"),
+            B,
+        ))
+        .unwrap();
+    let (v, answers) = bench.feed(B, &good, true);
+    assert_eq!(v, Inbound::Accepted);
+    assert!(
+        matches!(answers[..], [wire::Body::StoreAns(_)]),
+        "{answers:?}"
+    );
+    assert_eq!(bench.stored()[0].values.len(), 1);
+    (bench, pb)
+}
+
+/// RFC 6940 section 7.4.1.2: a Store, Fetch or Stat naming kinds the peer does not know
+/// gets Error_Unknown_Kind whose error_info lists every unknown kind (each once), the
+/// whole request refused (a Fetch of a known and an unknown kind returns nothing); a
+/// kind the codec could decode but the storage does not hold (TURN-SERVICE) is unknown
+/// too. Nothing stored changes; the answers and requests decode in tshark.
+#[test]
+fn unknown_kinds_get_error_unknown_kind_listing_them() {
+    let ca = DevCa::new(OVERLAY).unwrap();
+    let (mut bench, mut pb) = bench_with_entry(&ca);
+    let original = bench.stored();
+    let resource = bench.resource;
+    let dead = KindId(0xdead);
+    let beef = KindId(0xbeef);
+    let turn = KindId(2);
+    // B's store of three relay entries, its kinds rewritten to relays, 0xdead, 0xbeef and
+    // signed again by B (B's own encoder signs StoredData by kind, so it cannot encode
+    // kinds it does not know)
+    let mut store_kinds = relay_value(B, B, b"203.0.113.66:1");
+    store_kinds.push(store_kinds[0].clone());
+    store_kinds.push(store_kinds[0].clone());
+    let unknown_store = resign(
+        &ca,
+        &pb.encode(&store_msg(40, resource, store_kinds, B)).unwrap(),
+        |b| {
+            if let wire::Body::StoreReq(s) = b {
+                s.kind_data[1].kind = wire::KindId(dead.0);
+                s.kind_data[2].kind = wire::KindId(beef.0);
+            }
+        },
+    );
+    let turn_store = vec![KindData {
+        kind: turn,
+        generation: 0,
+        values: vec![StoredValue {
+            key: ValueKey::Single,
+            storage_time: 1_700_000_000_000,
+            lifetime: 60,
+            exists: true,
+            data: b"turn".to_vec(),
+            signer: Signer {
+                node_id: Id(B),
+                user_name: String::new(),
+            },
+        }],
+    }];
+    let spec = |kind| FetchSpec {
+        kind,
+        generation: 0,
+        select: Select::Keys(vec![]),
+    };
+    let fetch = |txid, specs| Message {
+        txid,
+        ttl: 100,
+        via: vec![],
+        dest: vec![Dest::Resource(resource)],
+        body: Body::FetchReq { resource, specs },
+    };
+    let stat = |txid, specs| Message {
+        txid,
+        ttl: 100,
+        via: vec![],
+        dest: vec![Dest::Resource(resource)],
+        body: Body::StatReq { resource, specs },
+    };
+    let cases: Vec<(&str, u64, Vec<u8>, Vec<KindId>)> = vec![
+        (
+            "Store of a known and two unknown kinds",
+            40,
+            unknown_store,
+            vec![dead, beef],
+        ),
+        (
+            "Store of TURN-SERVICE (not in the storage's kinds)",
+            41,
+            pb.encode(&store_msg(41, resource, turn_store, B)).unwrap(),
+            vec![turn],
+        ),
+        (
+            "Fetch of a known and an unknown kind",
+            42,
+            pb.encode(&fetch(
+                42,
+                vec![
+                    spec(KindId::CHANNEL_RELAYS),
+                    spec(dead),
+                    spec(KindId::CHANNEL_RELAYS),
+                ],
+            ))
+            .unwrap(),
+            vec![dead],
+        ),
+        (
+            "Stat naming an unknown kind twice and another once",
+            43,
+            pb.encode(&stat(43, vec![spec(dead), spec(beef), spec(dead)]))
+                .unwrap(),
+            vec![dead, beef],
+        ),
+    ];
+    for (what, txid, bytes, want) in cases {
+        bench.pdus.push(bytes.clone());
+        let v = bench
+            .victim
+            .receive_bytes(base_instant(), UNIX, Id(B), &bytes);
+        assert_eq!(v, Inbound::Refused(error_code::UNKNOWN_KIND), "{what}");
+        let answers = bench.answers(B);
+        assert_eq!(answers.len(), 1, "{what}");
+        assert_eq!(answers[0].forwarding.transaction_id.0, txid, "{what}");
+        let wire::Body::Error(e) = answers[0].body().unwrap() else {
+            panic!("{what}: expected an error");
+        };
+        assert_eq!(e.code, wire::ErrorCode::UNKNOWN_KIND, "{what}");
+        let listed: Vec<KindId> = e
+            .info_unknown_kinds()
+            .unwrap()
+            .iter()
+            .map(|k| KindId(k.0))
+            .collect();
+        assert_eq!(listed, want, "{what}: error_info lists the unknown kinds");
+        assert_eq!(bench.stored(), original, "{what}: stored data unchanged");
+    }
+    // an unknown kind is named even when its model_specifier is junk (never read)
+    let mut w = wire::Message::decode(&pb.encode(&fetch(44, vec![spec(dead)])).unwrap()).unwrap();
+    let mut body = Vec::new();
+    body.extend_from_slice(&w.contents.body[..17]); // the Resource-ID
+    body.extend_from_slice(&[0, 16]); // specifiers: 16 bytes
+    body.extend_from_slice(&0xdeadu32.to_be_bytes());
+    body.extend_from_slice(&0u64.to_be_bytes());
+    body.extend_from_slice(&[0, 2, 0xff, 0xff]); // model_specifier: 2 junk bytes
+    w.contents.body = body;
+    sign_as_b(&ca, &mut w);
+    let bytes = w.to_bytes().unwrap();
+    let v = bench
+        .victim
+        .receive_bytes(base_instant(), UNIX, Id(B), &bytes);
+    assert_eq!(v, Inbound::Refused(error_code::UNKNOWN_KIND));
+    let answers = bench.answers(B);
+    let wire::Body::Error(e) = answers[0].body().unwrap() else {
+        panic!("expected an error");
+    };
+    assert_eq!(e.info_unknown_kinds().unwrap(), vec![wire::KindId(0xdead)]);
+    // a known kind still fetches B's value
+    let bytes = pb
+        .encode(&fetch(45, vec![spec(KindId::CHANNEL_RELAYS)]))
+        .unwrap();
+    let (v, answers) = bench.feed(B, &bytes, true);
+    assert_eq!(v, Inbound::Accepted);
+    assert!(matches!(&answers[..], [wire::Body::FetchAns(r)] if r[0].values.len() == 1));
+    assert_eq!(bench.stored(), original);
+    assert_eq!(
+        bench.victim.refused().get(&error_code::UNKNOWN_KIND),
+        Some(&5)
+    );
+    tshark_clean("unknown-kinds", &bench.pdus);
+}
+
+/// Oversize DATA frames on a link's byte stream (sans-IO: the link's frame decoder and the
+/// peer's message layer): the decoder reads past each without buffering it (memory stays
+/// under the limit plus one read), a request gets Error_Message_Too_Large from its head
+/// (RFC 6940 section 6.3.2) with its transaction id, an oversize answer or a frame that is
+/// not RELOAD is dropped, and the frames after them decode as usual: the link can stay up.
+#[test]
+fn oversize_frames_are_skipped_and_answered_message_too_large() {
+    let ca = DevCa::new(OVERLAY).unwrap();
+    let (mut bench, mut pb) = bench_with_entry(&ca);
+    let original = bench.stored();
+    let resource = bench.resource;
+    let max = 8 * 1024;
+    let big_store = pb
+        .encode(&store_msg(
+            50,
+            resource,
+            relay_value(B, B, &vec![7u8; 20_000]),
+            B,
+        ))
+        .unwrap();
+    let big_answer = pb
+        .encode(&Message {
+            txid: 51,
+            ttl: 100,
+            via: vec![],
+            dest: vec![Dest::Node(Id(A))],
+            body: Body::PingReq,
+        })
+        .map(|b| {
+            // a PingAns code with a 20 KB body: an oversize response
+            let mut w = wire::Message::decode(&b).unwrap();
+            w.contents =
+                wire::MessageContents::from_body(&wire::Body::PingReq(vec![0; 20_000])).unwrap();
+            w.contents.code = wire::MessageCode::PING_ANS;
+            w.to_bytes().unwrap()
+        })
+        .unwrap();
+    let fetch = pb
+        .encode(&Message {
+            txid: 52,
+            ttl: 100,
+            via: vec![],
+            dest: vec![Dest::Resource(resource)],
+            body: Body::FetchReq {
+                resource,
+                specs: fetch_spec(),
+            },
+        })
+        .unwrap();
+    let mut stream = Vec::new();
+    for (seq, m) in [
+        (1, &big_store),
+        (2, &big_answer),
+        (3, &vec![0x55; 30_000]),
+        (4, &fetch),
+    ] {
+        wire::encode_data(seq, m, &mut stream).unwrap();
+    }
+    bench.pdus.push(big_store.clone());
+    bench.pdus.push(fetch.clone());
+    let read = 16 * 1024;
+    let mut decoder = wire::FrameDecoder::new(max);
+    let mut verdicts = Vec::new();
+    for chunk in stream.chunks(read) {
+        decoder.push(chunk);
+        assert!(decoder.buffered() + decoder.skipping() <= max + 8 + read);
+        while let Some(item) = decoder.next_item().unwrap() {
+            let before = bench.stored();
+            let v = match item {
+                wire::FrameItem::Oversize(o) => {
+                    assert!(o.head.len() <= max, "head bounded by the limit");
+                    bench
+                        .victim
+                        .receive_oversize(base_instant(), Id(B), o.len, &o.head)
+                }
+                wire::FrameItem::Frame(wire::FramedMessage::Data { message, .. }) => bench
+                    .victim
+                    .receive_bytes(base_instant(), UNIX, Id(B), &message),
+                wire::FrameItem::Frame(other) => panic!("unexpected {other:?}"),
+            };
+            let answers = bench.answers(B);
+            verdicts.push((v, answers));
+            assert_eq!(bench.stored(), before, "stored data unchanged");
+        }
+    }
+    assert_eq!(decoder.buffered() + decoder.skipping(), 0);
+    assert_eq!(verdicts.len(), 4, "every frame came out");
+    assert_eq!(
+        verdicts[0].0,
+        Inbound::Refused(error_code::MESSAGE_TOO_LARGE)
+    );
+    let [answer] = &verdicts[0].1[..] else {
+        panic!("one answer to the oversize store");
+    };
+    assert_eq!(answer.forwarding.transaction_id.0, 50);
+    assert!(
+        matches!(answer.body().unwrap(), wire::Body::Error(e) if e.code == wire::ErrorCode::MESSAGE_TOO_LARGE)
+    );
+    assert_eq!(
+        verdicts[1].0,
+        Inbound::Dropped,
+        "an oversize answer is not answered"
+    );
+    assert!(verdicts[1].1.is_empty());
+    assert_eq!(verdicts[2].0, Inbound::Dropped, "an oversize frame of junk");
+    assert!(verdicts[2].1.is_empty());
+    assert_eq!(verdicts[3].0, Inbound::Accepted, "the frame after them");
+    assert!(matches!(
+        &verdicts[3].1[..],
+        [a] if matches!(a.body().unwrap(), wire::Body::FetchAns(r) if r[0].values.len() == 1)
+    ));
+    assert_eq!(bench.stored(), original);
+    tshark_clean("oversize", &bench.pdus);
+}
+
+/// Over the real TLS driver: an oversize store (over the victim's max-message-size), a
+/// forged store (signed with another node's certificate) and a truncated message, one
+/// after the other on one real link, get their RELOAD errors (the link stays up after the
+/// oversize frame); the stores change nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_store_over_tls_gets_forbidden() {
     let ca = DevCa::new(OVERLAY).unwrap();
     let record = Arc::new(Mutex::new(Vec::new()));
-    let mut cfg = DriverConfig::new(
-        link_cfg(&ca, ca.issue(NodeId::from_u128(A), None).unwrap()),
-        "127.0.0.1:0".parse().unwrap(),
-        None,
-    );
+    let mut victim_link = link_cfg(&ca, ca.issue(NodeId::from_u128(A), None).unwrap());
+    victim_link.max_message = 16 * 1024;
+    let mut cfg = DriverConfig::new(victim_link, "127.0.0.1:0".parse().unwrap(), None);
     cfg.record = Some(Arc::clone(&record));
     let (h, task) = start(cfg).await.unwrap();
     tokio::time::timeout(Duration::from_secs(10), h.joined())
@@ -544,8 +875,18 @@ async fn hostile_store_over_tls_gets_forbidden() {
         ))
         .unwrap();
     let truncated = truncate(&forged, 30);
-    let mut sent = vec![forged.clone()];
+    // over the victim's 16 KiB limit: skipped on the link, answered, the link kept
+    let oversize = peer(&ca, B, 5_000_000)
+        .encode(&store_msg(
+            76,
+            resource,
+            relay_value(B, B, &vec![9u8; 30_000]),
+            B,
+        ))
+        .unwrap();
+    let mut sent = vec![oversize.clone(), forged.clone()];
     for (bytes, txid, code) in [
+        (oversize, 76, error_code::MESSAGE_TOO_LARGE),
         (forged, 77, error_code::FORBIDDEN),
         (truncated, 77, error_code::INVALID_MESSAGE),
     ] {

@@ -413,10 +413,10 @@ fn stat_returns_metadata_of_stored_values() {
     }];
     let h = net.peers[1].node_mut().stat(now, r, bad);
     match net.done(1, h) {
-        // the codec needs a kind's data model to decode its StoredDataSpecifier, so the
-        // responsible peer refuses the request before its storage sees it
+        // RFC 6940 section 7.4.1.2: Error_Unknown_Kind (the kind is found before the
+        // codec needs its data model to decode the StoredDataSpecifier)
         Err(RequestError::Error(code, _)) => {
-            assert_eq!(code, error_code::INVALID_MESSAGE)
+            assert_eq!(code, error_code::UNKNOWN_KIND)
         }
         other => panic!("{other:?}"),
     }

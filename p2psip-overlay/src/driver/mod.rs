@@ -199,6 +199,7 @@ enum Internal {
     Connected(Id, Result<Link, LinkError>),
     Message(Id, u64, Box<wire::Message>),
     Invalid(Id, u64, Vec<u8>),
+    Oversize(Id, u64, usize, Vec<u8>),
     Closed(Id, u64, String),
 }
 
@@ -713,6 +714,7 @@ impl Driver {
                 let msg = match ev {
                     LinkEvent::Message(m) => Internal::Message(peer, gen, m),
                     LinkEvent::Invalid(b) => Internal::Invalid(peer, gen, b),
+                    LinkEvent::Oversize { len, head } => Internal::Oversize(peer, gen, len, head),
                     LinkEvent::Closed(why) => Internal::Closed(peer, gen, why),
                 };
                 if tx.send(msg).await.is_err() {
@@ -756,6 +758,9 @@ impl Driver {
             }
             Internal::Invalid(peer, _gen, bytes) => {
                 let _ = self.peer.receive_bytes(now, unix_s(), peer, &bytes);
+            }
+            Internal::Oversize(peer, _gen, len, head) => {
+                let _ = self.peer.receive_oversize(now, peer, len, &head);
             }
         }
     }

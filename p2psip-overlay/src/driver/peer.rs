@@ -10,8 +10,10 @@
 //!   Error_Invalid_Message; both only when the message is a request (odd message code,
 //!   section 6.3.3; responses are never answered). A header whose `length` is not the
 //!   frame's, or that does not decode, gives no trustworthy transaction id or via list:
-//!   the frame is dropped. (The link enforces the same size limit on frames and closes a
-//!   link whose framing breaks, [`crate::link`].)
+//!   the frame is dropped. (The link enforces the same size limit on frames: it reads past
+//!   an oversize frame keeping only its head, which [`Peer::receive_oversize`] answers with
+//!   Error_Message_Too_Large from the forwarding header; it closes a link whose framing
+//!   breaks, [`crate::link`].)
 //! - **Loops**: a request whose via list holds this node's own Node-ID gets
 //!   Error_Not_Found (it cannot be routed on from here without looping; RFC 6940 names
 //!   no code of its own for it); such a response is dropped.
@@ -25,6 +27,10 @@
 //! - **Configuration sequence** (section 6.3.2): a request whose sequence differs from
 //!   this node's ([`Node::config_sequence`]; 0 on either side is not checked) gets
 //!   Error_Config_Too_Old or Error_Config_Too_New; outgoing messages carry this node's.
+//! - **Unknown kinds** (section 7.4.1.2): a Store, Fetch or Stat naming kinds the storage
+//!   does not know gets Error_Unknown_Kind whose error_info lists every one of them; the
+//!   kinds are read before any model-specific decoding ([`wire::Body::unknown_kinds`]), so
+//!   the whole request is refused (a Fetch of a known and an unknown kind too).
 //! - TTL 0 and the access policies are the core's and the storage's checks.
 //!
 //! A refused message never reaches the core, so it never changes stored data.
@@ -186,6 +192,34 @@ impl Peer {
         self.receive(now, now_unix_s, link_peer, &m)
     }
 
+    /// The head of a message of `len` bytes that the link read past because it is over the
+    /// max-message-size ([`crate::link::LinkEvent::Oversize`]): a request whose forwarding
+    /// header decodes from the head gets Error_Message_Too_Large (RFC 6940 section 6.3.2);
+    /// anything else is dropped.
+    pub fn receive_oversize(
+        &mut self,
+        now: Instant,
+        link_peer: Id,
+        len: usize,
+        head: &[u8],
+    ) -> Inbound {
+        let why = format!(
+            "message of {len} bytes over the limit of {}",
+            self.max_message
+        );
+        let Ok((header, at)) = ForwardingHeader::decode_head(head, len) else {
+            return self.drop_msg(&why);
+        };
+        let code_point = head
+            .get(at..at + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]));
+        let is_request = code_point.is_some_and(|c| c % 2 == 1 && c != 0xffff);
+        if !is_request || header.overlay != self.overlay {
+            return self.drop_msg(&why);
+        }
+        self.refuse(now, link_peer, &header, error_code::MESSAGE_TOO_LARGE, &why)
+    }
+
     /// An undecodable or oversize message: answered when its header and message code say
     /// it is a request, else dropped.
     fn refuse_raw(
@@ -254,6 +288,35 @@ impl Peer {
         debug!(code, "request refused: {why}");
         self.node
             .answer_error(now, link_peer, header.transaction_id.0, via, code, why);
+        *self.refused.entry(code).or_default() += 1;
+        Inbound::Refused(code)
+    }
+
+    /// Answers the request `m` with Error_Unknown_Kind listing `kinds` (RFC 6940 section
+    /// 7.4.1.2), or drops it when its via list cannot be answered over.
+    fn refuse_unknown_kinds(
+        &mut self,
+        now: Instant,
+        link_peer: Id,
+        m: &wire::Message,
+        kinds: Vec<wire::KindId>,
+    ) -> Inbound {
+        let why = format!("unknown kinds {kinds:?}");
+        let mut via = Vec::with_capacity(m.forwarding.via_list.len());
+        for d in &m.forwarding.via_list {
+            match d {
+                Destination::Node(n) => via.push(Id(n.to_u128())),
+                _ => return self.drop_msg(&why),
+            }
+        }
+        debug!("request refused: {why}");
+        let kinds = kinds
+            .into_iter()
+            .map(|k| crate::storage::KindId(k.0))
+            .collect();
+        self.node
+            .answer_unknown_kinds(now, link_peer, m.forwarding.transaction_id.0, via, kinds);
+        let code = error_code::UNKNOWN_KIND;
         *self.refused.entry(code).or_default() += 1;
         Inbound::Refused(code)
     }
@@ -348,10 +411,27 @@ impl Peer {
             node_id: Id(origin.to_u128()),
             user_name: who.user.clone().unwrap_or_default(),
         };
+        // RFC 6940 section 7.4.1.2: a request naming kinds this node does not know gets
+        // Error_Unknown_Kind listing them, found before any model-specific decoding
+        if m.contents.code.is_request() {
+            let reg = self.node.storage().kinds();
+            let models = |k: wire::KindId| reg.wire_model(k);
+            if let Ok(kinds) = wire::Body::unknown_kinds(m.contents.code, &m.contents.body, &models)
+            {
+                if !kinds.is_empty() {
+                    return self.refuse_unknown_kinds(now, link_peer, m, kinds);
+                }
+            }
+        }
         let mut msg = match from_wire(m, &signer) {
             Ok(x) => x,
             Err(ConvertError::Unsupported(code)) => {
                 return self.drop_msg(&format!("message code {code} not handled"));
+            }
+            Err(ConvertError::Wire(wire::WireError::UnknownKind(k)))
+                if m.contents.code.is_request() =>
+            {
+                return self.refuse_unknown_kinds(now, link_peer, m, vec![wire::KindId(k)]);
             }
             Err(e) => {
                 let why = format!("undecodable message: {e}");

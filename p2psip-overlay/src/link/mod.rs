@@ -10,10 +10,18 @@
 //!   before it arrived too (TCP does not lose frames, so the bitmap is the plain record; the
 //!   acknowledgements are what RFC 6940 asks for and what a peer may use to measure the
 //!   link). [`LinkStats`] counts both directions.
-//! - A frame the decoder rejects (bad framing, a frame over the max-message-size) closes
-//!   the link ([`LinkEvent::Closed`] says why): garbage framing is never passed up. A
-//!   well-framed `data` frame whose payload is not a valid RELOAD message is acknowledged
-//!   and passed up as [`LinkEvent::Invalid`] (the node answers Error_Invalid_Message).
+//! - A frame the decoder rejects (an unknown frame type) closes the link
+//!   ([`LinkEvent::Closed`] says why): garbage framing is never passed up. A well-framed
+//!   `data` frame whose payload is not a valid RELOAD message is acknowledged and passed
+//!   up as [`LinkEvent::Invalid`] (the node answers Error_Invalid_Message).
+//! - A `data` frame over the max-message-size does not close the link: its framing header
+//!   gives its length, so the decoder keeps its head (the forwarding header and message
+//!   code, bounded), drops the rest as it arrives ([`crate::wire::FrameDecoder::next_item`]),
+//!   acknowledges the frame and passes the head up as [`LinkEvent::Oversize`], which the
+//!   node answers with Error_Message_Too_Large (RFC 6940 section 6.3.2). The byte stream
+//!   stays in step (TLS delivers every byte in order, and the next frame starts right
+//!   after the announced length), so the link goes on safely; memory stays bounded by the
+//!   limit plus one read.
 //!
 //! One task per link owns the TLS stream; the application talks to it through a bounded
 //! channel of encoded messages (back-pressure instead of unbounded queues) and receives
@@ -32,7 +40,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::cert::{self, CertError, NodeIdentity, PeerIdentity};
-use crate::wire::{FrameDecoder, FramedMessage, Message, NodeId, WireError};
+use crate::wire::{FrameDecoder, FrameItem, FramedMessage, Message, NodeId, WireError};
 
 /// Why a link could not be opened or went down.
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +124,15 @@ pub enum LinkEvent {
     /// contents): passed up as is, so the peer can answer Error_Invalid_Message
     /// (RFC 6940 section 6.3.3.1); the framing is intact, so the link stays up.
     Invalid(Vec<u8>),
+    /// A DATA frame over the max-message-size, read past without being kept (module docs):
+    /// the head of its message, so the peer can answer Error_Message_Too_Large (RFC 6940
+    /// section 6.3.2); the link stays up.
+    Oversize {
+        /// The message length the frame announced.
+        len: usize,
+        /// The message's first bytes (forwarding header and message code, at most).
+        head: Vec<u8>,
+    },
     /// The link is down; no more events follow.
     Closed(String),
 }
@@ -425,7 +442,24 @@ async fn drain<W: AsyncWrite + Unpin>(
     events: &mpsc::Sender<LinkEvent>,
     stats: &LinkStats,
 ) -> Result<(), LinkError> {
-    while let Some(frame) = decoder.next_frame()? {
+    while let Some(item) = decoder.next_item()? {
+        let frame = match item {
+            FrameItem::Frame(f) => f,
+            FrameItem::Oversize(o) => {
+                stats.data_received.fetch_add(1, Ordering::Relaxed);
+                let ack = window.receive(o.sequence);
+                write_frame(wr, &ack, stats).await?;
+                stats.acks_sent.fetch_add(1, Ordering::Relaxed);
+                let ev = LinkEvent::Oversize {
+                    len: o.len,
+                    head: o.head,
+                };
+                if events.send(ev).await.is_err() {
+                    return Err(LinkError::Closed);
+                }
+                continue;
+            }
+        };
         match frame {
             FramedMessage::Data { sequence, message } => {
                 stats.data_received.fetch_add(1, Ordering::Relaxed);

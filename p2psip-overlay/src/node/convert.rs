@@ -254,6 +254,17 @@ fn body_to_wire(b: &Body) -> wire::Body {
         Body::Error { code, reason } => {
             wire::Body::Error(ErrorResponse::new(ErrorCode(*code), reason))
         }
+        Body::UnknownKinds { kinds } => {
+            let k: Vec<wire::KindId> = kinds
+                .iter()
+                .take(ErrorResponse::MAX_UNKNOWN_KINDS)
+                .map(|k| wire::KindId(k.0))
+                .collect();
+            wire::Body::Error(
+                ErrorResponse::unknown_kinds(&k)
+                    .unwrap_or_else(|_| ErrorResponse::new(ErrorCode::UNKNOWN_KIND, "")),
+            )
+        }
         Body::AttachReq {
             candidates,
             send_update,
@@ -593,6 +604,18 @@ pub fn from_wire(w: &wire::Message, signer: &Signer) -> Result<Message, ConvertE
                         kind: KindId(r.kind.0),
                         generation: r.generation_counter,
                     })
+                    .collect(),
+            }
+        }
+        wire::Body::Error(e)
+            if e.code == ErrorCode::UNKNOWN_KIND && e.info_unknown_kinds().is_ok() =>
+        {
+            Body::UnknownKinds {
+                kinds: e
+                    .info_unknown_kinds()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|k| KindId(k.0))
                     .collect(),
             }
         }

@@ -861,6 +861,31 @@ impl Node {
         self.after(now);
     }
 
+    /// [`Node::answer_error`] with Error_Unknown_Kind listing `kinds` (RFC 6940 section
+    /// 7.4.1.2), for a request naming kinds this node does not know.
+    pub fn answer_unknown_kinds(
+        &mut self,
+        now: Instant,
+        from: Id,
+        txid: u64,
+        mut via: Vec<Id>,
+        kinds: Vec<KindId>,
+    ) {
+        if matches!(self.state, State::Left | State::Idle) || via.len() > 255 {
+            return;
+        }
+        via.push(from);
+        let req = Message {
+            txid,
+            ttl: 0,
+            via,
+            dest: Vec::new(),
+            body: Body::PingReq,
+        };
+        self.respond(now, &req, Body::UnknownKinds { kinds });
+        self.after(now);
+    }
+
     /// Handle a message addressed here. `to_resource` is true when it was
     /// routed to a Resource-ID this peer is responsible for (a client request)
     /// and false when it was addressed to this Node-ID (peer to peer).
@@ -880,7 +905,7 @@ impl Node {
                 return;
             };
             if !answers(&tx.msg.body, &body)
-                || (!matches!(body, Body::Error { .. })
+                || (!matches!(body, Body::Error { .. } | Body::UnknownKinds { .. })
                     && tx.expect.is_some_and(|x| x != responder))
             {
                 // not the answer to this transaction (a colliding or forged id)
@@ -987,6 +1012,13 @@ impl Node {
                             })
                             .unwrap_or_default(),
                     },
+                    // section 7.4.1.2: every unknown kind listed
+                    Err(StoreError::UnknownKind(_)) => Body::UnknownKinds {
+                        kinds: self
+                            .storage
+                            .kinds()
+                            .unknown(kind_data.iter().map(|k| k.kind)),
+                    },
                     Err(e) => Body::Error {
                         code: e.code(),
                         reason: e.to_string(),
@@ -1011,6 +1043,9 @@ impl Node {
             },
             Body::FetchReq { resource, specs } => match self.storage.fetch(now, *resource, specs) {
                 Ok(kind_data) => Body::FetchAns { kind_data },
+                Err(StoreError::UnknownKind(_)) => Body::UnknownKinds {
+                    kinds: self.storage.kinds().unknown(specs.iter().map(|s| s.kind)),
+                },
                 Err(e) => Body::Error {
                     code: e.code(),
                     reason: e.to_string(),
@@ -1018,6 +1053,9 @@ impl Node {
             },
             Body::StatReq { resource, specs } => match self.storage.stat(now, *resource, specs) {
                 Ok(kinds) => Body::StatAns { kinds },
+                Err(StoreError::UnknownKind(_)) => Body::UnknownKinds {
+                    kinds: self.storage.kinds().unknown(specs.iter().map(|s| s.kind)),
+                },
                 Err(e) => Body::Error {
                     code: e.code(),
                     reason: e.to_string(),
@@ -1297,6 +1335,9 @@ impl Node {
                         5,
                         format!("generation counter too low: current {results:?}"),
                     )),
+                    Body::UnknownKinds { kinds } => {
+                        Err(RequestError::Error(12, format!("unknown kinds {kinds:?}")))
+                    }
                     _ => Err(RequestError::Unexpected),
                 };
                 self.events.push_back(Event::Done {
@@ -1523,7 +1564,7 @@ fn config_update_ans() -> Body {
 fn answers(req: &Body, answer: &Body) -> bool {
     matches!(
         (req, answer),
-        (_, Body::Error { .. })
+        (_, Body::Error { .. } | Body::UnknownKinds { .. })
             | (Body::StoreReq { .. }, Body::GenerationTooLow { .. })
             | (Body::PingReq, Body::PingAns { .. })
             | (Body::JoinReq { .. }, Body::JoinAns)

@@ -174,6 +174,12 @@ pub enum Body {
         /// Per-kind current generations.
         results: Vec<StoreResult>,
     },
+    /// Error_Unknown_Kind (section 7.4.1.2): the error_info lists the kinds of the
+    /// request this peer does not know (`KindId unknown_kinds<0..2^8-1>`).
+    UnknownKinds {
+        /// The unknown kinds.
+        kinds: Vec<KindId>,
+    },
     /// ErrorResponse (section 6.3.3.1).
     Error {
         /// RFC 6940 section 14.9 code.
@@ -199,6 +205,8 @@ pub mod error_code {
     pub const TTL_EXCEEDED: u16 = 10;
     /// Error_Message_Too_Large.
     pub const MESSAGE_TOO_LARGE: u16 = 11;
+    /// Error_Unknown_Kind.
+    pub const UNKNOWN_KIND: u16 = 12;
     /// Error_Invalid_Message.
     pub const INVALID_MESSAGE: u16 = 20;
 }
@@ -219,6 +227,7 @@ impl Body {
                 | Body::StatAns { .. }
                 | Body::FindAns { .. }
                 | Body::GenerationTooLow { .. }
+                | Body::UnknownKinds { .. }
                 | Body::Error { .. }
         ) || matches!(self, Body::Opaque { code, .. } if !crate::wire::MessageCode(*code).is_request())
     }
@@ -248,6 +257,7 @@ impl Body {
             Body::FindAns { .. } => "FindAns",
             Body::Opaque { .. } => "Opaque",
             Body::GenerationTooLow { .. } => "Error",
+            Body::UnknownKinds { .. } => "Error",
             Body::Error { .. } => "Error",
         }
     }
@@ -358,6 +368,7 @@ impl Body {
             Body::FetchReq { specs, .. } | Body::StatReq { specs, .. } => specs_size(specs),
             Body::FetchAns { kind_data } => 4 + kind_data.iter().map(kind_data_size).sum::<usize>(),
             Body::Error { reason, .. } => 2 + 1 + reason.len() + 2,
+            Body::UnknownKinds { kinds } => 2 + 2 + 1 + 4 * kinds.len(),
             Body::StatAns { kinds } => {
                 4 + kinds
                     .iter()

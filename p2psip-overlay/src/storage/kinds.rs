@@ -33,6 +33,16 @@ pub enum DataModel {
     Dictionary,
 }
 
+impl From<DataModel> for crate::wire::DataModel {
+    fn from(m: DataModel) -> Self {
+        match m {
+            DataModel::Single => Self::Single,
+            DataModel::Array => Self::Array,
+            DataModel::Dictionary => Self::Dictionary,
+        }
+    }
+}
+
 /// Access control policies (RFC 6940 section 7.3, plus two project policies
 /// for the private-range kinds).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,5 +142,27 @@ impl KindRegistry {
     #[must_use]
     pub fn get(&self, id: KindId) -> Option<&KindDef> {
         self.kinds.get(&id)
+    }
+
+    /// The kinds among `kinds` not registered, each once, in order (the error_info of
+    /// Error_Unknown_Kind, RFC 6940 section 7.4.1.2).
+    #[must_use]
+    pub fn unknown(&self, kinds: impl IntoIterator<Item = KindId>) -> Vec<KindId> {
+        let mut out: Vec<KindId> = Vec::new();
+        for k in kinds {
+            if self.get(k).is_none() && !out.contains(&k) {
+                out.push(k);
+            }
+        }
+        out
+    }
+
+    /// The wire data model of a kind, `None` for a kind not registered: the kind table
+    /// the RELOAD codec decodes StoredData with ([`crate::wire::KindModels`]), so a
+    /// request naming a kind this registry lacks is Error_Unknown_Kind
+    /// (RFC 6940 section 7.4.1.2).
+    #[must_use]
+    pub fn wire_model(&self, id: crate::wire::KindId) -> Option<crate::wire::DataModel> {
+        self.get(KindId(id.0)).map(|d| d.model.into())
     }
 }

@@ -520,6 +520,10 @@ impl ErrorResponse {
         ErrorResponse::new(ErrorCode::from(e), &e.to_string())
     }
 
+    /// The most Kind-IDs an Error_Unknown_Kind `error_info` holds: `KindId
+    /// unknown_kinds<0..2^8-1>` counts bytes, 4 per kind.
+    pub const MAX_UNKNOWN_KINDS: usize = 0xff / 4;
+
     /// Error_Unknown_Kind with the unknown kinds as `error_info` (RFC 6940 section 7.4.1.2:
     /// `KindId unknown_kinds<0..2^8-1>`).
     pub fn unknown_kinds(kinds: &[KindId]) -> Result<Self, WireError> {
@@ -815,12 +819,74 @@ impl Body {
         Self::decode_with(code, bytes, &KindId::default_data_model)
     }
 
+    /// The Kind-IDs a StoreReq, FetchReq or StatReq body names, in order (repeats kept),
+    /// read without the kinds' data models: each StoreKindData's values and each
+    /// StoredDataSpecifier's model_specifier are passed over by their length prefixes
+    /// (RFC 6940 sections 7.4.1.1, 7.4.2.1, 7.4.3.1). Empty for other message codes.
+    pub fn request_kinds(code: MessageCode, bytes: &[u8]) -> Result<Vec<KindId>, WireError> {
+        let mut r = Reader::new(bytes);
+        let kinds = match code {
+            MessageCode::STORE_REQ => {
+                ResourceId::decode(&mut r)?;
+                r.u8("replica_number")?;
+                r.list(4, "kind_data", |r| {
+                    let kind = KindId(r.u32("kind")?);
+                    r.u64("generation_counter")?;
+                    r.opaque(4, "values")?;
+                    Ok(kind)
+                })?
+            }
+            MessageCode::FETCH_REQ | MessageCode::STAT_REQ => {
+                ResourceId::decode(&mut r)?;
+                r.list(2, "specifiers", |r| {
+                    let kind = KindId(r.u32("kind")?);
+                    r.u64("generation")?;
+                    r.opaque(2, "model_specifier")?;
+                    Ok(kind)
+                })?
+            }
+            _ => return Ok(Vec::new()),
+        };
+        r.finish("message_body")?;
+        Ok(kinds)
+    }
+
+    /// The kinds of a StoreReq, FetchReq or StatReq body that `models` does not know, each
+    /// once, in order of appearance, at most [`ErrorResponse::MAX_UNKNOWN_KINDS`] (what an
+    /// Error_Unknown_Kind `error_info` holds, RFC 6940 section 7.4.1.2). Empty when every
+    /// kind is known or for other message codes.
+    pub fn unknown_kinds(
+        code: MessageCode,
+        bytes: &[u8],
+        models: KindModels<'_>,
+    ) -> Result<Vec<KindId>, WireError> {
+        let mut out: Vec<KindId> = Vec::new();
+        for k in Self::request_kinds(code, bytes)? {
+            if models(k).is_none() && !out.contains(&k) {
+                out.push(k);
+                if out.len() == ErrorResponse::MAX_UNKNOWN_KINDS {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Decodes the body of a message with `code`; `models` gives the data model of a kind.
+    /// A StoreReq, FetchReq or StatReq naming a kind `models` does not know fails with
+    /// [`WireError::UnknownKind`] (its first unknown kind) before any model-specific part
+    /// is read, so an unknown kind is reported as such even when another kind's values
+    /// are malformed.
     pub fn decode_with(
         code: MessageCode,
         bytes: &[u8],
         models: KindModels<'_>,
     ) -> Result<Body, WireError> {
+        if let Ok(kinds) = Self::request_kinds(code, bytes) {
+            if let Some(k) = kinds.into_iter().find(|&k| models(k).is_none()) {
+                return Err(WireError::UnknownKind(k.0));
+            }
+        }
         let mut r = Reader::new(bytes);
         let model_of = |k: KindId| models(k).ok_or(WireError::UnknownKind(k.0));
         let body = match code {
@@ -987,5 +1053,95 @@ impl Body {
         };
         r.finish("message_body")?;
         Ok(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::examples::{bodies, stored};
+    use super::super::{DataModel, DataSpecifier, ErrorResponse};
+    use super::*;
+
+    fn spec(kind: u32) -> StoredDataSpecifier {
+        StoredDataSpecifier {
+            kind: KindId(kind),
+            generation: 0,
+            model: DataSpecifier::Dictionary(vec![b"k".to_vec()]),
+        }
+    }
+
+    fn known(k: KindId) -> Option<DataModel> {
+        (k == KindId::CHANNEL_RELAYS).then_some(DataModel::Dictionary)
+    }
+
+    /// The kinds of every sample Store/Fetch/Stat body come out without their models, and
+    /// agree with the typed decoding; other bodies name none.
+    #[test]
+    fn request_kinds_agree_with_the_typed_bodies() {
+        for b in bodies() {
+            let bytes = b.to_bytes().unwrap();
+            let kinds = Body::request_kinds(b.code(), &bytes).unwrap();
+            let want: Vec<KindId> = match &b {
+                Body::StoreReq(s) => s.kind_data.iter().map(|k| k.kind).collect(),
+                Body::FetchReq(f) | Body::StatReq(f) => {
+                    f.specifiers.iter().map(|s| s.kind).collect()
+                }
+                _ => Vec::new(),
+            };
+            assert_eq!(kinds, want, "{:?}", b.code());
+        }
+    }
+
+    /// An unknown kind is reported before any model-specific part is read: a Fetch of a
+    /// known kind with a malformed specifier and an unknown kind is UnknownKind, not a
+    /// structural error; the unknown kinds are listed once each, at most what an
+    /// error_info holds.
+    #[test]
+    fn unknown_kind_found_before_model_specific_decoding() {
+        let resource = ResourceId::from_node_id(NodeId::from_u128(7));
+        let f = FetchReq {
+            resource: resource.clone(),
+            specifiers: vec![spec(0xf000_0001), spec(0xdead), spec(0xbeef), spec(0xdead)],
+        };
+        let mut bytes = Body::FetchReq(f).to_bytes().unwrap();
+        // the known kind's specifier: keys list length 3 (0, 1, "k") -> 0xffff (junk)
+        let at = 17 + 2 + 4 + 8 + 2;
+        bytes[at..at + 2].copy_from_slice(&[0xff, 0xff]);
+        assert_eq!(
+            Body::decode_with(MessageCode::FETCH_REQ, &bytes, &known),
+            Err(WireError::UnknownKind(0xdead))
+        );
+        assert_eq!(
+            Body::unknown_kinds(MessageCode::FETCH_REQ, &bytes, &known).unwrap(),
+            vec![KindId(0xdead), KindId(0xbeef)]
+        );
+        // all known: the junk specifier is a structural error again
+        let all = |_: KindId| Some(DataModel::Dictionary);
+        assert!(matches!(
+            Body::decode_with(MessageCode::FETCH_REQ, &bytes, &all),
+            Err(WireError::LengthBeyondBuffer { .. })
+        ));
+        assert!(Body::unknown_kinds(MessageCode::FETCH_REQ, &bytes, &all)
+            .unwrap()
+            .is_empty());
+        // a Store with 100 unknown kinds: 63 listed, and the error_info encodes
+        let s = StoreReq {
+            resource,
+            replica_number: 0,
+            kind_data: (0..100)
+                .map(|i| StoreKindData {
+                    kind: KindId(0x1000 + i),
+                    generation_counter: 0,
+                    values: vec![stored(DataModel::Single, 1)],
+                })
+                .collect(),
+        };
+        let bytes = Body::StoreReq(s).to_bytes().unwrap();
+        let unknown = Body::unknown_kinds(MessageCode::STORE_REQ, &bytes, &known).unwrap();
+        assert_eq!(unknown.len(), ErrorResponse::MAX_UNKNOWN_KINDS);
+        let e = ErrorResponse::unknown_kinds(&unknown).unwrap();
+        assert_eq!(e.info_unknown_kinds().unwrap(), unknown);
+        // truncated bodies are errors, not kinds
+        assert!(Body::request_kinds(MessageCode::STORE_REQ, &bytes[..bytes.len() - 1]).is_err());
     }
 }

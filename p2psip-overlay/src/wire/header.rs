@@ -14,6 +14,9 @@ pub const RELO_TOKEN: u32 = 0xd245_4c4f;
 pub const RELOAD_VERSION: u8 = 0x0a;
 /// Size of the fixed part of the forwarding header, before the via list.
 pub const FIXED_HEADER_LEN: usize = 38;
+/// The largest forwarding header: the fixed part and three lists of at most 2^16-1 bytes
+/// (via list, destination list, forwarding options; RFC 6940 section 6.3.2).
+pub const MAX_HEADER_LEN: usize = FIXED_HEADER_LEN + 3 * 0xffff;
 /// The Node-ID length this project uses (CHORD-RELOAD, 128 bits; RFC 6940 section 9.1).
 pub const NODE_ID_LEN: usize = 16;
 
@@ -577,6 +580,27 @@ impl ForwardingHeader {
     /// Decodes the header of the whole message `buf` (whose `length` must be `buf.len()`)
     /// and returns it with the offset where the message contents start.
     pub fn decode_prefix(buf: &[u8]) -> Result<(ForwardingHeader, usize), WireError> {
+        Self::decode_within(buf, buf.len())
+    }
+
+    /// Decodes the header from `head`, the first bytes of a message of `total` bytes that
+    /// is not all here (an oversize message whose rest a link discards, RFC 6940 section
+    /// 6.3.2: the receiver answers Error_Message_Too_Large from the header alone). The
+    /// header's `length` must be `total` and the header must fit in `head`; returns the
+    /// header and the offset of the message contents (the message code, if `head` holds
+    /// it, starts there).
+    pub fn decode_head(head: &[u8], total: usize) -> Result<(ForwardingHeader, usize), WireError> {
+        if head.len() > total {
+            return Err(WireError::TrailingBytes {
+                what: "message head",
+                extra: head.len() - total,
+            });
+        }
+        Self::decode_within(head, total)
+    }
+
+    /// The header at the start of `buf`, whose `length` must be `total`.
+    fn decode_within(buf: &[u8], total: usize) -> Result<(ForwardingHeader, usize), WireError> {
         let mut r = Reader::new(buf);
         let token = r.u32("relo token")?;
         if token != RELO_TOKEN {
@@ -594,10 +618,10 @@ impl ForwardingHeader {
             return Err(WireError::BadFragment(fragment));
         }
         let length = r.u32("length")?;
-        if length as usize != buf.len() {
+        if length as usize != total {
             return Err(WireError::LengthMismatch {
                 declared: length,
-                actual: buf.len(),
+                actual: total,
             });
         }
         let transaction_id = TransactionId(r.u64("transaction id")?);
@@ -634,5 +658,29 @@ impl ForwardingHeader {
             },
             r.position(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::examples::messages;
+    use super::*;
+
+    /// The header of a message is read from its head alone when the total length is
+    /// given; a head longer than the total, or a wrong total, is refused.
+    #[test]
+    fn decode_head_reads_the_header_of_a_partial_message() {
+        for m in messages() {
+            let bytes = m.to_bytes().unwrap();
+            let (h, at) = ForwardingHeader::decode_prefix(&bytes).unwrap();
+            let (h2, at2) = ForwardingHeader::decode_head(&bytes[..at + 2], bytes.len()).unwrap();
+            assert_eq!((h2, at2), (h, at));
+            assert!(matches!(
+                ForwardingHeader::decode_head(&bytes[..at], bytes.len() + 1),
+                Err(WireError::LengthMismatch { .. })
+            ));
+            assert!(ForwardingHeader::decode_head(&bytes[..at - 1], bytes.len()).is_err());
+            assert!(ForwardingHeader::decode_head(&bytes, bytes.len() - 1).is_err());
+        }
     }
 }

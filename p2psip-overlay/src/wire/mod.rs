@@ -46,12 +46,14 @@ pub use data::{
 };
 pub use error::WireError;
 pub use framing::{
-    encode_data, FrameDecoder, FramedMessage, FRAME_ACK, FRAME_DATA, MAX_FRAMED_MESSAGE,
+    encode_data, FrameDecoder, FrameItem, FramedMessage, OversizeFrame, FRAME_ACK, FRAME_DATA,
+    MAX_FRAMED_MESSAGE,
 };
 pub use header::{
     overlay_hash, Destination, DestinationList, ForwardingFlags, ForwardingHeader,
     ForwardingOption, ForwardingOptionType, Fragment, NodeId, ParseNodeIdError, ResourceId,
-    TransactionId, DEFAULT_TTL, FIXED_HEADER_LEN, NODE_ID_LEN, RELOAD_VERSION, RELO_TOKEN,
+    TransactionId, DEFAULT_TTL, FIXED_HEADER_LEN, MAX_HEADER_LEN, NODE_ID_LEN, RELOAD_VERSION,
+    RELO_TOKEN,
 };
 pub use kinds::{ChannelDirectoryEntry, ChannelRelay, SipRegistration};
 pub use security::{
