@@ -56,6 +56,25 @@ async fn http_get(addr: SocketAddr, path: &str) -> String {
     body[start..=end].to_owned()
 }
 
+/// `method path` with a JSON `body`; the status code (bounded wait).
+async fn http_status(addr: SocketAddr, method: &str, path: &str, body: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    c.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut out))
+        .await
+        .expect("answer within 5 s")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out);
+    text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
 #[tokio::test]
 async fn votes_and_reports_from_udp_viewers_are_tallied_exactly() {
     #[expect(non_snake_case, reason = "reads like the constant it replaces")]
@@ -147,6 +166,43 @@ async fn votes_and_reports_from_udp_viewers_are_tallied_exactly() {
     let body = http_get(addr, "/channels/quiz/feedback").await;
     let over_http: media_relay::control::FeedbackSummary = serde_json::from_str(&body).unwrap();
     assert_eq!(over_http.votes, s.votes);
+    // Registering a child FT and declaring the channel's polls over HTTP.
+    for (method, path, body, status) in [
+        (
+            "POST",
+            "/channels/quiz/feedback/children",
+            r#"{"addr":"127.0.0.1:5005"}"#,
+            204,
+        ),
+        (
+            "DELETE",
+            "/channels/quiz/feedback/children",
+            r#"{"addr":"127.0.0.1:5005"}"#,
+            204,
+        ),
+        (
+            "POST",
+            "/channels/nope/feedback/children",
+            r#"{"addr":"127.0.0.1:5005"}"#,
+            404,
+        ),
+        (
+            "POST",
+            "/channels/quiz/feedback/children",
+            r#"{"addr":"x"}"#,
+            422,
+        ),
+        ("PUT", "/channels/quiz/polls", r#"{"polls":[42]}"#, 204),
+        ("PUT", "/channels/nope/polls", r#"{"polls":[42]}"#, 404),
+    ] {
+        assert_eq!(
+            http_status(addr, method, path, body).await,
+            status,
+            "{method} {path}"
+        );
+    }
+    // Poll 42 is quiz's own: its votes still count.
+    assert_eq!(relay.feedback(&ch).await.unwrap().votes, s.votes);
 
     // A viewer that leaves no longer counts for quality; its vote still counts.
     relay.remove_viewer(ViewerId(1)).await.unwrap();
