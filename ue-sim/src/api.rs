@@ -204,12 +204,42 @@ pub fn quality(channel: &str, body: &[u8]) -> Result<ChannelQualityFigures, ApiE
         voters: s["voters"].as_u64().unwrap_or(0),
         loss_median: u32_of(&s["loss"]["median"]),
         loss_p95: u32_of(&s["loss"]["p95"]),
+        loss_median_bin: quantile_bin(&s["loss"], 0.5),
+        loss_p95_bin: quantile_bin(&s["loss"], 0.95),
         jitter_median: u32_of(&s["jitter"]["median"]),
         jitter_p95: u32_of(&s["jitter"]["p95"]),
         rtt_ms_median: u32_of(&s["rtt_ms"]["median"]),
         rtt_ms_p95: u32_of(&s["rtt_ms"]["p95"]),
         rtt_count: s["rtt_ms"]["count"].as_u64().unwrap_or(0),
     })
+}
+
+/// The bin `[from, to)` of a quality distribution (`{"bin_min", "bin_max", "counts"}`) that holds
+/// quantile `q` of its observations; `None` when it has none or the bins are missing.
+fn quantile_bin(d: &serde_json::Value, q: f64) -> Option<[u32; 2]> {
+    let min = d["bin_min"].as_u64()?;
+    let max = d["bin_max"].as_u64()?;
+    let counts: Vec<u64> = d["counts"]
+        .as_array()?
+        .iter()
+        .map(|c| c.as_u64().unwrap_or(0))
+        .collect();
+    let total: u64 = counts.iter().sum();
+    if total == 0 || max <= min {
+        return None;
+    }
+    let width = (max - min) as f64 / counts.len() as f64;
+    let want = (q * total as f64).ceil().max(1.0) as u64;
+    let mut seen = 0;
+    for (i, c) in counts.iter().enumerate() {
+        seen += c;
+        if seen >= want {
+            let from = min as f64 + i as f64 * width;
+            let to = min as f64 + (i + 1) as f64 * width;
+            return Some([from.round() as u32, to.round() as u32]);
+        }
+    }
+    None
 }
 
 /// `GET /api/channels/{channel}/quality`.
@@ -264,5 +294,24 @@ mod tests {
         assert_eq!(q.voters, 4);
         assert_eq!((q.rtt_ms_median, q.rtt_count), (Some(25), 9));
         assert_eq!(q.jitter_p95, Some(1687));
+        assert_eq!(q.loss_median_bin, None, "no bins in the body: no range");
+        // Nothing lost by 9 of 10, 40/256 by one: the median bin starts at 0 (its centre, 8,
+        // is what "median" says), the p95 bin holds the lossy viewer.
+        let q = quality(
+            "news",
+            br#"{"relays":1,"summary":{"loss":{"count":10,"median":8,"p95":40,"bin_min":0,"bin_max":256,"counts":[9,0,1,0,0,0,0,0,0,0,0,0,0,0,0,0]}}}"#,
+        )
+        .unwrap();
+        assert_eq!(q.loss_median_bin, Some([0, 16]));
+        assert_eq!(q.loss_p95_bin, Some([32, 48]));
+        let q = quality(
+            "news",
+            br#"{"summary":{"loss":{"bin_min":0,"bin_max":256,"counts":[0,0]}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            q.loss_median_bin, None,
+            "an empty distribution has no median"
+        );
     }
 }

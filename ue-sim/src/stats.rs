@@ -172,10 +172,15 @@ pub struct ChannelQualityFigures {
     pub viewers_heard: u64,
     /// Viewers that voted.
     pub voters: u64,
-    /// Fraction lost, 1/256: median and p95 bin centres.
+    /// Fraction lost, 1/256: median and p95 bin centres (the API's figures; a centre of the
+    /// lowest bin is not zero even when nothing was lost, so read the ranges below).
     pub loss_median: Option<u32>,
     /// See `loss_median`.
     pub loss_p95: Option<u32>,
+    /// The bin holding the median fraction lost, `[from, to)` in 1/256.
+    pub loss_median_bin: Option<[u32; 2]>,
+    /// The bin holding the 95th percentile fraction lost, `[from, to)` in 1/256.
+    pub loss_p95_bin: Option<[u32; 2]>,
     /// Jitter, RTP timestamp units: median and p95.
     pub jitter_median: Option<u32>,
     /// See `jitter_median`.

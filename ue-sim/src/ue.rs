@@ -1689,7 +1689,11 @@ mod tests {
                         sent += 1;
                         sent_by[k] += 1;
                         if sent_by[k] % 3 != 0 {
-                            let _ = fb.on_viewer_rtcp(t, &ch, 1000 + k as u32, &bytes);
+                            let from = (
+                                std::net::SocketAddr::from(([127, 0, 0, 1], 20_000 + k as u16)),
+                                media_relay::feedback::live::ViewerOrigin::ViewerAddress,
+                            );
+                            let _ = fb.on_viewer_rtcp(t, &ch, 1000 + k as u32, from, &bytes);
                         }
                     }
                 }
