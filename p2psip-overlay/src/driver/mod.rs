@@ -444,10 +444,14 @@ pub async fn start(cfg: DriverConfig) -> Result<(OverlayHandle, JoinHandle<()>),
         None => d.peer.node.start_alone(now),
     }
     d.after();
-    let task = tokio::spawn(async move {
-        d.run(cmd_rx, int_rx).await;
-        accept_task.abort();
-    });
+    let span = tracing::debug_span!("peer", me = %identity.node);
+    let task = tokio::spawn(tracing::Instrument::instrument(
+        async move {
+            d.run(cmd_rx, int_rx).await;
+            accept_task.abort();
+        },
+        span,
+    ));
     Ok((
         OverlayHandle {
             cmd: cmd_tx,
@@ -874,35 +878,21 @@ impl Driver {
             }
             return;
         }
+        let addr = self.peer.book.get(to);
+        if addr.is_none() && matches!(msg.body, Body::AttachReq { .. }) {
+            // An Attach is never the reason for another Attach, nor does it wait for
+            // one (the Attach to this hop may itself be waiting for this one): it goes
+            // over a link this peer has.
+            self.relay_attach(now, to, seq, &msg);
+            return;
+        }
         if let Some(q) = self.attaching.get_mut(&to) {
             if !q.iter().any(|(s, _)| *s == seq) {
                 q.push((seq, msg));
             }
             return;
         }
-        let Some(addr) = self.peer.book.get(to) else {
-            if let Body::AttachReq { .. } = msg.body {
-                // An Attach is never the reason for another Attach: it goes over a link
-                // this peer has, the one nearest the target the routing table names
-                // first, else any (any peer routes it on).
-                let target = match msg.dest.first() {
-                    Some(Dest::Node(x) | Dest::Resource(x)) => *x,
-                    None => to,
-                };
-                let via = self
-                    .peer
-                    .node
-                    .table()
-                    .next_hops(target)
-                    .into_iter()
-                    .find(|h| self.links.contains_key(h) && *h != target)
-                    .or_else(|| self.links.keys().copied().find(|h| *h != target));
-                match via {
-                    Some(h) => self.send_data_over(now, h, to, seq, &msg),
-                    None => debug!("no link for an Attach; dropped"),
-                }
-                return;
-            }
+        let Some(addr) = addr else {
             // RFC 6940 section 6.5.1: ask the peer for its host candidates through
             // the overlay; the frame waits for the answer (the core retransmits it
             // or reroutes if the answer does not come).
@@ -911,6 +901,38 @@ impl Driver {
             return;
         };
         self.open(to, addr, vec![(seq, msg)]);
+    }
+
+    /// Sends an AttachReq whose hop `to` has no link and no known address over a link
+    /// this peer has: the one nearest the target the routing table names first, else
+    /// the linked peer nearest the target on the ring (the likeliest to know it; any
+    /// peer routes it on), not back to a peer it came through when another link exists
+    /// (that would only loop, RFC 6940 section 6.2.2).
+    fn relay_attach(&mut self, now: Instant, to: Id, seq: u32, msg: &Message) {
+        let target = match msg.dest.first() {
+            Some(Dest::Node(x) | Dest::Resource(x)) => *x,
+            None => to,
+        };
+        let fresh = |h: &Id| *h != target && !msg.via.contains(h);
+        let via = self
+            .peer
+            .node
+            .table()
+            .next_hops(target)
+            .into_iter()
+            .find(|h| self.links.contains_key(h) && fresh(h))
+            .or_else(|| {
+                self.links
+                    .keys()
+                    .copied()
+                    .filter(fresh)
+                    .min_by_key(|&h| h.distance_to(target).min(target.distance_to(h)))
+            })
+            .or_else(|| self.links.keys().copied().find(|h| *h != target));
+        match via {
+            Some(h) => self.send_data_over(now, h, to, seq, msg),
+            None => debug!("no link for an Attach; dropped"),
+        }
     }
 
     /// Opens a link to `to` at `addr`; `queued` go out once it is up.

@@ -689,7 +689,9 @@ impl Node {
                             .next_hops(x)
                             .into_iter()
                             .find(|&h| h != x && !self.is_dead(h, now))
-                    }) {
+                    })
+                    .or_else(|| self.attach_relay(now, x))
+                {
                     Some(h) => self.send_hop(now, h, msg),
                     None => self.respond_error(now, msg, error_code::NOT_FOUND, "no route"),
                 }
@@ -720,6 +722,19 @@ impl Node {
             Some(h) => self.send_hop(now, h, msg),
             None => self.respond_error(now, msg, error_code::NOT_FOUND, "no route"),
         }
+    }
+
+    /// A peer to carry our Attach to `x` when the routing table names no hop but `x`
+    /// itself (`x` is our nearest successor, or the only peer of its stretch of the ring
+    /// that we know, as right after joining): the known live peer nearest to `x` on the
+    /// ring, on either side. Its neighbour table is the likeliest to hold `x` (a
+    /// joining peer learns its neighbours from the admitting peer, which is one of them).
+    fn attach_relay(&self, now: Instant, x: Id) -> Option<Id> {
+        self.table
+            .known_peers()
+            .into_iter()
+            .filter(|&p| p != x && !self.is_dead(p, now))
+            .min_by_key(|&p| p.distance_to(x).min(x.distance_to(p)))
     }
 
     fn pick_hop(&self, now: Instant, target: Id, via: &[Id]) -> Option<Id> {
