@@ -540,6 +540,12 @@ impl Relay {
         };
         self.viewer_slots.insert(req.viewer, slot);
         self.ssrcs.insert(ssrc, slot);
+        if req.downstream {
+            // A relay pulling the channel: a known child of its feedback tree from now on.
+            if let Some(rtcp) = self.viewers[slot].as_ref().map(|v| v.rtcp_dest) {
+                self.feedback.note_downstream(&req.channel, rtcp);
+            }
+        }
         if let Some(ch) = self.channels.get_mut(&req.channel) {
             ch.viewers.push(slot);
         }

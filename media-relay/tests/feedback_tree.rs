@@ -430,8 +430,8 @@ async fn pulled_relays_report_to_their_upstream() {
 }
 
 /// A child's summary (RSI + vote tally) merges at the parent only from a known child: a relay
-/// pulling the channel from it (the downstream copy's RTCP address, known without
-/// registration) or a registered child FT. The very same datagram from a stranger's address
+/// pulling the channel from it, or that pulled it before (the downstream copy's RTCP address,
+/// known without registration), or a registered child FT. The very same datagram from a stranger's address
 /// (even the child's IP with another port) is dropped, counted in the stats and metrics, and
 /// answered with nothing.
 #[test]
@@ -493,6 +493,9 @@ fn a_summary_counts_only_from_a_known_child() {
     .unwrap();
     root.add_viewer(now, &req).unwrap();
     while root.poll_transmit().is_some() {}
+    // Its last viewer left, so it detached at once: it stays a known child (its summary
+    // still carries the votes of the viewers it had).
+    root.remove_viewer(req.viewer).unwrap();
     root.handle_viewer_rtcp(now, child_ingest_rtcp, &summary);
     assert_eq!(merged(&mut root), all);
     assert_eq!(refused(&root), 2);

@@ -111,6 +111,10 @@ struct ChannelFeedback {
     /// relays) told to send their summaries here. Downstream relays that pull the channel from
     /// us need no registration: the relay core knows their RTCP address.
     allowed_children: BTreeSet<SocketAddr>,
+    /// RTCP addresses of relays that pulled the channel from us
+    /// ([`LiveFeedback::note_downstream`]): they stay known children after they detach, since
+    /// their summaries still carry the votes of viewers that left them.
+    pulled_by: BTreeSet<SocketAddr>,
 }
 
 /// A summary up the relay tree ([`LiveFeedback::poll_transmit_up`]): it goes from the
@@ -289,6 +293,7 @@ impl LiveFeedback {
                     next_down: None,
                     viewer_rsi: None,
                     allowed_children: BTreeSet::new(),
+                    pulled_by: BTreeSet::new(),
                 },
             );
         }
@@ -333,11 +338,24 @@ impl LiveFeedback {
         true
     }
 
-    /// Remove a registration of [`LiveFeedback::allow_child`]; the child's summary held so far
-    /// drops out after the member timeout like a silent child's.
+    /// A relay whose RTCP address for `channel` is `child` pulls the channel from us (the
+    /// relay core calls this when it adds a downstream copy): it is a known child from now on,
+    /// and stays one after it detaches (its summaries still carry the votes of the viewers it
+    /// had), up to [`MAX_CHILDREN_PER_CHANNEL`] per channel.
+    pub fn note_downstream(&mut self, channel: &ChannelId, child: SocketAddr) {
+        let c = self.channel(channel);
+        if c.pulled_by.len() < MAX_CHILDREN_PER_CHANNEL {
+            c.pulled_by.insert(child);
+        }
+    }
+
+    /// Remove a registration of [`LiveFeedback::allow_child`] (or a former downstream relay,
+    /// [`LiveFeedback::note_downstream`]); the child's summary held so far drops out after the
+    /// member timeout like a silent child's.
     pub fn forbid_child(&mut self, channel: &ChannelId, child: SocketAddr) {
         if let Some(c) = self.channels.get_mut(channel) {
             c.allowed_children.remove(&child);
+            c.pulled_by.remove(&child);
         }
     }
 
@@ -387,7 +405,8 @@ impl LiveFeedback {
     /// of them is refused. A group-size RSI is taken by a channel with a parent. A child's
     /// summary is taken only from a known child of the channel: a downstream relay pulling it
     /// from us (`downstream(channel, from)`, which the relay core answers from the RTCP
-    /// addresses of its downstream copies) or a child FT registered with
+    /// addresses of its downstream copies) or that pulled it before
+    /// ([`LiveFeedback::note_downstream`]), or a child FT registered with
     /// [`LiveFeedback::allow_child`]; anything else is dropped and counted
     /// ([`FeedbackCounters::refused_summaries`]), so nobody else can put votes or quality into
     /// a channel's tally. A taken summary replaces that child's previous one (a new child is
@@ -442,7 +461,8 @@ impl LiveFeedback {
             // Our own summary looped back: never a child of ourselves.
             return Ok(PeerHandled::default());
         }
-        if !known_downstream && !c.allowed_children.contains(&from) {
+        if !known_downstream && !c.allowed_children.contains(&from) && !c.pulled_by.contains(&from)
+        {
             self.counters.refused_summaries += 1;
             self.log_refused(now, from, "summary from an unknown child");
             return Ok(PeerHandled {
