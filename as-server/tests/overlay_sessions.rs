@@ -10,7 +10,11 @@
 //! * `crashed_as_channels_leave_within_the_ttl`: AS1 stops as a crash would (its overlay
 //!   tasks aborted: no Leave, no empty directory entry), with a 2 s directory TTL; AS2's
 //!   channel list drops AS1's channels within a bounded wait (the time is printed, with the
-//!   bytes of AS1's directory refreshes). Every RELOAD PDU AS1 sent is checked with tshark.
+//!   bytes of AS1's directory refreshes), and AS2's viewer of one of them gets a BYE (row
+//!   ended, ACR STOP). Every RELOAD PDU AS1 sent is checked with tshark.
+//! * `remote_session_moves_with_a_relay_failover`: AS2 has two relays; the one pulling the
+//!   remote channel stops: the channel is pulled again on the other and the viewer is
+//!   re-INVITEd there (RTP checked after the move).
 //!
 //! Every wait is bounded; nothing asserts on time.
 
@@ -170,6 +174,26 @@ impl Ue {
             .unwrap_or_else(|| panic!("no response to {method} {call_id}"))
     }
 
+    /// The next request from the AS with `method` (not answered), within `wait`.
+    async fn next_request(&mut self, method: &str, wait: Duration) -> Option<Request> {
+        let get = async {
+            loop {
+                if let Some(i) = self
+                    .requests
+                    .iter()
+                    .position(|r| r.method.as_str() == method)
+                {
+                    return self.requests.remove(i);
+                }
+                match self.recv(Duration::from_secs(10)).await? {
+                    Message::Request(q) => self.requests.push_back(q),
+                    Message::Response(_) => {}
+                }
+            }
+        };
+        timeout(wait, get).await.ok().flatten()
+    }
+
     /// The next request from the AS with `method` (answered 200 OK), within `wait`.
     async fn request_within(&mut self, method: &str, wait: Duration) -> Option<Request> {
         let get = async {
@@ -321,6 +345,31 @@ async fn cdrs(aaa: &AaaHandle, call_id: &str, tag: &str, want: usize) -> Vec<(St
     got
 }
 
+/// The embedded AAA on a temp SQLite file, then AS2 (`cfg` with that database and the
+/// AAA as its Diameter peer), the peer open.
+async fn as2_with_aaa(dir: &Path, mut cfg: Config, timers: TimerConfig) -> (AaaHandle, App) {
+    let url = format!("sqlite://{}?mode=rwc", dir.join("as2.db").to_string_lossy());
+    let aaa = Aaa::start(&aaa_config(&url)).await.unwrap();
+    cfg.database.url.clone_from(&url);
+    cfg.aaa.peer = Some(aaa.local_addr());
+    cfg.aaa.origin_host = AS2_HOST.into();
+    cfg.aaa.origin_realm = REALM.into();
+    cfg.aaa.destination_realm = REALM.into();
+    cfg.aaa.realm = REALM.into();
+    cfg.aaa.request_timeout_ms = 1000;
+    let as2 = App::start_with_timers(&cfg, timers)
+        .await
+        .expect("AS2 starts and joins");
+    timeout(
+        Duration::from_secs(10),
+        as2.service.aaa().unwrap().diameter().wait_open(1),
+    )
+    .await
+    .expect("CER/CEA")
+    .unwrap();
+    (aaa, as2)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_sessions_are_first_class() {
     let _ = tracing_subscriber::fmt()
@@ -335,30 +384,11 @@ async fn remote_sessions_are_first_class() {
     let boot = as1.service.overlay().unwrap().handle().listen_addr();
     // AS2: its own "news", an embedded AAA (Sh + Rf), a short T1 so that a 2xx never
     // ACKed ends its session after 64*T1 = 3.2 s.
-    let url = format!("sqlite://{}?mode=rwc", dir.join("as2.db").to_string_lossy());
-    let aaa = Aaa::start(&aaa_config(&url)).await.unwrap();
-    let mut cfg2 = config(&ca, Some(boot), &["news"]);
-    cfg2.database.url.clone_from(&url);
-    cfg2.aaa.peer = Some(aaa.local_addr());
-    cfg2.aaa.origin_host = AS2_HOST.into();
-    cfg2.aaa.origin_realm = REALM.into();
-    cfg2.aaa.destination_realm = REALM.into();
-    cfg2.aaa.realm = REALM.into();
-    cfg2.aaa.request_timeout_ms = 1000;
     let timers = TimerConfig {
         t1: Duration::from_millis(50),
         ..TimerConfig::default()
     };
-    let as2 = App::start_with_timers(&cfg2, timers)
-        .await
-        .expect("AS2 starts and joins");
-    timeout(
-        Duration::from_secs(10),
-        as2.service.aaa().unwrap().diameter().wait_open(1),
-    )
-    .await
-    .expect("CER/CEA")
-    .unwrap();
+    let (aaa, as2) = as2_with_aaa(&dir, config(&ca, Some(boot), &["news"]), timers).await;
     let as2_sip = as2.sip_addr(Transport::Udp).unwrap();
     let svc2 = &as2.service;
     let ov2 = svc2.overlay().unwrap();
@@ -512,6 +542,99 @@ async fn remote_sessions_are_first_class() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_session_moves_with_a_relay_failover() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let dir = temp_dir("overlay_failover");
+    let ca = dir.join("ca");
+    let as1 = App::start(&config(&ca, None, &["cam-a"]))
+        .await
+        .expect("AS1 starts");
+    let boot = as1.service.overlay().unwrap().handle().listen_addr();
+    let mut c2 = config(&ca, Some(boot), &["news"]);
+    c2.relay.count = 2;
+    let as2 = App::start(&c2).await.expect("AS2 starts and joins");
+    let svc2 = &as2.service;
+    assert!(
+        eventually(10, || async {
+            svc2.list_channels()
+                .await
+                .unwrap()
+                .iter()
+                .any(|c| c.id == "cam-a")
+        })
+        .await,
+        "cam-a listed at AS2"
+    );
+    let mut dave = Ue::new("dave", as2.sip_addr(Transport::Udp).unwrap()).await;
+    let media = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = media.local_addr().unwrap().port();
+    let cam_a = "sip:cam-a@127.0.0.1";
+    dave.send(&invite_text(cam_a, "f1"), &offer(port, "h264", "recvonly"))
+        .await;
+    let ok = dave.response("f1", 1, "INVITE").await;
+    assert_eq!(ok.status.0, 200, "{ok:?}");
+    dave.ack(cam_a, "f1", 1, &tag_of(&ok)).await;
+    rtp(&media, 5).await;
+    let first = svc2.sessions()[0].relay.clone();
+    let (dead, live) = if first == "relay-0" { (0, 1) } else { (1, 0) };
+    assert_eq!(viewers_on(&as2.relays()[dead], "cam-a").await, (1, 0));
+
+    // The pulling relay stops: cam-a is pulled again on the other one, and dave is
+    // re-INVITEd there.
+    assert!(as2.stop_relay(dead).await);
+    let re = dave
+        .next_request("INVITE", Duration::from_secs(10))
+        .await
+        .expect("a re-INVITE after the relay failure");
+    let mut answer = Response::for_request(&re, as_server::sip::StatusCode::OK, "OK");
+    answer
+        .headers
+        .push(as_server::sip::HeaderName::CONTACT, "<sip:dave@127.0.0.1>");
+    answer
+        .headers
+        .push(as_server::sip::HeaderName::CONTENT_TYPE, "application/sdp");
+    answer.body = offer(port, "h264", "recvonly")
+        .replace("o=ue 1 1", "o=ue 1 2")
+        .replace('\n', "\r\n")
+        .into();
+    dave.sock
+        .send_to(&answer.to_bytes(), dave.as_addr)
+        .await
+        .unwrap();
+    assert!(
+        eventually(5, || async {
+            svc2.sessions().first().map(|s| s.relay.clone()) == Some(format!("relay-{live}"))
+        })
+        .await,
+        "the session moved to relay-{live}"
+    );
+    assert!(
+        eventually(5, || async {
+            viewers_on(&as2.relays()[live], "cam-a").await == (1, 0)
+        })
+        .await,
+        "relay-{live} pulls cam-a and serves dave"
+    );
+    let ov2 = svc2.overlay().unwrap();
+    assert_eq!(
+        ov2.stats.pulls_started.load(Ordering::Relaxed),
+        2,
+        "pulled again (not re-homed as an empty local ingest)"
+    );
+    // RTP sent from now on (what the dead relay sent before is drained first) comes
+    // through the new pull.
+    let mut buf = vec![0u8; 2048];
+    while media.try_recv_from(&mut buf).is_ok() {}
+    rtp(&media, 10).await;
+    as2.shutdown().await;
+    as1.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashed_as_channels_leave_within_the_ttl() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -527,7 +650,7 @@ async fn crashed_as_channels_leave_within_the_ttl() {
     let boot = as1.service.overlay().unwrap().handle().listen_addr();
     let mut c2 = config(&ca, Some(boot), &["news"]);
     c2.overlay.directory_ttl_s = ttl_s;
-    let as2 = App::start(&c2).await.expect("AS2 starts and joins");
+    let (aaa, as2) = as2_with_aaa(&dir, c2, TimerConfig::default()).await;
     let svc2 = &as2.service;
     let remote = || async {
         svc2.list_channels()
@@ -551,6 +674,18 @@ async fn crashed_as_channels_leave_within_the_ttl() {
         "AS1 refreshes its directory entry"
     );
     assert_eq!(remote().await, 2, "a refreshed entry stays listed");
+    // dave watches cam-a at AS2.
+    let mut dave = Ue::new("dave", as2.sip_addr(Transport::Udp).unwrap()).await;
+    let media = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = media.local_addr().unwrap().port();
+    let cam_a = "sip:cam-a@127.0.0.1";
+    dave.send(&invite_text(cam_a, "c1"), &offer(port, "h264", "recvonly"))
+        .await;
+    let ok = dave.response("c1", 1, "INVITE").await;
+    assert_eq!(ok.status.0, 200, "{ok:?}");
+    let tag = tag_of(&ok);
+    dave.ack(cam_a, "c1", 1, &tag).await;
+    rtp(&media, 5).await;
 
     // AS1 crashes: its overlay tasks stop, no Leave, no empty entry.
     let pdus = ov1.recorded();
@@ -575,6 +710,23 @@ async fn crashed_as_channels_leave_within_the_ttl() {
             .load(Ordering::Relaxed)
             >= 1
     );
+    // dave's channel went with its AS: BYE, row ended, ACR STOP.
+    let bye = dave
+        .request_within("BYE", Duration::from_secs(5))
+        .await
+        .expect("a BYE for the crashed AS's channel");
+    assert_eq!(bye.call_id().unwrap(), "c1");
+    assert!(svc2.sessions().is_empty());
+    let rows = svc2.catalogue().store().list_sessions(false).await.unwrap();
+    assert!(rows
+        .iter()
+        .any(|r| r.call_id == "c1" && r.ended_ms.is_some()));
+    let records: Vec<String> = cdrs(&aaa, "c1", &tag, 2)
+        .await
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
+    assert_eq!(records, ["START", "STOP"]);
     println!(
         "crashed AS: its channels left AS2's list {:.2} s after the crash (directory TTL {ttl_s} s)",
         took.as_secs_f64()
@@ -613,5 +765,6 @@ async fn crashed_as_channels_leave_within_the_ttl() {
     }
     as2.shutdown().await;
     as1.shutdown().await;
+    aaa.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

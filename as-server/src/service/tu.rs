@@ -558,7 +558,7 @@ impl Service {
 
     /// [`Self::teardown_channel`] of `id` alone.
     async fn teardown_one(&self, id: &str, except: Option<&DialogId>) {
-        let ended: Vec<Session> = {
+        let ended: Vec<(DialogId, Session)> = {
             let mut st = self.state();
             let keys: Vec<DialogId> = st
                 .sessions
@@ -566,9 +566,14 @@ impl Service {
                 .filter(|(k, s)| s.channel() == id && Some(*k) != except)
                 .map(|(k, _)| k.clone())
                 .collect();
-            keys.iter().filter_map(|k| st.sessions.remove(k)).collect()
+            keys.into_iter()
+                .filter_map(|k| st.sessions.remove(&k).map(|s| (k, s)))
+                .collect()
         };
-        for s in ended {
+        for (key, s) in ended {
+            // ACR STOP for the viewers (their channel went: a delete, or its owner AS
+            // removed it or stopped refreshing it, service::overlay).
+            self.aaa_finished(&key, &s).await;
             self.inner.admission.release();
             if let Role::Viewer { viewer, relay, .. } = s.role {
                 self.remove_viewer(relay, viewer).await;
