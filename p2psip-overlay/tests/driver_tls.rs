@@ -71,6 +71,30 @@ async fn five_peers_store_fetch_leave() {
             .await
             .unwrap_or_else(|e| panic!("store {name}: {e}"));
     }
+    // Readiness, bounded: each record is held by its responsible peer and its 3
+    // replicas on successors (4 of the 5 peers), so the ring has settled on who is
+    // responsible for it before every peer fetches it.
+    let mut copies = Vec::new();
+    for _ in 0..150 {
+        copies.clear();
+        for r in 0..10 {
+            let name = format!("channel-{r}");
+            let mut n = 0;
+            for p in &peers {
+                let v = p.local(name.as_bytes(), KindId::CHANNEL_RELAYS).await;
+                n += usize::from(v.is_ok_and(|v| v.len() == 1));
+            }
+            copies.push(n);
+        }
+        if copies.iter().all(|&n| n >= 4) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        copies.iter().all(|&n| n >= 4),
+        "copies per record (responsible peer + 3 replicas): {copies:?}"
+    );
     for (i, p) in peers.iter().enumerate() {
         for r in 0..10 {
             let name = format!("channel-{r}");
