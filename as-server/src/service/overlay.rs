@@ -13,8 +13,9 @@
 //!   4 KB every 30 s per AS). Every `poll_ms` it fetches the whole directory, leaves out
 //!   the entries whose storage time has not changed for `directory_ttl_s`
 //!   ([`directory::Freshness`]: an AS that crashed without storing its empty entry; its
-//!   channels leave the other ASes' lists within that TTL plus one poll, whatever the
-//!   value lifetime), and [`directory::merge`]s the other ASes' entries into its remote
+//!   channels leave the other ASes' lists at most `directory_ttl_s` after its last
+//!   refresh, plus, when it was the peer holding the directory, the seconds the overlay
+//!   takes to answer from a replica; whatever the value lifetime), and [`directory::merge`]s the other ASes' entries into its remote
 //!   channel table: a remote channel never hides a local one, two remote ones with one id
 //!   go to the older. A change of the table sends the `iptv-channels` NOTIFY to every
 //!   subscriber; the remote channels are listed there and at `/api/channels` after the
@@ -34,6 +35,8 @@
 //!   revocation. When the last session of the channel here ends, the declaration is
 //!   withdrawn (`clear_upstream`, ingest deleted: the next first join looks the relays up
 //!   again); when the owner removes the channel, too, and its viewers here get a BYE.
+//!   When the local relay that pulls it dies, the failover pulls it again on a live relay
+//!   before it moves the viewers (`tu/failover.rs`).
 //! * **Zaps** (re-INVITE naming another channel) go into and out of remote channels as
 //!   between local ones: the target is pulled first (on the viewer's relay when it has to
 //!   be set up, so the relay switches the viewer's source at once), the row follows the
