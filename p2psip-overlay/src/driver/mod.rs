@@ -169,6 +169,8 @@ enum Command {
         value: Vec<u8>,
         /// Sign the value with this identity instead of the peer's own.
         value_signer: Option<Arc<NodeIdentity>>,
+        /// StoredData lifetime in seconds; `None`: [`DriverConfig::lifetime`].
+        lifetime: Option<u32>,
         reply: oneshot::Sender<Result<(), DriverError>>,
     },
     Fetch {
@@ -263,14 +265,22 @@ impl OverlayHandle {
         kind: KindId,
         value: Vec<u8>,
     ) -> Result<(), DriverError> {
-        self.ask(|reply| Command::Store {
-            resource: resource_id(resource),
-            kind,
-            value,
-            value_signer: None,
-            reply,
-        })
-        .await
+        self.store_with(None, resource, kind, value, None).await
+    }
+
+    /// [`OverlayHandle::store`] with the value's own lifetime (RFC 6940 section 7:
+    /// StoredData.lifetime, seconds) instead of [`DriverConfig::lifetime`]: the
+    /// responsible peer and the replicas drop the value `lifetime_s` after they store it
+    /// unless it is stored again (a refresh); 0 expires it at once.
+    pub async fn store_for(
+        &self,
+        resource: &[u8],
+        kind: KindId,
+        value: Vec<u8>,
+        lifetime_s: u32,
+    ) -> Result<(), DriverError> {
+        self.store_with(None, resource, kind, value, Some(lifetime_s))
+            .await
     }
 
     /// [`OverlayHandle::store`] with the value signed (RFC 6940 section 7.1, the
@@ -289,14 +299,44 @@ impl OverlayHandle {
         kind: KindId,
         value: Vec<u8>,
     ) -> Result<(), DriverError> {
-        if identity.node != self.node_id {
+        self.store_with(Some(identity), resource, kind, value, None)
+            .await
+    }
+
+    /// [`OverlayHandle::store_as`] with the value's own lifetime in seconds (as
+    /// [`OverlayHandle::store_for`]): e.g. a SIP-REGISTRATION stored for as long as the
+    /// registrar granted the registration (RFC 7904), re-stored at each refresh.
+    pub async fn store_as_for(
+        &self,
+        identity: Arc<NodeIdentity>,
+        resource: &[u8],
+        kind: KindId,
+        value: Vec<u8>,
+        lifetime_s: u32,
+    ) -> Result<(), DriverError> {
+        self.store_with(Some(identity), resource, kind, value, Some(lifetime_s))
+            .await
+    }
+
+    /// The one Store command behind the `store*` methods: signed by `identity` (or the
+    /// peer's own certificate), for `lifetime` seconds (or the configured lifetime).
+    async fn store_with(
+        &self,
+        identity: Option<Arc<NodeIdentity>>,
+        resource: &[u8],
+        kind: KindId,
+        value: Vec<u8>,
+        lifetime: Option<u32>,
+    ) -> Result<(), DriverError> {
+        if identity.as_ref().is_some_and(|i| i.node != self.node_id) {
             return Err(DriverError::NotThisNode);
         }
         self.ask(|reply| Command::Store {
             resource: resource_id(resource),
             kind,
             value,
-            value_signer: Some(identity),
+            value_signer: identity,
+            lifetime,
             reply,
         })
         .await
@@ -560,6 +600,7 @@ impl Driver {
                 kind,
                 value,
                 value_signer,
+                lifetime,
                 reply,
             } => {
                 let Some(def) = self.kinds.get(kind) else {
@@ -587,7 +628,7 @@ impl Driver {
                     values: vec![StoredValue {
                         key,
                         storage_time: ms,
-                        lifetime: self.lifetime,
+                        lifetime: lifetime.unwrap_or(self.lifetime),
                         exists: true,
                         data: value,
                         signer: me.clone(),
