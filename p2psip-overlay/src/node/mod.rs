@@ -940,6 +940,13 @@ impl Node {
             Body::JoinReq { joining } => {
                 let jp = *joining;
                 self.dead.remove(&jp);
+                // A joining peer holds nothing yet, whatever it held as the same
+                // Node-ID before a crash this peer has not noticed (a restart within
+                // the failure-detection time): the data in its range and its replicas
+                // go to it again (the storage sync below), also when the table
+                // already lists it.
+                self.forget_holder(jp);
+                self.sync_needed = true;
                 let changed = self.table.add_peer(jp);
                 self.respond(now, &msg, Body::JoinAns);
                 // RFC 6940 9.5: the admitting peer sends the joining peer its
@@ -1242,6 +1249,13 @@ impl Node {
     fn on_update(&mut self, now: Instant, from: Id, u: &ChordUpdate) {
         let joining = matches!(self.state, State::Joining { .. });
         self.dead.remove(&from);
+        if u.kind == UpdateType::PeerReady {
+            // The sender has just joined (section 9.5): it holds none of our data,
+            // even if it held some as the same Node-ID before a restart we did not
+            // notice; the storage sync sends it the replicas and handovers it needs.
+            self.forget_holder(from);
+            self.sync_needed = true;
+        }
         let mut changed = self.table.add_peer(from);
         let peers: Vec<Id> = u
             .successors
