@@ -7,6 +7,11 @@
 //! | `POST /api/polls` `{"channel", "poll", "question", "options": [...]}` | `201` the poll with its (empty) tally; `400` bad body, `404` unknown channel, `409` poll id in use |
 //! | `GET /api/polls` | `200` every poll with its live tally |
 //! | `GET /api/polls/{poll}` | `200` `{"poll", "channel", "question", "options": [{"option", "label", "votes"}], "undeclared", "total_votes", "relays"}`, or `404` |
+//! | `DELETE /api/polls/{poll}` | `204`, or `404` |
+//!
+//! Creating or deleting a poll declares its channel's polls to the relays carrying the
+//! channel before answering ([`Polls::declare`]): from the `201` on, a vote for the poll on
+//! another channel is refused there.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -29,7 +34,7 @@ pub fn routes(service: Service) -> Router {
     Router::new()
         .route("/api/channels/{id}/quality", get(quality))
         .route("/api/polls", get(list_polls).post(create_poll))
-        .route("/api/polls/{poll}", get(get_poll))
+        .route("/api/polls/{poll}", get(get_poll).delete(delete_poll))
         .with_state(FeedbackApi {
             service,
             polls: Polls::new(),
@@ -58,7 +63,9 @@ async fn create_poll(
         ))));
     }
     let poll = req.poll;
+    let channel = req.channel.clone();
     s.polls.create(req)?;
+    s.polls.declare(s.service.relays(), &channel).await;
     Ok((
         StatusCode::CREATED,
         Json(s.polls.tally(s.service.relays(), poll).await?),
@@ -70,6 +77,15 @@ async fn get_poll(
     Path(poll): Path<u32>,
 ) -> Result<Json<PollTally>, ApiError> {
     Ok(Json(s.polls.tally(s.service.relays(), poll).await?))
+}
+
+async fn delete_poll(
+    State(s): State<FeedbackApi>,
+    Path(poll): Path<u32>,
+) -> Result<StatusCode, ApiError> {
+    let p = s.polls.remove(poll)?;
+    s.polls.declare(s.service.relays(), &p.channel).await;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn list_polls(State(s): State<FeedbackApi>) -> Result<Json<Vec<PollTally>>, ApiError> {

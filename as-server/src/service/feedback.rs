@@ -13,6 +13,14 @@
 //! an option is its 0-based index in the poll's option list; [`Polls::tally`] maps the merged
 //! counts onto the options. Each viewer counts once per poll (its latest vote, kept by the
 //! relay). The HTTP routes are in [`crate::api`].
+//!
+//! A relay counts a vote only in a poll of the channel it arrives on, so the AS declares each
+//! channel's polls to the relays: [`Polls::declare`] after a poll is created or deleted hands
+//! the channel's poll ids to [`RelayPool::set_channel_polls`], which tells every relay
+//! carrying the channel now and, from then on, every relay that starts carrying it (see
+//! `service::relays`, "Poll declarations"). A vote for a poll of channel A arriving on
+//! channel B is then refused at the relay (its `feedback_foreign_poll_votes` counter), even
+//! from a viewer that first voted in it at B or was moved there from another relay.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -175,6 +183,32 @@ impl Polls {
         self.lock().get(&poll).cloned()
     }
 
+    /// Removes a poll (it is no longer declared to the relays after [`Polls::declare`]);
+    /// `NotFound` if unknown.
+    pub fn remove(&self, poll: u32) -> Result<NewPoll> {
+        self.lock()
+            .remove(&poll)
+            .ok_or_else(|| Error::NotFound(format!("poll {poll}")))
+    }
+
+    /// The ids of `channel`'s polls, ascending.
+    pub fn ids_of(&self, channel: &str) -> Vec<u32> {
+        ids_in(&self.lock(), channel)
+    }
+
+    /// Declares `channel`'s current polls to the relays carrying it (and to those that will):
+    /// waits for the control calls, each bounded by the pool's health timeout; a relay that
+    /// fails is logged and told again with the next change. Call it after every change of
+    /// the channel's polls.
+    pub async fn declare(&self, relays: &RelayPool, channel: &str) {
+        {
+            // Under the registry's lock, so concurrent changes reach the pool in order.
+            let m = self.lock();
+            relays.record_channel_polls(channel, ids_in(&m, channel));
+        }
+        relays.declare_polls().await;
+    }
+
     /// Every declared poll, by id.
     pub fn list(&self) -> Vec<NewPoll> {
         self.lock().values().cloned().collect()
@@ -188,6 +222,14 @@ impl Polls {
         let q = channel_feedback(relays, &p.channel).await;
         Ok(tally_of(&p, &q))
     }
+}
+
+/// The ids of `channel`'s polls in `m`, ascending.
+fn ids_in(m: &BTreeMap<u32, NewPoll>, channel: &str) -> Vec<u32> {
+    m.values()
+        .filter(|p| p.channel == channel)
+        .map(|p| p.poll)
+        .collect()
 }
 
 /// Map a merged summary's counts for `p` onto its options.
@@ -247,6 +289,24 @@ mod tests {
         bad.options.clear();
         assert!(matches!(polls.create(bad), Err(Error::Invalid(_))));
         assert_eq!(polls.list().len(), 1);
+    }
+
+    #[test]
+    fn ids_by_channel_and_removal() {
+        let polls = Polls::new();
+        polls.create(poll()).unwrap();
+        let mut other = poll();
+        other.poll = 9;
+        other.channel = "news".into();
+        polls.create(other).unwrap();
+        let mut second = poll();
+        second.poll = 2;
+        polls.create(second).unwrap();
+        assert_eq!(polls.ids_of("quiz"), [2, 7]);
+        assert_eq!(polls.ids_of("news"), [9]);
+        assert_eq!(polls.remove(7).unwrap().channel, "quiz");
+        assert!(matches!(polls.remove(7), Err(Error::NotFound(_))));
+        assert_eq!(polls.ids_of("quiz"), [2]);
     }
 
     #[test]

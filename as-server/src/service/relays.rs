@@ -19,13 +19,32 @@
 //!
 //! What happens to the sessions of a relay declared dead is the service's failover
 //! (`tu/failover.rs`): viewers are re-INVITEd to another relay.
+//!
+//! # Poll declarations
+//!
+//! A relay counts a viewer's APP `VOTE` only in a poll of the channel it arrives on; it
+//! knows a channel's polls when told ([`RelayHandle::set_channel_polls`]), which only the AS
+//! can do for a viewer that voted at another relay. [`PoolState`] keeps each channel's poll
+//! ids ([`PoolState::set_channel_polls`], from `service::feedback`) and the (relay, channel)
+//! pairs whose declaration is due: every live relay carrying the channel when its polls
+//! change, and a relay that starts carrying a channel with polls (an ingest, a tree pull, a
+//! failover re-home, a remote channel pulled: every such path records it here with
+//! `add_channel`/`add_ingest`/`set_pulled`). The driver ([`RelayPool::declare_polls`], also
+//! run by a task the first [`RelayPool::set_channel_polls`] starts, woken whenever the state
+//! guard drops with fresh work) sends them one control call each under the health timeout,
+//! in order (one declaration run at a time, each with the channel's polls at that moment). A
+//! failed declaration is logged and retried with the next change; nothing here is awaited
+//! by a SIP transaction. Every relay of the pool is in-process (`RelayMode::InProcess`), so
+//! the handle is the only path; a relay reached by HTTP control takes the same list as
+//! `PUT /channels/{id}/polls` (`media_relay::driver::http`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use media_relay::control::{Error as RelayError, IngestInfo, RelayStats};
+use media_relay::control::{ChannelId, Error as RelayError, IngestInfo, RelayStats};
 use media_relay::{Relay, RelayHandle};
+use tracing::{debug, warn};
 
 use crate::config::RelaySection;
 
@@ -97,6 +116,13 @@ pub struct PoolState {
     relays: Vec<RelayState>,
     patterns: BTreeSet<String>,
     ingests: BTreeMap<(usize, String), IngestInfo>,
+    /// Each channel's poll ids, as last declared by the AS (an entry, even empty, once the
+    /// channel had polls).
+    polls: BTreeMap<String, Vec<u32>>,
+    /// (relay, channel) whose poll declaration is due and not yet tried.
+    declare_due: BTreeSet<(usize, String)>,
+    /// (relay, channel) whose last declaration failed: retried with the next change.
+    declare_failed: BTreeSet<(usize, String)>,
 }
 
 impl PoolState {
@@ -106,6 +132,9 @@ impl PoolState {
             relays: vec![RelayState::default(); n],
             patterns: BTreeSet::new(),
             ingests: BTreeMap::new(),
+            polls: BTreeMap::new(),
+            declare_due: BTreeSet::new(),
+            declare_failed: BTreeSet::new(),
         }
     }
 
@@ -212,6 +241,7 @@ impl PoolState {
         if let Some(r) = self.relays.get_mut(i) {
             if on && !r.dead {
                 r.pulled.insert(channel.to_owned());
+                self.carrying(i, channel);
             } else {
                 r.pulled.remove(channel);
             }
@@ -255,6 +285,7 @@ impl PoolState {
     pub fn add_channel(&mut self, i: usize, channel: &str) {
         if let Some(r) = self.relays.get_mut(i).filter(|r| !r.dead) {
             r.channels.insert(channel.to_owned());
+            self.carrying(i, channel);
         }
     }
 
@@ -284,6 +315,64 @@ impl PoolState {
             }
         }
         had
+    }
+
+    /// Declares `channel`'s polls (replacing its previous list): every live relay carrying
+    /// it (ingest or pull) is due a declaration ([`PoolState::take_declarations`]).
+    pub fn set_channel_polls(&mut self, channel: &str, polls: Vec<u32>) {
+        self.polls.insert(channel.to_owned(), polls);
+        for i in 0..self.relays.len() {
+            if self.carries_any(i, channel) {
+                self.declare_due.insert((i, channel.to_owned()));
+            }
+        }
+    }
+
+    /// `channel`'s declared polls, if it ever had any.
+    pub fn channel_polls(&self, channel: &str) -> Option<&[u32]> {
+        self.polls.get(channel).map(Vec::as_slice)
+    }
+
+    /// Whether a declaration is due that was not tried yet (failed ones wait for a change).
+    pub fn has_due_declarations(&self) -> bool {
+        !self.declare_due.is_empty()
+    }
+
+    /// Takes every due declaration, fresh and failed ones, as (relay, channel, polls) with
+    /// the channel's polls now; pairs whose relay died or no longer carries the channel are
+    /// dropped.
+    pub fn take_declarations(&mut self) -> Vec<(usize, String, Vec<u32>)> {
+        let mut due = std::mem::take(&mut self.declare_due);
+        due.append(&mut self.declare_failed);
+        due.into_iter()
+            .filter(|(i, c)| self.carries_any(*i, c))
+            .filter_map(|(i, c)| {
+                let polls = self.polls.get(&c)?.clone();
+                Some((i, c, polls))
+            })
+            .collect()
+    }
+
+    /// The declaration of `channel`'s polls to relay `i` failed: tried again with the next
+    /// change (unless one is due already).
+    pub fn declaration_failed(&mut self, i: usize, channel: &str) {
+        if self.carries_any(i, channel) && !self.declare_due.contains(&(i, channel.to_owned())) {
+            self.declare_failed.insert((i, channel.to_owned()));
+        }
+    }
+
+    /// Live relay `i` has an ingest for `channel` or pulls it.
+    fn carries_any(&self, i: usize, channel: &str) -> bool {
+        self.relays.get(i).is_some_and(|r| {
+            !r.dead && (r.channels.contains(channel) || r.pulled.contains(channel))
+        })
+    }
+
+    /// Relay `i` carries `channel` now: due a declaration if the channel has polls.
+    fn carrying(&mut self, i: usize, channel: &str) {
+        if self.polls.contains_key(channel) {
+            self.declare_due.insert((i, channel.to_owned()));
+        }
     }
 
     /// A viewer was placed on relay `i`.
@@ -320,6 +409,48 @@ struct PoolInner {
     state: Mutex<PoolState>,
     /// Relay tree (`[relay] tree`, `tu/tree.rs`).
     tree: std::sync::atomic::AtomicBool,
+    /// Wakes the declaration task ([`RelayPool::set_channel_polls`]).
+    declare_wake: Arc<tokio::sync::Notify>,
+    /// Whether the declaration task runs.
+    declare_task: std::sync::atomic::AtomicBool,
+    /// One declaration run at a time, so a relay gets a channel's lists in order.
+    declaring: tokio::sync::Mutex<()>,
+}
+
+impl Drop for PoolInner {
+    fn drop(&mut self) {
+        // Ends the declaration task (it holds only a weak reference).
+        self.declare_wake.notify_one();
+    }
+}
+
+/// The pool's state under its lock ([`RelayPool::state`]); dropping it wakes the poll
+/// declaration task when a change made a declaration due.
+#[derive(Debug)]
+pub struct PoolGuard<'a> {
+    guard: MutexGuard<'a, PoolState>,
+    wake: &'a tokio::sync::Notify,
+}
+
+impl std::ops::Deref for PoolGuard<'_> {
+    type Target = PoolState;
+    fn deref(&self) -> &PoolState {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for PoolGuard<'_> {
+    fn deref_mut(&mut self) -> &mut PoolState {
+        &mut self.guard
+    }
+}
+
+impl Drop for PoolGuard<'_> {
+    fn drop(&mut self) {
+        if self.guard.has_due_declarations() {
+            self.wake.notify_one();
+        }
+    }
 }
 
 /// The relays of one AS (cheap to clone).
@@ -340,6 +471,9 @@ impl RelayPool {
                 health,
                 state: Mutex::new(PoolState::new(n)),
                 tree: std::sync::atomic::AtomicBool::new(false),
+                declare_wake: Arc::new(tokio::sync::Notify::new()),
+                declare_task: std::sync::atomic::AtomicBool::new(false),
+                declaring: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -418,11 +552,83 @@ impl RelayPool {
     }
 
     /// The placement/health state (a std mutex: never hold it across an await).
-    pub fn state(&self) -> MutexGuard<'_, PoolState> {
-        self.inner
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    pub fn state(&self) -> PoolGuard<'_> {
+        PoolGuard {
+            guard: self
+                .inner
+                .state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            wake: &self.inner.declare_wake,
+        }
+    }
+
+    /// Declares `channel`'s polls to every live relay carrying it and waits for those calls
+    /// (each under the health timeout; a failure is logged and retried with the next
+    /// change). From then on a relay that starts carrying the channel is told by the
+    /// declaration task this starts (on the current tokio runtime) the first time; the
+    /// caller must not be a SIP transaction waiting on it (the HTTP API is).
+    pub async fn set_channel_polls(&self, channel: &str, polls: Vec<u32>) {
+        self.record_channel_polls(channel, polls);
+        self.declare_polls().await;
+    }
+
+    /// [`RelayPool::set_channel_polls`] without waiting: records the list and leaves the
+    /// calls to the declaration task (or to a [`RelayPool::declare_polls`] of the caller).
+    /// Must run on a tokio runtime.
+    pub fn record_channel_polls(&self, channel: &str, polls: Vec<u32>) {
+        self.start_declaration_task();
+        self.state().set_channel_polls(channel, polls);
+    }
+
+    fn start_declaration_task(&self) {
+        use std::sync::atomic::Ordering;
+        if self.inner.declare_task.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let wake = Arc::clone(&self.inner.declare_wake);
+        let pool: Weak<PoolInner> = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            loop {
+                wake.notified().await;
+                let Some(inner) = pool.upgrade() else { break };
+                RelayPool { inner }.declare_polls().await;
+            }
+        });
+    }
+
+    /// Sends every due poll declaration ([`PoolState::take_declarations`]), concurrently,
+    /// each under the health timeout; returns how many failed (logged, and kept for the
+    /// next change).
+    pub async fn declare_polls(&self) -> usize {
+        let _one = self.inner.declaring.lock().await;
+        let work = self.state().take_declarations();
+        let timeout = self.inner.health.timeout;
+        let mut calls = tokio::task::JoinSet::new();
+        for (i, channel, polls) in work {
+            let h = self.handle(i).clone();
+            calls.spawn(async move {
+                let id = ChannelId(channel.clone());
+                let r = tokio::time::timeout(timeout, h.set_channel_polls(&id, polls)).await;
+                (i, channel, r)
+            });
+        }
+        let mut failed = 0;
+        while let Some(done) = calls.join_next().await {
+            let Ok((i, channel, r)) = done else { continue };
+            let error = match r {
+                Ok(Ok(())) => {
+                    debug!(relay = %self.name(i), %channel, "polls declared");
+                    continue;
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "no answer in time".to_owned(),
+            };
+            failed += 1;
+            warn!(relay = %self.name(i), %channel, %error, "poll declaration failed: retried with the next change");
+            self.state().declaration_failed(i, &channel);
+        }
+        failed
     }
 
     /// Each relay's name, health and viewers.
@@ -619,6 +825,50 @@ mod tests {
         p.mark_dead(1);
         assert_eq!(p.remove_channel("x"), [0, 2]);
         assert!(p.carriers("x").is_empty());
+    }
+
+    #[test]
+    fn polls_are_due_where_the_channel_is_carried_and_where_it_arrives() {
+        let mut p = pool(3, &[(0, "a"), (1, "b")]);
+        p.add_channel(2, "a");
+        assert!(
+            !p.has_due_declarations(),
+            "no polls yet: nothing to declare"
+        );
+        p.set_channel_polls("a", vec![7]);
+        let mut got = p.take_declarations();
+        got.sort();
+        assert_eq!(
+            got,
+            [(0, "a".to_owned(), vec![7]), (2, "a".to_owned(), vec![7])]
+        );
+        assert!(p.take_declarations().is_empty(), "taken once");
+        // A relay that starts carrying the channel (pull, ingest) is due its polls.
+        p.set_pulled(1, "a", true);
+        assert!(p.has_due_declarations());
+        p.set_channel_polls("a", vec![7, 8]);
+        let got = p.take_declarations();
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(got.iter().all(|(_, _, polls)| polls == &[7, 8]));
+        // A failure waits for the next change (no busy retry), then goes with it.
+        p.declaration_failed(1, "a");
+        assert!(!p.has_due_declarations());
+        p.add_channel(1, "b");
+        assert!(!p.has_due_declarations(), "b has no polls");
+        p.set_channel_polls("b", vec![]);
+        let mut got = p.take_declarations();
+        got.sort();
+        assert_eq!(
+            got,
+            [(1, "a".to_owned(), vec![7, 8]), (1, "b".to_owned(), vec![])]
+        );
+        // A dead relay is not told.
+        p.mark_dead(0);
+        p.set_channel_polls("a", vec![8]);
+        let mut got = p.take_declarations();
+        got.sort();
+        assert_eq!(got.iter().map(|d| d.0).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(p.channel_polls("a"), Some(&[8][..]));
     }
 
     #[test]
