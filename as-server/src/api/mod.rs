@@ -11,7 +11,7 @@
 //! | `GET /metrics` | Prometheus text (sessions active, joins, zaps, leaves, failures by code, subscriptions, relay stats) |
 //! | `GET /healthz` | `200 ok` |
 //! | `GET /api/channels/{id}/personalized` | `200` a personalised channel's splicer at each relay: see [`personalized`] |
-//! | `GET /api/channels/{id}/quality`, `POST/GET /api/polls`, `GET /api/polls/{poll}` | live feedback: see [`feedback`] |
+//! | `GET /api/channels/{id}/quality`, `POST/GET /api/polls`, `GET/DELETE /api/polls/{poll}` | live feedback: see [`feedback`] |
 //!
 //! Errors are JSON `{"error": "..."}` with the status of [`crate::error::Error::http_status`].
 //! The handlers only translate: every decision is in [`crate::service::Service`].
