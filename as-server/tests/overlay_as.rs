@@ -5,7 +5,8 @@
 //! (which pulls one copy from AS1's relay), its BYE stops and releases the pull (AS2's
 //! relay no longer carries the channel), the owner's BYE removes
 //! the channel from AS2's list. A REGISTER at AS1 is fetched as SIP-REGISTRATION through
-//! AS2's overlay peer. Every RELOAD PDU the two peers sent is checked with tshark's
+//! AS2's overlay peer; a binding lives there as long as its registration (the
+//! registrar's granted expiry, renewed by each refresh), then goes. Every RELOAD PDU the two peers sent is checked with tshark's
 //! dissector.
 
 use std::collections::VecDeque;
@@ -66,6 +67,8 @@ fn config(
     c.overlay.node_id = Some(format!("{node_id:032x}"));
     c.overlay.pcap = Some(pcap.to_path_buf());
     c.overlay.poll_ms = 20;
+    // short registrations (a binding's overlay lifetime follows its expiry)
+    c.registrar.min = 1;
     c
 }
 
@@ -526,6 +529,73 @@ async fn personal_channel_at_as1_listed_and_joinable_at_as2() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(last, Ok(vec![String::new()]), "carol's binding removed");
+    assert_eq!(ov1.stats.registration_failures.load(Ordering::Relaxed), 0);
+
+    // A binding lives in the overlay as long as its registration (the StoredData
+    // lifetime is the granted expiry), not the overlay's `lifetime_s` (600 s here):
+    // dave registers for an hour, then refreshes for 5 s and lets it lapse.
+    let stat_lifetimes = || {
+        let h = ov2.handle().clone();
+        async move {
+            h.stat(b"dave@127.0.0.1", KindId::SIP_REGISTRATION)
+                .await
+                .map(|st| st.values.iter().map(|v| v.lifetime).collect::<Vec<_>>())
+                .map_err(|e| e.to_string())
+        }
+    };
+    let mut dave = Ue::new("dave", as1_sip).await;
+    let dave_uri = format!("sip:dave@{}", dave.addr);
+    dave.send(
+        &register_text("dave", "d1").replace("Expires: 600", "Expires: 3600"),
+        "",
+    )
+    .await;
+    assert_eq!(dave.response("d1", "REGISTER").await.status.0, 200);
+    let mut last = Ok(Vec::new());
+    for _ in 0..100 {
+        last = stat_lifetimes().await;
+        if matches!(&last, Ok(l) if !l.is_empty() && l.iter().all(|&s| s > 600)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        matches!(&last, Ok(l) if !l.is_empty() && l.iter().all(|&s| s > 600 && s <= 3600)),
+        "dave's hour-long binding: lifetimes {last:?}"
+    );
+    assert_eq!(fetch_uri("dave").await, Ok(vec![dave_uri.clone()]));
+    // The refresh (same Call-ID, next CSeq) stores it again with its new expiry.
+    dave.send(
+        &register_text("dave", "d1")
+            .replace("CSeq: 1 REGISTER", "CSeq: 2 REGISTER")
+            .replace("Expires: 600", "Expires: 5"),
+        "",
+    )
+    .await;
+    assert_eq!(dave.response("d1", "REGISTER").await.status.0, 200);
+    let mut last = Ok(Vec::new());
+    for _ in 0..100 {
+        last = stat_lifetimes().await;
+        if matches!(&last, Ok(l) if !l.is_empty() && l.iter().all(|&s| s <= 5)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        matches!(&last, Ok(l) if !l.is_empty() && l.iter().all(|&s| s <= 5)),
+        "dave's refreshed 5 s binding: lifetimes {last:?}"
+    );
+    // Not refreshed again: it leaves the overlay when the registration expires
+    // (bounded wait, 20 s), not 600 s later.
+    let mut last = Ok(Vec::new());
+    for _ in 0..200 {
+        last = fetch_uri("dave").await;
+        if matches!(&last, Ok(v) if v.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(last, Ok(Vec::new()), "dave's lapsed binding still fetched");
     assert_eq!(ov1.stats.registration_failures.load(Ordering::Relaxed), 0);
 
     let mut pdus = ov1.recorded();

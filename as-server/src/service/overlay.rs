@@ -42,11 +42,17 @@
 //!   be set up, so the relay switches the viewer's source at once), the row follows the
 //!   channel, and the channel zapped away from is released when nobody here watches it.
 //! * **REGISTER**: a successful REGISTER also stores the binding (RFC 7904
-//!   `sip_registration_uri`) at the AoR; an unregister stores an empty URI. The kind's
-//!   USER-NODE-MATCH policy (RFC 6940 section 7.3.3) wants the value signed by a
-//!   certificate whose user name hashes to the AoR and whose Node-ID is the dictionary key
-//!   (this peer's). The AS holds the overlay CA (the `ca_dir` key it issues its own
-//!   certificate with, dev or not), so it mints one certificate per AoR (user = the AoR
+//!   `sip_registration_uri`) at the AoR for as long as the registrar granted it (the
+//!   StoredData lifetime, RFC 6940 section 7, is the binding's `expires` in the 200 OK,
+//!   `OverlayHandle::store_as_for`): every re-REGISTER stores it again with the new
+//!   expiry (a refresh), and a registration not refreshed leaves the overlay when it
+//!   expires at the registrar, whatever `lifetime_s`. An unregister stores an empty URI
+//!   (for `lifetime_s`). With several contacts the first one's URI and expiry are
+//!   stored (the kind holds one URI per AS). The kind's USER-NODE-MATCH policy (RFC
+//!   6940 section 7.3.3) wants the value signed by a certificate whose user name hashes
+//!   to the AoR and whose Node-ID is the dictionary key (this peer's). The AS holds the
+//!   overlay CA (the `ca_dir` key it issues its own certificate with, dev or not), so
+//!   it mints one certificate per AoR (user = the AoR
 //!   without scheme, Node-ID = its own; [`OverlayAs::user_identity`], cached, at most
 //!   [`USER_CERTS`]) and signs each binding's StoredData with it
 //!   (`OverlayHandle::store_as`, RFC 6940 section 7.1; the message is signed by the AS's
@@ -108,8 +114,9 @@ pub struct OverlaySection {
     /// Directory fetch interval, milliseconds.
     pub poll_ms: u64,
     /// Lifetime of stored values, seconds (re-stored at half of it): the overlay drops a
-    /// value not stored again within it (SIP-REGISTRATION bindings too, which are stored
-    /// at REGISTER only, so keep it at least the registrations' expiry).
+    /// value not stored again within it. Not for SIP-REGISTRATION bindings, which live
+    /// as long as the registration's granted expiry (module docs); an unregister's empty
+    /// binding lives this long.
     pub lifetime_s: u32,
     /// Directory TTL, seconds: this AS re-stores its directory entry every half of it,
     /// and leaves out another AS's entry not re-stored within it (a crashed AS's channels
@@ -407,17 +414,25 @@ impl OverlayAs {
     }
 
     /// Stores `value` as the SIP-REGISTRATION of `user` (its AoR without scheme, which is
-    /// also the resource name), signed with the user's certificate.
-    pub async fn store_registration(&self, user: &str, value: Vec<u8>) -> Result<(), DriverError> {
+    /// also the resource name), signed with the user's certificate, for `lifetime_s`
+    /// seconds (the registration's granted expiry; RFC 6940 section 7 StoredData
+    /// lifetime), or for the configured `lifetime_s` when `None`.
+    pub async fn store_registration(
+        &self,
+        user: &str,
+        value: Vec<u8>,
+        lifetime_s: Option<u32>,
+    ) -> Result<(), DriverError> {
         let id = self.user_identity(user)?;
-        self.handle
-            .store_as(
-                id,
-                user.as_bytes(),
-                p2psip_overlay::storage::KindId::SIP_REGISTRATION,
-                value,
-            )
-            .await
+        let kind = p2psip_overlay::storage::KindId::SIP_REGISTRATION;
+        match lifetime_s {
+            Some(l) => {
+                self.handle
+                    .store_as_for(id, user.as_bytes(), kind, value, l)
+                    .await
+            }
+            None => self.handle.store_as(id, user.as_bytes(), kind, value).await,
+        }
     }
 
     /// The peer's handle (store/fetch through the overlay).

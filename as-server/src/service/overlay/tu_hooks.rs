@@ -576,18 +576,23 @@ impl Service {
     }
 
     /// A REGISTER succeeded: the AoR's binding goes into the overlay (RFC 7904), in the
-    /// background; a failure is logged and counted, never seen by the UE.
+    /// background, for the seconds the registrar granted it (its `expires` in the 200 OK;
+    /// each re-REGISTER stores it again: the refresh); none left (an unregister): the
+    /// empty URI, for the configured lifetime. A failure is logged and counted, never
+    /// seen by the UE.
     pub(super) fn overlay_register(&self, aor: &str, bindings: &[CurrentBinding]) {
         if self.overlay().is_none() {
             return;
         }
         let resource = directory::registration_resource(aor);
-        let uri = bindings.first().map(|b| b.uri.clone()).unwrap_or_default();
+        let (uri, lifetime) = bindings.first().map_or((String::new(), None), |b| {
+            (b.uri.clone(), Some(b.expires.max(1)))
+        });
         let svc = self.clone();
         tokio::spawn(async move {
             let Some(ov) = svc.overlay() else { return };
             let value = directory::encode_sip_registration(&uri);
-            match ov.store_registration(&resource, value).await {
+            match ov.store_registration(&resource, value, lifetime).await {
                 Ok(()) => OverlayStats::inc(&ov.stats.registrations),
                 Err(e) => {
                     OverlayStats::inc(&ov.stats.registration_failures);
