@@ -1729,10 +1729,16 @@ impl Service {
                 // A remote channel: pulled first, on the viewer's relay when it is new.
                 let _pull = self.overlay_prepare_join(&to, Some(relay)).await?;
                 let retry = self.inner.cfg.limits.retry_after_secs;
-                if !self.inner.relays.state().carries(relay, &to) {
-                    // The channel's ingest is on another relay (a personal channel with
-                    // several relays): the viewer moves there, and the answer to the UE's
-                    // offer names the new relay.
+                // With the relay tree on, the viewer's relay pulls every channel it has no
+                // ingest for: the zap stays there (its first viewer of `to` starts the pull).
+                let here = {
+                    let st = self.inner.relays.state();
+                    st.carries(relay, &to) || st.pullers(&to).contains(&relay)
+                };
+                if !here {
+                    // The channel is not on the viewer's relay (a personal channel with
+                    // several relays): the viewer moves to one that has it, and the answer
+                    // to the UE's offer names the new relay.
                     if req.body.is_empty() {
                         return Err(Reject::new(488, "Not Acceptable Here").with(
                             "Warning",
