@@ -268,6 +268,7 @@ enum Op {
     Reinvite {
         channel: String,
         seq: u32,
+        offer: Box<SdpOffer>,
     },
     Bye {
         then_join: Option<String>,
@@ -748,13 +749,14 @@ impl Ue {
                     self.send_report(now, false);
                 }
                 let offer = self.offer()?;
+                let body = offer.to_bytes();
                 let new_uri = self.uri(channel);
                 let Session::Active { dialog, .. } = &mut self.session else {
                     return Err(UeError::NoSession);
                 };
                 //= README "Zap": the re-INVITE's Request-URI user part names the new channel.
                 dialog.core.remote_target = new_uri;
-                let mut r = dialog.reinvite(offer.to_bytes());
+                let mut r = dialog.reinvite(body);
                 r.headers.push_front(HeaderName::VIA, self.via());
                 let seq = r.cseq().map(|c| c.seq).unwrap_or(0);
                 self.pending = Some(Pending {
@@ -769,6 +771,7 @@ impl Ue {
                     Op::Reinvite {
                         channel: channel.to_owned(),
                         seq,
+                        offer: Box::new(offer),
                     },
                 );
             }
@@ -1114,9 +1117,14 @@ impl Ue {
             Op::Join { invite, offer } => {
                 self.on_invite_final(now, started, *invite, &offer, resp, failure)
             }
-            Op::Reinvite { channel, seq } => {
+            Op::Reinvite {
+                channel,
+                seq,
+                offer,
+            } => {
                 match failure {
                     None => {
+                        self.follow_zap_answer(&offer, &resp.body);
                         if let Session::Active {
                             dialog,
                             channel: ch,
@@ -1176,6 +1184,41 @@ impl Ue {
                 }
             }
         }
+    }
+
+    /// The answer to our zap re-INVITE: when it names another relay address or stream SSRC
+    /// (the AS moved the viewer to a relay that has the new channel, RFC 3264 section 8),
+    /// media, RTCP and the vote go there from now on, and packets of the old path are
+    /// dropped as stale. An answer naming the same path (the usual zap) changes nothing.
+    fn follow_zap_answer(&mut self, offer: &SdpOffer, body: &[u8]) {
+        if body.is_empty() {
+            return;
+        }
+        let Ok(answer) = offer.accept_answer(body) else {
+            tracing::debug!(ue = self.cfg.index, "zap answer not understood; path kept");
+            return;
+        };
+        let Some(media) = answer.media().first() else {
+            return;
+        };
+        let new_source = media.rtp_addr();
+        let new_ssrc = sdp_ssrc(body);
+        if let Some(rtcp) = media.rtcp_addr() {
+            self.relay_rtcp = Some(rtcp);
+        }
+        let moved = (new_source.is_some() && new_source != self.source)
+            || (new_ssrc.is_some() && new_ssrc != self.path.ssrc);
+        if !moved {
+            return;
+        }
+        if new_source.is_some() {
+            self.source = new_source;
+        }
+        self.path = RtpPath {
+            ssrc: new_ssrc,
+            announced: new_ssrc.is_some(),
+            ..RtpPath::default()
+        };
     }
 
     fn via_for_ack(&self) -> String {
@@ -1867,6 +1910,60 @@ mod tests {
             })
         );
         assert_eq!(ue.channel(), Some("sport"));
+    }
+
+    /// A zap answered with another relay's address and SSRC (the AS moved the viewer to a
+    /// relay that has the channel): the UE follows the answer, drops the old path's packets
+    /// and takes the new path's key frame as the zap's end; RTCP goes to the new relay.
+    #[test]
+    fn a_zap_answer_naming_another_relay_moves_the_path() {
+        let mut ue = ue();
+        let t0 = origin();
+        joined(&mut ue, t0);
+        ue.handle_media(t0, &rtp(1, 0, &[0x65]));
+        while ue.poll_event().is_some() {}
+        assert_eq!(ue.rtp_ssrc(), Some(0xabcd));
+        let t1 = t0 + Duration::from_secs(1);
+        ue.zap(t1, "sport", ZapMethod::Reinvite, 0).unwrap();
+        let re = sent_request(&mut ue);
+        let mut ok = Message::parse(&answer(&re, "sport")).unwrap();
+        if let Message::Response(r) = &mut ok {
+            let b = String::from_utf8(r.body.to_vec())
+                .unwrap()
+                .replace("m=video 7000", "m=video 7100")
+                .replace("a=rtcp:7001", "a=rtcp:7101")
+                + "a=ssrc:4660 cname:relay-1\r\n";
+            r.body = Bytes::from(b);
+        }
+        ue.handle_sip(
+            t1 + Duration::from_millis(4),
+            AS.parse().unwrap(),
+            &ok.to_bytes(),
+        );
+        assert_eq!(sent_request(&mut ue).method, Method::ACK);
+        assert_eq!(ue.rtp_ssrc(), Some(0x1234));
+        assert!(ue.ssrc_announced());
+        assert_eq!(ue.media_source(), Some("127.0.0.1:7100".parse().unwrap()));
+        // A key frame of the old path is stale: no zap yet.
+        ue.handle_media(t1 + Duration::from_millis(5), &rtp(2, 90, &[0x65]));
+        assert_eq!(ue.poll_event(), None);
+        let mut p = rtp(100, 900, &[0x65]);
+        p[8..12].copy_from_slice(&0x1234u32.to_be_bytes());
+        ue.handle_media(t1 + Duration::from_millis(9), &p);
+        assert_eq!(
+            ue.poll_event(),
+            Some(UeEvent::Zapped {
+                method: ZapMethod::Reinvite,
+                channel: "sport".into(),
+                result: Ok(Duration::from_millis(9))
+            })
+        );
+        assert_eq!(ue.channel(), Some("sport"));
+        let (_, sent) = next_rtcp(&mut ue);
+        assert!(sent
+            .iter()
+            .all(|(to, ..)| *to == "127.0.0.1:7101".parse().unwrap()));
+        assert!(sent.iter().any(|(.., about)| *about == Some(0x1234)));
     }
 
     #[test]
