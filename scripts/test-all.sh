@@ -47,7 +47,9 @@ fi
 disk_line() {
     local avail
     avail=$(df -Pk "$root" | awk 'NR == 2 { printf "%.1f", $4 / 1048576 }')
-    log "disk: ${avail} GB free ($1); target/ $(du -sh "${CARGO_TARGET_DIR:-$root/target}" 2>/dev/null | cut -f1)"
+    local used
+    used=$(du -sh "${CARGO_TARGET_DIR:-$root/target}" 2>/dev/null | cut -f1)
+    log "disk: ${avail} GB free ($1); target/ ${used:-not built yet}"
 }
 
 passed=0

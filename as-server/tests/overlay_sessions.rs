@@ -18,7 +18,6 @@
 //!
 //! Every wait is bounded; nothing asserts on time.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -29,13 +28,14 @@ use as_server::aaa::{Aaa, AaaHandle};
 use as_server::config::{ChannelSeed, Config};
 use as_server::service::app::App;
 use as_server::sip::transaction::{TimerConfig, Transport};
-use as_server::sip::{Message, Request, Response};
+use as_server::sip::Response;
 use p2psip_overlay::wire::pcap::{message_codes, tshark_check, TsharkOutcome};
 use tokio::net::UdpSocket;
 use tokio::time::timeout;
 
 mod common;
 use common::offer;
+use common::udp_ue::UdpUe as Ue;
 
 const AS2_HOST: &str = "as2.iptv.example";
 const REALM: &str = "iptv.example";
@@ -85,151 +85,6 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     p2psip_overlay::driver::control::write_ca(&dir.join("ca"), "iptv.test").unwrap();
     dir
-}
-
-/// A UE: one UDP socket for SIP, requests from the AS queued apart from responses.
-struct Ue {
-    sock: UdpSocket,
-    addr: SocketAddr,
-    as_addr: SocketAddr,
-    user: &'static str,
-    requests: VecDeque<Request>,
-    branch: u32,
-}
-
-impl Ue {
-    async fn new(user: &'static str, as_addr: SocketAddr) -> Self {
-        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let addr = sock.local_addr().unwrap();
-        Self {
-            sock,
-            addr,
-            as_addr,
-            user,
-            requests: VecDeque::new(),
-            branch: 0,
-        }
-    }
-
-    /// Sends a request; `\n` become CRLF, `{via}` / `{contact}` / `{from}` are filled in.
-    async fn send(&mut self, text: &str, body: &str) {
-        self.branch += 1;
-        let body = body.replace('\n', "\r\n");
-        let text = text
-            .replace(
-                "{via}",
-                &format!(
-                    "Via: SIP/2.0/UDP {};branch=z9hG4bK{}x{}",
-                    self.addr, self.user, self.branch
-                ),
-            )
-            .replace(
-                "{contact}",
-                &format!("Contact: <sip:{}@{}>", self.user, self.addr),
-            )
-            .replace(
-                "{from}",
-                &format!("From: <sip:{}@127.0.0.1>;tag={}-tag", self.user, self.user),
-            );
-        let mut msg = text.trim_start().replace('\n', "\r\n");
-        msg.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-        self.sock
-            .send_to(msg.as_bytes(), self.as_addr)
-            .await
-            .unwrap();
-    }
-
-    async fn recv(&mut self, wait: Duration) -> Option<Message> {
-        let mut buf = vec![0u8; 65536];
-        let (n, _) = timeout(wait, self.sock.recv_from(&mut buf))
-            .await
-            .ok()?
-            .ok()?;
-        Some(Message::parse(&buf[..n]).expect("the AS sends valid SIP"))
-    }
-
-    /// The final response to `call_id` / CSeq `seq` `method` (requests from the AS queued).
-    async fn response(&mut self, call_id: &str, seq: u32, method: &str) -> Response {
-        let wait = async {
-            loop {
-                match self.recv(Duration::from_secs(5)).await? {
-                    Message::Response(r) => {
-                        let cseq = r.cseq().unwrap();
-                        if r.call_id().unwrap() == call_id
-                            && cseq.method.as_str() == method
-                            && cseq.seq == seq
-                            && r.status.is_final()
-                        {
-                            return Some(r);
-                        }
-                    }
-                    Message::Request(q) => self.requests.push_back(q),
-                }
-            }
-        };
-        timeout(Duration::from_secs(5), wait)
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| panic!("no response to {method} {call_id}"))
-    }
-
-    /// The next request from the AS with `method` (not answered), within `wait`.
-    async fn next_request(&mut self, method: &str, wait: Duration) -> Option<Request> {
-        let get = async {
-            loop {
-                if let Some(i) = self
-                    .requests
-                    .iter()
-                    .position(|r| r.method.as_str() == method)
-                {
-                    return self.requests.remove(i);
-                }
-                match self.recv(Duration::from_secs(10)).await? {
-                    Message::Request(q) => self.requests.push_back(q),
-                    Message::Response(_) => {}
-                }
-            }
-        };
-        timeout(wait, get).await.ok().flatten()
-    }
-
-    /// The next request from the AS with `method` (answered 200 OK), within `wait`.
-    async fn request_within(&mut self, method: &str, wait: Duration) -> Option<Request> {
-        let get = async {
-            loop {
-                if let Some(i) = self
-                    .requests
-                    .iter()
-                    .position(|r| r.method.as_str() == method)
-                {
-                    return self.requests.remove(i);
-                }
-                match self.recv(Duration::from_secs(10)).await? {
-                    Message::Request(q) => self.requests.push_back(q),
-                    Message::Response(_) => {}
-                }
-            }
-        };
-        let r = timeout(wait, get).await.ok().flatten()?;
-        let resp = Response::for_request(&r, as_server::sip::StatusCode::OK, "OK");
-        self.sock
-            .send_to(&resp.to_bytes(), self.as_addr)
-            .await
-            .unwrap();
-        Some(r)
-    }
-
-    async fn ack(&mut self, target: &str, call_id: &str, cseq: u32, to_tag: &str) {
-        self.send(
-            &format!(
-                "ACK {target} SIP/2.0\n{{via}}\nMax-Forwards: 70\n{{from}}\n\
-                 To: <{target}>;tag={to_tag}\nCall-ID: {call_id}\nCSeq: {cseq} ACK\n"
-            ),
-            "",
-        )
-        .await;
-    }
 }
 
 fn invite_text(target: &str, call_id: &str) -> String {
@@ -410,7 +265,7 @@ async fn remote_sessions_are_first_class() {
     let cam_a = "sip:cam-a@127.0.0.1";
     dave.send(&invite_text(cam_a, "d1"), &offer(port, "h264", "recvonly"))
         .await;
-    let ok = dave.response("d1", 1, "INVITE").await;
+    let ok = dave.response_to("d1", 1, "INVITE").await;
     assert_eq!(ok.status.0, 200, "{ok:?}");
     let tag = tag_of(&ok);
     dave.ack(cam_a, "d1", 1, &tag).await;
@@ -444,7 +299,7 @@ async fn remote_sessions_are_first_class() {
             &offer(port, "h264", "recvonly"),
         )
         .await;
-        let z = dave.response("d1", seq, "INVITE").await;
+        let z = dave.response_to("d1", seq, "INVITE").await;
         assert_eq!(z.status.0, 200, "zap {from} -> {to}: {z:?}");
         dave.ack(&target, "d1", seq, &tag).await;
         assert_eq!(svc2.sessions()[0].channel, to);
@@ -482,7 +337,7 @@ async fn remote_sessions_are_first_class() {
 
     // BYE: row ended, STOP, pull released.
     dave.send(&bye_text(cam_a, "d1", 5, &tag), "").await;
-    assert_eq!(dave.response("d1", 5, "BYE").await.status.0, 200);
+    assert_eq!(dave.response_to("d1", 5, "BYE").await.status.0, 200);
     assert!(svc2.sessions().is_empty());
     let r = row(store2.clone()).await.unwrap();
     assert!(r.ended_ms.is_some(), "row ended: {r:?}");
@@ -511,7 +366,7 @@ async fn remote_sessions_are_first_class() {
     let cam_b = "sip:cam-b@127.0.0.1";
     erin.send(&invite_text(cam_b, "e1"), &offer(eport, "h264", "recvonly"))
         .await;
-    let ok = erin.response("e1", 1, "INVITE").await;
+    let ok = erin.response_to("e1", 1, "INVITE").await;
     assert_eq!(ok.status.0, 200, "{ok:?}");
     let etag = tag_of(&ok);
     assert_eq!(svc2.sessions().len(), 1);
@@ -574,7 +429,7 @@ async fn remote_session_moves_with_a_relay_failover() {
     let cam_a = "sip:cam-a@127.0.0.1";
     dave.send(&invite_text(cam_a, "f1"), &offer(port, "h264", "recvonly"))
         .await;
-    let ok = dave.response("f1", 1, "INVITE").await;
+    let ok = dave.response_to("f1", 1, "INVITE").await;
     assert_eq!(ok.status.0, 200, "{ok:?}");
     dave.ack(cam_a, "f1", 1, &tag_of(&ok)).await;
     rtp(&media, 5).await;
@@ -681,7 +536,7 @@ async fn crashed_as_channels_leave_within_the_ttl() {
     let cam_a = "sip:cam-a@127.0.0.1";
     dave.send(&invite_text(cam_a, "c1"), &offer(port, "h264", "recvonly"))
         .await;
-    let ok = dave.response("c1", 1, "INVITE").await;
+    let ok = dave.response_to("c1", 1, "INVITE").await;
     assert_eq!(ok.status.0, 200, "{ok:?}");
     let tag = tag_of(&ok);
     dave.ack(cam_a, "c1", 1, &tag).await;

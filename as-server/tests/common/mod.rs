@@ -4,6 +4,8 @@
 //! HTTP/1.1 exchange. Each test binary uses a part of them.
 #![allow(dead_code)]
 
+pub mod udp_ue;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
