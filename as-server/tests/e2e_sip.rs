@@ -2,7 +2,6 @@
 //! ports and an in-memory SQLite, driven over real UDP by UEs written with our SIP codec.
 //! RTP is checked at the UEs' sockets.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -15,6 +14,7 @@ use tokio::net::UdpSocket;
 use tokio::time::timeout;
 
 mod common;
+use common::udp_ue::UdpUe as Ue;
 use common::{assert_allow_lists, offer};
 
 fn config() -> Config {
@@ -40,144 +40,6 @@ fn config() -> Config {
         },
     ];
     c
-}
-
-/// A UE: one UDP socket for SIP, requests from the AS queued apart from responses.
-struct Ue {
-    sock: UdpSocket,
-    addr: SocketAddr,
-    as_addr: SocketAddr,
-    user: &'static str,
-    requests: VecDeque<Request>,
-    branch: u32,
-}
-
-impl Ue {
-    async fn new(user: &'static str, as_addr: SocketAddr) -> Self {
-        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let addr = sock.local_addr().unwrap();
-        Self {
-            sock,
-            addr,
-            as_addr,
-            user,
-            requests: VecDeque::new(),
-            branch: 0,
-        }
-    }
-
-    /// Sends a request; `\n` become CRLF, `{via}` / `{contact}` / `{from}` are filled in.
-    async fn send(&mut self, text: &str, body: &str) {
-        self.branch += 1;
-        let body = body.replace('\n', "\r\n");
-        let text = text
-            .replace(
-                "{via}",
-                &format!(
-                    "Via: SIP/2.0/UDP {};branch=z9hG4bK{}x{}",
-                    self.addr, self.user, self.branch
-                ),
-            )
-            .replace(
-                "{contact}",
-                &format!("Contact: <sip:{}@{}>", self.user, self.addr),
-            )
-            .replace(
-                "{from}",
-                &format!("From: <sip:{}@127.0.0.1>;tag={}-tag", self.user, self.user),
-            );
-        let mut msg = text.trim_start().replace('\n', "\r\n");
-        msg.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-        self.sock
-            .send_to(msg.as_bytes(), self.as_addr)
-            .await
-            .unwrap();
-    }
-
-    async fn send_raw(&self, bytes: &[u8]) {
-        self.sock.send_to(bytes, self.as_addr).await.unwrap();
-    }
-
-    async fn recv(&mut self, wait: Duration) -> Option<Message> {
-        let mut buf = vec![0u8; 65536];
-        let (n, _) = timeout(wait, self.sock.recv_from(&mut buf))
-            .await
-            .ok()?
-            .ok()?;
-        Some(Message::parse(&buf[..n]).expect("the AS sends valid SIP"))
-    }
-
-    /// The final response for `call_id`/`method` (provisionals and unrelated retransmissions
-    /// skipped, requests from the AS queued).
-    async fn response(&mut self, call_id: &str, method: &str) -> Response {
-        let wait = async {
-            loop {
-                let m = self.recv(Duration::from_secs(5)).await?;
-                match m {
-                    Message::Response(r) => {
-                        let cseq = r.cseq().unwrap();
-                        if r.call_id().unwrap() == call_id
-                            && cseq.method.as_str() == method
-                            && r.status.is_final()
-                        {
-                            return Some(r);
-                        }
-                    }
-                    Message::Request(q) => self.requests.push_back(q),
-                }
-            }
-        };
-        timeout(Duration::from_secs(5), wait)
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| panic!("no response to {method} {call_id}"))
-    }
-
-    /// The next request from the AS with `method` (answered 200 OK).
-    async fn request(&mut self, method: &str) -> Request {
-        let wait = async {
-            loop {
-                if let Some(i) = self
-                    .requests
-                    .iter()
-                    .position(|r| r.method.as_str() == method)
-                {
-                    return self.requests.remove(i);
-                }
-                match self.recv(Duration::from_secs(5)).await? {
-                    Message::Request(q) => self.requests.push_back(q),
-                    Message::Response(_) => {}
-                }
-            }
-        };
-        let r = timeout(Duration::from_secs(5), wait)
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| panic!("no {method} from the AS"));
-        self.answer(&r).await;
-        r
-    }
-
-    async fn answer(&self, req: &Request) {
-        let resp = Response::for_request(req, as_server::sip::StatusCode::OK, "OK");
-        self.sock
-            .send_to(&resp.to_bytes(), self.as_addr)
-            .await
-            .unwrap();
-    }
-
-    async fn ack(&mut self, target: &str, call_id: &str, cseq: u32, to_tag: &str) {
-        self.send(
-            &format!(
-                "ACK {target} SIP/2.0\n{{via}}\nMax-Forwards: 70\n{{from}}\n\
-                 To: <{target}>;tag={to_tag}\nCall-ID: {call_id}\nCSeq: {cseq} ACK\n"
-            ),
-            "",
-        )
-        .await;
-    }
 }
 
 fn invite_text(

@@ -129,12 +129,29 @@ impl UdpUe {
     /// The next request from the AS with `method` (answered 200 OK), within `wait`.
     pub async fn request_within(&mut self, method: &str, wait: Duration) -> Option<Request> {
         let r = self.next_request(method, wait).await?;
-        let resp = Response::for_request(&r, StatusCode::OK, "OK");
+        self.answer(&r).await;
+        Some(r)
+    }
+
+    /// The next request from the AS with `method` (answered 200 OK); panics after 5 s.
+    pub async fn request(&mut self, method: &str) -> Request {
+        self.request_within(method, Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|| panic!("no {method} from the AS"))
+    }
+
+    /// Answers `req` 200 OK.
+    pub async fn answer(&self, req: &Request) {
+        let resp = Response::for_request(req, StatusCode::OK, "OK");
         self.sock
             .send_to(&resp.to_bytes(), self.as_addr)
             .await
             .unwrap();
-        Some(r)
+    }
+
+    /// Sends `bytes` to the AS as they are.
+    pub async fn send_raw(&self, bytes: &[u8]) {
+        self.sock.send_to(bytes, self.as_addr).await.unwrap();
     }
 
     pub async fn ack(&mut self, target: &str, call_id: &str, cseq: u32, to_tag: &str) {
