@@ -151,8 +151,8 @@ fn peer_restarted_before_its_predecessor_noticed_gets_its_replicas_back() {
     );
     let now = ring.now;
     ring.nodes[2].join(now, ids[3]);
-    // (node 3 does not answer a peer it still remembers as gone: the join is retried
-    // after the dead-peer memory; bounded virtual time)
+    // (node 3 remembers node 2 as gone; a frame from it shows it alive again, so the
+    // join is answered at once: tests/node_restart.rs; bounded virtual time here)
     for _ in 0..60 {
         if ring.nodes[2].is_joined() {
             break;

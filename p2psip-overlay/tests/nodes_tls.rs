@@ -282,6 +282,7 @@ fn ten_processes_store_fetch_kill_restart() {
     let (c, rx) = spawn(&ca, victim, &joined[victim].listen.to_string(), Some(boot));
     procs.0[victim] = Some(c);
     let back = wait_joined(&rx, victim);
+    phase("restarted peer joined");
     let alive: Vec<usize> = (0..N).filter(|i| *i != 3 && *i != 7).collect();
     let share: Vec<&String> = names
         .iter()
@@ -306,6 +307,17 @@ fn ten_processes_store_fetch_kill_restart() {
         fetch_eventually(back.control, n, &value(n)).expect("fetch through the restarted peer");
     }
     phase("fetched through the restarted peer");
+    // A peer killed and restarted at once (same Node-ID and port): its neighbours still
+    // list the old process when it joins again.
+    let quick = 8;
+    procs.kill(quick);
+    let (c, rx) = spawn(&ca, quick, &joined[quick].listen.to_string(), Some(boot));
+    procs.0[quick] = Some(c);
+    let again = wait_joined(&rx, quick);
+    phase("peer 8 killed and restarted at once: joined");
+    fetch_eventually(again.control, &names[0], &value(&names[0]))
+        .expect("fetch through the peer restarted at once");
+    phase("fetched through it");
     for i in 0..N {
         procs.terminate(i);
     }

@@ -17,15 +17,18 @@
 //!   (RFC 6940 section 6.5.1, no ICE: the AttachReq goes over a link this peer has, the
 //!   answer's host candidate is where the link is opened, counted by
 //!   [`OverlayHandle::attach_links`]); the first link goes to the bootstrap address and
-//!   the bootstrap's Node-ID is read from its certificate before [`Node::join`],
+//!   the bootstrap's Node-ID is read from its certificate before [`Node::join`]; a frame
+//!   held for a link is reported to the core ([`Node::link_waiting`]: it counts against
+//!   the peer only after the setup budget), the link coming up ([`Node::link_up`]) or a
+//!   failed connect or Attach ([`Node::link_failed`]: the peer fails at once) too,
 //! - sleeps until [`Node::poll_timeout`] and calls [`Node::handle_timeout`],
 //! - turns [`Event`]s into answers of the async [`OverlayHandle`] API.
 //!
 //! Link-level acknowledgements: the link layer acknowledges every DATA frame itself
 //! (section 5.6.3.1 over TCP, which does not lose frames), so the core's ACK frames are
 //! not sent; the driver acknowledges a DATA frame to the core when the link accepted it.
-//! A peer whose link cannot be opened (a killed process) gets no acknowledgement, so the
-//! core's hop retransmission declares it failed and reroutes (section 9.6.3).
+//! A peer whose link cannot be opened (a killed process: connection refused) is failed
+//! at once ([`Node::link_failed`]) and the core reroutes (section 9.6.3).
 //!
 //! Signatures ([`Peer::encode`]): a message this node originates (requests, answers,
 //! errors) is signed with its key, certificate included, and the StoredData of its own
@@ -782,6 +785,7 @@ impl Driver {
                     self.attach_links.fetch_add(1, Ordering::Relaxed);
                 }
                 self.register(link);
+                self.peer.node.link_up(now, peer);
                 for (seq, msg) in self.connecting.remove(&peer).unwrap_or_default() {
                     self.send_data(now, peer, seq, &msg);
                 }
@@ -789,8 +793,19 @@ impl Driver {
             Internal::Connected(peer, Err(e)) => {
                 debug!(peer = %NodeId::from_u128(peer.0), "connect failed: {e}");
                 self.via_attach.remove(&peer);
-                self.connecting.remove(&peer);
-                self.peer.book.forget(peer);
+                let queued = self.connecting.remove(&peer).unwrap_or_default();
+                if self.links.contains_key(&peer) {
+                    // the peer opened a link to us meanwhile: use that one
+                    self.peer.node.link_up(now, peer);
+                    for (seq, msg) in queued {
+                        self.send_data(now, peer, seq, &msg);
+                    }
+                } else {
+                    self.peer.book.forget(peer);
+                    // a refused connect (a killed peer) fails it at once; the setup
+                    // budget only covers a slow but live one
+                    self.peer.node.link_failed(now, peer);
+                }
             }
             Internal::Closed(peer, gen, why) => {
                 if self.links.get(&peer).is_some_and(|l| l.gen == gen) {
@@ -825,8 +840,21 @@ impl Driver {
         self.drain(now);
     }
 
+    /// Drains the core's transmits and events until both are empty (an event can make
+    /// the core send more: [`Node::link_failed`] reroutes), bounded.
     fn drain(&mut self, now: Instant) {
+        for _ in 0..64 {
+            if !self.drain_once(now) {
+                return;
+            }
+        }
+    }
+
+    /// One pass over the core's transmits and events; true when there was any.
+    fn drain_once(&mut self, now: Instant) -> bool {
+        let mut any = false;
         while let Some(t) = self.peer.node.poll_transmit() {
+            any = true;
             match t.frame {
                 // the link acknowledges on its own (module docs)
                 Frame::Ack { .. } => {}
@@ -834,6 +862,7 @@ impl Driver {
             }
         }
         while let Some(e) = self.peer.node.poll_event() {
+            any = true;
             match e {
                 Event::Joined => {
                     info!(node = %NodeId::from_u128(self.peer.me.0), "joined");
@@ -848,6 +877,7 @@ impl Driver {
                     let Some(&addr) = addrs.first() else { continue };
                     self.peer.book.set(peer, addr);
                     if self.links.contains_key(&peer) {
+                        self.peer.node.link_up(now, peer);
                         for (seq, msg) in queued {
                             self.send_data(now, peer, seq, &msg);
                         }
@@ -860,7 +890,11 @@ impl Driver {
                 }
                 Event::AttachFailed(peer) => {
                     debug!(peer = %NodeId::from_u128(peer.0), "attach failed");
-                    self.attaching.remove(&peer);
+                    let queued = self.attaching.remove(&peer).unwrap_or_default();
+                    if !queued.is_empty() && !self.links.contains_key(&peer) {
+                        // no candidates for a peer frames wait for: no link will come
+                        self.peer.node.link_failed(now, peer);
+                    }
                 }
                 Event::AttachRequested { peer, addrs } => {
                     if let Some(&addr) = addrs.first() {
@@ -906,6 +940,7 @@ impl Driver {
                 },
             }
         }
+        any
     }
 
     fn transmit(&mut self, now: Instant, to: Id, seq: u32, msg: Message) {
@@ -917,6 +952,7 @@ impl Driver {
             if !q.iter().any(|(s, _)| *s == seq) {
                 q.push((seq, msg));
             }
+            self.peer.node.link_waiting(now, to, seq);
             return;
         }
         let addr = self.peer.book.get(to);
@@ -931,16 +967,20 @@ impl Driver {
             if !q.iter().any(|(s, _)| *s == seq) {
                 q.push((seq, msg));
             }
+            self.peer.node.link_waiting(now, to, seq);
             return;
         }
         let Some(addr) = addr else {
             // RFC 6940 section 6.5.1: ask the peer for its host candidates through
-            // the overlay; the frame waits for the answer (the core retransmits it
-            // or reroutes if the answer does not come).
+            // the overlay; the frame waits for the answer within the core's link
+            // setup budget (Node::link_waiting), then the core fails the peer and
+            // reroutes.
             self.attaching.insert(to, vec![(seq, msg)]);
+            self.peer.node.link_waiting(now, to, seq);
             self.peer.node.attach(now, to);
             return;
         };
+        self.peer.node.link_waiting(now, to, seq);
         self.open(to, addr, vec![(seq, msg)]);
     }
 

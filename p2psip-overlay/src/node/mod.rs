@@ -97,6 +97,13 @@ pub struct NodeConfig {
     pub initial_ttl: u8,
     /// How long a failed peer is not re-learnt from other peers' lists.
     pub dead_memory: Duration,
+    /// Link setup budget: how long a frame the driver holds while it opens the link
+    /// to its hop ([`Node::link_waiting`]: the Attach round trip of RFC 6940 section
+    /// 6.5.1 and the TLS handshake) may wait before the peer is declared failed. The
+    /// frame's retransmissions ([`NodeConfig::hop_rto`], [`NodeConfig::hop_retries`])
+    /// start only once the link is up ([`Node::link_up`]); a connect that fails
+    /// ([`Node::link_failed`]) fails the peer at once.
+    pub link_setup_timeout: Duration,
 }
 
 impl Default for NodeConfig {
@@ -112,6 +119,7 @@ impl Default for NodeConfig {
             request_retries: 1,
             initial_ttl: 100,
             dead_memory: Duration::from_secs(120),
+            link_setup_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -216,6 +224,9 @@ struct HopPending {
     msg: Message,
     deadline: Instant,
     attempts: u8,
+    /// The driver holds the frame while it opens the link ([`Node::link_waiting`]):
+    /// `deadline` is the end of the setup budget, not a retransmission time.
+    waiting: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -514,6 +525,63 @@ impl Node {
         self.request(now, Dest::Node(to), body, Purpose::Attach(to));
     }
 
+    /// The driver holds DATA frame `seq` for peer `to` while it opens the link to it
+    /// (an Attach, RFC 6940 section 6.5.1, then the TLS handshake): the frame is not
+    /// counted against the peer's liveness (no retransmission, no failure) until the
+    /// setup budget [`NodeConfig::link_setup_timeout`], counted from the first call
+    /// for the frame, runs out; then the peer is failed and the message rerouted, as
+    /// for a hop that never acknowledged. Later calls for the same frame do not extend
+    /// the budget. Unknown frames are ignored.
+    pub fn link_waiting(&mut self, now: Instant, to: Id, seq: u32) {
+        if let Some(h) = self.hops.get_mut(&seq) {
+            if h.to == to && !h.waiting {
+                h.waiting = true;
+                h.deadline = now + self.cfg.link_setup_timeout;
+            }
+        }
+    }
+
+    /// The link to `to` is up: its frames held by [`Node::link_waiting`] go back to
+    /// the ordinary retransmission timer (the driver sends them now; their ACKs end
+    /// them).
+    pub fn link_up(&mut self, now: Instant, to: Id) {
+        let rto = self.cfg.hop_rto;
+        for h in self.hops.values_mut() {
+            if h.to == to && h.waiting {
+                h.waiting = false;
+                h.deadline = now + rto;
+            }
+        }
+    }
+
+    /// The link to `to` could not be opened (connection refused, handshake failed or
+    /// timed out, no Attach answer): the peer is failed at once (RFC 6940 section 9,
+    /// neighbour failures) and every frame waiting for it is rerouted, as if its hop
+    /// retransmissions had run out. A killed peer is thus detected as fast as before
+    /// the setup budget existed.
+    pub fn link_failed(&mut self, now: Instant, to: Id) {
+        if matches!(self.state, State::Left | State::Idle) || to == self.id {
+            return;
+        }
+        let seqs: Vec<u32> = self
+            .hops
+            .iter()
+            .filter(|(_, h)| h.to == to)
+            .map(|(&s, _)| s)
+            .collect();
+        self.peer_failed(now, to);
+        for seq in seqs {
+            let Some(h) = self.hops.remove(&seq) else {
+                continue;
+            };
+            if let State::Joining { .. } = self.state {
+                continue;
+            }
+            self.route(now, h.msg);
+        }
+        self.after(now);
+    }
+
     /// Next frame to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.out.pop_front()
@@ -630,6 +698,7 @@ impl Node {
                 msg,
                 deadline: now + self.cfg.hop_rto,
                 attempts: 1,
+                waiting: false,
             },
         );
     }
@@ -825,6 +894,11 @@ impl Node {
                 if msg.via.len() > 255 {
                     return; // hostile: oversize via list
                 }
+                // A frame over the link from `from` shows it alive: a peer this node
+                // failed moments ago (e.g. restarted with the same Node-ID within the
+                // dead-peer memory) gets our answers again instead of having them
+                // dropped as bound for a dead peer.
+                self.dead.remove(&from);
                 msg.via.push(from);
                 if !msg.body.is_response() {
                     if msg.ttl == 0 {
@@ -833,6 +907,7 @@ impl Node {
                         return;
                     }
                     msg.ttl -= 1;
+                    self.note_rejoining(now, &msg);
                 }
                 self.route(now, msg);
             }
@@ -1321,6 +1396,30 @@ impl Node {
         }
     }
 
+    /// A Ping routed to the Resource-ID equal to its originator's own Node-ID is that
+    /// peer looking for its admitting peer (RFC 6940 section 9.5, Joining): a peer our
+    /// table still lists is coming back (restarted with the same Node-ID before we
+    /// noticed the crash; its old links are gone). The stale entry is dropped (not
+    /// marked dead) so the Ping reaches the peer responsible for that id without it,
+    /// not the joining peer itself (a loop), and the data it held is sent again once
+    /// it has joined. The originator (`via[0]`) is the signed sender the message layer
+    /// checked, so no peer can evict another this way.
+    fn note_rejoining(&mut self, now: Instant, msg: &Message) {
+        if self.state != State::Joined || !matches!(msg.body, Body::PingReq) {
+            return;
+        }
+        let (Some(&Dest::Resource(r)), Some(&origin)) = (msg.dest.first(), msg.via.first()) else {
+            return;
+        };
+        if r != origin || r == self.id {
+            return;
+        }
+        self.forget_holder(r);
+        if self.table.remove_peer(r) {
+            self.neighbours_changed(now);
+        }
+    }
+
     fn neighbours_changed(&mut self, now: Instant) {
         self.sync_needed = true;
         if self.reactive_at.is_none() {
@@ -1427,7 +1526,7 @@ impl Node {
             };
             if self.is_dead(h.to, now) {
                 self.route(now, h.msg);
-            } else if h.attempts <= self.cfg.hop_retries {
+            } else if !h.waiting && h.attempts <= self.cfg.hop_retries {
                 h.attempts += 1;
                 h.deadline = now + self.cfg.hop_rto * (1 << h.attempts.min(4));
                 self.out.push_back(Transmit {
