@@ -459,6 +459,7 @@ pub async fn start(cfg: DriverConfig) -> Result<(OverlayHandle, JoinHandle<()>),
         peer,
         user,
         link_cfg,
+        connect_timeout: cfg.node.link_setup_timeout,
         kinds: KindRegistry::default(),
         lifetime: cfg.lifetime,
         links: HashMap::new(),
@@ -525,6 +526,10 @@ struct Driver {
     /// The user name (rfc822Name) of this peer's certificate, empty when none.
     user: String,
     link_cfg: Arc<LinkConfig>,
+    /// How long a connect (TCP and TLS handshake) may take: the core's link setup
+    /// budget ([`NodeConfig::link_setup_timeout`]), so a slow handshake on a loaded
+    /// machine is not mistaken for a refused connect.
+    connect_timeout: Duration,
     kinds: KindRegistry,
     lifetime: u32,
     links: HashMap<Id, LinkEntry>,
@@ -1021,9 +1026,10 @@ impl Driver {
         self.connecting.insert(to, queued);
         let cfg = Arc::clone(&self.link_cfg);
         let tx = self.int_tx.clone();
+        let limit = self.connect_timeout;
         tokio::spawn(async move {
             let r = tokio::time::timeout(
-                Duration::from_secs(2),
+                limit,
                 Link::connect(&cfg, addr, Some(NodeId::from_u128(to.0))),
             )
             .await
