@@ -760,22 +760,21 @@ impl Summary {
             }
         }
         for q in &self.quality {
-            let o = |v: Option<u32>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
             let bin = |b: Option<[u32; 2]>| {
                 b.map_or_else(|| "-".to_string(), |[f, t]| format!("[{f}, {t})"))
             };
             let _ = writeln!(
                 s,
-                "  quality {}: {} viewers reporting ({} heard, {} voters) on {} relays; loss median in {}/256; jitter median {} ts; RTT median {} ms p95 {} ms (n={})",
+                "  quality {}: {} viewers reporting ({} heard, {} voters) on {} relays; loss median in {}/256; jitter median in {} ts; RTT median in {} ms, p95 in {} ms (n={})",
                 q.channel,
                 q.viewers_reporting,
                 q.viewers_heard,
                 q.voters,
                 q.relays,
                 bin(q.loss_median_bin),
-                o(q.jitter_median),
-                o(q.rtt_ms_median),
-                o(q.rtt_ms_p95),
+                bin(q.jitter_median_bin),
+                bin(q.rtt_ms_median_bin),
+                bin(q.rtt_ms_p95_bin),
                 q.rtt_count
             );
         }
@@ -1412,8 +1411,7 @@ fn feedback_section(p: &mut String, s: &Summary) {
     if s.quality.is_empty() {
         return;
     }
-    p.push_str("<p>Quality per channel as the AS reports it (<code>GET /api/channels/{id}/quality</code>, merged over relays; loss as the bin holding the quantile, jitter and RTT as bin centres):</p>\n<table><tr><th>channel</th><th>read at s</th><th>relays</th><th>viewers reporting</th><th>heard</th><th>voters</th><th>loss median bin /256</th><th>loss p95 bin</th><th>jitter median (ts)</th><th>jitter p95</th><th>RTT median ms</th><th>RTT p95 ms</th><th>with RTT</th></tr>\n");
-    let o = |v: Option<u32>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
+    p.push_str("<p>Quality per channel as the AS reports it (<code>GET /api/channels/{id}/quality</code>, merged over relays; each figure is the histogram bin holding the quantile, [from, to)):</p>\n<table><tr><th>channel</th><th>read at s</th><th>relays</th><th>viewers reporting</th><th>heard</th><th>voters</th><th>loss median bin /256</th><th>loss p95 bin</th><th>jitter median bin (ts)</th><th>jitter p95 bin</th><th>RTT median bin ms</th><th>RTT p95 bin ms</th><th>with RTT</th></tr>\n");
     let bin =
         |b: Option<[u32; 2]>| b.map_or_else(|| "-".to_string(), |[f, t]| format!("[{f}, {t})"));
     for q in &s.quality {
@@ -1428,10 +1426,10 @@ fn feedback_section(p: &mut String, s: &Summary) {
             q.voters,
             bin(q.loss_median_bin),
             bin(q.loss_p95_bin),
-            o(q.jitter_median),
-            o(q.jitter_p95),
-            o(q.rtt_ms_median),
-            o(q.rtt_ms_p95),
+            bin(q.jitter_median_bin),
+            bin(q.jitter_p95_bin),
+            bin(q.rtt_ms_median_bin),
+            bin(q.rtt_ms_p95_bin),
             q.rtt_count
         );
     }

@@ -181,6 +181,14 @@ pub struct ChannelQualityFigures {
     pub loss_median_bin: Option<[u32; 2]>,
     /// The bin holding the 95th percentile fraction lost, `[from, to)` in 1/256.
     pub loss_p95_bin: Option<[u32; 2]>,
+    /// The bin holding the median jitter, `[from, to)` in RTP timestamp units.
+    pub jitter_median_bin: Option<[u32; 2]>,
+    /// The bin holding the 95th percentile jitter, `[from, to)` in RTP timestamp units.
+    pub jitter_p95_bin: Option<[u32; 2]>,
+    /// The bin holding the median RTT, `[from, to)` in ms.
+    pub rtt_ms_median_bin: Option<[u32; 2]>,
+    /// The bin holding the 95th percentile RTT, `[from, to)` in ms.
+    pub rtt_ms_p95_bin: Option<[u32; 2]>,
     /// Jitter, RTP timestamp units: median and p95.
     pub jitter_median: Option<u32>,
     /// See `jitter_median`.
