@@ -109,8 +109,8 @@ impl Ring {
 
     /// Node 0 alone, with no links: every DATA frame it sends is held (and reported
     /// waiting for its link when `report` is true) until `until`, in 10 ms steps. The
-    /// held frames are returned, each once (a retransmission of a held frame counts
-    /// in the second value).
+    /// held frames are collected in `held`, each once; retransmissions of held frames
+    /// (reported again) are counted in the returned value.
     fn hold0(&mut self, until: Instant, report: bool, held: &mut Vec<Transmit>) -> usize {
         let mut resent = 0;
         loop {
@@ -123,6 +123,9 @@ impl Ring {
                         .any(|h| matches!(h.frame, Frame::Data { seq: s, .. } if s == seq))
                     {
                         resent += 1;
+                        if report {
+                            self.nodes[0].link_waiting(now, t.to, seq);
+                        }
                         continue;
                     }
                     if report {
@@ -298,4 +301,31 @@ fn a_refused_connect_fails_the_peer_at_once() {
         })
         .expect("the fetch finished");
     assert!(matches!(done, Ok(Outcome::Fetched(_))), "{done:?}");
+}
+
+#[test]
+fn a_failed_attach_retransmits_the_frame_within_the_setup_budget() {
+    // An Attach answered with an error (a route through peers still joining) does not
+    // show the peer dead: the frame is retransmitted (the driver Attaches again), and
+    // the setup budget still runs from the first wait.
+    let ids = ids();
+    let mut ring = Ring::new();
+    let t0 = ring.now;
+    fetch_via_node1(&mut ring, &ids);
+    let mut held = Vec::new();
+    ring.hold0(t0 + Duration::from_millis(100), true, &mut held);
+    let now = ring.now;
+    ring.nodes[0].link_down(now, ids[1]);
+    let resent = ring.hold0(t0 + Duration::from_millis(400), true, &mut held);
+    assert_eq!(resent, 1, "retransmitted once after the failed Attach");
+    ring.hold0(t0 + Duration::from_millis(4_900), true, &mut held);
+    assert!(ring.failures0(ids[1]).is_empty(), "node 1 not failed yet");
+    ring.hold0(t0 + Duration::from_millis(5_200), true, &mut held);
+    let failed = ring.failures0(ids[1]);
+    assert_eq!(failed.len(), 1, "failed when the budget ran out");
+    assert!(
+        failed[0] <= t0 + Duration::from_millis(5_010),
+        "failed at {:?}, not at the budget from the first wait",
+        failed[0] - t0
+    );
 }

@@ -15,7 +15,7 @@
 
 use std::time::{Duration, Instant};
 
-use p2psip_overlay::node::msg::{error_code::NOT_FOUND, Frame};
+use p2psip_overlay::node::msg::{error_code::NOT_FOUND, Body, Dest, Frame, Message};
 use p2psip_overlay::node::{Event, Node, NodeConfig};
 use p2psip_overlay::sim::base_instant;
 use p2psip_overlay::topology::Id;
@@ -233,5 +233,57 @@ fn a_peer_restarted_right_after_being_failed_rejoins_through_a_distant_bootstrap
     assert!(
         took < Duration::from_secs(1),
         "rejoin through node 0 took {took:?}"
+    );
+}
+
+#[test]
+fn a_joining_peer_does_not_forward_a_request_back_to_its_bootstrap() {
+    // Ten peers joining through one bootstrap at once: a peer already listed by its
+    // admitting peer but not yet joined gets a request the bootstrap forwarded; sent
+    // back to the bootstrap it is refused as a via-list loop and the originator's join
+    // waited for its transaction timeout. Now it answers with an error at once (no
+    // admitting peer known yet).
+    let ids = ids();
+    let (me, bootstrap, other) = (ids[2], ids[0], ids[4]);
+    let now = base_instant();
+    let mut n = Node::new(me, config());
+    n.join(now, bootstrap);
+    while n.poll_transmit().is_some() {}
+    let req = Message {
+        txid: 77,
+        ttl: 50,
+        via: vec![other, bootstrap],
+        dest: vec![Dest::Resource(Id(me.0 + 5))],
+        body: Body::PingReq,
+    };
+    n.handle(
+        now,
+        ids[1],
+        Frame::Data {
+            seq: 1,
+            msg: Box::new(req),
+        },
+    );
+    let mut out = Vec::new();
+    while let Some(t) = n.poll_transmit() {
+        if let Frame::Data { msg, .. } = t.frame {
+            out.push((t.to, *msg));
+        }
+    }
+    assert!(
+        !out.iter().any(|(to, m)| *to == bootstrap && m.txid == 77),
+        "forwarded back to the bootstrap: {out:?}"
+    );
+    assert!(
+        out.iter().any(|(to, m)| *to == ids[1]
+            && m.txid == 77
+            && matches!(
+                m.body,
+                Body::Error {
+                    code: NOT_FOUND,
+                    ..
+                }
+            )),
+        "error answered to the peer it came from: {out:?}"
     );
 }

@@ -20,7 +20,8 @@
 //!   the bootstrap's Node-ID is read from its certificate before [`Node::join`]; a frame
 //!   held for a link is reported to the core ([`Node::link_waiting`]: it counts against
 //!   the peer only after the setup budget), the link coming up ([`Node::link_up`]) or a
-//!   failed connect or Attach ([`Node::link_failed`]: the peer fails at once) too,
+//!   failed connect ([`Node::link_failed`]: the peer fails at once) and a failed Attach
+//!   ([`Node::link_down`]: the frames are retransmitted, which Attaches again) too,
 //! - sleeps until [`Node::poll_timeout`] and calls [`Node::handle_timeout`],
 //! - turns [`Event`]s into answers of the async [`OverlayHandle`] API.
 //!
@@ -895,11 +896,11 @@ impl Driver {
                 }
                 Event::AttachFailed(peer) => {
                     debug!(peer = %NodeId::from_u128(peer.0), "attach failed");
-                    let queued = self.attaching.remove(&peer).unwrap_or_default();
-                    if !queued.is_empty() && !self.links.contains_key(&peer) {
-                        // no candidates for a peer frames wait for: no link will come
-                        self.peer.node.link_failed(now, peer);
-                    }
+                    // not proof that the peer is dead (the route may have run
+                    // through peers still joining): the held frames are
+                    // retransmitted, which tries the Attach again
+                    self.attaching.remove(&peer);
+                    self.peer.node.link_down(now, peer);
                 }
                 Event::AttachRequested { peer, addrs } => {
                     if let Some(&addr) = addrs.first() {

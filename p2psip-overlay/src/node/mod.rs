@@ -227,6 +227,8 @@ struct HopPending {
     /// The driver holds the frame while it opens the link ([`Node::link_waiting`]):
     /// `deadline` is the end of the setup budget, not a retransmission time.
     waiting: bool,
+    /// End of the setup budget, from the first [`Node::link_waiting`] for the frame.
+    setup_until: Option<Instant>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -272,6 +274,8 @@ pub struct Node {
     candidates: Vec<std::net::SocketAddr>,
     /// When this node last sent each peer an Update that teaches it peers.
     taught: HashMap<Id, Instant>,
+    /// While joining: the admitting peer our Ping found (section 9.5).
+    admitting: Option<Id>,
 }
 
 impl Node {
@@ -306,6 +310,7 @@ impl Node {
             config_document: None,
             candidates: Vec::new(),
             taught: HashMap::new(),
+            admitting: None,
         }
     }
 
@@ -533,10 +538,26 @@ impl Node {
     /// for a hop that never acknowledged. Later calls for the same frame do not extend
     /// the budget. Unknown frames are ignored.
     pub fn link_waiting(&mut self, now: Instant, to: Id, seq: u32) {
+        let budget = self.cfg.link_setup_timeout;
         if let Some(h) = self.hops.get_mut(&seq) {
             if h.to == to && !h.waiting {
                 h.waiting = true;
-                h.deadline = now + self.cfg.link_setup_timeout;
+                h.deadline = *h.setup_until.get_or_insert(now + budget);
+            }
+        }
+    }
+
+    /// The link to `to` was not opened for a reason that does not show the peer dead
+    /// (its Attach failed: an error from the overlay, e.g. a route through peers still
+    /// joining): the frames held for it go back to the retransmission timer, so a
+    /// retransmission tries again; the hop's retransmission budget applies from here,
+    /// within the setup budget already running.
+    pub fn link_down(&mut self, now: Instant, to: Id) {
+        let rto = self.cfg.hop_rto;
+        for h in self.hops.values_mut() {
+            if h.to == to && h.waiting {
+                h.waiting = false;
+                h.deadline = (now + rto).min(h.setup_until.unwrap_or(now + rto));
             }
         }
     }
@@ -699,6 +720,7 @@ impl Node {
                 deadline: now + self.cfg.hop_rto,
                 attempts: 1,
                 waiting: false,
+                setup_until: None,
             },
         );
     }
@@ -737,6 +759,21 @@ impl Node {
         }
         // Requests.
         if let State::Joining { bootstrap } = self.state {
+            if !msg.via.is_empty() {
+                // A request to forward, sent by a peer that already lists us (the
+                // admitting peer's table does once it has our JoinReq): through the
+                // bootstrap or the admitting peer, never back to one on the via list
+                // (a loop the message layer refuses, RFC 6940 section 6.2.2).
+                match [Some(bootstrap), self.admitting]
+                    .into_iter()
+                    .flatten()
+                    .find(|h| !msg.via.contains(h))
+                {
+                    Some(h) => self.send_hop(now, h, msg),
+                    None => self.respond_error(now, msg, error_code::NOT_FOUND, "joining"),
+                }
+                return;
+            }
             // Not in the ring yet: everything goes through the bootstrap,
             // except messages to a peer we address directly.
             let to = match front {
@@ -1475,8 +1512,15 @@ impl Node {
                 });
             }
             Purpose::FindAdmitting => {
+                if !matches!(body, Body::PingAns { .. }) {
+                    // an error (e.g. a route through peers still joining): try again
+                    // soon rather than at the join retry
+                    let soon = now + Duration::from_secs(1);
+                    self.join_retry_at = Some(self.join_retry_at.map_or(soon, |t| t.min(soon)));
+                }
                 if let Body::PingAns { responder } = body {
                     if responder != self.id {
+                        self.admitting = Some(responder);
                         self.request(
                             now,
                             Dest::Node(responder),
