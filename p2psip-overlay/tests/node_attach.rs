@@ -9,81 +9,20 @@
 //!
 //! Three cores on a virtual clock, frames moved between them in memory.
 
-use std::collections::VecDeque;
-use std::net::SocketAddr;
+mod common;
+
 use std::time::Duration;
 
-use p2psip_overlay::node::msg::Frame;
+use common::{addr, Net};
 use p2psip_overlay::node::{Event, Node, NodeConfig};
-use p2psip_overlay::sim::base_instant;
 use p2psip_overlay::topology::Id;
-
-struct Ring {
-    nodes: Vec<Node>,
-    now: std::time::Instant,
-    events: Vec<(usize, Event)>,
-    /// Every DATA frame moved: (from, to, message name).
-    sent: Vec<(Id, Id, &'static str)>,
-}
-
-impl Ring {
-    fn index(&self, id: Id) -> Option<usize> {
-        self.nodes.iter().position(|n| n.id() == id)
-    }
-
-    /// Moves frames until none is left (bounded), advancing the clock 1 ms per round.
-    fn pump(&mut self) {
-        for _ in 0..10_000 {
-            let mut moved = VecDeque::new();
-            for (i, n) in self.nodes.iter_mut().enumerate() {
-                while let Some(t) = n.poll_transmit() {
-                    moved.push_back((i, t));
-                }
-                while let Some(e) = n.poll_event() {
-                    self.events.push((i, e));
-                }
-            }
-            if moved.is_empty() {
-                return;
-            }
-            self.now += Duration::from_millis(1);
-            while let Some((i, t)) = moved.pop_front() {
-                let from = self.nodes[i].id();
-                if let Frame::Data { msg, .. } = &t.frame {
-                    self.sent.push((from, t.to, msg.body.name()));
-                }
-                if let Some(j) = self.index(t.to) {
-                    self.nodes[j].handle(self.now, from, t.frame);
-                }
-            }
-        }
-        panic!("frames still moving after 10,000 rounds");
-    }
-
-    /// Runs the timers for `d` of virtual time in 10 ms steps, moving frames.
-    fn run_for(&mut self, d: Duration) {
-        let end = self.now + d;
-        while self.now < end {
-            self.now += Duration::from_millis(10);
-            for n in &mut self.nodes {
-                n.handle_timeout(self.now);
-            }
-            self.pump();
-        }
-    }
-}
-
-fn addr(i: usize) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 40_000 + i as u16))
-}
 
 /// A (0x01..), B (0x40..), C (0x70..): C's successors are A then B, so the routing
 /// table's only hop toward B is B itself.
-fn three() -> Ring {
+fn three() -> Net {
     let ids = [1u128 << 120 | 0x55, 4 << 124 | 0x77, 7 << 124 | 0x99];
-    let mut ring = Ring {
-        nodes: ids
-            .iter()
+    let mut ring = Net::new(
+        ids.iter()
             .enumerate()
             .map(|(i, &n)| {
                 let mut node = Node::new(Id(n), NodeConfig::default());
@@ -91,20 +30,8 @@ fn three() -> Ring {
                 node
             })
             .collect(),
-        now: base_instant(),
-        events: Vec::new(),
-        sent: Vec::new(),
-    };
-    let now = ring.now;
-    ring.nodes[0].start_alone(now);
-    for i in 1..3 {
-        let now = ring.now;
-        let boot = ring.nodes[0].id();
-        ring.nodes[i].join(now, boot);
-        ring.pump();
-        assert!(ring.nodes[i].is_joined(), "node {i} joined");
-    }
-    ring.run_for(Duration::from_secs(1));
+    );
+    ring.join_all(Duration::from_secs(1));
     ring
 }
 
@@ -133,12 +60,7 @@ fn attach_to_the_only_hop_goes_through_a_neighbour_of_the_target() {
         .collect();
     // through A (B's predecessor and C's successor), never straight to B
     assert_eq!(attach_hops, vec![(c_id, a), (a, b)], "AttachReq hops");
-    let got: Vec<&Event> = ring
-        .events
-        .iter()
-        .filter(|(i, _)| *i == 2)
-        .map(|(_, e)| e)
-        .collect();
+    let got: Vec<&Event> = ring.events_of(2).map(|(_, e)| e).collect();
     assert!(
         got.contains(&&Event::Attached {
             peer: b,
@@ -151,12 +73,11 @@ fn attach_to_the_only_hop_goes_through_a_neighbour_of_the_target() {
         "C's events: {got:?}"
     );
     // B heard C's candidates
-    assert!(ring.events.iter().any(|(i, e)| *i == 1
-        && *e
-            == Event::AttachRequested {
-                peer: c_id,
-                addrs: vec![addr(2)],
-            }));
+    assert!(ring.events_of(1).any(|(_, e)| *e
+        == Event::AttachRequested {
+            peer: c_id,
+            addrs: vec![addr(2)],
+        }));
     // and the answer was an AttachAns, no error anywhere
     assert!(ring.sent.iter().any(|(_, _, n)| *n == "AttachAns"));
     assert!(!ring.sent.iter().any(|(_, _, n)| *n == "Error"));
@@ -167,15 +88,7 @@ fn attach_with_no_other_peer_known_fails_at_once() {
     // Two peers: the target is the only peer known, no relay exists: the Attach fails
     // at once (Error_Not_Found, "no route") rather than going straight to the target.
     let ids = [1u128 << 120, 8 << 124];
-    let mut ring = Ring {
-        nodes: ids
-            .iter()
-            .map(|&n| Node::new(Id(n), NodeConfig::default()))
-            .collect(),
-        now: base_instant(),
-        events: Vec::new(),
-        sent: Vec::new(),
-    };
+    let mut ring = Net::with_config(&ids.map(Id), NodeConfig::default);
     let now = ring.now;
     ring.nodes[0].start_alone(now);
     let boot = ring.nodes[0].id();
@@ -188,7 +101,6 @@ fn attach_with_no_other_peer_known_fails_at_once() {
     ring.pump();
     assert!(ring.sent.is_empty(), "nothing sent: {:?}", ring.sent);
     assert!(ring
-        .events
-        .iter()
-        .any(|(i, e)| *i == 1 && *e == Event::AttachFailed(boot)));
+        .events_of(1)
+        .any(|(_, e)| *e == Event::AttachFailed(boot)));
 }

@@ -9,104 +9,31 @@
 //! Three sans-IO cores on a virtual clock; node 0's "driver" is played by the test: it
 //! holds node 0's frames (no links yet) and reports them with `Node::link_waiting`.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::Net;
 use p2psip_overlay::node::msg::{Body, Frame};
-use p2psip_overlay::node::{Event, Node, NodeConfig, Outcome, Transmit};
-use p2psip_overlay::sim::base_instant;
+use p2psip_overlay::node::{Event, NodeConfig, Outcome, Transmit};
 use p2psip_overlay::storage::{FetchSpec, KindId, Select};
 use p2psip_overlay::topology::Id;
 
 const N: usize = 3;
 
 fn ids() -> Vec<Id> {
-    (0..N as u128)
-        .map(|i| Id((u128::MAX / N as u128) * i + 0x1234_5678 + i))
-        .collect()
+    common::spread_ids(N)
 }
 
-struct Ring {
-    nodes: Vec<Node>,
-    now: Instant,
-    /// Node 0's events with the virtual time they came out.
-    events0: Vec<(Instant, Event)>,
+/// Three joined cores, settled for 3 s, no events kept.
+fn ring() -> Net {
+    let mut ring = Net::with_config(&ids(), NodeConfig::default);
+    ring.join_all(Duration::from_secs(3));
+    ring.events.clear();
+    ring
 }
 
-impl Ring {
-    fn new() -> Self {
-        let ids = ids();
-        let mut ring = Ring {
-            nodes: ids
-                .iter()
-                .map(|&id| Node::new(id, NodeConfig::default()))
-                .collect(),
-            now: base_instant(),
-            events0: Vec::new(),
-        };
-        let now = ring.now;
-        ring.nodes[0].start_alone(now);
-        for i in 1..N {
-            let now = ring.now;
-            ring.nodes[i].join(now, ids[0]);
-            ring.pump();
-            assert!(ring.nodes[i].is_joined(), "node {i} joined");
-        }
-        ring.run_for(Duration::from_secs(3));
-        ring.events0.clear();
-        ring
-    }
-
-    fn collect_events(&mut self) {
-        for (i, n) in self.nodes.iter_mut().enumerate() {
-            while let Some(e) = n.poll_event() {
-                if i == 0 {
-                    self.events0.push((self.now, e));
-                }
-            }
-        }
-    }
-
-    /// Moves frames between all nodes until none is left (bounded), 1 ms per round.
-    fn pump(&mut self) {
-        for _ in 0..10_000 {
-            let mut moved = Vec::new();
-            for (i, n) in self.nodes.iter_mut().enumerate() {
-                while let Some(t) = n.poll_transmit() {
-                    moved.push((i, t));
-                }
-            }
-            self.collect_events();
-            if moved.is_empty() {
-                return;
-            }
-            self.now += Duration::from_millis(1);
-            for (i, t) in moved {
-                self.deliver(i, t);
-            }
-        }
-        panic!("frames still moving after 10,000 rounds");
-    }
-
-    fn deliver(&mut self, from: usize, t: Transmit) {
-        let from = self.nodes[from].id();
-        if let Some(j) = self.nodes.iter().position(|n| n.id() == t.to) {
-            let now = self.now;
-            self.nodes[j].handle(now, from, t.frame);
-        }
-    }
-
-    /// Runs every node's timers for `d` of virtual time in 10 ms steps, moving frames.
-    fn run_for(&mut self, d: Duration) {
-        let end = self.now + d;
-        while self.now < end {
-            self.now += Duration::from_millis(10);
-            for n in &mut self.nodes {
-                n.handle_timeout(self.now);
-            }
-            self.pump();
-        }
-    }
-
+impl Net {
     /// Node 0 alone, with no links: every DATA frame it sends is held (and reported
     /// waiting for its link when `report` is true) until `until`, in 10 ms steps. The
     /// held frames are collected in `held`, each once; retransmissions of held frames
@@ -135,7 +62,7 @@ impl Ring {
                 }
             }
             while let Some(e) = self.nodes[0].poll_event() {
-                self.events0.push((now, e));
+                self.events.push((now, 0, e));
             }
             if self.now >= until {
                 return resent;
@@ -147,10 +74,9 @@ impl Ring {
     }
 
     fn failures0(&self, p: Id) -> Vec<Instant> {
-        self.events0
-            .iter()
-            .filter(|(_, e)| *e == Event::PeerFailed(p))
-            .map(|(t, _)| *t)
+        self.events_of(0)
+            .filter(|(_, e)| **e == Event::PeerFailed(p))
+            .map(|(t, _)| t)
             .collect()
     }
 }
@@ -164,7 +90,7 @@ fn fetch_spec() -> Vec<FetchSpec> {
 }
 
 /// Starts a fetch of a resource node 1 is responsible for (node 0's first hop: node 1).
-fn fetch_via_node1(ring: &mut Ring, ids: &[Id]) -> u64 {
+fn fetch_via_node1(ring: &mut Net, ids: &[Id]) -> u64 {
     let now = ring.now;
     ring.nodes[0].fetch(now, Id(ids[1].0 - 10), fetch_spec())
 }
@@ -177,7 +103,7 @@ fn is_fetch_to(t: &Transmit, to: Id) -> bool {
 #[test]
 fn a_frame_waiting_for_its_link_counts_against_the_peer_only_after_the_setup_budget() {
     let ids = ids();
-    let mut ring = Ring::new();
+    let mut ring = ring();
     let t0 = ring.now;
     fetch_via_node1(&mut ring, &ids);
     let mut held = Vec::new();
@@ -214,7 +140,7 @@ fn a_frame_waiting_for_its_link_counts_against_the_peer_only_after_the_setup_bud
 fn without_the_report_the_retransmission_budget_fails_the_peer_after_1_25_s() {
     // The control: the same frame not reported as waiting for a link.
     let ids = ids();
-    let mut ring = Ring::new();
+    let mut ring = ring();
     let t0 = ring.now;
     fetch_via_node1(&mut ring, &ids);
     let mut held = Vec::new();
@@ -235,7 +161,7 @@ fn without_the_report_the_retransmission_budget_fails_the_peer_after_1_25_s() {
 #[test]
 fn a_link_that_comes_up_within_the_budget_carries_the_frame_and_the_peer_lives() {
     let ids = ids();
-    let mut ring = Ring::new();
+    let mut ring = ring();
     let t0 = ring.now;
     let h = fetch_via_node1(&mut ring, &ids);
     let mut held = Vec::new();
@@ -250,8 +176,7 @@ fn a_link_that_comes_up_within_the_budget_carries_the_frame_and_the_peer_lives()
     ring.run_for(Duration::from_secs(3));
     assert!(ring.failures0(ids[1]).is_empty(), "node 1 never failed");
     let done = ring
-        .events0
-        .iter()
+        .events_of(0)
         .find_map(|(_, e)| match e {
             Event::Done { handle, result, .. } if *handle == h => Some(result.clone()),
             _ => None,
@@ -267,7 +192,7 @@ fn a_link_that_comes_up_within_the_budget_carries_the_frame_and_the_peer_lives()
 #[test]
 fn a_refused_connect_fails_the_peer_at_once() {
     let ids = ids();
-    let mut ring = Ring::new();
+    let mut ring = ring();
     let t0 = ring.now;
     let h = fetch_via_node1(&mut ring, &ids);
     let mut held = Vec::new();
@@ -293,8 +218,7 @@ fn a_refused_connect_fails_the_peer_at_once() {
     }
     ring.run_for(Duration::from_secs(5));
     let done = ring
-        .events0
-        .iter()
+        .events_of(0)
         .find_map(|(_, e)| match e {
             Event::Done { handle, result, .. } if *handle == h => Some(result.clone()),
             _ => None,
@@ -309,7 +233,7 @@ fn a_failed_attach_retransmits_the_frame_within_the_setup_budget() {
     // show the peer dead: the frame is retransmitted (the driver Attaches again), and
     // the setup budget still runs from the first wait.
     let ids = ids();
-    let mut ring = Ring::new();
+    let mut ring = ring();
     let t0 = ring.now;
     fetch_via_node1(&mut ring, &ids);
     let mut held = Vec::new();

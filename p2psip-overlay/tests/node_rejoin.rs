@@ -8,21 +8,16 @@
 //!
 //! Five sans-IO cores on a virtual clock, frames moved between them in memory.
 
-use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+mod common;
 
+use std::time::Duration;
+
+use common::Net;
 use p2psip_overlay::node::{Node, NodeConfig};
-use p2psip_overlay::sim::base_instant;
 use p2psip_overlay::storage::{FetchSpec, KindData, KindId, Select, Signer, StoredValue, ValueKey};
 use p2psip_overlay::topology::Id;
 
 const N: usize = 5;
-
-fn ids() -> Vec<Id> {
-    (0..N as u128)
-        .map(|i| Id((u128::MAX / N as u128) * i + 0x1234_5678 + i))
-        .collect()
-}
 
 /// The defaults with the driver's short dead-peer memory (5 s).
 fn config() -> NodeConfig {
@@ -32,48 +27,7 @@ fn config() -> NodeConfig {
     }
 }
 
-struct Ring {
-    nodes: Vec<Node>,
-    now: Instant,
-}
-
-impl Ring {
-    /// Moves frames until none is left (bounded), advancing the clock 1 ms per round.
-    fn pump(&mut self) {
-        for _ in 0..10_000 {
-            let mut moved = VecDeque::new();
-            for (i, n) in self.nodes.iter_mut().enumerate() {
-                while let Some(t) = n.poll_transmit() {
-                    moved.push_back((i, t));
-                }
-                while n.poll_event().is_some() {}
-            }
-            if moved.is_empty() {
-                return;
-            }
-            self.now += Duration::from_millis(1);
-            while let Some((i, t)) = moved.pop_front() {
-                let from = self.nodes[i].id();
-                if let Some(j) = self.nodes.iter().position(|n| n.id() == t.to) {
-                    self.nodes[j].handle(self.now, from, t.frame);
-                }
-            }
-        }
-        panic!("frames still moving after 10,000 rounds");
-    }
-
-    /// Runs the timers for `d` of virtual time in 10 ms steps, moving frames.
-    fn run_for(&mut self, d: Duration) {
-        let end = self.now + d;
-        while self.now < end {
-            self.now += Duration::from_millis(10);
-            for n in &mut self.nodes {
-                n.handle_timeout(self.now);
-            }
-            self.pump();
-        }
-    }
-
+impl Net {
     fn holds(&self, i: usize, resource: Id) -> bool {
         let spec = FetchSpec {
             kind: KindId::CHANNEL_RELAYS,
@@ -88,7 +42,7 @@ impl Ring {
 }
 
 /// Stores one value at `resource` through node 0 and lets replication settle.
-fn store(ring: &mut Ring, ids: &[Id], resource: Id) {
+fn store(ring: &mut Net, ids: &[Id], resource: Id) {
     let signer = Signer {
         node_id: ids[0],
         user_name: String::new(),
@@ -112,20 +66,9 @@ fn store(ring: &mut Ring, ids: &[Id], resource: Id) {
 
 #[test]
 fn peer_restarted_before_its_predecessor_noticed_gets_its_replicas_back() {
-    let ids = ids();
-    let mut ring = Ring {
-        nodes: ids.iter().map(|&id| Node::new(id, config())).collect(),
-        now: base_instant(),
-    };
-    let now = ring.now;
-    ring.nodes[0].start_alone(now);
-    for i in 1..N {
-        let now = ring.now;
-        ring.nodes[i].join(now, ids[0]);
-        ring.pump();
-        assert!(ring.nodes[i].is_joined(), "node {i} joined");
-    }
-    ring.run_for(Duration::from_secs(3));
+    let ids = common::spread_ids(N);
+    let mut ring = Net::with_config(&ids, config);
+    ring.join_all(Duration::from_secs(3));
     // a resource just before node 1's id: node 1 is responsible, 2, 3, 4 hold replicas
     let resource = Id(ids[1].0 - 10);
     store(&mut ring, &ids, resource);

@@ -13,19 +13,20 @@
 //! Five sans-IO cores on a virtual clock; frames for a Node-ID reach whichever process
 //! has it now (the restarted peer keeps its address). Time bounds are virtual.
 
-use std::time::{Duration, Instant};
+mod common;
 
+use std::time::Duration;
+
+use common::Net;
 use p2psip_overlay::node::msg::{error_code::NOT_FOUND, Body, Dest, Frame, Message};
-use p2psip_overlay::node::{Event, Node, NodeConfig};
+use p2psip_overlay::node::{Node, NodeConfig};
 use p2psip_overlay::sim::base_instant;
 use p2psip_overlay::topology::Id;
 
 const N: usize = 5;
 
 fn ids() -> Vec<Id> {
-    (0..N as u128)
-        .map(|i| Id((u128::MAX / N as u128) * i + 0x1234_5678 + i))
-        .collect()
+    common::spread_ids(N)
 }
 
 /// The driver's core settings (3 s transactions, 5 s dead-peer memory, 2 s updates).
@@ -39,86 +40,15 @@ fn config() -> NodeConfig {
     }
 }
 
-struct Ring {
-    nodes: Vec<Node>,
-    now: Instant,
-    failed: Vec<(usize, Id)>,
-    /// Requests refused as via-list loops.
-    loops: usize,
+/// Five joined cores with the driver's settings and its loop refusal, settled for 5 s.
+fn ring() -> Net {
+    let mut ring = Net::with_config(&ids(), config);
+    ring.refuse_loops = true;
+    ring.join_all(Duration::from_secs(5));
+    ring
 }
 
-impl Ring {
-    fn new() -> Self {
-        let ids = ids();
-        let mut ring = Ring {
-            nodes: ids.iter().map(|&id| Node::new(id, config())).collect(),
-            now: base_instant(),
-            failed: Vec::new(),
-            loops: 0,
-        };
-        let now = ring.now;
-        ring.nodes[0].start_alone(now);
-        for i in 1..N {
-            let now = ring.now;
-            ring.nodes[i].join(now, ids[0]);
-            ring.pump();
-            assert!(ring.nodes[i].is_joined(), "node {i} joined");
-        }
-        ring.run_for(Duration::from_secs(5));
-        ring
-    }
-
-    /// Moves frames until none is left (bounded), 1 ms per round.
-    fn pump(&mut self) {
-        for _ in 0..10_000 {
-            let mut moved = Vec::new();
-            for (i, n) in self.nodes.iter_mut().enumerate() {
-                while let Some(t) = n.poll_transmit() {
-                    moved.push((i, t));
-                }
-                while let Some(e) = n.poll_event() {
-                    if let Event::PeerFailed(p) = e {
-                        self.failed.push((i, p));
-                    }
-                }
-            }
-            if moved.is_empty() {
-                return;
-            }
-            self.now += Duration::from_millis(1);
-            for (i, t) in moved {
-                let from = self.nodes[i].id();
-                let Some(j) = self.nodes.iter().position(|n| n.id() == t.to) else {
-                    continue;
-                };
-                // the driver's message layer refuses a request whose via list holds
-                // the receiving peer (a loop; RFC 6940 section 6.2.2) before the core
-                if let Frame::Data { msg, .. } = &t.frame {
-                    if !msg.body.is_response() && msg.via.contains(&t.to) {
-                        let (txid, via) = (msg.txid, msg.via.clone());
-                        self.loops += 1;
-                        self.nodes[j].answer_error(self.now, from, txid, via, NOT_FOUND, "loop");
-                        continue;
-                    }
-                }
-                self.nodes[j].handle(self.now, from, t.frame);
-            }
-        }
-        panic!("frames still moving after 10,000 rounds");
-    }
-
-    /// Runs the timers for `d` of virtual time in 10 ms steps, moving frames.
-    fn run_for(&mut self, d: Duration) {
-        let end = self.now + d;
-        while self.now < end {
-            self.now += Duration::from_millis(10);
-            for n in &mut self.nodes {
-                n.handle_timeout(self.now);
-            }
-            self.pump();
-        }
-    }
-
+impl Net {
     /// Restarts node `i` (kill -9: no Leave; a new process, same Node-ID, nothing
     /// stored) and joins it through `bootstrap`; the virtual time it took to join,
     /// bounded by 30 s.
@@ -141,10 +71,10 @@ impl Ring {
     fn kill_until_failed(&mut self, i: usize, by: &[usize]) {
         let id = self.nodes[i].id();
         self.nodes[i] = Node::new(id, config());
-        self.failed.clear();
+        self.events.clear();
         let t0 = self.now;
         while self.now < t0 + Duration::from_secs(10)
-            && !by.iter().all(|&j| self.failed.contains(&(j, id)))
+            && !by.iter().all(|&j| self.failed().contains(&(j, id)))
         {
             self.run_for(Duration::from_millis(10));
         }
@@ -158,7 +88,7 @@ impl Ring {
 #[test]
 fn a_peer_restarted_before_its_neighbours_noticed_rejoins_at_once() {
     let ids = ids();
-    let mut ring = Ring::new();
+    let mut ring = ring();
     for i in [1, 3] {
         assert!(ring.lists(i, ids[2]), "node {i} lists node 2");
     }
@@ -190,15 +120,15 @@ fn a_peer_restarted_before_its_neighbours_noticed_rejoins_at_once() {
 #[test]
 fn a_peer_restarted_right_after_its_neighbours_failed_it_rejoins_at_once() {
     let ids = ids();
-    let mut ring = Ring::new();
+    let mut ring = ring();
     // kill -9; the neighbours fail it
     let id = ids[2];
     ring.kill_until_failed(2, &[1, 3]);
     for i in [1, 3] {
         assert!(
-            ring.failed.contains(&(i, id)),
+            ring.failed().contains(&(i, id)),
             "node {i} failed node 2: {:?}",
-            ring.failed
+            ring.failed()
         );
         assert!(!ring.lists(i, id), "node {i} no longer lists node 2");
     }
@@ -220,7 +150,7 @@ fn a_peer_restarted_right_after_its_neighbours_failed_it_rejoins_at_once() {
 #[test]
 fn a_peer_restarted_right_after_being_failed_rejoins_through_a_distant_bootstrap() {
     let ids = ids();
-    let mut ring = Ring::new();
+    let mut ring = ring();
     let id = ids[2];
     ring.kill_until_failed(2, &[1, 3]);
     assert!(
