@@ -962,10 +962,20 @@ impl Node {
         now: Instant,
         from: Id,
         txid: u64,
-        mut via: Vec<Id>,
+        via: Vec<Id>,
         code: u16,
         reason: &str,
     ) {
+        let body = Body::Error {
+            code,
+            reason: reason.into(),
+        };
+        self.answer_with(now, from, txid, via, body);
+    }
+
+    /// Answers the request (`txid`, `via`) that arrived from neighbour `from` with `body`,
+    /// routed back along the via list (RFC 6940 section 6.2.2).
+    fn answer_with(&mut self, now: Instant, from: Id, txid: u64, mut via: Vec<Id>, body: Body) {
         if matches!(self.state, State::Left | State::Idle) || via.len() > 255 {
             return;
         }
@@ -977,14 +987,7 @@ impl Node {
             dest: Vec::new(),
             body: Body::PingReq,
         };
-        self.respond(
-            now,
-            &req,
-            Body::Error {
-                code,
-                reason: reason.into(),
-            },
-        );
+        self.respond(now, &req, body);
         self.after(now);
     }
 
@@ -995,22 +998,10 @@ impl Node {
         now: Instant,
         from: Id,
         txid: u64,
-        mut via: Vec<Id>,
+        via: Vec<Id>,
         kinds: Vec<KindId>,
     ) {
-        if matches!(self.state, State::Left | State::Idle) || via.len() > 255 {
-            return;
-        }
-        via.push(from);
-        let req = Message {
-            txid,
-            ttl: 0,
-            via,
-            dest: Vec::new(),
-            body: Body::PingReq,
-        };
-        self.respond(now, &req, Body::UnknownKinds { kinds });
-        self.after(now);
+        self.answer_with(now, from, txid, via, Body::UnknownKinds { kinds });
     }
 
     /// Handle a message addressed here. `to_resource` is true when it was
