@@ -2,38 +2,26 @@
 //! store through one, fetch through every other, one peer leaves, fetch again. Peers learn
 //! each other's addresses by Attach (counted); every PDU sent is tshark-checked.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use p2psip_overlay::cert::DevCa;
-use p2psip_overlay::driver::{start, DriverConfig, OverlayHandle};
-use p2psip_overlay::link::LinkConfig;
+use p2psip_overlay::driver::OverlayHandle;
 use p2psip_overlay::storage::KindId;
 use p2psip_overlay::wire::pcap::{message_codes, tshark_check, TsharkOutcome};
 use p2psip_overlay::wire::NodeId;
 
-type Record = Arc<Mutex<Vec<Vec<u8>>>>;
+mod common;
+use common::Record;
 
+/// The peer with Node-ID `n`.
 async fn peer(
     ca: &DevCa,
     n: u128,
     bootstrap: Option<std::net::SocketAddr>,
     record: &Record,
 ) -> OverlayHandle {
-    let id = NodeId::from_u128(n);
-    let link = LinkConfig::new(
-        "iptv.test",
-        ca.issue(id, None).unwrap(),
-        vec![ca.root_der()],
-    );
-    let mut cfg = DriverConfig::new(link, "127.0.0.1:0".parse().unwrap(), bootstrap);
-    cfg.record = Some(Arc::clone(record));
-    let (h, _task) = start(cfg).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(20), h.joined())
-        .await
-        .expect("joined in time")
-        .unwrap();
-    h
+    common::tls_peer(ca, NodeId::from_u128(n), None, bootstrap, record).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

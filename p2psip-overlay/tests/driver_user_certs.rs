@@ -11,45 +11,23 @@
 //! Resource-ID (A is responsible for alice: the local path, then replicas), peer B's is
 //! bob's (A's store for bob goes over the overlay to B), peer C's is carol's.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use p2psip_overlay::cert::{DevCa, NodeIdentity};
-use p2psip_overlay::driver::{resource_id, start, DriverConfig, DriverError, OverlayHandle};
-use p2psip_overlay::link::LinkConfig;
+use p2psip_overlay::driver::{resource_id, DriverError, OverlayHandle};
 use p2psip_overlay::node::msg::error_code;
 use p2psip_overlay::node::RequestError;
 use p2psip_overlay::storage::KindId;
 use p2psip_overlay::wire::pcap::{tshark_check, TsharkOutcome};
 use p2psip_overlay::wire::NodeId;
 
-type Record = Arc<Mutex<Vec<Vec<u8>>>>;
+mod common;
+use common::{tls_peer as peer, Record};
 
 const ALICE: &str = "alice@lab.test";
 const BOB: &str = "bob@lab.test";
 const CAROL: &str = "carol@lab.test";
-
-async fn peer(
-    ca: &DevCa,
-    id: NodeId,
-    user: Option<&str>,
-    bootstrap: Option<std::net::SocketAddr>,
-    record: &Record,
-) -> OverlayHandle {
-    let link = LinkConfig::new(
-        "iptv.test",
-        ca.issue(id, user).unwrap(),
-        vec![ca.root_der()],
-    );
-    let mut cfg = DriverConfig::new(link, "127.0.0.1:0".parse().unwrap(), bootstrap);
-    cfg.record = Some(Arc::clone(record));
-    let (h, _task) = start(cfg).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(20), h.joined())
-        .await
-        .expect("joined in time")
-        .unwrap();
-    h
-}
 
 fn node_of(name: &str) -> NodeId {
     NodeId::from_u128(resource_id(name.as_bytes()).0)

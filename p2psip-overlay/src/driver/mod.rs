@@ -663,11 +663,7 @@ impl Driver {
                     let _ = reply.send(Err(DriverError::UnknownKind(kind.0)));
                     return;
                 };
-                let select = match def.model {
-                    DataModel::Single => Select::Single,
-                    DataModel::Array => Select::Indices(vec![(0, u32::MAX - 1)]),
-                    DataModel::Dictionary => Select::Keys(Vec::new()),
-                };
+                let select = select_all(def.model);
                 let h = self.peer.node.fetch(
                     now,
                     resource,
@@ -688,11 +684,7 @@ impl Driver {
                     let _ = reply.send(Err(DriverError::UnknownKind(kind.0)));
                     return;
                 };
-                let select = match def.model {
-                    DataModel::Single => Select::Single,
-                    DataModel::Array => Select::Indices(vec![(0, u32::MAX - 1)]),
-                    DataModel::Dictionary => Select::Keys(Vec::new()),
-                };
+                let select = select_all(def.model);
                 let spec = FetchSpec {
                     kind,
                     generation: 0,

@@ -1,6 +1,7 @@
 //! A virtual network for the sans-IO overlay core (`p2psip_overlay::node::Node`), shared
 //! by the `node_*` tests: cores on a virtual clock, frames moved between them in memory
-//! (1 ms per round), timers run in 10 ms steps. Each test binary uses a part of it.
+//! (1 ms per round), timers run in 10 ms steps. Also [`tls_peer`], one real peer of the tokio
+//! driver over TLS on 127.0.0.1, for the `driver_*` tests. Each test binary uses a part of it.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -159,4 +160,33 @@ impl Net {
             })
             .collect()
     }
+}
+
+/// Every PDU the driver peers of a test sent, for the tshark check.
+pub type Record = std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>;
+
+/// A peer of the tokio driver on 127.0.0.1 with Node-ID `id` (and `user` in its certificate)
+/// from the dev CA, recording its PDUs into `record`, joined through `bootstrap` (none: it
+/// starts the overlay) within 20 s.
+pub async fn tls_peer(
+    ca: &p2psip_overlay::cert::DevCa,
+    id: p2psip_overlay::wire::NodeId,
+    user: Option<&str>,
+    bootstrap: Option<SocketAddr>,
+    record: &Record,
+) -> p2psip_overlay::driver::OverlayHandle {
+    let link = p2psip_overlay::link::LinkConfig::new(
+        "iptv.test",
+        ca.issue(id, user).unwrap(),
+        vec![ca.root_der()],
+    );
+    let mut cfg =
+        p2psip_overlay::driver::DriverConfig::new(link, "127.0.0.1:0".parse().unwrap(), bootstrap);
+    cfg.record = Some(std::sync::Arc::clone(record));
+    let (h, _task) = p2psip_overlay::driver::start(cfg).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), h.joined())
+        .await
+        .expect("joined in time")
+        .unwrap();
+    h
 }
