@@ -1455,8 +1455,6 @@ impl Viewer {
     }
 }
 
-/// Copy what follows the fixed header of `datagram` (a packet [`rtp::parse`] accepted) into the
-/// arena once; returns its range there.
 /// Whether `from` is the RTCP address of a downstream relay pulling `channel` from us (the
 /// address its ingest gave in its attach, where its RTCP for the channel comes from; a
 /// wildcard IP there matches by port).
@@ -1466,14 +1464,10 @@ fn is_downstream_rtcp(
     channel: &ChannelId,
     from: SocketAddr,
 ) -> bool {
-    channels.get(channel).is_some_and(|c| {
-        c.viewers.iter().any(|&s| {
-            viewers.get(s).and_then(Option::as_ref).is_some_and(|v| {
-                v.downstream
-                    && (v.rtcp_dest == from
-                        || (v.rtcp_dest.ip().is_unspecified() && v.rtcp_dest.port() == from.port()))
-            })
-        })
+    any_viewer_of(channels, viewers, channel, |v| {
+        v.downstream
+            && (v.rtcp_dest == from
+                || (v.rtcp_dest.ip().is_unspecified() && v.rtcp_dest.port() == from.port()))
     })
 }
 
@@ -1484,16 +1478,27 @@ fn is_viewer_address(
     channel: &ChannelId,
     from: SocketAddr,
 ) -> bool {
-    channels.get(channel).is_some_and(|c| {
-        c.viewers.iter().any(|&s| {
-            viewers
-                .get(s)
-                .and_then(Option::as_ref)
-                .is_some_and(|v| !v.downstream && (v.rtcp_dest == from || v.rtp_dest == from))
-        })
+    any_viewer_of(channels, viewers, channel, |v| {
+        !v.downstream && (v.rtcp_dest == from || v.rtp_dest == from)
     })
 }
 
+/// Whether some viewer of `channel` (downstream relays included) satisfies `pred`.
+fn any_viewer_of(
+    channels: &HashMap<ChannelId, Channel>,
+    viewers: &[Option<Viewer>],
+    channel: &ChannelId,
+    pred: impl Fn(&Viewer) -> bool,
+) -> bool {
+    channels.get(channel).is_some_and(|c| {
+        c.viewers
+            .iter()
+            .any(|&s| viewers.get(s).and_then(Option::as_ref).is_some_and(&pred))
+    })
+}
+
+/// Copy what follows the fixed header of `datagram` (a packet [`rtp::parse`] accepted) into the
+/// arena once; returns its range there.
 fn copy_body(arena: &mut Vec<u8>, datagram: &[u8]) -> Option<(usize, usize)> {
     let body = datagram.get(rtp::FIXED_HEADER_LEN..)?;
     let start = arena.len();
